@@ -1,0 +1,52 @@
+# imaforge: `make demo` and `make test` are the two commands a fresh Debian machine needs.
+GO        ?= go
+BIN       := bin/imaforge
+PKG       := github.com/imaforge/imaforge
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+SHARED    ?= ../shared
+GOTESTFLAGS ?= -count=1 -timeout 40m
+
+.PHONY: all build test unit acceptance e2e demo bench fuzz lint deps clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/imaforge
+
+deps:
+	scripts/install-deps.sh
+
+# The whole suite: peers installed, unit and peer tests, the kernel end to end,
+# and the shared acceptance checks when ../shared is present.
+test: deps build lint unit e2e acceptance
+
+unit:
+	$(GO) test $(GOTESTFLAGS) ./...
+
+e2e: build
+	scripts/kernel-e2e/run.sh
+
+acceptance: build
+	scripts/acceptance.sh $(SHARED)
+
+demo: build
+	scripts/demo.sh
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+	scripts/bench-peer.sh
+
+# Short fuzzing of every parser; crashers land in testdata/fuzz as regression cases.
+FUZZTIME ?= 30s
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+clean:
+	rm -rf bin

@@ -1,0 +1,87 @@
+// Command imaforge builds signed, reproducible SquashFS firmware images that a
+// Linux kernel with IMA appraisal accepts.
+//
+// Messages follow one style: errors are printed to stderr as
+//
+//	imaforge: error: <what went wrong, naming the file, line or path>
+//
+// with any hint on its own following line. Exit codes: 0 success, 1 the
+// operation failed (a bad signature, a failed build), 2 usage or input errors
+// (bad flags, a malformed manifest).
+//
+// Each subcommand lives in its own file and registers itself with register;
+// the logic lives in importable packages, never here.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// commands is filled by register calls in the init functions of the
+// per-command files.
+var commands []*cli.Command
+
+func register(c *cli.Command) { commands = append(commands, c) }
+
+// exitError carries an exit code through urfave/cli.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageErr marks err as a usage or input error (exit code 2).
+func usageErr(err error) error { return &exitError{code: 2, err: err} }
+
+// usageErrf formats a usage error.
+func usageErrf(format string, args ...any) error { return usageErr(fmt.Errorf(format, args...)) }
+
+func newApp() *cli.App {
+	sort.Slice(commands, func(i, j int) bool { return commands[i].Name < commands[j].Name })
+	return &cli.App{
+		Name:                 "imaforge",
+		Usage:                "build signed, reproducible SquashFS images for Linux IMA appraisal",
+		Commands:             commands,
+		EnableBashCompletion: true,
+		HideHelpCommand:      true,
+		OnUsageError: func(c *cli.Context, err error, isSubcommand bool) error {
+			return usageErr(err)
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newApp().RunContext(ctx, os.Args)
+	stop()
+	os.Exit(report(err))
+}
+
+// report prints err in the documented style and returns the exit code.
+func report(err error) int {
+	if err == nil {
+		return 0
+	}
+	code := 1
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	var ce cli.ExitCoder
+	if ee == nil && errors.As(err, &ce) {
+		code = 2 // urfave/cli's own errors are all about usage
+	}
+	fmt.Fprintf(os.Stderr, "imaforge: error: %v\n", err)
+	return code
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Install what imaforge's tests need, idempotently. On Debian as root it
+# installs the missing packages; as any other user it names them and fails.
+set -euo pipefail
+
+# package:command-that-proves-it-is-installed
+PKGS=(
+  ima-evm-utils:evmctl
+  squashfs-tools:mksquashfs
+  squashfs-tools-ng:sqfs2tar
+  softhsm2:softhsm2-util
+  opensc:pkcs11-tool
+  keyutils:keyctl
+  attr:getfattr
+  openssl:openssl
+  libssl-dev:/usr/include/openssl/evp.h
+  gcc:gcc
+  python3:python3
+  qemu-system-x86:qemu-system-x86_64
+  busybox-static:/bin/busybox
+  cpio:cpio
+  zstd:zstd
+  xz-utils:xz
+  cryptsetup-bin:veritysetup
+  util-linux:setpriv
+  hyperfine:hyperfine
+)
+
+missing=()
+for entry in "${PKGS[@]}"; do
+  pkg=${entry%%:*} probe=${entry#*:}
+  if [[ $probe == /* ]]; then
+    [ -e "$probe" ] || missing+=("$pkg")
+  else
+    command -v "$probe" >/dev/null 2>&1 || missing+=("$pkg")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all test dependencies present"
+  exit 0
+fi
+
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-deps: missing packages: ${missing[*]}" >&2
+  echo "install-deps: as root on Debian run: apt-get update && apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"
