@@ -1,0 +1,369 @@
+package squashfs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/klauspost/compress/zlib"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+	"github.com/ulikunitz/xz"
+)
+
+// Compressors, as squashfs-tools (gzip_wrapper.c, zstd_wrapper.c,
+// xz_wrapper.c, lz4_wrapper.c) and the kernel (fs/squashfs/*_wrapper.c)
+// define the block formats:
+//
+//   - gzip: a zlib stream (RFC 1950: 2-byte header, deflate, Adler-32), one per block.
+//   - zstd: one zstd frame per block (ZSTD_compress output).
+//   - xz: one .xz stream per block, LZMA2 with a CRC32 check, dictionary at
+//     most the dictionary size in the options record (default: the block size).
+//   - lz4: a raw LZ4 block with no frame ("LZ4_LEGACY" in the options record
+//     names this, the only version the kernel accepts).
+//
+// A block (data, fragment or metadata) is stored uncompressed when
+// compression does not make it shorter.
+
+// Default levels, as mksquashfs 4.5 uses them.
+const (
+	DefaultGzipLevel = 9  // GZIP_DEFAULT_COMPRESSION_LEVEL
+	DefaultZstdLevel = 15 // ZSTD_DEFAULT_COMPRESSION_LEVEL
+)
+
+// blockEncoder compresses one block; it is used by one goroutine at a time.
+// encode may reuse dst's storage and returns the compressed bytes.
+type blockEncoder interface {
+	encode(dst, src []byte) ([]byte, error)
+}
+
+// codec compresses blocks for one compressor, level and block size. Its
+// methods are safe for concurrent use (encoders come from a pool).
+type codec struct {
+	comp      Compression // as asked; CompNone stores everything
+	level     int         // effective level
+	blockSize int
+	pool      sync.Pool // of blockEncoder
+	newEnc    func() (blockEncoder, error)
+}
+
+// newCodec validates level (0 = the compressor's default) for comp.
+func newCodec(comp Compression, level, blockSize int) (*codec, error) {
+	c := &codec{comp: comp, level: level, blockSize: blockSize}
+	switch comp {
+	case CompNone:
+		if level != 0 {
+			return nil, fmt.Errorf("squashfs: compression none takes no level (got %d)", level)
+		}
+		c.newEnc = func() (blockEncoder, error) { return nil, nil }
+	case Gzip:
+		if c.level == 0 {
+			c.level = DefaultGzipLevel
+		}
+		if c.level < 1 || c.level > 9 {
+			return nil, fmt.Errorf("squashfs: gzip level %d out of range 1..9", level)
+		}
+		c.newEnc = func() (blockEncoder, error) { return newZlibEncoder(c.level) }
+	case Zstd:
+		if c.level == 0 {
+			c.level = DefaultZstdLevel
+		}
+		if c.level < 1 || c.level > 22 {
+			return nil, fmt.Errorf("squashfs: zstd level %d out of range 1..22", level)
+		}
+		c.newEnc = func() (blockEncoder, error) { return newZstdEncoder(c.level, blockSize) }
+	case XZ:
+		// mksquashfs's xz has no level option (-Xdict-size and -Xbcj only).
+		if level != 0 {
+			return nil, fmt.Errorf("squashfs: xz takes no level (got %d)", level)
+		}
+		c.newEnc = func() (blockEncoder, error) { return newXZEncoder(blockSize) }
+	case LZ4:
+		// 0 (or 1): the fast compressor, as mksquashfs's default; 2..9: the
+		// high-compression compressor at that depth (mksquashfs -Xhc).
+		if c.level < 0 || c.level > 9 {
+			return nil, fmt.Errorf("squashfs: lz4 level %d out of range 0..9", level)
+		}
+		c.newEnc = func() (blockEncoder, error) { return newLZ4Encoder(c.level), nil }
+	default:
+		return nil, fmt.Errorf("%w: %v", ErrUnsupportedCompression, comp)
+	}
+	return c, nil
+}
+
+// id is the compressor id stored in the superblock. An image without
+// compression records gzip (the kernel needs some decompressor) and sets the
+// uncompressed flags, as mksquashfs -noI -noD -noF -noX does.
+func (c *codec) id() Compression {
+	if c.comp == CompNone {
+		return Gzip
+	}
+	return c.comp
+}
+
+// flags returns the superblock flags this codec implies.
+func (c *codec) flags() uint16 {
+	if c.comp == CompNone {
+		return FlagUncompressedInodes | FlagUncompressedData | FlagUncompressedFragments |
+			FlagUncompressedXattrs | FlagUncompressedIDs
+	}
+	return 0
+}
+
+// options returns the compressor options record mksquashfs would write
+// (nil when it writes none): gzip and zstd only at a non-default level, lz4
+// always (the kernel checks its version), xz never (default dictionary).
+func (c *codec) options() []byte {
+	switch c.comp {
+	case Gzip:
+		if c.level != DefaultGzipLevel {
+			o := GzipOptions{Level: uint32(c.level), WindowSize: 15}
+			return o.appendTo(nil)
+		}
+	case Zstd:
+		if c.level != DefaultZstdLevel {
+			o := ZstdOptions{Level: uint32(c.level)}
+			return o.appendTo(nil)
+		}
+	case LZ4:
+		o := LZ4Options{Version: LZ4Legacy}
+		if c.level > 1 {
+			o.Flags = LZ4HC
+		}
+		return o.appendTo(nil)
+	}
+	return nil
+}
+
+// compress compresses src. It returns the bytes to store and whether they
+// are compressed: src itself (false) when compression does not shrink it.
+// dst is scratch storage the result may live in.
+func (c *codec) compress(dst, src []byte) ([]byte, bool, error) {
+	if c.comp == CompNone || len(src) == 0 {
+		return src, false, nil
+	}
+	e, _ := c.pool.Get().(blockEncoder)
+	if e == nil {
+		var err error
+		if e, err = c.newEnc(); err != nil {
+			return nil, false, err
+		}
+	}
+	out, err := e.encode(dst, src)
+	c.pool.Put(e)
+	if err != nil {
+		return nil, false, fmt.Errorf("squashfs: %v compression: %w", c.comp, err)
+	}
+	if len(out) >= len(src) {
+		return src, false, nil
+	}
+	return out, true, nil
+}
+
+// zlibEncoder is gzip_wrapper.c's compress2 equivalent.
+type zlibEncoder struct {
+	buf bytes.Buffer
+	w   *zlib.Writer
+}
+
+func newZlibEncoder(level int) (*zlibEncoder, error) {
+	e := &zlibEncoder{}
+	w, err := zlib.NewWriterLevel(&e.buf, level)
+	if err != nil {
+		return nil, err
+	}
+	e.w = w
+	return e, nil
+}
+
+func (e *zlibEncoder) encode(dst, src []byte) ([]byte, error) {
+	e.buf = *bytes.NewBuffer(dst[:0])
+	e.w.Reset(&e.buf)
+	if _, err := e.w.Write(src); err != nil {
+		return nil, err
+	}
+	if err := e.w.Close(); err != nil {
+		return nil, err
+	}
+	return e.buf.Bytes(), nil
+}
+
+// xzEncoder writes one .xz stream per block (xz_wrapper.c: LZMA2, CRC32,
+// dictionary = block size).
+type xzEncoder struct {
+	cfg xz.WriterConfig
+	buf bytes.Buffer
+}
+
+func newXZEncoder(blockSize int) (*xzEncoder, error) {
+	e := &xzEncoder{cfg: xz.WriterConfig{DictCap: blockSize, CheckSum: xz.CRC32, BlockSize: int64(blockSize) * 2}}
+	if err := e.cfg.Verify(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *xzEncoder) encode(dst, src []byte) ([]byte, error) {
+	e.buf = *bytes.NewBuffer(dst[:0])
+	w, err := e.cfg.NewWriter(&e.buf)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(src); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return e.buf.Bytes(), nil
+}
+
+// lz4Encoder makes raw LZ4 blocks (lz4_wrapper.c LZ4_compress_default, or
+// LZ4_compress_HC with -Xhc).
+type lz4Encoder struct {
+	level int
+	fast  lz4.Compressor
+	hc    lz4.CompressorHC
+}
+
+func newLZ4Encoder(level int) *lz4Encoder {
+	e := &lz4Encoder{level: level}
+	if level > 1 {
+		e.hc.Level = lz4.CompressionLevel(1 << (8 + level))
+	}
+	return e
+}
+
+func (e *lz4Encoder) encode(dst, src []byte) ([]byte, error) {
+	bound := lz4.CompressBlockBound(len(src))
+	if cap(dst) < bound {
+		dst = make([]byte, bound)
+	}
+	dst = dst[:bound]
+	var n int
+	var err error
+	if e.level > 1 {
+		n, err = e.hc.CompressBlock(src, dst)
+	} else {
+		n, err = e.fast.CompressBlock(src, dst)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 { // incompressible
+		return src, nil
+	}
+	return dst[:n], nil
+}
+
+// klauspostZstdEncoder is the pure-Go zstd path.
+type klauspostZstdEncoder struct{ e *zstd.Encoder }
+
+func newKlauspostZstdEncoder(level, blockSize int) (*klauspostZstdEncoder, error) {
+	win := zstd.MinWindowSize
+	for win < blockSize {
+		win <<= 1
+	}
+	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
+		zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false), zstd.WithWindowSize(win),
+		zstd.WithSingleSegment(true), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		return nil, err
+	}
+	return &klauspostZstdEncoder{e: e}, nil
+}
+
+func (e *klauspostZstdEncoder) encode(dst, src []byte) ([]byte, error) {
+	return e.e.EncodeAll(src, dst[:0]), nil
+}
+
+// decompressor decompresses blocks of one compressor; safe for concurrent use.
+type decompressor struct {
+	comp Compression
+	zstd *zstd.Decoder
+}
+
+// newDecompressor returns a decompressor for the compressor id of an image.
+// opts is the compressor options record, or nil; it is checked as the kernel
+// checks it (lz4 version).
+func newDecompressor(comp Compression, opts []byte) (*decompressor, error) {
+	d := &decompressor{comp: comp}
+	switch comp {
+	case Gzip, XZ:
+	case LZ4:
+		if opts != nil {
+			var o LZ4Options
+			if _, err := o.decode(opts, SuperblockSize+2); err != nil {
+				return nil, err
+			}
+		}
+	case Zstd:
+		z, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxMemory(MaxBlockSize), zstd.WithDecoderMaxWindow(1<<24))
+		if err != nil {
+			return nil, err
+		}
+		d.zstd = z
+	default:
+		return nil, fmt.Errorf("%w: %v", ErrUnsupportedCompression, comp)
+	}
+	return d, nil
+}
+
+// errTooLarge reports a block that decompresses to more than allowed.
+var errTooLarge = errors.New("decompressed block larger than allowed")
+
+// decompress appends the decompressed form of src to dst[:0] and returns
+// it; a result longer than max bytes is an error (max is the block size for
+// data, MetadataSize for metadata), so a hostile image cannot make it
+// allocate more.
+func (d *decompressor) decompress(dst, src []byte, max int) ([]byte, error) {
+	dst = dst[:0]
+	switch d.comp {
+	case Gzip:
+		r, err := zlib.NewReader(bytes.NewReader(src))
+		if err != nil {
+			return nil, err
+		}
+		return readBounded(dst, r, max)
+	case XZ:
+		r, err := xz.NewReader(bytes.NewReader(src))
+		if err != nil {
+			return nil, err
+		}
+		return readBounded(dst, r, max)
+	case LZ4:
+		if cap(dst) < max {
+			dst = make([]byte, max)
+		}
+		n, err := lz4.UncompressBlock(src, dst[:max])
+		if err != nil {
+			return nil, err
+		}
+		return dst[:n], nil
+	case Zstd:
+		out, err := d.zstd.DecodeAll(src, dst)
+		if err != nil {
+			return nil, err
+		}
+		if len(out) > max {
+			return nil, errTooLarge
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("%w: %v", ErrUnsupportedCompression, d.comp)
+}
+
+func readBounded(dst []byte, r io.Reader, max int) ([]byte, error) {
+	buf := bytes.NewBuffer(dst)
+	n, err := buf.ReadFrom(io.LimitReader(r, int64(max)+1))
+	if err != nil {
+		return nil, err
+	}
+	if n > int64(max) {
+		return nil, errTooLarge
+	}
+	return buf.Bytes(), nil
+}
