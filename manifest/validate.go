@@ -1,0 +1,258 @@
+package manifest
+
+import (
+	"fmt"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// maxEpoch is the largest time SquashFS can store (32-bit seconds).
+const maxEpoch = 1<<32 - 1
+
+var keyNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// CleanImagePath checks an absolute path in the image and returns it
+// cleaned: it must start with "/", contain no NUL byte and no ".."
+// component.
+func CleanImagePath(p string) (string, error) {
+	switch {
+	case p == "":
+		return "", fmt.Errorf("empty path")
+	case strings.IndexByte(p, 0) >= 0:
+		return "", fmt.Errorf("path %q contains a NUL byte", p)
+	case !strings.HasPrefix(p, "/"):
+		return "", fmt.Errorf("path %q in the image must be absolute (start with /)", p)
+	}
+	for _, c := range strings.Split(p, "/") {
+		if c == ".." {
+			return "", fmt.Errorf("path %q contains a .. component", p)
+		}
+	}
+	return path.Clean(p), nil
+}
+
+// validate checks what the decoder cannot: required fields, references
+// between fields, and paths; it fills defaults and resolves host paths.
+func validate(m *Manifest, c *errs) {
+	if !m.Has("version") {
+		c.add(m.Pos, ErrMissing, "version: required (version: %d)", Version)
+	} else if m.Version != Version {
+		c.add(m.FieldPos("version"), ErrUnsupported, "version %d is not supported (this imaforge reads version %d)", m.Version, Version)
+	}
+
+	host := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return filepath.Clean(p)
+		}
+		return filepath.Join(m.Dir, p)
+	}
+	hostOpt := func(p string) string {
+		if p == "" {
+			return ""
+		}
+		return host(p)
+	}
+	keyRef := func(l *Located, label, field, name string) {
+		if name == "" {
+			return
+		}
+		if _, ok := m.Keys[name]; !ok {
+			msg := fmt.Sprintf("%s.%s: key %q is not defined in keys", label, field, name)
+			if s := suggest(name, m.KeyNames()); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			} else if len(m.Keys) > 0 {
+				msg += fmt.Sprintf(" (defined: %s)", strings.Join(m.KeyNames(), ", "))
+			}
+			c.add(l.FieldPos(field), ErrUndefinedKey, "%s", msg)
+		}
+	}
+	imagePath := func(l *Located, label, field string, p *string) {
+		if *p == "" {
+			c.add(l.FieldPos(field), ErrMissing, "%s.%s: required", label, field)
+			return
+		}
+		cp, err := CleanImagePath(*p)
+		if err != nil {
+			c.add(l.FieldPos(field), ErrInvalid, "%s.%s: %v", label, field, err)
+			return
+		}
+		*p = cp
+	}
+
+	// image
+	im := &m.Image
+	if im.Compression == "" {
+		im.Compression = DefaultCompression
+	}
+	if im.BlockSize == 0 {
+		im.BlockSize = DefaultBlockSize
+	}
+	if im.Level != nil {
+		lo, hi, _ := im.Compression.LevelRange()
+		switch {
+		case im.Compression == None:
+			c.add(im.FieldPos("level"), ErrInvalid, "image.level: compression none takes no level")
+		case *im.Level < lo || *im.Level > hi:
+			c.add(im.FieldPos("level"), ErrInvalid, "image.level: %d is out of range for %s (%d..%d)", *im.Level, im.Compression, lo, hi)
+		}
+	}
+	if im.Epoch < 0 || im.Epoch > maxEpoch {
+		c.add(im.FieldPos("epoch"), ErrInvalid, "image.epoch: %d is out of range (0..%d, SquashFS stores 32-bit times)", im.Epoch, int64(maxEpoch))
+	}
+	im.Output = hostOpt(im.Output)
+	keyRef(&im.Located, "image", "signature_key", im.SignatureKey)
+
+	if m.Hash == "" {
+		m.Hash = DefaultHash
+	}
+
+	// keys
+	for _, name := range m.KeyNames() {
+		k := m.Keys[name]
+		if k == nil {
+			c.add(m.FieldPos("keys"), ErrMissing, "keys.%s: cert and key required", name)
+			delete(m.Keys, name)
+			continue
+		}
+		k.Name = name
+		if !keyNameRE.MatchString(name) {
+			c.add(k.Pos, ErrInvalid, "key name %q: use letters, digits, '.', '_' and '-'", name)
+		}
+		if k.Cert == "" {
+			c.add(k.Pos, ErrMissing, "keys.%s.cert: required", name)
+		}
+		if k.Key == "" {
+			c.add(k.Pos, ErrMissing, "keys.%s.key: required", name)
+		}
+		if k.PassphraseEnv != "" && k.PassphraseFile != "" {
+			c.add(k.FieldPos("passphrase_file"), ErrInvalid, "keys.%s: passphrase_env and passphrase_file exclude each other", name)
+		}
+		if k.RelicConfig != "" && k.Backend() != "relic" {
+			c.add(k.FieldPos("relic_config"), ErrInvalid, "keys.%s: relic_config needs key: relic:NAME", name)
+		}
+		k.Cert = hostOpt(k.Cert)
+		if k.Backend() == "file" {
+			k.Key = hostOpt(k.Key)
+		}
+		k.PassphraseFile = hostOpt(k.PassphraseFile)
+		k.RelicConfig = hostOpt(k.RelicConfig)
+	}
+
+	// trust
+	if t := m.Trust; t != nil {
+		for _, l := range []*[]string{&t.Roots, &t.Intermediates, &t.CRLs} {
+			for i := range *l {
+				(*l)[i] = host((*l)[i])
+			}
+		}
+		if len(t.Roots) == 0 {
+			c.add(t.Pos, ErrMissing, "trust.roots: at least one root certificate required")
+		}
+	}
+
+	// sources
+	for i := range m.Sources {
+		s := &m.Sources[i]
+		if s.From == "" {
+			c.add(s.Pos, ErrMissing, "sources[%d].from: required", i)
+		} else {
+			s.From = host(s.From)
+		}
+		if s.To == "" {
+			s.To = "/"
+		}
+		imagePath(&s.Located, fmt.Sprintf("sources[%d]", i), "to", &s.To)
+		switch s.Format {
+		case "", "dir", "file", "tar":
+		default:
+			c.add(s.FieldPos("format"), ErrInvalid, "sources[%d].format: %q is not dir, file or tar", i, s.Format)
+		}
+	}
+	if len(m.Sources) == 0 && len(m.Entries) == 0 {
+		c.add(m.Pos, ErrMissing, "sources: at least one source (or declared entry) required")
+	}
+
+	// declared entries
+	entryAt := map[string]*Entry{}
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		imagePath(&e.Located, fmt.Sprintf("entries[%d]", i), "path", &e.Path)
+		if e.Type == "" {
+			c.add(e.Pos, ErrMissing, "entries[%d].type: required (dir, file, symlink, char, block, fifo or socket)", i)
+		}
+		if prev, dup := entryAt[e.Path]; dup && e.Path != "" {
+			c.add(e.Pos, ErrDuplicate, "entry %s already declared at line %d", e.Path, prev.Pos.Line)
+		}
+		entryAt[e.Path] = e
+		isDev := e.Type == TypeChar || e.Type == TypeBlock
+		if isDev && (e.Major == nil || e.Minor == nil) {
+			c.add(e.Pos, ErrMissing, "entry %s: a %s device needs major and minor", e.Path, e.Type)
+		}
+		if !isDev && (e.Major != nil || e.Minor != nil) {
+			c.add(e.FieldPos("major"), ErrInvalid, "entry %s: major and minor are for char and block devices", e.Path)
+		}
+		if e.Type == TypeSymlink && e.Target == "" {
+			c.add(e.Pos, ErrMissing, "entry %s: a symlink needs a target", e.Path)
+		}
+		if e.Type != TypeSymlink && e.Target != "" {
+			c.add(e.FieldPos("target"), ErrInvalid, "entry %s: target is for symlinks", e.Path)
+		}
+		if strings.IndexByte(e.Target, 0) >= 0 {
+			c.add(e.FieldPos("target"), ErrInvalid, "entry %s: target contains a NUL byte", e.Path)
+		}
+		if e.Type != TypeFile && e.Content != nil {
+			c.add(e.FieldPos("content"), ErrInvalid, "entry %s: content is for files", e.Path)
+		}
+		if e.Type == TypeSymlink && e.Mode != nil {
+			c.add(e.FieldPos("mode"), ErrInvalid, "entry %s: a symlink has no mode", e.Path)
+		}
+	}
+
+	// overrides
+	for i := range m.Overrides {
+		o := &m.Overrides[i]
+		if o.Match == "" {
+			c.add(o.Pos, ErrMissing, "overrides[%d].match: required", i)
+		}
+		if o.Mode == nil && o.UID == nil && o.GID == nil && len(o.Xattrs) == 0 {
+			c.add(o.Pos, ErrMissing, "overrides[%d]: set at least one of mode, uid, gid, xattrs", i)
+		}
+	}
+
+	// rules
+	for i := range m.Rules {
+		r := &m.Rules[i]
+		if r.Match == "" {
+			c.add(r.Pos, ErrMissing, "rules[%d].match: required", i)
+		}
+		switch {
+		case r.Signed() && r.Key == "":
+			c.add(r.Pos, ErrMissing, "rules[%d]: key required (or sign: false)", i)
+		case !r.Signed() && r.Key != "":
+			c.add(r.FieldPos("key"), ErrInvalid, "rules[%d]: key and sign: false exclude each other", i)
+		}
+		keyRef(&r.Located, fmt.Sprintf("rules[%d]", i), "key", r.Key)
+	}
+
+	// policy fragments
+	names := map[string]int{}
+	for i := range m.Policy {
+		f := &m.Policy[i]
+		if f.Name == "" {
+			c.add(f.Pos, ErrMissing, "policy[%d].name: required", i)
+		} else if l, dup := names[f.Name]; dup {
+			c.add(f.FieldPos("name"), ErrDuplicate, "policy fragment %q already defined at line %d", f.Name, l)
+		}
+		names[f.Name] = f.Pos.Line
+		imagePath(&f.Located, fmt.Sprintf("policy[%d]", i), "path", &f.Path)
+		if f.Key == "" {
+			c.add(f.Pos, ErrMissing, "policy[%d].key: required", i)
+		}
+		keyRef(&f.Located, fmt.Sprintf("policy[%d]", i), "key", f.Key)
+		if f.Rules == "" && len(f.Presets) == 0 {
+			c.add(f.Pos, ErrMissing, "policy[%d]: rules or presets required", i)
+		}
+	}
+}
