@@ -289,6 +289,17 @@ e2e_mksquashfs() {
     -quiet >/dev/null 2>&1 || e2e_die "mksquashfs $1 failed"
 }
 
+# e2e_patch_once FILE OLD NEW: replaces the only occurrence of OLD in FILE
+# with NEW (same length) in place.
+e2e_patch_once() {
+  local f=$1 old=$2 new=$3 offs n
+  [ ${#old} = ${#new} ] || e2e_die "patch: '$old' and '$new' differ in length"
+  offs=$(grep -obUaF "$old" "$f" | cut -d: -f1)
+  n=$(printf '%s\n' "$offs" | grep -c . || true)
+  [ "$n" = 1 ] || e2e_die "patch: '$old' found $n times in $f (need exactly 1)"
+  printf '%s' "$new" | dd of="$f" bs=1 seek="$offs" conv=notrunc status=none
+}
+
 # e2e_tamper IMAGE MARKER: flips one byte of the only occurrence of MARKER
 # (a file's data, stored uncompressed) in IMAGE.
 e2e_tamper() {

@@ -72,3 +72,85 @@ EOF
   cp "$meas" "$E2E_ARTIFACTS/enforce.ascii_runtime_measurements"
   cp "$k/ima.der" "$E2E_ARTIFACTS/enforce.ima.der"
 }
+
+# --- hierarchy: manufacturer root -> owner CA -> tenant IMA keys, enforced by
+# user-space restricted keyrings (keyctl restrict_keyring ... key_or_keyring:,
+# the kernel's restrict_link_by_key_or_keyring): every certificate added to a
+# ring is verified against the keys of the ring above it at add time; the root
+# ring is locked (restrict_keyring without a restriction refuses all adds) and
+# `_ima` is frozen with setperm (no write, link or setattr). Revocation on this
+# kernel is "the export does not load the revoked tenant's certificate": its
+# binaries then fail integrity_digsig_verify for want of the key (-ENOKEY inside
+# IMA, EACCES to the caller). The kernel does not check dates, keyUsage or
+# basicConstraints here, so those are imaforge's job when it signs and exports.
+scenario_hierarchy() {
+  local d=$WORK/hierarchy k=$WORK/hierarchy/keys st=$WORK/hierarchy/stage img=$WORK/hierarchy/image.sqsh r
+  mkdir -p "$k" "$st/bin"
+  local ca=("basicConstraints=critical,CA:TRUE" "keyUsage=critical,keyCertSign,cRLSign")
+  e2e_mkkey "$k" root "" "${ca[@]}"
+  e2e_mkkey "$k" owner root "${ca[@]}"
+  e2e_mkkey "$k" tenant owner
+  e2e_mkkey "$k" tenant-revoked owner
+  e2e_mkkey "$k" tenant-late owner
+  e2e_mkkey "$k" tenant-by-root root          # skips the owner layer
+  e2e_mkkey "$k" rogue-root "" "${ca[@]}"
+  e2e_mkkey "$k" rogue-owner rogue-root "${ca[@]}"
+  e2e_mkkey "$k" rogue-tenant rogue-owner
+  # tenant certificates signed by the owner CA, then altered: one with its
+  # subject edited (the signed digest no longer matches: EKEYREJECTED), one
+  # with a byte of the signature value changed (the RSA block no longer
+  # decodes; 6.1 answers EINVAL)
+  cp "$k/tenant-late.der" "$k/tenant-tampered.der"
+  e2e_patch_once "$k/tenant-tampered.der" "e2e tenant-late" "e2e tenant-evil"
+  cp "$k/tenant-late.der" "$k/tenant-badsig.der"
+  local sz; sz=$(stat -c %s "$k/tenant-badsig.der")
+  printf '\x55' | dd of="$k/tenant-badsig.der" bs=1 seek=$((sz - 8)) conv=notrunc status=none
+
+  e2e_prog "$st/bin/tenant-app" tenant-app
+  e2e_prog "$st/bin/revoked-app" revoked-app
+  e2e_prog "$st/bin/rogue-app" rogue-app
+  e2e_prog "$st/bin/late-app" late-app
+  e2e_evm_sign "$k/tenant.key" "$st/bin/tenant-app"
+  e2e_evm_sign "$k/tenant-revoked.key" "$st/bin/revoked-app"
+  e2e_evm_sign "$k/rogue-tenant.key" "$st/bin/rogue-app"
+  e2e_evm_sign "$k/tenant-late.key" "$st/bin/late-app"
+  e2e_mksquashfs "$st" "$img"
+
+  r=$(new_initramfs hierarchy)
+  mkdir -p "$r/e2e/certs"
+  local c
+  for c in root owner tenant tenant-late tenant-tampered tenant-badsig tenant-by-root rogue-root rogue-owner rogue-tenant; do
+    cp "$k/$c.der" "$r/e2e/certs/"
+  done
+  echo "$APPRAISE_SQUASHFS" >"$r/e2e/policy"
+  cat >"$r/e2e/scenario.sh" <<'EOF2'
+load_modules
+C=/e2e/certs
+MFR=$(keyctl newring mfr @u)
+check hier.root-loaded ok sh "keyctl padd asymmetric '' $MFR <$C/root.der"
+keyctl restrict_keyring "$MFR"
+check hier.locked-root-ring-refuses-second-root EPERM sh "keyctl padd asymmetric '' $MFR <$C/rogue-root.der"
+OWN=$(keyctl newring owner @u)
+keyctl restrict_keyring "$OWN" asymmetric "key_or_keyring:$MFR"
+check hier.rogue-owner-ca-refused ENOKEY sh "keyctl padd asymmetric '' $OWN <$C/rogue-owner.der"
+check hier.owner-ca-signed-by-root-accepted ok sh "keyctl padd asymmetric '' $OWN <$C/owner.der"
+IMA=$(keyctl newring _ima @u)
+keyctl restrict_keyring "$IMA" asymmetric "key_or_keyring:$OWN"
+check hier.rogue-tenant-refused ENOKEY sh "keyctl padd asymmetric '' $IMA <$C/rogue-tenant.der"
+check hier.tenant-signed-by-root-skipping-owner-refused ENOKEY sh "keyctl padd asymmetric '' $IMA <$C/tenant-by-root.der"
+check hier.tampered-tenant-cert-refused EKEYREJECTED sh "keyctl padd asymmetric '' $IMA <$C/tenant-tampered.der"
+check hier.bad-signature-tenant-cert-refused EINVAL sh "keyctl padd asymmetric '' $IMA <$C/tenant-badsig.der"
+check hier.tenant-signed-by-owner-accepted ok sh "keyctl padd asymmetric '' $IMA <$C/tenant.der"
+keyctl setperm "$IMA" 0x0b0b0000
+check hier.frozen-ima-refuses-valid-tenant EACCES sh "keyctl padd asymmetric '' $IMA <$C/tenant-late.der"
+mount_image /dev/vda /mnt
+set_policy /e2e/policy
+check hier.tenant-binary-runs ok exec /mnt/bin/tenant-app
+check hier.revoked-tenant-binary-refused EACCES exec /mnt/bin/revoked-app
+check hier.rogue-tenant-binary-refused EACCES exec /mnt/bin/rogue-app
+check hier.late-tenant-binary-refused EACCES exec /mnt/bin/late-app
+EOF2
+  e2e_cpio "$r" "$d/initrd.cpio"
+  e2e_boot hierarchy "$d/initrd.cpio" "ima_appraise=enforce" "$img"
+  e2e_judge hierarchy "$r/e2e/scenario.sh" || true
+}
