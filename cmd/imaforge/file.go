@@ -1,0 +1,157 @@
+package main
+
+import (
+	"fmt"
+	"runtime"
+	"sync/atomic"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/imaforge/imaforge/signer"
+)
+
+func init() {
+	storeFlags := []cli.Flag{
+		&cli.BoolFlag{Name: "sigfile", Usage: "signature in FILE.sig, the raw security.ima value (evmctl --sigfile)"},
+		&cli.BoolFlag{Name: "xattr", Usage: "signature in the file's security.ima extended attribute"},
+		&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "parallel workers (0: one per CPU)"},
+	}
+	register(&cli.Command{
+		Name:  "file",
+		Usage: "sign and verify the IMA signatures of individual files",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "sign",
+				Usage:     "write an IMA signature (security.ima v2) for each FILE",
+				ArgsUsage: "FILE...",
+				Flags: append([]cli.Flag{
+					&cli.StringFlag{Name: "key", Usage: "private key `KEY.pem` (PEM or DER; PKCS#1, PKCS#8, SEC1, encrypted)", Required: true},
+					&cli.StringFlag{Name: "cert", Usage: "certificate `CERT.pem` of the key (PEM or DER); gives the key id", Required: true},
+					&cli.StringFlag{Name: "hash", Value: "sha256", Usage: "digest algorithm: sha256, sha384 or sha512"},
+					&cli.StringFlag{Name: "passphrase-env", Usage: "read the key's passphrase from environment variable `VAR`"},
+					&cli.StringFlag{Name: "passphrase-file", Usage: "read the key's passphrase from the first line of `FILE`"},
+				}, storeFlags...),
+				Action: fileSign,
+			},
+			{
+				Name:      "verify",
+				Usage:     "check the IMA signature of each FILE; fails if any does not verify",
+				ArgsUsage: "FILE...",
+				Flags: append([]cli.Flag{
+					&cli.StringSliceFlag{Name: "cert", Usage: "trusted certificate `CERT.pem` (PEM or DER; repeat for several)", Required: true},
+					&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print a line for every file that verifies"},
+				}, storeFlags...),
+				Action: fileVerify,
+			},
+		},
+	})
+}
+
+// storeOf reads --sigfile/--xattr: exactly one must be given.
+func storeOf(c *cli.Context) (signer.Store, error) {
+	switch s, x := c.Bool("sigfile"), c.Bool("xattr"); {
+	case s && x:
+		return 0, usageErrf("give either --sigfile or --xattr, not both")
+	case s:
+		return signer.SigFile, nil
+	case x:
+		return signer.Xattr, nil
+	}
+	return 0, usageErrf("say where signatures go: --sigfile (FILE.sig) or --xattr (security.ima)")
+}
+
+func fileSign(c *cli.Context) error {
+	store, err := storeOf(c)
+	if err != nil {
+		return err
+	}
+	files := c.Args().Slice()
+	if len(files) == 0 {
+		return usageErrf("file sign: no FILE given")
+	}
+	h, err := signer.ParseHash(c.String("hash"))
+	if err != nil {
+		return usageErr(fmt.Errorf("--hash: %w", err))
+	}
+	var pass signer.Passphrase
+	switch env, file := c.String("passphrase-env"), c.String("passphrase-file"); {
+	case env != "" && file != "":
+		return usageErrf("give either --passphrase-env or --passphrase-file, not both")
+	case env != "":
+		pass = signer.PassphraseFromEnv(env)
+	case file != "":
+		pass = signer.PassphraseFromFile(file)
+	default:
+		pass = signer.PassphraseFromTerminal("Passphrase for " + c.String("key") + ": ")
+	}
+	s, err := signer.LoadSigner(c.String("key"), c.String("cert"), &signer.KeyOptions{
+		Passphrase: pass,
+		Warn:       func(msg string) { fmt.Fprintf(c.App.ErrWriter, "imaforge: warning: %s\n", msg) },
+	})
+	if err != nil {
+		return err
+	}
+	var n atomic.Int64
+	err = signer.SignFiles(c.Context, s, h, store, files, c.Int("jobs"), func(string, []byte) { n.Add(1) })
+	if err != nil {
+		return err
+	}
+	id := s.KeyID()
+	_, err = fmt.Fprintf(c.App.Writer, "signed %d files (%s, key id %x, %s, %s) into %s\n",
+		n.Load(), h, id[:], keyDesc(s), s.Backend(), storeDesc(store))
+	return err
+}
+
+func fileVerify(c *cli.Context) error {
+	store, err := storeOf(c)
+	if err != nil {
+		return err
+	}
+	files := c.Args().Slice()
+	if len(files) == 0 {
+		return usageErrf("file verify: no FILE given")
+	}
+	v, err := signer.NewVerifier()
+	if err != nil {
+		return err
+	}
+	for _, path := range c.StringSlice("cert") {
+		certs, err := signer.LoadCertificates(path)
+		if err != nil {
+			return err
+		}
+		for _, cert := range certs {
+			if err := v.Add(cert); err != nil {
+				return &signer.FileError{Path: path, Op: "read certificate", Err: err}
+			}
+		}
+	}
+	jobs := c.Int("jobs")
+	if jobs <= 0 {
+		jobs = runtime.GOMAXPROCS(0)
+	}
+	errs := signer.VerifyFiles(c.Context, v, store, files, jobs)
+	failed := 0
+	for i, e := range errs {
+		if e != nil {
+			failed++
+			fmt.Fprintf(c.App.ErrWriter, "imaforge: error: %v\n", e)
+		} else if c.Bool("verbose") {
+			fmt.Fprintf(c.App.Writer, "%s: ok\n", files[i])
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d files failed verification", failed, len(files))
+	}
+	_, err = fmt.Fprintf(c.App.Writer, "verified %d files (%s)\n", len(files), storeDesc(store))
+	return err
+}
+
+func keyDesc(s *signer.Signer) string { return s.KeyType() }
+
+func storeDesc(s signer.Store) string {
+	if s == signer.SigFile {
+		return "FILE.sig"
+	}
+	return signer.XattrName
+}

@@ -1,0 +1,16 @@
+//go:build !cgo || imaforge_purego
+
+package signer
+
+import (
+	"crypto/rsa"
+	"errors"
+)
+
+// LibcryptoAvailable reports whether this build signs RSA with the system
+// libcrypto (built with cgo and without the imaforge_purego tag).
+const LibcryptoAvailable = false
+
+func newLibcryptoRSA(*rsa.PrivateKey) (rsaBackend, error) {
+	return nil, errors.New("built without cgo: RSA signs with crypto/rsa")
+}

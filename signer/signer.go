@@ -1,0 +1,201 @@
+package signer
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Supported RSA modulus sizes. The kernel verifies larger keys too, but
+// evmctl's MAX_SIGNATURE_SIZE (1024 bytes) caps interoperable RSA at 8192
+// bits; below 2048 bits a key is too weak to sign firmware.
+const (
+	minRSABits = 2048
+	maxRSABits = 8192
+)
+
+// Signer makes security.ima signature values (type 0x03, version 2) with one
+// key and its certificate. Any crypto.Signer works (file keys, PKCS#11 and
+// KMS backends). It is safe for concurrent use if the key is.
+type Signer struct {
+	key   crypto.Signer
+	cert  *x509.Certificate
+	keyID [4]byte
+	pub   crypto.PublicKey
+
+	// rsaFast signs with the system libcrypto when the key is an
+	// *rsa.PrivateKey and the program was built with cgo; nil otherwise.
+	rsaFast rsaBackend
+
+	detOnce sync.Once
+	det     bool
+}
+
+// New returns a Signer for key and cert. It fails with ErrKeyMismatch when
+// the key is not the certificate's, and with ErrUnsupportedKey for keys other
+// than RSA 2048-8192 bits or ECDSA P-256/P-384 (the kernel verifies IMA
+// signatures with RSA PKCS#1 v1.5 and, where built with it, ECDSA; Ed25519 is
+// not available to IMA).
+func New(key crypto.Signer, cert *x509.Certificate) (*Signer, error) {
+	if key == nil || cert == nil {
+		return nil, errors.New("signer.New: nil key or certificate")
+	}
+	pub := key.Public()
+	if err := checkKeyType(pub); err != nil {
+		return nil, err
+	}
+	eq, ok := pub.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !eq.Equal(cert.PublicKey) {
+		return nil, fmt.Errorf("%w: key is %s, certificate %q has %s",
+			ErrKeyMismatch, describeKey(pub), cert.Subject.String(), describeKey(cert.PublicKey))
+	}
+	s := &Signer{key: key, cert: cert, keyID: KeyID(cert), pub: pub}
+	if k, ok := key.(*rsa.PrivateKey); ok {
+		if b, err := newLibcryptoRSA(k); err == nil {
+			s.rsaFast = b
+		}
+	}
+	return s, nil
+}
+
+// checkKeyType accepts the key types IMA signatures are made with.
+func checkKeyType(pub crypto.PublicKey) error {
+	switch p := pub.(type) {
+	case *rsa.PublicKey:
+		if n := p.N.BitLen(); n < minRSABits || n > maxRSABits {
+			return fmt.Errorf("%w: %s (want RSA 2048, 3072 or 4096 bits, or up to 8192)", ErrUnsupportedKey, describeKey(pub))
+		}
+		return nil
+	case *ecdsa.PublicKey:
+		if p.Curve == elliptic.P256() || p.Curve == elliptic.P384() {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s (want RSA 2048/3072/4096 or ECDSA P-256/P-384)", ErrUnsupportedKey, describeKey(pub))
+}
+
+// describeKey names a public key's type and size for messages.
+func describeKey(pub crypto.PublicKey) string {
+	switch p := pub.(type) {
+	case *rsa.PublicKey:
+		return fmt.Sprintf("RSA-%d", p.N.BitLen())
+	case *ecdsa.PublicKey:
+		return "ECDSA " + p.Curve.Params().Name
+	case nil:
+		return "no key"
+	}
+	return fmt.Sprintf("%T", pub)
+}
+
+// KeyID returns the key id written into every signature (see KeyID).
+func (s *Signer) KeyID() [4]byte { return s.keyID }
+
+// Cert returns the signing certificate.
+func (s *Signer) Cert() *x509.Certificate { return s.cert }
+
+// Public returns the signing public key.
+func (s *Signer) Public() crypto.PublicKey { return s.pub }
+
+// KeyType describes the key: "RSA-2048", "ECDSA P-256".
+func (s *Signer) KeyType() string { return describeKey(s.pub) }
+
+// Backend names the implementation making the signatures: "libcrypto" (the
+// system OpenSSL through cgo, for RSA file keys), "go" (crypto/rsa,
+// crypto/ecdsa) or "external" (another crypto.Signer, such as an HSM).
+func (s *Signer) Backend() string {
+	switch s.key.(type) {
+	case *rsa.PrivateKey:
+		if s.rsaFast != nil {
+			return "libcrypto"
+		}
+		return "go"
+	case *ecdsa.PrivateKey:
+		return "go"
+	}
+	return "external"
+}
+
+// Deterministic reports whether signing the same digest twice gives the same
+// bytes, which reproducible images need. RSA PKCS#1 v1.5 always is; ECDSA
+// keys held by Go sign with RFC 6979 nonces. For another ECDSA crypto.Signer
+// (an HSM) the first call signs a probe digest twice and compares: unequal
+// proves randomized nonces, equal is taken as deterministic.
+func (s *Signer) Deterministic() bool {
+	s.detOnce.Do(func() {
+		switch s.key.(type) {
+		case *rsa.PrivateKey, *ecdsa.PrivateKey:
+			s.det = true
+			return
+		}
+		if _, ok := s.pub.(*rsa.PublicKey); ok {
+			s.det = true
+			return
+		}
+		probe := bytes.Repeat([]byte{0x5a}, SHA256.Size())
+		a, err1 := s.SignDigest(SHA256, probe)
+		b, err2 := s.SignDigest(SHA256, probe)
+		s.det = err1 == nil && err2 == nil && bytes.Equal(a, b)
+	})
+	return s.det
+}
+
+// SignDigest signs digest, made with h, and returns the complete
+// security.ima value: 03 02 <h> <key id> <len> <signature>. h must be one of
+// the SHA-2 or SHA-3 algorithms (sha256, sha384, sha512 in practice); SHA-1
+// is refused (ErrUnsupportedHash).
+func (s *Signer) SignDigest(h Hash, digest []byte) ([]byte, error) {
+	sig, err := s.Sign(h, digest)
+	if err != nil {
+		return nil, err
+	}
+	return sig.MarshalBinary()
+}
+
+// Sign is SignDigest returning the decoded Signature.
+func (s *Signer) Sign(h Hash, digest []byte) (*Signature, error) {
+	if !h.signingAllowed() || !h.Available() {
+		return nil, fmt.Errorf("%w: %s cannot be used to sign (use sha256, sha384 or sha512)", ErrUnsupportedHash, h)
+	}
+	if len(digest) != h.Size() {
+		return nil, fmt.Errorf("%w: %s digest of %d bytes (want %d)", ErrFormat, h, len(digest), h.Size())
+	}
+	var raw []byte
+	var err error
+	switch k := s.key.(type) {
+	case *rsa.PrivateKey:
+		if s.rsaFast != nil {
+			raw, err = s.rsaFast.signPKCS1v15(h.CryptoHash(), digest)
+		} else {
+			raw, err = rsa.SignPKCS1v15(nil, k, h.CryptoHash(), digest)
+		}
+	case *ecdsa.PrivateKey:
+		// A nil reader selects RFC 6979 deterministic nonces (Go >= 1.26).
+		raw, err = k.Sign(nil, digest, h.CryptoHash())
+	default:
+		raw, err = s.key.Sign(rand.Reader, digest, h.CryptoHash())
+		if err == nil {
+			// Catch backends returning another encoding (PKCS#11 gives raw
+			// r||s for ECDSA) before a bad value reaches an image.
+			if verr := verifyRaw(s.pub, h, digest, raw); verr != nil {
+				return nil, fmt.Errorf("key backend %T made a signature that does not verify: %w", s.key, verr)
+			}
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sign %s digest with %s: %w", h, describeKey(s.pub), err)
+	}
+	return &Signature{Kind: TypeSignature, Version: SigVersion2, Hash: h, KeyID: s.keyID, Sig: raw}, nil
+}
+
+// rsaBackend is an alternative RSA PKCS#1 v1.5 implementation; it must give
+// the same bytes as crypto/rsa.
+type rsaBackend interface {
+	signPKCS1v15(h crypto.Hash, digest []byte) ([]byte, error)
+}

@@ -1,0 +1,123 @@
+package signer
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/x509"
+	"fmt"
+	"io"
+)
+
+// Verifier checks security.ima signatures against a set of certificates,
+// selected by key id as the kernel selects keys in its IMA keyring. SHA-1
+// signatures verify (old images); new ones are never made with it.
+type Verifier struct {
+	byID map[[4]byte][]*x509.Certificate
+}
+
+// NewVerifier returns a Verifier over certs. A certificate whose key IMA
+// cannot use (Ed25519, RSA-1024, ...) is an error wrapping ErrUnsupportedKey.
+func NewVerifier(certs ...*x509.Certificate) (*Verifier, error) {
+	v := &Verifier{byID: make(map[[4]byte][]*x509.Certificate)}
+	for _, c := range certs {
+		if err := v.Add(c); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// Add adds a certificate.
+func (v *Verifier) Add(cert *x509.Certificate) error {
+	if err := checkKeyType(cert.PublicKey); err != nil {
+		return fmt.Errorf("certificate %q: %w", cert.Subject.String(), err)
+	}
+	id := KeyID(cert)
+	v.byID[id] = append(v.byID[id], cert)
+	return nil
+}
+
+// Verify checks that value, a complete security.ima value of type 0x03
+// version 2, is a valid signature over digest by one of the certificates
+// with its key id. digest must have been made with the algorithm the value
+// names (see ParseSignature; VerifyReader hashes for you). Failures are
+// *InvalidSignatureError wrapping ErrUnknownKeyID, ErrBadSignature,
+// ErrUnsupportedHash or a *FormatError.
+func (v *Verifier) Verify(value, digest []byte) error {
+	sig, err := ParseSignature(value)
+	if err != nil {
+		return &InvalidSignatureError{Err: err}
+	}
+	if err := v.verify(sig, digest); err != nil {
+		return &InvalidSignatureError{KeyID: sig.KeyID, Err: err}
+	}
+	return nil
+}
+
+// VerifyReader hashes r with the algorithm value names and verifies value
+// over the digest.
+func (v *Verifier) VerifyReader(value []byte, r io.Reader) error {
+	sig, err := ParseSignature(value)
+	if err != nil {
+		return &InvalidSignatureError{Err: err}
+	}
+	d, err := DigestReader(sig.Hash, r)
+	if err != nil {
+		if !sig.Hash.Available() {
+			return &InvalidSignatureError{KeyID: sig.KeyID, Err: err}
+		}
+		return err
+	}
+	if err := v.verify(sig, d); err != nil {
+		return &InvalidSignatureError{KeyID: sig.KeyID, Err: err}
+	}
+	return nil
+}
+
+func (v *Verifier) verify(sig *Signature, digest []byte) error {
+	if !sig.Hash.Available() {
+		return fmt.Errorf("%w: %s", ErrUnsupportedHash, sig.Hash)
+	}
+	if len(digest) != sig.Hash.Size() {
+		return fmt.Errorf("%w: %s digest of %d bytes (want %d)", ErrFormat, sig.Hash, len(digest), sig.Hash.Size())
+	}
+	certs := v.byID[sig.KeyID]
+	if len(certs) == 0 {
+		return fmt.Errorf("%w %x", ErrUnknownKeyID, sig.KeyID[:])
+	}
+	var err error
+	for _, c := range certs {
+		if err = verifyRaw(c.PublicKey, sig.Hash, digest, sig.Sig); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// Verify is a one-shot Verifier.Verify over certs.
+func Verify(value, digest []byte, certs ...*x509.Certificate) error {
+	v, err := NewVerifier(certs...)
+	if err != nil {
+		return err
+	}
+	return v.Verify(value, digest)
+}
+
+// verifyRaw checks a bare signature (RSA PKCS#1 v1.5 over DigestInfo, or
+// ECDSA ASN.1 DER) as the kernel's public_key_verify_signature does.
+func verifyRaw(pub crypto.PublicKey, h Hash, digest, sig []byte) error {
+	switch p := pub.(type) {
+	case *rsa.PublicKey:
+		if err := rsa.VerifyPKCS1v15(p, h.CryptoHash(), digest, sig); err != nil {
+			return fmt.Errorf("%w (RSA-%d, %s)", ErrBadSignature, p.N.BitLen(), h)
+		}
+		return nil
+	case *ecdsa.PublicKey:
+		if !ecdsa.VerifyASN1(p, digest, sig) {
+			return fmt.Errorf("%w (ECDSA %s, %s)", ErrBadSignature, p.Curve.Params().Name, h)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrUnsupportedKey, describeKey(pub))
+}
