@@ -154,3 +154,71 @@ EOF2
   e2e_boot hierarchy "$d/initrd.cpio" "ima_appraise=enforce" "$img"
   e2e_judge hierarchy "$r/e2e/scenario.sh" || true
 }
+
+# --- policy: boot with ima_policy=secure_boot. The built-in rules appraise
+# MODULE_CHECK, FIRMWARE_CHECK, KEXEC_* and POLICY_CHECK with signatures
+# required (IMA_DIGSIG_REQUIRED), so: the modules the guest loads need
+# security.ima (restored from .sig files: a cpio cannot carry xattrs), rule
+# text written to the policy file is refused (ima_write_policy: "signed policy
+# file (specified as an absolute pathname) required"), a policy *path* is read
+# with kernel_read_file(READING_POLICY) and appraised, and only a validly
+# signed file replaces the rules. Without CONFIG_IMA_WRITE_POLICY that happens
+# once; failed writes do not use it up. The loaded rules are then enforced.
+scenario_policy() {
+  local d=$WORK/policy k=$WORK/policy/keys st=$WORK/policy/stage img=$WORK/policy/image.sqsh r f
+  mkdir -p "$k" "$st/bin" "$st/etc/ima"
+  e2e_mkkey "$k" ima
+  e2e_mkkey "$k" rogue
+  e2e_prog "$st/bin/signed" signed
+  e2e_prog "$st/bin/unsigned" unsigned
+  e2e_evm_sign "$k/ima.key" "$st/bin/signed"
+  local rules
+  rules=$(printf '%s\n' \
+    "appraise func=MODULE_CHECK appraise_type=imasig" \
+    "appraise func=POLICY_CHECK appraise_type=imasig" \
+    "$MEASURE_SQUASHFS" "$APPRAISE_SQUASHFS")
+  for f in signed unsigned tampered wrongkey; do
+    printf '# imaforge e2e policy\n# E2E-TRAILER policy-%s E2E-TRAILER-END\n%s\n' "$f" "$rules" >"$st/etc/ima/policy.$f"
+  done
+  e2e_evm_sign "$k/ima.key" "$st/etc/ima/policy.signed"
+  e2e_evm_sign "$k/ima.key" "$st/etc/ima/policy.tampered"
+  e2e_evm_sign "$k/rogue.key" "$st/etc/ima/policy.wrongkey"
+  e2e_mksquashfs "$st" "$img"
+  e2e_tamper "$img" "E2E-TRAILER policy-tampered E2E-TRAILER-END"
+
+  r=$(new_initramfs policy)
+  mkdir -p "$r/e2e/certs"
+  cp "$k/ima.der" "$r/e2e/certs/"
+  # every module the guest loads is signed; loop.ko stays unsigned and out of
+  # the load order, as the probe for MODULE_CHECK
+  for f in "$r"/lib/modules/*.ko; do
+    [ "${f##*/}" = loop.ko ] && continue
+    evmctl ima_sign --sigfile -a sha256 --key "$k/ima.key" "$f" >/dev/null 2>&1 || e2e_die "evmctl cannot sign $f"
+    setfattr -x security.ima "$f" 2>/dev/null || true
+  done
+  grep -vx loop.ko "$r/lib/modules/order" >"$r/lib/modules/order.new" && mv "$r/lib/modules/order.new" "$r/lib/modules/order"
+  cat >"$r/e2e/scenario.sh" <<EOF2
+IMA=\$(keyctl newring _ima @u)
+keyctl padd asymmetric '' "\$IMA" </e2e/certs/ima.der >/dev/null
+restore_sigs /lib/modules
+check policy.unsigned-module-refused EACCES insmod /lib/modules/loop.ko
+check policy.signed-modules-load ok sh ". /e2e/lib.sh; load_modules"
+mount_image /dev/vda /mnt
+check policy.before-load.unsigned-binary-runs ok exec /mnt/bin/unsigned
+P=/sys/kernel/security/ima/policy
+check policy.rule-text-refused EACCES sh "echo '$APPRAISE_SQUASHFS' >\$P"
+check policy.unsigned-file-refused EACCES sh "echo /mnt/etc/ima/policy.unsigned >\$P"
+check policy.tampered-file-refused EACCES sh "echo /mnt/etc/ima/policy.tampered >\$P"
+check policy.wrongkey-file-refused EACCES sh "echo /mnt/etc/ima/policy.wrongkey >\$P"
+check policy.still-unenforced.unsigned-binary-runs ok exec /mnt/bin/unsigned
+check policy.no-update-before-signed-file ok sh "! dmesg | grep -q 'ima: policy update completed'"
+check policy.signed-file-accepted ok sh "echo /mnt/etc/ima/policy.signed >\$P"
+check policy.update-completed-logged ok sh "dmesg | grep -q 'ima: policy update completed'"
+check policy.loaded-rules.signed-binary-runs ok exec /mnt/bin/signed
+check policy.loaded-rules.unsigned-binary-refused EACCES exec /mnt/bin/unsigned
+check policy.loaded-rules.unsigned-module-still-refused EACCES insmod /lib/modules/loop.ko
+EOF2
+  e2e_cpio "$r" "$d/initrd.cpio"
+  e2e_boot policy "$d/initrd.cpio" "ima_appraise=enforce ima_policy=secure_boot" "$img"
+  e2e_judge policy "$r/e2e/scenario.sh" || true
+}
