@@ -46,7 +46,7 @@ func (l *Located) setField(key string, p Pos) {
 type Manifest struct {
 	Located `yaml:"-"`
 
-	Version int `yaml:"version"`
+	Version int   `yaml:"version"`
 	Image   Image `yaml:"image"`
 	// Hash is the digest algorithm of the file signatures.
 	Hash Hash `yaml:"hash"`

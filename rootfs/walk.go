@@ -1,0 +1,442 @@
+package rootfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/pkg/xattr"
+	"golang.org/x/sys/unix"
+
+	"github.com/imaforge/imaforge/manifest"
+)
+
+// Options tune Walk.
+type Options struct {
+	// Strict turns warnings (an override that matches nothing) into errors.
+	Strict bool
+	// TempDir is where compressed tarballs are decompressed for random
+	// access; empty means os.TempDir().
+	TempDir string
+}
+
+// Walk builds the image tree the manifest declares. Errors name the
+// manifest line and the host path or image path concerned, and wrap the
+// cause (the Err* values of this package, fs errors). The caller closes the
+// tree when done reading contents.
+func Walk(ctx context.Context, m *manifest.Manifest, opts Options) (*Tree, error) {
+	b := &builder{
+		ctx:   ctx,
+		m:     m,
+		opts:  opts,
+		index: make(map[string]int32),
+		links: make(map[int32]devIno),
+	}
+	t, err := b.build()
+	if err != nil {
+		for _, c := range b.closers {
+			c.Close()
+		}
+		return nil, err
+	}
+	return t, nil
+}
+
+type devIno struct{ dev, ino uint64 }
+
+type builder struct {
+	ctx     context.Context
+	m       *manifest.Manifest
+	opts    Options
+	entries []Entry
+	index   map[string]int32 // path → index in entries
+	implied []bool           // entries[i] is an implied directory (lazily grown)
+	links   map[int32]devIno // entries with nlink > 1
+	overl   []Overlap
+	warn    []error
+	closers []closer
+	count   int
+}
+
+type closer interface{ Close() error }
+
+func (b *builder) build() (*Tree, error) {
+	m := b.m
+	rootOrigin := &Origin{Kind: FromImplied, Pos: m.Pos}
+	b.implyDir("/", rootOrigin)
+	for i := range m.Sources {
+		if err := b.source(i); err != nil {
+			return nil, err
+		}
+	}
+	for i := range m.Entries {
+		if err := b.declared(i); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.overrides(); err != nil {
+		return nil, err
+	}
+	linkByPath := make(map[string]devIno, len(b.links))
+	for i, k := range b.links {
+		linkByPath[b.entries[i].Path] = k
+	}
+	b.index, b.links, b.implied = nil, nil, nil
+	t := &Tree{Entries: b.entries, Overlaps: b.overl, Warnings: b.warn}
+	sort.Slice(t.Entries, func(i, j int) bool { return ComparePaths(t.Entries[i].Path, t.Entries[j].Path) < 0 })
+	groupLinks(t, linkByPath)
+	sort.SliceStable(t.Overlaps, func(i, j int) bool { return ComparePaths(t.Overlaps[i].Path, t.Overlaps[j].Path) < 0 })
+	for _, c := range b.closers {
+		t.closers = append(t.closers, c)
+	}
+	b.closers = nil
+	return t, nil
+}
+
+func (b *builder) owner() (uid, gid uint32, ok bool) {
+	if o := b.m.Image.Owner; o != nil {
+		return o.UID, o.GID, true
+	}
+	return 0, 0, false
+}
+
+// imageJoin joins an image directory and a relative path.
+func imageJoin(dir, rel string) string {
+	if rel == "" {
+		return dir
+	}
+	if dir == "/" {
+		return "/" + rel
+	}
+	return dir + "/" + rel
+}
+
+// implyDir makes sure p and its parents exist as directories, creating
+// missing ones with mode 0755 and image.owner (or 0:0).
+func (b *builder) implyDir(p string, o *Origin) error {
+	if p != "/" {
+		if err := b.implyDir(path.Dir(p), o); err != nil {
+			return err
+		}
+	}
+	if i, ok := b.index[p]; ok {
+		e := &b.entries[i]
+		if e.Type != TypeDir {
+			return b.m.Errorf(o.Pos, ErrTypeConflict, "%s is a %s from %s, but %s needs a directory there", p, e.Type, e.Origin, o)
+		}
+		return nil
+	}
+	uid, gid, _ := b.owner()
+	b.index[p] = int32(len(b.entries))
+	b.entries = append(b.entries, Entry{Path: p, Type: TypeDir, Mode: 0o755, UID: uid, GID: gid, Origin: o})
+	b.setImplied(len(b.entries)-1, true)
+	return nil
+}
+
+func (b *builder) setImplied(i int, v bool) {
+	for len(b.implied) <= i {
+		b.implied = append(b.implied, false)
+	}
+	b.implied[i] = v
+}
+
+func (b *builder) isImplied(i int32) bool { return int(i) < len(b.implied) && b.implied[i] }
+
+// put adds e, merging with an entry already at its path: a directory keeps
+// its children and takes the new metadata; anything else is replaced; two
+// types at one path are an error naming both origins.
+func (b *builder) put(e Entry, link *devIno) error {
+	b.count++
+	if b.count&4095 == 0 {
+		if err := b.ctx.Err(); err != nil {
+			return err
+		}
+	}
+	i, ok := b.index[e.Path]
+	if !ok {
+		b.index[e.Path] = int32(len(b.entries))
+		b.entries = append(b.entries, e)
+		if link != nil {
+			b.links[int32(len(b.entries)-1)] = *link
+		}
+		return nil
+	}
+	old := &b.entries[i]
+	if old.Type != e.Type {
+		return b.m.Errorf(e.Origin.Pos, ErrTypeConflict, "%s: a %s from %s and a %s from %s", e.Path, old.Type, old.Origin, e.Type, e.Origin)
+	}
+	if b.isImplied(i) {
+		b.setImplied(int(i), false)
+	} else if e.Type != TypeDir {
+		b.overl = append(b.overl, Overlap{Path: e.Path, Old: old.Origin, New: e.Origin})
+	} else if old.Mode != e.Mode || old.UID != e.UID || old.GID != e.GID || !xattrsEqual(old.Xattrs, e.Xattrs) {
+		b.overl = append(b.overl, Overlap{Path: e.Path, Old: old.Origin, New: e.Origin, Metadata: true})
+	}
+	*old = e
+	delete(b.links, i)
+	if link != nil {
+		b.links[i] = *link
+	}
+	return nil
+}
+
+func xattrsEqual(a, b manifest.Xattrs) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name || string(a[i].Value) != string(b[i].Value) {
+			return false
+		}
+	}
+	return true
+}
+
+// source walks m.Sources[i].
+func (b *builder) source(i int) error {
+	s := &b.m.Sources[i]
+	o := &Origin{Kind: FromSource, Index: i, Pos: s.Pos, From: s.From}
+	fromPos := s.FieldPos("from")
+	st, err := os.Stat(s.From)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return b.m.Errorf(fromPos, fmt.Errorf("%w: %w", ErrSymlinkLoop, err), "sources[%d].from", i)
+		}
+		return b.m.Errorf(fromPos, err, "sources[%d].from", i)
+	}
+	format := s.Format
+	if format == "" {
+		switch {
+		case st.IsDir():
+			format = "dir"
+		case st.Mode().IsRegular() && isTarName(s.From):
+			format = "tar"
+		default:
+			format = "file"
+		}
+	}
+	if err := b.implyDir(path.Dir(s.To), &Origin{Kind: FromImplied, Index: i, Pos: s.FieldPos("to")}); err != nil {
+		return err
+	}
+	switch format {
+	case "dir":
+		if !st.IsDir() {
+			return b.m.Errorf(fromPos, nil, "sources[%d].from: %s is not a directory", i, s.From)
+		}
+		return b.walkDir(s, o)
+	case "tar":
+		if !st.Mode().IsRegular() {
+			return b.m.Errorf(fromPos, nil, "sources[%d].from: %s is not a file", i, s.From)
+		}
+		return b.walkTar(s, o)
+	}
+	if st.IsDir() {
+		return b.m.Errorf(fromPos, nil, "sources[%d].from: %s is a directory, not a file", i, s.From)
+	}
+	root := &hostRoot{from: s.From, toLen: len(s.To)}
+	var sys unix.Stat_t
+	if err := unix.Stat(s.From, &sys); err != nil {
+		return b.m.Errorf(fromPos, &os.PathError{Op: "stat", Path: s.From, Err: err}, "sources[%d].from", i)
+	}
+	e, link, err := b.hostEntry(root, s.From, s.To, &sys, o)
+	if err != nil {
+		return err
+	}
+	if s.Mode != nil {
+		e.Mode = uint32(*s.Mode)
+	}
+	return b.put(e, link)
+}
+
+// walkDir walks a source directory into the tree, in sorted name order.
+func (b *builder) walkDir(s *manifest.Source, o *Origin) error {
+	root := &hostRoot{from: s.From, toLen: len(s.To)}
+	if s.To == "/" {
+		root.toLen = 0
+	}
+	var top unix.Stat_t
+	if err := unix.Stat(s.From, &top); err != nil {
+		return b.m.Errorf(s.FieldPos("from"), &os.PathError{Op: "stat", Path: s.From, Err: err}, "sources[%d].from", o.Index)
+	}
+	e, _, err := b.hostEntry(root, s.From, s.To, &top, o)
+	if err != nil {
+		return err
+	}
+	if s.Mode != nil {
+		e.Mode = uint32(*s.Mode)
+	}
+	if err := b.put(e, nil); err != nil {
+		return err
+	}
+	stack := []devIno{{uint64(top.Dev), top.Ino}}
+	return b.walkChildren(root, s.From, s.To, stack, o)
+}
+
+func (b *builder) walkChildren(root *hostRoot, hostDir, imageDir string, stack []devIno, o *Origin) error {
+	f, err := os.Open(hostDir)
+	if err != nil {
+		return b.m.Errorf(o.Pos, err, "sources[%d]", o.Index)
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return b.m.Errorf(o.Pos, err, "sources[%d]: reading %s", o.Index, hostDir)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+			return b.m.Errorf(o.Pos, ErrBadName, "sources[%d]: %q in %s", o.Index, name, hostDir)
+		}
+		ip := imageJoin(imageDir, name)
+		if b.m.Excluded(ip) {
+			continue
+		}
+		hp := hostDir + "/" + name
+		var st unix.Stat_t
+		if err := unix.Lstat(hp, &st); err != nil {
+			return b.m.Errorf(o.Pos, &os.PathError{Op: "lstat", Path: hp, Err: err}, "sources[%d]", o.Index)
+		}
+		e, link, err := b.hostEntry(root, hp, ip, &st, o)
+		if err != nil {
+			return err
+		}
+		if err := b.put(e, link); err != nil {
+			return err
+		}
+		if e.Type == TypeDir {
+			id := devIno{uint64(st.Dev), st.Ino}
+			for _, a := range stack {
+				if a == id {
+					return b.m.Errorf(o.Pos, ErrCycle, "sources[%d]: %s is its own ancestor (a bind mount?)", o.Index, hp)
+				}
+			}
+			if err := b.walkChildren(root, hp, ip, append(stack, id), o); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// hostEntry makes the entry of a host file from its lstat (or stat, for a
+// source's top) result.
+func (b *builder) hostEntry(root *hostRoot, hp, ip string, st *unix.Stat_t, o *Origin) (Entry, *devIno, error) {
+	e := Entry{Path: ip, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, Origin: o}
+	if uid, gid, ok := b.owner(); ok {
+		e.UID, e.GID = uid, gid
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		e.Type = TypeDir
+	case unix.S_IFREG:
+		e.Type = TypeReg
+		e.Size = st.Size
+		e.Content = &HostFile{root: root, path: ip, dev: uint64(st.Dev), ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano()}
+	case unix.S_IFLNK:
+		e.Type = TypeSymlink
+		t, err := os.Readlink(hp)
+		if err != nil {
+			return e, nil, b.m.Errorf(o.Pos, err, "sources[%d]", o.Index)
+		}
+		e.Target, e.Size = t, int64(len(t))
+	case unix.S_IFCHR, unix.S_IFBLK:
+		e.Type = TypeChar
+		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			e.Type = TypeBlock
+		}
+		e.Major, e.Minor = unix.Major(st.Rdev), unix.Minor(st.Rdev)
+	case unix.S_IFIFO:
+		e.Type = TypeFifo
+	case unix.S_IFSOCK:
+		e.Type = TypeSocket
+	default:
+		return e, nil, b.m.Errorf(o.Pos, ErrUnsupportedType, "sources[%d]: %s has file type %#o", o.Index, hp, st.Mode&unix.S_IFMT)
+	}
+	if b.m.Image.KeepXattrs {
+		x, err := readXattrs(hp)
+		if err != nil {
+			return e, nil, b.m.Errorf(o.Pos, err, "sources[%d]: reading xattrs", o.Index)
+		}
+		e.Xattrs = x
+	}
+	var link *devIno
+	if e.Type != TypeDir && st.Nlink > 1 {
+		link = &devIno{uint64(st.Dev), st.Ino}
+	}
+	return e, link, nil
+}
+
+// readXattrs reads the xattrs SquashFS can store, without security.ima.
+func readXattrs(p string) (manifest.Xattrs, error) {
+	names, err := xattr.LList(p)
+	if err != nil {
+		if errors.Is(err, unix.ENOTSUP) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	sort.Strings(names)
+	var out manifest.Xattrs
+	for _, n := range names {
+		if manifest.CheckXattrName(n) != nil {
+			continue
+		}
+		v, err := xattr.LGet(p, n)
+		if err != nil {
+			if errors.Is(err, xattr.ENOATTR) {
+				continue
+			}
+			return nil, err
+		}
+		out = append(out, manifest.Xattr{Name: n, Value: v})
+	}
+	return out, nil
+}
+
+// groupLinks numbers the hard-link groups in tree order. A member whose
+// metadata differs from the group's first (an override or a source's mode
+// hit only one name) leaves the group: it becomes an inode of its own.
+func groupLinks(t *Tree, byPath map[string]devIno) {
+	if len(byPath) == 0 {
+		return
+	}
+	first := map[devIno]int{}
+	ids := map[devIno]uint32{}
+	var next uint32
+	for i := range t.Entries {
+		e := &t.Entries[i]
+		k, ok := byPath[e.Path]
+		if !ok {
+			continue
+		}
+		j, seen := first[k]
+		if !seen {
+			first[k] = i
+			continue
+		}
+		f := &t.Entries[j]
+		if !sameInode(f, e) {
+			continue
+		}
+		id, ok := ids[k]
+		if !ok {
+			next++
+			id = next
+			ids[k] = id
+			f.Link = id
+		}
+		e.Link = id
+	}
+}
+
+// sameInode reports whether two entries can share one inode.
+func sameInode(a, b *Entry) bool {
+	return a.Type == b.Type && a.Mode == b.Mode && a.UID == b.UID && a.GID == b.GID &&
+		a.Size == b.Size && a.Target == b.Target && a.Major == b.Major && a.Minor == b.Minor &&
+		xattrsEqual(a.Xattrs, b.Xattrs)
+}
