@@ -274,6 +274,18 @@ e2e_ima_hex() {
   getfattr -e hex -n security.ima "$1" 2>/dev/null | sed -n 's/^security.ima=0x//p'
 }
 
+# e2e_break_sig FILE: changes one byte of the RSA signature value in FILE's
+# security.ima (the header stays well-formed: only the math fails).
+e2e_break_sig() {
+  local v n
+  v=$(e2e_ima_hex "$1")
+  [ ${#v} -gt 40 ] || e2e_die "no signature on $1 to break"
+  n=$((${#v} - 10))
+  local b=${v:$n:2}
+  b=$(printf '%02x' $(( 0x$b ^ 0x5a )))
+  setfattr -n security.ima -v "0x${v:0:$n}$b${v:$((n + 2))}" "$1"
+}
+
 # e2e_copy_sig FROM TO: TO gets FROM's security.ima (a valid signature of other bytes).
 e2e_copy_sig() {
   local v

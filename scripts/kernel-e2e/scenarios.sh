@@ -10,8 +10,11 @@ MEASURE_SQUASHFS='measure func=BPRM_CHECK fsmagic=0x73717368 template=ima-sig'
 # signature is checked by integrity_digsig_verify against the `_ima` keyring
 # (created from user space, found by name on first use); the measure rule
 # with template=ima-sig records each executed file with its signature.
+# With E2E_BREAK_SIG=1 (the self-test) the signature of bin/good is broken
+# after signing while the checks still expect it to run.
 scenario_enforce() {
-  local d=$WORK/enforce k=$WORK/enforce/keys st=$WORK/enforce/stage img=$WORK/enforce/image.sqsh r
+  local name=${1:-enforce}
+  local d=$WORK/$name k=$WORK/$name/keys st=$WORK/$name/stage img=$WORK/$name/image.sqsh r
   mkdir -p "$k" "$st/bin"
   e2e_mkkey "$k" ima
   e2e_mkkey "$k" rogue
@@ -25,10 +28,11 @@ scenario_enforce() {
   for f in good good2 tampered; do e2e_evm_sign "$k/ima.key" "$st/bin/$f"; done
   e2e_evm_sign "$k/rogue.key" "$st/bin/wrongkey"
   e2e_copy_sig "$st/bin/good" "$st/bin/copied"
+  [ -z "${E2E_BREAK_SIG:-}" ] || e2e_break_sig "$st/bin/good"
   e2e_mksquashfs "$st" "$img"
   e2e_tamper "$img" "E2E-TRAILER tampered E2E-TRAILER-END"
 
-  r=$(new_initramfs enforce)
+  r=$(new_initramfs "$name")
   mkdir -p "$r/e2e/certs"
   cp "$k/ima.der" "$r/e2e/certs/"
   printf '%s\n%s\n' "$MEASURE_SQUASHFS" "$APPRAISE_SQUASHFS" >"$r/e2e/policy"
@@ -54,12 +58,12 @@ echo "---- ascii_runtime_measurements ----"
 sed 's/^/E2E MEASURE /' /sys/kernel/security/ima/ascii_runtime_measurements
 EOF
   e2e_cpio "$r" "$d/initrd.cpio"
-  e2e_boot enforce "$d/initrd.cpio" "ima_appraise=enforce" "$img"
-  e2e_judge enforce "$r/e2e/scenario.sh" || true
+  e2e_boot "$name" "$d/initrd.cpio" "ima_appraise=enforce" "$img"
+  e2e_judge "$name" "$r/e2e/scenario.sh" || true
 
   # measurement: the guest's list must hold the signed program with its digest
   # and the exact security.ima value the image carries.
-  local clean=$WORK/enforce.console.log.clean meas=$d/ascii_runtime_measurements
+  local clean=$WORK/$name.console.log.clean meas=$d/ascii_runtime_measurements
   sed -n 's/^E2E MEASURE //p' "$clean" >"$meas" || true
   local dig sig entry
   dig=$(sha256sum "$st/bin/good" | cut -d' ' -f1)
@@ -68,9 +72,11 @@ EOF
   host_check measure.signed-entry "ima-sig sha256:$dig $sig" "${entry:-none}"
   host_check measure.unsigned-entry-has-no-signature "ima-sig" \
     "$(awk '$5 == "/mnt/bin/unsigned" && NF == 5 {print $3; exit}' "$meas")"
-  mkdir -p "$E2E_ARTIFACTS"
-  cp "$meas" "$E2E_ARTIFACTS/enforce.ascii_runtime_measurements"
-  cp "$k/ima.der" "$E2E_ARTIFACTS/enforce.ima.der"
+  if [ "$name" = enforce ]; then
+    mkdir -p "$E2E_ARTIFACTS"
+    cp "$meas" "$E2E_ARTIFACTS/enforce.ascii_runtime_measurements"
+    cp "$k/ima.der" "$E2E_ARTIFACTS/enforce.ima.der"
+  fi
 }
 
 # --- hierarchy: manufacturer root -> owner CA -> tenant IMA keys, enforced by
@@ -221,4 +227,35 @@ EOF2
   e2e_cpio "$r" "$d/initrd.cpio"
   e2e_boot policy "$d/initrd.cpio" "ima_appraise=enforce ima_policy=secure_boot" "$img"
   e2e_judge policy "$r/e2e/scenario.sh" || true
+}
+
+# --- selftest: the test of the test. The enforce scenario again, with the
+# signature of bin/good broken (one byte of the RSA value changed) while its
+# checks still expect it to run: the harness must count failures, and they
+# must be exactly the two checks that run bin/good (every other guest check
+# still passes, so the boot itself was fine). Then the parser alone: the same
+# console log without its end marker and last check must fail too.
+scenario_selftest() {
+  local out fails expect
+  out=$(PASSED=0 FAILED=0 E2E_BREAK_SIG=1 E2E_VERBOSE=1; scenario_enforce selftest 2>&1; echo "E2E-SELFTEST-COUNTS $PASSED $FAILED")
+  echo "$out" >"$WORK/selftest.harness.out"
+  fails=$(sed -n 's/^FAIL \(enforce\.[^:]*\):.*/\1/p' <<<"$out" | sort | tr '\n' ' ')
+  expect="enforce.signed-runs enforce.signed-runs-again "
+  host_check selftest.broken-signature-fails-exactly-its-checks "$expect" "${fails:-none}"
+  host_check selftest.failure-names-want-and-got yes \
+    "$(grep -q '^FAIL enforce.signed-runs: want=ok got=EACCES ' <<<"$out" && echo yes || echo no)"
+  host_check selftest.failure-prints-console-tail yes \
+    "$(grep -q '^---- last 40 console lines of selftest' <<<"$out" && echo yes || echo no)"
+  host_check selftest.other-checks-passed 9 \
+    "$(grep -c '^PASS enforce\.' <<<"$out" || true)"
+
+  # parser: a console log cut short (no end marker, last check missing) fails
+  local script=$WORK/selftest/initramfs/e2e/scenario.sh cut=$WORK/selftest-cut.console.log
+  grep -av -e '^E2E END' -e 'name=enforce.signed-runs-again ' "$WORK/selftest.console.log" >"$cut" || true
+  out=$(PASSED=0 FAILED=0 BOOT_RC=0 BOOT_SECONDS=0; e2e_judge selftest-cut "$script"; echo "rc=$?")
+  host_check selftest.truncated-log-fails-without-end-marker yes \
+    "$(grep -q '^FAIL selftest-cut: no end marker' <<<"$out" && echo yes || echo no)"
+  host_check selftest.truncated-log-names-missing-check yes \
+    "$(grep -q '^FAIL enforce.signed-runs-again: no result' <<<"$out" && echo yes || echo no)"
+  host_check selftest.truncated-log-judged-failed rc=1 "$(tail -n 1 <<<"$out")"
 }
