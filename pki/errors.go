@@ -1,0 +1,44 @@
+package pki
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+
+	"github.com/imaforge/imaforge/signer"
+)
+
+// Reasons a certificate is refused, matched with errors.Is through
+// *CertError and every wrapping layer above it.
+var (
+	ErrExpired        = errors.New("certificate expired")
+	ErrNotYetValid    = errors.New("certificate not yet valid")
+	ErrRevoked        = errors.New("certificate revoked")
+	ErrUnknownIssuer  = errors.New("certificate issuer not trusted")
+	ErrBadSignature   = errors.New("certificate signature does not verify")
+	ErrKeyUsage       = errors.New("certificate not allowed for this use")
+	ErrKeyMismatch    = signer.ErrKeyMismatch // the same sentinels as package signer
+	ErrDuplicateKeyID = errors.New("two certificates share an IMA key id")
+	ErrOutOfScope     = errors.New("path outside the key's scope")
+	ErrUnsupportedKey = signer.ErrUnsupportedKey
+	ErrUnknownKeyID   = signer.ErrUnknownKeyID
+	ErrChainRejected  = errors.New("chain rejected by crypto/x509")
+)
+
+// CertError reports why a certificate is refused. Cert names the
+// certificate at fault, which is not always the one being checked (an expired
+// owner CA fails its IMA certificates); Err is one of the sentinels above.
+type CertError struct {
+	Cert   *x509.Certificate
+	Reason string
+	Err    error
+}
+
+func (e *CertError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("certificate %s: %v", subjectOf(e.Cert), e.Err)
+	}
+	return fmt.Sprintf("certificate %s: %s", subjectOf(e.Cert), e.Reason)
+}
+
+func (e *CertError) Unwrap() error { return e.Err }

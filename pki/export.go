@@ -1,0 +1,257 @@
+package pki
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/template"
+	"time"
+
+	_ "embed"
+
+	"github.com/imaforge/imaforge/internal/atomicfile"
+	"github.com/imaforge/imaforge/signer"
+)
+
+// Export writes what a device needs to trust the hierarchy in ts into a
+// directory:
+//
+//	certs/NN-<role>-<name>.der  the certificates to load, DER, in load order:
+//	                            roots, owner CAs, IMA certificates
+//	trusted-keys.pem            the roots, for CONFIG_SYSTEM_TRUSTED_KEYS
+//	blacklist-hashes.txt        tbs: entries of revoked certificates, for
+//	                            CONFIG_SYSTEM_BLACKLIST_HASH_LIST (only written
+//	                            when something is revoked: an empty list does
+//	                            not compile)
+//	load-keys.sh                loads certs/ with keyctl in order (see the script)
+//	export.json                 what was exported and why (ExportResult)
+//
+// Every certificate is checked against ts first (chain, CA flags, key
+// usage, revocation); one that fails for another reason than revocation
+// stops the export. Revoked certificates, and those issued by a revoked CA,
+// are left out of certs/ and their own tbs: entries go to the blacklist.
+// Dates are reported (Warnings) but do not exclude a certificate: the kernel
+// ignores them, and images signed while a key was valid must keep working.
+func Export(ts *TrustStore, dir string, now time.Time) (*ExportResult, error) {
+	res := &ExportResult{Generated: now.UTC()}
+	var loaded []exportItem
+	add := func(c *x509.Certificate, role Role, checkErr error) error {
+		it := exportItem{cert: c, info: describe(c, role)}
+		if !now.IsZero() {
+			if err := checkValidity(c, now); err != nil {
+				it.info.Warnings = append(it.info.Warnings, err.Error())
+			}
+		}
+		var ce *CertError
+		switch {
+		case checkErr == nil:
+			loaded = append(loaded, it)
+		case errors.Is(checkErr, ErrRevoked) && errors.As(checkErr, &ce):
+			if ce.Cert.Equal(c) {
+				it.info.Blacklist = BlacklistEntries(c)
+				res.Revoked = append(res.Revoked, it.info)
+				res.Blacklist = append(res.Blacklist, it.info.Blacklist...)
+			} else {
+				it.info.Warnings = append(it.info.Warnings, "left out: "+ce.Error())
+				res.Skipped = append(res.Skipped, it.info)
+			}
+		default:
+			return checkErr
+		}
+		return nil
+	}
+	for _, c := range sortCerts(ts.roots) {
+		if err := add(c, RoleRoot, nil); err != nil {
+			return nil, err
+		}
+	}
+	var cas, imas []*x509.Certificate
+	for _, c := range ts.intermediates {
+		if c.IsCA {
+			cas = append(cas, c)
+		} else {
+			imas = append(imas, c)
+		}
+	}
+	for _, c := range sortCerts(cas) {
+		_, err := ts.CheckCA(c, time.Time{})
+		if err := add(c, RoleOwnerCA, err); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range sortCerts(imas) {
+		ch, err := ts.CheckSigner(c, nil, time.Time{})
+		if err == nil && len(ch.Certs) == 2 {
+			res.RootSignedIMA = true
+		}
+		if err := add(c, RoleIMA, err); err != nil {
+			return nil, err
+		}
+	}
+
+	if err := os.MkdirAll(filepath.Join(dir, "certs"), 0o755); err != nil {
+		return nil, err
+	}
+	var rootsPEM bytes.Buffer
+	for i, it := range loaded {
+		name := fmt.Sprintf("certs/%02d-%s-%s.der", i+1, it.info.Role, slug(it.cert.Subject.CommonName))
+		if err := atomicfile.WriteFile(filepath.Join(dir, name), it.cert.Raw, 0o644); err != nil {
+			return nil, err
+		}
+		it.info.File = name
+		res.Loaded = append(res.Loaded, it.info)
+		if it.info.Role == RoleRoot.String() {
+			rootsPEM.Write(EncodeCertificatePEM(it.cert))
+		}
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, "trusted-keys.pem"), rootsPEM.Bytes(), 0o644); err != nil {
+		return nil, err
+	}
+	res.Files = append(res.Files, "trusted-keys.pem")
+	if len(res.Blacklist) > 0 {
+		bl, err := FormatBlacklist(res.Blacklist)
+		if err != nil {
+			return nil, err
+		}
+		if err := atomicfile.WriteFile(filepath.Join(dir, "blacklist-hashes.txt"), bl, 0o644); err != nil {
+			return nil, err
+		}
+		res.Files = append(res.Files, "blacklist-hashes.txt")
+	}
+	script, err := LoadKeysScript(res)
+	if err != nil {
+		return nil, err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, "load-keys.sh"), script, 0o755); err != nil {
+		return nil, err
+	}
+	res.Files = append(res.Files, "load-keys.sh", "export.json")
+	js, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, "export.json"), append(js, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// ExportResult records an export (written as export.json).
+type ExportResult struct {
+	Generated time.Time      `json:"generated"`
+	Loaded    []ExportedCert `json:"loaded"`            // in load order
+	Revoked   []ExportedCert `json:"revoked,omitempty"` // blacklisted, not loaded
+	Skipped   []ExportedCert `json:"skipped,omitempty"` // issued by a revoked CA
+	Blacklist []string       `json:"blacklist,omitempty"`
+	// RootSignedIMA: an IMA certificate is issued by a root directly, so
+	// the script also puts the roots into the owner keyring.
+	RootSignedIMA bool     `json:"root_signed_ima,omitempty"`
+	Files         []string `json:"files"`
+}
+
+// ExportedCert describes one certificate of an export.
+type ExportedCert struct {
+	File      string    `json:"file,omitempty"`
+	Role      string    `json:"role"`
+	Subject   string    `json:"subject"`
+	Issuer    string    `json:"issuer"`
+	Serial    string    `json:"serial"`
+	KeyID     string    `json:"ima_key_id"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	TBSHash   string    `json:"tbs_hash"`
+	Scope     []string  `json:"scope,omitempty"`
+	Blacklist []string  `json:"blacklist,omitempty"`
+	Warnings  []string  `json:"warnings,omitempty"`
+}
+
+type exportItem struct {
+	cert *x509.Certificate
+	info ExportedCert
+}
+
+func describe(c *x509.Certificate, role Role) ExportedCert {
+	id := signer.KeyID(c)
+	s, _ := ParseScope(c)
+	return ExportedCert{
+		Role:      role.String(),
+		Subject:   c.Subject.String(),
+		Issuer:    c.Issuer.String(),
+		Serial:    hex.EncodeToString(c.SerialNumber.Bytes()),
+		KeyID:     hex.EncodeToString(id[:]),
+		NotBefore: c.NotBefore.UTC(),
+		NotAfter:  c.NotAfter.UTC(),
+		TBSHash:   TBSHash(c),
+		Scope:     s.Patterns(),
+	}
+}
+
+// sortCerts orders certificates by subject, then serial, so an export does
+// not depend on the order of the trust files.
+func sortCerts(in []*x509.Certificate) []*x509.Certificate {
+	out := slices.Clone(in)
+	slices.SortStableFunc(out, func(a, b *x509.Certificate) int {
+		if c := strings.Compare(a.Subject.String(), b.Subject.String()); c != 0 {
+			return c
+		}
+		return a.SerialNumber.Cmp(b.SerialNumber)
+	})
+	return out
+}
+
+// slug turns a common name into a file name part: lowercase ASCII letters
+// and digits, other runs replaced by one '-'.
+func slug(s string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(s) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+			dash = false
+		} else if !dash && b.Len() > 0 {
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	out := strings.TrimSuffix(b.String(), "-")
+	if len(out) > 40 {
+		out = strings.TrimSuffix(out[:40], "-")
+	}
+	if out == "" {
+		out = "cert"
+	}
+	return out
+}
+
+//go:embed load-keys.sh.tmpl
+var loadKeysTemplate string
+
+var loadKeysTmpl = template.Must(template.New("load-keys.sh").Parse(loadKeysTemplate))
+
+// LoadKeysScript renders load-keys.sh for an export.
+func LoadKeysScript(res *ExportResult) ([]byte, error) {
+	var roots, cas, imas []string
+	for _, c := range res.Loaded {
+		switch c.Role {
+		case RoleRoot.String():
+			roots = append(roots, c.File)
+		case RoleOwnerCA.String():
+			cas = append(cas, c.File)
+		default:
+			imas = append(imas, c.File)
+		}
+	}
+	var b bytes.Buffer
+	err := loadKeysTmpl.Execute(&b, map[string]any{
+		"Roots": strings.Join(roots, " "), "OwnerCAs": strings.Join(cas, " "), "IMACerts": strings.Join(imas, " "),
+		"RootSignedIMA": res.RootSignedIMA, "Revoked": res.Revoked,
+	})
+	return b.Bytes(), err
+}

@@ -1,0 +1,460 @@
+package pki
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/imaforge/imaforge/signer"
+)
+
+// TrustConfig lists the files of a trust store, as the manifest's
+// `trust:` section does. Relative paths are resolved against a base
+// directory (the manifest's). Certificate files are PEM (any number of
+// certificates) or DER; CRL files PEM or DER.
+type TrustConfig struct {
+	Roots         []string `yaml:"roots" json:"roots"`
+	Intermediates []string `yaml:"intermediates,omitempty" json:"intermediates,omitempty"`
+	CRLs          []string `yaml:"crls,omitempty" json:"crls,omitempty"`
+}
+
+// TrustStore is what a device trusts, seen from the build: manufacturer
+// roots, intermediate certificates (owner CAs; IMA certificates listed here
+// are indexed for ResolveKeyID too) and the CRLs of the CAs. It is safe for
+// concurrent reads; Add must not run concurrently with other methods.
+type TrustStore struct {
+	roots         []*x509.Certificate
+	intermediates []*x509.Certificate
+	crls          map[*x509.Certificate][]*x509.RevocationList // by issuing CA
+	byKeyID       map[[4]byte]*x509.Certificate
+}
+
+// LoadTrustStore reads the files cfg lists (relative to baseDir) and builds
+// a TrustStore (see NewTrustStore). Errors name the file.
+func LoadTrustStore(cfg TrustConfig, baseDir string) (*TrustStore, error) {
+	resolve := func(p string) string {
+		if filepath.IsAbs(p) || baseDir == "" {
+			return p
+		}
+		return filepath.Join(baseDir, p)
+	}
+	ts := &TrustStore{crls: map[*x509.Certificate][]*x509.RevocationList{}, byKeyID: map[[4]byte]*x509.Certificate{}}
+	if len(cfg.Roots) == 0 {
+		return nil, fmt.Errorf("trust store: no roots")
+	}
+	for _, p := range cfg.Roots {
+		certs, err := signer.LoadCertificates(resolve(p))
+		if err != nil {
+			return nil, fmt.Errorf("trust store: root: %w", err)
+		}
+		for _, c := range certs {
+			if err := ts.addRoot(c); err != nil {
+				return nil, fmt.Errorf("trust store: %s: %w", resolve(p), err)
+			}
+		}
+	}
+	for _, p := range cfg.Intermediates {
+		certs, err := signer.LoadCertificates(resolve(p))
+		if err != nil {
+			return nil, fmt.Errorf("trust store: intermediate: %w", err)
+		}
+		for _, c := range certs {
+			if err := ts.Add(c); err != nil {
+				return nil, fmt.Errorf("trust store: %s: %w", resolve(p), err)
+			}
+		}
+	}
+	for _, p := range cfg.CRLs {
+		crl, err := ReadCRL(resolve(p))
+		if err != nil {
+			return nil, fmt.Errorf("trust store: %w", err)
+		}
+		if err := ts.AddCRL(crl); err != nil {
+			return nil, fmt.Errorf("trust store: %s: %w", resolve(p), err)
+		}
+	}
+	return ts, nil
+}
+
+// NewTrustStore builds a TrustStore. Roots must be self-signed CA
+// certificates; every CRL must be signed by one of the CAs; two different
+// certificates with the same IMA key id are an error (ErrDuplicateKeyID).
+func NewTrustStore(roots, intermediates []*x509.Certificate, crls []*x509.RevocationList) (*TrustStore, error) {
+	ts := &TrustStore{crls: map[*x509.Certificate][]*x509.RevocationList{}, byKeyID: map[[4]byte]*x509.Certificate{}}
+	if len(roots) == 0 {
+		return nil, fmt.Errorf("trust store: no roots")
+	}
+	for _, c := range roots {
+		if err := ts.addRoot(c); err != nil {
+			return nil, fmt.Errorf("trust store: %w", err)
+		}
+	}
+	for _, c := range intermediates {
+		if err := ts.Add(c); err != nil {
+			return nil, fmt.Errorf("trust store: %w", err)
+		}
+	}
+	for _, crl := range crls {
+		if err := ts.AddCRL(crl); err != nil {
+			return nil, fmt.Errorf("trust store: %w", err)
+		}
+	}
+	return ts, nil
+}
+
+func (ts *TrustStore) addRoot(c *x509.Certificate) error {
+	if string(c.RawIssuer) != string(c.RawSubject) || c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) != nil {
+		return &CertError{Cert: c, Reason: "is not self-signed, so it cannot be a root", Err: ErrUnknownIssuer}
+	}
+	if err := checkCA(c); err != nil {
+		return err
+	}
+	if slices.ContainsFunc(ts.roots, c.Equal) {
+		return nil
+	}
+	if err := ts.index(c); err != nil {
+		return err
+	}
+	ts.roots = append(ts.roots, c)
+	return nil
+}
+
+// Add adds an intermediate certificate (an owner CA) or an IMA certificate
+// to the store, so that chains can go through it and ResolveKeyID finds it.
+// Adding a certificate already present does nothing.
+func (ts *TrustStore) Add(c *x509.Certificate) error {
+	if ts.contains(c) {
+		return nil
+	}
+	if err := ts.index(c); err != nil {
+		return err
+	}
+	ts.intermediates = append(ts.intermediates, c)
+	return nil
+}
+
+func (ts *TrustStore) contains(c *x509.Certificate) bool {
+	return slices.ContainsFunc(ts.roots, c.Equal) || slices.ContainsFunc(ts.intermediates, c.Equal)
+}
+
+// index records c under its IMA key id: the kernel's .ima_blacklist and its
+// key lookup ("id:<8 hex>") work by that id, so two certificates sharing it
+// are ambiguous on a device.
+func (ts *TrustStore) index(c *x509.Certificate) error {
+	id := signer.KeyID(c)
+	if other, ok := ts.byKeyID[id]; ok && !other.Equal(c) {
+		why := "a different key"
+		if samePublicKey(other.PublicKey, c.PublicKey) {
+			why = "the same key (keep only the newer certificate)"
+		}
+		return &CertError{Cert: c, Reason: fmt.Sprintf("has IMA key id %s, as %s has, with %s", hex.EncodeToString(id[:]), subjectOf(other), why), Err: ErrDuplicateKeyID}
+	}
+	ts.byKeyID[id] = c
+	return nil
+}
+
+// AddCRL adds a CRL. It must be signed by a CA in the store (checked);
+// several CRLs of one CA add up.
+func (ts *TrustStore) AddCRL(crl *x509.RevocationList) error {
+	for _, ca := range ts.cas() {
+		if string(crl.RawIssuer) != string(ca.RawSubject) {
+			continue
+		}
+		if len(crl.AuthorityKeyId) > 0 && len(ca.SubjectKeyId) > 0 && !bytes.Equal(crl.AuthorityKeyId, ca.SubjectKeyId) {
+			continue
+		}
+		if crl.CheckSignatureFrom(ca) != nil {
+			continue
+		}
+		ts.crls[ca] = append(ts.crls[ca], crl)
+		return nil
+	}
+	return fmt.Errorf("%w: CRL of %q (number %v) is not signed by any CA in the trust store", ErrCRL, crl.Issuer.String(), crl.Number)
+}
+
+func (ts *TrustStore) cas() []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, c := range slices.Concat(ts.roots, ts.intermediates) {
+		if c.IsCA {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Roots returns the root certificates.
+func (ts *TrustStore) Roots() []*x509.Certificate { return slices.Clone(ts.roots) }
+
+// Intermediates returns the non-root certificates (owner CAs and any IMA
+// certificates added).
+func (ts *TrustStore) Intermediates() []*x509.Certificate { return slices.Clone(ts.intermediates) }
+
+// CRLs returns the CRLs of ca (nil when it has none in the store).
+func (ts *TrustStore) CRLs(ca *x509.Certificate) []*x509.RevocationList {
+	for k, v := range ts.crls {
+		if k.Equal(ca) {
+			return slices.Clone(v)
+		}
+	}
+	return nil
+}
+
+// ResolveKeyID returns the certificate in the store with IMA key id id
+// (signer.KeyID), for verifying a signature that names it.
+func (ts *TrustStore) ResolveKeyID(id [4]byte) (*x509.Certificate, error) {
+	if c, ok := ts.byKeyID[id]; ok {
+		return c, nil
+	}
+	return nil, fmt.Errorf("%w: %s", ErrUnknownKeyID, hex.EncodeToString(id[:]))
+}
+
+// Chain is a checked certificate chain, leaf first, root last.
+type Chain struct {
+	Certs []*x509.Certificate
+}
+
+// Leaf returns the IMA signing certificate.
+func (ch *Chain) Leaf() *x509.Certificate { return ch.Certs[0] }
+
+// Root returns the trusted root the chain ends in.
+func (ch *Chain) Root() *x509.Certificate { return ch.Certs[len(ch.Certs)-1] }
+
+// KeyID returns the IMA key id of the leaf (signer.KeyID).
+func (ch *Chain) KeyID() [4]byte { return signer.KeyID(ch.Leaf()) }
+
+// CheckPath reports whether the leaf's key may sign the image path p: every
+// certificate in the chain that carries a scope must allow p (an owner CA's
+// scope bounds the IMA certificates it issues). The error is a *CertError
+// wrapping ErrOutOfScope naming the certificate whose scope excludes p.
+func (ch *Chain) CheckPath(p string) error {
+	for _, c := range ch.Certs {
+		s, err := ParseScope(c)
+		if err != nil {
+			return &CertError{Cert: c, Reason: err.Error(), Err: err}
+		}
+		if !s.Allows(p) {
+			return &CertError{Cert: c, Reason: fmt.Sprintf("may not sign %s: its scope is %s", p, s), Err: ErrOutOfScope}
+		}
+	}
+	return nil
+}
+
+// Allows reports whether CheckPath(p) passes.
+func (ch *Chain) Allows(p string) bool { return ch.CheckPath(p) == nil }
+
+// maxChain bounds chain building (root, owner CA, IMA: 3 in this hierarchy).
+const maxChain = 8
+
+// CheckSigner checks that cert may sign IMA signatures on a device trusting
+// ts, at time now, and returns its chain. It checks, in this order:
+//
+//   - pub (the public half of the private key that will sign; nil skips
+//     this) equals cert's public key: ErrKeyMismatch;
+//   - cert is an IMA signing certificate the kernel can use: keyUsage with
+//     digitalSignature, not a CA, extendedKeyUsage (if any) allowing
+//     codeSigning, RSA >= 2048 or ECDSA P-256/P-384: ErrKeyUsage,
+//     ErrUnsupportedKey;
+//   - a chain leads to a root of ts, each signature verifying: ErrUnknownIssuer,
+//     ErrBadSignature; every CA on it has basicConstraints CA:TRUE, keyUsage
+//     keyCertSign and a path length that allows the chain: ErrKeyUsage;
+//   - every certificate of the chain is valid at now (skipped when now is
+//     the zero time, for checking signatures made in the past: the kernel
+//     never checks dates): ErrNotYetValid, ErrExpired;
+//   - no certificate of the chain is on its issuer's CRLs: ErrRevoked;
+//   - crypto/x509's own verification agrees: ErrChainRejected;
+//   - no other certificate in ts has cert's IMA key id: ErrDuplicateKeyID.
+//
+// Errors are *CertError naming the certificate at fault. To catch two
+// signing keys with one key id, Add every signing certificate first (Add
+// refuses the second), then check each.
+func (ts *TrustStore) CheckSigner(cert *x509.Certificate, pub crypto.PublicKey, now time.Time) (*Chain, error) {
+	if pub != nil && !samePublicKey(pub, cert.PublicKey) {
+		return nil, &CertError{Cert: cert, Reason: "does not belong to the private key given (public keys differ)", Err: ErrKeyMismatch}
+	}
+	if err := checkIMALeaf(cert); err != nil {
+		return nil, err
+	}
+	id := signer.KeyID(cert)
+	if other, ok := ts.byKeyID[id]; ok && !other.Equal(cert) {
+		return nil, &CertError{Cert: cert, Reason: fmt.Sprintf("has IMA key id %s, as %s in the trust store has", hex.EncodeToString(id[:]), subjectOf(other)), Err: ErrDuplicateKeyID}
+	}
+	certs, err := ts.checkChain(cert, now)
+	if err != nil {
+		return nil, err
+	}
+	return &Chain{Certs: certs}, nil
+}
+
+// CheckCA checks an owner CA (or a root) as CheckSigner checks an IMA
+// certificate: a CA with keyCertSign, chaining to a root of ts, valid at now
+// (zero: dates not checked), not revoked.
+func (ts *TrustStore) CheckCA(cert *x509.Certificate, now time.Time) (*Chain, error) {
+	if err := checkCA(cert); err != nil {
+		return nil, err
+	}
+	certs, err := ts.checkChain(cert, now)
+	if err != nil {
+		return nil, err
+	}
+	return &Chain{Certs: certs}, nil
+}
+
+// checkChain builds cert's chain and checks its CAs, dates and revocation.
+func (ts *TrustStore) checkChain(cert *x509.Certificate, now time.Time) ([]*x509.Certificate, error) {
+	certs, err := ts.buildChain(cert)
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range certs[1:] {
+		if err := checkCA(c); err != nil {
+			return nil, err
+		}
+		// i CAs lie between c and the leaf.
+		if c.BasicConstraintsValid && (c.MaxPathLen > 0 || c.MaxPathLenZero) && i > c.MaxPathLen {
+			return nil, &CertError{Cert: c, Reason: fmt.Sprintf("allows %d CA(s) below it (pathLenConstraint), the chain has %d", c.MaxPathLen, i), Err: ErrKeyUsage}
+		}
+	}
+	if !now.IsZero() {
+		for _, c := range certs {
+			if err := checkValidity(c, now); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for i, c := range certs[:len(certs)-1] {
+		if err := ts.checkRevoked(c, certs[i+1]); err != nil {
+			return nil, err
+		}
+	}
+	if !now.IsZero() {
+		if err := crossCheck(certs, now); err != nil {
+			return nil, err
+		}
+	}
+	return certs, nil
+}
+
+// checkIMALeaf checks what an IMA signing certificate needs. Linux 6.4+
+// (restrict_link_by_digsig, IMA_KEYRINGS_PERMIT_SIGNED_BY_BUILTIN_OR_SECONDARY)
+// requires digitalSignature; a CA certificate must not sign files, or the
+// holder of a tenant key could issue itself more certificates.
+func checkIMALeaf(c *x509.Certificate) error {
+	if err := checkPublicKey(c.PublicKey); err != nil {
+		return &CertError{Cert: c, Reason: err.Error(), Err: err}
+	}
+	if c.IsCA {
+		return &CertError{Cert: c, Reason: "is a CA certificate (basicConstraints CA:TRUE); sign with an IMA certificate it issues", Err: ErrKeyUsage}
+	}
+	if c.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		return &CertError{Cert: c, Reason: "has no keyUsage digitalSignature, which IMA signing keys need", Err: ErrKeyUsage}
+	}
+	if len(c.ExtKeyUsage) > 0 || len(c.UnknownExtKeyUsage) > 0 {
+		if !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageCodeSigning) && !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny) {
+			return &CertError{Cert: c, Reason: "has an extendedKeyUsage without codeSigning", Err: ErrKeyUsage}
+		}
+	}
+	if len(c.UnhandledCriticalExtensions) > 0 {
+		return &CertError{Cert: c, Reason: fmt.Sprintf("has unknown critical extensions %v", c.UnhandledCriticalExtensions), Err: ErrKeyUsage}
+	}
+	return nil
+}
+
+// checkCA checks what an issuing certificate needs (what Linux 6.4+
+// restrict_link_by_ca and every X.509 verifier check).
+func checkCA(c *x509.Certificate) error {
+	switch {
+	case !c.BasicConstraintsValid || !c.IsCA:
+		return &CertError{Cert: c, Reason: "is not a CA (basicConstraints CA:TRUE missing) but issues certificates", Err: ErrKeyUsage}
+	case c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageCertSign == 0:
+		return &CertError{Cert: c, Reason: "is a CA without keyUsage keyCertSign", Err: ErrKeyUsage}
+	case len(c.UnhandledCriticalExtensions) > 0:
+		return &CertError{Cert: c, Reason: fmt.Sprintf("has unknown critical extensions %v", c.UnhandledCriticalExtensions), Err: ErrKeyUsage}
+	}
+	return nil
+}
+
+func checkValidity(c *x509.Certificate, now time.Time) error {
+	if now.Before(c.NotBefore) {
+		return &CertError{Cert: c, Reason: fmt.Sprintf("is not valid before %s (now %s)", c.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)), Err: ErrNotYetValid}
+	}
+	if now.After(c.NotAfter) {
+		return &CertError{Cert: c, Reason: fmt.Sprintf("expired on %s (now %s)", c.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)), Err: ErrExpired}
+	}
+	return nil
+}
+
+// buildChain walks from c to a root, picking as issuer a certificate whose
+// subject is c's issuer, whose subjectKeyIdentifier matches c's
+// authorityKeyIdentifier (when both exist) and whose key verifies c's
+// signature.
+func (ts *TrustStore) buildChain(c *x509.Certificate) ([]*x509.Certificate, error) {
+	chain := []*x509.Certificate{c}
+	for cur := c; ; {
+		if slices.ContainsFunc(ts.roots, cur.Equal) {
+			return chain, nil
+		}
+		if len(chain) >= maxChain {
+			return nil, &CertError{Cert: c, Reason: fmt.Sprintf("has a chain longer than %d certificates", maxChain), Err: ErrUnknownIssuer}
+		}
+		var named []*x509.Certificate
+		var parent *x509.Certificate
+		for _, p := range slices.Concat(ts.roots, ts.intermediates) {
+			if string(p.RawSubject) != string(cur.RawIssuer) || p.Equal(cur) || slices.ContainsFunc(chain, p.Equal) {
+				continue
+			}
+			named = append(named, p)
+			if len(cur.AuthorityKeyId) > 0 && len(p.SubjectKeyId) > 0 && !bytes.Equal(cur.AuthorityKeyId, p.SubjectKeyId) {
+				continue
+			}
+			if p.CheckSignature(cur.SignatureAlgorithm, cur.RawTBSCertificate, cur.Signature) == nil {
+				parent = p
+				break
+			}
+		}
+		if parent == nil {
+			if len(named) > 0 {
+				return nil, &CertError{Cert: cur, Reason: fmt.Sprintf("is not signed by the key of %s, the trusted certificate with its issuer's name (forged, or issued by another CA of that name)", subjectOf(named[0])), Err: ErrBadSignature}
+			}
+			return nil, &CertError{Cert: cur, Reason: fmt.Sprintf("is issued by %q, which is not in the trust store", cur.Issuer.String()), Err: ErrUnknownIssuer}
+		}
+		chain = append(chain, parent)
+		cur = parent
+	}
+}
+
+// checkRevoked reports whether c is on a CRL of its issuer.
+func (ts *TrustStore) checkRevoked(c, issuer *x509.Certificate) error {
+	for _, crl := range ts.crls[issuer] {
+		for _, e := range crl.RevokedCertificateEntries {
+			if e.SerialNumber.Cmp(c.SerialNumber) == 0 {
+				return &CertError{Cert: c, Reason: fmt.Sprintf("was revoked on %s by %s (CRL number %v, reason %d)", e.RevocationTime.UTC().Format(time.RFC3339), subjectOf(issuer), crl.Number, e.ReasonCode), Err: ErrRevoked}
+			}
+		}
+	}
+	return nil
+}
+
+// crossCheck runs crypto/x509's verifier over the chain found, so that
+// anything it rejects and the checks above missed still stops the build.
+func crossCheck(certs []*x509.Certificate, now time.Time) error {
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(certs[len(certs)-1])
+	for _, c := range certs[1 : len(certs)-1] {
+		inter.AddCert(c)
+	}
+	_, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
+		return &CertError{Cert: certs[0], Reason: fmt.Sprintf("is rejected by crypto/x509: %v", err), Err: fmt.Errorf("%w: %w", ErrChainRejected, err)}
+	}
+	return nil
+}
+
+func samePublicKey(a, b crypto.PublicKey) bool {
+	ak, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && ak.Equal(b)
+}
