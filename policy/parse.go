@@ -129,7 +129,8 @@ type ruleState struct {
 	actionCol int
 	lsmCol    [numLSM]int
 	pcrSeen   bool
-	fsnameCol int
+	// tokens tried but rejected, to avoid cascading messages
+	unknownTok, algosTried, appraiseTypeTried bool
 }
 
 func (s *ruleState) set(f flag, col int) {
@@ -171,10 +172,21 @@ func (p *parser) line(line string, n int) (Rule, bool) {
 	s.r.Pos = Pos{p.file, n, lead + 1}
 	errsBefore := p.errorCount()
 	for _, t := range toks {
+		if strings.HasPrefix(t.text, "#") {
+			p.errorf(n, t.col, "comment after a rule: the kernel only skips lines that start with #")
+			s.unknownTok = true
+			break
+		}
 		p.token(s, t, n)
 	}
-	p.validate(s, n, p.errorCount() == errsBefore)
-	return s.r, p.errorCount() == errsBefore
+	p.validate(s, n)
+	clean := p.errorCount() == errsBefore
+	r := &s.r
+	if clean && r.Func == FuncNone && r.Action == ActionAppraise && r.AppraiseType == AppraiseAny && r.FOwner == nil &&
+		r.FSMagic == nil && r.FSName == "" && r.FSUUID == nil && !r.HasLSM() && r.Mask == 0 {
+		p.warnf(n, r.Pos.Col, "appraise rule without func= or conditions appraises every file on every filesystem")
+	}
+	return s.r, clean
 }
 
 func (p *parser) errorCount() int {
@@ -201,7 +213,7 @@ func (p *parser) token(s *ruleState, t token, n int) {
 	key, op, val := split(t.text)
 	kw, known := keywords[key]
 	if !known || (op == 0) != (kw.ops == "") || (op != 0 && !strings.ContainsRune(kw.ops, rune(op))) {
-		p.unknown(t, key, op, n)
+		p.unknown(s, t, key, op, n)
 		return
 	}
 	if kw.since > p.v {
@@ -383,6 +395,7 @@ func (p *parser) token(s *ruleState, t token, n int) {
 		r.DigestVerity = true
 		s.set(fVerity, t.col)
 	case "appraise_type":
+		s.appraiseTypeTried = true
 		p.appraiseType(s, t, n, val)
 	case "appraise_flag":
 		if p.v >= V6_6 {
@@ -397,6 +410,7 @@ func (p *parser) token(s *ruleState, t token, n int) {
 		r.AppraiseFlag = val
 		s.set(fBlacklist, t.col)
 	case "appraise_algos":
+		s.algosTried = true
 		if len(r.AppraiseAlgos) > 0 {
 			p.errorf(n, t.col, "second appraise_algos=: the rule already has one")
 			return
@@ -417,7 +431,8 @@ func (p *parser) token(s *ruleState, t token, n int) {
 	}
 }
 
-func (p *parser) unknown(t token, key string, op byte, n int) {
+func (p *parser) unknown(s *ruleState, t token, key string, op byte, n int) {
+	s.unknownTok = true
 	if kw, ok := keywords[key]; ok {
 		if kw.ops == "" {
 			p.errorf(n, t.col, "%q takes no value", key)
@@ -429,8 +444,6 @@ func (p *parser) unknown(t token, key string, op byte, n int) {
 		return
 	}
 	switch {
-	case strings.HasPrefix(t.text, "#"):
-		p.errorf(n, t.col, "comment after a rule: the kernel only skips lines that start with #")
 	case key == "dont_audit":
 		p.errorf(n, t.col, "unknown action %q (the kernel has audit but no dont_audit)", key)
 	default:
@@ -582,7 +595,7 @@ func (p *parser) appraiseType(s *ruleState, t token, n int, val string) {
 
 // validate mirrors ima_validate_rule of series p.v, reporting every failed
 // check at the column of the token responsible.
-func (p *parser) validate(s *ruleState, n int, clean bool) {
+func (p *parser) validate(s *ruleState, n int) {
 	r := &s.r
 	col := func(f flag) int {
 		if c, ok := s.flagCol[f]; ok {
@@ -591,6 +604,9 @@ func (p *parser) validate(s *ruleState, n int, clean bool) {
 		return r.Pos.Col
 	}
 	if r.Action == ActionNone {
+		if s.unknownTok {
+			return // a misspelled action was already reported
+		}
 		p.errorf(n, r.Pos.Col, "rule has no action (measure, dont_measure, appraise, dont_appraise, audit, hash or dont_hash)")
 		return
 	}
@@ -646,7 +662,7 @@ func (p *parser) validate(s *ruleState, n int, clean bool) {
 		}
 		report(col(f), "%s", msg)
 	}
-	if r.Func == FuncSetxattrCheck && s.flags&fValidateAlgos == 0 {
+	if r.Func == FuncSetxattrCheck && s.flags&fValidateAlgos == 0 && !s.algosTried {
 		report(s.actionCol, "func=SETXATTR_CHECK needs appraise_algos=")
 	}
 	if (r.Func == FuncKeyCheck || r.Func == FuncCriticalData) && r.HasLSM() {
@@ -661,12 +677,8 @@ func (p *parser) validate(s *ruleState, n int, clean bool) {
 			report(col(fBlacklist), "appraise_flag=check_blacklist needs appraise_type=imasig|modsig on Linux %s", p.v)
 		}
 	}
-	if r.Action == ActionAppraise && s.flags&fVerity != 0 && s.flags&fDigsig == 0 {
+	if r.Action == ActionAppraise && s.flags&fVerity != 0 && s.flags&fDigsig == 0 && !s.appraiseTypeTried {
 		report(col(fVerity), "an appraise rule with digest_type=verity needs appraise_type=sigv3")
-	}
-	if clean && r.Func == FuncNone && r.Action == ActionAppraise && r.AppraiseType == AppraiseAny && r.FOwner == nil &&
-		r.FSMagic == nil && r.FSName == "" && r.FSUUID == nil && !r.HasLSM() && r.Mask == 0 {
-		p.warnf(n, r.Pos.Col, "appraise rule without func= or conditions appraises every file on every filesystem")
 	}
 }
 
