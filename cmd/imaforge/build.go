@@ -1,0 +1,253 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/pipeline"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:      "build",
+		Usage:     "build a signed, reproducible SquashFS image from a manifest",
+		ArgsUsage: "MANIFEST",
+		Description: "Reads every file once, signs each unique digest with the key the manifest's rules assign,\n" +
+			"and writes the image and IMAGE.record.json atomically. SOURCE_DATE_EPOCH, when set,\n" +
+			"overrides image.epoch. Exit codes: 0 built, 1 the build failed, 2 usage or manifest error.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "report overlapping sources and other notes"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
+			&cli.BoolFlag{Name: "json", Usage: "print a machine-readable summary on stdout"},
+			&cli.BoolFlag{Name: "strict", Usage: "treat warnings (an override matching nothing) as errors"},
+			&cli.IntFlag{Name: "workers", Usage: "goroutines reading, compressing and signing (0: all cores)"},
+		},
+		Action: runBuild,
+	})
+}
+
+func runBuild(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageErrf("build: want one MANIFEST argument, got %d", c.NArg())
+	}
+	m, err := loadManifest(c.Args().First())
+	if err != nil {
+		return err
+	}
+	quiet := c.Bool("quiet")
+	stderr := c.App.ErrWriter
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	logf := func(format string, args ...any) {
+		if !quiet {
+			fmt.Fprintf(stderr, "imaforge: "+format+"\n", args...)
+		}
+	}
+	verbosef := func(format string, args ...any) {
+		if c.Bool("verbose") {
+			logf(format, args...)
+		}
+	}
+	v, _ := buildVersion()
+	opts := pipeline.Options{
+		Manifest:    m,
+		ToolVersion: v,
+		Workers:     c.Int("workers"),
+		Strict:      c.Bool("strict"),
+		Logf: func(format string, args ...any) {
+			// Overlaps are notes for --verbose; warnings always show.
+			if len(format) >= 5 && format[:5] == "note:" {
+				verbosef(format, args...)
+				return
+			}
+			logf(format, args...)
+		},
+	}
+	if !quiet {
+		opts.Progress = newProgress(stderr)
+	}
+	start := time.Now()
+	res, err := pipeline.Build(c.Context, opts)
+	if err != nil {
+		if isManifestError(err) {
+			return usageErr(err)
+		}
+		return err
+	}
+	elapsed := time.Since(start)
+	if c.Bool("json") {
+		return printBuildJSON(c.App.Writer, res, elapsed)
+	}
+	if !quiet {
+		fmt.Fprintf(c.App.Writer, "built %s: %d files (%d signed, %d unique signatures), %s of content -> %s image in %.2fs\n",
+			res.ImagePath, res.Files, res.Signed, res.Signatures, humanBytes(res.Bytes), humanBytes(res.Record.Image.Size), elapsed.Seconds())
+		for _, k := range res.Record.Keys {
+			fmt.Fprintf(c.App.Writer, "  key %-16s id %s  %5d files  %5d signatures  %s\n", k.Name, k.KeyID, k.Files, k.Signatures, k.Subject)
+		}
+		fmt.Fprintf(c.App.Writer, "  image sha256 %s\n  record %s\n", res.Record.Image.SHA256, res.RecordPath)
+		if !res.Record.Reproducible {
+			fmt.Fprintln(c.App.Writer, "  note: a key signs with random nonces; a rebuild will not give the same bytes")
+		}
+	}
+	return nil
+}
+
+// loadManifest loads and validates a manifest and applies SOURCE_DATE_EPOCH.
+// Problems with the manifest are usage errors (exit code 2).
+func loadManifest(path string) (*manifest.Manifest, error) {
+	m, err := manifest.Load(path)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	if err := m.SetSourceDateEpoch(os.Getenv("SOURCE_DATE_EPOCH")); err != nil {
+		return nil, usageErr(err)
+	}
+	return m, nil
+}
+
+// isManifestError reports whether err is about what the manifest says (a
+// source that does not exist, a key that does not load) rather than a
+// failure of the build itself.
+func isManifestError(err error) bool {
+	var me *manifest.Error
+	var ml manifest.ErrorList
+	return errors.As(err, &me) || errors.As(err, &ml)
+}
+
+type buildSummary struct {
+	Image        string               `json:"image"`
+	Record       string               `json:"record"`
+	ImageSHA256  string               `json:"image_sha256"`
+	ImageSize    int64                `json:"image_size"`
+	Files        int                  `json:"files"`
+	Signed       int                  `json:"signed"`
+	Signatures   int                  `json:"signatures"`
+	Duplicates   int                  `json:"duplicates"`
+	ContentBytes int64                `json:"content_bytes"`
+	Reproducible bool                 `json:"reproducible"`
+	Seconds      float64              `json:"seconds"`
+	Keys         []pipeline.RecordKey `json:"keys"`
+}
+
+func printBuildJSON(w io.Writer, res *pipeline.Result, elapsed time.Duration) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(buildSummary{
+		Image:        res.ImagePath,
+		Record:       res.RecordPath,
+		ImageSHA256:  res.Record.Image.SHA256,
+		ImageSize:    res.Record.Image.Size,
+		Files:        res.Files,
+		Signed:       res.Signed,
+		Signatures:   res.Signatures,
+		Duplicates:   res.Stats.Duplicates,
+		ContentBytes: res.Bytes,
+		Reproducible: res.Record.Reproducible,
+		Seconds:      elapsed.Seconds(),
+		Keys:         res.Record.Keys,
+	})
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// newProgress returns a progress bar on a terminal and periodic plain lines
+// otherwise.
+func newProgress(w io.Writer) pipeline.Progress {
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return &barProgress{w: w}
+	}
+	return &lineProgress{w: w}
+}
+
+type barProgress struct {
+	w   io.Writer
+	bar *progressbar.ProgressBar
+}
+
+func (p *barProgress) Start(files int, bytes int64) {
+	p.bar = progressbar.NewOptions64(bytes,
+		progressbar.OptionSetWriter(p.w),
+		progressbar.OptionSetDescription(fmt.Sprintf("%d files", files)),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)
+}
+
+func (p *barProgress) Add(files int, bytes int64) { p.bar.Add64(bytes) }
+func (p *barProgress) Done()                      { p.bar.Finish() }
+
+// lineProgress prints a line every few seconds: for CI logs.
+type lineProgress struct {
+	w          io.Writer
+	files, all int64
+	doneFiles    atomic.Int64
+	doneBytes    atomic.Int64
+	stop         chan struct{}
+	wg           sync.WaitGroup
+}
+
+func (p *lineProgress) Start(files int, bytes int64) {
+	p.files, p.all = int64(files), bytes
+	p.stop = make(chan struct{})
+	start := time.Now()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+				f, b := p.doneFiles.Load(), p.doneBytes.Load()
+				rate := float64(b) / time.Since(start).Seconds()
+				eta := "?"
+				if rate > 0 {
+					eta = time.Duration(float64(p.all-b) / rate * float64(time.Second)).Round(time.Second).String()
+				}
+				fmt.Fprintf(p.w, "imaforge: %d/%d files, %s/%s, %s/s, eta %s\n",
+					f, p.files, humanBytes(b), humanBytes(p.all), humanBytes(int64(rate)), eta)
+			}
+		}
+	}()
+}
+
+func (p *lineProgress) Add(files int, bytes int64) {
+	p.doneFiles.Add(int64(files))
+	p.doneBytes.Add(bytes)
+}
+
+func (p *lineProgress) Done() {
+	if p.stop != nil {
+		close(p.stop)
+		p.wg.Wait()
+		p.stop = nil
+	}
+}

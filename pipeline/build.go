@@ -1,0 +1,527 @@
+// Package pipeline turns a manifest into a signed, reproducible SquashFS
+// image: it walks the sources into one sorted tree, reads every regular file
+// exactly once (the bytes that are hashed are the bytes compressed into the
+// image), signs each unique (key, digest) pair once while later files are
+// still being compressed, attaches the security.ima values and writes the
+// image, then a build record beside it. Outputs are written to temporary
+// files and renamed, so a failed build leaves nothing behind.
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/imaforge/imaforge/internal/atomicfile"
+	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/rootfs"
+	"github.com/imaforge/imaforge/signer"
+	"github.com/imaforge/imaforge/squashfs"
+)
+
+// Options configure Build.
+type Options struct {
+	// Manifest is the loaded manifest (manifest.Load), with
+	// SOURCE_DATE_EPOCH already applied by the caller if wanted.
+	Manifest *manifest.Manifest
+	// ToolVersion is written into the build record.
+	ToolVersion string
+	// Workers bounds the goroutines reading, compressing and signing
+	// (0: GOMAXPROCS). It never changes the output.
+	Workers int
+	// Strict turns walk warnings (an override matching nothing) into errors.
+	Strict bool
+	// Keys, when not nil, supplies the signing keys by manifest key name
+	// instead of loading them from the manifest (HSM backends, tests).
+	Keys map[string]*signer.Signer
+	// KeyOptions are used to load file keys (passphrase, warnings).
+	KeyOptions func(k *manifest.Key) *signer.KeyOptions
+	// Progress, if not nil, is told about files as they are read.
+	Progress Progress
+	// Logf, if not nil, receives notes (overlapping sources, warnings).
+	Logf func(format string, args ...any)
+}
+
+// Progress receives the build's progress. Calls may come from several
+// goroutines.
+type Progress interface {
+	Start(files int, bytes int64)
+	Add(files int, bytes int64)
+	Done()
+}
+
+// Result describes a finished build.
+type Result struct {
+	ImagePath  string
+	RecordPath string
+	Record     *Record
+	// Files counts regular files, Signed those with a signature, Signatures
+	// the unique (key, digest) pairs signed.
+	Files, Signed, Signatures int
+	// Bytes is the total size of the regular files' content.
+	Bytes int64
+	Stats squashfs.Stats
+	// Overlaps and Warnings come from walking the sources.
+	Overlaps []rootfs.Overlap
+	Warnings []error
+}
+
+// fileState is what the build learns about one regular file while it is read.
+type fileState struct {
+	entry  *rootfs.Entry
+	key    string // empty: unsigned
+	digest []byte
+	sig    *sigResult
+}
+
+// Build runs the pipeline for opts.Manifest.
+func Build(ctx context.Context, opts Options) (res *Result, err error) {
+	m := opts.Manifest
+	if m == nil {
+		return nil, errors.New("pipeline: no manifest")
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	h, err := signer.ParseHash(string(m.Hash))
+	if err != nil {
+		return nil, m.Errorf(m.Pos, err, "hash %q", m.Hash)
+	}
+
+	tree, err := rootfs.Walk(ctx, m, rootfs.Options{Strict: opts.Strict})
+	if err != nil {
+		return nil, err
+	}
+	defer tree.Close()
+	for _, o := range tree.Overlaps {
+		opts.logf("note: %s", o)
+	}
+	for _, w := range tree.Warnings {
+		opts.logf("warning: %v", w)
+	}
+
+	// Assign a key to every regular file before any byte is read, so that a
+	// file matching no rule fails the build at once.
+	files := make(map[string]*fileState)
+	primary := make(map[uint32]string) // hard-link group -> first path
+	var total int64
+	toRead := 0
+	used := make(map[string]bool)
+	for i := range tree.Entries {
+		e := &tree.Entries[i]
+		if e.Type != rootfs.TypeReg {
+			continue
+		}
+		r, err := m.RuleFor(e.Path)
+		if err != nil {
+			return nil, err
+		}
+		fs := &fileState{entry: e}
+		if r.Sign == nil || *r.Sign {
+			fs.key = r.Key
+			used[r.Key] = true
+		}
+		files[e.Path] = fs
+		if e.Link != 0 {
+			if _, ok := primary[e.Link]; ok {
+				continue
+			}
+			primary[e.Link] = e.Path
+		}
+		toRead++
+		total += e.Size
+	}
+
+	signers, err := opts.loadKeys(m, used)
+	if err != nil {
+		return nil, err
+	}
+	signFuncs := make(map[string]SignFunc, len(signers))
+	for name, s := range signers {
+		s := s
+		signFuncs[name] = func(d []byte) ([]byte, error) { return s.SignDigest(h, d) }
+	}
+
+	out := m.Image.Output
+	if !filepath.IsAbs(out) {
+		out = filepath.Join(m.Dir, out)
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return nil, fmt.Errorf("output directory: %w", err)
+	}
+	img, err := atomicfile.Create(out, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer img.Abort()
+
+	comp, err := compression(m.Image.Compression)
+	if err != nil {
+		return nil, m.Errorf(m.Image.Pos, err, "image.compression")
+	}
+	w, err := squashfs.NewWriter(img, squashfs.Options{
+		Compression: comp,
+		Level:       m.Image.CompressionLevel(),
+		BlockSize:   int(m.Image.BlockSize),
+		ModTime:     m.Image.Epoch,
+		Workers:     workers,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", out, err)
+	}
+
+	pool := newSignPool(ctx, signFuncs, workers)
+	poolClosed := false
+	defer func() {
+		if !poolClosed {
+			pool.close()
+		}
+	}()
+	if opts.Progress != nil {
+		opts.Progress.Start(toRead, total)
+	}
+
+	for i := range tree.Entries {
+		e := &tree.Entries[i]
+		se := squashfs.Entry{
+			Path:    e.Path,
+			Mode:    e.FileMode(),
+			UID:     e.UID,
+			GID:     e.GID,
+			ModTime: m.Image.Epoch,
+			Size:    e.Size,
+			Target:  e.Target,
+			Xattrs:  xattrs(e.Xattrs),
+		}
+		switch e.Type {
+		case rootfs.TypeBlock, rootfs.TypeChar:
+			se.Rdev = unix.Mkdev(e.Major, e.Minor)
+		case rootfs.TypeReg:
+			if e.Link != 0 && primary[e.Link] != e.Path {
+				se = squashfs.Entry{Path: e.Path, LinkTo: primary[e.Link]}
+				break
+			}
+			fs := files[e.Path]
+			se.Open = opts.opener(fs, h, pool)
+		}
+		if err := w.Add(se); err != nil {
+			return nil, err
+		}
+	}
+
+	if err := w.WriteData(ctx); err != nil {
+		return nil, err
+	}
+	pool.close()
+	poolClosed = true
+	if opts.Progress != nil {
+		opts.Progress.Done()
+	}
+
+	// Attach the signatures; hard links share their primary's inode.
+	res = &Result{ImagePath: out, Overlaps: tree.Overlaps, Warnings: tree.Warnings, Bytes: total}
+	for i := range tree.Entries {
+		e := &tree.Entries[i]
+		if e.Type != rootfs.TypeReg {
+			continue
+		}
+		fs := files[e.Path]
+		src := fs
+		if e.Link != 0 && primary[e.Link] != e.Path {
+			src = files[primary[e.Link]]
+			fs.digest = src.digest
+			fs.sig = src.sig
+		}
+		res.Files++
+		if fs.key == "" {
+			continue
+		}
+		if src.sig == nil || fs.key != src.key {
+			return nil, fmt.Errorf("%s: hard link to %s needs the same key (%q) as the file it links to (%q)",
+				e.Path, primary[e.Link], fs.key, src.key)
+		}
+		<-src.sig.done
+		if src.sig.err != nil {
+			return nil, fmt.Errorf("sign %s with key %q: %w", e.Path, fs.key, src.sig.err)
+		}
+		res.Signed++
+		if src != fs {
+			continue
+		}
+		x := append(xattrs(e.Xattrs), squashfs.Xattr{Name: signer.XattrName, Value: src.sig.value})
+		if err := w.SetXattrs(e.Path, x); err != nil {
+			return nil, err
+		}
+	}
+	res.Signatures = pool.unique
+
+	stats, err := w.Finish()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", out, err)
+	}
+	res.Stats = stats
+
+	rec, err := opts.record(m, tree, files, signers, h, img.File, out)
+	if err != nil {
+		return nil, err
+	}
+	res.Record = rec
+	recData, err := rec.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	recPath := out + ".record.json"
+	recFile, err := atomicfile.Create(recPath, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer recFile.Abort()
+	if _, err := recFile.Write(recData); err != nil {
+		return nil, fmt.Errorf("write %s: %w", recPath, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Publish the image, then its record; the record names the image digest.
+	if err := img.Commit(); err != nil {
+		return nil, err
+	}
+	if err := recFile.Commit(); err != nil {
+		return nil, err
+	}
+	res.RecordPath = recPath
+	return res, nil
+}
+
+// opener wraps a file's content so that the bytes the image writer reads are
+// hashed on the way, and the signature is requested as soon as the last byte
+// has been read (when the writer closes the reader).
+func (opts *Options) opener(fs *fileState, h signer.Hash, pool *signPool) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) {
+		rc, err := fs.entry.Content.Open()
+		if err != nil {
+			return nil, err
+		}
+		hh, err := h.New()
+		if err != nil {
+			rc.Close()
+			return nil, err
+		}
+		return &hashingReader{rc: rc, h: hh, fs: fs, pool: pool, progress: opts.Progress}, nil
+	}
+}
+
+type hashingReader struct {
+	rc       io.ReadCloser
+	h        hash.Hash
+	n        int64
+	fs       *fileState
+	pool     *signPool
+	progress Progress
+	closed   atomic.Bool
+}
+
+func (r *hashingReader) Read(p []byte) (int, error) {
+	n, err := r.rc.Read(p)
+	r.h.Write(p[:n])
+	r.n += int64(n)
+	return n, err
+}
+
+func (r *hashingReader) Close() error {
+	if r.closed.Swap(true) {
+		return nil
+	}
+	if err := r.rc.Close(); err != nil {
+		return fmt.Errorf("%s: %w", r.fs.entry.Path, err)
+	}
+	if r.n != r.fs.entry.Size {
+		return fmt.Errorf("%s: read %d bytes, expected %d: %w", r.fs.entry.Path, r.n, r.fs.entry.Size, rootfs.ErrModified)
+	}
+	r.fs.digest = r.h.Sum(nil)
+	if r.fs.key != "" {
+		r.fs.sig = r.pool.submit(r.fs.key, r.fs.digest)
+	}
+	if r.progress != nil {
+		r.progress.Add(1, r.n)
+	}
+	return nil
+}
+
+// loadKeys returns a signer for every key name in used.
+func (opts *Options) loadKeys(m *manifest.Manifest, used map[string]bool) (map[string]*signer.Signer, error) {
+	out := make(map[string]*signer.Signer)
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for _, name := range m.KeyNames() {
+		if !used[name] {
+			continue
+		}
+		if s, ok := opts.Keys[name]; ok {
+			out[name] = s
+			continue
+		}
+		k := m.Keys[name]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := loadKey(k, opts.keyOptions(k))
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, m.Errorf(k.Pos, err, "key %q", name))
+				return
+			}
+			out[name] = s
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+func (opts *Options) keyOptions(k *manifest.Key) *signer.KeyOptions {
+	if opts.KeyOptions != nil {
+		return opts.KeyOptions(k)
+	}
+	return DefaultKeyOptions(k, opts.Logf)
+}
+
+// DefaultKeyOptions takes a key's passphrase from the environment variable or
+// file the manifest names, else from the terminal, and passes warnings (a key
+// file readable by others) to logf.
+func DefaultKeyOptions(k *manifest.Key, logf func(string, ...any)) *signer.KeyOptions {
+	ko := &signer.KeyOptions{}
+	switch {
+	case k.PassphraseEnv != "":
+		ko.Passphrase = signer.PassphraseFromEnv(k.PassphraseEnv)
+	case k.PassphraseFile != "":
+		ko.Passphrase = signer.PassphraseFromFile(k.PassphraseFile)
+	default:
+		ko.Passphrase = signer.PassphraseFromTerminal(fmt.Sprintf("passphrase for key %q: ", k.Name))
+	}
+	if logf != nil {
+		ko.Warn = func(msg string) { logf("warning: %s", msg) }
+	}
+	return ko
+}
+
+func loadKey(k *manifest.Key, ko *signer.KeyOptions) (*signer.Signer, error) {
+	return signer.LoadSigner(k.Key, k.Cert, ko)
+}
+
+func (opts *Options) logf(format string, args ...any) {
+	if opts.Logf != nil {
+		opts.Logf(format, args...)
+	}
+}
+
+func compression(c manifest.Compression) (squashfs.Compression, error) {
+	switch c {
+	case manifest.Gzip, "":
+		return squashfs.Gzip, nil
+	case manifest.Zstd:
+		return squashfs.Zstd, nil
+	case manifest.XZ:
+		return squashfs.XZ, nil
+	case manifest.LZ4:
+		return squashfs.LZ4, nil
+	case manifest.None:
+		return squashfs.CompNone, nil
+	}
+	return 0, fmt.Errorf("unsupported compression %q", c)
+}
+
+func xattrs(xs manifest.Xattrs) []squashfs.Xattr {
+	out := make([]squashfs.Xattr, 0, len(xs)+1)
+	for _, x := range xs {
+		out = append(out, squashfs.Xattr{Name: x.Name, Value: x.Value})
+	}
+	return out
+}
+
+// record assembles the build record once the image is complete.
+func (opts *Options) record(m *manifest.Manifest, tree *rootfs.Tree, files map[string]*fileState,
+	signers map[string]*signer.Signer, h signer.Hash, img *os.File, out string) (*Record, error) {
+	if _, err := img.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	ih := sha256.New()
+	size, err := io.Copy(ih, img)
+	if err != nil {
+		return nil, fmt.Errorf("hash %s: %w", out, err)
+	}
+	rec := &Record{
+		Format:   RecordFormat,
+		Tool:     RecordTool{Name: "imaforge", Version: opts.ToolVersion},
+		Manifest: RecordManifest{Name: filepath.Base(m.File), SHA256: hex.EncodeToString(m.Digest[:])},
+		Image: RecordImage{
+			Name:        filepath.Base(out),
+			SHA256:      hex.EncodeToString(ih.Sum(nil)),
+			Size:        size,
+			Compression: string(m.Image.Compression),
+			Level:       m.Image.CompressionLevel(),
+			BlockSize:   int(m.Image.BlockSize),
+			Epoch:       m.Image.Epoch,
+		},
+		Hash:         h.String(),
+		Reproducible: true,
+		Files:        []RecordFile{},
+		Keys:         []RecordKey{},
+	}
+	keyIndex := make(map[string]int)
+	for _, name := range m.KeyNames() {
+		s, ok := signers[name]
+		if !ok {
+			continue
+		}
+		id := s.KeyID()
+		det := s.Deterministic()
+		rec.Reproducible = rec.Reproducible && det
+		cs := sha256.Sum256(s.Cert().Raw)
+		keyIndex[name] = len(rec.Keys)
+		rec.Keys = append(rec.Keys, RecordKey{
+			Name:          name,
+			KeyID:         hex.EncodeToString(id[:]),
+			Subject:       s.Cert().Subject.String(),
+			CertSHA256:    hex.EncodeToString(cs[:]),
+			Deterministic: det,
+		})
+	}
+	sigs := make(map[sigKey]bool)
+	for i := range tree.Entries {
+		e := &tree.Entries[i]
+		fs, ok := files[e.Path]
+		if !ok {
+			continue
+		}
+		rf := RecordFile{Path: e.Path, Size: e.Size, Digest: hex.EncodeToString(fs.digest)}
+		if fs.key != "" {
+			k := &rec.Keys[keyIndex[fs.key]]
+			rf.Key, rf.KeyID = fs.key, k.KeyID
+			k.Files++
+			sk := sigKey{fs.key, string(fs.digest)}
+			if !sigs[sk] {
+				sigs[sk] = true
+				k.Signatures++
+			}
+		}
+		rec.Files = append(rec.Files, rf)
+	}
+	return rec, nil
+}

@@ -1,0 +1,82 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/json"
+)
+
+// RecordFormat names the build record's schema; it changes when a field
+// changes meaning.
+const RecordFormat = "imaforge-build-record/v1"
+
+// Record is the build record written next to the image
+// (IMAGE.record.json). It holds no time, host name or absolute path, so the
+// same inputs give the same record bytes.
+type Record struct {
+	Format   string         `json:"format"`
+	Tool     RecordTool     `json:"tool"`
+	Manifest RecordManifest `json:"manifest"`
+	Image    RecordImage    `json:"image"`
+	Hash     string         `json:"hash"`
+	// Reproducible says whether every key used signs deterministically, so
+	// that a rebuild gives the same bytes.
+	Reproducible bool         `json:"reproducible"`
+	Keys         []RecordKey  `json:"keys"`
+	Files        []RecordFile `json:"files"`
+}
+
+// RecordTool names the program that built the image.
+type RecordTool struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// RecordManifest identifies the manifest by name and content.
+type RecordManifest struct {
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"`
+}
+
+// RecordImage describes the image file.
+type RecordImage struct {
+	Name        string `json:"name"`
+	SHA256      string `json:"sha256"`
+	Size        int64  `json:"size"`
+	Compression string `json:"compression"`
+	Level       int    `json:"level"`
+	BlockSize   int    `json:"block_size"`
+	Epoch       int64  `json:"epoch"`
+}
+
+// RecordKey describes a signing key used by the build.
+type RecordKey struct {
+	Name          string `json:"name"`
+	KeyID         string `json:"key_id"`
+	Subject       string `json:"subject"`
+	CertSHA256    string `json:"cert_sha256"`
+	Deterministic bool   `json:"deterministic"`
+	Files         int    `json:"files"`
+	Signatures    int    `json:"signatures"`
+}
+
+// RecordFile is one regular file of the image. Key and KeyID are empty for a
+// file its rule leaves unsigned.
+type RecordFile struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	Digest string `json:"digest"`
+	Key    string `json:"key,omitempty"`
+	KeyID  string `json:"key_id,omitempty"`
+}
+
+// Marshal encodes the record as indented JSON with a final newline.
+func (r *Record) Marshal() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(r); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,90 @@
+package pipeline
+
+import (
+	"context"
+	"sync"
+)
+
+// SignFunc signs a file digest and returns the complete security.ima value.
+type SignFunc func(digest []byte) ([]byte, error)
+
+// signPool signs each unique (key, digest) pair exactly once, on a fixed
+// number of workers, while the data of later files is still being read and
+// compressed. Identical files share one signature. Signature bytes depend only
+// on (key, digest) (RSA PKCS#1 v1.5 and RFC 6979 ECDSA are deterministic), so
+// completion order never reaches the image.
+type signPool struct {
+	keys map[string]SignFunc
+
+	mu      sync.Mutex
+	results map[sigKey]*sigResult
+	unique  int
+
+	jobs chan *sigResult
+	wg   sync.WaitGroup
+}
+
+type sigKey struct {
+	key    string
+	digest string
+}
+
+// sigResult is a signature that is, or will be, computed. value and err are
+// valid after done is closed.
+type sigResult struct {
+	key    string
+	digest []byte
+	done   chan struct{}
+	value  []byte
+	err    error
+}
+
+func newSignPool(ctx context.Context, keys map[string]SignFunc, workers int) *signPool {
+	if workers < 1 {
+		workers = 1
+	}
+	p := &signPool{
+		keys:    keys,
+		results: make(map[sigKey]*sigResult),
+		jobs:    make(chan *sigResult, 4096),
+	}
+	for range workers {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			for r := range p.jobs {
+				if err := ctx.Err(); err != nil {
+					r.err = err
+				} else {
+					r.value, r.err = p.keys[r.key](r.digest)
+				}
+				close(r.done)
+			}
+		}()
+	}
+	return p
+}
+
+// submit asks for the signature of digest with the named key and returns its
+// (possibly shared) result.
+func (p *signPool) submit(key string, digest []byte) *sigResult {
+	k := sigKey{key, string(digest)}
+	p.mu.Lock()
+	r, ok := p.results[k]
+	if !ok {
+		r = &sigResult{key: key, digest: digest, done: make(chan struct{})}
+		p.results[k] = r
+		p.unique++
+	}
+	p.mu.Unlock()
+	if !ok {
+		p.jobs <- r
+	}
+	return r
+}
+
+// close stops accepting work and waits for every signature.
+func (p *signPool) close() {
+	close(p.jobs)
+	p.wg.Wait()
+}
