@@ -1,0 +1,33 @@
+package policy
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/imaforge/imaforge/signer"
+)
+
+// Sign returns the security.ima value for a policy file's bytes: the kernel
+// loads a policy file named in a write to /sys/kernel/security/ima/policy
+// only if this value, in the file's security.ima, verifies (with
+// "appraise func=POLICY_CHECK appraise_type=imasig" in force). The same
+// bytes, written to FILE.sig, are the detached signature evmctl --sigfile
+// reads. The crypto is signer's; this only hashes data with h.
+func Sign(s *signer.Signer, h signer.Hash, data []byte) ([]byte, error) {
+	digest, err := signer.DigestReader(h, bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("policy signature: %w", err)
+	}
+	v, err := s.SignDigest(h, digest)
+	if err != nil {
+		return nil, fmt.Errorf("policy signature: %w", err)
+	}
+	return v, nil
+}
+
+// Verify checks a security.ima value over a policy file's bytes, with the
+// hash algorithm the value names. Failures wrap signer's errors
+// (*signer.InvalidSignatureError).
+func Verify(v *signer.Verifier, data, value []byte) error {
+	return v.VerifyReader(value, bytes.NewReader(data))
+}
