@@ -1,0 +1,247 @@
+package pki
+
+import (
+	"crypto/x509"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imaforge/imaforge/signer"
+)
+
+func TestCheckSignerLeafRules(t *testing.T) {
+	h := newHierarchy(t, P256)
+	ts, err := NewTrustStore([]*x509.Certificate{h.root.Cert}, []*x509.Certificate{h.owner.Cert}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(checkDelay)
+	other, err := GenerateKey(nil, P256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := func(cn string, ku x509.KeyUsage, eku []x509.ExtKeyUsage) *x509.Certificate {
+		return rawCert(t, &x509.Certificate{
+			Subject: name(cn), NotBefore: t0, NotAfter: t0.Add(30 * Day),
+			BasicConstraintsValid: true, KeyUsage: ku, ExtKeyUsage: eku,
+		}, h.owner.Cert, other.Public(), h.owner.Key)
+	}
+	tests := []struct {
+		name string
+		cert *x509.Certificate
+		pub  any
+		want error
+	}{
+		{"valid with its key", h.ima.Cert, h.ima.Key.Public(), nil},
+		{"another key", h.ima.Cert, other.Public(), ErrKeyMismatch},
+		// openssl verify (no -purpose) accepts these leaves: OpenSSL 3.0 has
+		// no code-signing purpose. The kernel (6.4+) and imaforge refuse them.
+		{"no digitalSignature", leaf("certsign only", x509.KeyUsageCertSign, nil), nil, ErrKeyUsage},
+		{"no keyUsage", leaf("no key usage", 0, nil), nil, ErrKeyUsage},
+		{"EKU without codeSigning", leaf("server", x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}), nil, ErrKeyUsage},
+		{"EKU any", leaf("any", x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageAny}), nil, nil},
+		{"CA as signer", h.owner.Cert, nil, ErrKeyUsage},
+		{"root as signer", h.root.Cert, nil, ErrKeyUsage},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ch, err := ts.CheckSigner(tt.cert, tt.pub, now)
+			if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+			if err != nil {
+				var ce *CertError
+				if !errors.As(err, &ce) || ce.Cert == nil || !strings.Contains(err.Error(), ce.Cert.Subject.CommonName) {
+					t.Errorf("error %q does not name the certificate", err)
+				}
+				return
+			}
+			if len(ch.Certs) != 3 || !ch.Root().Equal(h.root.Cert) || !ch.Leaf().Equal(tt.cert) || ch.KeyID() != signer.KeyID(tt.cert) {
+				t.Errorf("chain %v", ch.Certs)
+			}
+		})
+	}
+}
+
+func TestCheckSignerDates(t *testing.T) {
+	h := newHierarchy(t, P256)
+	ts, err := NewTrustStore([]*x509.Certificate{h.root.Cert}, []*x509.Certificate{h.owner.Cert}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		now  time.Time
+		want error
+	}{
+		{t0, nil},
+		{t0.Add(-2 * time.Hour), ErrNotYetValid},
+		{t0.Add(DefaultIMADays*Day + time.Second), ErrExpired},
+		{t0.Add(DefaultRootDays * Day * 2), ErrExpired},
+		{time.Time{}, nil}, // dates not checked
+	} {
+		if _, err := ts.CheckSigner(h.ima.Cert, nil, tt.now); !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+			t.Errorf("at %v: got %v, want %v", tt.now, err, tt.want)
+		}
+	}
+	// The error names the expired certificate, the root here.
+	_, err = ts.CheckSigner(h.ima.Cert, nil, t0.Add(DefaultRootDays*Day*2))
+	var ce *CertError
+	if !errors.As(err, &ce) || !ce.Cert.Equal(h.ima.Cert) {
+		// The leaf expires first and is checked first.
+		t.Errorf("error names %v", ce)
+	}
+}
+
+func TestDuplicateKeyID(t *testing.T) {
+	h := newHierarchy(t, P256)
+	oi := h.ownerIssuer()
+	// A renewal: the same key in a new certificate.
+	renewed := mustIssue(t, Request{Role: RoleIMA, Name: "Tenant ACME 2031", PublicKey: h.ima.Key.Public()}, &oi, at(t0.Add(300*Day))).Cert
+	// A different key whose SKID was made to end like the tenant's.
+	other, _ := GenerateKey(nil, P256)
+	skid := append([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, h.ima.Cert.SubjectKeyId[16:]...)
+	clash := rawCert(t, &x509.Certificate{
+		Subject: name("Clash"), NotBefore: t0, NotAfter: t0.Add(30 * Day), SubjectKeyId: skid,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature,
+	}, h.owner.Cert, other.Public(), h.owner.Key)
+	if signer.KeyID(clash) != signer.KeyID(h.ima.Cert) {
+		t.Fatal("test setup: key ids differ")
+	}
+	for _, dup := range []*x509.Certificate{renewed, clash} {
+		ts, err := NewTrustStore([]*x509.Certificate{h.root.Cert}, []*x509.Certificate{h.owner.Cert, h.ima.Cert}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ts.Add(h.ima.Cert); err != nil {
+			t.Errorf("adding the same certificate twice: %v", err)
+		}
+		if err := ts.Add(dup); !errors.Is(err, ErrDuplicateKeyID) {
+			t.Errorf("Add %s: %v, want ErrDuplicateKeyID", dup.Subject, err)
+		}
+		if _, err := ts.CheckSigner(dup, nil, t0.Add(checkDelay)); !errors.Is(err, ErrDuplicateKeyID) {
+			t.Errorf("CheckSigner %s: %v, want ErrDuplicateKeyID", dup.Subject, err)
+		}
+		if _, err := NewTrustStore([]*x509.Certificate{h.root.Cert}, []*x509.Certificate{h.owner.Cert, h.ima.Cert, dup}, nil); !errors.Is(err, ErrDuplicateKeyID) {
+			t.Errorf("NewTrustStore with %s: %v", dup.Subject, err)
+		}
+	}
+}
+
+func TestResolveKeyID(t *testing.T) {
+	h := newHierarchy(t, RSA2048)
+	ts, err := NewTrustStore([]*x509.Certificate{h.root.Cert}, []*x509.Certificate{h.owner.Cert, h.ima.Cert}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ts.ResolveKeyID(signer.KeyID(h.ima.Cert))
+	if err != nil || !got.Equal(h.ima.Cert) {
+		t.Fatalf("ResolveKeyID: %v %v", got, err)
+	}
+	if _, err := ts.ResolveKeyID([4]byte{0xde, 0xad, 0xbe, 0xef}); !errors.Is(err, ErrUnknownKeyID) {
+		t.Errorf("unknown id: %v", err)
+	}
+}
+
+func TestTrustStoreRefuses(t *testing.T) {
+	h := newHierarchy(t, P256)
+	other := newHierarchy(t, P256)
+	otherCRL, _, err := UpdateCRL(nil, other.rootIssuer(), CRLUpdate{}, at(t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewTrustStore([]*x509.Certificate{h.owner.Cert}, nil, nil); !errors.Is(err, ErrUnknownIssuer) {
+		t.Errorf("owner CA as root: %v", err)
+	}
+	if _, err := NewTrustStore(nil, nil, nil); err == nil {
+		t.Error("no roots accepted")
+	}
+	if _, err := NewTrustStore([]*x509.Certificate{h.root.Cert}, nil, []*x509.RevocationList{otherCRL}); !errors.Is(err, ErrCRL) {
+		t.Errorf("CRL of a foreign CA: %v", err)
+	}
+	// A CRL claiming to be the root's, signed by another key.
+	fake, _, err := UpdateCRL(nil, Issuer{Cert: h.root.Cert, Key: h.root.Key}, CRLUpdate{}, at(t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := *fake
+	tampered.Signature = append([]byte(nil), fake.Signature...)
+	tampered.Signature[len(tampered.Signature)-3] ^= 1
+	if _, err := NewTrustStore([]*x509.Certificate{h.root.Cert}, nil, []*x509.RevocationList{&tampered}); !errors.Is(err, ErrCRL) {
+		t.Errorf("CRL with a bad signature: %v", err)
+	}
+}
+
+func TestChainScope(t *testing.T) {
+	h := newHierarchy(t, P256)
+	ri := h.rootIssuer()
+	optScope, _ := NewScope([]string{"/opt/**"})
+	owner := mustIssue(t, Request{Role: RoleOwnerCA, Name: "Scoped owner", KeyType: P256, Scope: optScope}, &ri, at(t0))
+	oi := Issuer{Cert: owner.Cert, Key: owner.Key}
+	wide, _ := NewScope([]string{"/opt/acme/**", "/usr/**"})
+	ima := mustIssue(t, Request{Role: RoleIMA, Name: "Tenant wide", KeyType: P256, Scope: wide}, &oi, at(t0))
+	free := mustIssue(t, Request{Role: RoleIMA, Name: "Tenant free", KeyType: P256}, &oi, at(t0))
+	ts, err := NewTrustStore([]*x509.Certificate{h.root.Cert}, []*x509.Certificate{owner.Cert}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(checkDelay)
+	for _, tt := range []struct {
+		cert *x509.Certificate
+		path string
+		want *x509.Certificate // the certificate whose scope refuses, nil: allowed
+	}{
+		{ima.Cert, "/opt/acme/bin/app", nil},
+		{ima.Cert, "opt/acme/bin/app", nil},
+		{ima.Cert, "/usr/bin/ls", owner.Cert}, // the IMA scope allows it, the owner's does not
+		{ima.Cert, "/opt/other/x", ima.Cert},
+		{ima.Cert, "/opt/acme/../../usr/bin/ls", owner.Cert},
+		{free.Cert, "/opt/x/y", nil},
+		{free.Cert, "/etc/passwd", owner.Cert},
+	} {
+		ch, err := ts.CheckSigner(tt.cert, nil, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = ch.CheckPath(tt.path)
+		var ce *CertError
+		switch {
+		case tt.want == nil && err != nil:
+			t.Errorf("%s %s: %v", tt.cert.Subject.CommonName, tt.path, err)
+		case tt.want != nil && (!errors.Is(err, ErrOutOfScope) || !errors.As(err, &ce) || !ce.Cert.Equal(tt.want)):
+			t.Errorf("%s %s: %v, want ErrOutOfScope from %s", tt.cert.Subject.CommonName, tt.path, err, tt.want.Subject.CommonName)
+		}
+		if ch.Allows(tt.path) != (tt.want == nil) {
+			t.Errorf("Allows(%s) disagrees with CheckPath", tt.path)
+		}
+	}
+}
+
+func TestLoadTrustStore(t *testing.T) {
+	h := newHierarchy(t, P256)
+	dir := t.TempDir()
+	writePEM(t, dir, "root.pem", h.root.Cert)
+	if err := os.WriteFile(filepath.Join(dir, "owner.der"), h.owner.Cert.Raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	crl, _, err := UpdateCRL(nil, h.ownerIssuer(), CRLUpdate{Revoke: []*x509.Certificate{h.ima.Cert}}, at(t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "owner.crl"), crl.Raw, 0o644); err != nil { // DER
+		t.Fatal(err)
+	}
+	ts, err := LoadTrustStore(TrustConfig{Roots: []string{"root.pem"}, Intermediates: []string{"owner.der"}, CRLs: []string{"owner.crl"}}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.CheckSigner(h.ima.Cert, h.ima.Key.Public(), t0.Add(checkDelay)); !errors.Is(err, ErrRevoked) {
+		t.Errorf("revoked certificate: %v", err)
+	}
+	_, err = LoadTrustStore(TrustConfig{Roots: []string{"missing.pem"}}, dir)
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "missing.pem") {
+		t.Errorf("missing file: %v", err)
+	}
+}
