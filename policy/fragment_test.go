@@ -113,7 +113,7 @@ func TestFragmentCheckWritten(t *testing.T) {
 		t.Errorf("data = %q", data)
 	}
 	_, _, err = f.Check(V6_1)
-	if !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), "60-tenant.policy:5:66: appraise_flag=check_blacklist needs appraise_type=imasig|modsig on Linux 6.1") {
+	if !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), "60-tenant.policy:5:66: appraise_flag=check_blacklist is not allowed with func=BPRM_CHECK on Linux 6.1") {
 		t.Errorf("Check(6.1) = %v", err)
 	}
 }

@@ -36,7 +36,7 @@ measure func=BPRM_CHECK
 		{"exec on ext4", with(sq, func(a *Access) { a.Func, a.Mask, a.FSMagic = FuncBprmCheck, MayExec, 0xef53 }), false, -1, AppraiseAny, true},
 		{"mmap exec", with(sq, func(a *Access) { a.Func, a.Mask = FuncMmapCheck, MayExec }), true, 3, AppraiseImaSig, true},
 		{"mmap read only: mask= is exact", with(sq, func(a *Access) { a.Func, a.Mask = FuncMmapCheck, MayRead }), false, -1, AppraiseAny, true},
-		{"read by euid 0: mask=^ is any bit", with(sq, func(a *Access) { a.Func, a.Mask, a.EUID = FuncFileCheck, MayRead | MayWrite, 0 }), true, 4, AppraiseAny, true},
+		{"read by euid 0: mask=^ is any bit", with(sq, func(a *Access) { a.Func, a.Mask, a.EUID = FuncFileCheck, MayRead|MayWrite, 0 }), true, 4, AppraiseAny, true},
 		{"read by euid 1000", with(sq, func(a *Access) { a.Func, a.Mask, a.EUID = FuncFileCheck, MayRead, 1000 }), false, -1, AppraiseAny, true},
 		{"read by setuid-capable uid 0 with euid 1000", with(sq, func(a *Access) {
 			a.Func, a.Mask, a.UID, a.EUID, a.CapSetuid = FuncFileCheck, MayRead, 0, 1000, true
