@@ -80,6 +80,10 @@ func parse(name, dir string, data []byte) (*Manifest, error) {
 		c.add(pos(root), ErrMissing, "empty manifest")
 		return nil, c.err()
 	}
+	if root.Kind != yaml.MappingNode {
+		c.add(pos(root), ErrType, "manifest must be a mapping, not %s", kindName(root))
+		return nil, c.err()
+	}
 	d := &decoder{errs: c}
 	d.decode(root, reflect.ValueOf(m).Elem(), "manifest")
 	decoded := len(c.list)

@@ -113,7 +113,6 @@ func validate(m *Manifest, c *errs) {
 		k := m.Keys[name]
 		if k == nil {
 			c.add(m.FieldPos("keys"), ErrMissing, "keys.%s: cert and key required", name)
-			delete(m.Keys, name)
 			continue
 		}
 		k.Name = name
@@ -170,7 +169,7 @@ func validate(m *Manifest, c *errs) {
 			c.add(s.FieldPos("format"), ErrInvalid, "sources[%d].format: %q is not dir, file or tar", i, s.Format)
 		}
 	}
-	if len(m.Sources) == 0 && len(m.Entries) == 0 {
+	if len(m.Sources) == 0 && len(m.Entries) == 0 && !m.Has("sources") && !m.Has("entries") {
 		c.add(m.Pos, ErrMissing, "sources: at least one source (or declared entry) required")
 	}
 
