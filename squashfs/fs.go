@@ -12,7 +12,9 @@ import (
 )
 
 // The Reader is a file system (io/fs) over the image. Paths are fs.ValidPath
-// names relative to the image root ("." is the root). Open, Stat, ReadDir and
+// names relative to the image root ("." is the root), except that they need
+// not be valid UTF-8: SquashFS names are bytes, and a file named in Latin-1
+// must stay readable. Open, Stat, ReadDir and
 // ReadFile follow symbolic links, Lstat, ReadLink, Xattrs and Walk do not
 // follow a link in the last element. Links are resolved inside the image as
 // if it were the root of the file system (chroot semantics): an absolute
@@ -41,6 +43,7 @@ type InodeInfo struct {
 	Major       uint32 // devices
 	Minor       uint32 // devices
 	ModTime     uint32 // seconds since the epoch, as stored
+	Target      string // symbolic links: the target, as stored
 	Xattrs      []Xattr
 }
 
@@ -66,7 +69,7 @@ func (z *Reader) info(name string, in *inode) (*fileInfo, error) {
 		return nil, err
 	}
 	s := &InodeInfo{InodeNumber: in.number, Type: in.typ, UID: in.uid, GID: in.gid, Nlink: in.nlink,
-		ModTime: in.mtime, Xattrs: x}
+		ModTime: in.mtime, Target: string(in.target), Xattrs: x}
 	if t := in.typ.Basic(); t == TypeBlockDev || t == TypeCharDev {
 		s.Rdev = in.rdev
 		s.Major, s.Minor = DecodeDev(in.rdev)
@@ -91,7 +94,7 @@ func (z *Reader) entryInode(e *dirent) (*inode, error) {
 // resolve walks name from the root. A symbolic link in the last element is
 // followed only if follow is set.
 func (z *Reader) resolve(op, name string, follow bool) (*inode, error) {
-	if !fs.ValidPath(name) {
+	if !validPath(name) {
 		return nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
 	}
 	stack := []*inode{z.root}
@@ -144,6 +147,11 @@ func (z *Reader) resolve(op, name string, follow bool) (*inode, error) {
 		stack = append(stack, in)
 	}
 	return stack[len(stack)-1], nil
+}
+
+// validPath is fs.ValidPath without its UTF-8 requirement.
+func validPath(name string) bool {
+	return fs.ValidPath(strings.ToValidUTF8(name, "x"))
 }
 
 // Open opens the named file, following symbolic links. Directories give an

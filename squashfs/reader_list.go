@@ -85,19 +85,10 @@ func LongLine(name string, fi fs.FileInfo) string {
 	b = append(b, ' ')
 	b = append(b, name...)
 	if fi.Mode()&fs.ModeSymlink != 0 {
-		if t, ok := symlinkTarget(fi); ok {
-			b = append(b, " -> "...)
-			b = append(b, t...)
-		}
+		b = append(b, " -> "...)
+		b = append(b, s.Target...)
 	}
 	return string(b)
-}
-
-func symlinkTarget(fi fs.FileInfo) ([]byte, bool) {
-	if f, ok := fi.(*fileInfo); ok {
-		return f.in.target, true
-	}
-	return nil, false
 }
 
 // ModeString renders a mode as ls -l and unsquashfs do: the type letter
