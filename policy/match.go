@@ -153,3 +153,46 @@ func Matches(r *Rule, a Access) bool {
 	}
 	return true
 }
+
+// SquashFSAccesses returns the accesses a file on a mounted SquashFS image
+// is judged under: a read-only open by root (FILE_CHECK, MAY_READ) and,
+// for an executable, execve (BPRM_CHECK) and mmap with PROT_EXEC
+// (MMAP_CHECK, MAY_EXEC). owner and group are the inode's.
+func SquashFSAccesses(executable bool, owner, group uint32) []Access {
+	base := Access{FSMagic: SquashFSMagic, FSName: "squashfs", FOwner: owner, FGroup: group}
+	read := base
+	read.Func, read.Mask = FuncFileCheck, MayRead
+	if !executable {
+		return []Access{read}
+	}
+	exec, mmap := base, base
+	exec.Func, exec.Mask = FuncBprmCheck, MayExec
+	mmap.Func, mmap.Mask = FuncMmapCheck, MayExec
+	return []Access{exec, mmap, read}
+}
+
+// Requirement returns the strictest [Appraisal] among accesses: one that
+// needs a signature beats one that accepts a digest, which beats none.
+// Uncertain is set if it is set for any access.
+func Requirement(rules []Rule, accesses []Access) Decision {
+	best := Decision{Index: -1}
+	rank := func(d Decision) int {
+		switch {
+		case d.Appraise && d.Type.RequiresSignature():
+			return 2
+		case d.Appraise:
+			return 1
+		}
+		return 0
+	}
+	uncertain := false
+	for _, a := range accesses {
+		d := Appraisal(rules, a)
+		uncertain = uncertain || d.Uncertain
+		if rank(d) > rank(best) {
+			best = d
+		}
+	}
+	best.Uncertain = uncertain
+	return best
+}

@@ -77,3 +77,25 @@ func TestMatchKeyCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestRequirement(t *testing.T) {
+	rules := mustParse(t, "appraise func=BPRM_CHECK fsmagic=0x73717368 appraise_type=imasig\nappraise func=FILE_CHECK mask=MAY_READ fowner=0\n")
+	tests := []struct {
+		exec     bool
+		owner    uint32
+		appraise bool
+		sig      bool
+		index    int
+	}{
+		{true, 0, true, true, 0},
+		{true, 1000, true, true, 0},
+		{false, 0, true, false, 1},
+		{false, 1000, false, false, -1},
+	}
+	for _, tt := range tests {
+		d := Requirement(rules, SquashFSAccesses(tt.exec, tt.owner, 0))
+		if d.Appraise != tt.appraise || d.Type.RequiresSignature() != tt.sig || d.Index != tt.index || d.Uncertain {
+			t.Errorf("exec=%v owner=%d: %+v", tt.exec, tt.owner, d)
+		}
+	}
+}

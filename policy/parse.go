@@ -334,6 +334,7 @@ func (p *parser) token(s *ruleState, t token, n int) {
 		}
 		r.LSM[i] = val
 		s.lsmCol[i] = t.col
+		p.warnf(n, t.col, "%s= needs an LSM that knows %q: without one the kernel rejects the rule when the policy replaces the built-in one, and never matches it later", key, val)
 	case "keyrings", "label":
 		list := &r.Keyrings
 		f := fKeyrings
