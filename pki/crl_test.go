@@ -33,7 +33,7 @@ func TestUpdateCRL(t *testing.T) {
 	if e.SerialNumber.Cmp(h.ima.Cert.SerialNumber) != 0 || e.ReasonCode != 1 || !e.RevocationTime.Equal(t0.Add(Day)) {
 		t.Errorf("first entry kept badly: %+v", e)
 	}
-	if !crl3.NextUpdate.Equal(t0.Add(2*Day + DefaultCRLDays*Day)) || crl3.CheckSignatureFrom(h.owner.Cert) != nil {
+	if !crl3.NextUpdate.Equal(t0.Add(2*Day+DefaultCRLDays*Day)) || crl3.CheckSignatureFrom(h.owner.Cert) != nil {
 		t.Errorf("nextUpdate %v or signature wrong", crl3.NextUpdate)
 	}
 	// Refusals: a certificate of another CA, a CRL of another CA.
