@@ -322,3 +322,55 @@ e2e_tamper() {
   printf 'X' | dd of="$img" bs=1 seek="$offs" conv=notrunc status=none
   ! grep -qaF "$marker" "$img" || e2e_die "tamper: marker still present in $img"
 }
+
+# --- routes: who signs and who packs the images under test ---------------------
+# E2E_ROUTE=imaforge (default): files are signed by `imaforge file sign`, images
+# packed by `imaforge squashfs pack` or built whole by `imaforge build`;
+# E2E_ROUTE=peer: evmctl and mksquashfs only (the control). The control disk
+# in the enforce scenario always takes the peer route.
+
+# imaforge_has WORDS...: true when `imaforge WORDS... --help` succeeds.
+imaforge_has() { [ -x "$IMAFORGE" ] && "$IMAFORGE" "$@" --help >/dev/null 2>&1; }
+
+# sign_as ROUTE KEYDIR NAME FILE...: signs FILEs with KEYDIR/NAME.{key,pem},
+# security.ima in the xattr.
+sign_as() {
+  local route=$1 kd=$2 n=$3 f; shift 3
+  case $route in
+    peer) for f in "$@"; do e2e_evm_sign "$kd/$n.key" "$f"; done ;;
+    imaforge)
+      "$IMAFORGE" file sign --key "$kd/$n.key" --cert "$kd/$n.pem" --hash sha256 --xattr "$@" >/dev/null ||
+        e2e_die "imaforge file sign --xattr $* failed"
+      for f in "$@"; do getfattr -n security.ima "$f" >/dev/null 2>&1 || e2e_die "imaforge left no security.ima on $f"; done ;;
+    *) e2e_die "unknown route $route" ;;
+  esac
+}
+
+# sigfile_as ROUTE KEYDIR NAME FILE...: FILE.sig holds the raw security.ima value.
+sigfile_as() {
+  local route=$1 kd=$2 n=$3 f; shift 3
+  case $route in
+    peer)
+      for f in "$@"; do
+        evmctl ima_sign --sigfile -a sha256 --key "$kd/$n.key" "$f" >/dev/null 2>&1 || e2e_die "evmctl cannot sign $f"
+        setfattr -x security.ima "$f" 2>/dev/null || true
+      done ;;
+    imaforge)
+      "$IMAFORGE" file sign --key "$kd/$n.key" --cert "$kd/$n.pem" --hash sha256 --sigfile "$@" >/dev/null ||
+        e2e_die "imaforge file sign --sigfile failed" ;;
+  esac
+  for f in "$@"; do [ -s "$f.sig" ] || e2e_die "no $f.sig after signing"; done
+}
+
+# pack_as ROUTE DIR IMAGE: a SquashFS image of DIR with its xattrs, data stored
+# uncompressed (the tamper step finds file bytes by a marker).
+pack_as() {
+  local route=$1
+  if [ "$route" = imaforge ] && imaforge_has squashfs pack; then
+    "$IMAFORGE" squashfs pack --comp none --epoch 0 --all-root "$2" "$3" >/dev/null ||
+      e2e_die "imaforge squashfs pack $2 failed"
+  else
+    e2e_mksquashfs "$2" "$3"
+  fi
+  PACKED_BY=$([ "$route" = imaforge ] && imaforge_has squashfs pack && echo "imaforge squashfs pack" || echo mksquashfs)
+}

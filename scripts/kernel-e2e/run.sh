@@ -42,12 +42,31 @@ e2e_need_tools qemu-system-x86_64 apt-get dpkg-deb cpio gcc openssl evmctl mksqu
 [ -x /bin/busybox ] || e2e_missing "/bin/busybox (busybox-static) missing"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kernel-e2e.XXXXXX")
+SUMMARY_DONE=""
 cleanup() {
-  if [ -n "$KEEP" ] || [ "${FAILED:-0}" != 0 ]; then echo "e2e: work directory kept: $WORK"; else rm -rf "$WORK"; fi
+  local rc=$?
+  if [ -z "$SUMMARY_DONE" ]; then
+    # an error stopped the run (e2e_die, set -e): it is a failure, say so
+    echo "e2e: stopped early (exit $rc) after ${PASSED:-0} passed checks"
+    echo "e2e: ${PASSED:-0} passed, $(( ${FAILED:-0} + 1 )) failed"
+    [ "$rc" != 0 ] || rc=1
+  fi
+  if [ -n "$KEEP" ] || [ "$rc" != 0 ]; then echo "e2e: work directory kept: $WORK"; else rm -rf "$WORK"; fi
+  exit "$rc"
 }
 trap cleanup EXIT
 PASSED=0 FAILED=0
 E2E_ARTIFACTS=${E2E_ARTIFACTS:-$E2E_CACHE/artifacts}
+
+ROUTE=${E2E_ROUTE:-imaforge}
+ROUTE_NOTES=()
+case $ROUTE in
+  peer) ;;
+  imaforge)
+    [ -x "$IMAFORGE" ] || e2e_missing "$IMAFORGE not built (make build)"
+    imaforge_has file sign || e2e_die "$IMAFORGE has no 'file sign' command" ;;
+  *) e2e_die "E2E_ROUTE must be imaforge or peer, not $ROUTE" ;;
+esac
 
 T0=$(date +%s)
 e2e_fetch_kernel
@@ -85,8 +104,10 @@ for s in enforce hierarchy policy selftest; do
 done
 
 T1=$(date +%s)
+for n in "${ROUTE_NOTES[@]}"; do echo "e2e: route: $n"; done
 if [ -f "$WORK/timings" ]; then
   echo "e2e: boot wall times: $(tr '\n' ' ' <"$WORK/timings")(total $((T1 - T0))s)"
 fi
+SUMMARY_DONE=1
 echo "e2e: $PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ]

@@ -10,55 +10,72 @@ MEASURE_SQUASHFS='measure func=BPRM_CHECK fsmagic=0x73717368 template=ima-sig'
 # signature is checked by integrity_digsig_verify against the `_ima` keyring
 # (created from user space, found by name on first use); the measure rule
 # with template=ima-sig records each executed file with its signature.
+# Disk vda is the image under test ($ROUTE); with ROUTE=imaforge, disk vdb is
+# the same tree signed by evmctl and packed by mksquashfs, as a control.
 # With E2E_BREAK_SIG=1 (the self-test) the signature of bin/good is broken
 # after signing while the checks still expect it to run.
 scenario_enforce() {
   local name=${1:-enforce}
-  local d=$WORK/$name k=$WORK/$name/keys st=$WORK/$name/stage img=$WORK/$name/image.sqsh r
-  mkdir -p "$k" "$st/bin"
+  local d=$WORK/$name k=$WORK/$name/keys r
+  mkdir -p "$k"
   e2e_mkkey "$k" ima
   e2e_mkkey "$k" rogue
-  e2e_prog "$st/bin/good" good
-  e2e_prog "$st/bin/good2" good2
-  e2e_prog "$st/bin/unsigned" unsigned
-  e2e_prog "$st/bin/tampered" tampered
-  e2e_prog "$st/bin/wrongkey" wrongkey
-  e2e_prog "$st/bin/copied" copied
-  local f
-  for f in good good2 tampered; do e2e_evm_sign "$k/ima.key" "$st/bin/$f"; done
-  e2e_evm_sign "$k/rogue.key" "$st/bin/wrongkey"
-  e2e_copy_sig "$st/bin/good" "$st/bin/copied"
-  [ -z "${E2E_BREAK_SIG:-}" ] || e2e_break_sig "$st/bin/good"
-  e2e_mksquashfs "$st" "$img"
-  e2e_tamper "$img" "E2E-TRAILER tampered E2E-TRAILER-END"
+
+  # enforce_tree ROUTE DIR IMAGE: the test tree, signed and packed by ROUTE.
+  enforce_tree() {
+    local route=$1 st=$2 img=$3 f
+    mkdir -p "$st/bin"
+    for f in good good2 unsigned tampered wrongkey copied; do e2e_prog "$st/bin/$f" "$f"; done
+    sign_as "$route" "$k" ima "$st/bin/good" "$st/bin/good2" "$st/bin/tampered"
+    sign_as "$route" "$k" rogue "$st/bin/wrongkey"
+    e2e_copy_sig "$st/bin/good" "$st/bin/copied"
+    [ -z "${E2E_BREAK_SIG:-}" ] || e2e_break_sig "$st/bin/good"
+    pack_as "$route" "$st" "$img"
+    e2e_tamper "$img" "E2E-TRAILER tampered E2E-TRAILER-END"
+  }
+  local disks=("$d/image.sqsh") mounts="/mnt:enforce"
+  enforce_tree "$ROUTE" "$d/stage" "$d/image.sqsh"
+  ROUTE_NOTES+=("enforce: signed by $ROUTE, packed by $PACKED_BY")
+  if [ "$ROUTE" != peer ] && [ -z "${E2E_BREAK_SIG:-}" ]; then
+    enforce_tree peer "$d/control" "$d/control.sqsh"
+    disks+=("$d/control.sqsh"); mounts="$mounts /control:control"
+  fi
 
   r=$(new_initramfs "$name")
   mkdir -p "$r/e2e/certs"
   cp "$k/ima.der" "$r/e2e/certs/"
   printf '%s\n%s\n' "$MEASURE_SQUASHFS" "$APPRAISE_SQUASHFS" >"$r/e2e/policy"
-  cat >"$r/e2e/scenario.sh" <<'EOF'
-load_modules
-mount_image /dev/vda /mnt
-# controls: before any policy every test program runs (so a refusal later is IMA's)
-check enforce.pre-policy.unsigned-runs ok exec /mnt/bin/unsigned
-check enforce.pre-policy.wrongkey-runs ok exec /mnt/bin/wrongkey
-check enforce.pre-policy.copied-runs ok exec /mnt/bin/copied
-check enforce.pre-policy.tampered-runs ok exec /mnt/bin/tampered
+  {
+    echo "load_modules"
+    local m dev=a mp p
+    for m in $mounts; do echo "mount_image /dev/vd$dev ${m%%:*}"; dev=$(echo $dev | tr a-y b-z); done
+    echo "# controls: before any policy every test program runs (a refusal later is IMA's)"
+    for m in $mounts; do
+      mp=${m%%:*} p=${m#*:}
+      for f in unsigned wrongkey copied tampered; do echo "check $p.pre-policy.$f-runs ok exec $mp/bin/$f"; done
+    done
+    cat <<'EOF2'
 IMA=$(keyctl newring _ima @u)
 keyctl padd asymmetric '' "$IMA" </e2e/certs/ima.der >/dev/null
 set_policy /e2e/policy
-check enforce.signed-runs ok exec /mnt/bin/good
-check enforce.signed2-runs ok exec /mnt/bin/good2
-check enforce.unsigned-refused EACCES exec /mnt/bin/unsigned
-check enforce.tampered-refused EACCES exec /mnt/bin/tampered
-check enforce.wrongkey-refused EACCES exec /mnt/bin/wrongkey
-check enforce.copied-signature-refused EACCES exec /mnt/bin/copied
-check enforce.signed-runs-again ok exec /mnt/bin/good
-echo "---- ascii_runtime_measurements ----"
-sed 's/^/E2E MEASURE /' /sys/kernel/security/ima/ascii_runtime_measurements
-EOF
+EOF2
+    for m in $mounts; do
+      mp=${m%%:*} p=${m#*:}
+      cat <<EOF2
+check $p.signed-runs ok exec $mp/bin/good
+check $p.signed2-runs ok exec $mp/bin/good2
+check $p.unsigned-refused EACCES exec $mp/bin/unsigned
+check $p.tampered-refused EACCES exec $mp/bin/tampered
+check $p.wrongkey-refused EACCES exec $mp/bin/wrongkey
+check $p.copied-signature-refused EACCES exec $mp/bin/copied
+check $p.signed-runs-again ok exec $mp/bin/good
+EOF2
+    done
+    echo 'echo "---- ascii_runtime_measurements ----"'
+    echo "sed 's/^/E2E MEASURE /' /sys/kernel/security/ima/ascii_runtime_measurements"
+  } >"$r/e2e/scenario.sh"
   e2e_cpio "$r" "$d/initrd.cpio"
-  e2e_boot "$name" "$d/initrd.cpio" "ima_appraise=enforce" "$img"
+  e2e_boot "$name" "$d/initrd.cpio" "ima_appraise=enforce" "${disks[@]}"
   e2e_judge "$name" "$r/e2e/scenario.sh" || true
 
   # measurement: the guest's list must hold the signed program with its digest
@@ -66,8 +83,8 @@ EOF
   local clean=$WORK/$name.console.log.clean meas=$d/ascii_runtime_measurements
   sed -n 's/^E2E MEASURE //p' "$clean" >"$meas" || true
   local dig sig entry
-  dig=$(sha256sum "$st/bin/good" | cut -d' ' -f1)
-  sig=$(e2e_ima_hex "$st/bin/good")
+  dig=$(sha256sum "$d/stage/bin/good" | cut -d' ' -f1)
+  sig=$(e2e_ima_hex "$d/stage/bin/good")
   entry=$(awk '$5 == "/mnt/bin/good" {print $3, $4, $6; exit}' "$meas")
   host_check measure.signed-entry "ima-sig sha256:$dig $sig" "${entry:-none}"
   host_check measure.unsigned-entry-has-no-signature "ima-sig" \
@@ -116,11 +133,12 @@ scenario_hierarchy() {
   e2e_prog "$st/bin/revoked-app" revoked-app
   e2e_prog "$st/bin/rogue-app" rogue-app
   e2e_prog "$st/bin/late-app" late-app
-  e2e_evm_sign "$k/tenant.key" "$st/bin/tenant-app"
-  e2e_evm_sign "$k/tenant-revoked.key" "$st/bin/revoked-app"
-  e2e_evm_sign "$k/rogue-tenant.key" "$st/bin/rogue-app"
-  e2e_evm_sign "$k/tenant-late.key" "$st/bin/late-app"
-  e2e_mksquashfs "$st" "$img"
+  sign_as "$ROUTE" "$k" tenant "$st/bin/tenant-app"
+  sign_as "$ROUTE" "$k" tenant-revoked "$st/bin/revoked-app"
+  sign_as "$ROUTE" "$k" rogue-tenant "$st/bin/rogue-app"
+  sign_as "$ROUTE" "$k" tenant-late "$st/bin/late-app"
+  pack_as "$ROUTE" "$st" "$img"
+  ROUTE_NOTES+=("hierarchy: signed by $ROUTE, packed by $PACKED_BY")
 
   r=$(new_initramfs hierarchy)
   mkdir -p "$r/e2e/certs"
@@ -177,7 +195,7 @@ scenario_policy() {
   e2e_mkkey "$k" rogue
   e2e_prog "$st/bin/signed" signed
   e2e_prog "$st/bin/unsigned" unsigned
-  e2e_evm_sign "$k/ima.key" "$st/bin/signed"
+  sign_as "$ROUTE" "$k" ima "$st/bin/signed"
   local rules
   rules=$(printf '%s\n' \
     "appraise func=MODULE_CHECK appraise_type=imasig" \
@@ -186,10 +204,11 @@ scenario_policy() {
   for f in signed unsigned tampered wrongkey; do
     printf '# imaforge e2e policy\n# E2E-TRAILER policy-%s E2E-TRAILER-END\n%s\n' "$f" "$rules" >"$st/etc/ima/policy.$f"
   done
-  e2e_evm_sign "$k/ima.key" "$st/etc/ima/policy.signed"
-  e2e_evm_sign "$k/ima.key" "$st/etc/ima/policy.tampered"
-  e2e_evm_sign "$k/rogue.key" "$st/etc/ima/policy.wrongkey"
-  e2e_mksquashfs "$st" "$img"
+  sign_as "$ROUTE" "$k" ima "$st/etc/ima/policy.signed"
+  sign_as "$ROUTE" "$k" ima "$st/etc/ima/policy.tampered"
+  sign_as "$ROUTE" "$k" rogue "$st/etc/ima/policy.wrongkey"
+  pack_as "$ROUTE" "$st" "$img"
+  ROUTE_NOTES+=("policy: files and modules signed by $ROUTE, packed by $PACKED_BY")
   e2e_tamper "$img" "E2E-TRAILER policy-tampered E2E-TRAILER-END"
 
   r=$(new_initramfs policy)
@@ -197,11 +216,9 @@ scenario_policy() {
   cp "$k/ima.der" "$r/e2e/certs/"
   # every module the guest loads is signed; loop.ko stays unsigned and out of
   # the load order, as the probe for MODULE_CHECK
-  for f in "$r"/lib/modules/*.ko; do
-    [ "${f##*/}" = loop.ko ] && continue
-    evmctl ima_sign --sigfile -a sha256 --key "$k/ima.key" "$f" >/dev/null 2>&1 || e2e_die "evmctl cannot sign $f"
-    setfattr -x security.ima "$f" 2>/dev/null || true
-  done
+  local mods=()
+  for f in "$r"/lib/modules/*.ko; do [ "${f##*/}" = loop.ko ] || mods+=("$f"); done
+  sigfile_as "$ROUTE" "$k" ima "${mods[@]}"
   grep -vx loop.ko "$r/lib/modules/order" >"$r/lib/modules/order.new" && mv "$r/lib/modules/order.new" "$r/lib/modules/order"
   cat >"$r/e2e/scenario.sh" <<EOF2
 IMA=\$(keyctl newring _ima @u)
@@ -237,7 +254,8 @@ EOF2
 # console log without its end marker and last check must fail too.
 scenario_selftest() {
   local out fails expect
-  out=$(PASSED=0 FAILED=0 E2E_BREAK_SIG=1 E2E_VERBOSE=1; scenario_enforce selftest 2>&1; echo "E2E-SELFTEST-COUNTS $PASSED $FAILED")
+  out=$(PASSED=0 FAILED=0 E2E_BREAK_SIG=1 E2E_VERBOSE=1; scenario_enforce selftest 2>&1; echo "E2E-SELFTEST-COUNTS $PASSED $FAILED") ||
+    { echo "$out"; e2e_die "the self-test's enforce run stopped with an error"; }
   echo "$out" >"$WORK/selftest.harness.out"
   fails=$(sed -n 's/^FAIL \(enforce\.[^:]*\):.*/\1/p' <<<"$out" | sort | tr '\n' ' ')
   expect="enforce.signed-runs enforce.signed-runs-again "
