@@ -29,8 +29,10 @@ var filesystems = map[string]uint64{
 }
 
 // Fragment is one signed policy fragment of a manifest's policy: section.
-// Its rules are either written out (Rules) or generated from short options
-// (Generate); exactly one of the two is set.
+// Its rules are written out (Rules), generated from short options (Presets,
+// Generate), or both; they are rendered in that order: written rules first,
+// then each preset, then Generate. Order matters to the kernel, which lets
+// the first matching appraise or dont_appraise rule decide.
 type Fragment struct {
 	// Name identifies the fragment in messages and the build record.
 	Name string `yaml:"name" json:"name"`
@@ -39,9 +41,13 @@ type Fragment struct {
 	Path string `yaml:"path" json:"path"`
 	// Key names the manifest key that signs the fragment.
 	Key string `yaml:"key" json:"key"`
-	// Rules are policy lines as written; comments (#) and blank lines are kept.
+	// Rules are policy lines as written; comments (#) and blank lines are
+	// kept (trailing blank lines are dropped).
 	Rules []string `yaml:"rules,omitempty" json:"rules,omitempty"`
-	// Generate makes the rules from options instead.
+	// Presets are generated rule sets, each a preset string (see
+	// [ParsePreset]): "appraise measure exec mmap", "secure-boot".
+	Presets []string `yaml:"presets,omitempty" json:"presets,omitempty"`
+	// Generate makes rules from options given as fields.
 	Generate *Generate `yaml:"generate,omitempty" json:"generate,omitempty"`
 }
 
@@ -130,10 +136,8 @@ func (f *Fragment) Validate() error {
 		return f.errorf("path %q must be an absolute, clean file path in the image", f.Path)
 	case f.Key == "":
 		return f.errorf("key is missing: name the key that signs the fragment")
-	case len(f.Rules) > 0 && f.Generate != nil:
-		return f.errorf("give rules or generate, not both")
-	case len(f.Rules) == 0 && f.Generate == nil:
-		return f.errorf("no rules: give rules or generate")
+	case len(f.Rules) == 0 && len(f.Presets) == 0 && f.Generate == nil:
+		return f.errorf("no rules: give rules, presets or generate")
 	}
 	for i, r := range f.Rules {
 		if strings.ContainsAny(r, "\n\r\x00") {
@@ -255,8 +259,27 @@ func Render(f Fragment) ([]byte, error) {
 		}
 		return r
 	}, f.Name))
+	lines := f.Rules
+	for len(lines) > 0 && strings.Trim(lines[len(lines)-1], " \t") == "" {
+		lines = lines[:len(lines)-1]
+	}
+	for _, r := range lines {
+		b.WriteString(strings.Trim(r, " \t"))
+		b.WriteByte('\n')
+	}
+	var gens []*Generate
+	for _, p := range f.Presets {
+		g, err := ParsePreset(p)
+		if err != nil {
+			return nil, fmt.Errorf("policy fragment %s: %w", f.Name, err)
+		}
+		gens = append(gens, g)
+	}
 	if f.Generate != nil {
-		rules, err := f.Generate.GeneratedRules()
+		gens = append(gens, f.Generate)
+	}
+	for _, g := range gens {
+		rules, err := g.GeneratedRules()
 		if err != nil {
 			return nil, fmt.Errorf("policy fragment %s: %w", f.Name, err)
 		}
@@ -264,11 +287,6 @@ func Render(f Fragment) ([]byte, error) {
 			b.WriteString(rules[i].String())
 			b.WriteByte('\n')
 		}
-		return b.Bytes(), nil
-	}
-	for _, r := range f.Rules {
-		b.WriteString(strings.Trim(r, " \t"))
-		b.WriteByte('\n')
 	}
 	return b.Bytes(), nil
 }

@@ -74,7 +74,10 @@ func TestFragmentErrors(t *testing.T) {
 		{"relative path", func(f *Fragment) { f.Path = "etc/ima/a" }, "absolute"},
 		{"unclean path", func(f *Fragment) { f.Path = "/etc/../a" }, "clean"},
 		{"no key", func(f *Fragment) { f.Key = "" }, "key is missing"},
-		{"both", func(f *Fragment) { f.Generate = &Generate{} }, "not both"},
+		{"bad generate", func(f *Fragment) { f.Generate = &Generate{} }, "appraise: true"},
+		{"bad preset", func(f *Fragment) { f.Presets = []string{"appraise exec fs=zfs"} }, `unknown filesystem "zfs"`},
+		{"bad preset word", func(f *Fragment) { f.Presets = []string{"appraise exe"} }, `"exe": unknown word`},
+		{"bad preset pcr", func(f *Fragment) { f.Presets = []string{"measure exec pcr=64"} }, "PCR index"},
 		{"none", func(f *Fragment) { f.Rules = nil }, "no rules"},
 		{"newline", func(f *Fragment) { f.Rules = []string{"measure\nappraise"} }, "line break"},
 		{"no action", func(f *Fragment) { f.Rules = nil; f.Generate = &Generate{Hooks: []string{"exec"}} }, "appraise: true"},
@@ -115,5 +118,49 @@ func TestFragmentCheckWritten(t *testing.T) {
 	_, _, err = f.Check(V6_1)
 	if !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), "60-tenant.policy:5:66: appraise_flag=check_blacklist is not allowed with func=BPRM_CHECK on Linux 6.1") {
 		t.Errorf("Check(6.1) = %v", err)
+	}
+}
+
+func TestPresets(t *testing.T) {
+	g, err := ParsePreset("appraise measure exec mmap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	named, err := ParsePreset("squashfs-exec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := Render(Fragment{Name: "x", Path: "/x", Key: "k", Generate: &Generate{Hooks: []string{"exec", "mmap"}, Appraise: true, Measure: true}})
+	for _, gen := range []*Generate{g, named} {
+		got, err := Render(Fragment{Name: "x", Path: "/x", Key: "k", Generate: gen})
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("preset renders\n%s\nwant\n%s (%v)", got, want, err)
+		}
+	}
+	g, err = ParsePreset("appraise kexec module appraise_type=imasig|modsig appraise_algos=sha256,sha512 fowner=0 fs=erofs match=fsname pcr=9 template=ima-modsig measure")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.AppraiseType != "imasig|modsig" || len(g.AppraiseAlgos) != 2 || *g.FOwner != 0 || g.Filesystem != "erofs" || g.Match != "fsname" || *g.PCR != 9 || g.Template != "ima-modsig" || !g.Measure {
+		t.Errorf("ParsePreset: %+v", g)
+	}
+	for name := range Presets() {
+		f := Fragment{Name: name, Path: "/etc/ima/" + name, Key: "k", Presets: []string{name}}
+		if _, _, err := f.Check(V5_10); err != nil {
+			t.Errorf("preset %s: %v", name, err)
+		}
+	}
+	// Written rules come first, then presets in order, then generate.
+	f := Fragment{Name: "mix", Path: "/etc/ima/mix.policy", Key: "k",
+		Rules:    []string{"dont_appraise fsmagic=0x1021994", ""},
+		Presets:  []string{"signed-policy"},
+		Generate: &Generate{Hooks: []string{"exec"}, Appraise: true}}
+	data, _, err := f.Check(V6_1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantMix := "# imaforge policy fragment mix\ndont_appraise fsmagic=0x1021994\nappraise func=POLICY_CHECK appraise_type=imasig\nappraise func=BPRM_CHECK fsmagic=0x73717368 appraise_type=imasig\n"
+	if string(data) != wantMix {
+		t.Errorf("got %q\nwant %q", data, wantMix)
 	}
 }

@@ -446,7 +446,7 @@ func (p *parser) unknown(s *ruleState, t token, key string, op byte, n int) {
 	}
 	switch {
 	case key == "dont_audit":
-		p.errorf(n, t.col, "unknown action %q (the kernel has audit but no dont_audit)", key)
+		p.errorf(n, t.col, "unknown action %q (Linux %s has audit but no dont_audit)", key, p.v)
 	default:
 		p.errorf(n, t.col, "unknown keyword %q", t.text)
 	}
