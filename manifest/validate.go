@@ -8,6 +8,12 @@ import (
 	"strings"
 )
 
+// Device numbers SquashFS can store (the kernel's new_encode_dev in 32 bits).
+const (
+	MaxMajor = 1<<12 - 1
+	MaxMinor = 1<<20 - 1
+)
+
 // maxEpoch is the largest time SquashFS can store (32-bit seconds).
 const maxEpoch = 1<<32 - 1
 
@@ -188,6 +194,12 @@ func validate(m *Manifest, c *errs) {
 		isDev := e.Type == TypeChar || e.Type == TypeBlock
 		if isDev && (e.Major == nil || e.Minor == nil) {
 			c.add(e.Pos, ErrMissing, "entry %s: a %s device needs major and minor", e.Path, e.Type)
+		}
+		if e.Major != nil && *e.Major > MaxMajor {
+			c.add(e.FieldPos("major"), ErrInvalid, "entry %s: major %d is above %d", e.Path, *e.Major, MaxMajor)
+		}
+		if e.Minor != nil && *e.Minor > MaxMinor {
+			c.add(e.FieldPos("minor"), ErrInvalid, "entry %s: minor %d is above %d", e.Path, *e.Minor, MaxMinor)
 		}
 		if !isDev && (e.Major != nil || e.Minor != nil) {
 			c.add(e.FieldPos("major"), ErrInvalid, "entry %s: major and minor are for char and block devices", e.Path)
