@@ -3,6 +3,10 @@ package pki
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/imaforge/imaforge/internal/atomicfile"
 )
@@ -27,4 +31,43 @@ func WriteCertificateFiles(base string, cert *x509.Certificate) (derPath, pemPat
 		return "", "", err
 	}
 	return derPath, pemPath, nil
+}
+
+// ErrExists reports an output file that is already there.
+var ErrExists = errors.New("file exists (use --force to replace it)")
+
+// WriteIssued writes an issued certificate as dir/base.der and
+// dir/base.pem and, when it has one, its private key as dir/base.key (PEM
+// PKCS#8, mode 0600 from creation, encrypted when keyOpts.Passphrase is
+// set). Unless overwrite is set it refuses to replace any of these files,
+// so a CA key is never lost to a typo. It returns the paths written.
+func WriteIssued(dir, base string, iss *Issued, keyOpts KeyFileOptions, overwrite bool) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	stem := filepath.Join(dir, base)
+	paths := []string{stem + ".der", stem + ".pem"}
+	if iss.Key != nil {
+		paths = append([]string{stem + ".key"}, paths...)
+	}
+	if !overwrite {
+		for _, p := range paths {
+			if _, err := os.Lstat(p); err == nil {
+				return nil, fmt.Errorf("%s: %w", p, ErrExists)
+			}
+		}
+	}
+	if iss.Key != nil {
+		keyPEM, err := MarshalPrivateKey(iss.Key, keyOpts)
+		if err != nil {
+			return nil, err
+		}
+		if err := atomicfile.WriteFile(stem+".key", keyPEM, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	if _, _, err := WriteCertificateFiles(stem, iss.Cert); err != nil {
+		return nil, err
+	}
+	return paths, nil
 }

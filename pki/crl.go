@@ -45,6 +45,16 @@ func ParseReason(s string) (int, error) {
 	return 0, fmt.Errorf("unknown revocation reason %q (want unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation or privilegeWithdrawn)", s)
 }
 
+// ReasonName returns the RFC 5280 name of a CRLReason code.
+func ReasonName(code int) string {
+	for name, c := range reasonCodes {
+		if c == code {
+			return name
+		}
+	}
+	return fmt.Sprintf("reason %d", code)
+}
+
 // ErrCRL reports a CRL that cannot be used or updated.
 var ErrCRL = errors.New("invalid CRL")
 

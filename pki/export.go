@@ -101,7 +101,7 @@ func Export(ts *TrustStore, dir string, now time.Time) (*ExportResult, error) {
 	}
 	var rootsPEM bytes.Buffer
 	for i, it := range loaded {
-		name := fmt.Sprintf("certs/%02d-%s-%s.der", i+1, it.info.Role, slug(it.cert.Subject.CommonName))
+		name := fmt.Sprintf("certs/%02d-%s-%s.der", i+1, it.info.Role, Slug(it.cert.Subject.CommonName))
 		if err := atomicfile.WriteFile(filepath.Join(dir, name), it.cert.Raw, 0o644); err != nil {
 			return nil, err
 		}
@@ -206,9 +206,9 @@ func sortCerts(in []*x509.Certificate) []*x509.Certificate {
 	return out
 }
 
-// slug turns a common name into a file name part: lowercase ASCII letters
+// Slug turns a common name into a file name part: lowercase ASCII letters
 // and digits, other runs replaced by one '-'.
-func slug(s string) string {
+func Slug(s string) string {
 	var b strings.Builder
 	dash := false
 	for _, r := range strings.ToLower(s) {

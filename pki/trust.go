@@ -432,7 +432,7 @@ func (ts *TrustStore) checkRevoked(c, issuer *x509.Certificate) error {
 	for _, crl := range ts.crls[issuer] {
 		for _, e := range crl.RevokedCertificateEntries {
 			if e.SerialNumber.Cmp(c.SerialNumber) == 0 {
-				return &CertError{Cert: c, Reason: fmt.Sprintf("was revoked on %s by %s (CRL number %v, reason %d)", e.RevocationTime.UTC().Format(time.RFC3339), subjectOf(issuer), crl.Number, e.ReasonCode), Err: ErrRevoked}
+				return &CertError{Cert: c, Reason: fmt.Sprintf("was revoked on %s by %s (CRL number %v, %s)", e.RevocationTime.UTC().Format(time.RFC3339), subjectOf(issuer), crl.Number, ReasonName(e.ReasonCode)), Err: ErrRevoked}
 			}
 		}
 	}
