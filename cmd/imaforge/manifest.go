@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/rootfs"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:  "manifest",
+		Usage: "check a manifest, list the tree it declares, print its JSON Schema",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "schema",
+				Usage: "print the JSON Schema (draft 2020-12) of the manifest, for editors",
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 0 {
+						return usageErrf("manifest schema: takes no arguments")
+					}
+					_, err := c.App.Writer.Write(manifest.Schema())
+					return err
+				},
+			},
+			{
+				Name:      "check",
+				Usage:     "parse and validate a manifest; with --walk, also walk its sources",
+				ArgsUsage: "MANIFEST",
+				Description: "Prints every problem as file:line:col: message and exits 2 when there is one.\n" +
+					"With --walk it also walks the sources as a build would (missing sources, type\n" +
+					"conflicts, symlink loops, overrides matching nothing), without reading file contents.",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "walk", Usage: "also walk the sources, entries and overrides"},
+					&cli.BoolFlag{Name: "strict", Usage: "treat warnings (an override matching nothing) as errors"},
+				},
+				Action: runManifestCheck,
+			},
+			{
+				Name:      "ls",
+				Usage:     "list the image tree a manifest declares (like unsquashfs -lls, without times)",
+				ArgsUsage: "MANIFEST",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also report overlapping sources on stderr"},
+					&cli.BoolFlag{Name: "strict", Usage: "treat warnings (an override matching nothing) as errors"},
+				},
+				Action: runManifestLs,
+			},
+		},
+	})
+}
+
+// walkManifest loads a manifest and walks its tree, printing warnings (and
+// with verbose, overlaps) to stderr.
+func walkManifest(c *cli.Context, verbose bool) (*manifest.Manifest, *rootfs.Tree, error) {
+	if c.NArg() != 1 {
+		return nil, nil, usageErrf("manifest %s: want one MANIFEST argument, got %d", c.Command.Name, c.NArg())
+	}
+	m, err := loadManifest(c.Args().First())
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := rootfs.Walk(c.Context, m, rootfs.Options{Strict: c.Bool("strict")})
+	if err != nil {
+		if isManifestError(err) {
+			return nil, nil, usageErr(err)
+		}
+		return nil, nil, err
+	}
+	stderr := c.App.ErrWriter
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	for _, w := range t.Warnings {
+		fmt.Fprintf(stderr, "imaforge: warning: %v\n", w)
+	}
+	if verbose {
+		for _, o := range t.Overlaps {
+			fmt.Fprintf(stderr, "imaforge: note: %s\n", o)
+		}
+	}
+	return m, t, nil
+}
+
+func runManifestCheck(c *cli.Context) error {
+	if !c.Bool("walk") {
+		if c.NArg() != 1 {
+			return usageErrf("manifest check: want one MANIFEST argument, got %d", c.NArg())
+		}
+		m, err := loadManifest(c.Args().First())
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(c.App.Writer, "%s: ok: %d sources, %d entries, %d keys, %d rules\n",
+			m.File, len(m.Sources), len(m.Entries), len(m.Keys), len(m.Rules))
+		return err
+	}
+	m, t, err := walkManifest(c, false)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	files := 0
+	for i := range t.Entries {
+		e := &t.Entries[i]
+		if e.Type != rootfs.TypeReg {
+			continue
+		}
+		files++
+		if _, err := m.RuleFor(e.Path); err != nil {
+			return usageErr(err)
+		}
+	}
+	_, err = fmt.Fprintf(c.App.Writer, "%s: ok: %d entries, %d regular files, %d overlaps, %d warnings\n",
+		m.File, len(t.Entries), files, len(t.Overlaps), len(t.Warnings))
+	return err
+}
+
+func runManifestLs(c *cli.Context) error {
+	_, t, err := walkManifest(c, c.Bool("verbose"))
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	return t.WriteListing(c.App.Writer)
+}
