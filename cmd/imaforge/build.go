@@ -206,10 +206,10 @@ func (p *barProgress) Done()                      { p.bar.Finish() }
 type lineProgress struct {
 	w          io.Writer
 	files, all int64
-	doneFiles    atomic.Int64
-	doneBytes    atomic.Int64
-	stop         chan struct{}
-	wg           sync.WaitGroup
+	doneFiles  atomic.Int64
+	doneBytes  atomic.Int64
+	stop       chan struct{}
+	wg         sync.WaitGroup
 }
 
 func (p *lineProgress) Start(files int, bytes int64) {
