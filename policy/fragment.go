@@ -296,12 +296,19 @@ func Render(f Fragment) ([]byte, error) {
 // the error is an [ErrorList] whose positions name the fragment
 // (NAME.policy:line:col, line 1 being the header).
 func (f Fragment) Check(v Version) (data []byte, warnings []Diagnostic, err error) {
+	return f.CheckTarget(Target{Version: v})
+}
+
+// CheckTarget is [Fragment.Check] for a kernel whose build options are
+// (partly) known.
+func (f Fragment) CheckTarget(t Target) (data []byte, warnings []Diagnostic, err error) {
+	v := t.Version
 	data, err = Render(f)
 	if err != nil {
 		return nil, nil, err
 	}
 	name := path.Base(f.Path)
-	ds := Lint(name, data, v)
+	ds := LintTarget(name, data, t)
 	for _, d := range ds {
 		if d.Severity == SeverityWarning {
 			warnings = append(warnings, d)

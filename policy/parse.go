@@ -19,7 +19,7 @@ func Parse(name string, data []byte) ([]Rule, error) {
 
 // ParseFor is [Parse] with the grammar of kernel series v.
 func ParseFor(name string, data []byte, v Version) ([]Rule, error) {
-	rules, ds := check(name, data, v)
+	rules, ds := check(name, data, Target{Version: v})
 	return rules, Errors(ds)
 }
 
@@ -30,7 +30,13 @@ func ParseFor(name string, data []byte, v Version) ([]Rule, error) {
 // and the hash algorithms named in appraise_algos= are built in, and LSM
 // labels are known to the running LSM; see docs/policy.md).
 func Lint(name string, data []byte, v Version) []Diagnostic {
-	_, ds := check(name, data, v)
+	_, ds := check(name, data, Target{Version: v})
+	return ds
+}
+
+// LintTarget is [Lint] for a kernel whose build options are (partly) known.
+func LintTarget(name string, data []byte, t Target) []Diagnostic {
+	_, ds := check(name, data, t)
 	return ds
 }
 
@@ -39,7 +45,7 @@ func ParseRule(line string, v Version) (Rule, error) {
 	if strings.ContainsAny(line, "\n") {
 		return Rule{}, fmt.Errorf("policy rule %q: %w: more than one line", line, ErrSyntax)
 	}
-	rules, ds := check("", []byte(line), v)
+	rules, ds := check("", []byte(line), Target{Version: v})
 	if err := Errors(ds); err != nil {
 		return Rule{}, err
 	}
@@ -49,11 +55,12 @@ func ParseRule(line string, v Version) (Rule, error) {
 	return rules[0], nil
 }
 
-func check(name string, data []byte, v Version) ([]Rule, []Diagnostic) {
+func check(name string, data []byte, t Target) ([]Rule, []Diagnostic) {
+	v := t.Version
 	if !v.Valid() {
 		v = DefaultVersion
 	}
-	p := &parser{v: v, file: name}
+	p := &parser{v: v, cfg: t.Config, file: name}
 	var rules []Rule
 	lineno := 0
 	for len(data) > 0 {
@@ -100,6 +107,7 @@ func indexByte(b []byte, c byte) int {
 
 type parser struct {
 	v        Version
+	cfg      Config
 	file     string
 	diags    []Diagnostic
 	hadError bool
@@ -250,6 +258,10 @@ func (p *parser) token(s *ruleState, t token, n int) {
 			return
 		}
 		fv, ok := funcValues[val]
+		if ok && fv.f == FuncKeyCheck && p.cfg.AsymmetricKeys == Disabled {
+			p.errorf(n, t.col, "func=KEY_CHECK needs CONFIG_IMA_MEASURE_ASYMMETRIC_KEYS, which this kernel lacks")
+			return
+		}
 		switch {
 		case !ok:
 			p.errorf(n, t.col, "unknown func=%s (want one of %s)", val, strings.Join(p.funcList(), ", "))
@@ -336,6 +348,10 @@ func (p *parser) token(s *ruleState, t token, n int) {
 		s.lsmCol[i] = t.col
 		p.warnf(n, t.col, "%s= needs an LSM that knows %q: without one the kernel rejects the rule when the policy replaces the built-in one, and never matches it later", key, val)
 	case "keyrings", "label":
+		if key == "keyrings" && p.cfg.AsymmetricKeys == Disabled {
+			p.errorf(n, t.col, "keyrings= needs CONFIG_IMA_MEASURE_ASYMMETRIC_KEYS, which this kernel lacks")
+			return
+		}
 		list := &r.Keyrings
 		f := fKeyrings
 		if key == "label" {
@@ -402,6 +418,9 @@ func (p *parser) token(s *ruleState, t token, n int) {
 		if p.v >= V6_6 {
 			p.warnf(n, t.col, "appraise_flag= is deprecated and ignored since Linux 6.6: signature appraisal always checks the blacklist")
 			r.AppraiseFlag = val
+			return
+		}
+		if !p.modsig(t, n, "appraise_flag=") {
 			return
 		}
 		if !strings.Contains(val, "blacklist") {
@@ -555,6 +574,9 @@ func (p *parser) appraiseType(s *ruleState, t token, n int, val string) {
 		s.set(fDigsig|bl, t.col)
 		want = AppraiseImaSig
 	case "imasig|modsig":
+		if !p.modsig(t, n, "appraise_type=imasig|modsig") {
+			return
+		}
 		if s.flags&fVerity != 0 {
 			p.errorf(n, t.col, "appraise_type=imasig|modsig cannot follow digest_type=verity")
 			return
@@ -741,4 +763,18 @@ func kstrtoint(s string) (int, error) {
 		return 0, fmt.Errorf("out of range")
 	}
 	return int(u), nil
+}
+
+// modsig reports whether the kernel may accept what, which needs
+// CONFIG_IMA_APPRAISE_MODSIG: an error if it is known to be off, a warning
+// if unknown.
+func (p *parser) modsig(t token, n int, what string) bool {
+	switch p.cfg.Modsig {
+	case Disabled:
+		p.errorf(n, t.col, "%s needs CONFIG_IMA_APPRAISE_MODSIG, which this kernel lacks", what)
+		return false
+	case Unknown:
+		p.warnf(n, t.col, "%s needs CONFIG_IMA_APPRAISE_MODSIG (off by default and in Debian's kernels)", what)
+	}
+	return true
 }

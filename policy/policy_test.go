@@ -331,3 +331,32 @@ func TestParseVersion(t *testing.T) {
 		}
 	}
 }
+
+func TestKconfig(t *testing.T) {
+	c := ParseKconfig([]byte("CONFIG_IMA=y\n# CONFIG_IMA_APPRAISE_MODSIG is not set\nCONFIG_IMA_MEASURE_ASYMMETRIC_KEYS=y\n"))
+	if c.Modsig != Disabled || c.AsymmetricKeys != Enabled {
+		t.Fatalf("ParseKconfig = %+v", c)
+	}
+	rule := []byte("appraise func=MODULE_CHECK appraise_type=imasig|modsig\nmeasure func=KEY_CHECK keyrings=.ima\n")
+	for _, tt := range []struct {
+		cfg        Config
+		errs, warn int
+	}{
+		{Config{}, 0, 1},
+		{Config{Modsig: Enabled}, 0, 0},
+		{c, 1, 0},
+		{Config{Modsig: Enabled, AsymmetricKeys: Disabled}, 2, 0}, // func=KEY_CHECK and keyrings=
+	} {
+		var errs, warn int
+		for _, d := range LintTarget("k", rule, Target{V6_1, tt.cfg}) {
+			if d.Severity == SeverityError {
+				errs++
+			} else {
+				warn++
+			}
+		}
+		if errs != tt.errs || warn != tt.warn {
+			t.Errorf("%+v: %d errors, %d warnings; want %d, %d", tt.cfg, errs, warn, tt.errs, tt.warn)
+		}
+	}
+}

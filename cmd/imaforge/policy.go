@@ -13,6 +13,7 @@ import (
 func init() {
 	kernelFlag := &cli.StringFlag{Name: "kernel", Value: policy.DefaultVersion.String(),
 		Usage: "target kernel series: 5.10, 5.15, 6.1, 6.6 or 6.12 (a release such as 6.1.0-18-amd64 also works)"}
+	kconfigFlag := &cli.StringFlag{Name: "kernel-config", Usage: "the target kernel's `CONFIG` file (/boot/config-*): says whether it has CONFIG_IMA_APPRAISE_MODSIG and CONFIG_IMA_MEASURE_ASYMMETRIC_KEYS"}
 	xattrFlag := &cli.BoolFlag{Name: "xattr", Usage: "use the file's security.ima extended attribute instead of FILE.sig"}
 	register(&cli.Command{
 		Name:  "policy",
@@ -22,7 +23,7 @@ func init() {
 				Name:      "lint",
 				Usage:     "check each FILE with the kernel's policy grammar; exit 1 if the kernel would reject one",
 				ArgsUsage: "FILE...",
-				Flags:     []cli.Flag{kernelFlag},
+				Flags:     []cli.Flag{kernelFlag, kconfigFlag},
 				Action:    policyLint,
 			},
 			{
@@ -35,7 +36,7 @@ func init() {
 					&cli.StringFlag{Name: "hash", Value: "sha256", Usage: "digest algorithm: sha256, sha384 or sha512"},
 					&cli.StringFlag{Name: "passphrase-env", Usage: "read the key's passphrase from environment variable `VAR`"},
 					&cli.StringFlag{Name: "passphrase-file", Usage: "read the key's passphrase from the first line of `FILE`"},
-					kernelFlag, xattrFlag,
+					kernelFlag, kconfigFlag, xattrFlag,
 				},
 				Action: policySign,
 			},
@@ -45,7 +46,7 @@ func init() {
 				ArgsUsage: "FILE...",
 				Flags: []cli.Flag{
 					&cli.StringSliceFlag{Name: "cert", Usage: "trusted certificate `CERT.pem` (PEM or DER; repeat for several)", Required: true},
-					kernelFlag, xattrFlag,
+					kernelFlag, kconfigFlag, xattrFlag,
 				},
 				Action: policyVerify,
 			},
@@ -64,13 +65,21 @@ func lintFiles(c *cli.Context, files []string) error {
 	if err != nil {
 		return usageErr(fmt.Errorf("--kernel: %w", err))
 	}
+	t := policy.Target{Version: v}
+	if kc := c.String("kernel-config"); kc != "" {
+		data, err := os.ReadFile(kc)
+		if err != nil {
+			return usageErr(fmt.Errorf("--kernel-config: %w", err))
+		}
+		t.Config = policy.ParseKconfig(data)
+	}
 	bad := 0
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			return err
 		}
-		ds := policy.Lint(f, data, v)
+		ds := policy.LintTarget(f, data, t)
 		for _, d := range ds {
 			fmt.Fprintln(c.App.Writer, d)
 		}
