@@ -71,13 +71,13 @@ type Compression uint16
 
 // Compressor ids.
 const (
-	CompNone Compression = 0 // not an on-disk id: the writer stores every block uncompressed and records gzip
-	Gzip     Compression = 1 // ZLIB_COMPRESSION: zlib streams (RFC 1950)
-	LZMA     Compression = 2 // LZMA_COMPRESSION (legacy; not supported)
-	LZO      Compression = 3 // LZO_COMPRESSION (not supported)
-	XZ       Compression = 4 // XZ_COMPRESSION: .xz streams, LZMA2, CRC32 check
-	LZ4      Compression = 5 // LZ4_COMPRESSION: raw LZ4 blocks (no frame)
-	Zstd     Compression = 6 // ZSTD_COMPRESSION: zstd frames
+	CompNone Compression = 0x100 // not an on-disk id: the writer stores every block uncompressed and records gzip
+	Gzip     Compression = 1     // ZLIB_COMPRESSION: zlib streams (RFC 1950)
+	LZMA     Compression = 2     // LZMA_COMPRESSION (legacy; the reader only)
+	LZO      Compression = 3     // LZO_COMPRESSION (the reader only)
+	XZ       Compression = 4     // XZ_COMPRESSION: .xz streams, LZMA2, CRC32 check
+	LZ4      Compression = 5     // LZ4_COMPRESSION: raw LZ4 blocks (no frame)
+	Zstd     Compression = 6     // ZSTD_COMPRESSION: zstd frames
 )
 
 func (c Compression) String() string {

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/imaforge/imaforge/internal/atomicfile"
+	"github.com/imaforge/imaforge/squashfs"
+)
+
+// squashfsCmd is the parent of the `imaforge squashfs` subcommands. It is a
+// package-level variable, so it is initialized before any init function runs:
+// other files (squashfs_ls.go) add their subcommands to
+// squashfsCmd.Subcommands from their own init, in any file order, and main's
+// newApp sees them all.
+var squashfsCmd = &cli.Command{
+	Name:  "squashfs",
+	Usage: "pack and inspect SquashFS images with imaforge's own writer and reader",
+}
+
+func init() {
+	squashfsCmd.Subcommands = append(squashfsCmd.Subcommands, &cli.Command{
+		Name:      "pack",
+		Usage:     "pack directory DIR into the SquashFS image OUT (xattrs kept when readable)",
+		ArgsUsage: "DIR OUT",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "comp", Value: "zstd", Usage: "compressor: zstd, gzip, xz, lz4 or none"},
+			&cli.IntFlag{Name: "level", Usage: "compression level (0: the compressor's default, as mksquashfs: zstd 15, gzip 9; lz4 2-9 = high compression)"},
+			&cli.StringFlag{Name: "block-size", Value: "128K", Usage: "data block `SIZE`, a power of two from 4K to 1M"},
+			&cli.StringFlag{Name: "epoch", Usage: "set the image time and every entry's time to `SECONDS` (default: $SOURCE_DATE_EPOCH clamps entry times; else the newest entry time)"},
+			&cli.BoolFlag{Name: "all-root", Usage: "make every entry owned by root (0:0)"},
+			&cli.BoolFlag{Name: "no-xattrs", Usage: "do not store the xattrs found in DIR"},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "parallel workers (0: one per CPU); never changes the image"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing on success"},
+		},
+		Action: squashfsPack,
+	})
+	register(squashfsCmd)
+}
+
+// parseSize reads 4096, 128K, 1M.
+func parseSize(s string) (int, error) {
+	mult := 1
+	switch {
+	case strings.HasSuffix(s, "K"), strings.HasSuffix(s, "k"):
+		mult, s = 1<<10, s[:len(s)-1]
+	case strings.HasSuffix(s, "M"), strings.HasSuffix(s, "m"):
+		mult, s = 1<<20, s[:len(s)-1]
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
+}
+
+func squashfsPack(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return usageErrf("squashfs pack needs DIR and OUT")
+	}
+	dir, out := c.Args().Get(0), c.Args().Get(1)
+	comp, err := squashfs.ParseCompression(c.String("comp"))
+	if err != nil {
+		return usageErr(err)
+	}
+	bs, err := parseSize(c.String("block-size"))
+	if err != nil {
+		return usageErrf("--block-size: %v", err)
+	}
+	if fi, err := os.Stat(dir); err != nil {
+		return err
+	} else if !fi.IsDir() {
+		return usageErrf("%s is not a directory", dir)
+	}
+	var topts squashfs.TreeOptions
+	topts.AllRoot = c.Bool("all-root")
+	topts.NoXattrs = c.Bool("no-xattrs")
+	topts.Warn = func(msg string) { fmt.Fprintf(c.App.ErrWriter, "imaforge: warning: %s\n", msg) }
+	var imageTime *int64
+	if s := c.String("epoch"); s != "" {
+		t, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return usageErrf("--epoch: %v", err)
+		}
+		topts.ModTime, imageTime = &t, &t
+	} else if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+		t, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return usageErrf("SOURCE_DATE_EPOCH: %v", err)
+		}
+		topts.ClampTime, imageTime = &t, &t
+	}
+
+	f, err := atomicfile.Create(out, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	opts := squashfs.Options{Compression: comp, Level: c.Int("level"), BlockSize: bs, Workers: c.Int("jobs")}
+	if imageTime != nil {
+		opts.ModTime = *imageTime
+	}
+	w, err := squashfs.NewWriter(f, opts)
+	if err != nil {
+		return usageErr(err)
+	}
+	tst, err := squashfs.AddTree(w, dir, topts)
+	if err != nil {
+		return err
+	}
+	if imageTime == nil { // the image time is then the newest entry time
+		if err := w.SetModTime(max(tst.NewestModTime, 0)); err != nil {
+			return err
+		}
+	}
+	if err := w.WriteData(c.Context); err != nil {
+		return err
+	}
+	st, err := w.Finish()
+	if err != nil {
+		return err
+	}
+	if err := f.Commit(); err != nil {
+		return err
+	}
+	if !c.Bool("quiet") {
+		fmt.Fprintf(c.App.Writer, "%s: %d inodes, %d fragments, %d duplicate files, %d bytes (%v, block size %d)\n",
+			out, st.Inodes, st.Fragments, st.Duplicates, st.BytesUsed, comp, bs)
+	}
+	return nil
+}

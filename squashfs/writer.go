@@ -1,0 +1,541 @@
+package squashfs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"path"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Options configure a Writer. The zero value is usable except for BlockSize 0,
+// which means 128 KiB.
+type Options struct {
+	// Compression of data, fragment and metadata blocks: 0 means gzip, as
+	// for mksquashfs; CompNone stores everything uncompressed.
+	Compression Compression
+	// Level is the compressor's level; 0 means its default (gzip 9,
+	// zstd 15, lz4 fast; xz and none take no level).
+	Level int
+	// BlockSize is the data block size, a power of two from 4 KiB to 1 MiB
+	// (0 means 128 KiB).
+	BlockSize int
+	// ModTime is the image's creation time (superblock mkfs_time) and the
+	// time of directories implied by Add.
+	ModTime int64
+	// Workers is the number of goroutines reading and compressing data
+	// (0 means GOMAXPROCS). It never changes the image.
+	Workers int
+	// NoFragments stores tails of small files in their own blocks instead of
+	// packing them into fragment blocks (mksquashfs -no-fragments).
+	NoFragments bool
+	// TailEnds packs the tail ends of files larger than a block into
+	// fragments too (mksquashfs -tailends); by default only files smaller
+	// than a block go into fragments, as mksquashfs does.
+	TailEnds bool
+	// NoExport omits the export (NFS lookup) table (mksquashfs -no-exports).
+	NoExport bool
+}
+
+// Entry describes one file of the image for Writer.Add.
+type Entry struct {
+	// Path is the absolute, clean path in the image ("/" for the root,
+	// "/usr/bin/sh"); names are bytes, at most 256 of them, without NUL.
+	Path string
+	// Mode holds the type bits (fs.ModeDir, fs.ModeSymlink, fs.ModeDevice,
+	// fs.ModeDevice|fs.ModeCharDevice, fs.ModeNamedPipe, fs.ModeSocket, none
+	// for a regular file), the permission bits and fs.ModeSetuid,
+	// fs.ModeSetgid, fs.ModeSticky.
+	Mode     fs.FileMode
+	UID, GID uint32
+	ModTime  int64 // seconds since the epoch, 0..2^32-1
+	// Size is the exact length of a regular file's content; Open must yield
+	// exactly this many bytes (a mismatch fails WriteData, naming Path).
+	Size int64
+	// Open returns a regular file's content. WriteData calls it once, reads
+	// to EOF once and closes it; the reader may tee the bytes (into a hash)
+	// and learn from Close that they were all read. nil means empty content
+	// (Size must be 0).
+	Open func() (io.ReadCloser, error)
+	// Target is a symlink's target (1..4095 bytes).
+	Target string
+	// Rdev is a device's number in the Linux dev_t encoding
+	// (syscall.Stat_t.Rdev, unix.Mkdev).
+	Rdev uint64
+	// LinkTo makes this entry a hard link to the entry at that path (which
+	// must not be a directory; it may be added before or after). All other
+	// fields but Path and Xattrs are ignored; xattrs belong to the shared
+	// inode, so they may be given on either entry, not on both.
+	LinkTo string
+	// Xattrs are stored with the inode (sorted by name; SetXattrs replaces
+	// them).
+	Xattrs []Xattr
+}
+
+type kind uint8
+
+const (
+	kindDir kind = iota
+	kindReg
+	kindSymlink
+	kindBlock
+	kindChar
+	kindFifo
+	kindSocket
+	kindLink // a hard link entry (LinkTo)
+)
+
+// node is one directory entry of the tree; hard links share the inode fields
+// of their target (link).
+type node struct {
+	name     string
+	parent   *node
+	children []*node // directories, sorted by name bytes before writing
+	kind     kind
+	implicit bool // a directory implied by a descendant, not added
+	mode     uint16
+	uid, gid uint32
+	mtime    uint32
+	size     int64
+	open     func() (io.ReadCloser, error)
+	target   string // symlink target or LinkTo path
+	rdev     uint32
+	link     *node // kindLink: the resolved inode holder
+	xattrs   []Xattr
+
+	// data layout, set by WriteData
+	start    uint64
+	blocks   []uint32
+	frag     uint32
+	fragOff  uint32
+	sparse   uint64
+	firstSeq int64
+
+	// inode, set by Close
+	nlink  uint32
+	ino    uint32
+	ref    uint64
+	xattr  uint32
+	subdir uint32
+}
+
+// Writer writes a SquashFS image. Add every entry (any order), call WriteData
+// once to read and compress the regular files' content, set xattrs with
+// SetXattrs at any time before Close, then Close to write the tables and the
+// superblock. The image depends only on the entries, their content and the
+// Options (not on the order of Add calls, on Workers, or on timing).
+//
+// Memory: data is streamed through a fixed window of blocks; per entry the
+// Writer keeps its metadata (about 200 bytes plus the name, its xattrs and 4
+// bytes per data block).
+type Writer struct {
+	out   io.WriteSeeker
+	opts  Options
+	codec *codec
+
+	mu        sync.Mutex // guards nodes' xattrs and the fields below during WriteData
+	root      *node
+	byPath    map[string]*node
+	prepared  bool
+	wroteData bool
+	closed    bool
+	files     []*node // regular files with content, in tree order
+
+	pos       uint64 // next write offset in out
+	maxPos    uint64 // largest offset written (for truncation after a roll-back)
+	fragments []FragmentEntry
+	dups      int // files stored once for several entries (for Stats)
+}
+
+// NewWriter prepares to write an image to w, starting at its current offset 0
+// (the superblock is written there by Close). If w has a Truncate(int64)
+// error method (*os.File), Close truncates it to the image size.
+func NewWriter(w io.WriteSeeker, opts Options) (*Writer, error) {
+	if opts.BlockSize == 0 {
+		opts.BlockSize = 128 << 10
+	}
+	bs := opts.BlockSize
+	if bs < MinBlockSize || bs > MaxBlockSize || bs&(bs-1) != 0 {
+		return nil, fmt.Errorf("squashfs: block size %d is not a power of two from 4 KiB to 1 MiB", bs)
+	}
+	comp := opts.Compression
+	if comp == 0 {
+		comp = Gzip // mksquashfs's default
+	}
+	c, err := newCodec(comp, opts.Level, bs)
+	if err != nil {
+		return nil, err
+	}
+	if opts.ModTime < 0 || opts.ModTime > math.MaxUint32 {
+		return nil, fmt.Errorf("squashfs: image time %d outside 0..2^32-1", opts.ModTime)
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	wr := &Writer{out: w, opts: opts, codec: c, byPath: make(map[string]*node)}
+	wr.root = &node{kind: kindDir, implicit: true, mode: 0o755, mtime: uint32(opts.ModTime)}
+	wr.byPath["/"] = wr.root
+	// Reserve the superblock and the compressor options block.
+	head := make([]byte, SuperblockSize)
+	if o := c.options(); o != nil {
+		head = MetadataHeader{Size: uint16(len(o)), Uncompressed: true}.appendTo(head)
+		head = append(head, o...)
+	}
+	if _, err := w.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("squashfs: %w", err)
+	}
+	if err := wr.write(head); err != nil {
+		return nil, err
+	}
+	return wr, nil
+}
+
+// write appends p at w.pos.
+func (w *Writer) write(p []byte) error {
+	if _, err := w.out.Write(p); err != nil {
+		return fmt.Errorf("squashfs: writing image: %w", err)
+	}
+	w.pos += uint64(len(p))
+	w.maxPos = max(w.maxPos, w.pos)
+	return nil
+}
+
+// seekTo moves the write offset back to off (rolling back a duplicate).
+func (w *Writer) seekTo(off uint64) error {
+	if _, err := w.out.Seek(int64(off), io.SeekStart); err != nil {
+		return fmt.Errorf("squashfs: rolling back a duplicate: %w", err)
+	}
+	w.pos = off
+	return nil
+}
+
+// SetModTime changes the image time (Options.ModTime) before Close.
+// Directories already implied by Add keep the time they were given.
+func (w *Writer) SetModTime(t int64) error {
+	if t < 0 || t > math.MaxUint32 {
+		return fmt.Errorf("squashfs: image time %d outside 0..2^32-1", t)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	w.opts.ModTime = t
+	return nil
+}
+
+// validEntryName reports whether name can be a SquashFS directory entry name.
+func validEntryName(name string) bool {
+	return name != "" && name != "." && name != ".." && len(name) <= MaxNameLen &&
+		!strings.ContainsAny(name, "/\x00")
+}
+
+// PathError reports an entry the Writer cannot store, or a failure reading
+// its content; it wraps the cause.
+type PathError struct {
+	Path string
+	Err  error
+}
+
+func (e *PathError) Error() string { return "squashfs: " + e.Path + ": " + e.Err.Error() }
+func (e *PathError) Unwrap() error { return e.Err }
+
+func perr(p string, format string, args ...any) error {
+	return &PathError{Path: p, Err: fmt.Errorf(format, args...)}
+}
+
+// Add records an entry (metadata only; content is read by WriteData). Entries
+// may come in any order. Missing parent directories are implied with mode
+// 0755, owner 0:0 and Options.ModTime; adding the directory later (before
+// WriteData) replaces those. Adding a path twice is an error.
+func (w *Writer) Add(e Entry) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	if w.prepared {
+		return perr(e.Path, "Add after WriteData")
+	}
+	p := e.Path
+	if !strings.HasPrefix(p, "/") || path.Clean(p) != p {
+		return perr(p, "not an absolute clean path")
+	}
+	n := &node{uid: e.UID, gid: e.GID}
+	if e.ModTime < 0 || e.ModTime > math.MaxUint32 {
+		return perr(p, "modification time %d outside 0..2^32-1", e.ModTime)
+	}
+	n.mtime = uint32(e.ModTime)
+	n.mode = uint16(e.Mode.Perm())
+	if e.Mode&fs.ModeSetuid != 0 {
+		n.mode |= 0o4000
+	}
+	if e.Mode&fs.ModeSetgid != 0 {
+		n.mode |= 0o2000
+	}
+	if e.Mode&fs.ModeSticky != 0 {
+		n.mode |= 0o1000
+	}
+	if err := w.checkXattrs(p, e.Xattrs); err != nil {
+		return err
+	}
+	n.xattrs = slices.Clone(e.Xattrs)
+	switch t := e.Mode.Type(); {
+	case e.LinkTo != "":
+		if !strings.HasPrefix(e.LinkTo, "/") || path.Clean(e.LinkTo) != e.LinkTo || e.LinkTo == p {
+			return perr(p, "bad hard link target %q", e.LinkTo)
+		}
+		n.kind, n.target = kindLink, e.LinkTo
+	case t == 0:
+		if e.Size < 0 || (e.Open == nil && e.Size != 0) {
+			return perr(p, "regular file of size %d without content", e.Size)
+		}
+		n.kind, n.size, n.open = kindReg, e.Size, e.Open
+	case t == fs.ModeDir:
+		n.kind = kindDir
+	case t == fs.ModeSymlink:
+		if len(e.Target) == 0 || len(e.Target) > MaxSymlinkLen {
+			return perr(p, "symlink target of %d bytes (want 1..%d)", len(e.Target), MaxSymlinkLen)
+		}
+		n.kind, n.target = kindSymlink, e.Target
+	case t == fs.ModeDevice, t == fs.ModeDevice|fs.ModeCharDevice:
+		n.kind = kindBlock
+		if t&fs.ModeCharDevice != 0 {
+			n.kind = kindChar
+		}
+		major := uint32((e.Rdev>>8)&0xfff | (e.Rdev>>32)&^0xfff)
+		minor := uint32(e.Rdev&0xff | (e.Rdev>>12)&^0xff)
+		if major > 0xfff || minor > 0xfffff {
+			return perr(p, "device number %d:%d does not fit SquashFS's 32-bit encoding", major, minor)
+		}
+		n.rdev = EncodeDev(major, minor)
+	case t == fs.ModeNamedPipe:
+		n.kind = kindFifo
+	case t == fs.ModeSocket:
+		n.kind = kindSocket
+	default:
+		return perr(p, "unsupported file type %v", t)
+	}
+	if p == "/" {
+		if n.kind != kindDir {
+			return perr(p, "the root must be a directory")
+		}
+		if !w.root.implicit {
+			return perr(p, "added twice")
+		}
+		w.root.implicit = false
+		w.root.mode, w.root.uid, w.root.gid, w.root.mtime, w.root.xattrs = n.mode, n.uid, n.gid, n.mtime, n.xattrs
+		return nil
+	}
+	dir, name := path.Split(p)
+	if !validEntryName(name) {
+		return perr(p, "bad name")
+	}
+	parent, err := w.dirFor(path.Clean(dir))
+	if err != nil {
+		return err
+	}
+	if old, ok := w.byPath[p]; ok {
+		if !old.implicit || n.kind != kindDir {
+			if old.implicit {
+				return perr(p, "is a directory (a parent of another entry)")
+			}
+			return perr(p, "added twice")
+		}
+		old.implicit = false
+		old.mode, old.uid, old.gid, old.mtime, old.xattrs = n.mode, n.uid, n.gid, n.mtime, n.xattrs
+		return nil
+	}
+	n.name, n.parent = name, parent
+	parent.children = append(parent.children, n)
+	w.byPath[p] = n
+	return nil
+}
+
+// dirFor returns the directory node at p, implying missing ones.
+func (w *Writer) dirFor(p string) (*node, error) {
+	if n, ok := w.byPath[p]; ok {
+		if n.kind != kindDir {
+			return nil, perr(p, "is not a directory but has entries below it")
+		}
+		return n, nil
+	}
+	dir, name := path.Split(p)
+	parent, err := w.dirFor(path.Clean(dir))
+	if err != nil {
+		return nil, err
+	}
+	n := &node{name: name, parent: parent, kind: kindDir, implicit: true, mode: 0o755, mtime: uint32(w.opts.ModTime)}
+	parent.children = append(parent.children, n)
+	w.byPath[p] = n
+	return n, nil
+}
+
+func (w *Writer) checkXattrs(p string, xs []Xattr) error {
+	for i, x := range xs {
+		_, name, ok := SplitXattrName(x.Name)
+		if !ok || len(name) > 255 {
+			return perr(p, "xattr %q cannot be stored in SquashFS (only user., trusted. and security.)", x.Name)
+		}
+		if len(x.Value) > 65536 {
+			return perr(p, "xattr %q value of %d bytes exceeds 64 KiB", x.Name, len(x.Value))
+		}
+		for _, y := range xs[:i] {
+			if y.Name == x.Name {
+				return perr(p, "xattr %q given twice", x.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// SetXattrs replaces the xattrs of the entry at path (for a hard link, of
+// its shared inode). It may be called concurrently with itself and with
+// WriteData, up to Close.
+func (w *Writer) SetXattrs(p string, xs []Xattr) error {
+	if err := w.checkXattrs(p, xs); err != nil {
+		return err
+	}
+	xs = slices.Clone(xs)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	n, ok := w.byPath[p]
+	if !ok {
+		return perr(p, "no such entry")
+	}
+	if n.kind == kindLink {
+		if n.link == nil {
+			return perr(p, "hard link not resolved yet (call SetXattrs on %s, or after WriteData)", n.target)
+		}
+		n = n.link
+	}
+	n.xattrs = xs
+	return nil
+}
+
+// prepare sorts the tree, resolves hard links and lists the regular files in
+// tree order (depth first, entries of a directory by name bytes). Called
+// once, with w.mu held.
+func (w *Writer) prepare() error {
+	if w.prepared {
+		return nil
+	}
+	w.prepared = true
+	var walk func(d *node)
+	var links []*node
+	walk = func(d *node) {
+		slices.SortFunc(d.children, func(a, b *node) int { return strings.Compare(a.name, b.name) })
+		for _, c := range d.children {
+			switch c.kind {
+			case kindDir:
+				walk(c)
+			case kindReg:
+				w.files = append(w.files, c)
+			case kindLink:
+				links = append(links, c)
+			}
+		}
+	}
+	walk(w.root)
+	for _, l := range links {
+		t := l
+		for i := 0; t.kind == kindLink; i++ {
+			next, ok := w.byPath[t.target]
+			if !ok {
+				return perr(w.pathOf(l), "hard link to %s, which was not added", t.target)
+			}
+			if i > len(links) {
+				return perr(w.pathOf(l), "hard link loop")
+			}
+			t = next
+		}
+		if t.kind == kindDir {
+			return perr(w.pathOf(l), "hard link to directory %s", l.target)
+		}
+		if len(l.xattrs) > 0 {
+			if len(t.xattrs) > 0 {
+				return perr(w.pathOf(l), "xattrs given on two links of one inode")
+			}
+			t.xattrs, l.xattrs = l.xattrs, nil
+		}
+		l.link = t
+	}
+	return nil
+}
+
+// pathOf returns the image path of n.
+func (w *Writer) pathOf(n *node) string {
+	if n.parent == nil {
+		return "/"
+	}
+	var parts []string
+	for ; n.parent != nil; n = n.parent {
+		parts = append(parts, n.name)
+	}
+	slices.Reverse(parts)
+	return "/" + strings.Join(parts, "/")
+}
+
+// sortXattrs returns xs sorted by name (the stored order).
+func sortXattrs(xs []Xattr) []Xattr {
+	xs = slices.Clone(xs)
+	slices.SortFunc(xs, func(a, b Xattr) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.Value, b.Value)
+	})
+	return xs
+}
+
+// Stats describe a finished image.
+type Stats struct {
+	Inodes     uint32
+	Fragments  uint32
+	Duplicates int    // regular files stored as a copy of an earlier one
+	BytesUsed  uint64 // image size before padding to 4 KiB
+}
+
+// errNotPrepared is returned when Close finds entries never prepared.
+var errNotPrepared = errors.New("squashfs: internal: tree not prepared")
+
+// Close writes the inode, directory, fragment, export, id and xattr tables
+// and finally the superblock at offset 0, pads the image to a multiple of
+// 4 KiB and truncates w to that size when it can. WriteData is run first if
+// it was not.
+func (w *Writer) Close() error {
+	_, err := w.Finish()
+	return err
+}
+
+// Finish is Close returning the image's Stats.
+func (w *Writer) Finish() (Stats, error) {
+	w.mu.Lock()
+	wrote, closed := w.wroteData, w.closed
+	w.mu.Unlock()
+	if closed {
+		return Stats{}, ErrClosed
+	}
+	if !wrote {
+		if err := w.WriteData(context.Background()); err != nil {
+			return Stats{}, err
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	if !w.prepared {
+		return Stats{}, errNotPrepared
+	}
+	return w.writeTables()
+}

@@ -1,0 +1,542 @@
+package squashfs
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"math"
+)
+
+// mdWriter builds a table of metadata blocks (MetadataHeader + at most 8 KiB
+// payload each), handing each finished block to emit. Refs are
+// (compressed bytes emitted before the current block) << 16 | offset.
+type mdWriter struct {
+	codec   *codec
+	buf     []byte
+	emitted uint64   // bytes emitted so far: the relative start of the current block
+	starts  []uint64 // relative start of every emitted block
+	emit    func([]byte) error
+	scratch []byte
+	rec     []byte
+}
+
+func newMdWriter(c *codec, emit func([]byte) error) *mdWriter {
+	return &mdWriter{codec: c, buf: make([]byte, 0, MetadataSize), emit: emit}
+}
+
+// ref returns the reference of the next byte written.
+func (m *mdWriter) ref() uint64 { return InodeRef(m.emitted, uint16(len(m.buf))) }
+
+// offset returns the uncompressed offset of the next byte written.
+func (m *mdWriter) offset() uint64 { return uint64(len(m.starts))*MetadataSize + uint64(len(m.buf)) }
+
+// blockStart returns the relative start of the block holding uncompressed
+// offset u (which must be before offset()).
+func (m *mdWriter) blockStart(u uint64) uint64 {
+	k := u / MetadataSize
+	if k == uint64(len(m.starts)) {
+		return m.emitted
+	}
+	return m.starts[k]
+}
+
+func (m *mdWriter) write(p []byte) error {
+	for len(p) > 0 {
+		n := copy(m.buf[len(m.buf):MetadataSize], p)
+		m.buf = m.buf[:len(m.buf)+n]
+		p = p[n:]
+		if len(m.buf) == MetadataSize {
+			if err := m.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// flush emits the current block, if it holds anything.
+func (m *mdWriter) flush() error {
+	if len(m.buf) == 0 {
+		return nil
+	}
+	out, comp, err := m.codec.compress(m.scratch, m.buf)
+	if err != nil {
+		return err
+	}
+	if comp {
+		m.scratch = out[:0]
+	}
+	m.rec = MetadataHeader{Size: uint16(len(out)), Uncompressed: !comp}.appendTo(m.rec[:0])
+	m.rec = append(m.rec, out...)
+	if err := m.emit(m.rec); err != nil {
+		return err
+	}
+	m.starts = append(m.starts, m.emitted)
+	m.emitted += uint64(len(m.rec))
+	m.buf = m.buf[:0]
+	return nil
+}
+
+// holder returns the node carrying the inode of directory entry n.
+func holder(n *node) *node {
+	if n.kind == kindLink {
+		return n.link
+	}
+	return n
+}
+
+func (n *node) basicType() InodeType {
+	switch n.kind {
+	case kindDir:
+		return TypeDir
+	case kindReg:
+		return TypeReg
+	case kindSymlink:
+		return TypeSymlink
+	case kindBlock:
+		return TypeBlockDev
+	case kindChar:
+		return TypeCharDev
+	case kindFifo:
+		return TypeFifo
+	}
+	return TypeSocket
+}
+
+// tableState holds what Close computes before writing the tables.
+type tableState struct {
+	order    []*node // inode holders by inode number
+	ids      []uint32
+	idIndex  map[uint32]uint16
+	xsets    [][]Xattr // distinct xattr sets, by xattr id
+	xsetByID map[[sha256.Size]byte]uint32
+}
+
+func (t *tableState) id(v uint32) (uint16, error) {
+	if i, ok := t.idIndex[v]; ok {
+		return i, nil
+	}
+	if len(t.ids) >= 1<<16 {
+		return 0, fmt.Errorf("squashfs: more than 65536 distinct uids and gids")
+	}
+	i := uint16(len(t.ids))
+	t.idIndex[v] = i
+	t.ids = append(t.ids, v)
+	return i, nil
+}
+
+func (t *tableState) xattrID(xs []Xattr) uint32 {
+	if len(xs) == 0 {
+		return InvalidXattr
+	}
+	xs = sortXattrs(xs)
+	h := sha256.New()
+	var b []byte
+	for _, x := range xs {
+		b = le.AppendUint32(b[:0], uint32(len(x.Name)))
+		b = append(b, x.Name...)
+		b = le.AppendUint32(b, uint32(len(x.Value)))
+		h.Write(b)
+		h.Write(x.Value)
+	}
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	if id, ok := t.xsetByID[k]; ok {
+		return id
+	}
+	id := uint32(len(t.xsets))
+	t.xsets = append(t.xsets, xs)
+	t.xsetByID[k] = id
+	return id
+}
+
+// writeTables is Close's work, with w.mu held and the data written.
+func (w *Writer) writeTables() (Stats, error) {
+	t := &tableState{idIndex: make(map[uint32]uint16), xsetByID: make(map[[sha256.Size]byte]uint32)}
+
+	// Pass 1: inode numbers in the order inodes are written: depth first,
+	// a directory's entries by name (a subdirectory's whole subtree in its
+	// place), each directory after its entries, so the root is last.
+	var number func(d *node) error
+	number = func(d *node) error {
+		d.subdir = 0
+		for _, c := range d.children {
+			if c.kind == kindDir {
+				if err := number(c); err != nil {
+					return err
+				}
+				d.subdir++
+				continue
+			}
+			h := holder(c)
+			if h.ino == 0 {
+				t.order = append(t.order, h)
+				h.ino = uint32(len(t.order))
+			}
+			h.nlink++
+		}
+		t.order = append(t.order, d)
+		d.ino = uint32(len(t.order))
+		d.nlink = 2 + d.subdir
+		return nil
+	}
+	if err := number(w.root); err != nil {
+		return Stats{}, err
+	}
+	if uint64(len(t.order)) >= math.MaxUint32 {
+		return Stats{}, fmt.Errorf("squashfs: too many inodes")
+	}
+	for _, n := range t.order {
+		if _, err := t.id(n.uid); err != nil {
+			return Stats{}, err
+		}
+		if _, err := t.id(n.gid); err != nil {
+			return Stats{}, err
+		}
+		n.xattr = t.xattrID(n.xattrs)
+	}
+
+	// Pass 2: inode table straight to the image, directory table in memory.
+	inodeStart := w.pos
+	inodes := newMdWriter(w.codec, w.write)
+	var dirBuf []byte
+	dirs := newMdWriter(w.codec, func(b []byte) error { dirBuf = append(dirBuf, b...); return nil })
+	written := make([]bool, len(t.order)+1)
+	var rec []byte
+	writeInode := func(n *node, dirInode []byte) error {
+		n.ref = inodes.ref()
+		written[n.ino] = true
+		var err error
+		if dirInode != nil {
+			rec = dirInode
+		} else if rec, err = w.inodeRecord(rec[:0], n, t); err != nil {
+			return err
+		}
+		return inodes.write(rec)
+	}
+	var walk func(d *node, parentIno uint32) error
+	walk = func(d *node, parentIno uint32) error {
+		for _, c := range d.children {
+			if c.kind == kindDir {
+				if err := walk(c, d.ino); err != nil {
+					return err
+				}
+				continue
+			}
+			if h := holder(c); !written[h.ino] {
+				if err := writeInode(h, nil); err != nil {
+					return err
+				}
+			}
+		}
+		listRef := dirs.ref()
+		listOff := dirs.offset()
+		listing, index, err := w.listing(d)
+		if err != nil {
+			return err
+		}
+		if err := dirs.write(listing); err != nil {
+			return err
+		}
+		for i := range index {
+			index[i].StartBlock = uint32(dirs.blockStart(listOff + uint64(index[i].Index)))
+		}
+		blk, off := SplitRef(listRef)
+		if blk > math.MaxUint32 {
+			return fmt.Errorf("squashfs: directory table larger than 4 GiB")
+		}
+		hdr := InodeHeader{Mode: d.mode, ModTime: d.mtime, Number: d.ino}
+		hdr.UIDIndex, _ = t.id(d.uid)
+		hdr.GIDIndex, _ = t.id(d.gid)
+		size := uint64(len(listing)) + dirSizeDotEntries
+		var b []byte
+		if len(index) > 0 || size > math.MaxUint16 || d.xattr != InvalidXattr {
+			hdr.Type = TypeExtDir
+			in := ExtDirInode{InodeHeader: hdr, Nlink: d.nlink, FileSize: uint32(size), StartBlock: uint32(blk),
+				Parent: parentIno, Offset: off, Xattr: d.xattr, Index: index}
+			if size > math.MaxUint32 {
+				return perr(w.pathOf(d), "directory listing too large")
+			}
+			b = in.appendTo(nil)
+		} else {
+			hdr.Type = TypeDir
+			in := DirInode{InodeHeader: hdr, StartBlock: uint32(blk), Nlink: d.nlink, FileSize: uint16(size), Offset: off, Parent: parentIno}
+			b = in.appendTo(nil)
+		}
+		return writeInode(d, b)
+	}
+	if err := walk(w.root, uint32(len(t.order)+1)); err != nil {
+		return Stats{}, err
+	}
+	if err := inodes.flush(); err != nil {
+		return Stats{}, err
+	}
+	if err := dirs.flush(); err != nil {
+		return Stats{}, err
+	}
+	dirStart := w.pos
+	if err := w.write(dirBuf); err != nil {
+		return Stats{}, err
+	}
+	dirBuf = nil
+
+	// Fragment, export and id tables.
+	var recs []byte
+	for i := range w.fragments {
+		recs = w.fragments[i].appendTo(recs)
+	}
+	fragStart, err := w.writeLookupTable(recs, nil)
+	if err != nil {
+		return Stats{}, err
+	}
+	exportStart := InvalidBlock
+	if !w.opts.NoExport {
+		recs = recs[:0]
+		for _, n := range t.order {
+			recs = le.AppendUint64(recs, n.ref)
+		}
+		if exportStart, err = w.writeLookupTable(recs, nil); err != nil {
+			return Stats{}, err
+		}
+	}
+	recs = recs[:0]
+	for _, id := range t.ids {
+		recs = le.AppendUint32(recs, id)
+	}
+	idStart, err := w.writeLookupTable(recs, nil)
+	if err != nil {
+		return Stats{}, err
+	}
+	xattrStart, err := w.writeXattrs(t)
+	if err != nil {
+		return Stats{}, err
+	}
+
+	sb := Superblock{
+		Magic: Magic, Inodes: uint32(len(t.order)), ModTime: uint32(w.opts.ModTime),
+		BlockSize: uint32(w.opts.BlockSize), Fragments: uint32(len(w.fragments)),
+		Compression: w.codec.id(), IDs: uint16(len(t.ids)), Major: VersionMajor, Minor: VersionMinor,
+		RootInode: w.root.ref, BytesUsed: w.pos, IDTableStart: idStart, XattrIDTableStart: xattrStart,
+		InodeTableStart: inodeStart, DirectoryTableStart: dirStart, FragmentTableStart: fragStart,
+		ExportTableStart: exportStart,
+		Flags:            FlagDuplicates | w.codec.flags(),
+	}
+	for sb.BlockLog = 0; 1<<sb.BlockLog < sb.BlockSize; sb.BlockLog++ {
+	}
+	if !w.opts.NoExport {
+		sb.Flags |= FlagExportable
+	}
+	if w.opts.NoFragments {
+		sb.Flags |= FlagNoFragments
+	}
+	if w.opts.TailEnds {
+		sb.Flags |= FlagAlwaysFragments
+	}
+	if w.codec.options() != nil {
+		sb.Flags |= FlagCompressorOptions
+	}
+	// Pad to 4 KiB as mksquashfs does, then the superblock at offset 0.
+	if pad := (4096 - w.pos%4096) % 4096; pad > 0 {
+		if err := w.write(make([]byte, pad)); err != nil {
+			return Stats{}, err
+		}
+	}
+	end := w.pos
+	if end < w.maxPos {
+		if tr, ok := w.out.(interface{ Truncate(int64) error }); ok {
+			if err := tr.Truncate(int64(end)); err != nil {
+				return Stats{}, fmt.Errorf("squashfs: %w", err)
+			}
+		} else if err := w.write(make([]byte, w.maxPos-end)); err != nil { // no Truncate: zero the rest
+			return Stats{}, err
+		}
+	}
+	if _, err := w.out.Seek(0, io.SeekStart); err != nil {
+		return Stats{}, fmt.Errorf("squashfs: %w", err)
+	}
+	if _, err := w.out.Write(sb.appendTo(nil)); err != nil {
+		return Stats{}, fmt.Errorf("squashfs: writing superblock: %w", err)
+	}
+	if _, err := w.out.Seek(int64(w.pos), io.SeekStart); err != nil {
+		return Stats{}, fmt.Errorf("squashfs: %w", err)
+	}
+	return Stats{Inodes: sb.Inodes, Fragments: sb.Fragments, Duplicates: w.dups, BytesUsed: sb.BytesUsed}, nil
+}
+
+// inodeRecord encodes the inode of a non-directory.
+func (w *Writer) inodeRecord(b []byte, n *node, t *tableState) ([]byte, error) {
+	hdr := InodeHeader{Type: n.basicType(), Mode: n.mode, ModTime: n.mtime, Number: n.ino}
+	hdr.UIDIndex, _ = t.id(n.uid)
+	hdr.GIDIndex, _ = t.id(n.gid)
+	ext := n.xattr != InvalidXattr
+	if ext {
+		hdr.Type += 7
+	}
+	switch n.kind {
+	case kindReg:
+		if ext || n.nlink > 1 || n.size > math.MaxUint32 || n.start > math.MaxUint32 || n.sparse > 0 {
+			hdr.Type = TypeExtReg
+			in := ExtRegInode{InodeHeader: hdr, StartBlock: n.start, FileSize: uint64(n.size), Sparse: n.sparse,
+				Nlink: n.nlink, Fragment: n.frag, Offset: n.fragOff, Xattr: n.xattr, Blocks: n.blocks}
+			return in.appendTo(b), nil
+		}
+		in := RegInode{InodeHeader: hdr, StartBlock: uint32(n.start), Fragment: n.frag, Offset: n.fragOff,
+			FileSize: uint32(n.size), Blocks: n.blocks}
+		return in.appendTo(b), nil
+	case kindSymlink:
+		in := SymlinkInode{InodeHeader: hdr, Nlink: n.nlink, Target: []byte(n.target), Xattr: n.xattr}
+		return in.appendTo(b), nil
+	case kindBlock, kindChar:
+		in := DevInode{InodeHeader: hdr, Nlink: n.nlink, Rdev: n.rdev, Xattr: n.xattr}
+		return in.appendTo(b), nil
+	case kindFifo, kindSocket:
+		in := IPCInode{InodeHeader: hdr, Nlink: n.nlink, Xattr: n.xattr}
+		return in.appendTo(b), nil
+	}
+	return nil, perr(w.pathOf(n), "internal: no inode for kind %d", n.kind)
+}
+
+// listing encodes directory d's entries (headers and entries, as mksquashfs's
+// add_dir does): a new header for every 256 entries, whenever the inode block
+// changes or an inode number is out of the header's signed 16-bit reach, and
+// before an entry would cross an 8 KiB boundary of the listing counted from
+// the last index point; such a header also gets a DirIndex entry (its
+// StartBlock is filled in by the caller).
+func (w *Writer) listing(d *node) ([]byte, []DirIndex, error) {
+	var (
+		b        []byte
+		index    []DirIndex
+		hdrAt    = -1
+		count    uint32
+		hdrBlock uint64
+		hdrIno   uint32
+		base     int
+	)
+	for _, c := range d.children {
+		h := holder(c)
+		blk, off := SplitRef(h.ref)
+		esize := DirEntrySize + len(c.name)
+		delta := int64(h.ino) - int64(hdrIno)
+		if hdrAt < 0 || count == DirHeaderMaxCount || blk != hdrBlock || delta > math.MaxInt16 || delta < math.MinInt16 ||
+			len(b)+esize >= base+MetadataSize {
+			if hdrAt >= 0 {
+				le.PutUint32(b[hdrAt:], count-1)
+				if len(b)+DirHeaderSize+esize >= base+MetadataSize {
+					index = append(index, DirIndex{Index: uint32(len(b)), Name: []byte(c.name)})
+					base = len(b)
+				}
+			}
+			if blk > math.MaxUint32 {
+				return nil, nil, fmt.Errorf("squashfs: inode table larger than 4 GiB")
+			}
+			hdrAt, count, hdrBlock, hdrIno = len(b), 0, blk, h.ino
+			hh := DirHeader{StartBlock: uint32(blk), InodeNumber: h.ino}
+			b = hh.appendTo(b)
+			delta = 0
+		}
+		e := DirEntry{Offset: off, InodeDelta: int16(delta), Type: h.basicType(), Name: []byte(c.name)}
+		b = e.appendTo(b)
+		count++
+	}
+	if hdrAt >= 0 {
+		le.PutUint32(b[hdrAt:], count-1)
+	}
+	return b, index, nil
+}
+
+// writeLookupTable writes records as metadata blocks followed by the u64
+// image offsets of those blocks, and returns the offset of that list (the
+// id, fragment and export tables' shape). pre, if not nil, is written just
+// before the list (the xattr id table header).
+func (w *Writer) writeLookupTable(records, pre []byte) (uint64, error) {
+	var starts []uint64
+	md := newMdWriter(w.codec, func(b []byte) error {
+		starts = append(starts, w.pos)
+		return w.write(b)
+	})
+	if err := md.write(records); err != nil {
+		return 0, err
+	}
+	if err := md.flush(); err != nil {
+		return 0, err
+	}
+	at := w.pos
+	list := pre
+	for _, s := range starts {
+		list = le.AppendUint64(list, s)
+	}
+	return at, w.write(list)
+}
+
+// writeXattrs writes the xattr key/value table, the xattr ids and the xattr
+// id table (kernel fs/squashfs/xattr.c, xattr_id.c). A value already stored
+// (longer than the 8-byte reference that replaces it) is stored once and
+// referenced out of line, as mksquashfs does. Returns InvalidBlock when no
+// inode has xattrs.
+func (w *Writer) writeXattrs(t *tableState) (uint64, error) {
+	if len(t.xsets) == 0 {
+		return InvalidBlock, nil
+	}
+	kvStart := w.pos
+	kv := newMdWriter(w.codec, w.write)
+	values := make(map[[sha256.Size]byte]uint64)
+	var ids, b []byte
+	for _, set := range t.xsets {
+		ref := kv.ref()
+		var size uint32
+		for _, x := range set {
+			prefix, name, _ := SplitXattrName(x.Name)
+			sum := sha256.Sum256(x.Value)
+			vref, seen := values[sum]
+			key := XattrKey{Type: prefix, Name: []byte(name)}
+			if seen && len(x.Value) > 8 {
+				key.Type |= XattrValueOOL
+			}
+			b = key.appendTo(b[:0])
+			if key.Type&XattrValueOOL != 0 {
+				v := XattrValue{Value: le.AppendUint64(nil, vref)}
+				b = v.appendTo(b)
+				if err := kv.write(b); err != nil {
+					return 0, err
+				}
+			} else {
+				if err := kv.write(b); err != nil {
+					return 0, err
+				}
+				if !seen {
+					values[sum] = kv.ref()
+				}
+				v := XattrValue{Value: x.Value}
+				b = v.appendTo(b[:0])
+				if err := kv.write(b); err != nil {
+					return 0, err
+				}
+			}
+			size += uint32(len(x.Name)) + 1 + uint32(len(x.Value))
+		}
+		id := XattrID{Ref: ref, Count: uint32(len(set)), Size: size}
+		ids = id.appendTo(ids)
+	}
+	if err := kv.flush(); err != nil {
+		return 0, err
+	}
+	hdr := XattrIDTable{TableStart: kvStart, IDs: uint32(len(t.xsets))}
+	// The header goes right before the list of block offsets.
+	var starts []uint64
+	md := newMdWriter(w.codec, func(b []byte) error {
+		starts = append(starts, w.pos)
+		return w.write(b)
+	})
+	if err := md.write(ids); err != nil {
+		return 0, err
+	}
+	if err := md.flush(); err != nil {
+		return 0, err
+	}
+	at := w.pos
+	list := hdr.appendTo(nil)
+	for _, s := range starts {
+		list = le.AppendUint64(list, s)
+	}
+	return at, w.write(list)
+}
