@@ -10,6 +10,7 @@ package pipeline
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -42,9 +43,10 @@ type Options struct {
 	Workers int
 	// Strict turns walk warnings (an override matching nothing) into errors.
 	Strict bool
-	// Keys, when not nil, supplies the signing keys by manifest key name
-	// instead of loading them from the manifest (HSM backends, tests).
-	Keys map[string]*signer.Signer
+	// Keys, when not nil, supplies signing keys by manifest key name instead
+	// of loading them from the manifest: HSM sessions, signatures from an
+	// offline ceremony, a signature cache, tests.
+	Keys map[string]Key
 	// KeyOptions are used to load file keys (passphrase, warnings).
 	KeyOptions func(k *manifest.Key) *signer.KeyOptions
 	// Progress, if not nil, is told about files as they are read.
@@ -75,6 +77,19 @@ type Result struct {
 	// Overlaps and Warnings come from walking the sources.
 	Overlaps []rootfs.Overlap
 	Warnings []error
+}
+
+// Key signs file digests for one manifest key. *signer.Signer is one; a
+// source of signatures made elsewhere (an offline ceremony's response, a
+// cache) is another.
+type Key interface {
+	// SignDigest returns the complete security.ima value for digest.
+	SignDigest(h signer.Hash, digest []byte) ([]byte, error)
+	KeyID() [4]byte
+	Cert() *x509.Certificate
+	// Deterministic reports whether the same digest always gives the same
+	// value, which a reproducible image needs.
+	Deterministic() bool
 }
 
 // fileState is what the build learns about one regular file while it is read.
@@ -361,8 +376,8 @@ func (r *hashingReader) Close() error {
 }
 
 // loadKeys returns a signer for every key name in used.
-func (opts *Options) loadKeys(m *manifest.Manifest, used map[string]bool) (map[string]*signer.Signer, error) {
-	out := make(map[string]*signer.Signer)
+func (opts *Options) loadKeys(m *manifest.Manifest, used map[string]bool) (map[string]Key, error) {
+	out := make(map[string]Key)
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
@@ -457,7 +472,7 @@ func xattrs(xs manifest.Xattrs) []squashfs.Xattr {
 
 // record assembles the build record once the image is complete.
 func (opts *Options) record(m *manifest.Manifest, tree *rootfs.Tree, files map[string]*fileState,
-	signers map[string]*signer.Signer, h signer.Hash, img *os.File, out string) (*Record, error) {
+	signers map[string]Key, h signer.Hash, img *os.File, out string) (*Record, error) {
 	if _, err := img.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
