@@ -188,7 +188,7 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	w, err := squashfs.NewWriter(img, squashfs.Options{
 		Compression: comp,
-		Level:       m.Image.CompressionLevel(),
+		Level:       level(m),
 		BlockSize:   int(m.Image.BlockSize),
 		ModTime:     m.Image.Epoch,
 		Workers:     workers,
@@ -462,6 +462,16 @@ func compression(c manifest.Compression) (squashfs.Compression, error) {
 	return 0, fmt.Errorf("unsupported compression %q", c)
 }
 
+// level is the compression level the image is written with; xz and none
+// take none.
+func level(m *manifest.Manifest) int {
+	switch m.Image.Compression {
+	case manifest.XZ, manifest.None:
+		return 0
+	}
+	return m.Image.CompressionLevel()
+}
+
 func xattrs(xs manifest.Xattrs) []squashfs.Xattr {
 	out := make([]squashfs.Xattr, 0, len(xs)+1)
 	for _, x := range xs {
@@ -490,7 +500,7 @@ func (opts *Options) record(m *manifest.Manifest, tree *rootfs.Tree, files map[s
 			SHA256:      hex.EncodeToString(ih.Sum(nil)),
 			Size:        size,
 			Compression: string(m.Image.Compression),
-			Level:       m.Image.CompressionLevel(),
+			Level:       level(m),
 			BlockSize:   int(m.Image.BlockSize),
 			Epoch:       m.Image.Epoch,
 		},
