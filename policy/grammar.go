@@ -105,20 +105,22 @@ func Templates(v Version) []string {
 }
 
 // hashAlgos is crypto/hash_info.c hash_algo_name in index order; appraise_algos=
-// matches names exactly. common marks those every IMA kernel config has.
+// matches names exactly, then needs crypto_has_alg. until marks the
+// algorithms whose implementations were removed from the kernel in 5.11
+// (rmd128/256/320, tgr*): later series always reject them.
 var hashAlgos = []struct {
-	name   string
-	since  Version
-	common bool
+	name  string
+	since Version
+	until Version
 }{
-	{"md4", V5_10, false}, {"md5", V5_10, false}, {"sha1", V5_10, true},
-	{"rmd160", V5_10, false}, {"sha256", V5_10, true}, {"sha384", V5_10, true},
-	{"sha512", V5_10, true}, {"sha224", V5_10, true}, {"rmd128", V5_10, false},
-	{"rmd256", V5_10, false}, {"rmd320", V5_10, false}, {"wp256", V5_10, false},
-	{"wp384", V5_10, false}, {"wp512", V5_10, false}, {"tgr128", V5_10, false},
-	{"tgr160", V5_10, false}, {"tgr192", V5_10, false}, {"sm3", V5_10, false},
-	{"streebog256", V5_10, false}, {"streebog512", V5_10, false},
-	{"sha3-256", V6_12, false}, {"sha3-384", V6_12, false}, {"sha3-512", V6_12, false},
+	{"md4", V5_10, 0}, {"md5", V5_10, 0}, {"sha1", V5_10, 0},
+	{"rmd160", V5_10, 0}, {"sha256", V5_10, 0}, {"sha384", V5_10, 0},
+	{"sha512", V5_10, 0}, {"sha224", V5_10, 0}, {"rmd128", V5_10, V5_10},
+	{"rmd256", V5_10, V5_10}, {"rmd320", V5_10, V5_10}, {"wp256", V5_10, 0},
+	{"wp384", V5_10, 0}, {"wp512", V5_10, 0}, {"tgr128", V5_10, V5_10},
+	{"tgr160", V5_10, V5_10}, {"tgr192", V5_10, V5_10}, {"sm3", V5_10, 0},
+	{"streebog256", V5_10, 0}, {"streebog512", V5_10, 0},
+	{"sha3-256", V6_12, 0}, {"sha3-384", V6_12, 0}, {"sha3-512", V6_12, 0},
 }
 
 // Rule flags, named after the kernel's IMA_* rule flags. A parsed rule

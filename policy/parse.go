@@ -437,13 +437,8 @@ func (p *parser) token(s *ruleState, t token, n int) {
 		}
 		algos := strings.Split(val, ",")
 		for _, a := range algos {
-			known, common := p.hashAlgo(a)
-			if !known {
-				p.errorf(n, t.col, "appraise_algos=%s: unknown hash algorithm %q", val, a)
+			if !p.hashAlgo(n, t, val, a) {
 				return
-			}
-			if !common {
-				p.warnf(n, t.col, "appraise_algos=%s: the kernel rejects the rule unless %s is built in", val, a)
 			}
 		}
 		r.AppraiseAlgos = algos
@@ -499,13 +494,32 @@ func (p *parser) knownTemplate(name string) bool {
 	return false
 }
 
-func (p *parser) hashAlgo(name string) (known, common bool) {
+// hashAlgo checks one appraise_algos= name as ima_parse_appraise_algos
+// does: match_string against hash_algo_name, then crypto_has_alg.
+func (p *parser) hashAlgo(n int, t token, val, name string) bool {
 	for _, h := range hashAlgos {
-		if h.name == name && h.since <= p.v {
-			return true, h.common
+		if h.name != name || h.since > p.v {
+			continue
 		}
+		if h.until != 0 && p.v > h.until {
+			p.errorf(n, t.col, "appraise_algos=%s: Linux %s has no %s implementation (removed in 5.11)", val, p.v, name)
+			return false
+		}
+		switch st, opt := p.cfg.hashState(name); st {
+		case Disabled:
+			p.errorf(n, t.col, "appraise_algos=%s: %s is not built (%s is not set)", val, name, opt)
+			return false
+		case Module:
+			p.warnf(n, t.col, "appraise_algos=%s: %s is a module (%s=m): the kernel rejects the rule unless the module can be loaded when the policy is written", val, name, opt)
+		case Unknown:
+			if name != "sha1" && name != "sha256" {
+				p.warnf(n, t.col, "appraise_algos=%s: the kernel rejects the rule unless %s is built in or its module can be loaded (%s)", val, name, opt)
+			}
+		}
+		return true
 	}
-	return false, false
+	p.errorf(n, t.col, "appraise_algos=%s: unknown hash algorithm %q", val, name)
+	return false
 }
 
 func (p *parser) idCond(s *ruleState, t token, n int, key string, op byte, val string) {
