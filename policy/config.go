@@ -12,10 +12,10 @@ type Option uint8
 // Option states.
 const (
 	// Unknown: the linter does not know; see each Config field for what it assumes.
-	Unknown Option = iota
-	Enabled  // =y
-	Module   // =m (tristate options only)
-	Disabled // "is not set"
+	Unknown  Option = iota
+	Enabled         // =y
+	Module          // =m (tristate options only)
+	Disabled        // "is not set"
 )
 
 // Config is what the linter knows of the kernel's build configuration
@@ -95,7 +95,7 @@ var hashKconfig = map[string][]string{
 	"rmd128": {"CRYPTO_RMD128"}, "rmd256": {"CRYPTO_RMD256"}, "rmd320": {"CRYPTO_RMD320"},
 	"wp256": {"CRYPTO_WP512"}, "wp384": {"CRYPTO_WP512"}, "wp512": {"CRYPTO_WP512"},
 	"tgr128": {"CRYPTO_TGR192"}, "tgr160": {"CRYPTO_TGR192"}, "tgr192": {"CRYPTO_TGR192"},
-	"sm3": {"CRYPTO_SM3_GENERIC", "CRYPTO_SM3"},
+	"sm3":         {"CRYPTO_SM3_GENERIC", "CRYPTO_SM3"},
 	"streebog256": {"CRYPTO_STREEBOG"}, "streebog512": {"CRYPTO_STREEBOG"},
 	"sha3-256": {"CRYPTO_SHA3"}, "sha3-384": {"CRYPTO_SHA3"}, "sha3-512": {"CRYPTO_SHA3"},
 }
