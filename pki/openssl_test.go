@@ -121,7 +121,7 @@ func verifyCases(t *testing.T, kt KeyType) (root *x509.Certificate, cases []veri
 // give the same verdict, and the same kind of error, on each certificate.
 func TestOpensslAgrees(t *testing.T) {
 	openssl := testenv.NeedTool(t, "openssl")
-	for _, kt := range []KeyType{RSA2048, P256} {
+	for _, kt := range []KeyType{RSA2048, P256, P384} {
 		root, cases := verifyCases(t, kt)
 		checkAt := t0.Add(checkDelay)
 		for _, tc := range cases {
