@@ -323,54 +323,71 @@ e2e_tamper() {
   ! grep -qaF "$marker" "$img" || e2e_die "tamper: marker still present in $img"
 }
 
-# --- routes: who signs and who packs the images under test ---------------------
-# E2E_ROUTE=imaforge (default): files are signed by `imaforge file sign`, images
-# packed by `imaforge squashfs pack` or built whole by `imaforge build`;
-# E2E_ROUTE=peer: evmctl and mksquashfs only (the control). The control disk
-# in the enforce scenario always takes the peer route.
+# --- imaforge: the tool under test ---------------------------------------------
 
 # imaforge_has WORDS...: true when `imaforge WORDS... --help` succeeds.
 imaforge_has() { [ -x "$IMAFORGE" ] && "$IMAFORGE" "$@" --help >/dev/null 2>&1; }
 
-# sign_as ROUTE KEYDIR NAME FILE...: signs FILEs with KEYDIR/NAME.{key,pem},
-# security.ima in the xattr.
-sign_as() {
-  local route=$1 kd=$2 n=$3 f; shift 3
-  case $route in
-    peer) for f in "$@"; do e2e_evm_sign "$kd/$n.key" "$f"; done ;;
-    imaforge)
-      "$IMAFORGE" file sign --key "$kd/$n.key" --cert "$kd/$n.pem" --hash sha256 --xattr "$@" >/dev/null ||
-        e2e_die "imaforge file sign --xattr $* failed"
-      for f in "$@"; do getfattr -n security.ima "$f" >/dev/null 2>&1 || e2e_die "imaforge left no security.ima on $f"; done ;;
-    *) e2e_die "unknown route $route" ;;
-  esac
+# forge CMD...: runs imaforge, output appended to $WORK/imaforge.log; dies
+# naming the command on failure.
+forge() {
+  echo "+ imaforge $*" >>"$WORK/imaforge.log"
+  "$IMAFORGE" "$@" >>"$WORK/imaforge.log" 2>&1 || {
+    tail -n 20 "$WORK/imaforge.log" >&2
+    e2e_die "imaforge $* failed"
+  }
 }
 
-# sigfile_as ROUTE KEYDIR NAME FILE...: FILE.sig holds the raw security.ima value.
-sigfile_as() {
-  local route=$1 kd=$2 n=$3 f; shift 3
-  case $route in
-    peer)
-      for f in "$@"; do
-        evmctl ima_sign --sigfile -a sha256 --key "$kd/$n.key" "$f" >/dev/null 2>&1 || e2e_die "evmctl cannot sign $f"
-        setfattr -x security.ima "$f" 2>/dev/null || true
-      done ;;
-    imaforge)
-      "$IMAFORGE" file sign --key "$kd/$n.key" --cert "$kd/$n.pem" --hash sha256 --sigfile "$@" >/dev/null ||
-        e2e_die "imaforge file sign --sigfile failed" ;;
-  esac
-  for f in "$@"; do [ -s "$f.sig" ] || e2e_die "no $f.sig after signing"; done
+# pki_root DIR NAME: a manufacturer root in DIR/root.{key,pem,der}
+# (RSA-2048: Debian's 6.1 kernel verifies RSA only).
+pki_root() { forge pki init --name "$2" --out "$1" --key-type rsa2048; }
+
+# pki_issue ROLE CA OUTDIR BASE NAME: an owner CA or IMA certificate signed by
+# CA.{pem,key}, written to OUTDIR/BASE.{key,pem,der}.
+pki_issue() {
+  forge pki issue --role "$1" --name "$5" --out "$3" --basename "$4" \
+    --ca "$2.pem" --ca-key "$2.key" --key-type rsa2048
 }
 
-# pack_as ROUTE DIR IMAGE: a SquashFS image of DIR with its xattrs, data stored
-# uncompressed (the tamper step finds file bytes by a marker).
-pack_as() {
-  local route=$1
-  if [ "$route" = imaforge ] && imaforge_has squashfs pack; then
-    "$IMAFORGE" squashfs pack --comp none --epoch 0 --all-root "$2" "$3" >/dev/null ||
-      e2e_die "imaforge squashfs pack $2 failed"
-  else
-    e2e_mksquashfs "$2" "$3"
-  fi
-  PACKED_BY=$([ "$route" = imaforge ] && imaforge_has squashfs pack && echo "imaforge squashfs pack" || echo mksquashfs)
+# manifest_head OUT: the image section every e2e manifest shares. Data stored
+# uncompressed (compression: none) so the tamper step finds a file's bytes.
+manifest_head() {
+  cat <<EOF
+version: 1
+image:
+  output: $1
+  compression: none
+  block_size: 128K
+  epoch: 0
+  owner: {uid: 0, gid: 0}
+hash: sha256
+EOF
+}
+
+# image_ima_hex IMAGE PATH: the security.ima of PATH in IMAGE as a peer reader
+# (squashfs-tools-ng's rdsquashfs) sees it, lowercase hex.
+image_ima_hex() {
+  rdsquashfs -x "$2" "$1" 2>/dev/null | sed -n 's/^security.ima=0x//p' | tr 'A-F' 'a-f'
+}
+
+# e2e_patch_hex FILE OLDHEX NEWHEX: replaces the only occurrence of the bytes
+# OLDHEX in FILE by NEWHEX (same length).
+e2e_patch_hex() {
+  python3 - "$@" <<'PY' || e2e_die "patch of $1 failed"
+import sys
+path, old, new = sys.argv[1], bytes.fromhex(sys.argv[2]), bytes.fromhex(sys.argv[3])
+data = bytearray(open(path, "rb").read())
+n = data.count(old)
+if n != 1 or len(old) != len(new):
+    sys.exit("e2e: the bytes to patch occur %d times in %s (need exactly 1)" % (n, path))
+i = data.find(old)
+data[i:i + len(old)] = new
+open(path, "wb").write(data)
+PY
+}
+
+# flip_byte_hex HEX POS: HEX with the byte at index POS xored with 0x5a.
+flip_byte_hex() {
+  local h=$1 p=$(($2 * 2))
+  printf '%s%02x%s' "${h:0:$p}" $((0x${h:$p:2} ^ 0x5a)) "${h:$((p + 2))}"
 }
