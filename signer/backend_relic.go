@@ -1,0 +1,431 @@
+package signer
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	relicconfig "github.com/sassoftware/relic/v7/config"
+	"github.com/sassoftware/relic/v7/lib/passprompt"
+	"github.com/sassoftware/relic/v7/signers/sigerrors"
+	"github.com/sassoftware/relic/v7/token"
+	"github.com/sassoftware/relic/v7/token/open"
+)
+
+// Key references understood by OpenKey besides a private key file path.
+const (
+	// RelicScheme prefixes a relic key: "relic:NAME" names the key NAME of
+	// a relic configuration file (github.com/sassoftware/relic, config
+	// package: a "tokens" and a "keys" mapping). Token types: pkcs11 (with
+	// cgo), file, scdaemon, aws, azure, gcloud.
+	RelicScheme = "relic:"
+	// PKCS11Scheme prefixes an RFC 7512 PKCS#11 URI, for example
+	// "pkcs11:token=fw;object=ima?module-path=/usr/lib/softhsm/libsofthsm2.so".
+	// Path attributes used: token, serial, object, id; query attributes:
+	// module-path. pin-value is refused (PINs never live in references).
+	PKCS11Scheme = "pkcs11:"
+)
+
+// ErrToken is matched by errors about opening or using a key token: a
+// missing token or key, a provider that does not load, a failed operation.
+// A wrong or missing PIN matches ErrPassphrase instead.
+var ErrToken = errors.New("key token unavailable")
+
+// TokenError is an error about a key held in a token.
+type TokenError struct {
+	Ref    string // the key reference as written ("relic:ima")
+	Config string // the relic configuration file, if any
+	Op     string // "read config", "open token", "login", "find key", "sign"
+	Err    error
+	pin    bool
+}
+
+func (e *TokenError) Error() string {
+	where := e.Ref
+	if e.Config != "" {
+		where += " (relic config " + e.Config + ")"
+	}
+	return fmt.Sprintf("key %s: %s: %v", where, e.Op, e.Err)
+}
+
+// Unwrap returns the cause and ErrToken, or ErrPassphrase for PIN problems.
+func (e *TokenError) Unwrap() []error {
+	if e.pin {
+		return []error{ErrPassphrase, e.Err}
+	}
+	return []error{ErrToken, e.Err}
+}
+
+// OpenOptions configure OpenKey.
+type OpenOptions struct {
+	// PIN gives the token PIN (or a key file's passphrase): from an
+	// environment variable, a file or the terminal (PassphraseFrom*). When
+	// nil, a PIN written in the relic configuration (pin, PinFile) is used,
+	// and without one a token needing a PIN fails.
+	PIN Passphrase
+	// Sessions is how many token sessions to open so that signatures are
+	// made in parallel (PKCS#11: one session per concurrent signature).
+	// Zero means one.
+	Sessions int
+	// Warn receives warnings; nil drops them.
+	Warn func(msg string)
+}
+
+// TokenIdentity names the token and key behind a TokenKey as configured,
+// for audit transcripts. It holds no secret.
+type TokenIdentity struct {
+	Config   string `json:"config,omitempty"`   // relic configuration file
+	Token    string `json:"token"`              // token name in the configuration
+	Type     string `json:"type"`               // pkcs11, file, scdaemon, aws, azure, gcloud
+	Provider string `json:"provider,omitempty"` // PKCS#11 module
+	Label    string `json:"label,omitempty"`    // token label
+	Serial   string `json:"serial,omitempty"`   // token serial number
+	Key      string `json:"key"`                // key name in the configuration
+	KeyLabel string `json:"key_label,omitempty"`
+	KeyID    string `json:"key_id,omitempty"` // CKA_ID or equivalent, hex
+}
+
+func (id TokenIdentity) String() string {
+	s := fmt.Sprintf("%s token %q", id.Type, id.Token)
+	if id.Label != "" {
+		s += fmt.Sprintf(" (label %q)", id.Label)
+	}
+	if id.Serial != "" {
+		s += fmt.Sprintf(" (serial %s)", id.Serial)
+	}
+	s += fmt.Sprintf(" key %q", id.Key)
+	if id.KeyID != "" {
+		s += " id " + id.KeyID
+	}
+	return s
+}
+
+// TokenKey is a crypto.Signer for a key held in a token, spread over one or
+// more sessions: each Sign takes a free session, so up to Sessions
+// signatures are made at once. It is safe for concurrent use. Close ends the
+// sessions.
+type TokenKey struct {
+	id       TokenIdentity
+	pub      crypto.PublicKey
+	cert     *x509.Certificate
+	sessions int
+	pool     chan token.Key
+	tokens   []token.Token
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Public returns the key's public key.
+func (k *TokenKey) Public() crypto.PublicKey { return k.pub }
+
+// Sign signs digest in a free session. opts select RSA PKCS#1 v1.5 (a hash)
+// or PSS, as for any crypto.Signer.
+func (k *TokenKey) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	h, ok := <-k.pool
+	if !ok {
+		return nil, &TokenError{Ref: RelicScheme + k.id.Key, Config: k.id.Config, Op: "sign", Err: errors.New("key closed")}
+	}
+	defer func() { k.pool <- h }()
+	sig, err := h.Sign(rand, digest, opts)
+	if err != nil {
+		return nil, &TokenError{Ref: RelicScheme + k.id.Key, Config: k.id.Config, Op: "sign", Err: err}
+	}
+	return sig, nil
+}
+
+// Identity describes the token and key.
+func (k *TokenKey) Identity() TokenIdentity { return k.id }
+
+// Sessions returns the number of signatures that can be made at once.
+func (k *TokenKey) Sessions() int { return k.sessions }
+
+// Certificate returns the certificate the configuration or the token holds
+// for the key, or nil.
+func (k *TokenKey) Certificate() *x509.Certificate { return k.cert }
+
+// Close ends every session. Signing afterwards is an error.
+func (k *TokenKey) Close() error {
+	k.closeOnce.Do(func() {
+		// Wait for in-flight signatures: take every handle back.
+		for range cap(k.pool) {
+			<-k.pool
+		}
+		close(k.pool)
+		for _, t := range k.tokens {
+			if err := t.Close(); err != nil && k.closeErr == nil {
+				k.closeErr = err
+			}
+		}
+	})
+	return k.closeErr
+}
+
+// OpenKey opens the private key ref names and returns it with the
+// certificate the key's configuration or token holds for it (nil when
+// there is none, always nil for key files):
+//
+//   - "relic:NAME": key NAME of the relic configuration file relicConfig
+//     (the returned signer is a *TokenKey);
+//   - "pkcs11:...": an RFC 7512 PKCS#11 URI (a *TokenKey; relicConfig unused);
+//   - anything else: a private key file (LoadPrivateKey), opts.PIN being
+//     its passphrase.
+//
+// A PIN comes from opts.PIN (environment, file, terminal) and is handed to
+// relic's login callback; it is asked for once, and a PIN the token refuses
+// is an error matching ErrPassphrase (never a retry loop). Relative paths in
+// a relic configuration (KeyFile, X509Certificate) are taken relative to the
+// configuration file. The same backends serve IMA keys and CA keys.
+func OpenKey(ref, relicConfig string, opts *OpenOptions) (crypto.Signer, *x509.Certificate, error) {
+	if opts == nil {
+		opts = &OpenOptions{}
+	}
+	switch {
+	case strings.HasPrefix(ref, RelicScheme):
+		name := strings.TrimPrefix(ref, RelicScheme)
+		if relicConfig == "" {
+			return nil, nil, &TokenError{Ref: ref, Op: "read config", Err: errors.New("a relic: key needs a relic configuration file (relic_config)")}
+		}
+		cfg, err := relicconfig.ReadFile(relicConfig)
+		if err != nil {
+			return nil, nil, &TokenError{Ref: ref, Config: relicConfig, Op: "read config", Err: err}
+		}
+		resolveRelicPaths(cfg, filepath.Dir(relicConfig))
+		return openRelic(ref, relicConfig, cfg, name, opts)
+	case strings.HasPrefix(ref, PKCS11Scheme):
+		cfg, name, err := pkcs11URIConfig(ref)
+		if err != nil {
+			return nil, nil, &TokenError{Ref: ref, Op: "parse PKCS#11 URI", Err: err}
+		}
+		return openRelic(ref, "", cfg, name, opts)
+	}
+	key, err := LoadPrivateKey(ref, &KeyOptions{Passphrase: opts.PIN, Warn: opts.Warn})
+	return key, nil, err
+}
+
+// resolveRelicPaths makes the file paths of a relic configuration absolute,
+// relative to the configuration's directory.
+func resolveRelicPaths(cfg *relicconfig.Config, dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	for _, k := range cfg.Keys {
+		abs(&k.KeyFile)
+		abs(&k.X509Certificate)
+		abs(&k.PgpCertificate)
+	}
+}
+
+// concurrentTypes are token types whose key handle may sign from several
+// goroutines at once (Go-held keys, HTTP KMS clients). PKCS#11 handles are
+// one session each; scdaemon is one agent connection.
+var concurrentTypes = map[string]bool{"file": true, "aws": true, "azure": true, "gcloud": true}
+
+func openRelic(ref, cfgPath string, cfg *relicconfig.Config, keyName string, opts *OpenOptions) (crypto.Signer, *x509.Certificate, error) {
+	terr := func(op string, err error) error {
+		e := &TokenError{Ref: ref, Config: cfgPath, Op: op, Err: err}
+		var pinErr sigerrors.PinIncorrectError
+		if errors.As(err, &pinErr) || errors.Is(err, ErrPassphrase) ||
+			strings.Contains(err.Error(), "PIN required") {
+			e.pin = true
+		}
+		return e
+	}
+	keyConf, err := cfg.GetKey(keyName)
+	if err != nil {
+		return nil, nil, terr("find key", err)
+	}
+	tokConf, err := cfg.GetToken(keyConf.Token)
+	if err != nil {
+		return nil, nil, terr("find token", err)
+	}
+	id := TokenIdentity{
+		Config: cfgPath, Token: keyConf.Token, Type: tokConf.Type, Provider: tokConf.Provider,
+		Label: tokConf.Label, Serial: tokConf.Serial, Key: keyName, KeyLabel: keyConf.Label, KeyID: keyConf.ID,
+	}
+	var getter *pinGetter
+	if opts.PIN != nil {
+		// Our PIN source wins over one written in the configuration.
+		tokConf.Pin = nil
+		tokConf.UseKeyring = false
+		getter = &pinGetter{src: opts.PIN}
+	} else if tokConf.Pin != nil && opts.Warn != nil {
+		opts.Warn(fmt.Sprintf("token %q: using the PIN written in %s", keyConf.Token, cfgPath))
+	}
+
+	n := max(opts.Sessions, 1)
+	if !concurrentTypes[tokConf.Type] && tokConf.Type != "pkcs11" {
+		n = 1
+	}
+	k := &TokenKey{id: id, sessions: n, pool: make(chan token.Key, n)}
+	fail := func(err error) (crypto.Signer, *x509.Certificate, error) {
+		for _, t := range k.tokens {
+			t.Close()
+		}
+		return nil, nil, err
+	}
+	handles := 1
+	if tokConf.Type == "pkcs11" {
+		handles = n // one session each
+	}
+	var first token.Key
+	for i := range handles {
+		var prompt passprompt.PasswordGetter // nil: none
+		if getter != nil {
+			prompt = getter.fresh()
+		}
+		tok, err := open.Token(cfg, keyConf.Token, prompt)
+		if err != nil {
+			return fail(terr("open token "+fmt.Sprintf("%q", keyConf.Token), err))
+		}
+		k.tokens = append(k.tokens, tok)
+		key, err := tok.GetKey(context.Background(), keyName)
+		if err != nil {
+			if _, ok := err.(sigerrors.KeyNotFoundError); ok {
+				err = fmt.Errorf("no key with label %q id %q in the token", keyConf.Label, keyConf.ID)
+			}
+			return fail(terr("find key", err))
+		}
+		if i == 0 {
+			first = key
+			k.pub = key.Public()
+			if id.KeyID == "" {
+				if kid := key.GetID(); len(kid) > 0 {
+					k.id.KeyID = hex.EncodeToString(kid)
+				}
+			}
+		}
+		k.pool <- key
+	}
+	for range n - handles {
+		k.pool <- first // a concurrency-safe handle, shared
+	}
+
+	// The certificate: the configuration's file, else the token's.
+	switch {
+	case keyConf.X509Certificate != "":
+		c, err := LoadCertificate(keyConf.X509Certificate)
+		if err != nil {
+			return fail(terr("read certificate", err))
+		}
+		k.cert = c
+	case len(first.Certificate()) > 0:
+		if cs, err := x509.ParseCertificates(first.Certificate()); err == nil && len(cs) > 0 {
+			k.cert = cs[0]
+		}
+	}
+	return k, k.cert, nil
+}
+
+// pinGetter feeds relic's login callback (passprompt.PasswordGetter) from a
+// Passphrase, read once. relic asks again after a refused PIN; answering
+// that with an error turns a wrong PIN into a failure instead of a loop.
+type pinGetter struct {
+	src  Passphrase
+	once sync.Once
+	pin  string
+	err  error
+}
+
+func (g *pinGetter) get() (string, error) {
+	g.once.Do(func() {
+		b, err := getPassphrase(g.src)
+		if err != nil {
+			g.err = err
+			return
+		}
+		if len(b) == 0 {
+			g.err = fmt.Errorf("%w: empty PIN", ErrPassphrase)
+			return
+		}
+		g.pin = string(b)
+		clear(b)
+	})
+	return g.pin, g.err
+}
+
+// fresh returns a per-login view answering once.
+func (g *pinGetter) fresh() *pinOnce { return &pinOnce{g: g} }
+
+type pinOnce struct {
+	g     *pinGetter
+	asked bool
+}
+
+func (p *pinOnce) GetPasswd(prompt string) (string, error) {
+	if p.asked {
+		return "", fmt.Errorf("%w: the token refused the PIN", ErrPassphrase)
+	}
+	p.asked = true
+	return p.g.get()
+}
+
+// pkcs11URIConfig turns an RFC 7512 URI into a one-token, one-key relic
+// configuration. The key is named "key" in it.
+func pkcs11URIConfig(uri string) (*relicconfig.Config, string, error) {
+	rest := strings.TrimPrefix(uri, PKCS11Scheme)
+	path, query, _ := strings.Cut(rest, "?")
+	attrs := map[string]string{}
+	for _, part := range strings.Split(path, ";") {
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, "", fmt.Errorf("path attribute %q: want name=value", part)
+		}
+		uv, err := url.PathUnescape(v)
+		if err != nil {
+			return nil, "", fmt.Errorf("path attribute %q: %w", k, err)
+		}
+		attrs[k] = uv
+	}
+	for _, part := range strings.Split(query, "&") {
+		if part == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(part, "=")
+		uv, err := url.QueryUnescape(v)
+		if err != nil {
+			return nil, "", fmt.Errorf("query attribute %q: %w", k, err)
+		}
+		attrs["?"+k] = uv
+	}
+	if _, ok := attrs["?pin-value"]; ok {
+		return nil, "", errors.New("pin-value is not accepted: give the PIN by environment variable, file or prompt")
+	}
+	module := attrs["?module-path"]
+	if module == "" {
+		module = os.Getenv("IMAFORGE_PKCS11_MODULE")
+	}
+	if module == "" {
+		return nil, "", errors.New("no module-path query attribute (or IMAFORGE_PKCS11_MODULE)")
+	}
+	if attrs["object"] == "" && attrs["id"] == "" {
+		return nil, "", errors.New("need an object (key label) or id attribute")
+	}
+	cfg := &relicconfig.Config{}
+	t := cfg.NewToken("pkcs11")
+	t.Type = "pkcs11"
+	t.Provider = module
+	t.Label = attrs["token"]
+	t.Serial = attrs["serial"]
+	k := cfg.NewKey("key")
+	k.SetToken(t)
+	k.Label = attrs["object"]
+	if id := attrs["id"]; id != "" {
+		k.ID = hex.EncodeToString([]byte(id))
+	}
+	return cfg, "key", nil
+}
