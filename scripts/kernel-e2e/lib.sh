@@ -4,7 +4,7 @@
 #
 # Guest protocol (one line each, on the serial console):
 #   E2E BEGIN scenario=NAME
-#   E2E CHECK name=NAME want=WANT got=GOT result=PASS|FAIL
+#   E2E CHECK name=NAME want=WANT got=GOT result=PASS|FAIL [path=PATH]
 #   E2E END scenario=NAME
 # The host does not trust the guest's result field: it recomputes PASS as
 # want == got, requires exactly one line for every check the guest script
@@ -193,7 +193,7 @@ e2e_expected_checks() {
 # prints one line per failed check and the console tail when anything failed.
 e2e_judge() {
   local name=$1 script=$2 log=$WORK/$1.console.log
-  local line n want got res bad=0 fields
+  local line n want got path bad=0 fields
   local -A seen=()
   tr -d '\r' <"$log" >"$log.clean"
   while IFS= read -r line; do
@@ -212,6 +212,11 @@ e2e_judge() {
     else
       echo "FAIL $n: want=$want got=$got  [$name boot, log $log]"
       FAILED=$((FAILED + 1)); bad=1
+      path=$(sed -n 's/.*\bpath=\([^ ]*\).*/\1/p' <<<"$fields")
+      if [ -n "$path" ]; then
+        # what the kernel logged about that file (IMA's audit records name it)
+        grep -aF "name=\"$path\"" "$log.clean" | tail -n 3 | sed 's/^/    kernel: /' || true
+      fi
     fi
     if ! grep -qx "$n" <(e2e_expected_checks "$script"); then
       echo "FAIL $n: not declared by $script"; FAILED=$((FAILED + 1)); bad=1

@@ -1,7 +1,7 @@
 # Guest helpers for the scenario scripts (busybox sh).
 #
 #   check NAME WANT KIND ARGS...   runs one probe and prints
-#     E2E CHECK name=NAME want=WANT got=GOT result=PASS|FAIL
+#     E2E CHECK name=NAME want=WANT got=GOT result=PASS|FAIL [path=PATH]
 #   KIND: exec PATH      run PATH; ok when it prints E2E-RAN, else the errno name
 #         read PATH      open and read PATH
 #         insmod PATH    finit_module PATH
@@ -41,7 +41,10 @@ check() {
   esac
   [ -n "$got" ] || got=empty
   if [ "$got" = "$want" ]; then r=PASS; else r=FAIL; fi
-  echo "E2E CHECK name=$name want=$want got=$got result=$r"
+  case $kind in
+    exec | read | insmod) echo "E2E CHECK name=$name want=$want got=$got result=$r path=$1" ;;
+    *) echo "E2E CHECK name=$name want=$want got=$got result=$r" ;;
+  esac
 }
 
 # load_modules: loads /lib/modules/*.ko in the host-resolved order with
