@@ -120,6 +120,16 @@ mk tree-plain -comp gzip -noI -noId -noD -noF -noX -no-fragments -no-xattrs
 # xz with the x86 BCJ filter (a compressor-options record)
 mk tree-xz-bcj -comp xz -Xbcj x86
 
+# minimal reproductions of go-diskfs v1.9.4 reader failures (see
+# squashfs/reader_diskfs_test.go): a file with 20 xattrs, and any lz4 image
+# (go-diskfs expects LZ4 frames; squashfs stores raw LZ4 blocks)
+rm -rf "$tmp/x" && mkdir "$tmp/x" && printf 'x\n' >"$tmp/x/f"
+for i in $(seq 1 20); do setfattr -n "user.many$i" -v "value $i" "$tmp/x/f"; done
+mksquashfs "$tmp/x" "$out/diskfs-many-xattrs.sqsh" -noappend -no-progress -quiet -comp gzip \
+  -mkfs-time 0 -all-time 0 -all-root >/dev/null
+mksquashfs "$tmp/x" "$out/diskfs-lz4.sqsh" -noappend -no-progress -quiet -comp lz4 -no-xattrs \
+  -mkfs-time 0 -all-time 0 -all-root >/dev/null
+
 unsquashfs -lln -UTC -d '' "$out/tree-gzip.sqsh" >"$out/tree.lln"
 # directory sizes depend on the layout: the plain image gets its own listing
 unsquashfs -lln -UTC -d '' "$out/tree-plain.sqsh" >"$out/tree-plain.lln"

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -358,54 +359,70 @@ type File struct {
 	fi   *fileInfo
 	fd   *fileData // nil unless a regular file
 	off  int64
-	cur  int // index of the block in buf, -1 if none
-	buf  []byte
+
+	mu  sync.Mutex // guards the last block decompressed by Read or ReadAt
+	cur int
+	buf []byte // nil if none
 }
 
 // Stat returns the file's FileInfo (its Sys is an *InodeInfo).
 func (f *File) Stat() (fs.FileInfo, error) { return f.fi, nil }
 
-// Close releases nothing; the File must not be used afterwards.
-func (f *File) Close() error { f.buf = nil; return nil }
+// Close drops the File's buffer; the File must not be used afterwards.
+func (f *File) Close() error {
+	f.mu.Lock()
+	f.buf = nil
+	f.mu.Unlock()
+	return nil
+}
 
 // Size returns the file's length in bytes.
 func (f *File) Size() int64 { return f.fi.Size() }
 
-// Read reads from the current offset, keeping the last decompressed block so
-// that small sequential reads decompress each block once.
+// Read reads from the current offset. Reads smaller than a block keep the
+// last decompressed block, so small sequential reads decompress each block
+// once.
 func (f *File) Read(p []byte) (int, error) {
 	if f.fd == nil || f.off >= f.Size() {
 		return 0, io.EOF
 	}
-	bs := int64(f.z.sb.BlockSize)
-	i := f.off / bs
-	if i >= int64(len(f.fd.in.blocks)) || len(p) >= int(bs) {
-		n, err := f.fd.readAt(p, f.off)
-		f.off += int64(n)
-		if err == io.EOF && n > 0 {
-			err = nil
-		}
-		return n, f.wrap(err)
-	}
-	if f.buf == nil || f.cur != int(i) {
-		b, err := f.fd.block(int(i), f.buf)
-		if err != nil {
-			return 0, f.wrap(err)
-		}
-		f.buf, f.cur = b, int(i)
-	}
-	n := copy(p, f.buf[f.off-i*bs:])
+	n, err := f.ReadAt(p, f.off)
 	f.off += int64(n)
-	return n, nil
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
 }
 
-// ReadAt implements io.ReaderAt.
+// ReadAt implements io.ReaderAt; calls may run concurrently.
 func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	if f.fd == nil {
 		return 0, io.EOF
 	}
-	n, err := f.fd.readAt(p, off)
-	return n, f.wrap(err)
+	bs := int64(f.z.sb.BlockSize)
+	if off < 0 || off >= f.Size() || len(p) >= int(bs) || off/bs >= int64(len(f.fd.in.blocks)) {
+		n, err := f.fd.readAt(p, off)
+		return n, f.wrap(err)
+	}
+	// A small read inside one block: serve it from the cached block.
+	i := int(off / bs)
+	f.mu.Lock()
+	if f.buf == nil || f.cur != i {
+		f.mu.Unlock()
+		b, err := f.fd.block(i, nil)
+		if err != nil {
+			return 0, f.wrap(err)
+		}
+		f.mu.Lock()
+		f.buf, f.cur = b, i
+	}
+	n := copy(p, f.buf[off-int64(i)*bs:])
+	f.mu.Unlock()
+	if n < len(p) { // the read crosses into the next block
+		m, err := f.ReadAt(p[n:], off+int64(n))
+		return n + m, err
+	}
+	return n, nil
 }
 
 // Seek implements io.Seeker.
