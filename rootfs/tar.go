@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -33,7 +34,8 @@ import (
 //     place with pread; nothing is copied;
 //   - in a compressed tarball (gzip, zstd, xz, bzip2), and for GNU sparse
 //     members of a plain one, the data is copied once, during the walk, into
-//     a spool file: an unlinked temporary file in Options.TempDir that is
+//     a spool file: an unlinked temporary file in Options.TempDir ($TMPDIR
+//     when empty, or the image's directory when that is not writable),
 //     deleted when the tree is closed (or the process exits). It holds the
 //     regular members' bytes and nothing else; no member is ever unpacked
 //     to the file system.
@@ -194,6 +196,14 @@ func (b *builder) walkTar(s *manifest.Source, o *Origin) error {
 	getSpool := func() (*section, error) {
 		if spool == nil {
 			sf, err := os.CreateTemp(b.opts.TempDir, "imaforge-tar-*")
+			if err != nil && b.opts.TempDir == "" && b.m.Image.Output != "" {
+				// An unprivileged build may not write $TMPDIR (or /tmp);
+				// it can write where the image goes.
+				var err2 error
+				if sf, err2 = os.CreateTemp(filepath.Dir(b.m.Image.Output), ".imaforge-tar-*"); err2 == nil {
+					err = nil
+				}
+			}
 			if err != nil {
 				return nil, err
 			}
