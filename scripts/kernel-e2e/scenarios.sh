@@ -124,12 +124,17 @@ EOF
   dig=$(sha256sum "$d/stage/bin/good" | cut -d' ' -f1)
   entry=$(awk '$5 == "/mnt/bin/good" {print $3, $4, $6; exit}' "$meas")
   host_check measure.signed-entry "ima-sig sha256:$dig $(image_ima_hex "$img" /bin/good)" "${entry:-none}"
+  # RSA PKCS#1 v1.5 is deterministic: imaforge's signature of bin/good must be
+  # evmctl's, byte for byte (same key, same bytes, same key id)
+  host_check enforce.imaforge-signature-equals-evmctl "$(e2e_ima_hex "$d/control/bin/good")" "$good_sig"
   host_check measure.unsigned-entry-has-no-signature "ima-sig" \
     "$(awk '$5 == "/mnt/bin/unsigned" && NF == 5 {print $3; exit}' "$meas")"
   if [ "$name" = enforce ]; then
     mkdir -p "$E2E_ARTIFACTS"
     cp "$meas" "$E2E_ARTIFACTS/enforce.ascii_runtime_measurements"
+    cp "$img" "$E2E_ARTIFACTS/enforce.image.sqsh"
     cp "$img.record.json" "$E2E_ARTIFACTS/enforce.image.record.json"
+    rm -rf "$E2E_ARTIFACTS/enforce.export"
     cp -a "$d/export" "$E2E_ARTIFACTS/enforce.export"
     verify_agrees "$img" "$d"
   fi
