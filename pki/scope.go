@@ -164,8 +164,9 @@ func ParseScopeExtension(der []byte) (*Scope, error) {
 }
 
 // ParseScope returns the scope carried by cert, or nil (unrestricted) when
-// cert has no scope extension. A scope extension marked critical is accepted:
-// imaforge understands it.
+// cert has no scope extension. It reads a scope marked critical too, but
+// TrustStore.CheckSigner refuses such a certificate (crypto/x509 treats the
+// extension as unhandled): imaforge writes it non-critical.
 func ParseScope(cert *x509.Certificate) (*Scope, error) {
 	var found *Scope
 	for _, ext := range cert.Extensions {

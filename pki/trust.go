@@ -319,6 +319,11 @@ func (ts *TrustStore) checkChain(cert *x509.Certificate, now time.Time) ([]*x509
 			return nil, &CertError{Cert: c, Reason: fmt.Sprintf("allows %d CA(s) below it (pathLenConstraint), the chain has %d", c.MaxPathLen, i), Err: ErrKeyUsage}
 		}
 	}
+	for _, c := range certs {
+		if _, err := ParseScope(c); err != nil {
+			return nil, &CertError{Cert: c, Reason: err.Error(), Err: err}
+		}
+	}
 	if !now.IsZero() {
 		for _, c := range certs {
 			if err := checkValidity(c, now); err != nil {

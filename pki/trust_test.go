@@ -2,6 +2,7 @@ package pki
 
 import (
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"os"
 	"path/filepath"
@@ -243,5 +244,22 @@ func TestLoadTrustStore(t *testing.T) {
 	_, err = LoadTrustStore(TrustConfig{Roots: []string{"missing.pem"}}, dir)
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "missing.pem") {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestCheckSignerMalformedScope(t *testing.T) {
+	h := newHierarchy(t, P256)
+	key, _ := GenerateKey(nil, P256)
+	bad := rawCert(t, &x509.Certificate{
+		Subject: name("Bad scope"), NotBefore: t0, NotAfter: t0.Add(Day),
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtraExtensions: []pkix.Extension{{Id: OIDScope, Value: []byte{0x30, 0x03, 0x0c, 0x01, 'x'}}}, // relative pattern
+	}, h.owner.Cert, key.Public(), h.owner.Key)
+	ts, err := NewTrustStore([]*x509.Certificate{h.root.Cert}, []*x509.Certificate{h.owner.Cert}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.CheckSigner(bad, nil, t0.Add(checkDelay)); !errors.Is(err, ErrScope) {
+		t.Errorf("malformed scope: %v", err)
 	}
 }
