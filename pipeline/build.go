@@ -21,6 +21,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -53,6 +54,9 @@ type Options struct {
 	Progress Progress
 	// Logf, if not nil, receives notes (overlapping sources, warnings).
 	Logf func(format string, args ...any)
+	// Now is the time certificates must be valid at: the real clock (nil:
+	// time.Now), never the image's reproducible epoch.
+	Now func() time.Time
 }
 
 // Progress receives the build's progress. Calls may come from several
@@ -161,6 +165,9 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 
 	signers, err := opts.loadKeys(m, used)
 	if err != nil {
+		return nil, err
+	}
+	if err := opts.checkKeys(m, signers, files); err != nil {
 		return nil, err
 	}
 	signFuncs := make(map[string]SignFunc, len(signers))
@@ -436,8 +443,9 @@ func DefaultKeyOptions(k *manifest.Key, logf func(string, ...any)) *signer.KeyOp
 	return ko
 }
 
-func loadKey(k *manifest.Key, ko *signer.KeyOptions) (*signer.Signer, error) {
-	return signer.LoadSigner(k.Key, k.Cert, ko)
+// loadKey opens a file key, or a relic/PKCS#11 token key (LoadKey).
+func loadKey(k *manifest.Key, ko *signer.KeyOptions) (Key, error) {
+	return LoadKey(k, ko, 0)
 }
 
 func (opts *Options) logf(format string, args ...any) {

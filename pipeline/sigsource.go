@@ -1,0 +1,364 @@
+package pipeline
+
+import (
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/imaforge/imaforge/ceremony"
+	"github.com/imaforge/imaforge/internal/atomicfile"
+	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/signer"
+)
+
+// ErrNoSignature: a build from precomputed signatures met a digest that
+// none of them covers (the file changed since the plan, or was not planned).
+var ErrNoSignature = errors.New("no signature for this digest")
+
+// LoadKey opens the signing key of a manifest key: a PEM file, a relic key
+// ("relic:NAME" with relic_config) or a PKCS#11 URI, checked against the
+// key's certificate. ko.Passphrase is the file passphrase or the token PIN.
+// A token key signs in sessions parallel sessions (0: GOMAXPROCS); its
+// sessions end when the process does.
+func LoadKey(k *manifest.Key, ko *signer.KeyOptions, sessions int) (Key, error) {
+	if k.Backend() == "file" {
+		return signer.LoadSigner(k.Key, k.Cert, ko)
+	}
+	if sessions <= 0 {
+		sessions = runtime.GOMAXPROCS(0)
+	}
+	cert, err := signer.LoadCertificate(k.Cert)
+	if err != nil {
+		return nil, err
+	}
+	oo := &signer.OpenOptions{Sessions: sessions}
+	if ko != nil {
+		oo.PIN, oo.Warn = ko.Passphrase, ko.Warn
+	}
+	priv, _, err := signer.OpenKey(k.Key, k.RelicConfig, oo)
+	if err != nil {
+		return nil, err
+	}
+	s, err := signer.New(priv, cert)
+	if err != nil {
+		if c, ok := priv.(interface{ Close() error }); ok {
+			c.Close()
+		}
+		return nil, fmt.Errorf("%s: %w", k.Key, err)
+	}
+	return s, nil
+}
+
+// keyCert loads the certificate of a manifest key, with errors at the
+// manifest line.
+func keyCert(m *manifest.Manifest, k *manifest.Key) (*x509.Certificate, error) {
+	c, err := signer.LoadCertificate(k.Cert)
+	if err != nil {
+		return nil, m.Errorf(k.Pos, err, "key %q", k.Name)
+	}
+	return c, nil
+}
+
+func certSHA256(c *x509.Certificate) string {
+	d := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(d[:])
+}
+
+// precomputed is a Key whose signatures were made elsewhere (a ceremony
+// response, evmctl sign_hash output), each verified when loaded.
+type precomputed struct {
+	name    string
+	cert    *x509.Certificate
+	hash    signer.Hash
+	values  map[string][]byte // raw digest -> security.ima value
+	sources []string
+}
+
+func (p *precomputed) SignDigest(h signer.Hash, digest []byte) ([]byte, error) {
+	if h != p.hash {
+		return nil, fmt.Errorf("%w: signatures are over %s digests, not %s", ErrNoSignature, p.hash, h)
+	}
+	v, ok := p.values[string(digest)]
+	if !ok {
+		src := "the signatures given"
+		if len(p.sources) > 0 {
+			src = strings.Join(p.sources, ", ")
+		}
+		return nil, fmt.Errorf("%w: %s digest %x of key %q is not in %s (the file changed since the plan, or was not planned)",
+			ErrNoSignature, h, digest, p.name, src)
+	}
+	return append([]byte(nil), v...), nil
+}
+
+func (p *precomputed) KeyID() [4]byte           { return signer.KeyID(p.cert) }
+func (p *precomputed) Cert() *x509.Certificate  { return p.cert }
+func (p *precomputed) Deterministic() bool      { return true }
+func (p *precomputed) add(digest, value []byte) { p.values[string(digest)] = value }
+func (p *precomputed) addSource(path string) {
+	for _, s := range p.sources {
+		if s == path {
+			return
+		}
+	}
+	p.sources = append(p.sources, path)
+}
+
+// SignatureKeys returns a Key for every key of the manifest that answers
+// from precomputed signatures only, so that Build needs no private key. Each
+// file is a ceremony response (JSON) or `evmctl sign_hash` output (lines of
+// "DIGEST  NAME IMA-HEX"). Everything is checked before the build starts:
+//
+//   - a response must be for this manifest (its digest) and hash algorithm,
+//     and name its keys with this manifest's certificates;
+//   - sign_hash lines are matched to a manifest key by the key id in the
+//     value;
+//   - every signature is verified over its digest with the manifest's
+//     certificate, so a value by another key or over another digest fails.
+//
+// A digest the build needs and no file covers fails the build
+// (ErrNoSignature) and leaves no image.
+func SignatureKeys(m *manifest.Manifest, paths []string) (map[string]Key, error) {
+	h, err := signer.ParseHash(string(m.Hash))
+	if err != nil {
+		return nil, m.Errorf(m.Pos, err, "hash %q", m.Hash)
+	}
+	keys := map[string]*precomputed{}
+	byID := map[[4]byte][]*precomputed{}
+	for _, name := range m.KeyNames() {
+		k := m.Keys[name]
+		cert, err := keyCert(m, k)
+		if err != nil {
+			return nil, err
+		}
+		p := &precomputed{name: name, cert: cert, hash: h, values: map[string][]byte{}}
+		keys[name] = p
+		byID[p.KeyID()] = append(byID[p.KeyID()], p)
+	}
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		if ceremony.IsSignHash(data) {
+			if err := loadSignHash(path, data, h, byID); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		resp, err := ceremony.ParseResponse(data)
+		if err != nil {
+			return nil, &ceremony.FileError{Path: path, Err: err}
+		}
+		if err := loadResponse(m, path, resp, h, keys); err != nil {
+			return nil, &ceremony.FileError{Path: path, Err: err}
+		}
+	}
+	out := make(map[string]Key, len(keys))
+	for name, p := range keys {
+		out[name] = p
+	}
+	return out, nil
+}
+
+func loadResponse(m *manifest.Manifest, path string, resp *ceremony.Response, h signer.Hash, keys map[string]*precomputed) error {
+	want := hex.EncodeToString(m.Digest[:])
+	if resp.Manifest.SHA256 != want {
+		return fmt.Errorf("%w: the response is for manifest %s (sha256 %s), not %s (sha256 %s): plan again",
+			ceremony.ErrMismatch, resp.Manifest.Name, resp.Manifest.SHA256, filepath.Base(m.File), want)
+	}
+	if resp.Hash != h.String() {
+		return fmt.Errorf("%w: the response signs %s digests, the manifest uses %s", ceremony.ErrMismatch, resp.Hash, h)
+	}
+	for i := range resp.Keys {
+		rk := &resp.Keys[i]
+		p, ok := keys[rk.Name]
+		if !ok {
+			return fmt.Errorf("%w: key %q is not in the manifest", ceremony.ErrMismatch, rk.Name)
+		}
+		if fp := certSHA256(p.cert); rk.CertSHA256 != fp {
+			return fmt.Errorf("%w: key %q was signed for certificate %s, the manifest's is %s", ceremony.ErrMismatch, rk.Name, rk.CertSHA256, fp)
+		}
+		vals, err := rk.Values(h, p.cert)
+		if err != nil {
+			return err
+		}
+		for d, v := range vals {
+			p.add([]byte(d), v)
+		}
+		p.addSource(path)
+	}
+	return nil
+}
+
+func loadSignHash(path string, data []byte, h signer.Hash, byID map[[4]byte][]*precomputed) error {
+	lines, err := ceremony.ParseSignHash(strings.NewReader(string(data)), path)
+	if err != nil {
+		return err
+	}
+	for _, l := range lines {
+		lerr := func(err error) error { return &ceremony.FileError{Path: path, Line: l.Line, Err: err} }
+		if l.Sig.Hash != h {
+			return lerr(fmt.Errorf("%w: a %s signature, the manifest uses %s (evmctl sign_hash -a %s)", ceremony.ErrMismatch, l.Sig.Hash, h, h))
+		}
+		cands := byID[l.Sig.KeyID]
+		if len(cands) == 0 {
+			return lerr(fmt.Errorf("%w: signed by key id %x, which no key of the manifest has", signer.ErrUnknownKeyID, l.Sig.KeyID))
+		}
+		var verr error
+		for _, p := range cands {
+			if verr = signer.Verify(l.Value, l.Digest, p.cert); verr == nil {
+				p.add(l.Digest, l.Value)
+				p.addSource(path)
+				break
+			}
+		}
+		if verr != nil {
+			return lerr(fmt.Errorf("digest %x: %w", l.Digest, verr))
+		}
+	}
+	return nil
+}
+
+// SignatureCache keeps signatures made for earlier builds, keyed by
+// (certificate SHA-256, hash algorithm, digest):
+//
+//	DIR/<cert sha256 hex>/<hash name>/<digest hex[:2]>/<digest hex>
+//
+// each file holding the raw security.ima value. Values are verified against
+// the certificate before use; a bad entry is ignored and overwritten.
+type SignatureCache struct {
+	dir          string
+	hits, misses atomic.Int64
+}
+
+// OpenSignatureCache opens (creating) the cache directory dir.
+func OpenSignatureCache(dir string) (*SignatureCache, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("signature cache: %w", err)
+	}
+	return &SignatureCache{dir: dir}, nil
+}
+
+// Stats returns how many signatures came from the cache and how many were
+// made (or taken from another source) and added to it.
+func (c *SignatureCache) Stats() (hits, misses int64) { return c.hits.Load(), c.misses.Load() }
+
+func (c *SignatureCache) path(cert *x509.Certificate, h signer.Hash, digest []byte) string {
+	d := hex.EncodeToString(digest)
+	return filepath.Join(c.dir, certSHA256(cert), h.String(), d[:2], d)
+}
+
+// Wrap returns a Key for cert that answers from the cache and asks next for
+// what is missing, adding it. next is called at the first miss only, so a
+// build served entirely from the cache opens no key (and asks no PIN).
+func (c *SignatureCache) Wrap(name string, cert *x509.Certificate, next func() (Key, error)) (Key, error) {
+	v, err := signer.NewVerifier(cert)
+	if err != nil {
+		return nil, err
+	}
+	return &cachedKey{c: c, name: name, cert: cert, v: v, next: next}, nil
+}
+
+type cachedKey struct {
+	c    *SignatureCache
+	name string
+	cert *x509.Certificate
+	v    *signer.Verifier
+
+	once sync.Once
+	next func() (Key, error)
+	key  Key
+	err  error
+}
+
+func (k *cachedKey) SignDigest(h signer.Hash, digest []byte) ([]byte, error) {
+	p := k.c.path(k.cert, h, digest)
+	if val, err := os.ReadFile(p); err == nil {
+		if ceremony.VerifyValue(k.v, h, val, digest) == nil {
+			k.c.hits.Add(1)
+			return val, nil
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("signature cache: %w", err)
+	}
+	k.once.Do(func() {
+		k.key, k.err = k.next()
+		if k.err == nil && !k.key.Cert().Equal(k.cert) {
+			k.err = fmt.Errorf("key %q: the signing key's certificate is not the cached one", k.name)
+		}
+	})
+	if k.err != nil {
+		return nil, k.err
+	}
+	val, err := k.key.SignDigest(h, digest)
+	if err != nil {
+		return nil, err
+	}
+	if err := ceremony.VerifyValue(k.v, h, val, digest); err != nil {
+		return nil, fmt.Errorf("key %q made a signature that does not verify: %w", k.name, err)
+	}
+	k.c.misses.Add(1)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return nil, fmt.Errorf("signature cache: %w", err)
+	}
+	if err := atomicfile.WriteFile(p, val, 0o644); err != nil {
+		return nil, fmt.Errorf("signature cache: %w", err)
+	}
+	return val, nil
+}
+
+func (k *cachedKey) KeyID() [4]byte          { return signer.KeyID(k.cert) }
+func (k *cachedKey) Cert() *x509.Certificate { return k.cert }
+
+// Deterministic: RSA PKCS#1 v1.5 always is; otherwise the key's answer
+// once it was opened, else false (values may come from a randomized
+// signer).
+func (k *cachedKey) Deterministic() bool {
+	if _, ok := k.cert.PublicKey.(*rsa.PublicKey); ok {
+		return true
+	}
+	if k.key != nil {
+		return k.key.Deterministic()
+	}
+	return false
+}
+
+// CacheKeys wraps a Key for every key of the manifest with the cache at
+// dir: keys[name] when given (precomputed signatures, a test key), else the
+// manifest's key opened with load at the first cache miss.
+func CacheKeys(m *manifest.Manifest, cache *SignatureCache, keys map[string]Key, load func(*manifest.Key) (Key, error)) (map[string]Key, error) {
+	out := make(map[string]Key, len(m.Keys))
+	for _, name := range m.KeyNames() {
+		k := m.Keys[name]
+		cert, err := keyCert(m, k)
+		if err != nil {
+			return nil, err
+		}
+		next := func() (Key, error) {
+			if s, ok := keys[name]; ok {
+				return s, nil
+			}
+			s, err := load(k)
+			if err != nil {
+				return nil, m.Errorf(k.Pos, err, "key %q", name)
+			}
+			return s, nil
+		}
+		ck, err := cache.Wrap(name, cert, next)
+		if err != nil {
+			return nil, m.Errorf(k.Pos, err, "key %q", name)
+		}
+		out[name] = ck
+	}
+	return out, nil
+}

@@ -1,0 +1,243 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imaforge/imaforge/internal/testenv"
+	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/pki"
+	"github.com/imaforge/imaforge/signer"
+	"github.com/imaforge/imaforge/squashfs"
+)
+
+// hierarchy is a manufacturer root, an owner CA and IMA keys, as files.
+type hierarchy struct {
+	dir   string
+	root  *pki.Issued
+	owner *pki.Issued
+}
+
+func newHierarchy(t *testing.T, dir string) *hierarchy {
+	t.Helper()
+	root, err := pki.NewRoot(pki.Request{Role: pki.RoleRoot, Name: "Test Manufacturing", KeyType: "p256"}, pki.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, err := pki.Issue(pki.Request{Role: pki.RoleOwnerCA, Name: "Test Owner", KeyType: "p256"},
+		pki.Issuer{Cert: root.Cert, Key: root.Key}, pki.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hierarchy{dir: dir, root: root, owner: owner}
+	h.write(t, "root", root)
+	h.write(t, "owner", owner)
+	return h
+}
+
+func (h *hierarchy) write(t *testing.T, base string, iss *pki.Issued) {
+	t.Helper()
+	if _, err := pki.WriteIssued(h.dir, base, iss, pki.KeyFileOptions{}, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ima issues an IMA key named base, signed by the root (manufacturer) or
+// the owner CA, valid over [notBefore, notBefore+life).
+func (h *hierarchy) ima(t *testing.T, base string, byOwner bool, scope []string, notBefore time.Time, life time.Duration) *pki.Issued {
+	t.Helper()
+	issuer := pki.Issuer{Cert: h.root.Cert, Key: h.root.Key}
+	if byOwner {
+		issuer = pki.Issuer{Cert: h.owner.Cert, Key: h.owner.Key}
+	}
+	req := pki.Request{Role: pki.RoleIMA, Name: base, KeyType: "rsa2048", Lifetime: life}
+	if scope != nil {
+		s, err := pki.NewScope(scope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Scope = s
+	}
+	iss, err := pki.Issue(req, issuer, pki.Options{Now: func() time.Time { return notBefore }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.write(t, base, iss)
+	return iss
+}
+
+func (h *hierarchy) revoke(t *testing.T, c *x509.Certificate) {
+	t.Helper()
+	crl, _, err := pki.UpdateCRL(nil, pki.Issuer{Cert: h.owner.Cert, Key: h.owner.Key}, pki.CRLUpdate{Revoke: []*x509.Certificate{c}}, pki.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.WriteCRL(filepath.Join(h.dir, "owner.crl"), crl); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const trustManifest = `version: 1
+image:
+  output: out/img.sqsh
+  compression: gzip
+  epoch: 0
+hash: sha256
+trust:
+  roots: [pki/root.pem]
+  intermediates: [pki/owner.pem]
+  crls: [CRLS]
+keys:
+  manufacturer: {cert: pki/mfr.pem, key: pki/mfr.key}
+  tenant: {cert: pki/tenant.pem, key: pki/tenant.key}
+sources:
+  - from: src/
+    to: /
+rules:
+  - match: TENANTMATCH
+    key: tenant
+  - match: /**
+    key: manufacturer
+`
+
+// TestBuildTrust: a build refuses tenant keys that are revoked, expired,
+// not yet valid or used outside their scope, and a key that does not chain
+// to the manifest's root; the same build with a valid key passes and evmctl
+// verifies its signatures with the certificates `pki export` writes.
+func TestBuildTrust(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, h *hierarchy) // issues pki/tenant.*
+		match   string                           // the tenant rule's pattern
+		wantErr error
+	}{
+		{"valid", func(t *testing.T, h *hierarchy) {
+			h.ima(t, "tenant", true, []string{"/opt/acme/**"}, now.Add(-time.Hour), 24*time.Hour)
+		}, "/opt/acme/**", nil},
+		{"revoked", func(t *testing.T, h *hierarchy) {
+			iss := h.ima(t, "tenant", true, []string{"/opt/acme/**"}, now.Add(-time.Hour), 24*time.Hour)
+			h.revoke(t, iss.Cert)
+		}, "/opt/acme/**", pki.ErrRevoked},
+		{"expired", func(t *testing.T, h *hierarchy) {
+			h.ima(t, "tenant", true, []string{"/opt/acme/**"}, now.Add(-48*time.Hour), 24*time.Hour)
+		}, "/opt/acme/**", pki.ErrExpired},
+		{"not yet valid", func(t *testing.T, h *hierarchy) {
+			h.ima(t, "tenant", true, []string{"/opt/acme/**"}, now.Add(pki.Backdate+time.Hour), 24*time.Hour)
+		}, "/opt/acme/**", pki.ErrNotYetValid},
+		{"outside its scope", func(t *testing.T, h *hierarchy) {
+			h.ima(t, "tenant", true, []string{"/opt/acme/**"}, now.Add(-time.Hour), 24*time.Hour)
+		}, "/usr/**", pki.ErrOutOfScope},
+		{"issuer of the same name, another key", func(t *testing.T, h *hierarchy) {
+			other := newHierarchy(t, t.TempDir())
+			iss := other.ima(t, "tenant", true, nil, now.Add(-time.Hour), 24*time.Hour)
+			h.write(t, "tenant", iss)
+		}, "/opt/acme/**", pki.ErrBadSignature},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			h := newHierarchy(t, filepath.Join(dir, "pki"))
+			h.ima(t, "mfr", false, nil, now.Add(-time.Hour), 24*time.Hour)
+			tt.setup(t, h)
+			writeTree(t, filepath.Join(dir, "src"), []string{"usr/bin/tool", "opt/acme/bin/app"}, 0o755)
+			crls := "pki/root.crl"
+			if _, err := os.Stat(filepath.Join(dir, "pki", "owner.crl")); err == nil {
+				crls = "pki/owner.crl"
+			} else {
+				crl, _, err := pki.UpdateCRL(nil, pki.Issuer{Cert: h.root.Cert, Key: h.root.Key}, pki.CRLUpdate{}, pki.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				pki.WriteCRL(filepath.Join(dir, "pki", "root.crl"), crl)
+			}
+			text := strings.NewReplacer("CRLS", crls, "TENANTMATCH", tt.match).Replace(trustManifest)
+			os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(text), 0o644)
+			m, err := manifest.Load(filepath.Join(dir, "m.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Build(context.Background(), Options{Manifest: m})
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("error %v, want %v", err, tt.wantErr)
+				}
+				if !strings.Contains(err.Error(), `"tenant"`) {
+					t.Errorf("error %q does not name the key", err)
+				}
+				if ents, _ := os.ReadDir(filepath.Join(dir, "out")); len(ents) != 0 {
+					t.Errorf("a refused build left %d files", len(ents))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			evmctlVerifiesWithExport(t, h, res.ImagePath, map[string]string{
+				"opt/acme/bin/app": "tenant", "usr/bin/tool": "mfr",
+			})
+		})
+	}
+}
+
+// evmctlVerifiesWithExport exports the device's certificates with pki.Export
+// and has evmctl verify each file's signature with the exported DER file of
+// the key that should have signed it.
+func evmctlVerifiesWithExport(t *testing.T, h *hierarchy, image string, signedBy map[string]string) {
+	t.Helper()
+	evmctl := testenv.NeedTool(t, "evmctl")
+	var certs []*x509.Certificate
+	keyIDs := map[string]string{} // base name -> hex key id
+	for _, base := range []string{"mfr", "tenant"} {
+		c, err := signer.LoadCertificate(filepath.Join(h.dir, base+".pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := signer.KeyID(c)
+		keyIDs[base] = hex.EncodeToString(id[:])
+		certs = append(certs, c)
+	}
+	ts, err := pki.NewTrustStore([]*x509.Certificate{h.root.Cert}, append([]*x509.Certificate{h.owner.Cert}, certs...), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := t.TempDir()
+	res, err := pki.Export(ts, exp, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	der := map[string]string{} // key id -> exported DER file
+	for _, c := range res.Loaded {
+		der[c.KeyID] = filepath.Join(exp, c.File)
+	}
+	img, err := squashfs.OpenReader(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	x := t.TempDir()
+	for path, base := range signedBy {
+		data, err := img.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(x, filepath.Base(path))
+		os.WriteFile(f, data, 0o644)
+		os.WriteFile(f+".sig", imaXattr(t, img, "/"+path), 0o644)
+		cert, ok := der[keyIDs[base]]
+		if !ok {
+			t.Fatalf("export has no certificate for %s: %v", base, der)
+		}
+		if out, err := exec.Command(evmctl, "ima_verify", "--sigfile", "--key", cert, f).CombinedOutput(); err != nil {
+			t.Errorf("evmctl rejects %s with the exported %s: %v\n%s", path, cert, err, out)
+		}
+	}
+}
