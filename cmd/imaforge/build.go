@@ -32,6 +32,8 @@ func init() {
 			&cli.BoolFlag{Name: "json", Usage: "print a machine-readable summary on stdout"},
 			&cli.BoolFlag{Name: "strict", Usage: "treat warnings (an override matching nothing) as errors"},
 			&cli.IntFlag{Name: "workers", Usage: "goroutines reading, compressing and signing (0: all cores)"},
+			&cli.StringSliceFlag{Name: "signatures", Usage: "sign with no key: take every signature from `FILE` (a `ceremony sign` response or `evmctl sign_hash` output; repeatable), each verified"},
+			&cli.StringFlag{Name: "signature-cache", Usage: "reuse signatures of earlier builds kept in `DIR` (keyed by certificate, hash and digest; verified before use) and add new ones"},
 		},
 		Action: runBuild,
 	})
@@ -78,6 +80,10 @@ func runBuild(c *cli.Context) error {
 	if !quiet {
 		opts.Progress = newProgress(stderr)
 	}
+	sigReport, err := signatureFlags(c, m, &opts) // ceremony.go
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	res, err := pipeline.Build(c.Context, opts)
 	if err != nil {
@@ -97,6 +103,7 @@ func runBuild(c *cli.Context) error {
 			fmt.Fprintf(c.App.Writer, "  key %-16s id %s  %5d files  %5d signatures  %s\n", k.Name, k.KeyID, k.Files, k.Signatures, k.Subject)
 		}
 		fmt.Fprintf(c.App.Writer, "  image sha256 %s\n  record %s\n", res.Record.Image.SHA256, res.RecordPath)
+		sigReport(c.App.Writer)
 		if !res.Record.Reproducible {
 			fmt.Fprintln(c.App.Writer, "  note: a key signs with random nonces; a rebuild will not give the same bytes")
 		}

@@ -1,0 +1,73 @@
+// Package ceremony implements the offline signing ceremony: the build
+// machine, which has the sources but no key, writes a signing request; the
+// ceremony machine, which has the key (an HSM) but no sources, signs the
+// request's digests into a response; the build machine assembles the image
+// from the response. Files are the only channel between the two.
+//
+// # Signing request (imaforge-signing-request/1, JSON)
+//
+//	{
+//	  "format": "imaforge-signing-request/1",
+//	  "tool": "imaforge v1.2.3",
+//	  "image": "firmware.sqsh",                 // the manifest's output name
+//	  "manifest": {"name": "firmware.yaml", "sha256": "<hex>"},
+//	  "hash": "sha256",                         // digest algorithm (kernel name)
+//	  "files": 15000,                           // regular files in the image
+//	  "keys": [{
+//	    "name": "manufacturer",                 // the manifest's key name
+//	    "ref": "relic:ima",                     // the manifest's key reference, when it names a token
+//	    "key_id": "431c2174",                   // IMA key id (SKID tail)
+//	    "cert_sha256": "<hex>",                 // SHA-256 of the certificate DER
+//	    "subject": "CN=...",
+//	    "cert": "<base64 DER>",
+//	    "files": 14000,                         // files this key signs
+//	    "digests": ["<hex>", ...]               // the unique digests, sorted
+//	  }],
+//	  "request_sha256": "<hex>"
+//	}
+//
+// # Signing response (imaforge-signing-response/1, JSON)
+//
+//	{
+//	  "format": "imaforge-signing-response/1",
+//	  "tool": "imaforge v1.2.3",
+//	  "request_sha256": "<hex>",                // the request signed
+//	  "manifest": {...}, "image": "...", "hash": "sha256",   // copied from the request
+//	  "keys": [{
+//	    "name": "manufacturer", "key_id": "...", "cert_sha256": "...",
+//	    "token": {"type": "pkcs11", "token": "hsm", "label": "fw", "key": "ima", ...},
+//	    "signatures": [{"digest": "<hex>", "ima": "<hex security.ima value>"}]
+//	  }],
+//	  "response_sha256": "<hex>"
+//	}
+//
+// Each document names its own digest: request_sha256 (response_sha256) is
+// the SHA-256 of the document's compact JSON encoding (encoding/json, fields
+// in the order above) with that field empty and so omitted. Reading a
+// document recomputes it, so a document altered after it was written is
+// refused. The digest detects accidents and gives the operator one value to
+// compare by voice; it is not what makes a response trustworthy: the build
+// verifies every signature against the manifest's certificate.
+//
+// # Journal (imaforge-ceremony-journal/1, JSON lines)
+//
+// While signing, every verified signature is appended to RESPONSE.journal
+// as one line {"key":..,"digest":..,"ima":..} after a header line
+// {"format":"imaforge-ceremony-journal/1","request_sha256":..}. A ceremony
+// killed part-way keeps every signature made (a torn last line is
+// dropped); run again, it verifies and reuses them, signing only the rest.
+// The journal is removed once the response is written.
+//
+// # Audit transcript (JSON lines)
+//
+// Each ceremony appends one AuditRecord (time, operator, host, token and key
+// identities, counts, request and response digests, outcome) to the audit
+// file, which is only ever appended to.
+//
+// # evmctl sign_hash
+//
+// For ceremony machines that trust evmctl: WriteSums writes "DIGEST  NAME"
+// lines (sha256sum style) that `evmctl sign_hash` reads; ParseSignHash reads
+// its output, each line with the hex security.ima value appended
+// (ima-evm-utils src/evmctl.c, cmd_sign_hash).
+package ceremony

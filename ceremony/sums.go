@@ -1,0 +1,96 @@
+package ceremony
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/imaforge/imaforge/signer"
+)
+
+// SumLine is one line of a sha256sum-style digest list.
+type SumLine struct {
+	Digest []byte
+	Name   string
+}
+
+// WriteSums writes lines as sha256sum does ("HEX  NAME"; a name holding a
+// backslash or a newline is escaped and the line starts with a backslash,
+// as coreutils does), the input of `evmctl sign_hash`.
+func WriteSums(w io.Writer, lines []SumLine) error {
+	bw := bufio.NewWriter(w)
+	for _, l := range lines {
+		name := l.Name
+		prefix := ""
+		if strings.ContainsAny(name, "\\\n\r") {
+			prefix = "\\"
+			name = strings.NewReplacer("\\", "\\\\", "\n", "\\n", "\r", "\\r").Replace(name)
+		}
+		fmt.Fprintf(bw, "%s%x  %s\n", prefix, l.Digest, name)
+	}
+	return bw.Flush()
+}
+
+// SignedDigest is a digest with its security.ima value, as read from
+// `evmctl sign_hash` output.
+type SignedDigest struct {
+	Digest []byte
+	Value  []byte
+	Sig    *signer.Signature
+	Line   int
+}
+
+// ParseSignHash reads `evmctl sign_hash` output: each input line (a digest
+// in hex, then a separator ", \t" and anything) followed by a space and the
+// hex security.ima value (ima-evm-utils src/evmctl.c cmd_sign_hash). Empty
+// lines are skipped. name labels errors.
+func ParseSignHash(r io.Reader, name string) ([]SignedDigest, error) {
+	var out []SignedDigest
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		ferr := func(format string, args ...any) error {
+			return &FileError{Path: name, Line: n, Err: formatErr(format, args...)}
+		}
+		body := strings.TrimPrefix(line, "\\")
+		end := strings.IndexAny(body, ", \t")
+		last := strings.LastIndexByte(body, ' ')
+		if end <= 0 || last <= end {
+			return nil, ferr("want \"DIGEST  NAME IMA-HEX\" (evmctl sign_hash output)")
+		}
+		d, err := hex.DecodeString(body[:end])
+		if err != nil {
+			return nil, ferr("digest: %v", err)
+		}
+		v, err := hex.DecodeString(body[last+1:])
+		if err != nil {
+			return nil, ferr("security.ima value: %v", err)
+		}
+		sig, err := signer.ParseSignature(v)
+		if err != nil {
+			return nil, &FileError{Path: name, Line: n, Err: err}
+		}
+		if len(d) != sig.Hash.Size() {
+			return nil, ferr("%d-byte digest with a %s signature", len(d), sig.Hash)
+		}
+		out = append(out, SignedDigest{Digest: d, Value: v, Sig: sig, Line: n})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, &FileError{Path: name, Err: err}
+	}
+	return out, nil
+}
+
+// IsSignHash reports whether data looks like sign_hash output rather than a
+// JSON response.
+func IsSignHash(data []byte) bool {
+	t := bytes.TrimSpace(data)
+	return len(t) > 0 && t[0] != '{'
+}

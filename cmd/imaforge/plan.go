@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/imaforge/imaforge/ceremony"
+	"github.com/imaforge/imaforge/internal/atomicfile"
+	"github.com/imaforge/imaforge/pipeline"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:      "plan",
+		Usage:     "hash a manifest's files and write the signing request for an offline ceremony",
+		ArgsUsage: "MANIFEST",
+		Description: "Walks and reads every file as `build` does, without writing an image or touching a private\n" +
+			"key, and writes what the keys must sign: per key, the unique digests with the certificate\n" +
+			"fingerprint and key id, and the manifest digest (see `go doc ceremony`). The request names its\n" +
+			"own digest; read it out to the ceremony operator.\n" +
+			"--format sha256sum writes one key's unique digests as `DIGEST  PATH` lines for\n" +
+			"`evmctl sign_hash`; feed its output to `build --signatures`.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (atomically); default stdout"},
+			&cli.StringFlag{Name: "format", Value: "json", Usage: "json (a signing request) or sha256sum (evmctl sign_hash input)"},
+			&cli.StringFlag{Name: "key", Usage: "with --format sha256sum: the manifest `KEY` whose digests to list (needed when several keys sign)"},
+			&cli.BoolFlag{Name: "strict", Usage: "treat warnings as errors"},
+			&cli.IntFlag{Name: "workers", Usage: "goroutines reading files (0: all cores)"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
+		},
+		Action: runPlan,
+	})
+}
+
+func runPlan(c *cli.Context) error {
+	args, err := interspersed(c)
+	if err != nil {
+		return err
+	}
+	if len(args) != 1 {
+		return usageErrf("plan: want one MANIFEST argument, got %d", len(args))
+	}
+	format := c.String("format")
+	if format != "json" && format != "sha256sum" {
+		return usageErrf("plan: --format %q: want json or sha256sum", format)
+	}
+	if c.String("key") != "" && format != "sha256sum" {
+		return usageErrf("plan: --key goes with --format sha256sum")
+	}
+	m, err := loadManifest(args[0])
+	if err != nil {
+		return err
+	}
+	stderr := c.App.ErrWriter
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	v, _ := buildVersion()
+	start := time.Now()
+	plan, err := pipeline.MakePlan(c.Context, pipeline.PlanOptions{
+		Manifest: m, ToolVersion: v, Workers: c.Int("workers"), Strict: c.Bool("strict"),
+		Logf: func(format string, args ...any) { fmt.Fprintf(stderr, "imaforge: "+format+"\n", args...) },
+	})
+	if err != nil {
+		if isManifestError(err) {
+			return usageErr(err)
+		}
+		return err
+	}
+	var buf bytes.Buffer
+	if format == "json" {
+		b, err := plan.Request.Marshal()
+		if err != nil {
+			return err
+		}
+		buf.Write(b)
+	} else {
+		lines, err := plan.Sums(c.String("key"))
+		if err != nil {
+			return usageErr(err)
+		}
+		if err := ceremony.WriteSums(&buf, lines); err != nil {
+			return err
+		}
+	}
+	out := c.String("output")
+	// The summary goes to stderr when the document goes to stdout.
+	summary := c.App.Writer
+	if out == "" || out == "-" {
+		if _, err := c.App.Writer.Write(buf.Bytes()); err != nil {
+			return err
+		}
+		summary = stderr
+	} else if err := atomicfile.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+		return err
+	}
+	if !c.Bool("quiet") {
+		printRequestSummary(summary, plan.Request)
+		fmt.Fprintf(summary, "  planned in %.2fs\n", time.Since(start).Seconds())
+	}
+	return nil
+}
+
+// printRequestSummary prints what a person checks before signing.
+func printRequestSummary(w io.Writer, r *ceremony.Request) {
+	fmt.Fprintf(w, "signing request for image %s\n", r.Image)
+	fmt.Fprintf(w, "  manifest   %s sha256 %s\n", r.Manifest.Name, r.Manifest.SHA256)
+	fmt.Fprintf(w, "  hash       %s, %d regular files\n", r.Hash, r.Files)
+	for _, k := range r.Keys {
+		fmt.Fprintf(w, "  key %-14s id %s  %6d files  %6d digests to sign\n", k.Name, k.KeyID, k.Files, len(k.Digests))
+		fmt.Fprintf(w, "      subject %s\n      cert sha256 %s\n", k.Subject, k.CertSHA256)
+	}
+	fmt.Fprintf(w, "  request sha256 %s\n", r.SHA256)
+}
+
+// interspersed returns the positional arguments of c, first applying flags
+// written after them ("plan MANIFEST -o FILE"): urfave/cli stops parsing
+// flags at the first argument.
+func interspersed(c *cli.Context) ([]string, error) {
+	a := c.Args().Slice()
+	if len(a) <= 1 {
+		return a, nil
+	}
+	fs := flag.NewFlagSet(c.Command.Name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	names := map[string][]string{} // any name -> all names of the flag
+	for _, f := range c.Command.Flags {
+		if err := f.Apply(fs); err != nil {
+			return nil, err
+		}
+		for _, n := range f.Names() {
+			names[n] = f.Names()
+		}
+	}
+	var pos []string
+	for len(a) > 0 {
+		if err := fs.Parse(a); err != nil {
+			return nil, usageErr(fmt.Errorf("%s: %w", c.Command.Name, err))
+		}
+		a = fs.Args()
+		if len(a) > 0 {
+			pos = append(pos, a[0])
+			a = a[1:]
+		}
+	}
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		vals := []string{f.Value.String()}
+		if g, ok := f.Value.(flag.Getter); ok {
+			if s, ok := g.Get().(cli.StringSlice); ok {
+				vals = s.Value()
+			}
+		}
+		for _, n := range names[f.Name] {
+			for _, v := range vals {
+				if serr := c.Set(n, v); serr != nil && err == nil {
+					err = usageErr(serr)
+				}
+			}
+		}
+	})
+	return pos, err
+}
