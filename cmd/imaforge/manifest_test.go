@@ -1,13 +1,21 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
+	"crypto/sha256"
 	"errors"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/imaforge/imaforge/internal/testenv"
 	"github.com/imaforge/imaforge/manifest"
 )
 
@@ -76,5 +84,191 @@ func TestManifestCheckLsCLI(t *testing.T) {
 	missing := write("missing.yaml", "version: 1\nsources: [{from: nowhere}]\n")
 	if _, errOut, code := runManifestCLI(t, "manifest", "check", "--walk", missing); code != 2 || !strings.Contains(errOut, missing+":2:18: sources[0].from: stat ") {
 		t.Errorf("check --walk, missing source: exit %d %q", code, errOut)
+	}
+}
+
+// TestHelperImaforge is not a test: TestRootlessBuild runs the test binary
+// as an unprivileged user with IMAFORGE_HELPER_ARGS set, and this runs
+// imaforge with those arguments.
+func TestHelperImaforge(t *testing.T) {
+	args := os.Getenv("IMAFORGE_HELPER_ARGS")
+	if args == "" {
+		return
+	}
+	err := newApp().Run(append([]string{"imaforge"}, strings.Split(args, "\n")...))
+	os.Exit(report(err))
+}
+
+// TestRootlessBuild is issue 10's check: one image, identical to the byte,
+// built three ways: as root from a directory with real device nodes, owners
+// and a setuid program; as an unprivileged user from a copy owned by that
+// user, without the device, plus manifest entries and overrides; and as the
+// unprivileged user from a tarball of the root tree (GNU tar, gzip). Every
+// file is signed. unsquashfs -lln shows what was declared.
+func TestRootlessBuild(t *testing.T) {
+	testenv.NeedRoot(t)
+	unsquashfs := testenv.NeedTool(t, "unsquashfs")
+	tarBin := testenv.NeedTool(t, "tar")
+	const nobody = 65534
+	dir, err := os.MkdirTemp("", "imaforge-rootless-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	run := func(name string, args ...string) {
+		t.Helper()
+		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+		}
+	}
+	write := func(rel, content string, mode uint32) {
+		t.Helper()
+		p := filepath.Join(dir, rel)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The test binary and the key, readable by the unprivileged user.
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run("cp", exe, filepath.Join(dir, "imaforge.test"))
+	for _, f := range []string{"rsa2048.key", "rsa2048.pem"} {
+		run("install", "-m", "0644", filepath.Join("..", "..", "testdata", "signer", "keys", f), filepath.Join(dir, f))
+	}
+	// (a) the root tree
+	write("root/etc/hostname", "device\n", 0o644)
+	write("root/usr/bin/sudo", "sudo program", 0o755)
+	write("root/home/user/.profile", "PATH=/bin\n", 0o644)
+	os.MkdirAll(filepath.Join(dir, "root/mnt/data"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "root/dev"), 0o755)
+	run("ln", filepath.Join(dir, "root/usr/bin/sudo"), filepath.Join(dir, "root/usr/bin/sudoedit"))
+	run("ln", "-s", "usr/bin", filepath.Join(dir, "root/bin"))
+	run("chmod", "-R", "go+rX", dir)
+	run("mknod", "-m", "0600", filepath.Join(dir, "root/dev/console"), "c", "5", "1")
+	run("chown", "-R", "1000:1000", filepath.Join(dir, "root/home/user"))
+	run("chmod", "4755", filepath.Join(dir, "root/usr/bin/sudo"))
+	// (b) the build user's copy: owned by nobody, no device, no setuid
+	run("cp", "-a", filepath.Join(dir, "root"), filepath.Join(dir, "user"))
+	os.Remove(filepath.Join(dir, "user/dev/console"))
+	run("chown", "-R", fmt.Sprintf("%d:%d", nobody, nobody), filepath.Join(dir, "user"))
+	run("chmod", "0755", filepath.Join(dir, "user/usr/bin/sudo"))
+	// (c) a tarball of the root tree
+	run(tarBin, "--numeric-owner", "-C", filepath.Join(dir, "root"), "-czf", filepath.Join(dir, "root.tar.gz"), ".")
+	run("chmod", "0644", filepath.Join(dir, "root.tar.gz"))
+	os.MkdirAll(filepath.Join(dir, "out"), 0o777)
+	run("chmod", "0777", filepath.Join(dir, "out"))
+
+	common := "version: 1\nhash: sha256\nkeys:\n  k: {cert: rsa2048.pem, key: rsa2048.key}\nrules:\n  - {match: /**, key: k}\n"
+	write("a.yaml", common+"image: {output: out/a.sqsh, compression: gzip, epoch: 1700000000}\nsources: [{from: root}]\n", 0o644)
+	write("b.yaml", common+`image: {output: out/b.sqsh, compression: gzip, epoch: 1700000000, owner: {uid: 0, gid: 0}}
+sources: [{from: user}]
+entries:
+  - {path: /dev/console, type: char, mode: 0600, major: 5, minor: 1}
+overrides:
+  - {match: "/home/user{,/**}", uid: 1000, gid: 1000}
+  - {match: "/usr/bin/sudo{,edit}", mode: 04755}
+`, 0o644)
+	write("c.yaml", common+"image: {output: out/c.sqsh, compression: gzip, epoch: 1700000000}\nsources: [{from: root.tar.gz}]\n", 0o644)
+
+	if _, errOut, code := runManifestCLI(t, "build", "-q", filepath.Join(dir, "a.yaml")); code != 0 {
+		t.Fatalf("build as root: exit %d\n%s", code, errOut)
+	}
+	for _, m := range []string{"b.yaml", "c.yaml"} {
+		cmd := exec.Command(filepath.Join(dir, "imaforge.test"), "-test.run=^TestHelperImaforge$")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "IMAFORGE_HELPER_ARGS=build\n-q\n"+m, "TMPDIR="+filepath.Join(dir, "out"))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %s as uid %d: %v\n%s", m, nobody, err, out)
+		}
+	}
+	sum := func(name string) string {
+		f, err := os.Open(filepath.Join(dir, "out", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		h := sha256.New()
+		io.Copy(h, f)
+		return fmt.Sprintf("%x", h.Sum(nil))
+	}
+	a, b, c := sum("a.sqsh"), sum("b.sqsh"), sum("c.sqsh")
+	if a != b || a != c {
+		t.Fatalf("images differ: root dir %s, unprivileged dir + entries + overrides %s, unprivileged tarball %s", a, b, c)
+	}
+	st, _ := os.Stat(filepath.Join(dir, "out", "b.sqsh"))
+	if st.Sys().(*syscall.Stat_t).Uid != nobody {
+		t.Errorf("b.sqsh was not built by uid %d", nobody)
+	}
+	out, err := exec.Command(unsquashfs, "-lln", filepath.Join(dir, "out", "b.sqsh")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("unsquashfs -lln: %v\n%s", err, out)
+	}
+	for _, re := range []string{
+		`(?m)^crw------- 0/0 +5, +1 .* squashfs-root/dev/console$`,
+		`(?m)^-rwsr-xr-x 0/0 +12 .* squashfs-root/usr/bin/sudo$`,
+		`(?m)^-rwsr-xr-x 0/0 +12 .* squashfs-root/usr/bin/sudoedit$`,
+		`(?m)^drwxr-xr-x 1000/1000 .* squashfs-root/home/user$`,
+		`(?m)^-rw-r--r-- 1000/1000 +10 .* squashfs-root/home/user/.profile$`,
+		`(?m)^lrwxrwxrwx 0/0 .* squashfs-root/bin -> usr/bin$`,
+		`(?m)^drwxr-xr-x 0/0 .* squashfs-root/mnt/data$`,
+	} {
+		if !regexp.MustCompile(re).Match(out) {
+			t.Errorf("unsquashfs -lln lacks %s:\n%s", re, out)
+		}
+	}
+}
+
+// TestRootlessBadInput checks issue 10's bad inputs through imaforge build:
+// each is a clear error, exit 2, and leaves no image.
+func TestRootlessBadInput(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "r/dev"), 0o755)
+	os.WriteFile(filepath.Join(dir, "r/dev/console"), []byte("a file"), 0o644)
+	var tarball bytes.Buffer
+	tw := tar.NewWriter(&tarball)
+	tw.WriteHeader(&tar.Header{Name: "../escape", Mode: 0o644, Size: 1, Typeflag: tar.TypeReg})
+	tw.Write([]byte("x"))
+	tw.Close()
+	os.WriteFile(filepath.Join(dir, "evil.tar"), tarball.Bytes(), 0o644)
+	const head = "version: 1\nimage: {output: out.sqsh}\nrules: [{match: /**, sign: false}]\n"
+	tests := []struct {
+		name, yaml string
+		flags      []string
+		want       string
+	}{
+		{"override matching nothing, strict", "sources: [{from: r}]\noverrides: [{match: /home/**, uid: 1000}]\n", []string{"--strict"},
+			"m.yaml:5:21: overrides[0] /home/**: override matches nothing"},
+		{"entry colliding with a source file", "sources: [{from: r}]\nentries: [{path: /dev/console, type: char, major: 5, minor: 1}]\n", nil,
+			"m.yaml:5:11: /dev/console: a regular file from sources[0]"},
+		{"device without minor", "entries: [{path: /dev/null, type: char, major: 1}]\n", nil,
+			"m.yaml:4:11: entry /dev/null: a char device needs major and minor"},
+		{"tar member with ..", "sources: [{from: evil.tar}]\n", nil,
+			`member "../escape" has a .. component`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := filepath.Join(dir, "m.yaml")
+			os.WriteFile(m, []byte(head+tt.yaml), 0o644)
+			_, errOut, code := runManifestCLI(t, append(append([]string{"build", "-q"}, tt.flags...), m)...)
+			if code != 2 || !strings.Contains(errOut, tt.want) {
+				t.Errorf("exit %d, stderr:\n%s\nwant …%s…", code, errOut, tt.want)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "out.sqsh")); err == nil {
+				t.Error("an image was left behind")
+			}
+		})
+	}
+	// Without --strict, an override matching nothing is a warning.
+	m := filepath.Join(dir, "m.yaml")
+	os.WriteFile(m, []byte(head+"sources: [{from: r}]\noverrides: [{match: /home/**, uid: 1000}]\n"), 0o644)
+	if _, errOut, code := runManifestCLI(t, "build", m); code != 0 || !strings.Contains(errOut, "override matches nothing") {
+		t.Errorf("warning: exit %d\n%s", code, errOut)
 	}
 }
