@@ -223,6 +223,36 @@ EOF
   host_check hier.pki-verify-refuses-revoked refused \
     "$("$IMAFORGE" pki verify "${vargs[@]}" "$k/tenant/revoked.pem" >/dev/null 2>&1 && echo ok || echo refused)"
 
+  # after the revocation, a build whose manifest names the trust store must
+  # refuse to sign with the revoked key (and leave no image behind)
+  mkdir -p "$d/rebuild"
+  {
+    manifest_head rebuild/image.sqsh
+    cat <<EOF
+trust:
+  roots: [pki/root/root.pem]
+  intermediates: [pki/owner/owner.pem]
+  crls: [pki/owner/owner.crl]
+keys:
+  tenant: {cert: pki/tenant/tenant.pem, key: pki/tenant/tenant.key}
+  revoked: {cert: pki/tenant/revoked.pem, key: pki/tenant/revoked.key}
+sources:
+  - from: stage/
+    to: /
+rules:
+  - match: /bin/revoked-app
+    key: revoked
+  - match: /**
+    key: tenant
+EOF
+  } >"$d/m-trust.yaml"
+  local got
+  if "$IMAFORGE" build -q "$d/m-trust.yaml" >"$d/rebuild.log" 2>&1; then got=signed; else got=refused; fi
+  [ ! -e "$d/rebuild/image.sqsh" ] || got="$got+image-left"
+  host_check hier.build-refuses-revoked-key refused "$got"
+  host_check hier.build-refusal-names-revoked-cert yes \
+    "$(grep -qi 'revoked' "$d/rebuild.log" && echo yes || echo "no:$(head -c 120 "$d/rebuild.log" | tr -c 'A-Za-z0-9:._-' _)")"
+
   # probes for the restrictions: certificates load-keys.sh never loads
   cp "$k/rogue-root/root.der" "$d/probe/rogue-root.der"
   cp "$k/rogue/rogue-owner.der" "$d/probe/rogue-owner.der"
