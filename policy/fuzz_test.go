@@ -23,6 +23,11 @@ func FuzzLint(f *testing.F) {
 		}
 		f.Add(data, uint8(V5_10))
 	}
+	if rules, err := os.ReadFile(filepath.Join(testdata, "kernel", "rules.txt")); err == nil {
+		for _, line := range strings.Split(string(rules), "\n") {
+			f.Add([]byte(line), uint8(V6_6))
+		}
+	}
 	f.Fuzz(func(t *testing.T, data []byte, vb uint8) {
 		v := Versions[int(vb)%len(Versions)]
 		ds := Lint("fuzz", data, v)
