@@ -57,7 +57,7 @@ func testMembers() []member {
 	}
 }
 
-func writeTar(t *testing.T, w io.Writer, members []member) {
+func writeTar(t testing.TB, w io.Writer, members []member) {
 	t.Helper()
 	tw := tar.NewWriter(w)
 	for _, m := range members {
