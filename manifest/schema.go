@@ -50,7 +50,7 @@ var fieldDocs = map[string]string{
 	"Source.from":   "Directory, file or tarball on the build host, relative to the manifest's directory.",
 	"Source.to":     "Absolute path in the image where the source lands (default /).",
 	"Source.mode":   "Permission bits (octal, e.g. 0755) of the entry at to.",
-	"Source.format": "dir, file or tar; detected when omitted (tarballs by name: .tar, .tar.gz, .tgz, .tar.zst, .tar.xz).",
+	"Source.format": "dir, file or tar; detected when omitted (tarballs by name: .tar, .tar.gz, .tgz, .tar.zst, .tar.xz, .tar.bz2).",
 
 	"Rule.match": "Glob over absolute image paths (** any depth, * one segment).",
 	"Rule.key":   "Name of the key that signs matching files.",

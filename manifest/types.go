@@ -185,7 +185,7 @@ type Source struct {
 	// single file, or the top directory).
 	Mode *Mode `yaml:"mode"`
 	// Format is "dir", "file" or "tar"; empty means detect (a tarball is
-	// recognised by its name: .tar, .tar.gz, .tgz, .tar.zst, .tar.xz).
+	// recognised by its name: .tar, .tar.gz, .tgz, .tar.zst, .tar.xz, .tar.bz2).
 	Format string `yaml:"format"`
 }
 
