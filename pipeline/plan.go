@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/imaforge/imaforge/ceremony"
 	"github.com/imaforge/imaforge/manifest"
@@ -26,6 +27,9 @@ type PlanOptions struct {
 	Strict   bool
 	Progress Progress
 	Logf     func(format string, args ...any)
+	// Now is the time certificates must be valid at (nil: time.Now), as
+	// for Build.
+	Now func() time.Time
 }
 
 // Plan is what a build would sign: every signed regular file with its key
@@ -123,14 +127,15 @@ func MakePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 		Keys:     []ceremony.RequestKey{},
 	}
 	keyIndex := map[string]int{}
+	certs := map[string]Key{}
 	for _, name := range m.KeyNames() {
 		if !used[name] {
 			continue
 		}
 		k := m.Keys[name]
-		cert, err := signer.LoadCertificate(k.Cert)
+		cert, err := keyCert(m, k)
 		if err != nil {
-			return nil, m.Errorf(k.Pos, err, "key %q", name)
+			return nil, err
 		}
 		ref := ""
 		if k.Backend() != "file" {
@@ -138,6 +143,16 @@ func MakePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 		}
 		keyIndex[name] = len(req.Keys)
 		req.Keys = append(req.Keys, ceremony.NewRequestKey(name, ref, cert))
+		certs[name] = &precomputed{name: name, cert: cert, hash: h}
+	}
+	// Refuse now what Build would refuse (trust store, dates, scopes),
+	// before a ceremony is spent on it.
+	states := make(map[string]*fileState, len(items))
+	for _, it := range items {
+		states[it.e.Path] = &fileState{entry: it.e, key: it.key}
+	}
+	if err := (&Options{Now: opts.Now}).checkKeys(m, certs, states); err != nil {
+		return nil, err
 	}
 
 	// Read and digest, in parallel.

@@ -1,0 +1,564 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/imaforge/imaforge/ceremony"
+	"github.com/imaforge/imaforge/ceremony/ceremonytest"
+	"github.com/imaforge/imaforge/internal/testenv"
+	"github.com/imaforge/imaforge/signer"
+	"github.com/imaforge/imaforge/squashfs"
+)
+
+// TestCeremonyHelperProcess is the imaforge CLI in a child process: commands
+// that open a PKCS#11 token run there, because a process initializes a
+// PKCS#11 module, and logs into a token, once.
+func TestCeremonyHelperProcess(t *testing.T) {
+	if os.Getenv("IMAFORGE_TEST_HELPER") != "1" {
+		return
+	}
+	args := os.Args
+	for i, a := range args {
+		if a == "--" {
+			args = args[i+1:]
+			break
+		}
+	}
+	os.Exit(report(newApp().Run(append([]string{"imaforge"}, args...))))
+}
+
+// child prepares the CLI as a child process with extra environment.
+func child(env []string, args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestCeremonyHelperProcess$", "--"}, args...)...)
+	cmd.Env = append(append(os.Environ(), "IMAFORGE_TEST_HELPER=1"), env...)
+	return cmd
+}
+
+func runChild(t *testing.T, env []string, args ...string) (code int, out string) {
+	t.Helper()
+	cmd := child(env, args...)
+	var b bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &b, &b
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), b.String()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return 0, b.String()
+}
+
+func absKey(t *testing.T, name string) string {
+	t.Helper()
+	p, err := filepath.Abs(sk(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func fileSHA256(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := sha256.Sum256(b)
+	return hex.EncodeToString(d[:])
+}
+
+func mustNotExist(t *testing.T, path, what string) {
+	t.Helper()
+	if _, err := os.Stat(path); err == nil {
+		t.Errorf("%s: %s left behind", what, path)
+	}
+}
+
+// ceremonyProject is a small tree and manifests signing it with the same
+// RSA key from a PEM file (pem.yaml) or a SoftHSM token (hsm.yaml).
+type ceremonyProject struct {
+	dir, rootfs string
+	pemYAML     string
+	hsmYAML     string
+	relic       string
+	signed      []string // image paths (fs.FS names) that carry a signature
+	unsigned    []string
+}
+
+func newCeremonyProject(t *testing.T, hsm *ceremonytest.SoftHSM, files int) *ceremonyProject {
+	t.Helper()
+	p := &ceremonyProject{dir: t.TempDir()}
+	p.rootfs = filepath.Join(p.dir, "rootfs")
+	for _, d := range []string{"bin", "etc", "var/log"} {
+		os.MkdirAll(filepath.Join(p.rootfs, d), 0o755)
+	}
+	for i := range files {
+		name := fmt.Sprintf("bin/tool%03d", i)
+		os.WriteFile(filepath.Join(p.rootfs, name), bytes.Repeat([]byte{byte(i), byte(i >> 8), 'x'}, 100+i*37), 0o755)
+		p.signed = append(p.signed, name)
+	}
+	os.WriteFile(filepath.Join(p.rootfs, "etc/same-as-tool000"), bytes.Repeat([]byte{0, 0, 'x'}, 100), 0o644) // a duplicate
+	os.WriteFile(filepath.Join(p.rootfs, "etc/empty"), nil, 0o644)
+	os.WriteFile(filepath.Join(p.rootfs, "var/log/boot.log"), []byte("not signed\n"), 0o644)
+	p.signed = append(p.signed, "etc/same-as-tool000", "etc/empty")
+	p.unsigned = []string{"var/log/boot.log"}
+
+	manifest := func(name, key string) string {
+		path := filepath.Join(p.dir, name)
+		m := fmt.Sprintf(`version: 1
+image: {output: out/firmware.sqsh, compression: zstd, level: 3, epoch: 1700000000, owner: {uid: 0, gid: 0}}
+hash: sha256
+keys:
+  manufacturer: {cert: %s, %s}
+sources: [{from: rootfs/, to: /}]
+rules:
+  - {match: /var/**, sign: false}
+  - {match: /**, key: manufacturer}
+`, absKey(t, "rsa2048.pem"), key)
+		if err := os.WriteFile(path, []byte(m), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	p.pemYAML = manifest("pem.yaml", "key: "+absKey(t, "rsa2048.key"))
+	if hsm != nil {
+		p.relic = hsm.WriteRelicConfig(t, filepath.Join(p.dir, "relic.yaml"),
+			ceremonytest.RelicKey{Name: "ima", Token: "hsm", TokenLabel: "fw", Label: "ima"},
+			ceremonytest.RelicKey{Name: "other", Token: "hsm", TokenLabel: "fw", Label: "other"},
+			ceremonytest.RelicKey{Name: "gone", Token: "gone", TokenLabel: "no-such-token", Label: "ima"})
+		p.hsmYAML = manifest("hsm.yaml", "key: relic:ima, relic_config: relic.yaml, passphrase_env: TEST_HSM_PIN")
+	}
+	return p
+}
+
+func (p *ceremonyProject) image() string { return filepath.Join(p.dir, "out", "firmware.sqsh") }
+
+// take moves the built image aside under name and returns its sha256.
+func (p *ceremonyProject) take(t *testing.T, name string) (string, string) {
+	t.Helper()
+	dst := filepath.Join(p.dir, name)
+	if err := os.Rename(p.image(), dst); err != nil {
+		t.Fatal(err)
+	}
+	return dst, fileSHA256(t, dst)
+}
+
+// verifyImage reads every file's security.ima out of img with our reader
+// and has evmctl ima_verify check it against the certificate (DER), over the
+// content read back; unsigned paths must carry no value.
+func verifyImage(t *testing.T, img string, signed, unsigned []string) {
+	t.Helper()
+	evmctl := testenv.NeedTool(t, "evmctl")
+	r, err := squashfs.OpenReader(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	tmp := t.TempDir()
+	imaOf := func(name string) []byte {
+		xs, err := r.Xattrs(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range xs {
+			if x.Name == signer.XattrName {
+				return x.Value
+			}
+		}
+		return nil
+	}
+	for i, name := range signed {
+		data, err := r.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := imaOf(name)
+		if v == nil {
+			t.Errorf("%s: no security.ima", name)
+			continue
+		}
+		f := filepath.Join(tmp, strconv.Itoa(i))
+		os.WriteFile(f, data, 0o644)
+		os.WriteFile(f+signer.SigFileSuffix, v, 0o644)
+		if out, err := exec.Command(evmctl, "ima_verify", "--sigfile", "--key", absKey(t, "rsa2048.der"), f).CombinedOutput(); err != nil {
+			t.Errorf("evmctl ima_verify %s: %v\n%s", name, err, out)
+		}
+	}
+	for _, name := range unsigned {
+		if v := imaOf(name); v != nil {
+			t.Errorf("%s: unsigned path carries security.ima %x", name, v)
+		}
+	}
+}
+
+// softHSMForCLI initializes a token "fw" holding the rsa2048 test key (as
+// "ima") and the rsa3072 one (as "other").
+func softHSMForCLI(t *testing.T) (*ceremonytest.SoftHSM, []string) {
+	hsm := ceremonytest.New(t)
+	hsm.InitToken(t, "fw", "1234")
+	hsm.ImportKey(t, "fw", "1234", absKey(t, "rsa2048.key"), "ima", "01")
+	hsm.ImportKey(t, "fw", "1234", absKey(t, "rsa3072.key"), "other", "02")
+	return hsm, []string{hsm.Env(), "TEST_HSM_PIN=1234"}
+}
+
+// TestCeremonyRoundTrip: a build with the key in a SoftHSM token, and plan →
+// ceremony sign → build --signatures with no key, give the image built
+// with the same key from a PEM file, byte for byte; evmctl verifies it.
+// Resigning a finished request signs nothing; the audit transcript and
+// the signature cache work.
+func TestCeremonyRoundTrip(t *testing.T) {
+	hsm, env := softHSMForCLI(t)
+	p := newCeremonyProject(t, hsm, 12)
+
+	if code, out, errOut := run(t, "build", "--quiet", p.pemYAML); code != 0 {
+		t.Fatalf("pem build: exit %d\n%s%s", code, out, errOut)
+	}
+	pemImg, want := p.take(t, "pem.sqsh")
+	verifyImage(t, pemImg, p.signed, p.unsigned)
+
+	// 1. build with the HSM key.
+	if code, out := runChild(t, env, "build", "--quiet", p.hsmYAML); code != 0 {
+		t.Fatalf("hsm build: exit %d\n%s", code, out)
+	}
+	if _, got := p.take(t, "hsm.sqsh"); got != want {
+		t.Errorf("HSM build %s, PEM build %s", got, want)
+	}
+
+	// 2. plan → ceremony sign → build --signatures.
+	req := filepath.Join(p.dir, "request.json")
+	code, out, errOut := run(t, "plan", p.hsmYAML, "-o", req)
+	if code != 0 || !strings.Contains(out, "request sha256") {
+		t.Fatalf("plan: exit %d\n%s%s", code, out, errOut)
+	}
+	r, err := ceremony.ReadRequest(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Keys) != 1 || r.Keys[0].Files != len(p.signed) || len(r.Keys[0].Digests) != len(p.signed)-1 || r.Keys[0].Ref != "relic:ima" {
+		t.Fatalf("request keys %+v", r.Keys)
+	}
+	resp := filepath.Join(p.dir, "response.json")
+	audit := filepath.Join(p.dir, "audit.jsonl")
+	code, cout := runChild(t, env, "ceremony", "sign", req, "--relic-config", p.relic, "-o", resp, "--yes", "--audit", audit, "--pin-env", "TEST_HSM_PIN", "--sessions", "2")
+	if code != 0 || !strings.Contains(cout, r.SHA256) || !strings.Contains(cout, fmt.Sprintf("signed %d digests (0 resumed", len(p.signed)-1)) {
+		t.Fatalf("ceremony sign: exit %d\n%s", code, cout)
+	}
+	mustNotExist(t, resp+ceremony.JournalSuffix, "finished ceremony")
+	if code, out, errOut := run(t, "build", "--quiet", "--signatures", resp, p.hsmYAML); code != 0 {
+		t.Fatalf("build --signatures: exit %d\n%s%s", code, out, errOut)
+	}
+	img, got := p.take(t, "ceremony.sqsh")
+	if got != want {
+		t.Errorf("ceremony build %s, PEM build %s", got, want)
+	}
+	verifyImage(t, img, p.signed, p.unsigned)
+
+	// The audit transcript names the operator, the token and both digests.
+	rs, err := ceremony.ReadResponse(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(audit)
+	var rec ceremony.AuditRecord
+	if err := json.Unmarshal(bytes.TrimSpace(b), &rec); err != nil {
+		t.Fatalf("audit %q: %v", b, err)
+	}
+	if rec.Outcome != "complete" || rec.Request != r.SHA256 || rec.Response != rs.SHA256 || rec.Operator == "" ||
+		rec.Keys[0].Token == nil || rec.Keys[0].Token.Label != "fw" || rec.Keys[0].Signed != len(p.signed)-1 {
+		t.Errorf("audit record %+v", rec)
+	}
+
+	// Signing the same request again signs nothing.
+	code, cout = runChild(t, env, "ceremony", "sign", "--yes", "--audit", audit, "--pin-env", "TEST_HSM_PIN", "--relic-config", p.relic, "-o", resp, req)
+	if code != 0 || !strings.Contains(cout, "nothing to sign") {
+		t.Errorf("second ceremony: exit %d\n%s", code, cout)
+	}
+
+	// Without --yes the operator must agree; "n" declines and is audited.
+	decl := filepath.Join(p.dir, "declined.json")
+	cmd := child(env, "ceremony", "sign", "--audit", audit, "--pin-env", "TEST_HSM_PIN", "--relic-config", p.relic, "-o", decl, req)
+	cmd.Stdin = strings.NewReader("n\n")
+	dout, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(dout), "[y/N]") || !strings.Contains(string(dout), "declined") {
+		t.Errorf("declined ceremony: %v\n%s", err, dout)
+	}
+	mustNotExist(t, decl, "declined ceremony")
+	if b, _ := os.ReadFile(audit); !strings.Contains(string(b), `"outcome":"declined"`) {
+		t.Errorf("audit lacks the declined ceremony:\n%s", b)
+	}
+}
+
+// TestCeremonyRefusals: each bad input fails with a clear error and leaves
+// no response or image.
+func TestCeremonyRefusals(t *testing.T) {
+	hsm, env := softHSMForCLI(t)
+	p := newCeremonyProject(t, hsm, 4)
+	req := filepath.Join(p.dir, "request.json")
+	if code, out, errOut := run(t, "plan", "-o", req, p.hsmYAML); code != 0 {
+		t.Fatalf("plan: %d\n%s%s", code, out, errOut)
+	}
+	sign := func(t *testing.T, reqFile, out string, extra []string, extraEnv ...string) (int, string) {
+		t.Helper()
+		args := append([]string{"ceremony", "sign", "--yes", "--relic-config", p.relic, "--pin-env", "TEST_HSM_PIN", "-o", out}, extra...)
+		return runChild(t, append(append([]string{}, env...), extraEnv...), append(args, reqFile)...)
+	}
+	// A good response to start from.
+	good := filepath.Join(p.dir, "good.json")
+	if code, out := sign(t, req, good, nil); code != 0 {
+		t.Fatalf("sign: %d\n%s", code, out)
+	}
+
+	// Ceremony-side refusals.
+	tamperedReq := filepath.Join(p.dir, "tampered-request.json")
+	b, _ := os.ReadFile(req)
+	r, _ := ceremony.ParseRequest(b)
+	d0 := r.Keys[0].Digests[0]
+	os.WriteFile(tamperedReq, bytes.Replace(b, []byte(d0), []byte(strings.Repeat("0", len(d0))), 1), 0o644)
+	ceremonyCases := []struct {
+		name  string
+		req   string
+		extra []string
+		env   []string
+		want  string
+	}{
+		{"tampered request", tamperedReq, nil, nil, "does not match its own digest"},
+		{"wrong PIN", req, nil, []string{"TEST_HSM_PIN=9999"}, "the token refused the PIN"},
+		{"missing token", req, []string{"--key", "manufacturer=relic:gone"}, nil, "No token found"},
+		{"key not the certificate's", req, []string{"--key", "manufacturer=relic:other"}, nil, "is not the key of the request's certificate"},
+	}
+	for _, c := range ceremonyCases {
+		t.Run(c.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "response.json")
+			code, msg := sign(t, c.req, out, c.extra, c.env...)
+			if code != 1 || !strings.Contains(msg, c.want) {
+				t.Errorf("exit %d, want 1 with %q:\n%s", code, c.want, msg)
+			}
+			mustNotExist(t, out, c.name)
+		})
+	}
+
+	// Build-side refusals: a response altered, for another manifest, or
+	// holding a signature by another key.
+	mutate := func(name string, f func(*ceremony.Response), resign bool) string {
+		rs, err := ceremony.ReadResponse(good)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(rs)
+		var data []byte
+		if resign {
+			data, _ = rs.Marshal()
+		} else {
+			data, _ = json.MarshalIndent(rs, "", "  ")
+		}
+		path := filepath.Join(p.dir, name)
+		os.WriteFile(path, data, 0o644)
+		return path
+	}
+	other, _ := signer.LoadSigner(absKey(t, "rsa3072.key"), absKey(t, "rsa3072.pem"), nil)
+	byOtherKey := func(rs *ceremony.Response) {
+		d, _ := hex.DecodeString(rs.Keys[0].Signatures[0].Digest)
+		v, _ := other.SignDigest(signer.SHA256, d)
+		rs.Keys[0].Signatures[0].Value = hex.EncodeToString(v)
+	}
+	flipped := func(rs *ceremony.Response) {
+		v, _ := hex.DecodeString(rs.Keys[0].Signatures[1].Value)
+		v[len(v)-1] ^= 1
+		rs.Keys[0].Signatures[1].Value = hex.EncodeToString(v)
+	}
+	// Another manifest: the same tree with another epoch, planned and signed.
+	otherYAML := filepath.Join(p.dir, "other.yaml")
+	ob, _ := os.ReadFile(p.hsmYAML)
+	os.WriteFile(otherYAML, bytes.Replace(ob, []byte("epoch: 1700000000"), []byte("epoch: 1700000001"), 1), 0o644)
+	otherReq, otherResp := filepath.Join(p.dir, "other-request.json"), filepath.Join(p.dir, "other-response.json")
+	if code, out, errOut := run(t, "plan", "-o", otherReq, otherYAML); code != 0 {
+		t.Fatalf("plan other: %d\n%s%s", code, out, errOut)
+	}
+	if code, out := sign(t, otherReq, otherResp, nil); code != 0 {
+		t.Fatalf("sign other: %d\n%s", code, out)
+	}
+	// A changed file after the plan.
+	changedTree := func() func() {
+		f := filepath.Join(p.rootfs, "bin/tool001")
+		old, _ := os.ReadFile(f)
+		os.WriteFile(f, append(old, '!'), 0o755)
+		return func() { os.WriteFile(f, old, 0o755) }
+	}
+	buildCases := []struct {
+		name   string
+		resp   string
+		before func() func()
+		want   string
+	}{
+		{"response edited", mutate("edited.json", flipped, false), nil, "does not match its own digest"},
+		{"signature altered, digest recomputed", mutate("altered.json", flipped, true), nil, "signature does not verify"},
+		{"digest signed by another key", mutate("other-key.json", byOtherKey, true), nil, "no certificate with the signature's key id"},
+		{"response for another manifest", otherResp, nil, "the response is for manifest other.yaml"},
+		{"digest missing", mutate("missing.json", func(rs *ceremony.Response) { rs.Keys[0].Signatures = rs.Keys[0].Signatures[1:] }, true), nil, "no signature for this digest"},
+		{"file changed since the plan", good, changedTree, "the file changed since the plan"},
+	}
+	for _, c := range buildCases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.before != nil {
+				defer c.before()()
+			}
+			code, out, errOut := run(t, "build", "--quiet", "--signatures", c.resp, p.hsmYAML)
+			if code == 0 || !strings.Contains(errOut, c.want) {
+				t.Errorf("exit %d, want failure with %q:\n%s%s", code, c.want, out, errOut)
+			}
+			mustNotExist(t, p.image(), c.name)
+		})
+	}
+	// And the good response still builds.
+	if code, out, errOut := run(t, "build", "--quiet", "--signatures", good, p.hsmYAML); code != 0 {
+		t.Fatalf("good response: %d\n%s%s", code, out, errOut)
+	}
+}
+
+var signedRE = regexp.MustCompile(`signed (\d+) digests \((\d+) resumed`)
+
+// TestCeremonyResume kills a ceremony (SIGKILL) part-way and runs it again:
+// the signatures in the journal are kept and only the rest are signed.
+func TestCeremonyResume(t *testing.T) {
+	hsm, env := softHSMForCLI(t)
+	p := newCeremonyProject(t, hsm, 150)
+	req := filepath.Join(p.dir, "request.json")
+	if code, out, errOut := run(t, "plan", "-o", req, p.hsmYAML); code != 0 {
+		t.Fatalf("plan: %d\n%s%s", code, out, errOut)
+	}
+	r, _ := ceremony.ReadRequest(req)
+	total := r.Digests()
+	resp := filepath.Join(p.dir, "response.json")
+	journal := resp + ceremony.JournalSuffix
+	args := []string{"ceremony", "sign", "--yes", "--quiet", "--sessions", "1", "--relic-config", p.relic, "--pin-env", "TEST_HSM_PIN", "-o", resp, req}
+
+	cmd := child(env, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill once some signatures are journaled (header + 10 lines).
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, _ := os.ReadFile(journal)
+		if bytes.Count(b, []byte("\n")) >= 11 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no journal progress:\n%s", out.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	mustNotExist(t, resp, "killed ceremony")
+	b, err := os.ReadFile(journal)
+	if err != nil {
+		t.Fatalf("journal: %v\n%s", err, out.String())
+	}
+	kept := bytes.Count(b, []byte("\n")) - 1
+	t.Logf("killed after %d of %d signatures", kept, total)
+	if kept >= total {
+		t.Fatalf("the ceremony finished (%d of %d) before it was killed", kept, total)
+	}
+
+	code, cout := runChild(t, env, args...)
+	m := signedRE.FindStringSubmatch(cout)
+	if code != 0 || m == nil {
+		t.Fatalf("resumed ceremony: exit %d\n%s", code, cout)
+	}
+	signed, resumed := atoi(m[1]), atoi(m[2])
+	if resumed != kept || signed != total-kept {
+		t.Errorf("resumed %d (journal had %d), signed %d (want %d): nothing may be signed twice", resumed, kept, signed, total-kept)
+	}
+	rs, err := ceremony.ReadResponse(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ceremony.CheckResponse(r, rs); err != nil {
+		t.Fatal(err)
+	}
+	mustNotExist(t, journal, "finished ceremony")
+	if code, out, errOut := run(t, "build", "--quiet", "--signatures", resp, p.hsmYAML); code != 0 {
+		t.Fatalf("build: %d\n%s%s", code, out, errOut)
+	}
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// TestCeremonyEvmctlRoute: plan --format sha256sum | evmctl sign_hash, then
+// build --signatures with its output gives the PEM-built image; a line
+// signed by another key is refused.
+func TestCeremonyEvmctlRoute(t *testing.T) {
+	evmctl := testenv.NeedTool(t, "evmctl")
+	p := newCeremonyProject(t, nil, 6)
+	if code, out, errOut := run(t, "build", "--quiet", p.pemYAML); code != 0 {
+		t.Fatalf("pem build: %d\n%s%s", code, out, errOut)
+	}
+	_, want := p.take(t, "pem.sqsh")
+
+	code, sums, errOut := run(t, "plan", "--format", "sha256sum", p.pemYAML)
+	if code != 0 || strings.Count(sums, "\n") != len(p.signed)-1 || !strings.Contains(errOut, "request sha256") {
+		t.Fatalf("plan --format sha256sum: %d\n%s%s", code, sums, errOut)
+	}
+	signHash := func(key string) string {
+		cmd := exec.Command(evmctl, "sign_hash", "-a", "sha256", "--key", absKey(t, key))
+		cmd.Stdin = strings.NewReader(sums)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("evmctl sign_hash: %v", err)
+		}
+		path := filepath.Join(p.dir, key+".sigs")
+		os.WriteFile(path, out, 0o644)
+		return path
+	}
+	sigs := signHash("rsa2048.key")
+	if code, out, errOut := run(t, "build", "--quiet", "--signatures", sigs, p.pemYAML); code != 0 {
+		t.Fatalf("build --signatures (evmctl): %d\n%s%s", code, out, errOut)
+	}
+	img, got := p.take(t, "evmctl.sqsh")
+	if got != want {
+		t.Errorf("evmctl-signed build %s, PEM build %s", got, want)
+	}
+	verifyImage(t, img, p.signed, p.unsigned)
+
+	// evmctl output signed by another key, or with one value altered.
+	otherSigs := signHash("rsa3072.key")
+	b, _ := os.ReadFile(sigs)
+	lines := strings.SplitAfter(string(b), "\n")
+	l := []byte(lines[2])
+	i := len(l) - 3 // a hex digit of the signature
+	if l[i] == '0' {
+		l[i] = '1'
+	} else {
+		l[i] = '0'
+	}
+	lines[2] = string(l)
+	altered := filepath.Join(p.dir, "altered.sigs")
+	os.WriteFile(altered, []byte(strings.Join(lines, "")), 0o644)
+	for _, c := range []struct{ file, want string }{
+		{otherSigs, "which no key of the manifest has"},
+		{altered, "altered.sigs:3:"},
+	} {
+		code, out, errOut := run(t, "build", "--quiet", "--signatures", c.file, p.pemYAML)
+		if code == 0 || !strings.Contains(errOut, c.want) {
+			t.Errorf("%s: exit %d, want failure with %q\n%s%s", c.file, code, c.want, out, errOut)
+		}
+		mustNotExist(t, p.image(), c.file)
+	}
+}
