@@ -217,7 +217,7 @@ type countingReader struct {
 }
 
 func (c countingReader) Read(p []byte) (int, error) { return c.r.Read(p) }
-func (c countingReader) Close() error                { *c.closed = true; return nil }
+func (c countingReader) Close() error               { *c.closed = true; return nil }
 
 func TestSizeMismatch(t *testing.T) {
 	for _, tc := range []struct {
