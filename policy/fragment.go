@@ -319,3 +319,44 @@ func (f Fragment) CheckTarget(t Target) (data []byte, warnings []Diagnostic, err
 	}
 	return data, warnings, nil
 }
+
+// Origin tells where line of the rendered fragment (1-based, as in the
+// positions [Fragment.Check] reports) comes from, so a caller can point at
+// the manifest: kind is "header" (line 1), "rules" (index into f.Rules),
+// "presets" (index into f.Presets) or "generate" (index of the generated
+// rule); ok is false past the end or when the fragment does not render.
+func (f Fragment) Origin(line int) (kind string, index int, ok bool) {
+	if line == 1 {
+		return "header", 0, true
+	}
+	n := line - 2
+	written := f.Rules
+	for len(written) > 0 && strings.Trim(written[len(written)-1], " \t") == "" {
+		written = written[:len(written)-1]
+	}
+	if n >= 0 && n < len(written) {
+		return "rules", n, true
+	}
+	n -= len(written)
+	for i, p := range f.Presets {
+		g, err := ParsePreset(p)
+		if err != nil {
+			return "", 0, false
+		}
+		rules, err := g.GeneratedRules()
+		if err != nil {
+			return "", 0, false
+		}
+		if n >= 0 && n < len(rules) {
+			return "presets", i, true
+		}
+		n -= len(rules)
+	}
+	if f.Generate != nil {
+		rules, err := f.Generate.GeneratedRules()
+		if err == nil && n >= 0 && n < len(rules) {
+			return "generate", n, true
+		}
+	}
+	return "", 0, false
+}

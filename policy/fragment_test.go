@@ -164,3 +164,31 @@ func TestPresets(t *testing.T) {
 		t.Errorf("got %q\nwant %q", data, wantMix)
 	}
 }
+
+func TestOrigin(t *testing.T) {
+	f := Fragment{Name: "o", Path: "/o", Key: "k",
+		Rules:    []string{"# c", "measure func=BPRM_CHECK", "", " "},
+		Presets:  []string{"appraise exec mmap", "signed-policy"},
+		Generate: &Generate{Hooks: []string{"read"}, Measure: true}}
+	data, err := Render(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		kind  string
+		index int
+	}{{"header", 0}, {"rules", 0}, {"rules", 1}, {"presets", 0}, {"presets", 0}, {"presets", 1}, {"generate", 0}}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines:\n%s", len(lines), data)
+	}
+	for i, w := range want {
+		kind, index, ok := f.Origin(i + 1)
+		if !ok || kind != w.kind || index != w.index {
+			t.Errorf("line %d %q: Origin = %s %d %v, want %s %d", i+1, lines[i], kind, index, ok, w.kind, w.index)
+		}
+	}
+	if _, _, ok := f.Origin(len(want) + 1); ok {
+		t.Error("Origin past the end")
+	}
+}
