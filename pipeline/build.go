@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,7 +100,8 @@ type Key interface {
 // fileState is what the build learns about one regular file while it is read.
 type fileState struct {
 	entry  *rootfs.Entry
-	key    string // empty: unsigned
+	pos    manifest.Pos // the rule or policy fragment that set key
+	key    string       // empty: unsigned
 	digest []byte
 	sig    *sigResult
 }
@@ -131,28 +133,49 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 		opts.logf("warning: %v", w)
 	}
 
+	frags, err := renderPolicy(m, tree, opts.logf)
+	if err != nil {
+		return nil, err
+	}
+	entries := make([]*rootfs.Entry, 0, len(tree.Entries)+len(frags))
+	for i := range tree.Entries {
+		entries = append(entries, &tree.Entries[i])
+	}
+	for _, f := range frags {
+		entries = append(entries, &f.entry)
+	}
+	slices.SortFunc(entries, func(a, b *rootfs.Entry) int { return rootfs.ComparePaths(a.Path, b.Path) })
+
 	// Assign a key to every regular file before any byte is read, so that a
-	// file matching no rule fails the build at once.
+	// file matching no rule fails the build at once. Policy fragments are
+	// signed by the key their manifest entry names.
 	files := make(map[string]*fileState)
+	for _, f := range frags {
+		files[f.src.Path] = &fileState{entry: &f.entry, key: f.src.Key, pos: f.src.Pos}
+	}
 	primary := make(map[uint32]string) // hard-link group -> first path
 	var total int64
 	toRead := 0
 	used := make(map[string]bool)
-	for i := range tree.Entries {
-		e := &tree.Entries[i]
+	for _, e := range entries {
 		if e.Type != rootfs.TypeReg {
 			continue
 		}
-		r, err := m.RuleFor(e.Path)
-		if err != nil {
-			return nil, err
+		fs, ok := files[e.Path]
+		if !ok {
+			r, err := m.RuleFor(e.Path)
+			if err != nil {
+				return nil, err
+			}
+			fs = &fileState{entry: e, pos: r.Pos}
+			if r.Sign == nil || *r.Sign {
+				fs.key = r.Key
+			}
+			files[e.Path] = fs
 		}
-		fs := &fileState{entry: e}
-		if r.Sign == nil || *r.Sign {
-			fs.key = r.Key
-			used[r.Key] = true
+		if fs.key != "" {
+			used[fs.key] = true
 		}
-		files[e.Path] = fs
 		if e.Link != 0 {
 			if _, ok := primary[e.Link]; ok {
 				continue
@@ -215,8 +238,7 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 		opts.Progress.Start(toRead, total)
 	}
 
-	for i := range tree.Entries {
-		e := &tree.Entries[i]
+	for _, e := range entries {
 		se := squashfs.Entry{
 			Path:    e.Path,
 			Mode:    e.FileMode(),
@@ -254,8 +276,7 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 
 	// Attach the signatures; hard links share their primary's inode.
 	res = &Result{ImagePath: out, Overlaps: tree.Overlaps, Warnings: tree.Warnings, Bytes: total}
-	for i := range tree.Entries {
-		e := &tree.Entries[i]
+	for _, e := range entries {
 		if e.Type != rootfs.TypeReg {
 			continue
 		}
@@ -295,7 +316,7 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	res.Stats = stats
 
-	rec, err := opts.record(m, tree, files, signers, h, img.File, out)
+	rec, err := opts.record(m, entries, frags, files, signers, h, img.File, out)
 	if err != nil {
 		return nil, err
 	}
@@ -316,9 +337,20 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	// Publish the image, then its record; the record names the image digest.
+	policyFiles, err := writePolicyFiles(out+".policy", frags, files)
+	if err != nil {
+		return nil, err
+	}
+	defer abortAll(policyFiles)
+	// Publish the image, the policy files, then the record, which names
+	// the image digest.
 	if err := img.Commit(); err != nil {
 		return nil, err
+	}
+	for _, f := range policyFiles {
+		if err := f.Commit(); err != nil {
+			return nil, err
+		}
 	}
 	if err := recFile.Commit(); err != nil {
 		return nil, err
@@ -489,7 +521,7 @@ func xattrs(xs manifest.Xattrs) []squashfs.Xattr {
 }
 
 // record assembles the build record once the image is complete.
-func (opts *Options) record(m *manifest.Manifest, tree *rootfs.Tree, files map[string]*fileState,
+func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags []*fragment, files map[string]*fileState,
 	signers map[string]Key, h signer.Hash, img *os.File, out string) (*Record, error) {
 	if _, err := img.Seek(0, io.SeekStart); err != nil {
 		return nil, err
@@ -537,8 +569,22 @@ func (opts *Options) record(m *manifest.Manifest, tree *rootfs.Tree, files map[s
 		})
 	}
 	sigs := make(map[sigKey]bool)
-	for i := range tree.Entries {
-		e := &tree.Entries[i]
+	isFrag := make(map[string]bool)
+	for _, f := range frags {
+		isFrag[f.src.Path] = true
+		fs := files[f.src.Path]
+		rec.Policy = append(rec.Policy, RecordPolicy{
+			Name:   f.src.Name,
+			Path:   f.src.Path,
+			Digest: hex.EncodeToString(fs.digest),
+			Key:    fs.key,
+			KeyID:  rec.Keys[keyIndex[fs.key]].KeyID,
+		})
+	}
+	for _, e := range entries {
+		if isFrag[e.Path] {
+			continue
+		}
 		fs, ok := files[e.Path]
 		if !ok {
 			continue

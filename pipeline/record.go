@@ -23,6 +23,18 @@ type Record struct {
 	Reproducible bool         `json:"reproducible"`
 	Keys         []RecordKey  `json:"keys"`
 	Files        []RecordFile `json:"files"`
+	// Policy lists the signed IMA policy fragments; they are in the image
+	// and, with detached signatures, in IMAGE.policy/.
+	Policy []RecordPolicy `json:"policy,omitempty"`
+}
+
+// RecordPolicy is one policy fragment of the image.
+type RecordPolicy struct {
+	Name   string `json:"name"`
+	Path   string `json:"path"`
+	Digest string `json:"digest"`
+	Key    string `json:"key"`
+	KeyID  string `json:"key_id"`
 }
 
 // RecordTool names the program that built the image.

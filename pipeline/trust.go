@@ -91,12 +91,7 @@ func (opts *Options) checkKeys(m *manifest.Manifest, keys map[string]Key, files 
 	for _, p := range paths {
 		f := files[p]
 		if err := allows[f.key](p); err != nil {
-			r, _ := m.Rule(p)
-			pos := m.Pos
-			if r != nil {
-				pos = r.Pos
-			}
-			return m.Errorf(pos, err, "key %q may not sign %s", f.key, p)
+			return m.Errorf(f.pos, err, "key %q may not sign %s", f.key, p)
 		}
 	}
 	return nil

@@ -1,0 +1,126 @@
+package pipeline
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/imaforge/imaforge/internal/atomicfile"
+	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/policy"
+	"github.com/imaforge/imaforge/rootfs"
+)
+
+// DefaultKernel is the kernel series policy fragments are linted for when
+// the manifest names none.
+const DefaultKernel = "6.1"
+
+// fragment is a rendered, linted policy fragment on its way into the image.
+type fragment struct {
+	src   *manifest.PolicyFragment
+	data  []byte
+	entry rootfs.Entry
+}
+
+// renderPolicy renders every policy fragment of the manifest and lints it
+// for the manifest's target kernel; a rule the kernel would reject at run
+// time fails the build now. Each fragment becomes a regular file of the
+// image, owned by root, mode 0444, signed by the fragment's key.
+func renderPolicy(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...any)) ([]*fragment, error) {
+	if len(m.Policy) == 0 {
+		return nil, nil
+	}
+	kernel := m.Kernel
+	if kernel == "" {
+		kernel = DefaultKernel
+	}
+	v, err := policy.ParseVersion(kernel)
+	if err != nil {
+		return nil, m.Errorf(m.FieldPos("kernel"), err, "kernel")
+	}
+	var out []*fragment
+	for i := range m.Policy {
+		pf := &m.Policy[i]
+		f := policy.Fragment{Name: pf.Name, Path: pf.Path, Key: pf.Key, Presets: pf.Presets}
+		if pf.Rules != "" {
+			f.Rules = strings.Split(strings.TrimRight(pf.Rules, "\n"), "\n")
+		}
+		data, warnings, err := f.Check(v)
+		if err != nil {
+			return nil, m.Errorf(pf.Pos, err, "policy fragment %q (linted for kernel %s)", pf.Name, kernel)
+		}
+		for _, w := range warnings {
+			logf("warning: policy fragment %q: %s", pf.Name, w)
+		}
+		if e, ok := tree.Lookup(pf.Path); ok {
+			return nil, m.Errorf(pf.FieldPos("path"), nil,
+				"policy fragment %q: %s is also provided by %s", pf.Name, pf.Path, e.Origin)
+		}
+		out = append(out, &fragment{
+			src:  pf,
+			data: data,
+			entry: rootfs.Entry{
+				Path:    pf.Path,
+				Type:    rootfs.TypeReg,
+				Mode:    0o444,
+				Size:    int64(len(data)),
+				Content: bytesContent(data),
+			},
+		})
+	}
+	return out, nil
+}
+
+type bytesContent []byte
+
+func (b bytesContent) Open() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+// writePolicyFiles writes each fragment and its detached signature (the raw
+// security.ima value, evmctl's --sigfile convention) into dir, for
+// installation on a read-write filesystem. The files are returned for the
+// caller to commit with the image.
+func writePolicyFiles(dir string, frags []*fragment, files map[string]*fileState) ([]*atomicfile.File, error) {
+	if len(frags) == 0 {
+		return nil, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("policy output: %w", err)
+	}
+	var out []*atomicfile.File
+	write := func(name string, data []byte) error {
+		f, err := atomicfile.Create(filepath.Join(dir, name), 0o644)
+		if err != nil {
+			return err
+		}
+		out = append(out, f)
+		if _, err := f.Write(data); err != nil {
+			return fmt.Errorf("write %s: %w", f.Path(), err)
+		}
+		return nil
+	}
+	for _, fr := range frags {
+		name := path.Base(fr.src.Path)
+		fs := files[fr.src.Path]
+		if err := write(name, fr.data); err != nil {
+			abortAll(out)
+			return nil, err
+		}
+		if err := write(name+".sig", fs.sig.value); err != nil {
+			abortAll(out)
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func abortAll(fs []*atomicfile.File) {
+	for _, f := range fs {
+		f.Abort()
+	}
+}

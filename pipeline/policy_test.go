@@ -1,0 +1,132 @@
+package pipeline
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/imaforge/imaforge/internal/testenv"
+	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/policy"
+	"github.com/imaforge/imaforge/signer"
+	"github.com/imaforge/imaforge/squashfs"
+)
+
+const policySection = `kernel: "6.1"
+policy:
+  - name: acme
+    path: /etc/ima/policy.d/50-acme.policy
+    key: manufacturer
+    presets: [squashfs-exec]
+    rules: |
+      # the tenant's own rule
+      %s
+`
+
+func TestBuildPolicyFragment(t *testing.T) {
+	p := newProject(t)
+	writeTree(t, filepath.Join(p.dir, "src"), sortedPaths(false), 0o755)
+	text := fmt.Sprintf(manifestTmpl, "gzip", "src") +
+		fmt.Sprintf(policySection, "measure func=BPRM_CHECK fsmagic=0x73717368 template=ima-sig")
+	m := p.manifest(t, "", "", text)
+	res, err := build(t, m, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const fragPath = "/etc/ima/policy.d/50-acme.policy"
+	img, err := squashfs.OpenReader(res.ImagePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	inImage, err := img.ReadFile(fragPath[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fragment is valid policy for the kernel, with the written rule and
+	// the preset's rules.
+	if err := policy.Errors(policy.Lint("frag", inImage, mustVersion(t, "6.1"))); err != nil {
+		t.Errorf("fragment in the image does not lint: %v", err)
+	}
+	for _, want := range []string{"template=ima-sig", "appraise func=BPRM_CHECK", "fsmagic=0x73717368", "appraise_type=imasig"} {
+		if !bytes.Contains(inImage, []byte(want)) {
+			t.Errorf("fragment lacks %q:\n%s", want, inImage)
+		}
+	}
+	value := imaXattr(t, img, fragPath)
+	digest, _ := signer.DigestReader(signer.SHA256, bytes.NewReader(inImage))
+	if err := signer.Verify(value, digest, p.mfr.Cert); err != nil {
+		t.Errorf("fragment signature: %v", err)
+	}
+
+	// Beside the image: the same bytes and the detached signature.
+	dir := res.ImagePath + ".policy"
+	standalone, err := os.ReadFile(filepath.Join(dir, "50-acme.policy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := os.ReadFile(filepath.Join(dir, "50-acme.policy.sig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(standalone, inImage) || !bytes.Equal(sig, value) {
+		t.Error("the standalone fragment or its signature differs from the image's")
+	}
+	if len(res.Record.Policy) != 1 || res.Record.Policy[0].Path != fragPath || res.Record.Policy[0].Key != "manufacturer" {
+		t.Errorf("record policy: %+v", res.Record.Policy)
+	}
+
+	// evmctl is the judge of the detached signature.
+	evmctl := testenv.NeedTool(t, "evmctl")
+	if out, err := exec.Command(evmctl, "ima_verify", "--sigfile", "--key", p.mfr.DERPath,
+		filepath.Join(dir, "50-acme.policy")).CombinedOutput(); err != nil {
+		t.Errorf("evmctl rejects the fragment: %v\n%s", err, out)
+	}
+}
+
+// TestBuildPolicyRejected: a rule the target kernel would refuse fails the
+// build, naming the fragment, and leaves nothing behind.
+func TestBuildPolicyRejected(t *testing.T) {
+	for _, tt := range []struct{ kernel, rule, want string }{
+		{"6.1", "appraise func=BPRM_CHECK appraise_type=bogus", "appraise_type"},
+		{"6.1", "measure func=NO_SUCH_HOOK", "NO_SUCH_HOOK"},
+		// digest_type=verity arrived in 6.0
+		{"5.15", "appraise func=BPRM_CHECK digest_type=verity appraise_type=sigv3", "digest_type"},
+	} {
+		t.Run(tt.rule, func(t *testing.T) {
+			p := newProject(t)
+			writeTree(t, filepath.Join(p.dir, "src"), sortedPaths(false), 0o755)
+			text := fmt.Sprintf(manifestTmpl, "gzip", "src") + fmt.Sprintf(policySection, tt.rule)
+			text = strings.Replace(text, `kernel: "6.1"`, `kernel: "`+tt.kernel+`"`, 1)
+			m := p.manifest(t, "", "", text)
+			_, err := build(t, m, 0)
+			if err == nil {
+				t.Fatal("build with a rejected rule succeeded")
+			}
+			var me *manifest.Error
+			if !errors.As(err, &me) {
+				t.Errorf("error is not positioned in the manifest: %v", err)
+			}
+			for _, w := range []string{"acme", tt.want} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			assertNoOutput(t, p)
+		})
+	}
+}
+
+func mustVersion(t *testing.T, s string) policy.Version {
+	t.Helper()
+	v, err := policy.ParseVersion(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
