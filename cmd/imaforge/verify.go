@@ -1,0 +1,200 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/pki"
+	"github.com/imaforge/imaforge/policy"
+	"github.com/imaforge/imaforge/signer"
+	"github.com/imaforge/imaforge/verify"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:      "verify",
+		Usage:     "check every file signature of a SquashFS image against a trust store, and predict what the kernel's policy would refuse",
+		ArgsUsage: "IMAGE",
+		Description: `Reads IMAGE (any SquashFS 4.0 image, mksquashfs's too), recomputes each regular
+file's digest and checks its security.ima: format, signature, key id, chain to a
+root, validity at --at (default now), revocation (CRLs) and tenant scope. Policy
+fragments in the image (/etc/ima/policy.d/*, /etc/ima/*.policy, /etc/ima/ima-policy
+and the manifest's policy paths) are verified and linted for --kernel; their rules
+and --policy files decide which files the kernel would appraise and refuse.
+
+Exit status: 0 clean, 1 a file or policy failed, 2 usage errors or an unreadable
+or malformed image. --json prints the report documented in docs/verify.md.`,
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "root", Usage: "trusted manufacturer root `CERT` (PEM or DER; repeatable)"},
+			&cli.StringSliceFlag{Name: "intermediate", Usage: "owner CA or IMA signing `CERT` (repeatable)"},
+			&cli.StringSliceFlag{Name: "cert", Usage: "IMA signing `CERT` that signatures' key ids may name (repeatable)"},
+			&cli.StringSliceFlag{Name: "crl", Usage: "`CRL` of a CA (PEM or DER; repeatable)"},
+			&cli.StringFlag{Name: "trust-manifest", Usage: "take the trust: section, the keys' certificates, the policy paths and the kernel from `MANIFEST`"},
+			&cli.StringSliceFlag{Name: "policy", Usage: "IMA policy `FILE` in force on the device (repeatable; its rules come before the image's fragments)"},
+			&cli.StringSliceFlag{Name: "policy-path", Usage: "also treat image path `P` as a policy fragment (repeatable)"},
+			&cli.StringFlag{Name: "kernel", Usage: "target kernel series for the policy grammar (5.10, 5.15, 6.1, 6.6, 6.12; default: the manifest's, else " + policy.DefaultVersion.String() + ")"},
+			&cli.StringFlag{Name: "at", Usage: "check certificate validity at `TIME` (RFC 3339 or YYYY-MM-DD) instead of now"},
+			&cli.BoolFlag{Name: "no-dates", Usage: "do not check certificate dates (old images; the kernel never checks them)"},
+			&cli.BoolFlag{Name: "require-signatures", Usage: "fail every regular file without a valid signature, whatever the policy"},
+			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "list every file, not only failures"},
+			&cli.IntFlag{Name: "workers", Usage: "files hashed at once (default: one per CPU)"},
+		},
+		Action: verifyCmd,
+	})
+}
+
+func verifyCmd(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageErrf("verify: give exactly one IMAGE")
+	}
+	opts, err := verifyOptions(c)
+	if err != nil {
+		return err
+	}
+	rep, err := verify.File(c.Context, c.Args().First(), opts)
+	if err != nil {
+		var ie *verify.ImageError
+		if errors.As(err, &ie) {
+			return usageErr(fmt.Errorf("verify %s: %w", c.Args().First(), err))
+		}
+		return err
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else if err := rep.WriteText(c.App.Writer, c.Bool("verbose")); err != nil {
+		return err
+	}
+	if !rep.OK {
+		var rs []string
+		for r, n := range rep.Reasons {
+			rs = append(rs, fmt.Sprintf("%s %d", r, n))
+		}
+		sort.Strings(rs)
+		msg := fmt.Sprintf("verify %s: %d of %d files failed", c.Args().First(), rep.Summary.Failed, rep.Summary.Files)
+		if rep.Summary.PolicyBad > 0 {
+			msg += fmt.Sprintf(", %d policy files rejected", rep.Summary.PolicyBad)
+		}
+		if len(rs) > 0 {
+			msg += " (" + strings.Join(rs, ", ") + ")"
+		}
+		return &exitError{code: 1, err: errors.New(msg)}
+	}
+	return nil
+}
+
+// verifyOptions turns the flags into verify.Options; every error is a usage
+// or input error (exit 2).
+func verifyOptions(c *cli.Context) (verify.Options, error) {
+	opts := verify.Options{Workers: c.Int("workers"), RequireSignatures: c.Bool("require-signatures")}
+	cfg := pki.TrustConfig{
+		Roots:         c.StringSlice("root"),
+		Intermediates: c.StringSlice("intermediate"),
+		CRLs:          c.StringSlice("crl"),
+	}
+	var keyCerts []string
+	kernel := c.String("kernel")
+	if mp := c.String("trust-manifest"); mp != "" {
+		m, err := manifest.Load(mp)
+		if err != nil {
+			return opts, usageErr(err)
+		}
+		if m.Trust == nil && len(cfg.Roots) == 0 {
+			return opts, usageErrf("verify: %s has no trust: section; give --root", mp)
+		}
+		if m.Trust != nil {
+			cfg.Roots = append(cfg.Roots, m.Trust.Roots...)
+			cfg.Intermediates = append(cfg.Intermediates, m.Trust.Intermediates...)
+			cfg.CRLs = append(cfg.CRLs, m.Trust.CRLs...)
+		}
+		names := make([]string, 0, len(m.Keys))
+		for n := range m.Keys {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			if m.Keys[n].Cert != "" {
+				keyCerts = append(keyCerts, m.Keys[n].Cert)
+			}
+		}
+		for _, p := range m.Policy {
+			opts.PolicyPaths = append(opts.PolicyPaths, p.Path)
+		}
+		if kernel == "" {
+			kernel = m.Kernel
+		}
+	}
+	if len(cfg.Roots) == 0 {
+		return opts, usageErrf("verify: no trust: give --root (with --intermediate, --cert, --crl) or --trust-manifest")
+	}
+	ts, err := pki.LoadTrustStore(cfg, "")
+	if err != nil {
+		return opts, usageErr(err)
+	}
+	for _, p := range append(keyCerts, c.StringSlice("cert")...) {
+		certs, err := signer.LoadCertificates(p)
+		if err != nil {
+			return opts, usageErr(err)
+		}
+		for _, cert := range certs {
+			if err := ts.Add(cert); err != nil {
+				return opts, usageErr(fmt.Errorf("%s: %w", p, err))
+			}
+		}
+	}
+	opts.Trust = ts
+	opts.PolicyPaths = append(opts.PolicyPaths, c.StringSlice("policy-path")...)
+
+	if kernel != "" {
+		v, err := policy.ParseVersion(kernel)
+		if err != nil {
+			return opts, usageErr(fmt.Errorf("--kernel: %w", err))
+		}
+		opts.Kernel = v
+	}
+	for _, p := range c.StringSlice("policy") {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return opts, usageErr(err)
+		}
+		opts.Policies = append(opts.Policies, verify.PolicyFile{Name: p, Data: data})
+	}
+
+	switch {
+	case c.Bool("no-dates") && c.IsSet("at"):
+		return opts, usageErrf("verify: --at and --no-dates exclude each other")
+	case c.Bool("no-dates"):
+	case c.IsSet("at"):
+		t, err := parseTime(c.String("at"))
+		if err != nil {
+			return opts, usageErr(err)
+		}
+		opts.At = t
+	default:
+		opts.At = time.Now()
+	}
+	return opts, nil
+}
+
+// parseTime reads RFC 3339 or a plain date (midnight UTC).
+func parseTime(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("--at %q: want RFC 3339 (2026-01-02T15:04:05Z) or a date (2026-01-02)", s)
+}
