@@ -24,6 +24,8 @@ PKGS=(
   cryptsetup-bin:veritysetup
   util-linux:setpriv
   hyperfine:hyperfine
+  bc:bc
+  time:/usr/bin/time
 )
 
 missing=()

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Benchmark `imaforge build` against the pipeline users run today on the same
+# trees, in the same run: copy the tree, `evmctl ima_sign -r` (absolute key
+# path), `mksquashfs -xattrs -reproducible`. Reports wall time, CPU time, peak
+# memory and image size, and the ratios; then the machine's limits (2-core
+# SHA-256, zstd at the level used, RSA-2048 signatures per second).
+#
+# usage: scripts/bench-peer.sh [TREES...]   TREES: go small large (default: all)
+# env:   LEVELS="15 3" (zstd levels), BENCH_DIR (scratch, default a temp dir),
+#        SMALL_FILES=50000, LARGE_FILES=8
+# Needs root (evmctl writes security.ima xattrs) and the peers from `make deps`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+IMAFORGE=${IMAFORGE:-$PWD/bin/imaforge}
+[ -x "$IMAFORGE" ] || make build >/dev/null
+for t in evmctl mksquashfs openssl /usr/bin/time zstd; do
+  command -v "$t" >/dev/null || { echo "bench-peer: missing $t (make deps)" >&2; exit 1; }
+done
+LEVELS=${LEVELS:-"15 3"}
+trees=("$@"); [ ${#trees[@]} -gt 0 ] || trees=(go small large)
+work=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/imaforge-bench.XXXXXX")}
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/keys"
+key=$work/keys/k.key cert=$work/keys/k.pem
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$key" -out "$cert" -days 30 -subj "/CN=bench" \
+  -addext subjectKeyIdentifier=hash -addext keyUsage=critical,digitalSignature 2>/dev/null
+
+make_tree() { # NAME DIR
+  case $1 in
+    go) cp -a "$(go env GOROOT)" "$2" ;;
+    small) python3 - "$2" "${SMALL_FILES:-50000}" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2]); r = random.Random(1)
+for i in range(n):
+    d = os.path.join(root, f"d{i // 1000:03d}"); os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i:05d}"), "wb") as f:
+        f.write(r.randbytes(r.randrange(512, 4096)) * 2)  # 1-8 KiB, half compressible
+PY
+    ;;
+    large) mkdir -p "$2"; for i in $(seq 1 "${LARGE_FILES:-8}"); do
+        mb=$(( 64 + (i * 37) % 193 ))
+        # compressible: repeated random chunks
+        head -c $((mb << 20)) < <(while :; do head -c 65536 /dev/urandom | tee /dev/null; head -c 65536 /dev/zero; done) >"$2/big$i"
+      done ;;
+  esac
+}
+
+# measure LABEL CMD...: prints "wall cpu maxrss_kib" and appends to the log
+measure() {
+  local label=$1; shift
+  /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$@" >"$work/$label.out" 2>&1 || {
+    echo "bench-peer: $label failed:" >&2; tail -5 "$work/$label.out" >&2; exit 1; }
+  awk '{ printf "%.2f %.2f %d\n", $1, $2 + $3, $4 }' "$work/time"
+}
+
+printf '%-6s %-5s %-9s %9s %9s %10s %12s\n' tree level tool wall_s cpu_s peak_mib image_bytes
+for tree in "${trees[@]}"; do
+  src=$work/src-$tree
+  rm -rf "$src"; make_tree "$tree" "$src"
+  for level in $LEVELS; do
+    # the peer pipeline: copy, sign in place, pack
+    rm -rf "$work/copy" "$work/peer.sqsh"
+    read -r w1 c1 m1 < <(measure cp-$tree cp -a "$src" "$work/copy")
+    read -r w2 c2 m2 < <(measure evmctl-$tree evmctl ima_sign -r -a sha256 --key "$key" "$work/copy")
+    read -r w3 c3 m3 < <(measure mksquashfs-$tree mksquashfs "$work/copy" "$work/peer.sqsh" -noappend -no-progress \
+      -xattrs -reproducible -mkfs-time 0 -all-time 0 -all-root -comp zstd -Xcompression-level "$level")
+    pw=$(echo "$w1 + $w2 + $w3" | bc); pc=$(echo "$c1 + $c2 + $c3" | bc)
+    pm=$(( (m1 > m2 ? (m1 > m3 ? m1 : m3) : (m2 > m3 ? m2 : m3)) / 1024 ))
+    ps=$(stat -c %s "$work/peer.sqsh")
+    # imaforge
+    cat >"$work/m.yaml" <<YAML
+version: 1
+image: {output: $work/ours.sqsh, compression: zstd, level: $level, block_size: 128K, epoch: 0, owner: {uid: 0, gid: 0}}
+hash: sha256
+keys: {k: {cert: $cert, key: $key}}
+sources: [{from: $src/, to: /}]
+rules: [{match: "/**", key: k}]
+YAML
+    read -r ow oc om < <(measure imaforge-$tree "$IMAFORGE" build --quiet "$work/m.yaml")
+    os=$(stat -c %s "$work/ours.sqsh")
+    printf '%-6s %-5s %-9s %9s %9s %10s %12s   (copy %ss + evmctl %ss + mksquashfs %ss)\n' "$tree" "$level" peer "$pw" "$pc" "$pm" "$ps" "$w1" "$w2" "$w3"
+    printf '%-6s %-5s %-9s %9s %9s %10s %12s\n' "$tree" "$level" imaforge "$ow" "$oc" "$((om / 1024))" "$os"
+    printf '%-6s %-5s %-9s speedup %.2fx  cpu %.2fx  memory %.2fx  size %.4fx\n' "$tree" "$level" ratio \
+      "$(echo "$pw / $ow" | bc -l)" "$(echo "$pc / $oc" | bc -l)" "$(echo "$om / ($pm * 1024)" | bc -l)" "$(echo "$os / $ps" | bc -l)"
+  done
+  rm -rf "$src" "$work/copy"
+done
+
+echo
+echo "machine limits (2 cores):"
+echo "  sha256:   $(openssl speed -multi 2 -seconds 2 -bytes 16384 sha256 2>/dev/null | awk '/^sha256/ {print $NF}') (bytes/s x1000, 16 KiB blocks)"
+echo "  rsa2048:  $(openssl speed -multi 2 -seconds 2 rsa2048 2>/dev/null | awk '/^rsa 2048/ {print $(NF-1)}') signatures/s"
+for level in $LEVELS; do
+  head -c $((64 << 20)) "$(go env GOROOT)/pkg/tool/linux_amd64/compile" >"$work/zin" 2>/dev/null || head -c $((64 << 20)) /dev/urandom >"$work/zin"
+  echo "  zstd -$level: $(zstd -b"$level" -T2 "$work/zin" 2>&1 | tr "\r" "\n" | grep "MB/s" | tail -1 | sed "s/^ *//")"
+done
