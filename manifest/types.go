@@ -181,6 +181,9 @@ type Source struct {
 	From string `yaml:"from"`
 	// To is where From lands in the image ("/" by default).
 	To string `yaml:"to"`
+	// IntoDir is true when To was written with a trailing "/": a single
+	// file then lands in that directory under its own name.
+	IntoDir bool `yaml:"-"`
 	// Mode, when set, replaces the permission bits of the entry at To (the
 	// single file, or the top directory).
 	Mode *Mode `yaml:"mode"`

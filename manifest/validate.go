@@ -168,6 +168,7 @@ func validate(m *Manifest, c *errs) {
 		if s.To == "" {
 			s.To = "/"
 		}
+		s.IntoDir = strings.HasSuffix(s.To, "/")
 		imagePath(&s.Located, fmt.Sprintf("sources[%d]", i), "to", &s.To)
 		switch s.Format {
 		case "", "dir", "file", "tar":

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -220,7 +221,11 @@ func (b *builder) source(i int) error {
 			format = "file"
 		}
 	}
-	if err := b.implyDir(path.Dir(s.To), &Origin{Kind: FromImplied, Index: i, Pos: s.FieldPos("to")}); err != nil {
+	to := s.To
+	if format == "file" && s.IntoDir {
+		to = imageJoin(s.To, filepath.Base(s.From))
+	}
+	if err := b.implyDir(path.Dir(to), &Origin{Kind: FromImplied, Index: i, Pos: s.FieldPos("to")}); err != nil {
 		return err
 	}
 	switch format {
@@ -238,12 +243,12 @@ func (b *builder) source(i int) error {
 	if st.IsDir() {
 		return b.m.Errorf(fromPos, nil, "sources[%d].from: %s is a directory, not a file", i, s.From)
 	}
-	root := &hostRoot{from: s.From, toLen: len(s.To)}
+	root := &hostRoot{from: s.From, toLen: len(to)}
 	var sys unix.Stat_t
 	if err := unix.Stat(s.From, &sys); err != nil {
 		return b.m.Errorf(fromPos, &os.PathError{Op: "stat", Path: s.From, Err: err}, "sources[%d].from", i)
 	}
-	e, link, err := b.hostEntry(root, s.From, s.To, &sys, o)
+	e, link, err := b.hostEntry(root, s.From, to, &sys, o)
 	if err != nil {
 		return err
 	}
