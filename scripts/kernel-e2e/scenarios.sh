@@ -140,19 +140,27 @@ EOF
   fi
 }
 
-# verify_agrees IMAGE DIR: HOOK for issue 8. The kernel refused exactly
-# /bin/unsigned, /bin/tampered and /bin/wrongkey of the built image; `imaforge
-# verify` must report the same set. Until `imaforge verify` exists this is
+# verify_agrees IMAGE DIR: HOOK for issue 8 ("the set of files the kernel
+# refuses equals the set `imaforge verify` reports"). The kernel's side is
+# computed here from the console (every /mnt path an exec check got EACCES
+# for, i.e. /bin/tampered /bin/unsigned /bin/wrongkey) and written to
+# DIR/kernel-refused.txt. Until `imaforge verify` exists the comparison is
 # reported as PENDING and counted neither way.
 verify_agrees() {
+  local img=$1 d=$2
+  sed -n 's/^E2E CHECK .*got=EACCES .*path=\/mnt\(\/[^ ]*\).*/\1/p' "$WORK/enforce.console.log.clean" |
+    sort -u >"$d/kernel-refused.txt"
+  host_check verify.kernel-refused-set "/bin/tampered /bin/unsigned /bin/wrongkey" \
+    "$(tr '\n' ' ' <"$d/kernel-refused.txt" | sed 's/ $//')"
   if ! imaforge_has verify; then
-    echo "e2e: PENDING verify-agrees: imaforge has no 'verify' command yet (issue 8); hook in scenarios.sh verify_agrees"
+    echo "e2e: PENDING verify-agrees: imaforge has no 'verify' command yet (issue 8); hook: scenarios.sh verify_agrees"
     return 0
   fi
-  # HOOK: fill in once the command's output format is settled, e.g.
-  #   imaforge verify --json --root ... IMAGE | jq -r '.files[] | select(.ok|not) | .path' | sort
-  # and host_check verify.agrees-with-kernel "/bin/tampered /bin/unsigned /bin/wrongkey" "$got"
-  echo "e2e: PENDING verify-agrees: 'imaforge verify' exists but the hook is not wired (scenarios.sh verify_agrees)"
+  # HOOK: once the output format of `imaforge verify` is settled, list the
+  # paths it reports as failing (with the trust store: --root "$d/../pki/root/root.pem"
+  # or the export) into $d/verify-refused.txt, sorted, and then:
+  #   host_check verify.agrees-with-kernel "$(cat "$d/kernel-refused.txt")" "$(cat "$d/verify-refused.txt")"
+  echo "e2e: PENDING verify-agrees: 'imaforge verify' exists but this hook is not wired yet (scenarios.sh verify_agrees)"
 }
 
 # --- hierarchy ----------------------------------------------------------------
@@ -422,7 +430,7 @@ scenario_selftest() {
   local declared
   declared=$(e2e_expected_checks "$WORK/selftest/initramfs/e2e/scenario.sh" | wc -l)
   host_check selftest.other-guest-checks-passed $((declared - 2)) \
-    "$(grep -c '^PASS \(enforce\|control\)\.' <<<"$out" || true)"
+    "$(grep -c '^PASS \(enforce\|control\)\..* got=' <<<"$out" || true)"
 
   # parser: a console log cut short (no end marker, last check missing) fails
   local script=$WORK/selftest/initramfs/e2e/scenario.sh cut=$WORK/selftest-cut.console.log last
