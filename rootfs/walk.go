@@ -243,12 +243,17 @@ func (b *builder) source(i int) error {
 	if st.IsDir() {
 		return b.m.Errorf(fromPos, nil, "sources[%d].from: %s is a directory, not a file", i, s.From)
 	}
-	root := &hostRoot{from: s.From, toLen: len(to)}
-	var sys unix.Stat_t
-	if err := unix.Stat(s.From, &sys); err != nil {
-		return b.m.Errorf(fromPos, &os.PathError{Op: "stat", Path: s.From, Err: err}, "sources[%d].from", i)
+	// The file is opened without following symlinks: name the target.
+	real, err := filepath.EvalSymlinks(s.From)
+	if err != nil {
+		return b.m.Errorf(fromPos, err, "sources[%d].from", i)
 	}
-	e, link, err := b.hostEntry(root, s.From, to, &sys, o)
+	root := &hostRoot{from: real, toLen: len(to)}
+	var sys unix.Stat_t
+	if err := unix.Stat(real, &sys); err != nil {
+		return b.m.Errorf(fromPos, &os.PathError{Op: "stat", Path: real, Err: err}, "sources[%d].from", i)
+	}
+	e, link, err := b.hostEntry(root, real, to, &sys, o)
 	if err != nil {
 		return err
 	}

@@ -125,7 +125,8 @@ func TestWalkTree(t *testing.T) {
 	if err := syscall.Mkfifo(p.path("rootfs/a/fifo"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p.file("app", "app", 0o600)
+	p.file("build/app", "app", 0o600)
+	p.symlink("build/app", "app") // a source named through a symlink
 	want := `drwxr-xr-x 0/0 0 "/"
 drwxr-xr-x 0/0 0 "/a"
 prw------- 0/0 0 "/a/fifo"
@@ -171,7 +172,7 @@ sources:
 	if got := content(t, e); got != "app" {
 		t.Errorf("app content %q", got)
 	}
-	if hf := e.Content.(*HostFile); hf.HostPath() != p.path("app") {
+	if hf := e.Content.(*HostFile); hf.HostPath() != p.path("build/app") {
 		t.Errorf("HostPath %s, want %s", hf.HostPath(), p.path("app"))
 	}
 	e, _ = tr.Lookup("/a/x/f")
