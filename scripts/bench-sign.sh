@@ -4,19 +4,24 @@
 #
 #   scripts/bench-sign.sh [N]     # N files (default 10000); run from the project root
 #
-# Reports files/s for:
-#   evmctl      evmctl ima_sign -r --key /abs/key.pem -a sha256 DIR
-#               (one process walks DIR; it re-reads the key for every file). As
-#               root it sets security.ima only: with --sigfile, -r also signs
-#               the .sig files it creates while walking (seen with 1.4). As
-#               another user it uses --sigfile and counts every .sig written.
-#   imaforge    bin/imaforge file sign --sigfile (all cores; RSA through the
-#               system libcrypto when built with cgo, the default)
-#   purego      the same built with CGO_ENABLED=0 (crypto/rsa), for comparison
-#   dedup       imaforge on N files with only N/10 distinct contents (each
-#               distinct digest is signed once)
-# and checks that imaforge's N signature files equal evmctl's byte for byte
-# (RSA PKCS#1 v1.5 is deterministic).
+# Rows (each on its own copy of the N files):
+#   evmctl        evmctl ima_sign -r --key /abs/rsa2048.key -a sha256 DIR: one
+#                 process walks DIR and re-reads the key for every file
+#   imaforge      bin/imaforge file sign (all cores; RSA through the system
+#                 libcrypto: the default cgo build)
+#   purego        the same built with CGO_ENABLED=0 (crypto/rsa)
+#   dedup         imaforge on N files with only N/10 distinct contents (each
+#                 distinct digest is signed once)
+#   sigfile       imaforge writing FILE.sig (temp file + rename) instead
+# As root every row but "sigfile" writes the security.ima xattr, as evmctl
+# does: with --sigfile, evmctl -r also signs the .sig files it creates while
+# walking (evmctl 1.4), so its count would be off. As another user everything
+# uses --sigfile and evmctl's rate counts every .sig it wrote.
+#
+# Besides files/s (wall clock) it prints the CPU time (user+sys) per file,
+# which depends less on how loaded the machine is, and it checks that every
+# imaforge row produced exactly evmctl's bytes (RSA PKCS#1 v1.5 is
+# deterministic).
 set -euo pipefail
 N=${1:-10000}
 ROOT=$(pwd)
@@ -29,73 +34,91 @@ done
 [ -x "$IMAFORGE" ] || make build >/dev/null
 W=$(mktemp -d "${TMPDIR:-/tmp}/bench-sign.XXXXXX")
 trap 'rm -rf "$W"' EXIT
+if [ "$(id -u)" = 0 ]; then MODE=--xattr; else MODE=--sigfile; fi
 
-echo "bench-sign: making $N small files in 4 trees ($(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg))"
+echo "bench-sign: $N small files, RSA-2048, sha256, $MODE; $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)"
 python3 - "$W" "$N" <<'PY'
 import os, random, sys
 w, n = sys.argv[1], int(sys.argv[2])
 rnd = random.Random(1)
-for d in ("evmctl", "imaforge", "purego", "dedup"):
+trees = ("evmctl", "imaforge", "purego", "sigfile")
+for d in trees + ("dedup",):
     os.makedirs(os.path.join(w, d))
 for i in range(n):
     data = rnd.randbytes(rnd.randrange(0, 4096))
-    for d in ("evmctl", "imaforge", "purego"):
+    for d in trees:
         with open(os.path.join(w, d, "f%05d" % i), "wb") as f:
             f.write(data)
-for i in range(n):  # dedup: N/10 distinct contents
+for i in range(n):  # N/10 distinct contents
     with open(os.path.join(w, "dedup", "f%05d" % i), "wb") as f:
         f.write(b"content %d\n" % (i % max(1, n // 10)))
 PY
-echo "bench-sign: building the CGO_ENABLED=0 variant"
 CGO_ENABLED=0 go build -trimpath -o "$W/imaforge-purego" ./cmd/imaforge
 
-now() { date +%s.%N; }
-rate() { python3 -c "import sys; print('%.0f' % ($N / ($2 - $1)))" "$1" "$2"; }
-count() { find "$1" -name '*.sig' | wc -l; }
-
-if [ "$(id -u)" = 0 ]; then
-  t0=$(now); evmctl ima_sign -r --key "$KEY" -a sha256 "$W/evmctl" >/dev/null 2>&1; t1=$(now)
-  # dump the xattrs as FILE.sig for the comparison below
-  n=$(python3 - "$W/evmctl" <<'PY'
-import os, sys
-d, n = sys.argv[1], 0
-for f in os.listdir(d):
+# timed NAME CMD...: runs CMD; sets WALL_NAME (s) and CPU_NAME (user+sys s)
+timed() {
+  local name=$1 t0 t1 TIMEFORMAT='%U %S'; shift
+  t0=$(date +%s.%N)
+  { time "$@" >/dev/null 2>&1; } 2>"$W/t" || { echo "bench-sign: $name failed: $*" >&2; exit 1; }
+  t1=$(date +%s.%N)
+  printf -v "WALL_$name" '%s' "$(python3 -c "print($t1 - $t0)")"
+  printf -v "CPU_$name" '%s' "$(python3 -c "import sys; u,s=map(float,open(sys.argv[1]).read().split()); print(u+s)" "$W/t")"
+}
+# values DIR MODE: number of values and the sha256 of all of them in name order
+values() {
+  python3 - "$1" "$2" <<'PY'
+import hashlib, os, sys
+d, mode = sys.argv[1], sys.argv[2]
+h, n = hashlib.sha256(), 0
+for f in sorted(os.listdir(d)):
+    if f.endswith(".sig") or f.startswith("."):
+        continue
+    p = os.path.join(d, f)
     try:
-        v = os.getxattr(os.path.join(d, f), "security.ima")
+        v = os.getxattr(p, "security.ima") if mode == "--xattr" else open(p + ".sig", "rb").read()
     except OSError:
         continue
-    open(os.path.join(d, f + ".sig"), "wb").write(v)
-    n += 1
-print(n)
+    h.update(v); n += 1
+print(n, h.hexdigest())
 PY
-)
-  [ "$n" -eq "$N" ] || { echo "bench-sign: evmctl signed $n of $N files" >&2; exit 1; }
-  ev=$(rate "$t0" "$t1")
+}
+
+if [ "$MODE" = --xattr ]; then
+  timed evmctl evmctl ima_sign -r --key "$KEY" -a sha256 "$W/evmctl"
+  EVN=$N
 else
-  t0=$(now); evmctl ima_sign -r --sigfile --key "$KEY" -a sha256 "$W/evmctl" >/dev/null 2>&1; t1=$(now)
-  n=$(count "$W/evmctl")   # includes .sig files it signed while walking
-  ev=$(python3 -c "import sys; print('%.0f' % ($n / ($t1 - $t0)))")
+  timed evmctl evmctl ima_sign -r --sigfile --key "$KEY" -a sha256 "$W/evmctl"
+  EVN=$(find "$W/evmctl" -name '*.sig' | wc -l)   # includes .sig files it signed while walking
 fi
+timed imaforge "$IMAFORGE" file sign --key "$KEY" --cert "$CERT" $MODE "$W"/imaforge/f*
+timed purego "$W/imaforge-purego" file sign --key "$KEY" --cert "$CERT" $MODE "$W"/purego/f*
+timed dedup "$IMAFORGE" file sign --key "$KEY" --cert "$CERT" $MODE "$W"/dedup/f*
+timed sigfile "$IMAFORGE" file sign --key "$KEY" --cert "$CERT" --sigfile "$W"/sigfile/f*
 
-t0=$(now); "$IMAFORGE" file sign --key "$KEY" --cert "$CERT" --sigfile "$W"/imaforge/f* >/dev/null; t1=$(now)
-[ "$(count "$W/imaforge")" -eq "$N" ] || { echo "bench-sign: imaforge signed $(count "$W/imaforge") of $N files" >&2; exit 1; }
-im=$(rate "$t0" "$t1")
+ref=$(values "$W/evmctl" "$MODE")
+[ "${ref%% *}" = "$N" ] || { echo "bench-sign: evmctl signed ${ref%% *} of $N files" >&2; exit 1; }
+for row in imaforge:$MODE purego:$MODE sigfile:--sigfile; do
+  got=$(values "$W/${row%%:*}" "${row#*:}")
+  [ "$got" = "$ref" ] || { echo "bench-sign: FAIL: ${row%%:*} values differ from evmctl's ($got vs $ref)" >&2; exit 1; }
+done
 
-t0=$(now); "$W/imaforge-purego" file sign --key "$KEY" --cert "$CERT" --sigfile "$W"/purego/f* >/dev/null; t1=$(now)
-pg=$(rate "$t0" "$t1")
-
-t0=$(now); "$IMAFORGE" file sign --key "$KEY" --cert "$CERT" --sigfile "$W"/dedup/f* >/dev/null; t1=$(now)
-dd=$(rate "$t0" "$t1")
-
-# Same bytes as evmctl for every file.
-a=$(cat "$W"/evmctl/f?????.sig | sha256sum) b=$(cat "$W"/imaforge/f*.sig | sha256sum) c=$(cat "$W"/purego/f*.sig | sha256sum)
-if [ "$a" != "$b" ] || [ "$a" != "$c" ]; then
-  echo "bench-sign: FAIL: imaforge's signatures differ from evmctl's" >&2; exit 1
-fi
-
-ratio() { python3 -c "import sys; print('%.1f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
-printf '%-34s %8s files/s\n' "evmctl ima_sign -r" "$ev"
-printf '%-34s %8s files/s  (%sx evmctl)\n' "imaforge file sign (libcrypto)" "$im" "$(ratio "$im" "$ev")"
-printf '%-34s %8s files/s  (%sx evmctl)\n' "imaforge file sign (CGO_ENABLED=0)" "$pg" "$(ratio "$pg" "$ev")"
-printf '%-34s %8s files/s  (%sx evmctl)\n' "imaforge, 10% distinct contents" "$dd" "$(ratio "$dd" "$ev")"
-echo "bench-sign: all $N signatures identical to evmctl's"
+python3 - "$N" "$EVN" "$WALL_evmctl" "$CPU_evmctl" "$WALL_imaforge" "$CPU_imaforge" "$WALL_purego" "$CPU_purego" \
+  "$WALL_dedup" "$CPU_dedup" "$WALL_sigfile" "$CPU_sigfile" "$MODE" <<'PY'
+import sys
+a = sys.argv[1:]
+n, evn = int(a[0]), int(a[1])
+rows = [("evmctl ima_sign -r", evn, float(a[2]), float(a[3]))]
+mode = a[12]
+rows += [("imaforge file sign " + mode, n, float(a[4]), float(a[5])),
+         ("imaforge CGO_ENABLED=0 " + mode, n, float(a[6]), float(a[7])),
+         ("imaforge 10% distinct " + mode, n, float(a[8]), float(a[9])),
+         ("imaforge file sign --sigfile", n, float(a[10]), float(a[11]))]
+ev = evn / rows[0][2]
+evcpu = rows[0][3] * 1000 / evn
+print("%-34s %10s %8s %14s" % ("", "files/s", "vs evmctl", "CPU ms/file"))
+for name, cnt, wall, cpu in rows:
+    r = cnt / wall
+    c = cpu * 1000 / cnt
+    print("%-34s %10.0f %8.1fx %8.3f (%.1fx less)" % (name, r, r / ev, c, evcpu / c))
+PY
+echo "bench-sign: every imaforge value equals evmctl's, byte for byte ($N files)"
