@@ -146,7 +146,8 @@ func (f *FileResult) add(r Reason, msg string) {
 	f.Status = StatusFailed
 }
 
-func (f *FileResult) has(r Reason) bool {
+// Has reports whether the file has a problem with reason r.
+func (f *FileResult) Has(r Reason) bool {
 	for _, p := range f.Problems {
 		if p.Reason == r {
 			return true
