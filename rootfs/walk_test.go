@@ -512,3 +512,20 @@ func TestKeepXattrs(t *testing.T) {
 		t.Error("security.ima from the host was kept")
 	}
 }
+
+// TestDirectoryCycle mounts a source directory inside itself: the walk must
+// stop with an error naming the directory instead of walking it twice.
+func TestDirectoryCycle(t *testing.T) {
+	testenv.NeedRoot(t)
+	p := newProject(t)
+	p.file("r/etc/hostname", "x", 0o644)
+	p.dirs("r/loop")
+	if out, err := exec.Command("mount", "--bind", p.path("r"), p.path("r/loop")).CombinedOutput(); err != nil {
+		t.Skipf("mount --bind is not permitted here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", p.path("r/loop")).Run() })
+	_, err := p.walk("sources:\n  - from: r\n", Options{})
+	if !errors.Is(err, ErrCycle) || !strings.Contains(err.Error(), p.path("r/loop")+" is its own ancestor") {
+		t.Errorf("walk over a bind-mount cycle: %v", err)
+	}
+}
