@@ -33,7 +33,7 @@ rules:
 	// Output:
 	// /src/out/fw.sqsh zstd 15 1M sha256
 	// /src/pki/vendor.key
-	// /usr/bin/ls: signed=true key="vendor" (rule at line 8)
-	// /var/log/messages: signed=false key="" (rule at line 7)
+	// /usr/bin/ls: signed=true key="vendor" (rule at line 9)
+	// /var/log/messages: signed=false key="" (rule at line 8)
 	// /src/firmware.yaml:2:9: unknown field "compresion" in image (did you mean "compression"?)
 }
