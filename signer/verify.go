@@ -1,6 +1,7 @@
 package signer
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
@@ -120,4 +121,22 @@ func verifyRaw(pub crypto.PublicKey, h Hash, digest, sig []byte) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %s", ErrUnsupportedKey, describeKey(pub))
+}
+
+// CheckDigestNG checks a digest-only value (type 0x04, see DigestNG) against
+// the content of r. It proves integrity only, not origin: anyone can make
+// such a value, which is why IMA's appraise_type=imasig refuses it.
+func CheckDigestNG(value []byte, r io.Reader) error {
+	var d DigestNG
+	if err := d.UnmarshalBinary(value); err != nil {
+		return err
+	}
+	got, err := DigestReader(d.Hash, r)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, d.Digest) {
+		return fmt.Errorf("%w: %s %x, content has %x", ErrDigestMismatch, d.Hash, d.Digest, got)
+	}
+	return nil
 }

@@ -117,3 +117,27 @@ func mustVerifier(t *testing.T, s *Signer) *Verifier {
 	}
 	return v
 }
+
+func TestCheckDigestNG(t *testing.T) {
+	content := []byte("digest only")
+	for _, h := range []Hash{SHA256, SHA512, SHA1} {
+		d, _ := DigestReader(h, bytes.NewReader(content))
+		v, err := NewDigestNG(h, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := v.MarshalBinary()
+		if err := CheckDigestNG(b, bytes.NewReader(content)); err != nil {
+			t.Errorf("%s: %v", h, err)
+		}
+		if err := CheckDigestNG(b, bytes.NewReader(content[1:])); !errors.Is(err, ErrDigestMismatch) {
+			t.Errorf("%s other content: %v", h, err)
+		}
+	}
+	s := loadSigner(t, "p256")
+	d := sha256.Sum256(content)
+	sig, _ := s.SignDigest(SHA256, d[:])
+	if err := CheckDigestNG(sig, bytes.NewReader(content)); !errors.Is(err, ErrWrongType) {
+		t.Errorf("signature as digest-ng: %v", err)
+	}
+}
