@@ -257,14 +257,25 @@ func LoadCertificate(path string) (*x509.Certificate, error) {
 // LoadSigner loads a private key file and its certificate file and returns
 // a Signer. Errors name the file at fault: a key that does not match the
 // certificate, or that IMA cannot use, is reported against the key file.
+//
+// The certificate file may hold a chain: the certificate of the key is used.
 func LoadSigner(keyPath, certPath string, opts *KeyOptions) (*Signer, error) {
-	cert, err := LoadCertificate(certPath)
+	certs, err := LoadCertificates(certPath)
 	if err != nil {
 		return nil, err
 	}
 	key, err := LoadPrivateKey(keyPath, opts)
 	if err != nil {
 		return nil, err
+	}
+	cert := certs[0]
+	if eq, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool }); ok {
+		for _, c := range certs {
+			if eq.Equal(c.PublicKey) {
+				cert = c
+				break
+			}
+		}
 	}
 	s, err := New(key, cert)
 	if err != nil {

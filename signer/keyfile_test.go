@@ -111,3 +111,28 @@ func TestPassphraseSources(t *testing.T) {
 		t.Errorf("key with passphrase file: %v", err)
 	}
 }
+
+// TestLoadSignerChain: a certificate file holding a chain selects the
+// certificate of the key.
+func TestLoadSignerChain(t *testing.T) {
+	var chain []byte
+	for _, c := range []string{"rsa3072.pem", "p256.pem", "p384.pem"} {
+		b, err := os.ReadFile(keyPath(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain = append(chain, b...)
+	}
+	p := filepath.Join(t.TempDir(), "chain.pem")
+	os.WriteFile(p, chain, 0o644)
+	s, err := LoadSigner(keyPath("p256.key"), p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Cert().Equal(loadCert(t, "p256.pem")) {
+		t.Error("wrong certificate picked from the chain")
+	}
+	if _, err := LoadSigner(keyPath("rsa2048.key"), p, nil); !errors.Is(err, ErrKeyMismatch) {
+		t.Errorf("no matching certificate: %v", err)
+	}
+}
