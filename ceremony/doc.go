@@ -23,6 +23,8 @@
 //	    "files": 14000,                         // files this key signs
 //	    "digests": ["<hex>", ...]               // the unique digests, sorted
 //	  }],
+//	  "policy": [{"name": "base", "path": "/etc/ima/policy.d/base",   // IMA policy fragments,
+//	              "key": "manufacturer", "digest": "<hex>"}],         // each also among its key's digests
 //	  "request_sha256": "<hex>"
 //	}
 //

@@ -36,6 +36,9 @@ type Request struct {
 	Hash     string       `json:"hash"`
 	Files    int          `json:"files"`
 	Keys     []RequestKey `json:"keys"`
+	// Policy lists the IMA policy fragments the image will carry; each is
+	// also among its key's digests.
+	Policy []RequestPolicy `json:"policy,omitempty"`
 	// SHA256 is the request's own digest (hex), set by Marshal.
 	SHA256 string `json:"request_sha256,omitempty"`
 }
@@ -52,6 +55,14 @@ type RequestKey struct {
 	Digests    []string `json:"digests"`
 
 	cert *x509.Certificate
+}
+
+// RequestPolicy is a policy fragment of the image.
+type RequestPolicy struct {
+	Name   string `json:"name"`
+	Path   string `json:"path"`
+	Key    string `json:"key"`
+	Digest string `json:"digest"`
 }
 
 // NewRequestKey fills the identity fields of a request key from its
@@ -174,6 +185,15 @@ func ParseRequest(b []byte) (*Request, error) {
 		seen[k.Name] = true
 		if err := k.check(h); err != nil {
 			return nil, fmt.Errorf("key %q: %w", k.Name, err)
+		}
+	}
+	for i, p := range r.Policy {
+		k := r.Key(p.Key)
+		if k == nil {
+			return nil, formatErr("policy[%d]: key %q is not in the request", i, p.Key)
+		}
+		if _, found := slices.BinarySearch(k.Digests, p.Digest); !found {
+			return nil, formatErr("policy[%d]: digest %s is not among key %q's digests", i, p.Digest, p.Key)
 		}
 	}
 	return r, nil

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -72,6 +74,27 @@ func MakePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 		}
 	}
 
+	// The same entries as Build: the tree and the rendered policy
+	// fragments, each fragment signed by the key its manifest entry names.
+	logf := opts.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	frags, err := renderPolicy(m, tree, logf)
+	if err != nil {
+		return nil, err
+	}
+	entries := make([]*rootfs.Entry, 0, len(tree.Entries)+len(frags))
+	for i := range tree.Entries {
+		entries = append(entries, &tree.Entries[i])
+	}
+	fragKey := map[string]string{}
+	for _, f := range frags {
+		entries = append(entries, &f.entry)
+		fragKey[f.src.Path] = f.src.Key
+	}
+	slices.SortFunc(entries, func(a, b *rootfs.Entry) int { return rootfs.ComparePaths(a.Path, b.Path) })
+
 	// The same assignment as Build: a key per regular file, hard links
 	// sharing their primary's digest (and needing its key).
 	type item struct {
@@ -86,20 +109,25 @@ func MakePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 	var total int64
 	used := map[string]bool{}
 	files := 0
-	for i := range tree.Entries {
-		e := &tree.Entries[i]
+	for _, e := range entries {
 		if e.Type != rootfs.TypeReg {
 			continue
 		}
 		files++
-		r, err := m.RuleFor(e.Path)
-		if err != nil {
-			return nil, err
-		}
 		it := &item{e: e}
-		if r.Sign == nil || *r.Sign {
-			it.key = r.Key
-			used[r.Key] = true
+		if k, ok := fragKey[e.Path]; ok {
+			it.key = k
+		} else {
+			r, err := m.RuleFor(e.Path)
+			if err != nil {
+				return nil, err
+			}
+			if r.Sign == nil || *r.Sign {
+				it.key = r.Key
+			}
+		}
+		if it.key != "" {
+			used[it.key] = true
 		}
 		items = append(items, it)
 		if e.Link != 0 {
@@ -220,6 +248,13 @@ feed:
 	}
 	for i := range req.Keys {
 		req.Keys[i].Digests = ceremony.SortDigests(req.Keys[i].Digests)
+	}
+	for _, f := range frags {
+		d, err := signer.DigestReader(h, bytes.NewReader(f.data))
+		if err != nil {
+			return nil, err
+		}
+		req.Policy = append(req.Policy, ceremony.RequestPolicy{Name: f.src.Name, Path: f.src.Path, Key: f.src.Key, Digest: hex.EncodeToString(d)})
 	}
 	if _, err := req.Marshal(); err != nil { // sets req.SHA256
 		return nil, err
