@@ -57,7 +57,7 @@ PASSED=0 FAILED=0
 E2E_ARTIFACTS=${E2E_ARTIFACTS:-$E2E_CACHE/artifacts}
 
 [ -x "$IMAFORGE" ] || e2e_missing "$IMAFORGE not built (make build)"
-for c in "build" "pki init" "pki issue" "pki revoke" "pki export" "pki verify" "squashfs pack" "file sign"; do
+for c in "build" "pki init" "pki issue" "pki revoke" "pki export" "pki verify" "squashfs pack" "file sign" "verify" "policy lint"; do
   # shellcheck disable=SC2086
   imaforge_has $c || e2e_die "$IMAFORGE has no '$c' command"
 done

@@ -136,31 +136,46 @@ EOF
     cp "$img.record.json" "$E2E_ARTIFACTS/enforce.image.record.json"
     rm -rf "$E2E_ARTIFACTS/enforce.export"
     cp -a "$d/export" "$E2E_ARTIFACTS/enforce.export"
-    verify_agrees "$img" "$d"
+    verify_agrees "$d"
   fi
 }
 
-# verify_agrees IMAGE DIR: HOOK for issue 8 ("the set of files the kernel
-# refuses equals the set `imaforge verify` reports"). The kernel's side is
-# computed here from the console (every /mnt path an exec check got EACCES
-# for, i.e. /bin/tampered /bin/unsigned /bin/wrongkey) and written to
-# DIR/kernel-refused.txt. Until `imaforge verify` exists the comparison is
-# reported as PENDING and counted neither way.
+# verify_agrees DIR: issue 8's "the set of files the kernel refuses equals
+# the set `imaforge verify` reports", for each disk of the enforce boot (the
+# built image, the attack image, mksquashfs's control image). Every file on
+# those disks is executed by a guest check, so the kernel's set is complete:
+# the paths whose exec check got EACCES under that mount point. imaforge
+# verify gets the trust the device has (the root and the IMA certificate)
+# and the policy the guest wrote, and reports per file whether the kernel
+# would refuse it (--json: files[].appraisal.refused).
 verify_agrees() {
-  local img=$1 d=$2
-  sed -n 's/^E2E CHECK .*got=EACCES .*path=\/mnt\(\/[^ ]*\).*/\1/p' "$WORK/enforce.console.log.clean" |
-    sort -u >"$d/kernel-refused.txt"
-  host_check verify.kernel-refused-set "/bin/tampered /bin/unsigned /bin/wrongkey" \
-    "$(tr '\n' ' ' <"$d/kernel-refused.txt" | sed 's/ $//')"
-  if ! imaforge_has verify; then
-    echo "e2e: PENDING verify-agrees: imaforge has no 'verify' command yet (issue 8); hook: scenarios.sh verify_agrees"
+  local d=$1 disk
+  for disk in image.sqsh:/mnt attack.sqsh:/attack control.sqsh:/control; do
+    verify_agrees_disk "enforce" "${disk%%.*}" "$d/${disk%%:*}" "${disk#*:}" "$d/initramfs/e2e/policy" \
+      --root "$d/pki/root/root.pem" --cert "$d/pki/ima/ima.pem"
+  done
+  host_check verify.kernel-refused-set.image "/bin/tampered /bin/unsigned /bin/wrongkey " \
+    "$(sed -n 's|^E2E CHECK .*got=EACCES .*path=/mnt\(/[^ ]*\).*|\1|p' "$WORK/enforce.console.log.clean" | sort -u | tr '\n' ' ')"
+}
+
+# verify_agrees_disk BOOT LABEL IMAGE MOUNTPOINT POLICY VERIFY-TRUST-ARGS...:
+# one host check comparing the kernel's refusals under MOUNTPOINT in BOOT's
+# console with the files `imaforge verify --json` says the kernel would refuse.
+verify_agrees_disk() {
+  local boot=$1 label=$2 img=$3 mp=$4 pol=$5 kset vset rc=0
+  shift 5
+  kset=$(sed -n "s|^E2E CHECK .*got=EACCES .*path=$mp\(/[^ ]*\).*|\1|p" "$WORK/$boot.console.log.clean" | sort -u | tr '\n' ' ')
+  "$IMAFORGE" verify --json "$@" --policy "$pol" "$img" >"$img.verify.json" 2>"$img.verify.err" || rc=$?
+  if [ "$rc" -gt 1 ]; then
+    host_check "verify.runs.$boot.$label" "exit 0 or 1" "exit $rc: $(head -c 200 "$img.verify.err")"
     return 0
   fi
-  # HOOK: once the output format of `imaforge verify` is settled, list the
-  # paths it reports as failing (with the trust store: --root "$d/../pki/root/root.pem"
-  # or the export) into $d/verify-refused.txt, sorted, and then:
-  #   host_check verify.agrees-with-kernel "$(cat "$d/kernel-refused.txt")" "$(cat "$d/verify-refused.txt")"
-  echo "e2e: PENDING verify-agrees: 'imaforge verify' exists but this hook is not wired yet (scenarios.sh verify_agrees)"
+  vset=$(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(" ".join(sorted(f["path"] for f in r.get("files", []) if (f.get("appraisal") or {}).get("refused"))), end=" ")
+' "$img.verify.json" 2>&1)
+  host_check "verify.agrees-with-kernel.$boot.$label" "${kset:-none}" "${vset:-none}"
 }
 
 # --- hierarchy ----------------------------------------------------------------
@@ -313,6 +328,11 @@ EOF
   e2e_cpio "$r" "$d/initrd.cpio"
   e2e_boot hierarchy "$d/initrd.cpio" "ima_appraise=enforce" "$d/image.sqsh"
   e2e_judge hierarchy "$r/e2e/scenario.sh" || true
+  # imaforge verify, given exactly what the export loads (and the CRL),
+  # predicts the kernel's refusals: revoked, rogue and late tenants
+  verify_agrees_disk hierarchy image "$d/image.sqsh" /mnt "$r/e2e/policy" \
+    --root "$k/root/root.pem" --intermediate "$k/owner/owner.pem" --crl "$k/owner/owner.crl" \
+    --cert "$k/tenant/tenant.pem"
 }
 
 # --- policy ---------------------------------------------------------------------
