@@ -278,7 +278,7 @@ func (v *verifier) checkFiles(ctx context.Context, files []*FileResult, names []
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				if err := v.checkFile(files[i], names[i]); err != nil {
+				if err := v.checkFile(ctx, files[i], names[i]); err != nil {
 					fail(err)
 				}
 			}
@@ -302,7 +302,7 @@ feed:
 
 // checkFile checks one file's security.ima value against its content and
 // the trust store. Its error is about reading the image only.
-func (v *verifier) checkFile(f *FileResult, name string) error {
+func (v *verifier) checkFile(ctx context.Context, f *FileResult, name string) error {
 	var data []byte // a policy fragment's content
 	if f.Policy {
 		if f.Size > MaxPolicySize {
@@ -357,8 +357,11 @@ func (v *verifier) checkFile(f *FileResult, name string) error {
 		return nil
 	}
 	f.hash = uint8(h)
-	digest, err := v.digest(h, name, data)
+	digest, err := v.digest(ctx, h, name, data)
 	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return &ImageError{Path: f.Path, Err: err}
 	}
 	f.Digest = hex.EncodeToString(digest)
@@ -394,7 +397,7 @@ func typeName(t signer.Type) string {
 
 // digest hashes a file's content with h, streaming it (data, when not nil,
 // is the content already read).
-func (v *verifier) digest(h signer.Hash, name string, data []byte) ([]byte, error) {
+func (v *verifier) digest(ctx context.Context, h signer.Hash, name string, data []byte) ([]byte, error) {
 	hh, err := h.New()
 	if err != nil {
 		return nil, err
@@ -408,10 +411,25 @@ func (v *verifier) digest(h signer.Hash, name string, data []byte) ([]byte, erro
 		return nil, err
 	}
 	defer rf.Close()
-	if _, err := io.Copy(hh, rf); err != nil {
+	// io.Copy hands the hash to File.WriteTo, which decompresses the
+	// file's blocks on all cores; ctxWriter stops it when ctx ends.
+	if _, err := io.Copy(ctxWriter{ctx, hh}, rf); err != nil {
 		return nil, err
 	}
 	return hh.Sum(nil), nil
+}
+
+// ctxWriter fails writes once its context is done.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }
 
 func (v *verifier) checkDigest(f *FileResult, stored, digest []byte) {

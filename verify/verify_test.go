@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 
 // shared builds the fixture once for the package's tests (key generation and
 // two builds are the slow part).
-func shared(t *testing.T) *fixture {
+func shared(t testing.TB) *fixture {
 	fxOnce.Do(func() { fx = newFixture(&onceTB{TB: t}) })
 	if fx == nil {
 		t.Fatal("fixture failed")

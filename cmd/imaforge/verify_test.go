@@ -1,0 +1,135 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// verifyProject builds a small image with a trust: section: a root signing
+// the manufacturer's IMA key, made with the pki commands.
+func verifyProject(t *testing.T) (dir, image string) {
+	t.Helper()
+	dir = t.TempDir()
+	pki := filepath.Join(dir, "pki")
+	for _, args := range [][]string{
+		{"pki", "init", "--name", "Verify Root", "--out", pki, "--key-type", "p256"},
+		{"pki", "issue", "--role", "ima", "--name", "Verify IMA", "--basename", "mfr", "--ca", filepath.Join(pki, "root.pem"),
+			"--ca-key", filepath.Join(pki, "root.key"), "--key-type", "p256", "--out", pki},
+	} {
+		if code, _, errOut := run(t, args...); code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errOut)
+		}
+	}
+	for name, content := range map[string]string{"bin/a": "alpha", "etc/b": "beta"} {
+		p := filepath.Join(dir, "src", name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(content), 0o755)
+	}
+	m := `version: 1
+image: {output: out/img.sqsh, compression: none, epoch: 1700000000, owner: {uid: 0, gid: 0}}
+trust: {roots: [pki/root.pem]}
+keys:
+  mfr: {cert: pki/mfr.pem, key: pki/mfr.key}
+sources: [{from: src/, to: /}]
+rules: [{match: /**, key: mfr}]
+`
+	os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(m), 0o644)
+	if code, _, errOut := run(t, "build", "--quiet", filepath.Join(dir, "m.yaml")); code != 0 {
+		t.Fatalf("build: exit %d: %s", code, errOut)
+	}
+	return dir, filepath.Join(dir, "out", "img.sqsh")
+}
+
+func TestVerifyCLI(t *testing.T) {
+	dir, img := verifyProject(t)
+	m := filepath.Join(dir, "m.yaml")
+	root := filepath.Join(dir, "pki", "root.pem")
+	cert := filepath.Join(dir, "pki", "mfr.pem")
+
+	// clean, with the manifest's trust or with flags
+	code, out, errOut := run(t, "verify", "--trust-manifest", m, img)
+	if code != 0 || !strings.Contains(out, "result: OK") {
+		t.Fatalf("clean image: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = run(t, "verify", "--json", "--root", root, "--cert", cert, img)
+	var rep struct {
+		Format  string         `json:"format"`
+		OK      bool           `json:"ok"`
+		Reasons map[string]int `json:"reasons"`
+		Summary struct {
+			Files, Signed, Failed int
+		} `json:"summary"`
+		Files []struct {
+			Path, Status string
+			Problems     []struct{ Reason, Message string }
+		} `json:"files"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("--json: %v\n%s", err, out)
+	}
+	if code != 0 || !rep.OK || rep.Format != "imaforge-verify-report/v1" || rep.Summary.Files != 2 || rep.Summary.Signed != 2 {
+		t.Errorf("clean --json: exit %d, %+v", code, rep)
+	}
+
+	// a flipped byte: exit 1, the file and the reason named, in text and JSON
+	data, _ := os.ReadFile(img)
+	i := strings.Index(string(data), "alpha")
+	data[i] = 'A'
+	bad := filepath.Join(dir, "bad.sqsh")
+	os.WriteFile(bad, data, 0o644)
+	code, out, errOut = run(t, "verify", "--trust-manifest", m, bad)
+	if code != 1 || !strings.Contains(out, "FAIL     /bin/a: ") || !strings.Contains(errOut, "1 of 2 files failed") {
+		t.Errorf("tampered: exit %d\n%s%s", code, out, errOut)
+	}
+	// the key is ECDSA: the signature cannot say over what it was made
+	code, out, _ = run(t, "verify", "--json", "--trust-manifest", m, bad)
+	json.Unmarshal([]byte(out), &rep)
+	if code != 1 || rep.OK || rep.Reasons["bad-signature"] != 1 || rep.Files[0].Path != "/bin/a" || rep.Files[0].Status != "failed" {
+		t.Errorf("tampered --json: exit %d, %+v", code, rep)
+	}
+
+	// an untrusted root: unknown or untrusted keys, exit 1
+	otherDir := t.TempDir()
+	if code, _, errOut := run(t, "pki", "init", "--name", "Other Root", "--out", otherDir, "--key-type", "p256"); code != 0 {
+		t.Fatal(errOut)
+	}
+	if code, out, _ := run(t, "verify", "--root", filepath.Join(otherDir, "root.pem"), img); code != 1 || !strings.Contains(out, "unknown-key") {
+		t.Errorf("other root: exit %d\n%s", code, out)
+	}
+	if code, out, _ := run(t, "verify", "--root", filepath.Join(otherDir, "root.pem"), "--cert", cert, img); code != 1 || !strings.Contains(out, "untrusted-chain") {
+		t.Errorf("other root: exit %d\n%s", code, out)
+	}
+	// expired in three years; fine with --no-dates
+	if code, out, _ := run(t, "verify", "--trust-manifest", m, "--at", "2099-01-01", img); code != 1 || !strings.Contains(out, "expired") {
+		t.Errorf("--at 2099: exit %d\n%s", code, out)
+	}
+	if code, _, errOut := run(t, "verify", "--trust-manifest", m, "--no-dates", img); code != 0 {
+		t.Errorf("--no-dates: exit %d: %s", code, errOut)
+	}
+
+	// usage and input errors: 2
+	os.WriteFile(filepath.Join(dir, "junk.sqsh"), []byte(strings.Repeat("junk", 1024)), 0o644)
+	for _, args := range [][]string{
+		{"verify", img},            // no trust
+		{"verify", "--root", root}, // no image
+		{"verify", "--root", root, filepath.Join(dir, "nope")},      // unreadable
+		{"verify", "--root", root, filepath.Join(dir, "junk.sqsh")}, // not SquashFS
+		{"verify", "--root", root, "--at", "yesterday", img},
+		{"verify", "--root", root, "--kernel", "2.6", img},
+		{"verify", "--root", root, "--policy", filepath.Join(dir, "nope.policy"), img},
+	} {
+		if code, _, errOut := run(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2: %s", args[1:], code, errOut)
+		}
+	}
+
+	// a --policy that appraises reads: the image is still clean (all signed)
+	pol := filepath.Join(dir, "device.policy")
+	os.WriteFile(pol, []byte("appraise func=FILE_CHECK mask=^MAY_READ fsmagic=0x73717368 appraise_type=imasig\n"), 0o644)
+	if code, out, errOut := run(t, "verify", "--trust-manifest", m, "--policy", pol, img); code != 0 || !strings.Contains(out, "2 files appraised, 0 would be refused") {
+		t.Errorf("--policy: exit %d\n%s%s", code, out, errOut)
+	}
+}
