@@ -130,6 +130,19 @@ mksquashfs "$tmp/x" "$out/diskfs-many-xattrs.sqsh" -noappend -no-progress -quiet
 mksquashfs "$tmp/x" "$out/diskfs-lz4.sqsh" -noappend -no-progress -quiet -comp lz4 -no-xattrs \
   -mkfs-time 0 -all-time 0 -all-root >/dev/null
 
+# tiny images (one of each inode type, xattrs in and out of line, a fragment,
+# a sparse block, a directory index) as fuzzing seeds: small inputs mutate well
+t=$tmp/tiny; mkdir -p "$t/d"
+printf 'tiny\n' >"$t/d/f"; bytes 9000 9 >"$t/blocks"; truncate -s 12288 "$t/sparse"
+printf 'x' | dd of="$t/sparse" bs=1 seek=12000 conv=notrunc status=none
+ln -s d/f "$t/l"; ln "$t/d/f" "$t/h"; mknod "$t/c" c 1 3; mkfifo "$t/p"
+for i in $(seq 1 100); do : >"$t/d/entry-with-quite-a-long-name-number-$i-padding-padding-padding-padding-padding"; done
+setfattr -n user.a -v "$long" "$t/d/f"; setfattr -n user.b -v "$long" "$t/blocks"; setfattr -n trusted.t -v 1 "$t/d"
+for c in gzip zstd xz lz4 lzo lzma; do
+  mksquashfs "$t" "$out/tiny-$c.sqsh" -noappend -no-progress -quiet -comp "$c" -b 4096 \
+    -mkfs-time 0 -all-time 0 -all-root >/dev/null
+done
+
 unsquashfs -lln -UTC -d '' "$out/tree-gzip.sqsh" >"$out/tree.lln"
 # directory sizes depend on the layout: the plain image gets its own listing
 unsquashfs -lln -UTC -d '' "$out/tree-plain.sqsh" >"$out/tree-plain.lln"

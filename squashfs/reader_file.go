@@ -3,6 +3,7 @@ package squashfs
 import (
 	"fmt"
 	"io"
+	"io/fs"
 	"runtime"
 	"sync"
 )
@@ -161,7 +162,7 @@ func (fd *fileData) tailBytes() ([]byte, error) {
 // concurrent calls are safe.
 func (fd *fileData) readAt(p []byte, off int64) (int, error) {
 	if off < 0 {
-		return 0, fmt.Errorf("squashfs: negative offset %d", off)
+		return 0, fmt.Errorf("squashfs: negative offset %d: %w", off, fs.ErrInvalid)
 	}
 	size := fd.in.size
 	if uint64(off) >= size {
