@@ -29,9 +29,15 @@ func TestHostileSuperblock(t *testing.T) {
 	if err := sb.decode(good); err != nil {
 		t.Fatal(err)
 	}
-	u16 := func(off int, v uint16) func([]byte) { return func(b []byte) { binary.LittleEndian.PutUint16(b[off:], v) } }
-	u32 := func(off int, v uint32) func([]byte) { return func(b []byte) { binary.LittleEndian.PutUint32(b[off:], v) } }
-	u64 := func(off int, v uint64) func([]byte) { return func(b []byte) { binary.LittleEndian.PutUint64(b[off:], v) } }
+	u16 := func(off int, v uint16) func([]byte) {
+		return func(b []byte) { binary.LittleEndian.PutUint16(b[off:], v) }
+	}
+	u32 := func(off int, v uint32) func([]byte) {
+		return func(b []byte) { binary.LittleEndian.PutUint32(b[off:], v) }
+	}
+	u64 := func(off int, v uint64) func([]byte) {
+		return func(b []byte) { binary.LittleEndian.PutUint64(b[off:], v) }
+	}
 	for _, tc := range []struct {
 		name  string
 		patch func([]byte)
