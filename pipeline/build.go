@@ -186,6 +186,9 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 		total += e.Size
 	}
 
+	if k := m.Image.SignatureKey; k != "" {
+		used[k] = true // the image's CMS signatures (integrity.go)
+	}
 	signers, err := opts.loadKeys(m, used)
 	if err != nil {
 		return nil, err
@@ -216,7 +219,11 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	if err != nil {
 		return nil, m.Errorf(m.Image.Pos, err, "image.compression")
 	}
-	w, err := squashfs.NewWriter(img, squashfs.Options{
+	integ, err := opts.startIntegrity(m, img.File, out)
+	if err != nil {
+		return nil, err
+	}
+	w, err := squashfs.NewWriter(integ.writer(), squashfs.Options{
 		Compression: comp,
 		Level:       level(m),
 		BlockSize:   int(m.Image.BlockSize),
@@ -315,11 +322,19 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 		return nil, fmt.Errorf("%s: %w", out, err)
 	}
 	res.Stats = stats
+	if err := integ.appendTree(); err != nil {
+		return nil, err
+	}
 
 	rec, err := opts.record(m, entries, frags, files, signers, h, img.File, out)
 	if err != nil {
 		return nil, err
 	}
+	integFiles, err := opts.finishIntegrity(integ, rec, signers)
+	if err != nil {
+		return nil, err
+	}
+	defer abortAll(integFiles)
 	res.Record = rec
 	recData, err := rec.Marshal()
 	if err != nil {
@@ -347,7 +362,7 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	if err := img.Commit(); err != nil {
 		return nil, err
 	}
-	for _, f := range policyFiles {
+	for _, f := range append(policyFiles, integFiles...) {
 		if err := f.Commit(); err != nil {
 			return nil, err
 		}

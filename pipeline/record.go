@@ -26,6 +26,12 @@ type Record struct {
 	// Policy lists the signed IMA policy fragments; they are in the image
 	// and, with detached signatures, in IMAGE.policy/.
 	Policy []RecordPolicy `json:"policy,omitempty"`
+	// Verity describes the dm-verity hash tree appended to the image
+	// (image.verity; docs/integrity.md).
+	Verity *RecordVerity `json:"verity,omitempty"`
+	// Signature describes the detached CMS signatures beside the image
+	// (image.signature_key).
+	Signature *RecordSignature `json:"signature,omitempty"`
 }
 
 // RecordPolicy is one policy fragment of the image.
@@ -91,4 +97,29 @@ func (r *Record) Marshal() ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// RecordVerity is the dm-verity hash tree of the image: the image file is
+// the data device (its first DataBlocks 4 KiB blocks, the SquashFS image)
+// and the hash device (from HashOffset: veritysetup's superblock, then the
+// tree). `veritysetup verify IMAGE IMAGE ROOT --hash-offset HASH_OFFSET`.
+type RecordVerity struct {
+	Hash          string `json:"hash"`
+	DataBlockSize int    `json:"data_block_size"`
+	HashBlockSize int    `json:"hash_block_size"`
+	DataBlocks    uint64 `json:"data_blocks"`
+	DataSize      uint64 `json:"data_size"`
+	HashOffset    uint64 `json:"hash_offset"`
+	HashSize      uint64 `json:"hash_size"`
+	Salt          string `json:"salt"`
+	UUID          string `json:"uuid"`
+	RootHash      string `json:"root_hash"`
+}
+
+// RecordSignature names the key of the image's CMS signatures and the files
+// written (relative to the image's directory).
+type RecordSignature struct {
+	Key   string   `json:"key"`
+	KeyID string   `json:"key_id"`
+	Files []string `json:"files"`
 }

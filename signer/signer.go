@@ -65,6 +65,11 @@ func New(key crypto.Signer, cert *x509.Certificate) (*Signer, error) {
 	return s, nil
 }
 
+// CryptoSigner returns the key s signs with, for signatures other than
+// security.ima values (the CMS signatures of whole images, package
+// integrity).
+func (s *Signer) CryptoSigner() crypto.Signer { return s.key }
+
 // checkKeyType accepts the key types IMA signatures are made with.
 func checkKeyType(pub crypto.PublicKey) error {
 	switch p := pub.(type) {

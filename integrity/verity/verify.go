@@ -83,11 +83,10 @@ func Verify(r io.ReaderAt, p Params, root []byte) error {
 		skip = BlockSize // the superblock is not covered by the root hash
 	}
 	rootOK := subtle.ConstantTimeCompare(t.Root(), root) == 1
-	areaOK := bytes.Equal(have[skip:], want[skip:])
-	if rootOK && areaOK {
+	if rootOK && bytes.Equal(have[skip:], want[skip:]) {
 		return nil
 	}
-	e := &MismatchError{Root: hex.EncodeToString(t.Root()), HashArea: !areaOK}
+	e := &MismatchError{Root: hex.EncodeToString(t.Root()), HashArea: !storedTreeOK(have, t.Layout, p, root)}
 	if len(t.Layout.Levels) > 0 {
 		l0 := t.Layout.Levels[0]
 		off := int64(l0.Start*BlockSize - p.HashOffset)
@@ -104,4 +103,48 @@ func Verify(r io.ReaderAt, p Params, root []byte) error {
 		}
 	}
 	return e
+}
+
+// storedTreeOK reports whether the stored hash area (have, from
+// p.HashOffset) is a consistent tree for root: each level's blocks hash to
+// the digests stored in the level above, the top block to root, and unused
+// digest slots are zero. A data change leaves the stored tree consistent; a
+// rewritten hash block does not.
+func storedTreeOK(have []byte, l Layout, p Params, root []byte) bool {
+	base := p.HashOffset / BlockSize
+	block := func(abs uint64) []byte {
+		off := (abs - base) * BlockSize
+		return have[off : off+BlockSize]
+	}
+	n := len(l.Levels)
+	if n == 0 {
+		return true // no hash blocks
+	}
+	top := HashBlock(p.Salt, block(l.Levels[n-1].Start))
+	if subtle.ConstantTimeCompare(top[:], root) != 1 {
+		return false
+	}
+	entries := p.DataBlocks
+	for i := 0; i < n; i++ {
+		ext := l.Levels[i]
+		for b := uint64(0); b < ext.Blocks; b++ {
+			blk := block(ext.Start + b)
+			if i+1 < n {
+				d := HashBlock(p.Salt, blk)
+				up := block(l.Levels[i+1].Start + b/128)
+				if !bytes.Equal(up[(b%128)*DigestSize:][:DigestSize], d[:]) {
+					return false
+				}
+			}
+			// Slots past the last entry are zero.
+			used := min(entries-b*128, 128)
+			for _, c := range blk[used*DigestSize:] {
+				if c != 0 {
+					return false
+				}
+			}
+		}
+		entries = ext.Blocks
+	}
+	return true
 }

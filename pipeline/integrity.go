@@ -1,0 +1,190 @@
+package pipeline
+
+import (
+	"crypto"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/imaforge/imaforge/integrity"
+	"github.com/imaforge/imaforge/integrity/verity"
+	"github.com/imaforge/imaforge/internal/atomicfile"
+	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/pki"
+)
+
+// imageIntegrity makes what image.verity and image.signature_key ask for
+// (docs/integrity.md): while the image is written, the dm-verity digest of
+// each 4 KiB block (verity.BlockHasher, no second pass); after the SquashFS
+// writer finished, the hash tree appended to the image; once the image
+// digest is known (the record), the detached CMS signatures.
+type imageIntegrity struct {
+	m      *manifest.Manifest
+	file   *os.File
+	out    string
+	hasher *verity.BlockHasher // nil without image.verity
+	tree   *verity.Tree
+}
+
+// startIntegrity prepares the image file f for m's integrity options.
+func (opts *Options) startIntegrity(m *manifest.Manifest, f *os.File, out string) (*imageIntegrity, error) {
+	ii := &imageIntegrity{m: m, file: f, out: out}
+	if m.Image.Verity {
+		h, err := verity.NewBlockHasher(f, integrity.Salt(m.Digest[:]))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", out, err)
+		}
+		ii.hasher = h
+	}
+	return ii, nil
+}
+
+// writer is what the SquashFS writer writes the image through.
+func (ii *imageIntegrity) writer() io.WriteSeeker {
+	if ii.hasher != nil {
+		return ii.hasher
+	}
+	return ii.file
+}
+
+// appendTree appends the hash tree after the finished SquashFS image (which
+// the writer padded to 4 KiB, as dm-verity's data blocks need).
+func (ii *imageIntegrity) appendTree() error {
+	if ii.hasher == nil {
+		return nil
+	}
+	sums, err := ii.hasher.Sum()
+	if err != nil {
+		return fmt.Errorf("%s: %w", ii.out, err)
+	}
+	size := ii.hasher.Size()
+	salt := integrity.Salt(ii.m.Digest[:])
+	p := verity.Params{DataBlocks: uint64(len(sums)), HashOffset: uint64(size), Salt: salt, UUID: integrity.UUID(salt)}
+	t, err := verity.NewTree(p, sums)
+	if err != nil {
+		return fmt.Errorf("%s: %w", ii.out, err)
+	}
+	if _, err := ii.file.Seek(size, io.SeekStart); err != nil {
+		return fmt.Errorf("%s: %w", ii.out, err)
+	}
+	if _, err := t.WriteTo(ii.file); err != nil {
+		return fmt.Errorf("write %s: %w", ii.out, err)
+	}
+	ii.tree = t
+	return nil
+}
+
+// finish adds the verity parameters to rec and writes the signatures
+// (temporary files, committed with the image).
+func (opts *Options) finishIntegrity(ii *imageIntegrity, rec *Record, keys map[string]Key) ([]*atomicfile.File, error) {
+	m := ii.m
+	if t := ii.tree; t != nil {
+		p := t.Params
+		rec.Verity = &RecordVerity{
+			Hash: verity.HashName, DataBlockSize: verity.BlockSize, HashBlockSize: verity.BlockSize,
+			DataBlocks: p.DataBlocks, DataSize: p.DataBlocks * verity.BlockSize,
+			HashOffset: p.HashOffset, HashSize: uint64(t.Size()),
+			Salt: hex.EncodeToString(p.Salt), UUID: verity.FormatUUID(p.UUID), RootHash: t.RootHex(),
+		}
+	}
+	name := m.Image.SignatureKey
+	if name == "" {
+		return nil, nil
+	}
+	s, err := opts.integritySigner(m, name, keys[name])
+	if err != nil {
+		return nil, err
+	}
+	digest, err := hex.DecodeString(rec.Image.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	outputs := map[string][]byte{}
+	if outputs[integrity.SuffixImageSig], err = s.SignImage(digest); err != nil {
+		return nil, m.Errorf(m.Image.Pos, err, "image.signature_key %q", name)
+	}
+	if t := ii.tree; t != nil {
+		d := &integrity.Descriptor{DataBlocks: t.Params.DataBlocks, HashOffset: t.Params.HashOffset, Salt: t.Params.Salt, RootHash: t.Root()}
+		desc, sig, err := s.SignDescriptor(d)
+		if err != nil {
+			return nil, m.Errorf(m.Image.Pos, err, "image.signature_key %q", name)
+		}
+		outputs[integrity.SuffixDescriptor], outputs[integrity.SuffixDescriptorSig] = desc, sig
+		if outputs[integrity.SuffixRootHashSig], err = s.SignRootHash(t.Root()); err != nil {
+			return nil, m.Errorf(m.Image.Pos, err, "image.signature_key %q", name)
+		}
+	}
+	id := keys[name].KeyID()
+	rec.Signature = &RecordSignature{Key: name, KeyID: hex.EncodeToString(id[:])}
+	var files []*atomicfile.File
+	for _, suf := range []string{integrity.SuffixImageSig, integrity.SuffixDescriptor, integrity.SuffixDescriptorSig, integrity.SuffixRootHashSig} {
+		data, ok := outputs[suf]
+		if !ok {
+			continue
+		}
+		f, err := atomicfile.Create(ii.out+suf, 0o644)
+		if err != nil {
+			abortAll(files)
+			return nil, err
+		}
+		files = append(files, f)
+		if _, err := f.Write(data); err != nil {
+			abortAll(files)
+			return nil, fmt.Errorf("write %s: %w", ii.out+suf, err)
+		}
+		rec.Signature.Files = append(rec.Signature.Files, filepath.Base(ii.out+suf))
+	}
+	return files, nil
+}
+
+// integritySigner returns the CMS signer for the manifest key name: the
+// crypto.Signer behind the pipeline's Key (file and token keys alike), or,
+// for a Key that only relays signatures made elsewhere (a signature cache),
+// the key loaded again; with the certificate chain from the trust store
+// (signer and intermediates, not the root).
+func (opts *Options) integritySigner(m *manifest.Manifest, name string, k Key) (*integrity.Signer, error) {
+	if k == nil {
+		return nil, m.Errorf(m.Image.Pos, fmt.Errorf("key %q was not loaded", name), "image.signature_key")
+	}
+	var priv crypto.Signer
+	if cs, ok := k.(interface{ CryptoSigner() crypto.Signer }); ok {
+		priv = cs.CryptoSigner()
+	} else if _, given := opts.Keys[name]; !given {
+		mk := m.Keys[name]
+		lk, err := loadKey(mk, opts.keyOptions(mk))
+		if err != nil {
+			return nil, m.Errorf(mk.Pos, err, "key %q", name)
+		}
+		if cs, ok := lk.(interface{ CryptoSigner() crypto.Signer }); ok {
+			priv = cs.CryptoSigner()
+		}
+	}
+	if priv == nil {
+		return nil, m.Errorf(m.Image.Pos, fmt.Errorf("key %q has no private key here (signatures made elsewhere cannot sign the image)", name), "image.signature_key")
+	}
+	certs := []*x509.Certificate{k.Cert()}
+	if m.Trust != nil {
+		ts, err := pki.LoadTrustStore(pki.TrustConfig{Roots: m.Trust.Roots, Intermediates: m.Trust.Intermediates, CRLs: m.Trust.CRLs}, m.Dir)
+		if err != nil {
+			return nil, m.Errorf(m.Trust.Pos, err, "trust")
+		}
+		now := time.Now()
+		if opts.Now != nil {
+			now = opts.Now()
+		}
+		ch, err := ts.CheckSigner(k.Cert(), nil, now)
+		if err != nil {
+			return nil, keyError(m, name, err)
+		}
+		for _, c := range ch.Certs[1:] {
+			if !c.Equal(ch.Root()) {
+				certs = append(certs, c)
+			}
+		}
+	}
+	return &integrity.Signer{Key: priv, Certs: certs}, nil
+}
