@@ -34,8 +34,12 @@ acceptance: build
 demo: build
 	scripts/demo.sh
 
+# Benchmarks, never timed assertions: Go Benchmark* functions, then the peers
+# measured in the same run (ratios): signing against evmctl, the whole build
+# against copy + evmctl + mksquashfs.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+	scripts/bench-sign.sh
 	scripts/bench-peer.sh
 
 # Short fuzzing of every parser; crashers land in testdata/fuzz as regression cases.
