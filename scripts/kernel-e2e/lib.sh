@@ -41,7 +41,10 @@ e2e_need_tools() {
 # linux-image-amd64 depends on (once; cached in $E2E_CACHE) and extracts it.
 e2e_fetch_kernel() {
   mkdir -p "$E2E_CACHE"
-  local pkg deb
+  local pkg deb old
+  # one run at a time fetches and extracts (make test and a developer's run)
+  exec 9>"$E2E_CACHE/.lock"
+  flock 9
   pkg=${E2E_KERNEL_PKG:-}
   if [ -z "$pkg" ]; then
     pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
@@ -52,17 +55,21 @@ e2e_fetch_kernel() {
   fi
   if [ -z "$pkg" ]; then
     # offline: use the newest kernel already in the cache
-    deb=$(ls -1 "$E2E_CACHE"/linux-image-*_amd64.deb 2>/dev/null | sort -V | tail -1)
+    deb=$(ls -1 "$E2E_CACHE"/linux-image-*_amd64.deb 2>/dev/null | sort -V | tail -1 || true)
     [ -n "$deb" ] || e2e_missing "cannot resolve linux-image-amd64 (apt-get update failed?) and no cached kernel"
   else
-    deb=$(ls -1 "$E2E_CACHE"/"$pkg"_*_amd64.deb 2>/dev/null | sort -V | tail -1)
+    deb=$(ls -1 "$E2E_CACHE"/"$pkg"_*_amd64.deb 2>/dev/null | sort -V | tail -1 || true)
     if [ -z "$deb" ]; then
       e2e_log "downloading $pkg into $E2E_CACHE"
       (cd "$E2E_CACHE" && apt-get download "$pkg" >/dev/null 2>&1) ||
         (apt-get update -qq >/dev/null 2>&1; cd "$E2E_CACHE" && apt-get download "$pkg" >/dev/null) ||
         e2e_missing "apt-get download $pkg failed"
-      deb=$(ls -1 "$E2E_CACHE"/"$pkg"_*_amd64.deb 2>/dev/null | sort -V | tail -1)
+      deb=$(ls -1 "$E2E_CACHE"/"$pkg"_*_amd64.deb 2>/dev/null | sort -V | tail -1 || true)
       [ -n "$deb" ] || e2e_missing "apt-get download $pkg produced no .deb"
+      # a new kernel replaces the cached ones (70 MB each)
+      for old in "$E2E_CACHE"/linux-image-*_amd64.deb; do
+        [ "$old" = "$deb" ] || rm -rf "$old" "${old%.deb}"
+      done
     fi
   fi
   local x=${deb%.deb}
@@ -76,6 +83,7 @@ e2e_fetch_kernel() {
   MODDIR=$x/lib/modules/$KVER
   [ -f "$VMLINUZ" ] && [ -f "$MODDIR/modules.order" ] || e2e_die "unexpected layout in $deb"
   KDEB=$deb
+  flock -u 9
 }
 
 # e2e_module_path NAME: the .ko of a module name (- and _ are the same).

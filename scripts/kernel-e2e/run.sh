@@ -36,7 +36,7 @@ want_scenario() {
 }
 
 [ "$(id -u)" = 0 ] || e2e_missing "must run as root (security.ima xattrs on the staging trees)"
-e2e_need_tools qemu-system-x86_64 apt-get apt-cache dpkg-deb cpio gcc openssl evmctl mksquashfs rdsquashfs getfattr setfattr keyctl busybox timeout python3 sha256sum
+e2e_need_tools qemu-system-x86_64 apt-get apt-cache dpkg-deb cpio gcc openssl evmctl mksquashfs rdsquashfs getfattr setfattr keyctl busybox timeout python3 sha256sum flock
 [ -x /bin/busybox ] || e2e_missing "/bin/busybox (busybox-static) missing"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kernel-e2e.XXXXXX")
