@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 
 	"github.com/imaforge/imaforge/ceremony"
-	"github.com/imaforge/imaforge/internal/atomicfile"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/signer"
 )
@@ -311,10 +310,32 @@ func (k *cachedKey) SignDigest(h signer.Hash, digest []byte) ([]byte, error) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return nil, fmt.Errorf("signature cache: %w", err)
 	}
-	if err := atomicfile.WriteFile(p, val, 0o644); err != nil {
+	if err := writeCacheEntry(p, val); err != nil {
 		return nil, fmt.Errorf("signature cache: %w", err)
 	}
 	return val, nil
+}
+
+// writeCacheEntry writes a cache file through a temporary file and a
+// rename, so readers never see part of a value. It does not sync: an entry
+// lost in a crash is only signed again, and a damaged one fails
+// verification and is replaced.
+func writeCacheEntry(path string, val []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(val)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }
 
 func (k *cachedKey) KeyID() [4]byte          { return signer.KeyID(k.cert) }
