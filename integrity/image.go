@@ -94,10 +94,11 @@ func (e *TamperedError) Error() string {
 
 func (e *TamperedError) Unwrap() error { return ErrTampered }
 
-// checkSigner checks sig's signer against ts at now (zero: dates not
-// checked). The message's certificates are added to ts as intermediates
+// CheckSigner checks a CMS signature's signer against ts at now (zero:
+// dates not checked) as pki.TrustStore.CheckSigner checks a signing key;
+// errors match ErrUntrusted. The message's certificates are added to ts as intermediates
 // (TrustStore.Add), so ts must not be used concurrently.
-func checkSigner(s *cms.Signature, ts *pki.TrustStore, now time.Time) (*pki.Chain, error) {
+func CheckSigner(s *cms.Signature, ts *pki.TrustStore, now time.Time) (*pki.Chain, error) {
 	if ts == nil {
 		return nil, fmt.Errorf("%w: no trust store", ErrUntrusted)
 	}
@@ -144,7 +145,7 @@ func VerifyImage(r io.ReaderAt, size int64, sig []byte, ts *pki.TrustStore, now 
 	if err != nil {
 		return nil, err
 	}
-	ch, err := checkSigner(s, ts, now)
+	ch, err := CheckSigner(s, ts, now)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +176,7 @@ func VerifyVerity(r io.ReaderAt, size int64, desc, sig []byte, ts *pki.TrustStor
 	if err != nil {
 		return nil, err
 	}
-	ch, err := checkSigner(s, ts, now)
+	ch, err := CheckSigner(s, ts, now)
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,7 @@ PKGS=(
   zstd:zstd
   xz-utils:xz
   cryptsetup-bin:veritysetup
+  rauc:rauc
   util-linux:setpriv
   hyperfine:hyperfine
   bc:bc
