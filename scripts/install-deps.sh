@@ -14,6 +14,8 @@ PKGS=(
   attr:getfattr
   openssl:openssl
   libssl-dev:/usr/include/openssl/evp.h
+  zlib1g-dev:/usr/include/zlib.h
+  liblzma-dev:/usr/include/lzma.h
   gcc:gcc
   python3:python3
   qemu-system-x86:qemu-system-x86_64

@@ -65,7 +65,7 @@ func newCodec(comp Compression, level, blockSize int) (*codec, error) {
 		if c.level < 1 || c.level > 9 {
 			return nil, fmt.Errorf("squashfs: gzip level %d out of range 1..9", level)
 		}
-		c.newEnc = func() (blockEncoder, error) { return newZlibEncoder(c.level) }
+		c.newEnc = func() (blockEncoder, error) { return newGzipEncoder(c.level) }
 	case Zstd:
 		if c.level == 0 {
 			c.level = DefaultZstdLevel
@@ -79,7 +79,7 @@ func newCodec(comp Compression, level, blockSize int) (*codec, error) {
 		if level != 0 {
 			return nil, fmt.Errorf("squashfs: xz takes no level (got %d)", level)
 		}
-		c.newEnc = func() (blockEncoder, error) { return newXZEncoder(blockSize) }
+		c.newEnc = func() (blockEncoder, error) { return newXZBlockEncoder(blockSize) }
 	case LZ4:
 		// 0 (or 1): the fast compressor, as mksquashfs's default; 2..9: the
 		// high-compression compressor at that depth (mksquashfs -Xhc).

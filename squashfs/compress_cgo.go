@@ -2,11 +2,68 @@
 
 package squashfs
 
-import datadog "github.com/DataDog/zstd"
+/*
+#cgo LDFLAGS: -lz -llzma
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+#include <lzma.h>
 
-// With cgo, zstd blocks are made by the zstd library itself (bundled with
-// github.com/DataDog/zstd, no system package needed): at the same level it
-// compresses as mksquashfs does, which klauspost/compress cannot match.
+// sq_deflate_new makes a zlib stream as squashfs-tools' gzip_wrapper.c does
+// (deflateInit2: the level, a 2^15 window, memLevel 8, default strategy).
+static z_stream *sq_deflate_new(int level) {
+	z_stream *s = calloc(1, sizeof *s);
+	if (s == NULL) return NULL;
+	if (deflateInit2(s, level, Z_DEFLATED, 15, 8, Z_DEFAULT_STRATEGY) != Z_OK) { free(s); return NULL; }
+	return s;
+}
+
+static void sq_deflate_free(z_stream *s) { deflateEnd(s); free(s); }
+
+// sq_deflate compresses one block; returns the length, or 0 when it does not
+// fit in cap (incompressible), or -1 on error.
+static long sq_deflate(z_stream *s, const void *src, size_t n, void *dst, size_t cap) {
+	if (deflateReset(s) != Z_OK) return -1;
+	s->next_in = (Bytef *)src; s->avail_in = n;
+	s->next_out = dst; s->avail_out = cap;
+	int r = deflate(s, Z_FINISH);
+	if (r == Z_STREAM_END) return (long)s->total_out;
+	if (r == Z_OK || r == Z_BUF_ERROR) return 0;
+	return -1;
+}
+
+// sq_xz compresses one block as squashfs-tools' xz_wrapper.c does by default:
+// one .xz stream, LZMA2 at preset 6 with the dictionary set to dict, CRC32.
+static long sq_xz(uint32_t dict, const void *src, size_t n, void *dst, size_t cap) {
+	lzma_options_lzma opt;
+	if (lzma_lzma_preset(&opt, LZMA_PRESET_DEFAULT)) return -1;
+	opt.dict_size = dict;
+	lzma_filter filters[2] = {{ .id = LZMA_FILTER_LZMA2, .options = &opt }, { .id = LZMA_VLI_UNKNOWN, .options = NULL }};
+	size_t pos = 0;
+	lzma_ret r = lzma_stream_buffer_encode(filters, LZMA_CHECK_CRC32, NULL, src, n, dst, &pos, cap);
+	if (r == LZMA_OK) return (long)pos;
+	if (r == LZMA_BUF_ERROR) return 0;
+	return -1;
+}
+*/
+import "C"
+
+import (
+	"errors"
+	"runtime"
+	"unsafe"
+
+	datadog "github.com/DataDog/zstd"
+)
+
+// With cgo, blocks are compressed by the same C libraries mksquashfs uses
+// (zlib, liblzma, and libzstd bundled with github.com/DataDog/zstd, so no
+// system zstd package is needed), with mksquashfs's settings: at the same
+// level the images are as small as mksquashfs's, which the pure-Go
+// compressors (klauspost/compress, ulikunitz/xz; used without cgo) are not.
+// Decompression is pure Go in both builds.
+const cgoCompressors = true
+
 type cZstdEncoder struct {
 	ctx   datadog.Ctx
 	level int
@@ -20,5 +77,49 @@ func (e *cZstdEncoder) encode(dst, src []byte) ([]byte, error) {
 	return e.ctx.CompressLevel(dst, src, e.level)
 }
 
-// zstdImpl names the zstd implementation in use.
-const zstdImpl = "libzstd (cgo)"
+type cZlibEncoder struct{ s *C.z_stream }
+
+func newGzipEncoder(level int) (blockEncoder, error) {
+	s := C.sq_deflate_new(C.int(level))
+	if s == nil {
+		return nil, errors.New("zlib: deflateInit2 failed")
+	}
+	e := &cZlibEncoder{s: s}
+	runtime.AddCleanup(e, func(s *C.z_stream) { C.sq_deflate_free(s) }, s)
+	return e, nil
+}
+
+func (e *cZlibEncoder) encode(dst, src []byte) ([]byte, error) {
+	if cap(dst) < len(src) {
+		dst = make([]byte, len(src))
+	}
+	dst = dst[:len(src)]
+	n := C.sq_deflate(e.s, unsafe.Pointer(&src[0]), C.size_t(len(src)), unsafe.Pointer(&dst[0]), C.size_t(len(dst)))
+	runtime.KeepAlive(e)
+	switch {
+	case n < 0:
+		return nil, errors.New("zlib: deflate failed")
+	case n == 0:
+		return src, nil // does not shrink: stored
+	}
+	return dst[:n], nil
+}
+
+type cXZEncoder struct{ dict int }
+
+func newXZBlockEncoder(blockSize int) (blockEncoder, error) { return cXZEncoder{dict: blockSize}, nil }
+
+func (e cXZEncoder) encode(dst, src []byte) ([]byte, error) {
+	if cap(dst) < len(src) {
+		dst = make([]byte, len(src))
+	}
+	dst = dst[:len(src)]
+	n := C.sq_xz(C.uint32_t(e.dict), unsafe.Pointer(&src[0]), C.size_t(len(src)), unsafe.Pointer(&dst[0]), C.size_t(len(dst)))
+	switch {
+	case n < 0:
+		return nil, errors.New("xz: lzma_stream_buffer_encode failed")
+	case n == 0:
+		return src, nil
+	}
+	return dst[:n], nil
+}

@@ -175,6 +175,9 @@ func TestSetXattrsConcurrent(t *testing.T) {
 // peer tests judge the new bytes).
 func TestGolden(t *testing.T) {
 	for _, comp := range []Compression{Gzip, CompNone} {
+		if comp != CompNone && !cgoCompressors {
+			continue // the golden gzip image is zlib's (cgo) output
+		}
 		img := build(t, sampleEntries(), Options{Compression: comp, BlockSize: 4096, ModTime: 1700000000})
 		golden := filepath.Join("..", "testdata", "squashfs", "writer", "sample-"+comp.String()+".sqsh")
 		if *update {
