@@ -25,6 +25,7 @@ func TestRelicPKCS11(t *testing.T) {
 	hsm.InitToken(t, "fw", "1234")
 	hsm.ImportKey(t, "fw", "1234", keyPath("rsa2048.key"), "ima", "01")
 	hsm.ImportKey(t, "fw", "1234", keyPath("rsa3072.key"), "other", "02")
+	hsm.ImportKey(t, "fw", "1234", keyPath("p256.key"), "ec", "03")
 	hsm.InitToken(t, "fresh", "4321")
 	hsm.ImportKey(t, "fresh", "4321", keyPath("rsa2048.key"), "ima", "01")
 	dir := t.TempDir()
@@ -32,6 +33,7 @@ func TestRelicPKCS11(t *testing.T) {
 	cfg := hsm.WriteRelicConfig(t, filepath.Join(dir, "relic.yaml"),
 		ceremonytest.RelicKey{Name: "ima", Token: "hsm", TokenLabel: "fw", Label: "ima", Cert: certPath},
 		ceremonytest.RelicKey{Name: "other", Token: "hsm", TokenLabel: "fw", Label: "other"},
+		ceremonytest.RelicKey{Name: "ec", Token: "hsm", TokenLabel: "fw", Label: "ec"},
 		ceremonytest.RelicKey{Name: "nokey", Token: "hsm", TokenLabel: "fw", Label: "absent"},
 		ceremonytest.RelicKey{Name: "fresh", Token: "fresh", TokenLabel: "fresh", Label: "ima"},
 		ceremonytest.RelicKey{Name: "gone", Token: "gone", TokenLabel: "no-such-token", Label: "ima"},
@@ -114,6 +116,31 @@ func TestRelicPKCS11(t *testing.T) {
 		}
 		if _, err := key.Sign(nil, digest[:], crypto.SHA256); !errors.Is(err, ErrToken) {
 			t.Errorf("sign after close: %v", err)
+		}
+	})
+
+	// An ECDSA key in the token signs in DER, verifiably, with random
+	// nonces: Deterministic says so, and so the build record will.
+	t.Run("ECDSA", func(t *testing.T) {
+		key, _, err := OpenKey("relic:ec", cfg, &OpenOptions{PIN: relicPIN("1234")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer key.(*TokenKey).Close()
+		ecCert := loadCert(t, "p256.pem")
+		s, err := New(key, ecCert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := s.SignDigest(SHA256, digest[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Verify(v, digest[:], ecCert); err != nil {
+			t.Fatal(err)
+		}
+		if s.Deterministic() {
+			t.Error("SoftHSM ECDSA reported deterministic")
 		}
 	})
 
