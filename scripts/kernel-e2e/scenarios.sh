@@ -109,11 +109,30 @@ check control.unsigned-refused EACCES exec /control/bin/unsigned
 check control.tampered-refused EACCES exec /control/bin/tampered
 check control.wrongkey-refused EACCES exec /control/bin/wrongkey
 check control.copied-signature-refused EACCES exec /control/bin/copied
+EOF
+  # every compressor imaforge writes, read by the kernel (vdd onwards)
+  local fdisks=() c dev=d
+  if [ -z "${E2E_BREAK_SIG:-}" ]; then
+    for c in $E2E_COMPRESSORS; do
+      format_image "$d" "$c"
+      fdisks+=("$d/format-$c.sqsh")
+      cat >>"$r/e2e/scenario.sh" <<EOF
+mount_image /dev/vd$dev /f-$c
+check format.$c.signed-runs ok exec /f-$c/bin/good
+check format.$c.unsigned-refused EACCES exec /f-$c/bin/unsigned
+check format.$c.multiblock-file-runs ok exec /f-$c/bin/big
+check format.$c.large-directory-lookup-runs ok exec /f-$c/many/zz-run
+check format.$c.symlink-to-signed-runs ok exec /f-$c/bin/link
+EOF
+      dev=$(echo "$dev" | tr a-y b-z)
+    done
+  fi
+  cat >>"$r/e2e/scenario.sh" <<'EOF'
 echo "---- ascii_runtime_measurements ----"
 sed 's/^/E2E MEASURE /' /sys/kernel/security/ima/ascii_runtime_measurements
 EOF
   e2e_cpio "$r" "$d/initrd.cpio"
-  e2e_boot "$name" "$d/initrd.cpio" "ima_appraise=enforce" "$img" "$d/attack.sqsh" "$d/control.sqsh"
+  e2e_boot "$name" "$d/initrd.cpio" "ima_appraise=enforce" "$img" "$d/attack.sqsh" "$d/control.sqsh" "${fdisks[@]}"
   e2e_judge "$name" "$r/e2e/scenario.sh" || true
 
   # measurement: the guest's list holds bin/good with the digest of its bytes
@@ -140,17 +159,57 @@ EOF
   fi
 }
 
+# format_image DIR COMP: DIR/format-COMP.sqsh, built by `imaforge build` with
+# compression COMP: a signed and an unsigned program, a signed program of
+# 1 MiB and a bit (several data blocks and a fragment tail), a symlink to the
+# signed program, and a directory of 1000 entries (large enough for a
+# directory index) with a signed program sorted last.
+E2E_COMPRESSORS=${E2E_COMPRESSORS:-zstd gzip xz lz4}
+format_image() {
+  local d=$1 c=$2 st=$1/format-src i
+  if [ ! -d "$st" ]; then
+    mkdir -p "$st/bin" "$st/many"
+    e2e_prog "$st/bin/good" format-good
+    e2e_prog "$st/bin/unsigned" format-unsigned
+    e2e_prog "$st/bin/big" format-big
+    head -c $((1024 * 1024 + 1000)) /dev/urandom >>"$st/bin/big"
+    ln -s good "$st/bin/link"
+    for i in $(seq -w 1 1000); do echo "entry $i" >"$st/many/file-with-a-longish-name-$i"; done
+    e2e_prog "$st/many/zz-run" format-zz-run
+  fi
+  {
+    manifest_head "format-$c.sqsh" | sed "s/compression: none/compression: $c/"
+    cat <<EOF
+keys:
+  ima: {cert: pki/ima/ima.pem, key: pki/ima/ima.key}
+sources:
+  - from: format-src/
+    to: /
+rules:
+  - match: /bin/unsigned
+    sign: false
+  - match: /**
+    key: ima
+EOF
+  } >"$d/m-$c.yaml"
+  forge build -q "$d/m-$c.yaml"
+}
+
 # verify_agrees DIR: issue 8's "the set of files the kernel refuses equals
 # the set `imaforge verify` reports", for each disk of the enforce boot (the
-# built image, the attack image, mksquashfs's control image). Every file on
-# those disks is executed by a guest check, so the kernel's set is complete:
-# the paths whose exec check got EACCES under that mount point. imaforge
+# built image, the attack image, mksquashfs's control image, one image per
+# compressor). Every file that is not validly signed is executed by a guest
+# check, so the kernel's set is complete: the paths whose exec check got
+# EACCES under that mount point (the 1000 signed directory entries of the
+# compressor images are not executed; verify must not flag them). imaforge
 # verify gets the trust the device has (the root and the IMA certificate)
 # and the policy the guest wrote, and reports per file whether the kernel
 # would refuse it (--json: files[].appraisal.refused).
 verify_agrees() {
   local d=$1 disk
-  for disk in image.sqsh:/mnt attack.sqsh:/attack control.sqsh:/control; do
+  local c extra=""
+  for c in $E2E_COMPRESSORS; do extra+=" format-$c.sqsh:/f-$c"; done
+  for disk in image.sqsh:/mnt attack.sqsh:/attack control.sqsh:/control $extra; do
     verify_agrees_disk "enforce" "${disk%%.*}" "$d/${disk%%:*}" "${disk#*:}" "$d/initramfs/e2e/policy" \
       --root "$d/pki/root/root.pem" --cert "$d/pki/ima/ima.pem"
   done
