@@ -196,6 +196,36 @@ func (z *Reader) Stat(name string) (fs.FileInfo, error) {
 	return fi, nil
 }
 
+// ErrNoExportTable is returned by StatInode for an image made without an
+// export table (mksquashfs -no-exports).
+var ErrNoExportTable = errors.New("squashfs: image has no export table")
+
+// StatInode returns the FileInfo of inode number (1..Superblock.Inodes),
+// found through the export table (the NFS lookup table: inode number - 1 ->
+// inode reference; kernel fs/squashfs/export.c). Its Name is empty: an inode
+// does not know its names.
+func (z *Reader) StatInode(number uint32) (fs.FileInfo, error) {
+	if z.sb.ExportTableStart == InvalidBlock {
+		return nil, ErrNoExportTable
+	}
+	if number == 0 {
+		return nil, &FormatError{Off: int64(z.export.listOff), Msg: "inode number 0"}
+	}
+	b, err := z.readRecord(&z.export, uint64(number)-1)
+	if err != nil {
+		return nil, err
+	}
+	ref := le.Uint64(b)
+	in, err := z.readInode(ref)
+	if err != nil {
+		return nil, err
+	}
+	if in.number != number {
+		return nil, &FormatError{Off: int64(z.export.listOff), Msg: fmt.Sprintf("export table entry %d points at inode %d", number, in.number), Val: fmt.Sprintf("%#x", ref)}
+	}
+	return z.info("", in)
+}
+
 // Lstat returns the FileInfo of the named file without following a symbolic
 // link in the last element.
 func (z *Reader) Lstat(name string) (fs.FileInfo, error) {

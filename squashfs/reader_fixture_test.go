@@ -300,6 +300,47 @@ func xattrsEqual(a, b []Xattr) bool {
 	return slices.EqualFunc(a, b, func(x, y Xattr) bool { return x.Name == y.Name && bytes.Equal(x.Value, y.Value) })
 }
 
+// TestFixtureExportTable finds every walked entry again by inode number
+// through the export table (absent from tree-gzip-opts: -no-exports).
+func TestFixtureExportTable(t *testing.T) {
+	for _, fx := range fixtures {
+		t.Run(fx.name, func(t *testing.T) {
+			r := openFixture(t, fx.name)
+			seen := map[uint32]bool{}
+			err := r.Walk(".", func(p string, fi fs.FileInfo, err error) error {
+				if err != nil {
+					return err
+				}
+				s := fi.Sys().(*InodeInfo)
+				byNum, err := r.StatInode(s.InodeNumber)
+				if fx.name == "tree-gzip-opts" {
+					if !errors.Is(err, ErrNoExportTable) {
+						t.Fatalf("StatInode without an export table: %v", err)
+					}
+					return fs.SkipAll
+				}
+				if err != nil {
+					return err
+				}
+				if byNum.Mode() != fi.Mode() || byNum.Size() != fi.Size() || byNum.Sys().(*InodeInfo).InodeNumber != s.InodeNumber {
+					t.Errorf("%s: StatInode(%d) = %v, walk gave %v", p, s.InodeNumber, byNum, fi)
+				}
+				seen[s.InodeNumber] = true
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fx.name != "tree-gzip-opts" && len(seen) != int(r.Superblock().Inodes) {
+				t.Errorf("walk reached %d inodes, superblock has %d", len(seen), r.Superblock().Inodes)
+			}
+			if _, err := r.StatInode(r.Superblock().Inodes + 1); err == nil {
+				t.Error("StatInode past the inode count succeeded")
+			}
+		})
+	}
+}
+
 func TestFixtureLinksAndLookups(t *testing.T) {
 	r := openFixture(t, "tree-gzip")
 	// Hard links share the inode.
