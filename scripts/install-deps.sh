@@ -16,6 +16,7 @@ PKGS=(
   libssl-dev:/usr/include/openssl/evp.h
   zlib1g-dev:/usr/include/zlib.h
   liblzma-dev:/usr/include/lzma.h
+  liblz4-dev:/usr/include/lz4hc.h
   gcc:gcc
   python3:python3
   qemu-system-x86:qemu-system-x86_64

@@ -81,12 +81,12 @@ func newCodec(comp Compression, level, blockSize int) (*codec, error) {
 		}
 		c.newEnc = func() (blockEncoder, error) { return newXZBlockEncoder(blockSize) }
 	case LZ4:
-		// 0 (or 1): the fast compressor, as mksquashfs's default; 2..9: the
-		// high-compression compressor at that depth (mksquashfs -Xhc).
-		if c.level < 0 || c.level > 9 {
-			return nil, fmt.Errorf("squashfs: lz4 level %d out of range 0..9", level)
+		// 0 (or 1): the fast compressor, as mksquashfs's default; 2..12:
+		// the high-compression compressor at that level (mksquashfs -Xhc).
+		if c.level < 0 || c.level > 12 {
+			return nil, fmt.Errorf("squashfs: lz4 level %d out of range 0..12", level)
 		}
-		c.newEnc = func() (blockEncoder, error) { return newLZ4Encoder(c.level), nil }
+		c.newEnc = func() (blockEncoder, error) { return newLZ4BlockEncoder(c.level) }
 	default:
 		return nil, fmt.Errorf("%w: %v", ErrUnsupportedCompression, comp)
 	}
@@ -231,7 +231,7 @@ type lz4Encoder struct {
 func newLZ4Encoder(level int) *lz4Encoder {
 	e := &lz4Encoder{level: level}
 	if level > 1 {
-		e.hc.Level = lz4.CompressionLevel(1 << (8 + level))
+		e.hc.Level = lz4.CompressionLevel(1 << (8 + min(level, 9)))
 	}
 	return e
 }

@@ -3,11 +3,13 @@
 package squashfs
 
 /*
-#cgo LDFLAGS: -lz -llzma
+#cgo LDFLAGS: -lz -llzma -llz4
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 #include <lzma.h>
+#include <lz4.h>
+#include <lz4hc.h>
 
 // sq_deflate_new makes a zlib stream as squashfs-tools' gzip_wrapper.c does
 // (deflateInit2: the level, a 2^15 window, memLevel 8, default strategy).
@@ -45,6 +47,13 @@ static long sq_xz(uint32_t dict, const void *src, size_t n, void *dst, size_t ca
 	if (r == LZMA_BUF_ERROR) return 0;
 	return -1;
 }
+
+// sq_lz4 makes a raw LZ4 block as lz4_wrapper.c does: LZ4_compress_default,
+// or LZ4_compress_HC at level hc when hc > 0. Returns 0 when it does not fit.
+static long sq_lz4(int hc, const void *src, int n, void *dst, int cap) {
+	if (hc > 0) return LZ4_compress_HC(src, dst, n, cap, hc);
+	return LZ4_compress_default(src, dst, n, cap);
+}
 */
 import "C"
 
@@ -58,7 +67,7 @@ import (
 
 // With cgo, blocks are compressed by the same C libraries mksquashfs uses
 // (zlib, liblzma, and libzstd bundled with github.com/DataDog/zstd, so no
-// system zstd package is needed), with mksquashfs's settings: at the same
+// system zstd package is needed; liblz4), with mksquashfs's settings: at the same
 // level the images are as small as mksquashfs's, which the pure-Go
 // compressors (klauspost/compress, ulikunitz/xz; used without cgo) are not.
 // Decompression is pure Go in both builds.
@@ -120,6 +129,28 @@ func (e cXZEncoder) encode(dst, src []byte) ([]byte, error) {
 		return nil, errors.New("xz: lzma_stream_buffer_encode failed")
 	case n == 0:
 		return src, nil
+	}
+	return dst[:n], nil
+}
+
+type cLZ4Encoder struct{ hc int }
+
+func newLZ4BlockEncoder(level int) (blockEncoder, error) {
+	e := cLZ4Encoder{}
+	if level > 1 {
+		e.hc = level
+	}
+	return e, nil
+}
+
+func (e cLZ4Encoder) encode(dst, src []byte) ([]byte, error) {
+	if cap(dst) < len(src) {
+		dst = make([]byte, len(src))
+	}
+	dst = dst[:len(src)]
+	n := C.sq_lz4(C.int(e.hc), unsafe.Pointer(&src[0]), C.int(len(src)), unsafe.Pointer(&dst[0]), C.int(len(dst)))
+	if n <= 0 {
+		return src, nil // does not shrink: stored
 	}
 	return dst[:n], nil
 }

@@ -16,7 +16,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		comp  Compression
 		level int
 	}{
-		{Gzip, 0}, {Gzip, 1}, {Zstd, 0}, {Zstd, 3}, {Zstd, 19}, {XZ, 0}, {LZ4, 0}, {LZ4, 9}, {CompNone, 0},
+		{Gzip, 0}, {Gzip, 1}, {Zstd, 0}, {Zstd, 3}, {Zstd, 19}, {XZ, 0}, {LZ4, 0}, {LZ4, 9}, {LZ4, 12}, {CompNone, 0},
 	}
 	for _, tc := range cases {
 		c, err := newCodec(tc.comp, tc.level, 131072)
@@ -62,7 +62,7 @@ func TestCodecBadLevel(t *testing.T) {
 	for _, tc := range []struct {
 		comp  Compression
 		level int
-	}{{Gzip, 10}, {Zstd, 23}, {XZ, 3}, {LZ4, 10}, {CompNone, 1}, {LZO, 0}} {
+	}{{Gzip, 10}, {Zstd, 23}, {XZ, 3}, {LZ4, 13}, {CompNone, 1}, {LZO, 0}} {
 		if _, err := newCodec(tc.comp, tc.level, 131072); err == nil {
 			t.Errorf("%v level %d accepted", tc.comp, tc.level)
 		}
