@@ -235,7 +235,7 @@ func (z *Reader) readAt(p []byte, off uint64, what string) error {
 // before the list itself.
 func (z *Reader) loadLookup(t *lookupTable, listOff uint64) error {
 	n := LookupBlocks(t.count, t.recSize)
-	if n > (uint64(z.size)-listOff)/8 {
+	if listOff > uint64(z.size) || n > (uint64(z.size)-listOff)/8 {
 		return &FormatError{Off: int64(listOff), Msg: fmt.Sprintf("%s of %d records: block list past the image end", t.name, t.count), Err: ErrTruncated}
 	}
 	t.listOff = listOff

@@ -124,6 +124,11 @@ func (z *Reader) readInode(ref uint64) (*inode, error) {
 			return nil, err
 		}
 		count := le.Uint16(buf[32:])
+		// One index entry per metadata block the listing starts a header
+		// in: never more than the listing's size allows.
+		if uint64(count) > uint64(le.Uint32(buf[20:]))/MetadataSize+2 {
+			return nil, &FormatError{Off: off + 32, Msg: fmt.Sprintf("directory index of %d entries for a listing of %d bytes", count, le.Uint32(buf[20:])), Val: count}
+		}
 		for range count {
 			if err := more(12); err != nil {
 				return nil, err
