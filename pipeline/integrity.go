@@ -1,9 +1,12 @@
 package pipeline
 
 import (
+	"context"
 	"crypto"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,10 +14,12 @@ import (
 	"time"
 
 	"github.com/imaforge/imaforge/integrity"
+	"github.com/imaforge/imaforge/integrity/rauc"
 	"github.com/imaforge/imaforge/integrity/verity"
 	"github.com/imaforge/imaforge/internal/atomicfile"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/pki"
+	"github.com/imaforge/imaforge/signer"
 )
 
 // imageIntegrity makes what image.verity and image.signature_key ask for
@@ -187,4 +192,121 @@ func (opts *Options) integritySigner(m *manifest.Manifest, name string, k Key) (
 		}
 	}
 	return &integrity.Signer{Key: priv, Certs: certs}, nil
+}
+
+// RAUCOptions configure WriteRAUCBundle.
+type RAUCOptions struct {
+	// Manifest is the manifest the image was built from; the image and its
+	// record are read from image.output.
+	Manifest *manifest.Manifest
+	// Out is the bundle's path (.raucb).
+	Out string
+	// Compatible (required), Version, Description and Build fill the RAUC
+	// manifest's [update] section.
+	Compatible, Version, Description, Build string
+	// Slot is the slot class (default "rootfs"), Filename the image's name
+	// in the bundle (default "rootfs.img").
+	Slot, Filename string
+	// Key names the manifest key that signs the bundle (default
+	// image.signature_key).
+	Key string
+	// Keys, KeyOptions, Now, Workers as in Options.
+	Keys       map[string]Key
+	KeyOptions func(k *manifest.Key) *signer.KeyOptions
+	Now        func() time.Time
+	Workers    int
+	Logf       func(format string, args ...any)
+}
+
+// WriteRAUCBundle writes a RAUC bundle in the verity format (package
+// integrity/rauc) with the built image as the slot image: its size and
+// SHA-256 come from the build record beside it (the image is hashed again
+// as it is copied into the bundle, and a mismatch fails), the signing key's
+// certificate is checked against the manifest's trust store as for a build,
+// and the bundle is written to a temporary file and renamed.
+func WriteRAUCBundle(ctx context.Context, ro RAUCOptions) (*rauc.Bundle, error) {
+	m := ro.Manifest
+	if m == nil {
+		return nil, errors.New("pipeline: no manifest")
+	}
+	name := ro.Key
+	if name == "" {
+		name = m.Image.SignatureKey
+	}
+	if name == "" {
+		return nil, m.Errorf(m.Image.Pos, errors.New("no key: set image.signature_key or name one"), "rauc bundle")
+	}
+	mk, ok := m.Keys[name]
+	if !ok {
+		return nil, m.Errorf(m.Image.Pos, fmt.Errorf("no key %q in keys", name), "rauc bundle")
+	}
+	img := m.Image.Output
+	if !filepath.IsAbs(img) {
+		img = filepath.Join(m.Dir, img)
+	}
+	recData, err := os.ReadFile(img + ".record.json")
+	if err != nil {
+		return nil, fmt.Errorf("build record: %w", err)
+	}
+	var rec Record
+	if err := json.Unmarshal(recData, &rec); err != nil {
+		return nil, fmt.Errorf("%s.record.json: %w", img, err)
+	}
+	if rec.Format != RecordFormat || rec.Manifest.SHA256 != hex.EncodeToString(m.Digest[:]) {
+		return nil, fmt.Errorf("%s.record.json: not a record of this manifest (format %q, manifest %s): build the image first", img, rec.Format, rec.Manifest.SHA256)
+	}
+	digest, err := hex.DecodeString(rec.Image.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("%s.record.json: image sha256: %w", img, err)
+	}
+	f, err := os.Open(img)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return nil, err
+	} else if st.Size() != rec.Image.Size {
+		return nil, fmt.Errorf("%s: %d bytes, the record says %d: %w", img, st.Size(), rec.Image.Size, rauc.ErrImageChanged)
+	}
+
+	opts := &Options{Manifest: m, Keys: ro.Keys, KeyOptions: ro.KeyOptions, Now: ro.Now, Logf: ro.Logf}
+	k, ok := ro.Keys[name]
+	if !ok {
+		if k, err = loadKey(mk, opts.keyOptions(mk)); err != nil {
+			return nil, m.Errorf(mk.Pos, err, "key %q", name)
+		}
+	}
+	s, err := opts.integritySigner(m, name, k)
+	if err != nil {
+		return nil, err
+	}
+	slot, fname := ro.Slot, ro.Filename
+	if slot == "" {
+		slot = "rootfs"
+	}
+	if fname == "" {
+		fname = "rootfs.img"
+	}
+	if err := os.MkdirAll(filepath.Dir(ro.Out), 0o755); err != nil {
+		return nil, err
+	}
+	out, err := atomicfile.Create(ro.Out, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Abort()
+	b, err := rauc.Write(ctx, out.File, rauc.Options{
+		Manifest: rauc.Manifest{Compatible: ro.Compatible, Version: ro.Version, Description: ro.Description, Build: ro.Build,
+			Slot: slot, Filename: fname},
+		Image: f, ImageSize: rec.Image.Size, ImageSHA256: digest,
+		Signer: s, ModTime: m.Image.Epoch, Workers: ro.Workers,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ro.Out, err)
+	}
+	if err := out.Commit(); err != nil {
+		return nil, err
+	}
+	return b, nil
 }

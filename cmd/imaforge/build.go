@@ -26,7 +26,7 @@ func init() {
 		Description: "Reads every file once, signs each unique digest with the key the manifest's rules assign,\n" +
 			"and writes the image and IMAGE.record.json atomically. SOURCE_DATE_EPOCH, when set,\n" +
 			"overrides image.epoch. Exit codes: 0 built, 1 the build failed, 2 usage or manifest error.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "report overlapping sources and other notes"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
 			&cli.BoolFlag{Name: "json", Usage: "print a machine-readable summary on stdout"},
@@ -34,7 +34,8 @@ func init() {
 			&cli.IntFlag{Name: "workers", Usage: "goroutines reading, compressing and signing (0: all cores)"},
 			&cli.StringSliceFlag{Name: "signatures", Usage: "sign with no key: take every signature from `FILE` (a `ceremony sign` response or `evmctl sign_hash` output; repeatable), each verified"},
 			&cli.StringFlag{Name: "signature-cache", Usage: "reuse signatures of earlier builds kept in `DIR` (keyed by certificate, hash and digest; verified before use) and add new ones"},
-		},
+			&cli.StringFlag{Name: "rauc-bundle", Usage: "also write a RAUC bundle (verity format) of the image to `FILE` (rauc.go)"},
+		}, raucUpdateFlags("rauc-")...),
 		Action: runBuild,
 	})
 }
@@ -84,6 +85,9 @@ func runBuild(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.String("rauc-bundle") != "" && c.String("rauc-compatible") == "" {
+		return usageErrf("build: --rauc-bundle needs --rauc-compatible")
+	}
 	start := time.Now()
 	res, err := pipeline.Build(c.Context, opts)
 	if err != nil {
@@ -93,6 +97,11 @@ func runBuild(c *cli.Context) error {
 		return err
 	}
 	elapsed := time.Since(start)
+	if out := c.String("rauc-bundle"); out != "" {
+		if err := writeRAUCBundle(c, m, out, "rauc-"); err != nil {
+			return err
+		}
+	}
 	if c.Bool("json") {
 		return printBuildJSON(c.App.Writer, res, elapsed)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"time"
@@ -97,7 +98,9 @@ func Write(ctx context.Context, f verity.File, opts Options) (*Bundle, error) {
 		{Path: "/" + ManifestName, Mode: 0o644, ModTime: opts.ModTime, Size: int64(len(inner)),
 			Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(inner)), nil }},
 		{Path: "/" + mf.Filename, Mode: 0o644, ModTime: opts.ModTime, Size: opts.ImageSize,
-			Open: func() (io.ReadCloser, error) { return io.NopCloser(io.NewSectionReader(img, 0, opts.ImageSize)), nil }},
+			Open: func() (io.ReadCloser, error) {
+				return &checkedReader{r: io.NewSectionReader(img, 0, opts.ImageSize), h: sha256.New(), want: opts.ImageSHA256}, nil
+			}},
 	}
 	for _, e := range entries {
 		if err := w.Add(e); err != nil {
@@ -145,6 +148,33 @@ func Write(ctx context.Context, f verity.File, opts Options) (*Bundle, error) {
 		return nil, fmt.Errorf("rauc: writing the signature: %w", err)
 	}
 	return &Bundle{Manifest: &mf, PayloadSize: payload, HashSize: tree.Size(), SignatureSize: int64(len(sig))}, nil
+}
+
+// ErrImageChanged: the image read into the bundle is not the one whose
+// digest the manifest names.
+var ErrImageChanged = errors.New("image changed: its SHA-256 is not the recorded one")
+
+// checkedReader hashes the image as the SquashFS writer copies it and
+// fails at Close if the digest is not the expected one, so the manifest
+// never names a digest the bundled image does not have, without a second
+// pass over the image.
+type checkedReader struct {
+	r    io.Reader
+	h    hash.Hash
+	want []byte
+}
+
+func (c *checkedReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.h.Write(p[:n])
+	return n, err
+}
+
+func (c *checkedReader) Close() error {
+	if got := c.h.Sum(nil); !bytes.Equal(got, c.want) {
+		return fmt.Errorf("%w: read %x, manifest names %x", ErrImageChanged, got, c.want)
+	}
+	return nil
 }
 
 // Verify checks a verity bundle as RAUC does before installing it: the CMS

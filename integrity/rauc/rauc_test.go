@@ -217,3 +217,21 @@ func FuzzParseManifest(f *testing.F) {
 		}
 	})
 }
+
+// TestBundleImageChanged: an image whose bytes are not the digest given
+// (changed since the build recorded it) fails Write.
+func TestBundleImageChanged(t *testing.T) {
+	c := newCA(t, t.TempDir(), "c")
+	f, err := os.Create(filepath.Join(t.TempDir(), "b.raucb"))
+	must(t, err)
+	defer f.Close()
+	image := bytes.Repeat([]byte("x"), 10000)
+	wrong := sha256.Sum256([]byte("another image"))
+	_, err = Write(context.Background(), f, Options{
+		Manifest: Manifest{Compatible: "c", Slot: "rootfs", Filename: "rootfs.img"},
+		Image:    bytes.NewReader(image), ImageSize: int64(len(image)), ImageSHA256: wrong[:], Signer: c.signer(),
+	})
+	if !errors.Is(err, ErrImageChanged) {
+		t.Fatalf("Write: %v, want ErrImageChanged", err)
+	}
+}
