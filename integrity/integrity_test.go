@@ -89,17 +89,19 @@ func TestParseDescriptor(t *testing.T) {
 		t.Fatalf("parsed %+v", d)
 	}
 	for name, mangle := range map[string]func(string) string{
-		"no newline":     func(s string) string { return strings.TrimSuffix(s, "\n") },
-		"crlf":           func(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") },
-		"extra line":     func(s string) string { return s + "x=y\n" },
-		"magic":          func(s string) string { return strings.Replace(s, "v1", "v2", 1) },
-		"hash":           func(s string) string { return strings.Replace(s, "hash=sha256", "hash=sha1", 1) },
-		"block size":     func(s string) string { return strings.Replace(s, "data-block-size=4096", "data-block-size=512", 1) },
-		"leading zero":   func(s string) string { return strings.Replace(s, "data-blocks=300", "data-blocks=0300", 1) },
-		"plus sign":      func(s string) string { return strings.Replace(s, "data-blocks=300", "data-blocks=+300", 1) },
-		"upper hex":      func(s string) string { return strings.Replace(s, "salt=696d", "salt=696D", 1) },
-		"short root":     func(s string) string { return strings.Replace(s, "root-hash=0e", "root-hash=", 1) },
-		"order":          func(s string) string { return strings.Replace(strings.Replace(s, "hash-offset", "HO", 1), "data-blocks", "hash-offset", 1) },
+		"no newline":   func(s string) string { return strings.TrimSuffix(s, "\n") },
+		"crlf":         func(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") },
+		"extra line":   func(s string) string { return s + "x=y\n" },
+		"magic":        func(s string) string { return strings.Replace(s, "v1", "v2", 1) },
+		"hash":         func(s string) string { return strings.Replace(s, "hash=sha256", "hash=sha1", 1) },
+		"block size":   func(s string) string { return strings.Replace(s, "data-block-size=4096", "data-block-size=512", 1) },
+		"leading zero": func(s string) string { return strings.Replace(s, "data-blocks=300", "data-blocks=0300", 1) },
+		"plus sign":    func(s string) string { return strings.Replace(s, "data-blocks=300", "data-blocks=+300", 1) },
+		"upper hex":    func(s string) string { return strings.Replace(s, "salt=696d", "salt=696D", 1) },
+		"short root":   func(s string) string { return strings.Replace(s, "root-hash=0e", "root-hash=", 1) },
+		"order": func(s string) string {
+			return strings.Replace(strings.Replace(s, "hash-offset", "HO", 1), "data-blocks", "hash-offset", 1)
+		},
 		"offset in data": func(s string) string { return strings.Replace(s, "hash-offset=1228800", "hash-offset=4096", 1) },
 		"unaligned":      func(s string) string { return strings.Replace(s, "hash-offset=1228800", "hash-offset=1228801", 1) },
 		"superblock":     func(s string) string { return strings.Replace(s, "superblock=yes", "superblock=no", 1) },
