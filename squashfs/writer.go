@@ -111,12 +111,13 @@ type node struct {
 	xattrs   []Xattr
 
 	// data layout, set by WriteData
-	start    uint64
-	blocks   []uint32
-	frag     uint32
-	fragOff  uint32
-	sparse   uint64
-	firstSeq int64
+	start        uint64
+	blocks       []uint32
+	frag         uint32
+	fragOff      uint32
+	sparse       uint64
+	firstSeq     int64
+	dupCandidate bool // another regular file has the same size
 
 	// inode, set by Close
 	nlink  uint32

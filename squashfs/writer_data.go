@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -94,6 +95,16 @@ func (w *Writer) itemsOf(n int64) (count int64, tail bool) {
 
 func (w *Writer) runData(ctx context.Context) error {
 	files := w.files
+	// Only files whose size another file shares can be duplicates: only
+	// those are hashed.
+	sizes := make(map[int64]int32, len(files))
+	for _, f := range files {
+		sizes[f.size]++
+	}
+	for _, f := range files {
+		f.dupCandidate = sizes[f.size] > 1 && f.size > 0
+	}
+	sizes = nil
 	var total int64
 	for _, f := range files {
 		f.firstSeq = total
@@ -235,7 +246,10 @@ func (w *Writer) readFile(ctx context.Context, i int, f *node, waitAdmit func(in
 	if err := waitAdmit(f.firstSeq); err != nil {
 		return err
 	}
-	h := sha256.New()
+	var h hash.Hash = nopHash{}
+	if f.dupCandidate {
+		h = sha256.New()
+	}
 	if f.open == nil {
 		it := &item{file: i, kind: itemEmpty, last: true, done: closedDone}
 		h.Sum(it.sum[:0])
@@ -307,6 +321,15 @@ func (w *Writer) readFile(ctx context.Context, i int, f *node, waitAdmit func(in
 	return nil
 }
 
+// nopHash stands in for the digest of files that cannot be duplicates.
+type nopHash struct{}
+
+func (nopHash) Write(p []byte) (int, error) { return len(p), nil }
+func (nopHash) Sum(b []byte) []byte         { return append(b, make([]byte, sha256.Size)...) }
+func (nopHash) Reset()                      {}
+func (nopHash) Size() int                   { return sha256.Size }
+func (nopHash) BlockSize() int              { return 64 }
+
 type dupKey struct {
 	sum  [sha256.Size]byte
 	size int64
@@ -362,7 +385,7 @@ func (c *committer) commit(it *item) error {
 	}
 	if it.last {
 		key := dupKey{it.sum, f.size}
-		if g, ok := c.dedup[key]; ok && f.size > 0 {
+		if g, ok := c.dedup[key]; ok && f.dupCandidate {
 			if c.wrote {
 				if err := w.seekTo(f.start); err != nil {
 					return err
@@ -371,7 +394,7 @@ func (c *committer) commit(it *item) error {
 			f.start, f.blocks, f.frag, f.fragOff, f.sparse = g.start, g.blocks, g.frag, g.fragOff, g.sparse
 			c.dups++
 		} else {
-			if f.size > 0 {
+			if f.dupCandidate {
 				c.dedup[key] = f
 			}
 			if c.tail != nil {
