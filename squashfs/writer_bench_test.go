@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-// BenchmarkWriter packs an in-memory tree (400 files of 1-64 KiB, half
-// random, half text-like, plus 4 files of 1 MiB) at each compressor's default
+// BenchmarkWriter packs an in-memory tree (200 files of 1-32 KiB, half
+// random, half text-like, plus 2 files of 1 MiB) at each compressor's default
 // level; b.SetBytes reports the content throughput. scripts/bench-squashfs.sh
 // compares the whole command with mksquashfs on real trees.
 func BenchmarkWriter(b *testing.B) {
@@ -16,9 +16,9 @@ func BenchmarkWriter(b *testing.B) {
 	var es []Entry
 	var total int64
 	words := []string{"integrity ", "measurement ", "architecture ", "squashfs ", "kernel ", "signature "}
-	for i := range 404 {
-		n := 1024 + rnd.Intn(63*1024)
-		if i >= 400 {
+	for i := range 202 {
+		n := 1024 + rnd.Intn(31*1024)
+		if i >= 200 {
 			n = 1 << 20
 		}
 		data := make([]byte, n)
