@@ -147,6 +147,7 @@ type Writer struct {
 	prepared  bool
 	wroteData bool
 	closed    bool
+	failed    error   // WriteData's error: the image cannot be finished
 	files     []*node // regular files with content, in tree order
 
 	pos       uint64 // next write offset in out
@@ -535,6 +536,9 @@ func (w *Writer) Finish() (Stats, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.closed = true
+	if w.failed != nil {
+		return Stats{}, fmt.Errorf("squashfs: not finishing an image whose data failed: %w", w.failed)
+	}
 	if !w.prepared {
 		return Stats{}, errNotPrepared
 	}

@@ -74,7 +74,13 @@ func (w *Writer) WriteData(ctx context.Context) error {
 		return err
 	}
 	w.mu.Unlock()
-	return w.runData(ctx)
+	err := w.runData(ctx)
+	if err != nil {
+		w.mu.Lock()
+		w.failed = err
+		w.mu.Unlock()
+	}
+	return err
 }
 
 // itemsOf is the number of stream items of a file of size n, and whether its

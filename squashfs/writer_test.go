@@ -243,6 +243,9 @@ func TestSizeMismatch(t *testing.T) {
 			if !closed {
 				t.Error("the reader was not closed")
 			}
+			if err := w.Close(); !errors.Is(err, ErrSizeMismatch) {
+				t.Errorf("Close after a failed WriteData: %v, want the data error", err)
+			}
 		})
 	}
 }
