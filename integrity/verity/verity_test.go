@@ -350,3 +350,34 @@ func FuzzParseSuperblock(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkBlockHasher: hashing 4 KiB blocks while writing 64 KiB chunks
+// (what the SquashFS writer does), to memory.
+func BenchmarkBlockHasher(b *testing.B) {
+	chunk := randBytes(1, 64<<10)
+	b.SetBytes(int64(len(chunk)) * 256)
+	for i := 0; i < b.N; i++ {
+		m := &memFile{b: make([]byte, 0, 16<<20)}
+		h, _ := NewBlockHasher(m, []byte("salt"))
+		for j := 0; j < 256; j++ {
+			h.Write(chunk)
+		}
+		if _, err := h.Sum(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkHashBlock: the peer figure for BenchmarkBlockHasher, hashing
+// the same bytes block by block with no file around it.
+func BenchmarkHashBlock(b *testing.B) {
+	chunk := randBytes(1, 64<<10)
+	b.SetBytes(int64(len(chunk)) * 256)
+	for i := 0; i < b.N; i++ {
+		for j := 0; j < 256; j++ {
+			for k := 0; k < len(chunk); k += BlockSize {
+				HashBlock([]byte("salt"), chunk[k:k+BlockSize])
+			}
+		}
+	}
+}
