@@ -41,10 +41,14 @@ func init() {
 }
 
 func runBuild(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return usageErrf("build: want one MANIFEST argument, got %d", c.NArg())
+	args, err := interspersed(c) // plan.go: flags after MANIFEST too
+	if err != nil {
+		return err
 	}
-	m, err := loadManifest(c.Args().First())
+	if len(args) != 1 {
+		return usageErrf("build: want one MANIFEST argument, got %d", len(args))
+	}
+	m, err := loadManifest(args[0])
 	if err != nil {
 		return err
 	}
