@@ -257,7 +257,8 @@ func TestCeremonyRoundTrip(t *testing.T) {
 		t.Fatalf("ceremony sign: exit %d\n%s", code, cout)
 	}
 	mustNotExist(t, resp+ceremony.JournalSuffix, "finished ceremony")
-	if code, out, errOut := run(t, "build", "--quiet", "--signatures", resp, p.hsmYAML); code != 0 {
+	// (flags after MANIFEST, as the documentation writes them)
+	if code, out, errOut := run(t, "build", p.hsmYAML, "--quiet", "--signatures", resp); code != 0 {
 		t.Fatalf("build --signatures: exit %d\n%s%s", code, out, errOut)
 	}
 	img, got := p.take(t, "ceremony.sqsh")
