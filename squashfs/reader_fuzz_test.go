@@ -102,7 +102,8 @@ func checkErr(t testing.TB, err error) {
 
 func fuzzSeeds(f *testing.F) {
 	seeds, _ := filepath.Glob(filepath.Join(fixtureDir, "*.sqsh"))
-	for _, s := range seeds {
+	more, _ := filepath.Glob(filepath.Join(fixtureDir, "*", "*.sqsh")) // the writer's samples, peers' repros
+	for _, s := range append(seeds, more...) {
 		b, err := os.ReadFile(s)
 		if err != nil {
 			f.Fatal(err)
@@ -113,8 +114,9 @@ func fuzzSeeds(f *testing.F) {
 
 // FuzzReader opens arbitrary bytes as an image and uses everything the
 // reader offers: a hostile image must give errors, never a panic, a hang or
-// an allocation out of proportion to its size. Seeds: every fixture in
-// testdata/squashfs; crashers found are kept in testdata/fuzz/FuzzReader.
+// an allocation out of proportion to its size. Seeds: every image in
+// testdata/squashfs (mksquashfs fixtures, this package's writer samples);
+// crashers found are kept in testdata/fuzz/FuzzReader.
 func FuzzReader(f *testing.F) {
 	fuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
