@@ -137,3 +137,23 @@ func parseHex(s string, minLen, maxLen int) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// DMTable returns the device-mapper table line that maps the image's data
+// through dm-verity (kernel Documentation/admin-guide/device-mapper/
+// verity.rst), for `dmsetup create NAME --readonly --table LINE` or the
+// DM_TABLE_LOAD ioctl, with the image's block device as both data and hash
+// device:
+//
+//	0 SECTORS verity 1 DEV DEV 4096 4096 DATA-BLOCKS HASH-START sha256 ROOT SALT
+//
+// HASH-START is in 4 KiB blocks and skips the superblock (the kernel reads
+// none), so it is hash-offset/4096 + 1.
+func (d *Descriptor) DMTable(dataDev, hashDev string) string {
+	salt := hex.EncodeToString(d.Salt)
+	if salt == "" {
+		salt = "-"
+	}
+	return fmt.Sprintf("0 %d verity 1 %s %s %d %d %d %d %s %s %s",
+		d.DataBlocks*verity.BlockSize/512, dataDev, hashDev, verity.BlockSize, verity.BlockSize,
+		d.DataBlocks, d.HashOffset/verity.BlockSize+1, verity.HashName, hex.EncodeToString(d.RootHash), salt)
+}

@@ -140,3 +140,11 @@ func TestSaltAndUUID(t *testing.T) {
 		t.Fatalf("uuid %s", verity.FormatUUID(u))
 	}
 }
+
+func TestDMTable(t *testing.T) {
+	d := &Descriptor{DataBlocks: 300, HashOffset: 1228800, Salt: []byte("imaforge"), RootHash: make([]byte, 32)}
+	want := "0 2400 verity 1 /dev/vda /dev/vda 4096 4096 300 301 sha256 " + strings.Repeat("00", 32) + " 696d61666f726765"
+	if got := d.DMTable("/dev/vda", "/dev/vda"); got != want {
+		t.Errorf("table\n%s\nwant\n%s", got, want)
+	}
+}
