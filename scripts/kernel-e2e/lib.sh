@@ -227,7 +227,7 @@ e2e_judge() {
         grep -aF "name=\"$path\"" "$log.clean" | tail -n 3 | sed 's/^/    kernel: /' || true
       fi
     fi
-    if ! grep -qx "$n" <(e2e_expected_checks "$script"); then
+    if ! grep -qxF "$n" <(e2e_expected_checks "$script"); then
       echo "FAIL $n: not declared by $script"; FAILED=$((FAILED + 1)); bad=1
     fi
   done < <(grep -a 'E2E CHECK ' "$log.clean")
@@ -248,34 +248,7 @@ e2e_judge() {
   return $bad
 }
 
-# --- signing and image helpers (peer route: evmctl + mksquashfs) ---
-
-# e2e_mkkey DIR NAME [ISSUER_NAME [EXT...]]: RSA-2048 key and certificate
-# (kernel 6.1 in Debian has no ECDSA). Self-signed without issuer; otherwise
-# signed by DIR/ISSUER_NAME.{key,pem}. Writes NAME.key, NAME.pem, NAME.der.
-e2e_mkkey() {
-  local dir=$1 name=$2 issuer=${3:-}
-  local ext=$dir/$name.ext
-  shift $(( $# < 3 ? $# : 3 ))
-  {
-    echo "subjectKeyIdentifier=hash"
-    [ -n "$issuer" ] && echo "authorityKeyIdentifier=keyid"
-    if [ $# -gt 0 ]; then printf '%s\n' "$@"; else echo "keyUsage=critical,digitalSignature"; fi
-  } >"$ext"
-  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$dir/$name.key" 2>/dev/null
-  if [ -z "$issuer" ]; then
-    openssl req -new -x509 -key "$dir/$name.key" -out "$dir/$name.pem" -days 30 \
-      -subj "/CN=e2e $name" -extfile "$ext" 2>/dev/null ||
-      openssl req -new -x509 -key "$dir/$name.key" -out "$dir/$name.pem" -days 30 \
-        -subj "/CN=e2e $name" -config <(printf '[req]\ndistinguished_name=dn\nx509_extensions=v3\n[dn]\n[v3]\n'; cat "$ext")
-  else
-    openssl req -new -key "$dir/$name.key" -subj "/CN=e2e $name" -out "$dir/$name.csr" 2>/dev/null
-    openssl x509 -req -in "$dir/$name.csr" -CA "$dir/$issuer.pem" -CAkey "$dir/$issuer.key" \
-      -CAcreateserial -days 30 -extfile "$ext" -out "$dir/$name.pem" 2>/dev/null
-  fi
-  [ -s "$dir/$name.pem" ] || e2e_die "openssl could not make certificate $name"
-  openssl x509 -in "$dir/$name.pem" -outform DER -out "$dir/$name.der"
-}
+# --- the peer route (evmctl + mksquashfs: the control disk) and byte patching ---
 
 # e2e_evm_sign KEY FILE: evmctl sets security.ima (v2 signature, sha256).
 e2e_evm_sign() {
@@ -286,18 +259,6 @@ e2e_evm_sign() {
 # e2e_ima_hex FILE: FILE's security.ima value as lowercase hex (no 0x).
 e2e_ima_hex() {
   getfattr -e hex -n security.ima "$1" 2>/dev/null | sed -n 's/^security.ima=0x//p'
-}
-
-# e2e_break_sig FILE: changes one byte of the RSA signature value in FILE's
-# security.ima (the header stays well-formed: only the math fails).
-e2e_break_sig() {
-  local v n
-  v=$(e2e_ima_hex "$1")
-  [ ${#v} -gt 40 ] || e2e_die "no signature on $1 to break"
-  n=$((${#v} - 10))
-  local b=${v:$n:2}
-  b=$(printf '%02x' $(( 0x$b ^ 0x5a )))
-  setfattr -n security.ima -v "0x${v:0:$n}$b${v:$((n + 2))}" "$1"
 }
 
 # e2e_copy_sig FROM TO: TO gets FROM's security.ima (a valid signature of other bytes).
@@ -320,7 +281,7 @@ e2e_mksquashfs() {
 e2e_patch_once() {
   local f=$1 old=$2 new=$3 offs n
   [ ${#old} = ${#new} ] || e2e_die "patch: '$old' and '$new' differ in length"
-  offs=$(grep -obUaF "$old" "$f" | cut -d: -f1)
+  offs=$(grep -obUaF "$old" "$f" | cut -d: -f1 || true)
   n=$(printf '%s\n' "$offs" | grep -c . || true)
   [ "$n" = 1 ] || e2e_die "patch: '$old' found $n times in $f (need exactly 1)"
   printf '%s' "$new" | dd of="$f" bs=1 seek="$offs" conv=notrunc status=none
@@ -330,7 +291,7 @@ e2e_patch_once() {
 # (a file's data, stored uncompressed) in IMAGE.
 e2e_tamper() {
   local img=$1 marker=$2 offs n
-  offs=$(grep -obUaF "$marker" "$img" | cut -d: -f1)
+  offs=$(grep -obUaF "$marker" "$img" | cut -d: -f1 || true)
   n=$(printf '%s\n' "$offs" | grep -c . || true)
   [ "$n" = 1 ] || e2e_die "tamper: marker $marker found $n times in $img (need exactly 1; is the file stored compressed?)"
   printf 'X' | dd of="$img" bs=1 seek="$offs" conv=notrunc status=none

@@ -16,8 +16,10 @@
 # (seconds per boot), E2E_ACCEL (tcg|kvm), E2E_VERBOSE=1 (print passing checks),
 # Exit status: 0 when every check passed, 1 otherwise. The last line is
 # `e2e: N passed, M failed`.
-set -euo pipefail
+set -Eeuo pipefail
 . "$(dirname "$0")/lib.sh"
+# name the command and line when set -e stops the run (not inside $(...))
+trap 'rc=$?; [ "$BASH_SUBSHELL" != 0 ] || echo "e2e: error: exit $rc at ${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND" >&2' ERR
 
 ONLY="" KEEP="" SELFTEST_ONLY=""
 while [ $# -gt 0 ]; do
