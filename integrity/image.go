@@ -96,24 +96,40 @@ func (e *TamperedError) Unwrap() error { return ErrTampered }
 
 // CheckSigner checks a CMS signature's signer against ts at now (zero:
 // dates not checked) as pki.TrustStore.CheckSigner checks a signing key;
-// errors match ErrUntrusted. The message's certificates are added to ts as intermediates
-// (TrustStore.Add), so ts must not be used concurrently.
+// errors match ErrUntrusted. The CA certificates the message carries may
+// complete the chain; they are added to a copy of ts, never to ts.
 func CheckSigner(s *cms.Signature, ts *pki.TrustStore, now time.Time) (*pki.Chain, error) {
 	if ts == nil {
 		return nil, fmt.Errorf("%w: no trust store", ErrUntrusted)
 	}
+	roots, inter := ts.Roots(), ts.Intermediates()
+	var crls []*x509.RevocationList
+	for _, ca := range append(append([]*x509.Certificate(nil), roots...), inter...) {
+		crls = append(crls, ts.CRLs(ca)...)
+	}
 	for _, c := range s.Certificates {
-		if c.IsCA {
-			if err := ts.Add(c); err != nil {
-				return nil, fmt.Errorf("%w: %w", ErrUntrusted, err)
-			}
+		if c.IsCA && !containsCert(roots, c) && !containsCert(inter, c) {
+			inter = append(inter, c)
 		}
 	}
-	ch, err := ts.CheckSigner(s.Signer, nil, now)
+	ts2, err := pki.NewTrustStore(roots, inter, crls)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUntrusted, err)
+	}
+	ch, err := ts2.CheckSigner(s.Signer, nil, now)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUntrusted, err)
 	}
 	return ch, nil
+}
+
+func containsCert(list []*x509.Certificate, c *x509.Certificate) bool {
+	for _, x := range list {
+		if x.Equal(c) {
+			return true
+		}
+	}
+	return false
 }
 
 // parseSigner parses a CMS message to learn its signer before anything is

@@ -353,7 +353,8 @@ func TestSetuidTamper(t *testing.T) {
 }
 
 // TestImageSignatureUntrusted: a signature checked against a trust store
-// whose root did not issue the signer is refused before the image is read.
+// whose root did not issue the signer, or at a time its certificate has
+// expired, is refused before the image is read.
 func TestImageSignatureUntrusted(t *testing.T) {
 	p := newIntegrityProject(t)
 	res, _ := p.build(t, "gzip", false)
@@ -367,6 +368,13 @@ func TestImageSignatureUntrusted(t *testing.T) {
 	defer f.Close()
 	if _, err := integrity.VerifyImage(f, res.Record.Image.Size, sig, ts, time.Now()); !errors.Is(err, integrity.ErrUntrusted) {
 		t.Fatalf("VerifyImage with a foreign root: %v, want ErrUntrusted", err)
+	}
+	later := time.Now().Add(5 * 365 * 24 * time.Hour) // the IMA certificate lives a year
+	if _, err := integrity.VerifyImage(f, res.Record.Image.Size, sig, p.trust(t), later); !errors.Is(err, integrity.ErrUntrusted) || !errors.Is(err, pki.ErrExpired) {
+		t.Fatalf("VerifyImage in five years: %v, want ErrUntrusted and pki.ErrExpired", err)
+	}
+	if _, err := integrity.VerifyImage(f, res.Record.Image.Size, sig, p.trust(t), time.Time{}); err != nil {
+		t.Fatalf("VerifyImage without dates: %v", err)
 	}
 	if res.Record.Verity != nil {
 		t.Error("verity record without image.verity")
