@@ -58,7 +58,10 @@
 // {"format":"imaforge-ceremony-journal/1","request_sha256":..}. A ceremony
 // killed part-way keeps every signature made (a torn last line is
 // dropped); run again, it verifies and reuses them, signing only the rest.
-// The journal is removed once the response is written.
+// Each line is one write(2), so a killed process loses nothing; the file is
+// synced every 64 lines, so a crash of the machine itself can lose (and a
+// rerun sign again) at most the last 63. The journal is removed once the
+// response is written.
 //
 // # Audit transcript (JSON lines)
 //

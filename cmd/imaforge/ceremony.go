@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -204,8 +205,11 @@ func signRequest(c *cli.Context, req *ceremony.Request, refs map[string]string, 
 		opts.Signers[k.Name] = s
 	}
 	if !c.Bool("quiet") {
+		var mu sync.Mutex // Progress is called from several goroutines
 		last := time.Now()
 		opts.Progress = func(done, total int) {
+			mu.Lock()
+			defer mu.Unlock()
 			if time.Since(last) > 5*time.Second || done == total {
 				last = time.Now()
 				fmt.Fprintf(stderr, "imaforge: %d/%d signatures\n", done, total)
