@@ -93,7 +93,7 @@ new_initramfs() {
 
 . "$E2E_DIR/scenarios.sh"
 
-for s in enforce hierarchy policy selftest; do
+for s in enforce hierarchy policy verity selftest; do
   if want_scenario "$s"; then
     "scenario_$s"
   fi

@@ -522,3 +522,90 @@ scenario_selftest() {
     "$(grep -q "^FAIL $last: no result" <<<"$out" && echo yes || echo no)"
   host_check selftest.truncated-log-judged-failed rc=1 "$(tail -n 1 <<<"$out")"
 }
+
+# --- verity (issue 11's image.verity, judged by the kernel) ------------------
+# `imaforge build` with image.verity: true appends a dm-verity hash tree; the
+# guest maps the image through the kernel's dm-verity target (DM_DEV_CREATE,
+# DM_TABLE_LOAD, resume: e2e-tool dmcreate) with the table line built from
+# the build record (verity.data_blocks, hash_offset, salt, root_hash; hash
+# start = hash_offset/4096 + 1, past the verity superblock: docs/integrity.md).
+# Every 4 KiB block is checked against the tree when it is read (EIO on a
+# mismatch), and IMA appraisal still judges each program on top.
+# Disks: vda = the image as built; vdb = the same image with one byte of
+# /bin/victim's data changed after the build, mapped through dm-verity; vdc =
+# that file again, mounted directly (dm holds vdb exclusively).
+scenario_verity() {
+  local d=$WORK/verity k=$WORK/verity/pki r f
+  mkdir -p "$k" "$d/stage/bin"
+  pki_root "$k/root" "E2E Manufacturer"
+  pki_issue ima "$k/root/root" "$k/ima" ima "E2E IMA"
+  forge pki export --out "$d/export" --root "$k/root/root.pem" --cert "$k/ima/ima.pem"
+  for f in good unsigned; do e2e_prog "$d/stage/bin/$f" "verity-$f"; done
+  head -c 300000 /dev/urandom >>"$d/stage/bin/good"
+  # the victim's marker sits in its first 128 KiB data block, far from the
+  # fragments and the metadata at the end of the image (a corrupted block
+  # that shares 4 KiB with the inode table would fail the mount instead)
+  cp "$TOOLS/prog" "$d/stage/bin/victim"
+  printf '\nE2E-TRAILER verity-victim E2E-TRAILER-END\n' >>"$d/stage/bin/victim"
+  head -c 300000 /dev/urandom >>"$d/stage/bin/victim"
+  chmod 0755 "$d/stage/bin/victim"
+  {
+    manifest_head image.sqsh | sed 's/^  compression: none$/  compression: none\n  verity: true/'
+    cat <<EOF
+keys:
+  ima: {cert: pki/ima/ima.pem, key: pki/ima/ima.key}
+sources:
+  - from: stage/
+    to: /
+rules:
+  - match: /bin/unsigned
+    sign: false
+  - match: /**
+    key: ima
+EOF
+  } >"$d/m.yaml"
+  forge build -q "$d/m.yaml"
+  python3 - "$d/image.sqsh.record.json" "$d" <<'PY' || e2e_die "no verity section in the build record"
+import json, sys
+v = json.load(open(sys.argv[1]))["verity"]
+bs = v["data_block_size"]
+assert bs == 4096 and v["hash_block_size"] == 4096 and v["hash"] == "sha256", v
+def table(dev, root):
+    return "0 %d verity 1 %s %s 4096 4096 %d %d sha256 %s %s\n" % (
+        v["data_blocks"] * bs // 512, dev, dev, v["data_blocks"], v["hash_offset"] // bs + 1,
+        root, v["salt"] or "-")
+root = v["root_hash"]
+bad = root[:-1] + ("0" if root[-1] != "0" else "1")
+open(sys.argv[2] + "/vda.table", "w").write(table("/dev/vda", root))
+open(sys.argv[2] + "/vdb.table", "w").write(table("/dev/vdb", root))
+open(sys.argv[2] + "/badroot.table", "w").write(table("/dev/vda", bad))
+PY
+  cp "$d/image.sqsh" "$d/tampered.sqsh"
+  e2e_tamper "$d/tampered.sqsh" "E2E-TRAILER verity-victim E2E-TRAILER-END"
+
+  r=$(new_initramfs verity)
+  put_export "$r" "$d/export"
+  cp "$d"/*.table "$r/e2e/"
+  echo "$APPRAISE_SQUASHFS" >"$r/e2e/policy"
+  cat >"$r/e2e/scenario.sh" <<'EOF'
+load_modules
+check verity.load-keys-script ok sh "/e2e/keys/load-keys.sh"
+set_policy /e2e/policy
+check verity.table-loads ok sh "e2e-tool dmcreate good /e2e/vda.table"
+check verity.mount ok sh "mkdir -p /v && mount -t squashfs -o ro $(dm_dev good) /v"
+check verity.signed-multiblock-runs ok exec /v/bin/good
+check verity.victim-runs ok exec /v/bin/victim
+check verity.unsigned-refused-by-ima EACCES exec /v/bin/unsigned
+check verity.tampered-table-loads ok sh "e2e-tool dmcreate tampered /e2e/vdb.table"
+check verity.tampered-mount ok sh "mkdir -p /t && mount -t squashfs -o ro $(dm_dev tampered) /t"
+check verity.tampered-block-read-fails EIO read /t/bin/victim
+check verity.tampered-untouched-file-runs ok exec /t/bin/good
+mount_image /dev/vdc /raw
+check verity.tampered-without-verity-refused-by-ima EACCES exec /raw/bin/victim
+check verity.wrong-root-hash-table-loads ok sh "e2e-tool dmcreate badroot /e2e/badroot.table"
+check verity.wrong-root-hash-mount-fails EIO sh "mkdir -p /b && mount -t squashfs -o ro $(dm_dev badroot) /b"
+EOF
+  e2e_cpio "$r" "$d/initrd.cpio"
+  e2e_boot verity "$d/initrd.cpio" "ima_appraise=enforce" "$d/image.sqsh" "$d/tampered.sqsh" "$d/tampered.sqsh"
+  e2e_judge verity "$r/e2e/scenario.sh" || true
+}

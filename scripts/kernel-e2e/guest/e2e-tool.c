@@ -15,6 +15,11 @@
  *   e2e-tool setima PATH SIGFILE  setxattr(PATH, "security.ima", contents of SIGFILE)
  *                                 (restores signatures on the cpio initramfs,
  *                                 which cannot carry xattrs)
+ *   e2e-tool dmcreate NAME TABLE  create device-mapper device NAME, read-only,
+ *                                 from the one-line table in file TABLE
+ *                                 ("START LENGTH TARGET PARAMS..."), and resume
+ *                                 it (DM_DEV_CREATE, DM_TABLE_LOAD,
+ *                                 DM_DEV_SUSPEND); prints "ok dm-MINOR"
  *   e2e-tool writefile DST SRC    write SRC's bytes into DST, reporting the
  *                                 errno of the write(2) that fails (the IMA
  *                                 policy file takes one rule per write and
@@ -28,7 +33,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/dm-ioctl.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -43,6 +51,7 @@ static const struct {
 	{ENODATA, "ENODATA"}, {ENOTSUP, "ENOTSUP"}, {EROFS, "EROFS"},
 	{EEXIST, "EEXIST"}, {ENOMEM, "ENOMEM"}, {EFAULT, "EFAULT"},
 	{ENOPKG, "ENOPKG"}, {EMSGSIZE, "EMSGSIZE"}, {EBADF, "EBADF"},
+	{ENXIO, "ENXIO"}, {EBUSY, "EBUSY"}, {ENODEV, "ENODEV"},
 };
 
 static void verdict_errno(int e)
@@ -91,6 +100,72 @@ static ssize_t slurp(const char *path, char *buf, size_t cap)
 	return (ssize_t)n;
 }
 
+/* dm_init fills the ioctl header for device NAME in buf (cap bytes). */
+static struct dm_ioctl *dm_init(void *buf, size_t cap, const char *name)
+{
+	struct dm_ioctl *io = buf;
+	memset(buf, 0, cap);
+	io->version[0] = DM_VERSION_MAJOR;
+	io->version[1] = 0;
+	io->version[2] = 0;
+	io->data_size = (unsigned)cap;
+	io->data_start = sizeof(*io);
+	strncpy(io->name, name, sizeof(io->name) - 1);
+	return io;
+}
+
+/* dmcreate: a read-only device-mapper device from a one-line table. */
+static int dmcreate(const char *name, const char *tablefile)
+{
+	static char table[4096];
+	static unsigned long long dmbuf[16384 / 8]; /* 8-byte aligned */
+	ssize_t n = slurp(tablefile, table, sizeof(table) - 1);
+	if (n < 0)
+		return fail();
+	table[n] = 0;
+	unsigned long long start, length;
+	char target[DM_MAX_TYPE_NAME];
+	int off = 0;
+	if (sscanf(table, "%llu %llu %15s %n", &start, &length, target, &off) != 3 || off == 0) {
+		errno = EINVAL;
+		return fail();
+	}
+	char *params = table + off;
+	params[strcspn(params, "\n")] = 0;
+
+	int fd = open("/dev/mapper/control", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return fail();
+	struct dm_ioctl *io = dm_init(dmbuf, sizeof(dmbuf), name);
+	if (ioctl(fd, DM_DEV_CREATE, io) != 0)
+		return fail();
+
+	io = dm_init(dmbuf, sizeof(dmbuf), name);
+	io->flags = DM_READONLY_FLAG;
+	io->target_count = 1;
+	struct dm_target_spec *spec = (void *)((char *)dmbuf + sizeof(*io));
+	spec->sector_start = start;
+	spec->length = length;
+	strncpy(spec->target_type, target, sizeof(spec->target_type) - 1);
+	char *p = (char *)(spec + 1);
+	size_t plen = strlen(params) + 1;
+	if (sizeof(*io) + sizeof(*spec) + plen > sizeof(dmbuf)) {
+		errno = EMSGSIZE;
+		return fail();
+	}
+	memcpy(p, params, plen);
+	spec->next = 0;
+	if (ioctl(fd, DM_TABLE_LOAD, io) != 0)
+		return fail();
+
+	io = dm_init(dmbuf, sizeof(dmbuf), name);
+	if (ioctl(fd, DM_DEV_SUSPEND, io) != 0) /* no DM_SUSPEND_FLAG: resume */
+		return fail();
+	printf("ok dm-%u\n", minor(io->dev));
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static char buf[1 << 20];
@@ -132,6 +207,8 @@ int main(int argc, char **argv)
 		puts("ok");
 		return 0;
 	}
+	if (argc == 4 && strcmp(argv[1], "dmcreate") == 0)
+		return dmcreate(argv[2], argv[3]);
 	if (argc == 4 && strcmp(argv[1], "writefile") == 0) {
 		ssize_t n = slurp(argv[3], buf, sizeof(buf));
 		if (n < 0)
@@ -155,6 +232,6 @@ int main(int argc, char **argv)
 		puts("ok");
 		return 0;
 	}
-	fprintf(stderr, "usage: e2e-tool exec|read|insmod|setima|writefile ...\n");
+	fprintf(stderr, "usage: e2e-tool exec|read|insmod|setima|dmcreate|writefile ...\n");
 	return 2;
 }

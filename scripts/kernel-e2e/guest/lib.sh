@@ -22,6 +22,9 @@ errno_of() {
     *"No such file or directory"*) echo ENOENT ;;
     *"Exec format error"*) echo ENOEXEC ;;
     *"No data available"*) echo ENODATA ;;
+    *"Input/output error"*) echo EIO ;;
+    *"No such device or address"*) echo ENXIO ;;
+    *"Device or resource busy"*) echo EBUSY ;;
     *) echo "error:$(echo "$1" | tr -c 'A-Za-z0-9:_.-' '_' | cut -c1-60)" ;;
   esac
 }
@@ -76,4 +79,12 @@ mount_image() {
 set_policy() {
   r=$(e2e-tool writefile /sys/kernel/security/ima/policy "$1") || true
   [ "$r" = ok ] || { echo "E2E NOTE policy write: $r"; return 1; }
+}
+
+# dm_dev NAME: the /dev/dm-N node of device-mapper device NAME.
+dm_dev() {
+  for n in /sys/block/dm-*/dm/name; do
+    [ "$(cat "$n")" = "$1" ] && { d=${n%/dm/name}; echo "/dev/${d##*/}"; return 0; }
+  done
+  return 1
 }
