@@ -40,6 +40,8 @@ demo: build
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
 	scripts/bench-sign.sh
+	scripts/bench-squashfs.sh
+	scripts/bench-hsm.sh
 	scripts/bench-peer.sh
 
 # Short fuzzing of every parser; crashers land in testdata/fuzz as regression cases.
