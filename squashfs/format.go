@@ -936,7 +936,7 @@ func (v *XattrValue) decode(b []byte, off int64) (int, error) {
 type XattrID struct {
 	Ref   uint64 // 0: ref (InodeRef form, relative to the xattr table) of the first key
 	Count uint32 // 8: number of key/value pairs
-	Size  uint32 // 12: total bytes of the serialized key/value pairs
+	Size  uint32 // 12: sum over the pairs of len(full name)+1+len(value), as mksquashfs computes it
 }
 
 // XattrIDSize is sizeof(struct squashfs_xattr_id).

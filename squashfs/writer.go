@@ -133,9 +133,23 @@ type node struct {
 // superblock. The image depends only on the entries, their content and the
 // Options (not on the order of Add calls, on Workers, or on timing).
 //
-// Memory: data is streamed through a fixed window of blocks; per entry the
-// Writer keeps its metadata (about 200 bytes plus the name, its xattrs and 4
-// bytes per data block).
+// Layout, as mksquashfs makes it and the kernel reads it: data in tree order
+// (depth first, a directory's entries sorted by name bytes), each file's
+// blocks contiguous, fragment blocks written in the order they fill; files
+// smaller than a block are packed into fragments (Options.TailEnds: tails
+// too); all-zero blocks are stored sparse (size 0), so an image depends on
+// content, not on whether the source had holes; a file whose size and
+// SHA-256 equal an earlier file's is stored once (its blocks are written,
+// then rolled back). Inode numbers follow the same walk with each directory
+// after its entries, so the root is inode_count; directory nlink is
+// 2 + subdirectories; directories whose listing crosses 8 KiB get an
+// extended inode with a lookup index; the export table maps every inode
+// number to its inode.
+//
+// Memory: data is streamed through a fixed window of blocks (at most 32 MiB
+// of block buffers, and at least 2 per worker); per entry the Writer keeps
+// its metadata (about 400 bytes with its path, plus its xattrs and 4 bytes
+// per data block) until Close.
 type Writer struct {
 	out   io.WriteSeeker
 	opts  Options
