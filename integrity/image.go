@@ -214,11 +214,27 @@ func VerifyVerity(r io.ReaderAt, size int64, desc, sig []byte, ts *pki.TrustStor
 		te := &TamperedError{Reason: fmt.Sprintf("image of %d bytes, the signed hash tree ends at %d", size, want)}
 		return res, te
 	}
+	// veritysetup open reads the superblock: it must say what was signed
+	// (its UUID aside), or the device would refuse or misread the image.
+	sbBuf := make([]byte, verity.SuperblockSize)
+	var sbChange []Change
+	if _, err := r.ReadAt(sbBuf, int64(p.HashOffset)); err != nil {
+		return res, fmt.Errorf("reading the verity superblock: %w", err)
+	}
+	if sb, err := verity.ParseSuperblock(sbBuf); err != nil || !sameSuperblock(sb, p) {
+		sbChange = []Change{{Offset: int64(p.HashOffset), Length: verity.BlockSize, Regions: []string{"dm-verity superblock"}}}
+	}
 	err = verity.Verify(r, p, dd.RootHash)
+	if err == nil && sbChange != nil {
+		te := &TamperedError{Reason: "the verity superblock does not carry the signed parameters", Changes: sbChange}
+		res.Changes = te.Changes
+		return res, te
+	}
 	var me *verity.MismatchError
 	if errors.As(err, &me) {
 		te := &TamperedError{Reason: "blocks do not match the signed root hash " + fmt.Sprintf("%x", dd.RootHash)}
 		te.Changes = blockChanges(r, int64(p.DataBlocks)*verity.BlockSize, me.DataBlocks)
+		te.Changes = append(te.Changes, sbChange...)
 		if me.HashArea {
 			te.Changes = append(te.Changes, Change{Offset: int64(p.HashOffset), Length: int64(area), Regions: []string{"dm-verity hash tree"}})
 		}
@@ -229,6 +245,12 @@ func VerifyVerity(r io.ReaderAt, size int64, desc, sig []byte, ts *pki.TrustStor
 		return res, err
 	}
 	return res, nil
+}
+
+// sameSuperblock reports whether sb describes the tree of p.
+func sameSuperblock(sb *verity.Superblock, p verity.Params) bool {
+	return sb.HashType == 1 && sb.Algorithm == verity.HashName && sb.DataBlockSize == verity.BlockSize &&
+		sb.HashBlockSize == verity.BlockSize && sb.DataBlocks == p.DataBlocks && string(sb.Salt) == string(p.Salt)
 }
 
 // locateByOwnTree finds, in an image that carries a dm-verity hash tree

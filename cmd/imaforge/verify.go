@@ -32,7 +32,7 @@ and --policy files decide which files the kernel would appraise and refuse.
 
 Exit status: 0 clean, 1 a file or policy failed, 2 usage errors or an unreadable
 or malformed image. --json prints the report documented in docs/verify.md.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "root", Usage: "trusted manufacturer root `CERT` (PEM or DER; repeatable)"},
 			&cli.StringSliceFlag{Name: "intermediate", Usage: "owner CA or IMA signing `CERT` (repeatable)"},
 			&cli.StringSliceFlag{Name: "cert", Usage: "IMA signing `CERT` that signatures' key ids may name (repeatable)"},
@@ -47,7 +47,7 @@ or malformed image. --json prints the report documented in docs/verify.md.`,
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "list every file, not only failures"},
 			&cli.IntFlag{Name: "workers", Usage: "files hashed at once (default: one per CPU)"},
-		},
+		}, integrityFlags...), // integrity.go
 		Action: verifyCmd,
 	})
 }
@@ -58,6 +58,9 @@ func verifyCmd(c *cli.Context) error {
 	}
 	opts, err := verifyOptions(c)
 	if err != nil {
+		return err
+	}
+	if err := checkImageIntegrity(c, c.Args().First(), opts); err != nil { // integrity.go: whole-image signature first
 		return err
 	}
 	rep, err := verify.File(c.Context, c.Args().First(), opts)

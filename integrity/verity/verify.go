@@ -87,6 +87,9 @@ func Verify(r io.ReaderAt, p Params, root []byte) error {
 		return nil
 	}
 	e := &MismatchError{Root: hex.EncodeToString(t.Root()), HashArea: !storedTreeOK(have, t.Layout, p, root)}
+	if len(t.Layout.Levels) == 0 && !rootOK {
+		e.DataBlocks = []uint64{0} // the root hash is the one data block's
+	}
 	if len(t.Layout.Levels) > 0 {
 		l0 := t.Layout.Levels[0]
 		off := int64(l0.Start*BlockSize - p.HashOffset)
