@@ -40,12 +40,14 @@ type blockEncoder interface {
 }
 
 // codec compresses blocks for one compressor, level and block size. Its
-// methods are safe for concurrent use (encoders come from a pool).
+// methods are safe for concurrent use (each call takes an idle encoder; there
+// are at most as many as concurrent calls).
 type codec struct {
 	comp      Compression // as asked; CompNone stores everything
 	level     int         // effective level
 	blockSize int
-	pool      sync.Pool // of blockEncoder
+	mu        sync.Mutex
+	free      []blockEncoder // idle encoders, kept (a sync.Pool would drop them at GC and their C state with them)
 	newEnc    func() (blockEncoder, error)
 }
 
@@ -144,7 +146,12 @@ func (c *codec) compress(dst, src []byte) ([]byte, bool, error) {
 	if c.comp == CompNone || len(src) == 0 {
 		return src, false, nil
 	}
-	e, _ := c.pool.Get().(blockEncoder)
+	var e blockEncoder
+	c.mu.Lock()
+	if n := len(c.free); n > 0 {
+		e, c.free = c.free[n-1], c.free[:n-1]
+	}
+	c.mu.Unlock()
 	if e == nil {
 		var err error
 		if e, err = c.newEnc(); err != nil {
@@ -152,7 +159,9 @@ func (c *codec) compress(dst, src []byte) ([]byte, bool, error) {
 		}
 	}
 	out, err := e.encode(dst, src)
-	c.pool.Put(e)
+	c.mu.Lock()
+	c.free = append(c.free, e)
+	c.mu.Unlock()
 	if err != nil {
 		return nil, false, fmt.Errorf("squashfs: %v compression: %w", c.comp, err)
 	}
