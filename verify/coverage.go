@@ -99,7 +99,7 @@ func (v *verifier) coverage(files []*FileResult, rules []policy.Rule) {
 		f.Appraisal = a
 		why := ""
 		switch {
-		case f.value == nil:
+		case !f.hasValue:
 			why = "it has no security.ima"
 		case d.Type == policy.AppraiseSigV3:
 			why = "appraise_type=sigv3 needs an fs-verity signature, which SquashFS cannot have"

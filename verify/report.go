@@ -135,7 +135,8 @@ type FileResult struct {
 	keyID    [4]byte
 	rsaSaw   []byte // RSA: the digest the signature was made over, when it is not ours
 	needScan bool   // a failed signature to match against other files' digests
-	value    []byte // the raw security.ima value
+	value    []byte // the raw security.ima value (dropped after the check unless needScan)
+	hasValue bool   // the file has a security.ima
 }
 
 // Failed reports whether the file has any problem.

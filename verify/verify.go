@@ -154,7 +154,7 @@ func Image(ctx context.Context, r io.ReaderAt, size int64, opts Options) (*Repor
 			f.UID, f.GID, f.inode = ii.UID, ii.GID, ii.InodeNumber
 			for _, x := range ii.Xattrs {
 				if x.Name == signer.XattrName {
-					f.value = x.Value
+					f.value, f.hasValue = x.Value, true
 				}
 			}
 		}
@@ -366,6 +366,13 @@ func (v *verifier) checkFile(ctx context.Context, f *FileResult, name string) er
 	}
 	f.Digest = hex.EncodeToString(digest)
 
+	// Keep the value only where matchCopies needs it: memory per file
+	// stays at the result's fields for images of a million files.
+	defer func() {
+		if !f.needScan {
+			f.value = nil
+		}
+	}()
 	switch val := val.(type) {
 	case *signer.DigestNG:
 		v.checkDigest(f, val.Digest, digest)
