@@ -9,17 +9,19 @@ import (
 
 // policies lints every policy file (Options.Policies, then the image's
 // fragments in image order) for the target kernel and returns the rules in
-// force: those of the given files and of the fragments the kernel would load
-// (a signature it accepts and no rule its grammar rejects; one bad rule makes
-// the kernel refuse the whole write).
+// force: those of the files the kernel would load (no rule its grammar
+// rejects: one bad rule makes the kernel refuse the whole write; for a
+// fragment, also a signature it accepts).
 func (v *verifier) policies(rep *Report) []policy.Rule {
 	var rules []policy.Rule
 	for _, p := range v.opts.Policies {
 		rs, _ := policy.ParseFor(p.Name, p.Data, v.opts.Kernel)
 		pr := PolicyResult{Path: p.Name, Source: "option", Rules: len(rs), Diagnostics: diagnostics(policy.Lint(p.Name, p.Data, v.opts.Kernel))}
+		// One rule the kernel rejects makes it refuse the whole write.
 		pr.Loaded = !hasError(pr.Diagnostics)
-		// The rules that parse still count: the user asked for them.
-		rules = append(rules, rs...)
+		if pr.Loaded {
+			rules = append(rules, rs...)
+		}
 		rep.Policies = append(rep.Policies, pr)
 	}
 	for _, f := range rep.Files {

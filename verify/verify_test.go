@@ -388,3 +388,21 @@ func TestIsPolicyPath(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyBadPolicyOption: a --policy file the kernel would reject fails the
+// report with its diagnostics, and its rules are not used.
+func TestVerifyBadPolicyOption(t *testing.T) {
+	fx := shared(t)
+	bad := "appraise func=FILE_CHECK mask=^MAY_READ fsmagic=0x73717368 appraise_type=imasig\nappraise func=NOPE\n"
+	rep := run(t, fx.clean, verify.Options{Trust: fx.trust(t, nil), Policies: []verify.PolicyFile{{Name: "dev.policy", Data: []byte(bad)}}})
+	if rep.OK || rep.Summary.PolicyBad != 1 || rep.Summary.Failed != 0 {
+		t.Errorf("summary %+v, OK %v: want one bad policy and no failed file", rep.Summary, rep.OK)
+	}
+	p := rep.Policies[0]
+	if p.Loaded || len(p.Diagnostics) == 0 || !strings.HasPrefix(p.Diagnostics[0].Pos, "dev.policy:2:") {
+		t.Errorf("policy %+v: want not loaded, a diagnostic at dev.policy:2", p)
+	}
+	if f := rep.File("/var/log/boot.log"); f.Appraisal != nil {
+		t.Errorf("boot.log appraised by a rejected policy: %+v", f.Appraisal)
+	}
+}
