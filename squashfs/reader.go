@@ -11,9 +11,10 @@ import (
 // Limits the reader enforces so that a hostile image costs bounded memory and
 // time. Images made by mksquashfs or by this package stay far below them.
 const (
-	// maxBlockListBytes bounds one regular file's block list (16 Mi blocks:
-	// 2 TiB files at the default 128 KiB block size).
-	maxBlockListBytes = 64 << 20
+	// maxBlockListBytes bounds one regular file's block list (4 Mi blocks:
+	// files up to 512 GiB at the default 128 KiB block size, 16 GiB at
+	// 4 KiB, 4 TiB at 1 MiB).
+	maxBlockListBytes = 16 << 20
 	// maxXattrValue is the kernel's XATTR_SIZE_MAX.
 	maxXattrValue = 64 << 10
 	// maxXattrCount and maxXattrBytes bound one inode's xattr set.

@@ -16,7 +16,7 @@ import (
 type fileData struct {
 	z    *Reader
 	in   *inode
-	offs []uint64 // image offset of each block
+	ckpt []uint64 // image offset of every ckptEvery-th block
 	tail uint64   // bytes in the fragment, 0 without one
 	frag FragmentEntry
 }
@@ -26,12 +26,14 @@ type fileData struct {
 // table), no block is longer on disk than a block, and the tail fits in its
 // fragment block.
 func (z *Reader) newFileData(in *inode) (*fileData, error) {
-	fd := &fileData{z: z, in: in, offs: make([]uint64, len(in.blocks))}
+	fd := &fileData{z: z, in: in, ckpt: make([]uint64, 0, (len(in.blocks)+ckptEvery-1)/ckptEvery)}
 	bs := uint64(z.sb.BlockSize)
 	pos := in.start
 	dataEnd := z.sb.InodeTableStart
 	for i, w := range in.blocks {
-		fd.offs[i] = pos
+		if i%ckptEvery == 0 {
+			fd.ckpt = append(fd.ckpt, pos)
+		}
 		n := uint64(BlockSizeWord(w).OnDisk())
 		if n == 0 {
 			continue
@@ -64,6 +66,21 @@ func (z *Reader) newFileData(in *inode) (*fileData, error) {
 	return fd, nil
 }
 
+// ckptEvery is how many blocks apart fileData keeps block offsets: finding
+// a block's offset adds at most ckptEvery-1 sizes, and a file costs 8 bytes
+// per ckptEvery blocks on top of its block list.
+const ckptEvery = 64
+
+// blockOffset returns the image offset of block i.
+func (fd *fileData) blockOffset(i int) uint64 {
+	k := i / ckptEvery
+	pos := fd.ckpt[k]
+	for _, w := range fd.in.blocks[k*ckptEvery : i] {
+		pos += uint64(BlockSizeWord(w).OnDisk())
+	}
+	return pos
+}
+
 // blockLen is the number of file bytes block i holds.
 func (fd *fileData) blockLen(i int) int {
 	bs := uint64(fd.z.sb.BlockSize)
@@ -90,6 +107,10 @@ func (fd *fileData) block(i int, dst []byte) ([]byte, error) {
 	want := fd.blockLen(i)
 	w := BlockSizeWord(fd.in.blocks[i])
 	n := int(w.OnDisk())
+	at := uint64(0)
+	if n > 0 {
+		at = fd.blockOffset(i)
+	}
 	if cap(dst) < want {
 		dst = make([]byte, want)
 	}
@@ -100,10 +121,10 @@ func (fd *fileData) block(i int, dst []byte) ([]byte, error) {
 	}
 	if !w.Compressed() {
 		if n > want {
-			return nil, &FormatError{Off: int64(fd.offs[i]), Msg: fmt.Sprintf("inode %d: stored block %d longer than the file's %d bytes there", fd.in.number, i, want), Val: n}
+			return nil, &FormatError{Off: int64(at), Msg: fmt.Sprintf("inode %d: stored block %d longer than the file's %d bytes there", fd.in.number, i, want), Val: n}
 		}
 		dst = dst[:want]
-		if err := fd.z.readAt(dst[:n], fd.offs[i], "data block"); err != nil {
+		if err := fd.z.readAt(dst[:n], at, "data block"); err != nil {
 			return nil, err
 		}
 		clear(dst[n:])
@@ -111,15 +132,15 @@ func (fd *fileData) block(i int, dst []byte) ([]byte, error) {
 	}
 	raw := getBuf(n)
 	defer putBuf(raw)
-	if err := fd.z.readAt(raw, fd.offs[i], "data block"); err != nil {
+	if err := fd.z.readAt(raw, at, "data block"); err != nil {
 		return nil, err
 	}
 	out, err := fd.z.dec.decompress(dst[:0], raw, int(fd.z.sb.BlockSize))
 	if err != nil {
-		return nil, &FormatError{Off: int64(fd.offs[i]), Msg: fmt.Sprintf("inode %d: data block %d does not decompress", fd.in.number, i), Err: err}
+		return nil, &FormatError{Off: int64(at), Msg: fmt.Sprintf("inode %d: data block %d does not decompress", fd.in.number, i), Err: err}
 	}
 	if len(out) > want {
-		return nil, &FormatError{Off: int64(fd.offs[i]), Msg: fmt.Sprintf("inode %d: data block %d unpacks to %d bytes, more than the file's %d there", fd.in.number, i, len(out), want), Val: len(out)}
+		return nil, &FormatError{Off: int64(at), Msg: fmt.Sprintf("inode %d: data block %d unpacks to %d bytes, more than the file's %d there", fd.in.number, i, len(out), want), Val: len(out)}
 	}
 	if len(out) < want {
 		k := len(out)
