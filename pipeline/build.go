@@ -219,7 +219,7 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	if err != nil {
 		return nil, m.Errorf(m.Image.Pos, err, "image.compression")
 	}
-	integ, err := opts.startIntegrity(m, img.File, out)
+	integ, err := opts.startIntegrity(m, img.File, out, signers)
 	if err != nil {
 		return nil, err
 	}
@@ -330,7 +330,7 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	integFiles, err := opts.finishIntegrity(integ, rec, signers)
+	integFiles, err := opts.finishIntegrity(integ, rec)
 	if err != nil {
 		return nil, err
 	}

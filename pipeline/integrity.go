@@ -33,11 +33,21 @@ type imageIntegrity struct {
 	out    string
 	hasher *verity.BlockHasher // nil without image.verity
 	tree   *verity.Tree
+	signer *integrity.Signer // nil without image.signature_key
+	keyID  [4]byte
 }
 
-// startIntegrity prepares the image file f for m's integrity options.
-func (opts *Options) startIntegrity(m *manifest.Manifest, f *os.File, out string) (*imageIntegrity, error) {
+// startIntegrity prepares the image file f for m's integrity options and,
+// before any file is read, resolves the image signature key among keys.
+func (opts *Options) startIntegrity(m *manifest.Manifest, f *os.File, out string, keys map[string]Key) (*imageIntegrity, error) {
 	ii := &imageIntegrity{m: m, file: f, out: out}
+	if name := m.Image.SignatureKey; name != "" {
+		s, err := opts.integritySigner(m, name, keys[name])
+		if err != nil {
+			return nil, err
+		}
+		ii.signer, ii.keyID = s, keys[name].KeyID()
+	}
 	if m.Image.Verity {
 		h, err := verity.NewBlockHasher(f, integrity.Salt(m.Digest[:]))
 		if err != nil {
@@ -85,7 +95,7 @@ func (ii *imageIntegrity) appendTree() error {
 
 // finish adds the verity parameters to rec and writes the signatures
 // (temporary files, committed with the image).
-func (opts *Options) finishIntegrity(ii *imageIntegrity, rec *Record, keys map[string]Key) ([]*atomicfile.File, error) {
+func (opts *Options) finishIntegrity(ii *imageIntegrity, rec *Record) ([]*atomicfile.File, error) {
 	m := ii.m
 	if t := ii.tree; t != nil {
 		p := t.Params
@@ -96,13 +106,9 @@ func (opts *Options) finishIntegrity(ii *imageIntegrity, rec *Record, keys map[s
 			Salt: hex.EncodeToString(p.Salt), UUID: verity.FormatUUID(p.UUID), RootHash: t.RootHex(),
 		}
 	}
-	name := m.Image.SignatureKey
-	if name == "" {
+	name, s := m.Image.SignatureKey, ii.signer
+	if s == nil {
 		return nil, nil
-	}
-	s, err := opts.integritySigner(m, name, keys[name])
-	if err != nil {
-		return nil, err
 	}
 	digest, err := hex.DecodeString(rec.Image.SHA256)
 	if err != nil {
@@ -123,8 +129,7 @@ func (opts *Options) finishIntegrity(ii *imageIntegrity, rec *Record, keys map[s
 			return nil, m.Errorf(m.Image.Pos, err, "image.signature_key %q", name)
 		}
 	}
-	id := keys[name].KeyID()
-	rec.Signature = &RecordSignature{Key: name, KeyID: hex.EncodeToString(id[:])}
+	rec.Signature = &RecordSignature{Key: name, KeyID: hex.EncodeToString(ii.keyID[:])}
 	var files []*atomicfile.File
 	for _, suf := range []string{integrity.SuffixImageSig, integrity.SuffixDescriptor, integrity.SuffixDescriptorSig, integrity.SuffixRootHashSig} {
 		data, ok := outputs[suf]

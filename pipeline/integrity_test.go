@@ -383,3 +383,39 @@ func TestImageSignatureUntrusted(t *testing.T) {
 		t.Errorf("signature files %v", got)
 	}
 }
+
+// startProgress records whether a build started reading files.
+type startProgress struct{ started bool }
+
+func (p *startProgress) Start(int, int64) { p.started = true }
+func (p *startProgress) Add(int, int64)   {}
+func (p *startProgress) Done()            {}
+
+// TestImageSignatureNeedsPrivateKey: a signature key that only relays
+// signatures made elsewhere (a ceremony's response) cannot sign the image:
+// the build fails naming the key before reading any file, and leaves no
+// output.
+func TestImageSignatureNeedsPrivateKey(t *testing.T) {
+	p := newIntegrityProject(t)
+	body := strings.Replace(fmt.Sprintf(integrityManifest, "gzip", false), "    key: manufacturer", "    sign: false", 1)
+	path := filepath.Join(p.dir, "m.yaml")
+	integMust(t, os.WriteFile(path, []byte(body), 0o644))
+	m, err := manifest.Load(path)
+	integMust(t, err)
+	keys, err := SignatureKeys(m, nil)
+	integMust(t, err)
+	var prog startProgress
+	_, err = Build(context.Background(), Options{Manifest: m, ToolVersion: "test", Keys: keys, Progress: &prog})
+	if err == nil || !strings.Contains(err.Error(), `key "image" has no private key`) {
+		t.Fatalf("build: %v", err)
+	}
+	if prog.started {
+		t.Error("the build read files before finding that the image key cannot sign")
+	}
+	if _, err := os.Stat(filepath.Join(p.dir, "out", "img.sqsh")); err == nil {
+		t.Error("a failed build left the image")
+	}
+	if ents, _ := os.ReadDir(filepath.Join(p.dir, "out")); len(ents) != 0 {
+		t.Errorf("a failed build left %d files in out/", len(ents))
+	}
+}
