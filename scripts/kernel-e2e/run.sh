@@ -9,11 +9,15 @@
 #   --self-test  only the test of the test: break a signature, keep expecting
 #                the binary to run, and require that the harness reports FAIL
 #                for exactly that check (the default run does this too)
-#   --only       run the named scenarios (enforce, hierarchy, policy, selftest)
+#   --only       run the named scenarios (enforce, hierarchy, policy, verity,
+#                selftest)
 #   --keep       keep the work directory (console logs, images, keys)
 #
 # Environment: E2E_CACHE (downloads, default .cache/kernel-e2e), E2E_TIMEOUT
-# (seconds per boot), E2E_ACCEL (tcg|kvm), E2E_VERBOSE=1 (print passing checks),
+# (seconds per boot, default 240), E2E_ACCEL (tcg, the default; kvm hangs on
+# this kind of machine), E2E_VERBOSE=1 (print passing checks too),
+# E2E_COMPRESSORS (default "zstd gzip xz lz4"), E2E_ARTIFACTS (where the
+# enforce boot's image, record and measurement list are kept), IMAFORGE.
 # Exit status: 0 when every check passed, 1 otherwise. The last line is
 # `e2e: N passed, M failed`.
 set -Eeuo pipefail
@@ -27,7 +31,7 @@ while [ $# -gt 0 ]; do
     --self-test) SELFTEST_ONLY=1 ;;
     --only) ONLY=$2; shift ;;
     --keep) KEEP=1 ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
     *) e2e_die "unknown argument $1 (see --help)" ;;
   esac
   shift
