@@ -121,7 +121,7 @@ func Image(ctx context.Context, r io.ReaderAt, size int64, opts Options) (*Repor
 		Kernel: opts.Kernel.String(),
 	}
 	if !opts.At.IsZero() {
-		t := opts.At.UTC()
+		t := opts.At.UTC().Truncate(time.Second)
 		rep.CheckedAt = &t
 	}
 	v := &verifier{opts: opts, z: z, keys: map[[4]byte]*keyState{}, policyData: map[*FileResult][]byte{}}
@@ -226,6 +226,7 @@ type verifier struct {
 type keyState struct {
 	once     sync.Once
 	cert     *x509.Certificate
+	subject  string     // cert's subject, shared by every file it signs
 	chain    *pki.Chain // without date checks when dates are the only problem
 	chainErr error
 }
@@ -246,7 +247,7 @@ func (v *verifier) key(id [4]byte) *keyState {
 		if err != nil || cert == nil {
 			return
 		}
-		ks.cert = cert
+		ks.cert, ks.subject = cert, cert.Subject.String()
 		ks.chain, ks.chainErr = v.opts.Trust.CheckSigner(cert, nil, v.opts.At)
 		if ks.chainErr != nil && (errors.Is(ks.chainErr, pki.ErrExpired) || errors.Is(ks.chainErr, pki.ErrNotYetValid)) {
 			// keep the chain for the scope check
@@ -456,7 +457,7 @@ func (v *verifier) checkSignature(f *FileResult, sig *signer.Signature, digest [
 		f.add(ReasonUnknownKey, fmt.Sprintf("no certificate in the trust material has key id %s", f.KeyID))
 		return
 	}
-	f.Signer = ks.cert.Subject.String()
+	f.Signer = ks.subject
 	if err := signer.Verify(f.value, digest, ks.cert); err != nil {
 		switch {
 		case errors.Is(err, signer.ErrBadSignature):
