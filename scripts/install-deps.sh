@@ -18,6 +18,8 @@ PKGS=(
   liblzma-dev:/usr/include/lzma.h
   liblz4-dev:/usr/include/lz4hc.h
   gcc:gcc
+  libc6-dev:/usr/lib/x86_64-linux-gnu/libc.a
+  linux-libc-dev:/usr/include/linux/dm-ioctl.h
   python3:python3
   qemu-system-x86:qemu-system-x86_64
   busybox-static:/bin/busybox
