@@ -671,3 +671,54 @@ func checkEntries(t *testing.T, dir string, es []Entry) {
 		}
 	}
 }
+
+// TestAddTreeKeepsXattrs: AddTree stores the xattrs it can read from the
+// source (security.* needs root), skips namespaces SquashFS lacks, and
+// detects hard links.
+func TestAddTreeKeepsXattrs(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	must(t, os.MkdirAll(src, 0o755))
+	f := filepath.Join(src, "f")
+	must(t, os.WriteFile(f, []byte("content"), 0o644))
+	must(t, os.Link(f, filepath.Join(src, "g")))
+	want := []Xattr{{"user.a", []byte("1")}, {"user.b", []byte{}}}
+	if os.Geteuid() == 0 {
+		want = append(want, Xattr{"security.ima", []byte{3, 2, 4, 9, 9, 9, 9, 0, 0}})
+	}
+	for _, x := range want {
+		if err := unix.Lsetxattr(f, x.Name, x.Value, 0); err != nil {
+			t.Skipf("this file system does not keep %s: %v", x.Name, err)
+		}
+	}
+	var warned []string
+	img := filepath.Join(dir, "img.sqsh")
+	out, err := os.Create(img)
+	must(t, err)
+	defer out.Close()
+	w, err := NewWriter(out, Options{Compression: Zstd})
+	must(t, err)
+	st, err := AddTree(w, src, TreeOptions{AllRoot: true, Warn: func(m string) { warned = append(warned, m) }})
+	must(t, err)
+	if st.Entries != 3 {
+		t.Errorf("AddTree added %d entries, want 3", st.Entries)
+	}
+	must(t, w.Close())
+	fi, _ := out.Stat()
+	z, err := NewReader(out, fi.Size())
+	must(t, err)
+	for _, name := range []string{"f", "g"} {
+		got, err := z.Xattrs(name)
+		must(t, err)
+		if fmt.Sprint(got) != fmt.Sprint(sortXattrs(want)) {
+			t.Errorf("%s: xattrs %v, want %v", name, got, sortXattrs(want))
+		}
+	}
+	a, _ := z.Stat("f")
+	b, _ := z.Stat("g")
+	ia, _ := a.Sys().(*InodeInfo)
+	ib, _ := b.Sys().(*InodeInfo)
+	if ia == nil || ib == nil || ia.InodeNumber != ib.InodeNumber {
+		t.Errorf("f and g are not one inode: %+v %+v", ia, ib)
+	}
+}
