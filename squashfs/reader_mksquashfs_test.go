@@ -467,3 +467,105 @@ func TestMksquashfsFSTest(t *testing.T) {
 		})
 	}
 }
+
+// TestMksquashfsHugeSparse reads a file over 4 GiB (an extended file inode
+// with 64-bit size, made of sparse blocks but for a few bytes) packed by
+// mksquashfs: its size, the bytes on either side of 4 GiB, and a full
+// parallel read (WriteTo) that must see zeros everywhere else.
+func TestMksquashfsHugeSparse(t *testing.T) {
+	if testing.Short() || os.Getenv("IMAFORGE_TEST_HUGE") == "" {
+		t.Skip("set IMAFORGE_TEST_HUGE=1: mksquashfs and the reader each read 4 GiB (about a minute on 2 cores)")
+	}
+	testenv.NeedTool(t, "mksquashfs")
+	src := filepath.Join(t.TempDir(), "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const size = 4<<30 + 3<<20 + 7
+	marks := map[int64]string{1 << 20: "first", 4<<30 - 2: "across 4 GiB", size - 4: "end!"}
+	f, err := os.Create(filepath.Join(src, "huge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off, s := range marks {
+		if _, err := f.WriteAt([]byte(s), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	img := filepath.Join(t.TempDir(), "img.sqsh")
+	mksquashfs(t, src, img, "-comp", "zstd", "-b", "1M")
+	rc, err := OpenReader(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	fi, err := rc.Stat("huge")
+	if err != nil || fi.Size() != size || fi.Sys().(*InodeInfo).Type != TypeExtReg {
+		t.Fatalf("Stat: %v, %v; want an extended file of %d bytes", fi, err, int64(size))
+	}
+	hf, err := rc.Open("huge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := hf.(*File)
+	for off, s := range marks {
+		buf := make([]byte, len(s)+2)
+		n, err := file.ReadAt(buf, off-1)
+		if (err != nil && err != io.EOF) || string(buf[1:1+len(s)]) != s || buf[0] != 0 {
+			t.Errorf("ReadAt(%d) = %q (%d, %v), want %q", off-1, buf[:n], n, err, s)
+		}
+	}
+	zc := &zeroChecker{marks: marks}
+	n, err := file.WriteTo(zc)
+	if err != nil || n != size {
+		t.Fatalf("WriteTo: %d bytes, %v; want %d", n, err, int64(size))
+	}
+	if zc.bad != "" {
+		t.Fatal(zc.bad)
+	}
+}
+
+// zeroChecker accepts zeros, except the marked strings at their offsets
+// (which may be split across writes).
+type zeroChecker struct {
+	off     int64
+	marks   map[int64]string
+	pending string // rest of a mark cut by the previous write
+	bad     string
+}
+
+func (z *zeroChecker) Write(p []byte) (int, error) {
+	i := 0
+	if z.pending != "" {
+		k := min(len(z.pending), len(p))
+		if string(p[:k]) != z.pending[:k] && z.bad == "" {
+			z.bad = fmt.Sprintf("mark cut at %d continues as %q", z.off, p[:k])
+		}
+		z.pending, i = z.pending[k:], k
+	}
+	for i < len(p) {
+		j := bytes.IndexFunc(p[i:], func(r rune) bool { return r != 0 })
+		if j < 0 {
+			break
+		}
+		at := z.off + int64(i+j)
+		s, ok := z.marks[at]
+		if rest := p[i+j:]; ok && len(rest) < len(s) && strings.HasPrefix(s, string(rest)) {
+			z.pending = s[len(rest):]
+			break
+		}
+		if !ok || !bytes.HasPrefix(p[i+j:], []byte(s)) {
+			if z.bad == "" {
+				z.bad = fmt.Sprintf("unexpected byte %#x at %d", p[i+j], at)
+			}
+			return len(p), nil
+		}
+		i += j + len(s)
+	}
+	z.off += int64(len(p))
+	return len(p), nil
+}
