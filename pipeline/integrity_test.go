@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/imaforge/imaforge/integrity"
+	"github.com/imaforge/imaforge/integrity/verity"
 	"github.com/imaforge/imaforge/internal/testenv"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/pki"
@@ -119,9 +120,7 @@ func (p *integrityProject) opensslVerify(t *testing.T, sig, content string) (str
 // TestBuildVerity: image.verity appends a hash tree that `veritysetup
 // verify` accepts with the recorded root hash and offset; `veritysetup
 // format` over a copy of the data part with the recorded salt and UUID
-// writes the same tree byte for byte (so the same root hash); the tree was
-// hashed while the image was written (only the superblock's block read
-// back); the CMS signatures over the image, the descriptor and the root hash
+// writes the same tree byte for byte (so the same root hash); the CMS signatures over the image, the descriptor and the root hash
 // verify with openssl and integrity.Verify*, and fail after one byte of the
 // image changes; a rebuild gives the same image, signatures and record.
 func TestBuildVerity(t *testing.T) {
@@ -417,5 +416,38 @@ func TestImageSignatureNeedsPrivateKey(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(p.dir, "out")); len(ents) != 0 {
 		t.Errorf("a failed build left %d files in out/", len(ents))
+	}
+}
+
+// TestBuildVerityDuplicates: with duplicate files (the SquashFS writer
+// rolls their data back, seeking and rewriting under the block hasher) and
+// every compressor, the tree hashed while writing is the tree of the
+// finished image, computed again from its bytes.
+func TestBuildVerityDuplicates(t *testing.T) {
+	for _, comp := range []string{"gzip", "zstd", "none"} {
+		t.Run(comp, func(t *testing.T) {
+			p := newProject(t)
+			writeTree(t, filepath.Join(p.dir, "src"), sortedPaths(true), 0o644)
+			body := strings.Replace(fmt.Sprintf(manifestTmpl, comp, "src"), "  epoch: 1700000000\n", "  epoch: 1700000000\n  verity: true\n", 1)
+			m := p.manifest(t, comp, "src", body)
+			res, err := build(t, m, 2)
+			integMust(t, err)
+			if res.Stats.Duplicates == 0 {
+				t.Fatal("no duplicate was rolled back")
+			}
+			v := res.Record.Verity
+			f, err := os.Open(res.ImagePath)
+			integMust(t, err)
+			defer f.Close()
+			salt, _ := hex.DecodeString(v.Salt)
+			tree, err := verity.Compute(f, verity.Params{DataBlocks: v.DataBlocks, HashOffset: v.HashOffset, Salt: salt})
+			integMust(t, err)
+			if tree.RootHex() != v.RootHash {
+				t.Fatalf("root of the finished image %s, recorded %s", tree.RootHex(), v.RootHash)
+			}
+			if err := verity.Verify(f, tree.Params, tree.Root()); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
