@@ -23,7 +23,8 @@ type ListOptions struct {
 // List writes a listing of the whole image to w, one entry per line in
 // on-disk order (depth first, sorted by name), each path starting with "/"
 // (the root is "/"). Names are printed as stored, byte for byte, as
-// unsquashfs prints them.
+// unsquashfs prints them. On an error the entries listed so far are
+// written before it is returned.
 //
 // With Long, each line matches unsquashfs -lln -UTC -d "" (squashfs-tools
 // 4.5.1), except that the root is "/" rather than an empty name and that
@@ -54,10 +55,10 @@ func (z *Reader) List(w io.Writer, opt ListOptions) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
+	if ferr := bw.Flush(); err == nil {
+		err = ferr
 	}
-	return bw.Flush()
+	return err
 }
 
 // LongLine formats one entry as unsquashfs -lln -UTC does (without the

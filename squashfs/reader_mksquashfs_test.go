@@ -3,6 +3,7 @@ package squashfs
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -93,7 +94,8 @@ func buildTrickyTree(t testing.TB, dir string) {
 		write(fmt.Sprintf("bigdir/entry-%05d-%08x", i, rnd.Uint32()), data(rnd.IntN(300)), 0o644)
 	}
 	for _, l := range [][2]string{{"size-4096", "rel-link"}, {"/etc/hostname", "abs-link"},
-		{"does/not/exist", "dangling-link"}, {strings.Repeat("l", 1000), "long-target-link"}, {"bigdir", "dir-link"}} {
+		{"does/not/exist", "dangling-link"}, {strings.Repeat("l", 1000), "long-target-link"}, {"bigdir", "dir-link"},
+		{"loop-b", "loop-a"}, {"loop-a", "loop-b"}, {"../../deep/d0/../d0", "bigdir/up-up"}} {
 		must(os.Symlink(l[0], filepath.Join(dir, l[1])))
 	}
 	must(os.Link(filepath.Join(dir, "size-4096"), filepath.Join(dir, "hardlink-1")))
@@ -363,7 +365,28 @@ func TestMksquashfsTree(t *testing.T) {
 				t.Errorf("hard links %q, want %q", gotLinks, wantLinks)
 			}
 			crossCheckUnsquashfs(t, &rc.Reader, img)
+			checkResolution(t, &rc.Reader)
 		})
+	}
+}
+
+// checkResolution follows links through directories, loops and "..".
+func checkResolution(t *testing.T, r *Reader) {
+	t.Helper()
+	if _, err := r.Open("loop-a"); !errors.Is(err, syscall.ELOOP) {
+		t.Errorf("Open(loop-a): %v, want ELOOP", err)
+	}
+	if fi, err := r.Stat("dir-link/hardlink-2"); err != nil || fi.Size() != 4096 {
+		t.Errorf("Stat through a directory link: %v, %v", fi, err)
+	}
+	if ents, err := r.ReadDir("dir-link"); err != nil || len(ents) != 3002 {
+		t.Errorf("ReadDir(dir-link): %d entries, %v; want 3002", len(ents), err)
+	}
+	if fi, err := r.Stat("bigdir/up-up/d1"); err != nil || !fi.IsDir() {
+		t.Errorf("Stat(bigdir/up-up/d1) (.. past the root stays at the root): %v, %v", fi, err)
+	}
+	if fi, err := r.Lstat("bigdir/up-up"); err != nil || fi.Mode().Type() != fs.ModeSymlink {
+		t.Errorf("Lstat of a link: %v, %v", fi, err)
 	}
 }
 
