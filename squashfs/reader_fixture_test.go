@@ -473,3 +473,76 @@ func TestFixtureFSTest(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentReads reads every file of a fixture from several goroutines
+// at once, through shared Files (ReadAt) and separate ones (WriteTo), and
+// compares with a sequential read. Run with -race.
+func TestConcurrentReads(t *testing.T) {
+	r := openFixture(t, "tree-zstd")
+	want := map[string][]byte{}
+	var paths []string
+	err := r.Walk(".", func(p string, fi fs.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
+			b, err := r.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			want[p] = b
+			paths = append(paths, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := map[string]*File{}
+	for _, p := range paths {
+		f, err := r.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shared[p] = f.(*File)
+	}
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			errs <- func() error {
+				for i, p := range paths {
+					w := want[p]
+					if (i+g)%2 == 0 {
+						// small reads at scattered offsets of a shared File
+						buf := make([]byte, 1+(i*31+g*7)%200)
+						off := int64((i*977 + g*131) % len(w))
+						n, err := shared[p].ReadAt(buf, off)
+						if err != nil && err != io.EOF {
+							return err
+						}
+						if !bytes.Equal(buf[:n], w[off:off+int64(n)]) {
+							return fmt.Errorf("%s: ReadAt(%d) differs", p, off)
+						}
+						continue
+					}
+					f, err := r.Open(p)
+					if err != nil {
+						return err
+					}
+					var got bytes.Buffer
+					_, err = f.(*File).WriteTo(&got)
+					f.Close()
+					if err != nil {
+						return err
+					}
+					if !bytes.Equal(got.Bytes(), w) {
+						return fmt.Errorf("%s: WriteTo differs", p)
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
