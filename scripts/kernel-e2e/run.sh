@@ -16,7 +16,7 @@
 # Environment: E2E_CACHE (downloads, default .cache/kernel-e2e), E2E_TIMEOUT
 # (seconds per boot, default 240), E2E_ACCEL (tcg, the default; kvm hangs on
 # this kind of machine), E2E_VERBOSE=1 (print passing checks too),
-# E2E_COMPRESSORS (default "zstd gzip xz lz4"), E2E_ARTIFACTS (where the
+# E2E_FORMATS (default "zstd gzip xz lz4 zstd-sha384 zstd-sha512"), E2E_ARTIFACTS (where the
 # enforce boot's image, record and measurement list are kept), IMAFORGE.
 # Exit status: 0 when every check passed, 1 otherwise. The last line is
 # `e2e: N passed, M failed`.
