@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/imaforge/imaforge/internal/testenv"
@@ -261,8 +263,10 @@ func TestBuildEvmctlVerifies(t *testing.T) {
 	}
 }
 
-// TestBuildReproducible builds from two copies of the sources created in
-// opposite orders with other modes and mtimes, with one and two workers.
+// TestBuildReproducible builds the same sources twice (identical image and
+// record bytes), then from a copy created in the opposite order with other
+// mtimes, other owners (image.owner normalizes them), under umask 077 and
+// GOMAXPROCS=1 instead of 2 workers: the same image and the same record.
 func TestBuildReproducible(t *testing.T) {
 	for _, comp := range []string{"zstd", "gzip", "xz", "lz4", "none"} {
 		t.Run(comp, func(t *testing.T) {
@@ -270,6 +274,9 @@ func TestBuildReproducible(t *testing.T) {
 			writeTree(t, filepath.Join(p.dir, "a"), sortedPaths(false), 0o755)
 			writeTree(t, filepath.Join(p.dir, "b"), sortedPaths(true), 0o755)
 			filepath.WalkDir(filepath.Join(p.dir, "b"), func(path string, d fs.DirEntry, err error) error {
+				if os.Geteuid() == 0 {
+					os.Lchown(path, 1234, 5678)
+				}
 				return os.Chtimes(path, d2001, d2001)
 			})
 			ra, err := build(t, p.manifest(t, comp, "a", ""), 2)
@@ -278,7 +285,22 @@ func TestBuildReproducible(t *testing.T) {
 			}
 			imgA, _ := os.ReadFile(ra.ImagePath)
 			recA, _ := os.ReadFile(ra.RecordPath)
-			rb, err := build(t, p.manifest(t, comp, "b", ""), 1)
+
+			again, err := build(t, p.manifest(t, comp, "a", ""), 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			imgA2, _ := os.ReadFile(again.ImagePath)
+			recA2, _ := os.ReadFile(again.RecordPath)
+			if !bytes.Equal(imgA, imgA2) || !bytes.Equal(recA, recA2) {
+				t.Error("two builds of the same sources differ")
+			}
+
+			old := syscall.Umask(0o077)
+			procs := runtime.GOMAXPROCS(1)
+			rb, err := build(t, p.manifest(t, comp, "b", ""), 0)
+			runtime.GOMAXPROCS(procs)
+			syscall.Umask(old)
 			if err != nil {
 				t.Fatal(err)
 			}
