@@ -40,6 +40,9 @@ if [ "$first" != "$second" ]; then
 fi
 echo "sha256 $first (twice)"
 
+step "imaforge verify: every signature, chain, scope, policy coverage and the image signature"
+"$IMAFORGE" verify --trust-manifest firmware.yaml out/firmware.sqsh
+
 step "what a device loads (imaforge pki export)"
 "$IMAFORGE" pki export --out device --root pki/root.pem --intermediate pki/owner-ca.pem \
   --cert pki/mfr-ima.pem --cert pki/acme-ima.pem
