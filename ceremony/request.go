@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 
 	"github.com/imaforge/imaforge/internal/atomicfile"
@@ -102,32 +101,10 @@ func (r *Request) Digests() int {
 	return n
 }
 
-// selfDigest returns the SHA-256 of v's compact JSON with its digest field
-// cleared by clear.
-func selfDigest(v any, clear func()) (string, error) {
-	clear()
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", err
-	}
-	d := sha256.Sum256(b)
-	return hex.EncodeToString(d[:]), nil
-}
-
 // Marshal sets r.SHA256 and returns the indented JSON document.
 func (r *Request) Marshal() ([]byte, error) {
 	r.Format = RequestFormat
-	d, err := selfDigest(r, func() { r.SHA256 = "" })
-	if err != nil {
-		return nil, err
-	}
-	r.SHA256 = d
-	return indentJSON(r)
-}
-
-func indentJSON(v any) ([]byte, error) {
-	b, err := json.MarshalIndent(v, "", "  ")
-	return append(b, '\n'), err
+	return sealJSON(r, &r.SHA256)
 }
 
 // WriteFile writes the request to path atomically.
@@ -143,15 +120,7 @@ func (r *Request) WriteFile(path string) error {
 // and that each key's certificate, key id and fingerprint agree and its
 // digests are well-formed, sorted and unique.
 func ReadRequest(path string) (*Request, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	r, err := ParseRequest(b)
-	if err != nil {
-		return nil, &FileError{Path: path, Err: err}
-	}
-	return r, nil
+	return readDocument(path, ParseRequest)
 }
 
 // ParseRequest parses and checks a request document (see ReadRequest).
@@ -163,14 +132,8 @@ func ParseRequest(b []byte) (*Request, error) {
 	if r.Format != RequestFormat {
 		return nil, formatErr("format %q, want %q", r.Format, RequestFormat)
 	}
-	named := r.SHA256
-	got, err := selfDigest(r, func() { r.SHA256 = "" })
-	if err != nil {
+	if err := checkSeal(r, &r.SHA256, "request_sha256"); err != nil {
 		return nil, err
-	}
-	r.SHA256 = named
-	if named != got {
-		return nil, fmt.Errorf("%w: request_sha256 %q, content has %s", ErrSelfDigest, named, got)
 	}
 	h, err := r.HashAlg()
 	if err != nil {

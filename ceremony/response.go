@@ -4,7 +4,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
-	"os"
 
 	"github.com/imaforge/imaforge/internal/atomicfile"
 	"github.com/imaforge/imaforge/signer"
@@ -52,13 +51,7 @@ func (r *Response) Key(name string) *ResponseKey {
 // Marshal sets r.SHA256 and returns the indented JSON document.
 func (r *Response) Marshal() ([]byte, error) {
 	r.Format = ResponseFormat
-	d, err := selfDigest(r, func() { r.SHA256 = "" })
-	if err != nil {
-		return nil, err
-	}
-	r.SHA256 = d
-	b, err := indentJSON(r)
-	return b, err
+	return sealJSON(r, &r.SHA256)
 }
 
 // WriteFile writes the response to path atomically.
@@ -73,15 +66,7 @@ func (r *Response) WriteFile(path string) error {
 // ReadResponse reads a response file and checks its format, its own digest
 // and the form of every entry. It does not verify signatures: see Verify.
 func ReadResponse(path string) (*Response, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	r, err := ParseResponse(b)
-	if err != nil {
-		return nil, &FileError{Path: path, Err: err}
-	}
-	return r, nil
+	return readDocument(path, ParseResponse)
 }
 
 // ParseResponse parses a response document (see ReadResponse).
@@ -93,14 +78,8 @@ func ParseResponse(b []byte) (*Response, error) {
 	if r.Format != ResponseFormat {
 		return nil, formatErr("format %q, want %q", r.Format, ResponseFormat)
 	}
-	named := r.SHA256
-	got, err := selfDigest(r, func() { r.SHA256 = "" })
-	if err != nil {
+	if err := checkSeal(r, &r.SHA256, "response_sha256"); err != nil {
 		return nil, err
-	}
-	r.SHA256 = named
-	if named != got {
-		return nil, fmt.Errorf("%w: response_sha256 %q, content has %s", ErrSelfDigest, named, got)
 	}
 	h, err := signer.ParseHash(r.Hash)
 	if err != nil {
