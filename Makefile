@@ -22,8 +22,9 @@ deps:
 # and the shared acceptance checks when ../shared is present.
 test: deps build lint unit e2e acceptance
 
+# IMAFORGE_TEST_HUGE: the reader's >4 GiB sparse-file test against mksquashfs.
 unit:
-	$(GO) test $(GOTESTFLAGS) ./...
+	IMAFORGE_TEST_HUGE=1 $(GO) test $(GOTESTFLAGS) ./...
 
 e2e: build
 	scripts/kernel-e2e/run.sh

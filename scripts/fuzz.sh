@@ -11,7 +11,7 @@ status=0
 for pkg in $(go list "$pattern"); do
   for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
     echo "fuzz: $pkg $target ($fuzztime)"
-    if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"; then
+    if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime 3s "$pkg"; then
       echo "fuzz: $pkg $target FAILED: see the crasher under $pkg's testdata/fuzz/$target" >&2
       status=1
     fi
