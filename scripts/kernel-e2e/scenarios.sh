@@ -430,9 +430,10 @@ EOF
 # policy *path* is read with kernel_read_file(READING_POLICY) and appraised,
 # and only a validly signed file replaces the rules. Without
 # CONFIG_IMA_WRITE_POLICY that happens once; failed writes do not use it up.
-# The loaded rules are then enforced. The policy files are signed by
-# `imaforge build` like any other file; the policy text passes
-# `imaforge policy lint` for 6.1 first.
+# The loaded rules are then enforced. The signed, tampered and wrong-key
+# policy files are the manifest's `policy:` fragments (linted and signed by
+# `imaforge build`); the unsigned one is a plain source file; the rules pass
+# `imaforge policy lint --kernel 6.1` first.
 scenario_policy() {
   local d=$WORK/policy k=$WORK/policy/pki r f
   mkdir -p "$k" "$d/stage/bin" "$d/stage/etc/ima"
@@ -449,12 +450,13 @@ scenario_policy() {
     "appraise func=MODULE_CHECK appraise_type=imasig" \
     "appraise func=POLICY_CHECK appraise_type=imasig" \
     "$MEASURE_SQUASHFS" "$APPRAISE_SQUASHFS")
-  for f in signed unsigned tampered wrongkey; do
-    printf '# imaforge e2e policy\n# E2E-TRAILER policy-%s E2E-TRAILER-END\n%s\n' "$f" "$rules" >"$d/stage/etc/ima/policy.$f"
-  done
+  # the unsigned fragment is a plain source file; the others are the
+  # manifest's policy: fragments, which the build lints and signs
+  printf '# E2E-TRAILER policy-unsigned E2E-TRAILER-END\n%s\n' "$rules" >"$d/stage/etc/ima/policy.unsigned"
+  printf '%s\n' "$rules" >"$d/rules.policy"
   if imaforge_has policy lint; then
     host_check policy.lint-6.1-clean ok \
-      "$("$IMAFORGE" policy lint --kernel 6.1 "$d/stage/etc/ima/policy.signed" >"$d/lint.out" 2>&1 && echo ok || echo "lint-failed:$(head -c 200 "$d/lint.out" | tr -c 'A-Za-z0-9:._-' _)")"
+      "$("$IMAFORGE" policy lint --kernel 6.1 "$d/rules.policy" >"$d/lint.out" 2>&1 && echo ok || echo "lint-failed:$(head -c 200 "$d/lint.out" | tr -c 'A-Za-z0-9:._-' _)")"
   fi
   {
     manifest_head image.sqsh
@@ -470,11 +472,15 @@ rules:
     sign: false
   - match: /etc/ima/policy.unsigned
     sign: false
-  - match: /etc/ima/policy.wrongkey
-    key: rogue
   - match: /**
     key: ima
+policy:
 EOF
+    for f in signed:ima tampered:ima wrongkey:rogue; do
+      printf '  - name: e2e-%s\n    path: /etc/ima/policy.%s\n    key: %s\n    rules: |\n' "${f%%:*}" "${f%%:*}" "${f#*:}"
+      printf '      # E2E-TRAILER policy-%s E2E-TRAILER-END\n' "${f%%:*}"
+      printf '%s\n' "$rules" | sed 's/^/      /'
+    done
   } >"$d/m.yaml"
   forge build -q "$d/m.yaml"
   e2e_tamper "$d/image.sqsh" "E2E-TRAILER policy-tampered E2E-TRAILER-END"
