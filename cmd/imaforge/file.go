@@ -24,13 +24,11 @@ func init() {
 				Name:      "sign",
 				Usage:     "write an IMA signature (security.ima v2) for each FILE",
 				ArgsUsage: "FILE...",
-				Flags: append([]cli.Flag{
+				Flags: append(append([]cli.Flag{
 					&cli.StringFlag{Name: "key", Usage: "private key `KEY.pem` (PEM or DER; PKCS#1, PKCS#8, SEC1, encrypted)", Required: true},
 					&cli.StringFlag{Name: "cert", Usage: "certificate `CERT.pem` of the key (PEM or DER); gives the key id", Required: true},
 					&cli.StringFlag{Name: "hash", Value: "sha256", Usage: "digest algorithm: sha256, sha384 or sha512"},
-					&cli.StringFlag{Name: "passphrase-env", Usage: "read the key's passphrase from environment variable `VAR`"},
-					&cli.StringFlag{Name: "passphrase-file", Usage: "read the key's passphrase from the first line of `FILE`"},
-				}, storeFlags...),
+				}, passphraseFlags()...), storeFlags...),
 				Action: fileSign,
 			},
 			{
@@ -73,21 +71,7 @@ func fileSign(c *cli.Context) error {
 	if err != nil {
 		return usageErr(fmt.Errorf("--hash: %w", err))
 	}
-	var pass signer.Passphrase
-	switch env, file := c.String("passphrase-env"), c.String("passphrase-file"); {
-	case env != "" && file != "":
-		return usageErrf("give either --passphrase-env or --passphrase-file, not both")
-	case env != "":
-		pass = signer.PassphraseFromEnv(env)
-	case file != "":
-		pass = signer.PassphraseFromFile(file)
-	default:
-		pass = signer.PassphraseFromTerminal("Passphrase for " + c.String("key") + ": ")
-	}
-	s, err := signer.LoadSigner(c.String("key"), c.String("cert"), &signer.KeyOptions{
-		Passphrase: pass,
-		Warn:       func(msg string) { fmt.Fprintf(c.App.ErrWriter, "imaforge: warning: %s\n", msg) },
-	})
+	s, err := loadSigner(c)
 	if err != nil {
 		return err
 	}

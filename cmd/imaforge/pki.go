@@ -120,24 +120,6 @@ func init() {
 	})
 }
 
-// passphrase returns the passphrase source named by the flags prefix+"passphrase-env"
-// and prefix+"passphrase-file", or prompt when neither is given (nil prompt:
-// none).
-func passphrase(c *cli.Context, prefix string, prompt string) (signer.Passphrase, error) {
-	env, file := c.String(prefix+"passphrase-env"), c.String(prefix+"passphrase-file")
-	switch {
-	case env != "" && file != "":
-		return nil, usageErrf("give either --%spassphrase-env or --%spassphrase-file, not both", prefix, prefix)
-	case env != "":
-		return signer.PassphraseFromEnv(env), nil
-	case file != "":
-		return signer.PassphraseFromFile(file), nil
-	case prompt != "":
-		return signer.PassphraseFromTerminal(prompt), nil
-	}
-	return nil, nil
-}
-
 // newKeyOptions reads the passphrase that encrypts a new private key (none:
 // the key is written unencrypted, mode 0600).
 func newKeyOptions(c *cli.Context) (pki.KeyFileOptions, error) {
@@ -182,7 +164,7 @@ func loadIssuer(c *cli.Context) (pki.Issuer, error) {
 	}
 	key, err := signer.LoadPrivateKey(c.String("ca-key"), &signer.KeyOptions{
 		Passphrase: pass,
-		Warn:       func(msg string) { fmt.Fprintf(c.App.ErrWriter, "imaforge: warning: %s\n", msg) },
+		Warn:       warnFunc(c),
 	})
 	if err != nil {
 		return pki.Issuer{}, err
