@@ -19,7 +19,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,58 +132,12 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 		opts.logf("warning: %v", w)
 	}
 
-	frags, err := renderPolicy(m, tree, opts.logf)
+	lay, err := layOut(m, tree, opts.logf)
 	if err != nil {
 		return nil, err
 	}
-	entries := make([]*rootfs.Entry, 0, len(tree.Entries)+len(frags))
-	for i := range tree.Entries {
-		entries = append(entries, &tree.Entries[i])
-	}
-	for _, f := range frags {
-		entries = append(entries, &f.entry)
-	}
-	slices.SortFunc(entries, func(a, b *rootfs.Entry) int { return rootfs.ComparePaths(a.Path, b.Path) })
-
-	// Assign a key to every regular file before any byte is read, so that a
-	// file matching no rule fails the build at once. Policy fragments are
-	// signed by the key their manifest entry names.
-	files := make(map[string]*fileState)
-	for _, f := range frags {
-		files[f.src.Path] = &fileState{entry: &f.entry, key: f.src.Key, pos: f.src.Pos}
-	}
-	primary := make(map[uint32]string) // hard-link group -> first path
-	var total int64
-	toRead := 0
-	used := make(map[string]bool)
-	for _, e := range entries {
-		if e.Type != rootfs.TypeReg {
-			continue
-		}
-		fs, ok := files[e.Path]
-		if !ok {
-			r, err := m.RuleFor(e.Path)
-			if err != nil {
-				return nil, err
-			}
-			fs = &fileState{entry: e, pos: r.Pos}
-			if r.Sign == nil || *r.Sign {
-				fs.key = r.Key
-			}
-			files[e.Path] = fs
-		}
-		if fs.key != "" {
-			used[fs.key] = true
-		}
-		if e.Link != 0 {
-			if _, ok := primary[e.Link]; ok {
-				continue
-			}
-			primary[e.Link] = e.Path
-		}
-		toRead++
-		total += e.Size
-	}
+	frags, entries, files, primary, used := lay.frags, lay.entries, lay.files, lay.primary, lay.used
+	toRead, total := lay.toRead, lay.total
 
 	if k := m.Image.SignatureKey; k != "" {
 		used[k] = true // the image's CMS signatures (integrity.go)

@@ -9,7 +9,6 @@ import (
 	"io"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"sync"
 	"time"
 
@@ -74,29 +73,17 @@ func MakePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 		}
 	}
 
-	// The same entries as Build: the tree and the rendered policy
-	// fragments, each fragment signed by the key its manifest entry names.
+	// The same entries and keys as Build (layOut); hard links share their
+	// primary's digest (and need its key).
 	logf := opts.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	frags, err := renderPolicy(m, tree, logf)
+	lay, err := layOut(m, tree, logf)
 	if err != nil {
 		return nil, err
 	}
-	entries := make([]*rootfs.Entry, 0, len(tree.Entries)+len(frags))
-	for i := range tree.Entries {
-		entries = append(entries, &tree.Entries[i])
-	}
-	fragKey := map[string]string{}
-	for _, f := range frags {
-		entries = append(entries, &f.entry)
-		fragKey[f.src.Path] = f.src.Key
-	}
-	slices.SortFunc(entries, func(a, b *rootfs.Entry) int { return rootfs.ComparePaths(a.Path, b.Path) })
-
-	// The same assignment as Build: a key per regular file, hard links
-	// sharing their primary's digest (and needing its key).
+	frags, used := lay.frags, lay.used
 	type item struct {
 		e      *rootfs.Entry
 		key    string
@@ -107,28 +94,13 @@ func MakePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 	primary := map[uint32]*item{}
 	var toRead []*item
 	var total int64
-	used := map[string]bool{}
 	files := 0
-	for _, e := range entries {
+	for _, e := range lay.entries {
 		if e.Type != rootfs.TypeReg {
 			continue
 		}
 		files++
-		it := &item{e: e}
-		if k, ok := fragKey[e.Path]; ok {
-			it.key = k
-		} else {
-			r, err := m.RuleFor(e.Path)
-			if err != nil {
-				return nil, err
-			}
-			if r.Sign == nil || *r.Sign {
-				it.key = r.Key
-			}
-		}
-		if it.key != "" {
-			used[it.key] = true
-		}
+		it := &item{e: e, key: lay.files[e.Path].key}
 		items = append(items, it)
 		if e.Link != 0 {
 			if p, ok := primary[e.Link]; ok {
@@ -175,11 +147,7 @@ func MakePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 	}
 	// Refuse now what Build would refuse (trust store, dates, scopes),
 	// before a ceremony is spent on it.
-	states := make(map[string]*fileState, len(items))
-	for _, it := range items {
-		states[it.e.Path] = &fileState{entry: it.e, key: it.key}
-	}
-	if err := (&Options{Now: opts.Now}).checkKeys(m, certs, states); err != nil {
+	if err := (&Options{Now: opts.Now}).checkKeys(m, certs, lay.files); err != nil {
 		return nil, err
 	}
 

@@ -1,0 +1,90 @@
+package pipeline
+
+import (
+	"slices"
+
+	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/rootfs"
+)
+
+// layout is an image's content decided before any file is read: every
+// entry in image order and the key of every regular file. Build and
+// MakePlan both start from layOut, so a plan lists exactly the files, keys
+// and digests a build of the same manifest signs.
+type layout struct {
+	frags []*fragment
+	// entries are the tree's and the policy fragments', sorted by
+	// rootfs.ComparePaths.
+	entries []*rootfs.Entry
+	// files holds every regular file by path with its key ("": unsigned)
+	// and the rule or policy fragment that set it.
+	files map[string]*fileState
+	// primary maps a hard-link group to its first path, the one whose
+	// content is read.
+	primary map[uint32]string
+	// used names the keys that sign at least one file.
+	used map[string]bool
+	// toRead counts the regular files whose content is read (a hard-link
+	// group once) and total their bytes.
+	toRead int
+	total  int64
+}
+
+// layOut renders the manifest's policy fragments (logging through logf),
+// merges them with the walked tree and assigns a key to every regular file
+// before any byte is read, so that a file matching no rule fails at once.
+// Policy fragments are signed by the key their manifest entry names.
+func layOut(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...any)) (*layout, error) {
+	frags, err := renderPolicy(m, tree, logf)
+	if err != nil {
+		return nil, err
+	}
+	entries := make([]*rootfs.Entry, 0, len(tree.Entries)+len(frags))
+	for i := range tree.Entries {
+		entries = append(entries, &tree.Entries[i])
+	}
+	for _, f := range frags {
+		entries = append(entries, &f.entry)
+	}
+	slices.SortFunc(entries, func(a, b *rootfs.Entry) int { return rootfs.ComparePaths(a.Path, b.Path) })
+
+	l := &layout{
+		frags:   frags,
+		entries: entries,
+		files:   make(map[string]*fileState),
+		primary: make(map[uint32]string),
+		used:    make(map[string]bool),
+	}
+	for _, f := range frags {
+		l.files[f.src.Path] = &fileState{entry: &f.entry, key: f.src.Key, pos: f.src.Pos}
+	}
+	for _, e := range entries {
+		if e.Type != rootfs.TypeReg {
+			continue
+		}
+		fs, ok := l.files[e.Path]
+		if !ok {
+			r, err := m.RuleFor(e.Path)
+			if err != nil {
+				return nil, err
+			}
+			fs = &fileState{entry: e, pos: r.Pos}
+			if r.Sign == nil || *r.Sign {
+				fs.key = r.Key
+			}
+			l.files[e.Path] = fs
+		}
+		if fs.key != "" {
+			l.used[fs.key] = true
+		}
+		if e.Link != 0 {
+			if _, ok := l.primary[e.Link]; ok {
+				continue
+			}
+			l.primary[e.Link] = e.Path
+		}
+		l.toRead++
+		l.total += e.Size
+	}
+	return l, nil
+}
