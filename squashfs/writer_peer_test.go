@@ -494,6 +494,32 @@ func checkKernel(t *testing.T, img, src string, xs xattrSpec) {
 	}
 	defer exec.Command("umount", mnt).Run()
 	compareTrees(t, src, mnt)
+	// link counts as the kernel reports them: 2 + subdirectories for a
+	// directory, the number of names for a file
+	filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		var a, b unix.Stat_t
+		if unix.Lstat(p, &a) != nil || unix.Lstat(filepath.Join(mnt, rel), &b) != nil {
+			return nil
+		}
+		want := a.Nlink
+		if d.IsDir() {
+			want = 2
+			ents, _ := os.ReadDir(p)
+			for _, e := range ents {
+				if e.IsDir() {
+					want++
+				}
+			}
+		}
+		if b.Nlink != want {
+			t.Errorf("kernel: %s: nlink %d, want %d", rel, b.Nlink, want)
+		}
+		return nil
+	})
 	for p, set := range xs {
 		for _, x := range set {
 			buf := make([]byte, 70000)
@@ -603,11 +629,25 @@ func opener(data []byte) func() (io.ReadCloser, error) {
 func TestSampleEntriesWithPeers(t *testing.T) {
 	unsq := testenv.NeedTool(t, "unsquashfs")
 	es := sampleEntries()
+	type variant struct {
+		name string
+		opts Options
+	}
+	var variants []variant
 	for _, c := range peerComps {
-		t.Run(c.name, func(t *testing.T) {
+		variants = append(variants, variant{c.name, Options{Compression: c.comp, Level: c.level, BlockSize: 4096}})
+	}
+	variants = append(variants,
+		variant{"zstd-19-tailends", Options{Compression: Zstd, Level: 19, BlockSize: 4096, TailEnds: true}},
+		variant{"gzip-1-nofragments-noexport", Options{Compression: Gzip, Level: 1, BlockSize: 4096, NoFragments: true, NoExport: true}},
+		variant{"lz4-hc-1m", Options{Compression: LZ4, Level: 9, BlockSize: 1 << 20}},
+		variant{"xz-64k", Options{Compression: XZ, BlockSize: 64 << 10}},
+	)
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
 			tmp := t.TempDir()
 			img := filepath.Join(tmp, "s.sqsh")
-			must(t, os.WriteFile(img, build(t, es, Options{Compression: c.comp, Level: c.level, BlockSize: 4096}), 0o644))
+			must(t, os.WriteFile(img, build(t, es, v.opts), 0o644))
 			x := filepath.Join(tmp, "x")
 			run(t, unsq, "-no-xattrs", "-d", x, img)
 			checkEntries(t, x, es)
