@@ -402,6 +402,8 @@ func pkiCRL(c *cli.Context) error {
 	return nil
 }
 
+// trustStore loads the trust store of the --root, --intermediate and --crl
+// flags (relative paths from the working directory).
 func trustStore(c *cli.Context) (*pki.TrustStore, error) {
 	return pki.LoadTrustStore(pki.TrustConfig{
 		Roots:         c.StringSlice("root"),

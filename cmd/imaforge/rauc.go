@@ -11,7 +11,6 @@ import (
 	"github.com/imaforge/imaforge/integrity/rauc"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/pipeline"
-	"github.com/imaforge/imaforge/pki"
 )
 
 // raucUpdateFlags are the RAUC manifest's [update] values and the slot, as
@@ -105,7 +104,7 @@ func raucVerify(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return usageErrf("rauc verify: give exactly one BUNDLE")
 	}
-	ts, err := pki.LoadTrustStore(pki.TrustConfig{Roots: c.StringSlice("root"), Intermediates: c.StringSlice("intermediate"), CRLs: c.StringSlice("crl")}, "")
+	ts, err := trustStore(c)
 	if err != nil {
 		return usageErr(err)
 	}
