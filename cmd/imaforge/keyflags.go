@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -51,4 +52,21 @@ func loadSigner(c *cli.Context) (*signer.Signer, error) {
 		Passphrase: pass,
 		Warn:       warnFunc(c),
 	})
+}
+
+// addCertFiles passes every certificate of each file in paths (PEM or DER,
+// several per file) to add; an error from add names the file.
+func addCertFiles(paths []string, add func(*x509.Certificate) error) error {
+	for _, p := range paths {
+		certs, err := signer.LoadCertificates(p)
+		if err != nil {
+			return err
+		}
+		for _, cert := range certs {
+			if err := add(cert); err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+		}
+	}
+	return nil
 }

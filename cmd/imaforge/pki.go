@@ -417,16 +417,8 @@ func pkiExport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range c.StringSlice("cert") {
-		certs, err := signer.LoadCertificates(p)
-		if err != nil {
-			return err
-		}
-		for _, cert := range certs {
-			if err := ts.Add(cert); err != nil {
-				return fmt.Errorf("%s: %w", p, err)
-			}
-		}
+	if err := addCertFiles(c.StringSlice("cert"), ts.Add); err != nil {
+		return err
 	}
 	res, err := pki.Export(ts, c.String("out"), time.Now())
 	if err != nil {

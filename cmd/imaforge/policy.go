@@ -134,16 +134,8 @@ func policyVerify(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, path := range c.StringSlice("cert") {
-		certs, err := signer.LoadCertificates(path)
-		if err != nil {
-			return err
-		}
-		for _, cert := range certs {
-			if err := v.Add(cert); err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-		}
+	if err := addCertFiles(c.StringSlice("cert"), v.Add); err != nil {
+		return err
 	}
 	failed := 0
 	for _, f := range files {

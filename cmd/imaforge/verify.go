@@ -14,7 +14,6 @@ import (
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/pki"
 	"github.com/imaforge/imaforge/policy"
-	"github.com/imaforge/imaforge/signer"
 	"github.com/imaforge/imaforge/verify"
 )
 
@@ -146,16 +145,8 @@ func verifyOptions(c *cli.Context) (verify.Options, error) {
 	if err != nil {
 		return opts, usageErr(err)
 	}
-	for _, p := range append(keyCerts, c.StringSlice("cert")...) {
-		certs, err := signer.LoadCertificates(p)
-		if err != nil {
-			return opts, usageErr(err)
-		}
-		for _, cert := range certs {
-			if err := ts.Add(cert); err != nil {
-				return opts, usageErr(fmt.Errorf("%s: %w", p, err))
-			}
-		}
+	if err := addCertFiles(append(keyCerts, c.StringSlice("cert")...), ts.Add); err != nil {
+		return opts, usageErr(err)
 	}
 	opts.Trust = ts
 	opts.PolicyPaths = append(opts.PolicyPaths, c.StringSlice("policy-path")...)
