@@ -62,7 +62,8 @@ type Entry struct {
 	// Open returns a regular file's content. WriteData calls it once, reads
 	// to EOF once and closes it; the reader may tee the bytes (into a hash)
 	// and learn from Close that they were all read. nil means empty content
-	// (Size must be 0).
+	// (Size must be 0). Open is called from WriteData's reader goroutines,
+	// several at once for different entries.
 	Open func() (io.ReadCloser, error)
 	// Target is a symlink's target (1..4095 bytes).
 	Target string

@@ -27,6 +27,9 @@ type TreeOptions struct {
 	ClampTime *int64
 	// NoXattrs skips reading xattrs.
 	NoXattrs bool
+	// Exclude, if not nil, is asked about every host path below the root;
+	// true leaves it (and, for a directory, its contents) out.
+	Exclude func(hostPath string) bool
 	// Warn, if not nil, is told about xattrs that cannot be stored
 	// (namespaces other than user., trusted., security.) or read.
 	Warn func(msg string)
@@ -59,6 +62,12 @@ func AddTree(w *Writer, dir string, opts TreeOptions) (TreeStats, error) {
 		ipath := "/"
 		if rel != "." {
 			ipath = "/" + filepath.ToSlash(rel)
+			if opts.Exclude != nil && opts.Exclude(p) {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
 		}
 		var sys unix.Stat_t
 		if err := unix.Lstat(p, &sys); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -100,6 +101,17 @@ func squashfsPack(c *cli.Context) error {
 		return err
 	}
 	defer f.Abort()
+	// An image written inside DIR must not pack itself.
+	skip := map[string]bool{}
+	for _, p := range []string{out, f.Name()} {
+		if abs, err := filepath.Abs(p); err == nil {
+			skip[abs] = true
+		}
+	}
+	topts.Exclude = func(p string) bool {
+		abs, err := filepath.Abs(p)
+		return err == nil && skip[abs]
+	}
 	opts := squashfs.Options{Compression: comp, Level: c.Int("level"), BlockSize: bs, Workers: c.Int("jobs")}
 	if imageTime != nil {
 		opts.ModTime = *imageTime
