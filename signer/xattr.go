@@ -232,6 +232,7 @@ func NewDigestNG(h Hash, digest []byte) (*DigestNG, error) {
 	return &DigestNG{Hash: h, Digest: append([]byte(nil), digest...)}, nil
 }
 
+// Type returns TypeDigestNG (0x04).
 func (*DigestNG) Type() Type { return TypeDigestNG }
 
 // AppendBinary appends the encoded value to b.
@@ -276,6 +277,7 @@ type Digest struct {
 	SHA1 [sha1Size]byte
 }
 
+// Type returns TypeDigest (0x01).
 func (*Digest) Type() Type { return TypeDigest }
 
 // AppendBinary appends the encoded value to b.
@@ -297,6 +299,7 @@ type HMAC struct {
 	MAC [sha1Size]byte
 }
 
+// Type returns TypeHMAC (0x02).
 func (*HMAC) Type() Type { return TypeHMAC }
 
 // AppendBinary appends the encoded value to b.
