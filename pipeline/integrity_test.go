@@ -358,7 +358,7 @@ func TestImageSignatureUntrusted(t *testing.T) {
 	p := newIntegrityProject(t)
 	res, _ := p.build(t, "gzip", false)
 	other := newHierarchy(t, filepath.Join(t.TempDir(), "other"))
-	ts, err := pki.NewTrustStore([]*x509.Certificate{other.root.Cert}, nil, nil)
+	ts, err := pki.NewTrustStore([]*x509.Certificate{other.Root.Cert}, nil, nil)
 	integMust(t, err)
 	sig, err := os.ReadFile(res.ImagePath + ".cms")
 	integMust(t, err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/imaforge/imaforge/internal/testenv"
+	"github.com/imaforge/imaforge/internal/testpki"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/pki"
 	"github.com/imaforge/imaforge/signer"
@@ -21,42 +22,30 @@ import (
 
 // hierarchy is a manufacturer root, an owner CA and IMA keys, as files.
 type hierarchy struct {
-	dir   string
-	root  *pki.Issued
-	owner *pki.Issued
+	dir string
+	*testpki.Hierarchy
 }
 
 func newHierarchy(t *testing.T, dir string) *hierarchy {
 	t.Helper()
-	root, err := pki.NewRoot(pki.Request{Role: pki.RoleRoot, Name: "Test Manufacturing", KeyType: "p256"}, pki.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	owner, err := pki.Issue(pki.Request{Role: pki.RoleOwnerCA, Name: "Test Owner", KeyType: "p256"},
-		pki.Issuer{Cert: root.Cert, Key: root.Key}, pki.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &hierarchy{dir: dir, root: root, owner: owner}
-	h.write(t, "root", root)
-	h.write(t, "owner", owner)
+	h := &hierarchy{dir: dir, Hierarchy: testpki.New(t, "Test Manufacturing", "Test Owner")}
+	h.write(t, "root", h.Root)
+	h.write(t, "owner", h.Owner)
 	return h
 }
 
 func (h *hierarchy) write(t *testing.T, base string, iss *pki.Issued) {
 	t.Helper()
-	if _, err := pki.WriteIssued(h.dir, base, iss, pki.KeyFileOptions{}, true); err != nil {
-		t.Fatal(err)
-	}
+	testpki.Write(t, h.dir, base, iss, true)
 }
 
 // ima issues an IMA key named base, signed by the root (manufacturer) or
 // the owner CA, valid over [notBefore, notBefore+life).
 func (h *hierarchy) ima(t *testing.T, base string, byOwner bool, scope []string, notBefore time.Time, life time.Duration) *pki.Issued {
 	t.Helper()
-	issuer := pki.Issuer{Cert: h.root.Cert, Key: h.root.Key}
+	issuer := h.RootIssuer()
 	if byOwner {
-		issuer = pki.Issuer{Cert: h.owner.Cert, Key: h.owner.Key}
+		issuer = h.OwnerIssuer()
 	}
 	req := pki.Request{Role: pki.RoleIMA, Name: base, KeyType: "rsa2048", Lifetime: life}
 	if scope != nil {
@@ -66,17 +55,14 @@ func (h *hierarchy) ima(t *testing.T, base string, byOwner bool, scope []string,
 		}
 		req.Scope = s
 	}
-	iss, err := pki.Issue(req, issuer, pki.Options{Now: func() time.Time { return notBefore }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	iss := testpki.Issue(t, req, issuer, pki.Options{Now: func() time.Time { return notBefore }})
 	h.write(t, base, iss)
 	return iss
 }
 
 func (h *hierarchy) revoke(t *testing.T, c *x509.Certificate) {
 	t.Helper()
-	crl, _, err := pki.UpdateCRL(nil, pki.Issuer{Cert: h.owner.Cert, Key: h.owner.Key}, pki.CRLUpdate{Revoke: []*x509.Certificate{c}}, pki.Options{})
+	crl, _, err := pki.UpdateCRL(nil, h.OwnerIssuer(), pki.CRLUpdate{Revoke: []*x509.Certificate{c}}, pki.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +139,7 @@ func TestBuildTrust(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, "pki", "owner.crl")); err == nil {
 				crls = "pki/owner.crl"
 			} else {
-				crl, _, err := pki.UpdateCRL(nil, pki.Issuer{Cert: h.root.Cert, Key: h.root.Key}, pki.CRLUpdate{}, pki.Options{})
+				crl, _, err := pki.UpdateCRL(nil, h.RootIssuer(), pki.CRLUpdate{}, pki.Options{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -205,7 +191,7 @@ func evmctlVerifiesWithExport(t *testing.T, h *hierarchy, image string, signedBy
 		keyIDs[base] = hex.EncodeToString(id[:])
 		certs = append(certs, c)
 	}
-	ts, err := pki.NewTrustStore([]*x509.Certificate{h.root.Cert}, append([]*x509.Certificate{h.owner.Cert}, certs...), nil)
+	ts, err := pki.NewTrustStore([]*x509.Certificate{h.Root.Cert}, append([]*x509.Certificate{h.Owner.Cert}, certs...), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/imaforge/imaforge/internal/testkeys"
+	"github.com/imaforge/imaforge/internal/testpki"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/pipeline"
 	"github.com/imaforge/imaforge/pki"
@@ -89,21 +90,15 @@ func newFixture(t testing.TB) *fixture {
 	now := time.Now()
 	fx := &fixture{dir: dir}
 	var err error
-	fx.root, err = pki.NewRoot(pki.Request{Role: pki.RoleRoot, Name: "Test Manufacturing", KeyType: pki.P256}, pki.Options{})
-	check(t, err)
-	rootIss := pki.Issuer{Cert: fx.root.Cert, Key: fx.root.Key}
-	fx.owner, err = pki.Issue(pki.Request{Role: pki.RoleOwnerCA, Name: "Test Owner", KeyType: pki.P256}, rootIss, pki.Options{})
-	check(t, err)
-	fx.mfr, err = pki.Issue(pki.Request{Role: pki.RoleIMA, Name: "Test Manufacturing IMA", KeyType: pki.RSA2048}, rootIss, pki.Options{})
-	check(t, err)
+	h := testpki.New(t, "Test Manufacturing", "Test Owner")
+	fx.root, fx.owner = h.Root, h.Owner
+	fx.mfr = testpki.Issue(t, pki.Request{Role: pki.RoleIMA, Name: "Test Manufacturing IMA", KeyType: pki.RSA2048}, h.RootIssuer(), pki.Options{})
 	scope, err := pki.NewScope([]string{"/opt/acme/**"})
 	check(t, err)
-	fx.tenant, err = pki.Issue(pki.Request{Role: pki.RoleIMA, Name: "ACME tenant IMA", KeyType: pki.P256, Scope: scope},
-		pki.Issuer{Cert: fx.owner.Cert, Key: fx.owner.Key}, pki.Options{Now: func() time.Time { return now }})
-	check(t, err)
+	fx.tenant = testpki.Issue(t, pki.Request{Role: pki.RoleIMA, Name: "ACME tenant IMA", KeyType: pki.P256, Scope: scope},
+		h.OwnerIssuer(), pki.Options{Now: func() time.Time { return now }})
 	for base, iss := range map[string]*pki.Issued{"root": fx.root, "owner": fx.owner, "mfr": fx.mfr, "tenant": fx.tenant} {
-		_, err := pki.WriteIssued(pdir, base, iss, pki.KeyFileOptions{}, true)
-		check(t, err)
+		testpki.Write(t, pdir, base, iss, true)
 	}
 	fx.rogue = testkeys.New(t, pdir, "rogue", "rsa2048")
 	fx.mfrS, err = signer.New(fx.mfr.Key, fx.mfr.Cert)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/imaforge/imaforge/internal/testenv"
+	"github.com/imaforge/imaforge/internal/testpki"
 	"github.com/imaforge/imaforge/pki"
 )
 
@@ -39,27 +40,12 @@ func raucProject(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	pdir := filepath.Join(dir, "pki")
-	root, err := pki.NewRoot(pki.Request{Role: pki.RoleRoot, Name: "Root", KeyType: "p256"}, pki.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	owner, err := pki.Issue(pki.Request{Role: pki.RoleOwnerCA, Name: "Owner", KeyType: "p256"}, pki.Issuer{Cert: root.Cert, Key: root.Key}, pki.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for base, iss := range map[string]*pki.Issued{"root": root, "owner-ca": owner} {
-		if _, err := pki.WriteIssued(pdir, base, iss, pki.KeyFileOptions{}, false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h := testpki.New(t, "Root", "Owner")
+	testpki.Write(t, pdir, "root", h.Root, false)
+	testpki.Write(t, pdir, "owner-ca", h.Owner, false)
 	for _, base := range []string{"mfr", "release"} {
-		iss, err := pki.Issue(pki.Request{Role: pki.RoleIMA, Name: base, KeyType: "rsa2048"}, pki.Issuer{Cert: owner.Cert, Key: owner.Key}, pki.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := pki.WriteIssued(pdir, base, iss, pki.KeyFileOptions{}, false); err != nil {
-			t.Fatal(err)
-		}
+		iss := testpki.Issue(t, pki.Request{Role: pki.RoleIMA, Name: base, KeyType: "rsa2048"}, h.OwnerIssuer(), pki.Options{})
+		testpki.Write(t, pdir, base, iss, false)
 	}
 	src := filepath.Join(dir, "src", "usr", "bin")
 	os.MkdirAll(src, 0o755)

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/imaforge/imaforge/internal/testenv"
+	"github.com/imaforge/imaforge/internal/testpki"
 	"github.com/imaforge/imaforge/pki"
 )
 
@@ -23,17 +24,11 @@ type chain struct {
 
 func newChain(t *testing.T, dir string, typ pki.KeyType) *chain {
 	t.Helper()
-	root, err := pki.NewRoot(pki.Request{Role: pki.RoleRoot, Name: "Test Root", KeyType: "p256"}, pki.Options{})
-	must(t, err)
-	owner, err := pki.Issue(pki.Request{Role: pki.RoleOwnerCA, Name: "Test Owner", KeyType: "p256"},
-		pki.Issuer{Cert: root.Cert, Key: root.Key}, pki.Options{})
-	must(t, err)
-	leaf, err := pki.Issue(pki.Request{Role: pki.RoleIMA, Name: "Image signer", KeyType: typ},
-		pki.Issuer{Cert: owner.Cert, Key: owner.Key}, pki.Options{})
-	must(t, err)
-	must(t, os.WriteFile(filepath.Join(dir, "root.pem"), pki.EncodeCertificatePEM(root.Cert), 0o644))
-	must(t, os.WriteFile(filepath.Join(dir, "owner.pem"), pki.EncodeCertificatePEM(owner.Cert), 0o644))
-	return &chain{root, owner, leaf}
+	h := testpki.New(t, "Test Root", "Test Owner")
+	leaf := testpki.Issue(t, pki.Request{Role: pki.RoleIMA, Name: "Image signer", KeyType: typ}, h.OwnerIssuer(), pki.Options{})
+	must(t, os.WriteFile(filepath.Join(dir, "root.pem"), pki.EncodeCertificatePEM(h.Root.Cert), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "owner.pem"), pki.EncodeCertificatePEM(h.Owner.Cert), 0o644))
+	return &chain{h.Root, h.Owner, leaf}
 }
 
 func (c *chain) certs() []*x509.Certificate { return []*x509.Certificate{c.leaf.Cert, c.owner.Cert} }

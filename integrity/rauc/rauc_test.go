@@ -16,6 +16,7 @@ import (
 	"github.com/imaforge/imaforge/integrity"
 	"github.com/imaforge/imaforge/integrity/verity"
 	"github.com/imaforge/imaforge/internal/testenv"
+	"github.com/imaforge/imaforge/internal/testpki"
 	"github.com/imaforge/imaforge/pki"
 )
 
@@ -35,16 +36,10 @@ type ca struct {
 
 func newCA(t *testing.T, dir, name string) *ca {
 	t.Helper()
-	root, err := pki.NewRoot(pki.Request{Role: pki.RoleRoot, Name: name + " Root", KeyType: "p256"}, pki.Options{})
-	must(t, err)
-	owner, err := pki.Issue(pki.Request{Role: pki.RoleOwnerCA, Name: name + " Owner", KeyType: "p256"},
-		pki.Issuer{Cert: root.Cert, Key: root.Key}, pki.Options{})
-	must(t, err)
-	leaf, err := pki.Issue(pki.Request{Role: pki.RoleIMA, Name: name + " Bundle Signer", KeyType: "rsa2048"},
-		pki.Issuer{Cert: owner.Cert, Key: owner.Key}, pki.Options{})
-	must(t, err)
-	c := &ca{root: root, owner: owner, leaf: leaf, pem: filepath.Join(dir, name+".pem")}
-	must(t, os.WriteFile(c.pem, pki.EncodeCertificatePEM(root.Cert), 0o644))
+	h := testpki.New(t, name+" Root", name+" Owner")
+	leaf := testpki.Issue(t, pki.Request{Role: pki.RoleIMA, Name: name + " Bundle Signer", KeyType: "rsa2048"}, h.OwnerIssuer(), pki.Options{})
+	c := &ca{root: h.Root, owner: h.Owner, leaf: leaf, pem: filepath.Join(dir, name+".pem")}
+	must(t, os.WriteFile(c.pem, pki.EncodeCertificatePEM(h.Root.Cert), 0o644))
 	return c
 }
 
