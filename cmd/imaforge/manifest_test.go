@@ -19,7 +19,9 @@ import (
 	"github.com/imaforge/imaforge/manifest"
 )
 
-func runManifestCLI(t *testing.T, args ...string) (string, string, int) {
+// runCLI runs imaforge in-process with args and returns stdout, stderr
+// (with the error's text appended) and the exit code: an exitError's, else 1.
+func runCLI(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	app := newApp()
 	var out, errOut bytes.Buffer
@@ -38,7 +40,7 @@ func runManifestCLI(t *testing.T, args ...string) (string, string, int) {
 }
 
 func TestManifestSchemaCLI(t *testing.T) {
-	out, _, code := runManifestCLI(t, "manifest", "schema")
+	out, _, code := runCLI(t, "manifest", "schema")
 	if code != 0 || out != string(manifest.Schema()) {
 		t.Errorf("manifest schema: exit %d, output differs from manifest.Schema()", code)
 	}
@@ -59,30 +61,30 @@ func TestManifestCheckLsCLI(t *testing.T) {
 	os.Chmod(filepath.Join(dir, "a"), 0o755)
 	good := write("good.yaml", "version: 1\nimage: {owner: {uid: 0, gid: 0}}\nsources: [{from: a}, {from: b}]\n"+
 		"overrides: [{match: /nothing, uid: 1}]\nrules: [{match: /**, sign: false}]\n")
-	if out, errOut, code := runManifestCLI(t, "manifest", "check", good); code != 0 || !strings.HasSuffix(out, "good.yaml: ok: 2 sources, 0 entries, 0 keys, 1 rules\n") {
+	if out, errOut, code := runCLI(t, "manifest", "check", good); code != 0 || !strings.HasSuffix(out, "good.yaml: ok: 2 sources, 0 entries, 0 keys, 1 rules\n") {
 		t.Errorf("check: exit %d %q %q", code, out, errOut)
 	}
-	out, errOut, code := runManifestCLI(t, "manifest", "ls", "-v", good)
+	out, errOut, code := runCLI(t, "manifest", "ls", "-v", good)
 	want := "drwxr-xr-x 0/0 0 \"/\"\ndrwxr-xr-x 0/0 0 \"/etc\"\n-rw-r--r-- 0/0 2 \"/etc/hostname\"\n"
 	if code != 0 || out != want || !strings.Contains(errOut, "note: /etc/hostname: sources[1]") ||
 		!strings.Contains(errOut, "warning: "+good+":4:21: overrides[0] /nothing: override matches nothing") {
 		t.Errorf("ls: exit %d\n%s\nstderr:\n%s", code, out, errOut)
 	}
-	if _, errOut, code := runManifestCLI(t, "manifest", "ls", "--strict", good); code != 2 || !strings.Contains(errOut, "override matches nothing") {
+	if _, errOut, code := runCLI(t, "manifest", "ls", "--strict", good); code != 2 || !strings.Contains(errOut, "override matches nothing") {
 		t.Errorf("ls --strict: exit %d %q", code, errOut)
 	}
 	bad := write("bad.yaml", "version: 1\nimage: {comprssion: zstd}\nsources: [{from: a, to: ../x}]\n")
-	_, errOut, code = runManifestCLI(t, "manifest", "check", bad)
+	_, errOut, code = runCLI(t, "manifest", "check", bad)
 	if code != 2 || !strings.Contains(errOut, bad+":2:9: unknown field \"comprssion\" in image (did you mean \"compression\"?)\n"+
 		bad+":3:25: sources[0].to: path \"../x\" in the image must be absolute (start with /)") {
 		t.Errorf("check bad: exit %d\n%s", code, errOut)
 	}
 	norule := write("norule.yaml", "version: 1\nsources: [{from: a}]\nrules: [{match: /var/**, sign: false}]\n")
-	if _, errOut, code := runManifestCLI(t, "manifest", "check", "--walk", norule); code != 2 || !strings.Contains(errOut, "no rule matches /etc/hostname") {
+	if _, errOut, code := runCLI(t, "manifest", "check", "--walk", norule); code != 2 || !strings.Contains(errOut, "no rule matches /etc/hostname") {
 		t.Errorf("check --walk without a rule: exit %d %q", code, errOut)
 	}
 	missing := write("missing.yaml", "version: 1\nsources: [{from: nowhere}]\n")
-	if _, errOut, code := runManifestCLI(t, "manifest", "check", "--walk", missing); code != 2 || !strings.Contains(errOut, missing+":2:18: sources[0].from: stat ") {
+	if _, errOut, code := runCLI(t, "manifest", "check", "--walk", missing); code != 2 || !strings.Contains(errOut, missing+":2:18: sources[0].from: stat ") {
 		t.Errorf("check --walk, missing source: exit %d %q", code, errOut)
 	}
 }
@@ -176,7 +178,7 @@ overrides:
 `, 0o644)
 	write("c.yaml", common+"image: {output: out/c.sqsh, compression: gzip, epoch: 1700000000}\nsources: [{from: root.tar.gz}]\n", 0o644)
 
-	if _, errOut, code := runManifestCLI(t, "build", "-q", filepath.Join(dir, "a.yaml")); code != 0 {
+	if _, errOut, code := runCLI(t, "build", "-q", filepath.Join(dir, "a.yaml")); code != 0 {
 		t.Fatalf("build as root: exit %d\n%s", code, errOut)
 	}
 	for _, m := range []string{"b.yaml", "c.yaml"} {
@@ -256,7 +258,7 @@ func TestRootlessBadInput(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			m := filepath.Join(dir, "m.yaml")
 			os.WriteFile(m, []byte(head+tt.yaml), 0o644)
-			_, errOut, code := runManifestCLI(t, append(append([]string{"build", "-q"}, tt.flags...), m)...)
+			_, errOut, code := runCLI(t, append(append([]string{"build", "-q"}, tt.flags...), m)...)
 			if code != 2 || !strings.Contains(errOut, tt.want) {
 				t.Errorf("exit %d, stderr:\n%s\nwant …%s…", code, errOut, tt.want)
 			}
@@ -268,7 +270,7 @@ func TestRootlessBadInput(t *testing.T) {
 	// Without --strict, an override matching nothing is a warning.
 	m := filepath.Join(dir, "m.yaml")
 	os.WriteFile(m, []byte(head+"sources: [{from: r}]\noverrides: [{match: /home/**, uid: 1000}]\n"), 0o644)
-	if _, errOut, code := runManifestCLI(t, "build", m); code != 0 || !strings.Contains(errOut, "override matches nothing") {
+	if _, errOut, code := runCLI(t, "build", m); code != 0 || !strings.Contains(errOut, "override matches nothing") {
 		t.Errorf("warning: exit %d\n%s", code, errOut)
 	}
 }

@@ -2,47 +2,26 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// runPolicyCLI runs imaforge with args and returns stdout, stderr and the
-// exit code main would use.
-func runPolicyCLI(t *testing.T, args ...string) (string, string, int) {
-	t.Helper()
-	app := newApp()
-	var out, errOut bytes.Buffer
-	app.Writer, app.ErrWriter = &out, &errOut
-	err := app.Run(append([]string{"imaforge"}, args...))
-	code := 0
-	if err != nil {
-		code = 1
-		var ee *exitError
-		if errors.As(err, &ee) {
-			code = ee.code
-		}
-		errOut.WriteString(err.Error())
-	}
-	return out.String(), errOut.String(), code
-}
-
 func TestPolicyLintCLI(t *testing.T) {
-	out, _, code := runPolicyCLI(t, "policy", "lint", "../../testdata/policy/broken/options.policy")
+	out, _, code := runCLI(t, "policy", "lint", "../../testdata/policy/broken/options.policy")
 	if code != 1 || !strings.Contains(out, "../../testdata/policy/broken/options.policy:4:26: appraise_type=imasig|modsig is not allowed with func=BPRM_CHECK\n") {
 		t.Errorf("exit %d, output:\n%s", code, out)
 	}
-	if out, errOut, code := runPolicyCLI(t, "policy", "lint", "--kernel", "6.6", "../../testdata/policy/builtin/tcb.policy",
+	if out, errOut, code := runCLI(t, "policy", "lint", "--kernel", "6.6", "../../testdata/policy/builtin/tcb.policy",
 		"../../testdata/policy/doc/verity.policy"); code != 0 || out != "" {
 		t.Errorf("clean files: exit %d, %q %q", code, out, errOut)
 	}
-	if _, errOut, code := runPolicyCLI(t, "policy", "lint", "--kernel", "5.10", "../../testdata/policy/doc/verity.policy"); code != 1 ||
+	if _, errOut, code := runCLI(t, "policy", "lint", "--kernel", "5.10", "../../testdata/policy/doc/verity.policy"); code != 1 ||
 		!strings.Contains(errOut, "rejected by Linux 5.10") {
 		t.Errorf("verity on 5.10: exit %d, %q", code, errOut)
 	}
-	if _, _, code := runPolicyCLI(t, "policy", "lint", "--kernel", "4.19", "x"); code != 2 {
+	if _, _, code := runCLI(t, "policy", "lint", "--kernel", "4.19", "x"); code != 2 {
 		t.Errorf("--kernel 4.19: exit %d, want 2", code)
 	}
 }
@@ -55,24 +34,24 @@ func TestPolicySignVerifyCLI(t *testing.T) {
 	if err := os.WriteFile(file, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, errOut, code := runPolicyCLI(t, "policy", "sign", "--key", keys+"/rsa2048.key", "--cert", keys+"/rsa2048.pem", file)
+	out, errOut, code := runCLI(t, "policy", "sign", "--key", keys+"/rsa2048.key", "--cert", keys+"/rsa2048.pem", file)
 	if code != 0 || !strings.Contains(out, "signed 1 policy files") {
 		t.Fatalf("sign: exit %d, %q %q", code, out, errOut)
 	}
 	if sig, err := os.ReadFile(file + ".sig"); err != nil || len(sig) < 10 || sig[0] != 3 {
 		t.Fatalf("FILE.sig: %v % x", err, sig)
 	}
-	out, errOut, code = runPolicyCLI(t, "policy", "verify", "--cert", keys+"/rsa2048.der", file)
+	out, errOut, code = runCLI(t, "policy", "verify", "--cert", keys+"/rsa2048.der", file)
 	if code != 0 || !strings.Contains(out, "signature ok") {
 		t.Fatalf("verify: exit %d, %q %q", code, out, errOut)
 	}
 	// A tampered policy fails; a policy the kernel would reject is never signed.
 	os.WriteFile(file, bytes.Replace(data, []byte("BPRM"), []byte("MMAP"), 1), 0o644)
-	if _, errOut, code := runPolicyCLI(t, "policy", "verify", "--cert", keys+"/rsa2048.der", file); code != 1 || !strings.Contains(errOut, "failed verification") {
+	if _, errOut, code := runCLI(t, "policy", "verify", "--cert", keys+"/rsa2048.der", file); code != 1 || !strings.Contains(errOut, "failed verification") {
 		t.Errorf("tampered: exit %d, %q", code, errOut)
 	}
 	os.WriteFile(file, []byte("appraise func=BPRM_CHECK gid=0\n"), 0o644)
-	if out, _, code := runPolicyCLI(t, "policy", "sign", "--kernel", "5.15", "--key", keys+"/rsa2048.key", "--cert", keys+"/rsa2048.pem", file); code != 1 ||
+	if out, _, code := runCLI(t, "policy", "sign", "--kernel", "5.15", "--key", keys+"/rsa2048.key", "--cert", keys+"/rsa2048.pem", file); code != 1 ||
 		!strings.Contains(out, `60-tenant.policy:1:26: "gid=" is not accepted by Linux 5.15`) {
 		t.Errorf("sign of a broken policy: exit %d, %q", code, out)
 	}
