@@ -149,7 +149,7 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	if err := opts.checkKeys(m, signers, files); err != nil {
 		return nil, err
 	}
-	signFuncs := make(map[string]SignFunc, len(signers))
+	signFuncs := make(map[string]signFunc, len(signers))
 	for name, s := range signers {
 		s := s
 		signFuncs[name] = func(d []byte) ([]byte, error) { return s.SignDigest(h, d) }

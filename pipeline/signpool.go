@@ -5,8 +5,8 @@ import (
 	"sync"
 )
 
-// SignFunc signs a file digest and returns the complete security.ima value.
-type SignFunc func(digest []byte) ([]byte, error)
+// signFunc signs a file digest and returns the complete security.ima value.
+type signFunc func(digest []byte) ([]byte, error)
 
 // signPool signs each unique (key, digest) pair exactly once, on a fixed
 // number of workers, while the data of later files is still being read and
@@ -14,7 +14,7 @@ type SignFunc func(digest []byte) ([]byte, error)
 // on (key, digest) (RSA PKCS#1 v1.5 and RFC 6979 ECDSA are deterministic), so
 // completion order never reaches the image.
 type signPool struct {
-	keys map[string]SignFunc
+	keys map[string]signFunc
 
 	mu      sync.Mutex
 	results map[sigKey]*sigResult
@@ -39,7 +39,7 @@ type sigResult struct {
 	err    error
 }
 
-func newSignPool(ctx context.Context, keys map[string]SignFunc, workers int) *signPool {
+func newSignPool(ctx context.Context, keys map[string]signFunc, workers int) *signPool {
 	if workers < 1 {
 		workers = 1
 	}
