@@ -122,16 +122,20 @@ func runCeremonySign(c *cli.Context) error {
 		}
 	}
 
-	res, err := signRequest(c, req, refs, journal, rec)
-	if err != nil {
+	// failed records err in the transcript and returns it (with the
+	// transcript's own error, if any).
+	failed := func(err error) error {
 		if aerr := audit("failed: " + err.Error()); aerr != nil {
 			return errors.Join(err, aerr)
 		}
 		return err
 	}
+	res, err := signRequest(c, req, refs, journal, rec)
+	if err != nil {
+		return failed(err)
+	}
 	if err := res.Response.WriteFile(out); err != nil {
-		audit("failed: " + err.Error())
-		return err
+		return failed(err)
 	}
 	if err := os.Remove(journal); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
