@@ -108,19 +108,11 @@ type fileState struct {
 // Build runs the pipeline for opts.Manifest.
 func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	m := opts.Manifest
-	if m == nil {
-		return nil, errors.New("pipeline: no manifest")
-	}
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	h, err := signer.ParseHash(string(m.Hash))
-	if err != nil {
-		return nil, m.Errorf(m.Pos, err, "hash %q", m.Hash)
-	}
-
-	tree, err := rootfs.Walk(ctx, m, rootfs.Options{Strict: opts.Strict})
+	h, tree, err := walkManifest(ctx, m, opts.Strict)
 	if err != nil {
 		return nil, err
 	}

@@ -1,11 +1,32 @@
 package pipeline
 
 import (
+	"context"
+	"errors"
 	"slices"
 
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/rootfs"
+	"github.com/imaforge/imaforge/signer"
 )
+
+// walkManifest checks the manifest's digest algorithm and walks its
+// sources (strict: walk warnings are errors), as Build and MakePlan both
+// begin. The caller closes the tree.
+func walkManifest(ctx context.Context, m *manifest.Manifest, strict bool) (signer.Hash, *rootfs.Tree, error) {
+	if m == nil {
+		return 0, nil, errors.New("pipeline: no manifest")
+	}
+	h, err := signer.ParseHash(string(m.Hash))
+	if err != nil {
+		return 0, nil, m.Errorf(m.Pos, err, "hash %q", m.Hash)
+	}
+	tree, err := rootfs.Walk(ctx, m, rootfs.Options{Strict: strict})
+	if err != nil {
+		return 0, nil, err
+	}
+	return h, tree, nil
+}
 
 // layout is an image's content decided before any file is read: every
 // entry in image order and the key of every regular file. Build and

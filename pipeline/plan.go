@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -55,14 +54,7 @@ type PlannedFile struct {
 // private key is needed, only the keys' certificates.
 func MakePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 	m := opts.Manifest
-	if m == nil {
-		return nil, errors.New("pipeline: no manifest")
-	}
-	h, err := signer.ParseHash(string(m.Hash))
-	if err != nil {
-		return nil, m.Errorf(m.Pos, err, "hash %q", m.Hash)
-	}
-	tree, err := rootfs.Walk(ctx, m, rootfs.Options{Strict: opts.Strict})
+	h, tree, err := walkManifest(ctx, m, opts.Strict)
 	if err != nil {
 		return nil, err
 	}
