@@ -5,6 +5,14 @@
 // still being compressed, attaches the security.ima values and writes the
 // image, then a build record beside it. Outputs are written to temporary
 // files and renamed, so a failed build leaves nothing behind.
+//
+// The steps and outputs are documented in docs/build.md: the image
+// (SquashFS 4.0, package squashfs), IMAGE.record.json (Record, section "The
+// build record"), the detached policy signatures in IMAGE.policy/ and, with
+// image.verity or image.signature_key, the whole-image signatures of
+// docs/integrity.md. MakePlan and the signature sources (ceremony
+// responses, the signature cache) serve the offline ceremony of
+// docs/ceremony.md.
 package pipeline
 
 import (
