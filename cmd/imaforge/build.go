@@ -54,9 +54,6 @@ func runBuild(c *cli.Context) error {
 	}
 	quiet := c.Bool("quiet")
 	stderr := c.App.ErrWriter
-	if stderr == nil {
-		stderr = os.Stderr
-	}
 	logf := func(format string, args ...any) {
 		if !quiet {
 			fmt.Fprintf(stderr, "imaforge: "+format+"\n", args...)

@@ -167,9 +167,6 @@ func signRequest(c *cli.Context, req *ceremony.Request, refs map[string]string, 
 		pin = signer.PassphraseFromTerminal("token PIN: ")
 	}
 	stderr := c.App.ErrWriter
-	if stderr == nil {
-		stderr = os.Stderr
-	}
 	sessions := c.Int("sessions")
 	if sessions <= 0 {
 		sessions = runtime.GOMAXPROCS(0)

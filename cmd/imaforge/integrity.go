@@ -31,9 +31,6 @@ func checkImageIntegrity(c *cli.Context, image string, opts verify.Options) erro
 	w := c.App.Writer
 	if c.Bool("json") {
 		w = c.App.ErrWriter // keep stdout JSON
-		if w == nil {
-			w = os.Stderr
-		}
 	}
 	sigPath, descPath := c.String("signature"), c.String("verity-descriptor")
 	if descPath == "" && sigPath == "" && integrityFileExists(image+integrity.SuffixDescriptor) && integrityFileExists(image+integrity.SuffixDescriptorSig) {

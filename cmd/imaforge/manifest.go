@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/urfave/cli/v2"
 
@@ -71,9 +70,6 @@ func walkManifest(c *cli.Context, verbose bool) (*manifest.Manifest, *rootfs.Tre
 		return nil, nil, err
 	}
 	stderr := c.App.ErrWriter
-	if stderr == nil {
-		stderr = os.Stderr
-	}
 	for _, w := range t.Warnings {
 		fmt.Fprintf(stderr, "imaforge: warning: %v\n", w)
 	}

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -58,9 +57,6 @@ func runPlan(c *cli.Context) error {
 		return err
 	}
 	stderr := c.App.ErrWriter
-	if stderr == nil {
-		stderr = os.Stderr
-	}
 	v, _ := buildVersion()
 	start := time.Now()
 	plan, err := pipeline.MakePlan(c.Context, pipeline.PlanOptions{

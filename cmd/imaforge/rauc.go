@@ -79,9 +79,6 @@ func writeRAUCBundle(c *cli.Context, m *manifest.Manifest, out, prefix string) e
 		return usageErrf("--%scompatible is required for a RAUC bundle", prefix)
 	}
 	stderr := c.App.ErrWriter
-	if stderr == nil {
-		stderr = os.Stderr
-	}
 	b, err := pipeline.WriteRAUCBundle(c.Context, pipeline.RAUCOptions{
 		Manifest: m, Out: out,
 		Compatible: c.String(prefix + "compatible"), Version: c.String(prefix + "version"),
