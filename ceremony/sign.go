@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 
+	"github.com/imaforge/imaforge/internal/parallel"
 	"github.com/imaforge/imaforge/signer"
 )
 
@@ -113,69 +113,36 @@ func Sign(ctx context.Context, req *Request, opts SignOptions) (*SignResult, err
 	var done atomic.Int64
 	done.Store(int64(total - len(jobs)))
 
-	workers := opts.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ch := make(chan job)
-	var mu sync.Mutex
-	var firstErr error
-	fail := func(err error) {
+	var mu sync.Mutex // guards values and res.Signed
+	err = parallel.ForEach(ctx, len(jobs), opts.Workers, func(_ context.Context, i int) error {
+		jb := jobs[i]
+		d, _ := hex.DecodeString(jb.digest)
+		val, err := opts.Signers[jb.key].SignDigest(h, d)
+		if err == nil {
+			err = VerifyValue(verifiers[jb.key], h, val, d)
+		}
+		if err != nil {
+			return fmt.Errorf("key %q digest %s: %w", jb.key, jb.digest, err)
+		}
+		vh := hex.EncodeToString(val)
+		if err := j.Append(JournalEntry{Key: jb.key, Digest: jb.digest, Value: vh}); err != nil {
+			return err
+		}
 		mu.Lock()
-		if firstErr == nil {
-			firstErr = err
-		}
+		values[jb.key][jb.digest] = vh
+		res.Signed[jb.key]++
 		mu.Unlock()
-		cancel()
-	}
-	var wg sync.WaitGroup
-	for range min(workers, max(len(jobs), 1)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for jb := range ch {
-				d, _ := hex.DecodeString(jb.digest)
-				val, err := opts.Signers[jb.key].SignDigest(h, d)
-				if err == nil {
-					err = VerifyValue(verifiers[jb.key], h, val, d)
-				}
-				if err != nil {
-					fail(fmt.Errorf("key %q digest %s: %w", jb.key, jb.digest, err))
-					continue
-				}
-				vh := hex.EncodeToString(val)
-				if err := j.Append(JournalEntry{Key: jb.key, Digest: jb.digest, Value: vh}); err != nil {
-					fail(err)
-					continue
-				}
-				mu.Lock()
-				values[jb.key][jb.digest] = vh
-				res.Signed[jb.key]++
-				mu.Unlock()
-				n := done.Add(1)
-				if opts.Progress != nil {
-					opts.Progress(int(n), total)
-				}
-			}
-		}()
-	}
-feed:
-	for _, jb := range jobs {
-		select {
-		case ch <- jb:
-		case <-ctx.Done():
-			break feed
+		n := done.Add(1)
+		if opts.Progress != nil {
+			opts.Progress(int(n), total)
 		}
-	}
-	close(ch)
-	wg.Wait()
-	if firstErr != nil {
-		return res, firstErr
-	}
-	if err := ctx.Err(); err != nil {
+		return nil
+	})
+	if err != nil && err == ctx.Err() { // no signature failed: the caller cancelled
 		return res, fmt.Errorf("ceremony interrupted after %d of %d signatures (kept in %s): %w", done.Load(), total, opts.Journal, err)
+	}
+	if err != nil {
+		return res, err
 	}
 	if err := j.Close(); err != nil {
 		return res, err

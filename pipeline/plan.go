@@ -7,11 +7,10 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"runtime"
-	"sync"
 	"time"
 
 	"github.com/imaforge/imaforge/ceremony"
+	"github.com/imaforge/imaforge/internal/parallel"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/rootfs"
 	"github.com/imaforge/imaforge/signer"
@@ -144,51 +143,23 @@ func MakePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 	}
 
 	// Read and digest, in parallel.
-	workers := opts.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
 	if opts.Progress != nil {
 		opts.Progress.Start(len(toRead), total)
 		defer opts.Progress.Done()
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ch := make(chan *item)
-	var once sync.Once
-	var firstErr error
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for it := range ch {
-				d, err := digestEntry(it.e, h)
-				if err != nil {
-					once.Do(func() { firstErr = err; cancel() })
-					continue
-				}
-				it.digest = d
-				if opts.Progress != nil {
-					opts.Progress.Add(1, it.e.Size)
-				}
-			}
-		}()
-	}
-feed:
-	for _, it := range toRead {
-		select {
-		case ch <- it:
-		case <-ctx.Done():
-			break feed
+	err = parallel.ForEach(ctx, len(toRead), opts.Workers, func(_ context.Context, i int) error {
+		it := toRead[i]
+		d, err := digestEntry(it.e, h)
+		if err != nil {
+			return err
 		}
-	}
-	close(ch)
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	if err := ctx.Err(); err != nil {
+		it.digest = d
+		if opts.Progress != nil {
+			opts.Progress.Add(1, it.e.Size)
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 

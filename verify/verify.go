@@ -11,10 +11,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"runtime"
 	"sync"
 	"time"
 
+	"github.com/imaforge/imaforge/internal/parallel"
 	"github.com/imaforge/imaforge/pki"
 	"github.com/imaforge/imaforge/policy"
 	"github.com/imaforge/imaforge/signer"
@@ -259,46 +259,9 @@ func (v *verifier) key(id [4]byte) *keyState {
 
 // checkFiles hashes and checks every file with a pool of workers.
 func (v *verifier) checkFiles(ctx context.Context, files []*FileResult, names []string) error {
-	workers := v.opts.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	jobs := make(chan int)
-	var (
-		wg       sync.WaitGroup
-		errOnce  sync.Once
-		firstErr error
-	)
-	fail := func(err error) {
-		errOnce.Do(func() { firstErr = err; cancel() })
-	}
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				if err := v.checkFile(ctx, files[i], names[i]); err != nil {
-					fail(err)
-				}
-			}
-		}()
-	}
-feed:
-	for i := range files {
-		select {
-		case jobs <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
+	return parallel.ForEach(ctx, len(files), v.opts.Workers, func(ctx context.Context, i int) error {
+		return v.checkFile(ctx, files[i], names[i])
+	})
 }
 
 // checkFile checks one file's security.ima value against its content and
