@@ -386,9 +386,10 @@ func (r *hashingReader) Close() error {
 func (opts *Options) loadKeys(m *manifest.Manifest, used map[string]bool) (map[string]Key, error) {
 	out := make(map[string]Key)
 	var mu sync.Mutex
-	var errs []error
+	names := m.KeyNames()
+	errs := make([]error, len(names)) // by name, so the joined error's order is fixed
 	var wg sync.WaitGroup
-	for _, name := range m.KeyNames() {
+	for i, name := range names {
 		if !used[name] {
 			continue
 		}
@@ -401,18 +402,18 @@ func (opts *Options) loadKeys(m *manifest.Manifest, used map[string]bool) (map[s
 		go func() {
 			defer wg.Done()
 			s, err := loadKey(k, opts.keyOptions(k))
-			mu.Lock()
-			defer mu.Unlock()
 			if err != nil {
-				errs = append(errs, m.Errorf(k.Pos, err, "key %q", name))
+				errs[i] = m.Errorf(k.Pos, err, "key %q", name)
 				return
 			}
+			mu.Lock()
 			out[name] = s
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
