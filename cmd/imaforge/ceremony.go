@@ -188,7 +188,7 @@ func signRequest(c *cli.Context, req *ceremony.Request, refs map[string]string, 
 		}
 		priv, _, err := signer.OpenKey(ref, c.String("relic-config"), &signer.OpenOptions{
 			PIN: pin, Sessions: sessions,
-			Warn: func(msg string) { fmt.Fprintf(stderr, "imaforge: warning: %s\n", msg) },
+			Warn: warnFunc(c),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("key %q: %w", k.Name, err)
