@@ -350,3 +350,25 @@ func TestAudit(t *testing.T) {
 		t.Errorf("audit file mode %v", fi.Mode())
 	}
 }
+
+// TestParseUnknownHash: a sealed request or response naming a hash
+// imaforge does not know is malformed (ErrFormat), and the cause,
+// signer.ErrUnsupportedHash, stays visible to errors.Is.
+func TestParseUnknownHash(t *testing.T) {
+	req := &Request{Hash: "nosuch", Keys: []RequestKey{}}
+	b, err := req.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rerr := ParseRequest(b)
+	resp := &Response{Hash: "nosuch", Keys: []ResponseKey{}}
+	if b, err = resp.Marshal(); err != nil {
+		t.Fatal(err)
+	}
+	_, perr := ParseResponse(b)
+	for what, err := range map[string]error{"request": rerr, "response": perr} {
+		if !errors.Is(err, ErrFormat) || !errors.Is(err, signer.ErrUnsupportedHash) || !strings.Contains(err.Error(), "hash: ") {
+			t.Errorf("%s with hash nosuch: %v", what, err)
+		}
+	}
+}

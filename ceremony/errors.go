@@ -36,3 +36,12 @@ func (e *FileError) Unwrap() error { return e.Err }
 func formatErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrFormat, fmt.Sprintf(format, args...))
 }
+
+// formatCause is formatErr for a malformed part (what, may be empty) whose
+// cause err stays visible to errors.Is and errors.As.
+func formatCause(what string, err error) error {
+	if what == "" {
+		return fmt.Errorf("%w: %w", ErrFormat, err)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrFormat, what, err)
+}

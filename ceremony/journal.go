@@ -102,7 +102,7 @@ func readJournal(r io.Reader, path, request string) (entries []JournalEntry, goo
 		} else {
 			var e JournalEntry
 			if err := dec.Decode(&e); err != nil {
-				return nil, 0, &FileError{Path: path, Line: line, Err: formatErr("%v", err)}
+				return nil, 0, &FileError{Path: path, Line: line, Err: formatCause("", err)}
 			}
 			entries = append(entries, e)
 		}

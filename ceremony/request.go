@@ -137,7 +137,7 @@ func ParseRequest(b []byte) (*Request, error) {
 	}
 	h, err := r.HashAlg()
 	if err != nil {
-		return nil, formatErr("hash: %v", err)
+		return nil, formatCause("hash", err)
 	}
 	seen := map[string]bool{}
 	for i := range r.Keys {
@@ -165,7 +165,7 @@ func ParseRequest(b []byte) (*Request, error) {
 func (k *RequestKey) check(h signer.Hash) error {
 	c, err := x509.ParseCertificate(k.Cert)
 	if err != nil {
-		return formatErr("cert: %v", err)
+		return formatCause("cert", err)
 	}
 	want := NewRequestKey(k.Name, k.Ref, c)
 	if want.KeyID != k.KeyID || want.CertSHA256 != k.CertSHA256 {
@@ -200,7 +200,7 @@ func strictJSON(b []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return formatErr("%v", err)
+		return formatCause("", err)
 	}
 	if dec.More() {
 		return formatErr("data after the document")

@@ -83,7 +83,7 @@ func ParseResponse(b []byte) (*Response, error) {
 	}
 	h, err := signer.ParseHash(r.Hash)
 	if err != nil {
-		return nil, formatErr("hash: %v", err)
+		return nil, formatCause("hash", err)
 	}
 	for _, k := range r.Keys {
 		for i, s := range k.Signatures {
