@@ -93,23 +93,23 @@ func ParseDescriptor(b []byte) (*Descriptor, error) {
 		}
 	}
 	if d.DataBlocks, err = parseDecimal(vals[3]); err != nil {
-		return nil, fmt.Errorf("%w: data-blocks: %v", ErrDescriptor, err)
+		return nil, fmt.Errorf("%w: data-blocks: %w", ErrDescriptor, err)
 	}
 	if d.HashOffset, err = parseDecimal(vals[4]); err != nil {
-		return nil, fmt.Errorf("%w: hash-offset: %v", ErrDescriptor, err)
+		return nil, fmt.Errorf("%w: hash-offset: %w", ErrDescriptor, err)
 	}
 	if vals[5] != "yes" {
 		return nil, fmt.Errorf("%w: superblock=%s", ErrDescriptor, vals[5])
 	}
 	if d.Salt, err = parseHex(vals[6], 0, verity.MaxSaltSize); err != nil {
-		return nil, fmt.Errorf("%w: salt: %v", ErrDescriptor, err)
+		return nil, fmt.Errorf("%w: salt: %w", ErrDescriptor, err)
 	}
 	if d.RootHash, err = parseHex(vals[7], verity.DigestSize, verity.DigestSize); err != nil {
-		return nil, fmt.Errorf("%w: root-hash: %v", ErrDescriptor, err)
+		return nil, fmt.Errorf("%w: root-hash: %w", ErrDescriptor, err)
 	}
 	p := d.Params()
 	if err := p.Check(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrDescriptor, err)
+		return nil, fmt.Errorf("%w: %w", ErrDescriptor, err)
 	}
 	if d.HashOffset < d.DataBlocks*verity.BlockSize {
 		return nil, fmt.Errorf("%w: hash offset %d inside the %d data blocks", ErrDescriptor, d.HashOffset, d.DataBlocks)

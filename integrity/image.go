@@ -141,11 +141,11 @@ func parseSigner(sig []byte) (*cms.Signature, error) {
 	}
 	certs, err := psd.Content.Certificates.Parse()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", cms.ErrFormat, err)
+		return nil, fmt.Errorf("%w: %w", cms.ErrFormat, err)
 	}
 	cert, err := psd.Content.SignerInfos[0].FindCertificate(certs)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", cms.ErrFormat, err)
+		return nil, fmt.Errorf("%w: %w", cms.ErrFormat, err)
 	}
 	return &cms.Signature{Signer: cert, Certificates: certs}, nil
 }

@@ -126,7 +126,7 @@ func marshalScope(patterns []string) ([]byte, error) {
 	for i, p := range patterns {
 		b, err := asn1.MarshalWithParams(p, "utf8")
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrScope, err)
+			return nil, fmt.Errorf("%w: %w", ErrScope, err)
 		}
 		elems[i] = asn1.RawValue{FullBytes: b}
 	}
@@ -140,7 +140,7 @@ func ParseScopeExtension(der []byte) (*Scope, error) {
 	var elems []asn1.RawValue
 	rest, err := asn1.Unmarshal(der, &elems)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrScope, err)
+		return nil, fmt.Errorf("%w: %w", ErrScope, err)
 	}
 	if len(rest) != 0 {
 		return nil, fmt.Errorf("%w: %d trailing bytes", ErrScope, len(rest))

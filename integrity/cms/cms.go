@@ -124,7 +124,7 @@ type Signature struct {
 func Parse(der []byte) (*pkcs7.ContentInfoSignedData, error) {
 	psd, err := pkcs7.Unmarshal(der)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
+		return nil, fmt.Errorf("%w: %w", ErrFormat, err)
 	}
 	if !psd.ContentType.Equal(pkcs7.OidSignedData) {
 		return nil, fmt.Errorf("%w: content type %v, not signedData", ErrFormat, psd.ContentType)
@@ -147,7 +147,7 @@ func VerifyDetached(der, digest []byte) (*Signature, error) {
 	}
 	content, err := psd.Content.ContentInfo.Bytes()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
+		return nil, fmt.Errorf("%w: %w", ErrFormat, err)
 	}
 	if content != nil {
 		return nil, fmt.Errorf("%w: the signature encapsulates its content; expected a detached signature", ErrFormat)
@@ -188,31 +188,31 @@ func verify(psd *pkcs7.ContentInfoSignedData, digest []byte) (*Signature, error)
 	}
 	certs, err := psd.Content.Certificates.Parse()
 	if err != nil {
-		return nil, fmt.Errorf("%w: certificates: %v", ErrFormat, err)
+		return nil, fmt.Errorf("%w: certificates: %w", ErrFormat, err)
 	}
 	cert, err := si.FindCertificate(certs)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
+		return nil, fmt.Errorf("%w: %w", ErrFormat, err)
 	}
 	signed := digest
 	attrs := len(si.AuthenticatedAttributes) != 0
 	if attrs {
 		var md []byte
 		if err := si.AuthenticatedAttributes.GetOne(pkcs7.OidAttributeMessageDigest, &md); err != nil {
-			return nil, fmt.Errorf("%w: signed attributes without a message digest: %v", ErrFormat, err)
+			return nil, fmt.Errorf("%w: signed attributes without a message digest: %w", ErrFormat, err)
 		}
 		if !bytes.Equal(md, digest) {
 			return nil, fmt.Errorf("%w: the content's digest is not the signed message digest", ErrInvalid)
 		}
 		ab, err := si.AuthenticatedAttributesBytes()
 		if err != nil {
-			return nil, fmt.Errorf("%w: signed attributes: %v", ErrFormat, err)
+			return nil, fmt.Errorf("%w: signed attributes: %w", ErrFormat, err)
 		}
 		d := sha256.Sum256(ab)
 		signed = d[:]
 	}
 	if err := x509tools.PkixVerify(cert.PublicKey, si.DigestAlgorithm, si.DigestEncryptionAlgorithm, signed, si.EncryptedDigest); err != nil {
-		return nil, fmt.Errorf("%w: signer %q: %v", ErrInvalid, cert.Subject.String(), err)
+		return nil, fmt.Errorf("%w: signer %q: %w", ErrInvalid, cert.Subject.String(), err)
 	}
 	return &Signature{Signer: cert, Certificates: certs, SignedAttributes: attrs}, nil
 }

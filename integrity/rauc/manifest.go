@@ -164,7 +164,7 @@ func ParseManifest(b []byte) (*Manifest, error) {
 			err = fmt.Errorf("unexpected key %s", key)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: line %d: %v", ErrManifest, i+1, err)
+			return nil, fmt.Errorf("%w: line %d: %w", ErrManifest, i+1, err)
 		}
 	}
 	if !seen["bundle.format"] {
