@@ -82,7 +82,7 @@ func fileSign(c *cli.Context) error {
 	}
 	id := s.KeyID()
 	_, err = fmt.Fprintf(c.App.Writer, "signed %d files (%s, key id %x, %s, %s) into %s\n",
-		n.Load(), h, id[:], keyDesc(s), s.Backend(), storeDesc(store))
+		n.Load(), h, id[:], s.KeyType(), s.Backend(), storeDesc(store))
 	return err
 }
 
@@ -131,11 +131,10 @@ func fileVerify(c *cli.Context) error {
 	return err
 }
 
-func keyDesc(s *signer.Signer) string { return s.KeyType() }
-
+// storeDesc names where store keeps signatures, for messages.
 func storeDesc(s signer.Store) string {
 	if s == signer.SigFile {
-		return "FILE.sig"
+		return "FILE" + signer.SigFileSuffix
 	}
 	return signer.XattrName
 }

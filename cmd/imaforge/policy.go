@@ -117,11 +117,7 @@ func policySign(c *cli.Context) error {
 		return err
 	}
 	id := s.KeyID()
-	where := "FILE" + signer.SigFileSuffix
-	if store == signer.Xattr {
-		where = signer.XattrName
-	}
-	_, err = fmt.Fprintf(c.App.Writer, "signed %d policy files (%s, key id %x) into %s\n", len(files), h, id[:], where)
+	_, err = fmt.Fprintf(c.App.Writer, "signed %d policy files (%s, key id %x) into %s\n", len(files), h, id[:], storeDesc(store))
 	return err
 }
 
