@@ -252,7 +252,9 @@ func TestJournal(t *testing.T) {
 	// Torn: the last entry cut in the middle; resuming re-signs just it.
 	torn := bytes.Join(lines[:len(lines)-2], nil)
 	torn = append(torn, lines[len(lines)-2][:20]...)
-	os.WriteFile(journal, torn, 0o600)
+	if err := os.WriteFile(journal, torn, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	count.Store(0)
 	res, err := Sign(context.Background(), req, SignOptions{Signers: signers, Journal: journal})
 	if err != nil {
@@ -271,7 +273,9 @@ func TestJournal(t *testing.T) {
 	// A journal entry whose signature does not verify: line 3 named.
 	bad := bytes.Clone(full)
 	bad = bytes.Replace(bad, lines[2], bytes.Replace(lines[2], []byte(`"ima":"0302`), []byte(`"ima":"0302ff`), 1), 1)
-	os.WriteFile(journal, bad, 0o600)
+	if err := os.WriteFile(journal, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	_, err = Sign(context.Background(), req, SignOptions{Signers: signers, Journal: journal})
 	var fe *FileError
 	if !errors.As(err, &fe) || fe.Line != 3 {

@@ -246,8 +246,12 @@ func TestBuildEvmctlVerifies(t *testing.T) {
 			t.Fatal(err)
 		}
 		f := filepath.Join(x, strings.ReplaceAll(path, "/", "_"))
-		os.WriteFile(f, data, 0o644)
-		os.WriteFile(f+".sig", imaXattr(t, img, "/"+path), 0o644)
+		if err := os.WriteFile(f, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f+".sig", imaXattr(t, img, "/"+path), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		cert := p.mfr.DERPath
 		if strings.HasPrefix(path, "opt/tenant/") {
 			cert = p.ten.DERPath
@@ -361,7 +365,9 @@ func TestBuildErrors(t *testing.T) {
 			name: "two sources, one path, two types",
 			setup: func(t *testing.T, p *project) string {
 				writeTree(t, filepath.Join(p.dir, "src"), sortedPaths(false), 0o644)
-				os.MkdirAll(filepath.Join(p.dir, "src2", "etc", "conf"), 0o755)
+				if err := os.MkdirAll(filepath.Join(p.dir, "src2", "etc", "conf"), 0o755); err != nil {
+					t.Fatal(err)
+				}
 				s := fmt.Sprintf(manifestTmpl, "zstd", "src")
 				return strings.Replace(s, "rules:", "  - from: src2/\n    to: /\nrules:", 1)
 			},
@@ -409,7 +415,9 @@ func TestBuildErrors(t *testing.T) {
 			p := newProject(t)
 			text := tt.setup(t, p)
 			path := filepath.Join(p.dir, "m.yaml")
-			os.WriteFile(path, []byte(text), 0o644)
+			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			m, err := manifest.Load(path)
 			if err == nil {
 				_, err = build(t, m, 0)

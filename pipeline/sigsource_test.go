@@ -212,14 +212,18 @@ func TestSignatureCache(t *testing.T) {
 	}
 	b, _ := os.ReadFile(entries[0])
 	b[len(b)-1] ^= 1
-	os.WriteFile(entries[0], b, 0o644)
+	if err := os.WriteFile(entries[0], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	res, cache = cachedBuild()
 	if h, miss := cache.Stats(); miss != 1 || h != int64(unique-1) || sha256File(t, res.ImagePath) != want {
 		t.Fatalf("corrupted entry: %d hits %d misses", h, miss)
 	}
 
 	// One file changed: one new signature.
-	os.WriteFile(filepath.Join(p.dir, "src", "etc", "conf"), []byte("key=other\n"), 0o755)
+	if err := os.WriteFile(filepath.Join(p.dir, "src", "etc", "conf"), []byte("key=other\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	signs.Store(0)
 	_, cache = cachedBuild()
 	if h, miss := cache.Stats(); miss != 1 || signs.Load() != 1 || h != int64(unique-1) {

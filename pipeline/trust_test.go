@@ -146,7 +146,9 @@ func TestBuildTrust(t *testing.T) {
 				pki.WriteCRL(filepath.Join(dir, "pki", "root.crl"), crl)
 			}
 			text := strings.NewReplacer("CRLS", crls, "TENANTMATCH", tt.match).Replace(trustManifest)
-			os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(text), 0o644)
+			if err := os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			m, err := manifest.Load(filepath.Join(dir, "m.yaml"))
 			if err != nil {
 				t.Fatal(err)
@@ -216,8 +218,12 @@ func evmctlVerifiesWithExport(t *testing.T, h *hierarchy, image string, signedBy
 			t.Fatal(err)
 		}
 		f := filepath.Join(x, filepath.Base(path))
-		os.WriteFile(f, data, 0o644)
-		os.WriteFile(f+".sig", imaXattr(t, img, "/"+path), 0o644)
+		if err := os.WriteFile(f, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f+".sig", imaXattr(t, img, "/"+path), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		cert, ok := der[keyIDs[base]]
 		if !ok {
 			t.Fatalf("export has no certificate for %s: %v", base, der)

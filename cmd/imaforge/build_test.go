@@ -35,10 +35,16 @@ func buildProject(t *testing.T) string {
 	testkeys.New(t, dir, "mfr", "p256")
 	for name, content := range map[string]string{"a": "alpha", "sub/b": "beta", "sub/c": "alpha"} {
 		p := filepath.Join(dir, "src", name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		os.WriteFile(p, []byte(content), 0o644)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(buildManifest), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(buildManifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return dir
 }
 
@@ -70,13 +76,17 @@ func TestBuildCLIExitCodes(t *testing.T) {
 	if code, _, _ := run(t, "build"); code != 2 {
 		t.Errorf("no argument: exit %d, want 2", code)
 	}
-	os.WriteFile(m, []byte(strings.Replace(buildManifest, "epoch:", "epoc:", 1)), 0o644)
+	if err := os.WriteFile(m, []byte(strings.Replace(buildManifest, "epoch:", "epoc:", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	code, _, errOut := run(t, "build", m)
 	if code != 2 || !strings.Contains(errOut, "m.yaml:5:3") {
 		t.Errorf("unknown field: exit %d, %q; want 2 and m.yaml:5:3", code, errOut)
 	}
 	// A key that does not load is the manifest's problem: 2, naming the line.
-	os.WriteFile(m, []byte(strings.Replace(buildManifest, "key: mfr.key", "key: nokey.key", 1)), 0o644)
+	if err := os.WriteFile(m, []byte(strings.Replace(buildManifest, "key: mfr.key", "key: nokey.key", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	code, _, errOut = run(t, "build", m)
 	if code != 2 || !strings.Contains(errOut, "nokey.key") {
 		t.Errorf("missing key: exit %d, %q; want 2 naming nokey.key", code, errOut)

@@ -103,16 +103,26 @@ func newCeremonyProject(t *testing.T, hsm *ceremonytest.SoftHSM, files int) *cer
 	p := &ceremonyProject{dir: t.TempDir()}
 	p.rootfs = filepath.Join(p.dir, "rootfs")
 	for _, d := range []string{"bin", "etc", "var/log"} {
-		os.MkdirAll(filepath.Join(p.rootfs, d), 0o755)
+		if err := os.MkdirAll(filepath.Join(p.rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for i := range files {
 		name := fmt.Sprintf("bin/tool%03d", i)
-		os.WriteFile(filepath.Join(p.rootfs, name), bytes.Repeat([]byte{byte(i), byte(i >> 8), 'x'}, 100+i*37), 0o755)
+		if err := os.WriteFile(filepath.Join(p.rootfs, name), bytes.Repeat([]byte{byte(i), byte(i >> 8), 'x'}, 100+i*37), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		p.signed = append(p.signed, name)
 	}
-	os.WriteFile(filepath.Join(p.rootfs, "etc/same-as-tool000"), bytes.Repeat([]byte{0, 0, 'x'}, 100), 0o644) // a duplicate
-	os.WriteFile(filepath.Join(p.rootfs, "etc/empty"), nil, 0o644)
-	os.WriteFile(filepath.Join(p.rootfs, "var/log/boot.log"), []byte("not signed\n"), 0o644)
+	if err := os.WriteFile(filepath.Join(p.rootfs, "etc/same-as-tool000"), bytes.Repeat([]byte{0, 0, 'x'}, 100), 0o644); err != nil { // a duplicate
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p.rootfs, "etc/empty"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p.rootfs, "var/log/boot.log"), []byte("not signed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	p.signed = append(p.signed, "etc/same-as-tool000", "etc/empty")
 	p.unsigned = []string{"var/log/boot.log"}
 
@@ -191,8 +201,12 @@ func verifyImage(t *testing.T, img string, signed, unsigned []string) {
 			continue
 		}
 		f := filepath.Join(tmp, strconv.Itoa(i))
-		os.WriteFile(f, data, 0o644)
-		os.WriteFile(f+signer.SigFileSuffix, v, 0o644)
+		if err := os.WriteFile(f, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f+signer.SigFileSuffix, v, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		if out, err := exec.Command(evmctl, "ima_verify", "--sigfile", "--key", absKey(t, "rsa2048.der"), f).CombinedOutput(); err != nil {
 			t.Errorf("evmctl ima_verify %s: %v\n%s", name, err, out)
 		}
@@ -327,7 +341,9 @@ func TestCeremonyRefusals(t *testing.T) {
 	b, _ := os.ReadFile(req)
 	r, _ := ceremony.ParseRequest(b)
 	d0 := r.Keys[0].Digests[0]
-	os.WriteFile(tamperedReq, bytes.Replace(b, []byte(d0), []byte(strings.Repeat("0", len(d0))), 1), 0o644)
+	if err := os.WriteFile(tamperedReq, bytes.Replace(b, []byte(d0), []byte(strings.Repeat("0", len(d0))), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ceremonyCases := []struct {
 		name  string
 		req   string
@@ -366,7 +382,9 @@ func TestCeremonyRefusals(t *testing.T) {
 			data, _ = json.MarshalIndent(rs, "", "  ")
 		}
 		path := filepath.Join(p.dir, name)
-		os.WriteFile(path, data, 0o644)
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		return path
 	}
 	other, _ := signer.LoadSigner(absKey(t, "rsa3072.key"), absKey(t, "rsa3072.pem"), nil)
@@ -383,7 +401,9 @@ func TestCeremonyRefusals(t *testing.T) {
 	// Another manifest: the same tree with another epoch, planned and signed.
 	otherYAML := filepath.Join(p.dir, "other.yaml")
 	ob, _ := os.ReadFile(p.hsmYAML)
-	os.WriteFile(otherYAML, bytes.Replace(ob, []byte("epoch: 1700000000"), []byte("epoch: 1700000001"), 1), 0o644)
+	if err := os.WriteFile(otherYAML, bytes.Replace(ob, []byte("epoch: 1700000000"), []byte("epoch: 1700000001"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	otherReq, otherResp := filepath.Join(p.dir, "other-request.json"), filepath.Join(p.dir, "other-response.json")
 	if code, out, errOut := run(t, "plan", "-o", otherReq, otherYAML); code != 0 {
 		t.Fatalf("plan other: %d\n%s%s", code, out, errOut)
@@ -395,7 +415,9 @@ func TestCeremonyRefusals(t *testing.T) {
 	changedTree := func() func() {
 		f := filepath.Join(p.rootfs, "bin/tool001")
 		old, _ := os.ReadFile(f)
-		os.WriteFile(f, append(old, '!'), 0o755)
+		if err := os.WriteFile(f, append(old, '!'), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		return func() { os.WriteFile(f, old, 0o755) }
 	}
 	buildCases := []struct {
@@ -525,7 +547,9 @@ func TestCeremonyEvmctlRoute(t *testing.T) {
 			t.Fatalf("evmctl sign_hash: %v", err)
 		}
 		path := filepath.Join(p.dir, key+".sigs")
-		os.WriteFile(path, out, 0o644)
+		if err := os.WriteFile(path, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		return path
 	}
 	sigs := signHash("rsa2048.key")
@@ -551,7 +575,9 @@ func TestCeremonyEvmctlRoute(t *testing.T) {
 	}
 	lines[2] = string(l)
 	altered := filepath.Join(p.dir, "altered.sigs")
-	os.WriteFile(altered, []byte(strings.Join(lines, "")), 0o644)
+	if err := os.WriteFile(altered, []byte(strings.Join(lines, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct{ file, want string }{
 		{otherSigs, "which no key of the manifest has"},
 		{altered, "altered.sigs:3:"},

@@ -57,10 +57,14 @@ func TestFileSignVerify(t *testing.T) {
 				t.Fatalf("%s/%s verify: exit %d\n%s%s", k, h, code, out, errOut)
 			}
 			// tamper one file and one signature: both named, exit 1
-			os.WriteFile(files[1], []byte("tampered"), 0o644)
+			if err := os.WriteFile(files[1], []byte("tampered"), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			sig, _ := os.ReadFile(files[3] + ".sig")
 			sig[len(sig)-1] ^= 1
-			os.WriteFile(files[3]+".sig", sig, 0o644)
+			if err := os.WriteFile(files[3]+".sig", sig, 0o644); err != nil {
+				t.Fatal(err)
+			}
 			code, _, errOut = run(t, append([]string{"file", "verify", "--cert", sk(k + ".pem"), "--sigfile"}, files...)...)
 			if code != 1 || !strings.Contains(errOut, files[1]+": invalid signature") || !strings.Contains(errOut, files[3]+": invalid signature") ||
 				strings.Contains(errOut, files[0]+":") || !strings.Contains(errOut, "2 of 5 files failed") {
@@ -85,16 +89,26 @@ func TestFileBadInput(t *testing.T) {
 		t.Fatal(e)
 	}
 	truncated := filepath.Join(dir, "truncated")
-	os.WriteFile(truncated, []byte("x"), 0o644)
+	if err := os.WriteFile(truncated, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	good, _ := os.ReadFile(files[0] + ".sig")
-	os.WriteFile(truncated+".sig", good[:40], 0o644)
+	if err := os.WriteFile(truncated+".sig", good[:40], 0o644); err != nil {
+		t.Fatal(err)
+	}
 	wrongType := filepath.Join(dir, "wrongtype")
-	os.WriteFile(wrongType, []byte("x"), 0o644)
+	if err := os.WriteFile(wrongType, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	dng, _ := signer.NewDigestNG(signer.SHA256, make([]byte, 32))
 	b, _ := dng.MarshalBinary()
-	os.WriteFile(wrongType+".sig", b, 0o644)
+	if err := os.WriteFile(wrongType+".sig", b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	unsigned := filepath.Join(dir, "unsigned")
-	os.WriteFile(unsigned, []byte("x"), 0o644)
+	if err := os.WriteFile(unsigned, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	missing := filepath.Join(dir, "missing")
 
 	for _, tc := range []struct {
@@ -160,7 +174,9 @@ func TestFileBadInput(t *testing.T) {
 func TestFilePassphrase(t *testing.T) {
 	files := writeFiles(t, 1)
 	pf := filepath.Join(t.TempDir(), "pass")
-	os.WriteFile(pf, []byte("imaforge-test\n"), 0o600)
+	if err := os.WriteFile(pf, []byte("imaforge-test\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("IMAFORGE_TEST_PASSPHRASE", "imaforge-test")
 	for _, args := range [][]string{
 		{"--key", sk("rsa2048-legacy-enc.key"), "--cert", sk("rsa2048.pem"), "--passphrase-file", pf},
@@ -200,7 +216,9 @@ func TestFileXattr(t *testing.T) {
 	if code, _, e := run(t, append([]string{"file", "verify", "--cert", sk("p256.pem"), "--xattr"}, files...)...); code != 0 {
 		t.Fatal(e)
 	}
-	os.WriteFile(files[2], []byte("changed"), 0o644)
+	if err := os.WriteFile(files[2], []byte("changed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if code, _, e := run(t, append([]string{"file", "verify", "--cert", sk("p256.pem"), "--xattr"}, files...)...); code != 1 || !strings.Contains(e, files[2]) {
 		t.Errorf("tampered: exit %d\n%s", code, e)
 	}

@@ -62,7 +62,9 @@ func TestVerifyImageSignature(t *testing.T) {
 	for _, f := range []string{".cms", ".verity", ".verity.cms", ".roothash.p7s"} {
 		os.Remove(img + f)
 	}
-	os.WriteFile(img, data, 0o644)
+	if err := os.WriteFile(img, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	code, out, _ = run(t, "verify", "--trust-manifest", m, img)
 	if code != 0 || !strings.Contains(out, "image signature: none") {
 		t.Errorf("verify without signatures: exit %d\n%s", code, out)
@@ -89,7 +91,9 @@ func TestImageSignatureHSM(t *testing.T) {
 	if s == string(b) {
 		t.Fatal("manifest shape changed; cannot add signature_key")
 	}
-	os.WriteFile(p.hsmYAML, []byte(s), 0o644)
+	if err := os.WriteFile(p.hsmYAML, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	outputs := func() map[string]string {
 		m := map[string]string{}
 		for _, suf := range []string{"", ".cms", ".verity", ".verity.cms", ".roothash.p7s"} {

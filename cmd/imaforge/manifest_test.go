@@ -50,7 +50,9 @@ func TestManifestCheckLsCLI(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, text string) string {
 		p := filepath.Join(dir, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -126,7 +128,9 @@ func TestRootlessBuild(t *testing.T) {
 	write := func(rel, content string, mode uint32) {
 		t.Helper()
 		p := filepath.Join(dir, rel)
-		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -147,8 +151,12 @@ func TestRootlessBuild(t *testing.T) {
 	write("root/etc/hostname", "device\n", 0o644)
 	write("root/usr/bin/sudo", "sudo program", 0o755)
 	write("root/home/user/.profile", "PATH=/bin\n", 0o644)
-	os.MkdirAll(filepath.Join(dir, "root/mnt/data"), 0o755)
-	os.MkdirAll(filepath.Join(dir, "root/dev"), 0o755)
+	if err := os.MkdirAll(filepath.Join(dir, "root/mnt/data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "root/dev"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	run("ln", filepath.Join(dir, "root/usr/bin/sudo"), filepath.Join(dir, "root/usr/bin/sudoedit"))
 	run("ln", "-s", "usr/bin", filepath.Join(dir, "root/bin"))
 	run("chmod", "-R", "go+rX", dir)
@@ -163,7 +171,9 @@ func TestRootlessBuild(t *testing.T) {
 	// (c) a tarball of the root tree
 	run(tarBin, "--numeric-owner", "-C", filepath.Join(dir, "root"), "-czf", filepath.Join(dir, "root.tar.gz"), ".")
 	run("chmod", "0644", filepath.Join(dir, "root.tar.gz"))
-	os.MkdirAll(filepath.Join(dir, "out"), 0o777)
+	if err := os.MkdirAll(filepath.Join(dir, "out"), 0o777); err != nil {
+		t.Fatal(err)
+	}
 	run("chmod", "0777", filepath.Join(dir, "out"))
 
 	common := "version: 1\nhash: sha256\nkeys:\n  k: {cert: rsa2048.pem, key: rsa2048.key}\nrules:\n  - {match: /**, key: k}\n"
@@ -231,14 +241,20 @@ overrides:
 // each is a clear error, exit 2, and leaves no image.
 func TestRootlessBadInput(t *testing.T) {
 	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "r/dev"), 0o755)
-	os.WriteFile(filepath.Join(dir, "r/dev/console"), []byte("a file"), 0o644)
+	if err := os.MkdirAll(filepath.Join(dir, "r/dev"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "r/dev/console"), []byte("a file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var tarball bytes.Buffer
 	tw := tar.NewWriter(&tarball)
 	tw.WriteHeader(&tar.Header{Name: "../escape", Mode: 0o644, Size: 1, Typeflag: tar.TypeReg})
 	tw.Write([]byte("x"))
 	tw.Close()
-	os.WriteFile(filepath.Join(dir, "evil.tar"), tarball.Bytes(), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "evil.tar"), tarball.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	const head = "version: 1\nimage: {output: out.sqsh}\nrules: [{match: /**, sign: false}]\n"
 	tests := []struct {
 		name, yaml string
@@ -257,7 +273,9 @@ func TestRootlessBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := filepath.Join(dir, "m.yaml")
-			os.WriteFile(m, []byte(head+tt.yaml), 0o644)
+			if err := os.WriteFile(m, []byte(head+tt.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			_, errOut, code := runCLI(t, append(append([]string{"build", "-q"}, tt.flags...), m)...)
 			if code != 2 || !strings.Contains(errOut, tt.want) {
 				t.Errorf("exit %d, stderr:\n%s\nwant …%s…", code, errOut, tt.want)
@@ -269,7 +287,9 @@ func TestRootlessBadInput(t *testing.T) {
 	}
 	// Without --strict, an override matching nothing is a warning.
 	m := filepath.Join(dir, "m.yaml")
-	os.WriteFile(m, []byte(head+"sources: [{from: r}]\noverrides: [{match: /home/**, uid: 1000}]\n"), 0o644)
+	if err := os.WriteFile(m, []byte(head+"sources: [{from: r}]\noverrides: [{match: /home/**, uid: 1000}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, errOut, code := runCLI(t, "build", m); code != 0 || !strings.Contains(errOut, "override matches nothing") {
 		t.Errorf("warning: exit %d\n%s", code, errOut)
 	}

@@ -46,11 +46,15 @@ func TestPolicySignVerifyCLI(t *testing.T) {
 		t.Fatalf("verify: exit %d, %q %q", code, out, errOut)
 	}
 	// A tampered policy fails; a policy the kernel would reject is never signed.
-	os.WriteFile(file, bytes.Replace(data, []byte("BPRM"), []byte("MMAP"), 1), 0o644)
+	if err := os.WriteFile(file, bytes.Replace(data, []byte("BPRM"), []byte("MMAP"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, errOut, code := runCLI(t, "policy", "verify", "--cert", keys+"/rsa2048.der", file); code != 1 || !strings.Contains(errOut, "failed verification") {
 		t.Errorf("tampered: exit %d, %q", code, errOut)
 	}
-	os.WriteFile(file, []byte("appraise func=BPRM_CHECK gid=0\n"), 0o644)
+	if err := os.WriteFile(file, []byte("appraise func=BPRM_CHECK gid=0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if out, _, code := runCLI(t, "policy", "sign", "--kernel", "5.15", "--key", keys+"/rsa2048.key", "--cert", keys+"/rsa2048.pem", file); code != 1 ||
 		!strings.Contains(out, `60-tenant.policy:1:26: "gid=" is not accepted by Linux 5.15`) {
 		t.Errorf("sign of a broken policy: exit %d, %q", code, out)

@@ -48,9 +48,15 @@ func raucProject(t *testing.T) string {
 		testpki.Write(t, pdir, base, iss, false)
 	}
 	src := filepath.Join(dir, "src", "usr", "bin")
-	os.MkdirAll(src, 0o755)
-	os.WriteFile(filepath.Join(src, "tool"), []byte(strings.Repeat("tool\n", 5000)), 0o755)
-	os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(raucManifest), 0o644)
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "tool"), []byte(strings.Repeat("tool\n", 5000)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(raucManifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return dir
 }
 
@@ -96,7 +102,9 @@ func TestBuildRAUCBundle(t *testing.T) {
 
 	bin := testenv.NeedTool(t, "rauc")
 	conf := filepath.Join(dir, "system.conf")
-	os.WriteFile(conf, []byte("[system]\ncompatible=Test Box\nbootloader=noop\n\n[keyring]\npath="+root+"\ncheck-purpose=codesign\n"), 0o644)
+	if err := os.WriteFile(conf, []byte("[system]\ncompatible=Test Box\nbootloader=noop\n\n[keyring]\npath="+root+"\ncheck-purpose=codesign\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := exec.Command(bin, "--conf", conf, "info", "--keyring", root, b1).CombinedOutput(); err != nil {
 		t.Fatalf("rauc info: %v\n%s", err, out)
 	}

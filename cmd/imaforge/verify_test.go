@@ -25,8 +25,12 @@ func verifyProject(t *testing.T) (dir, image string) {
 	}
 	for name, content := range map[string]string{"bin/a": "alpha", "etc/b": "beta"} {
 		p := filepath.Join(dir, "src", name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		os.WriteFile(p, []byte(content), 0o755)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	m := `version: 1
 image: {output: out/img.sqsh, compression: none, epoch: 1700000000, owner: {uid: 0, gid: 0}}
@@ -36,7 +40,9 @@ keys:
 sources: [{from: src/, to: /}]
 rules: [{match: /**, key: mfr}]
 `
-	os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(m), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(m), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if code, _, errOut := run(t, "build", "--quiet", filepath.Join(dir, "m.yaml")); code != 0 {
 		t.Fatalf("build: exit %d: %s", code, errOut)
 	}
@@ -79,7 +85,9 @@ func TestVerifyCLI(t *testing.T) {
 	i := strings.Index(string(data), "alpha")
 	data[i] = 'A'
 	bad := filepath.Join(dir, "bad.sqsh")
-	os.WriteFile(bad, data, 0o644)
+	if err := os.WriteFile(bad, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	code, out, errOut = run(t, "verify", "--trust-manifest", m, bad)
 	if code != 1 || !strings.Contains(out, "FAIL     /bin/a: ") || !strings.Contains(errOut, "1 of 2 files failed") {
 		t.Errorf("tampered: exit %d\n%s%s", code, out, errOut)
@@ -111,7 +119,9 @@ func TestVerifyCLI(t *testing.T) {
 	}
 
 	// usage and input errors: 2
-	os.WriteFile(filepath.Join(dir, "junk.sqsh"), []byte(strings.Repeat("junk", 1024)), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "junk.sqsh"), []byte(strings.Repeat("junk", 1024)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, args := range [][]string{
 		{"verify", img},            // no trust
 		{"verify", "--root", root}, // no image
@@ -128,7 +138,9 @@ func TestVerifyCLI(t *testing.T) {
 
 	// a --policy that appraises reads: the image is still clean (all signed)
 	pol := filepath.Join(dir, "device.policy")
-	os.WriteFile(pol, []byte("appraise func=FILE_CHECK mask=^MAY_READ fsmagic=0x73717368 appraise_type=imasig\n"), 0o644)
+	if err := os.WriteFile(pol, []byte("appraise func=FILE_CHECK mask=^MAY_READ fsmagic=0x73717368 appraise_type=imasig\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if code, out, errOut := run(t, "verify", "--trust-manifest", m, "--policy", pol, img); code != 0 || !strings.Contains(out, "2 files appraised, 0 would be refused") {
 		t.Errorf("--policy: exit %d\n%s%s", code, out, errOut)
 	}
