@@ -41,7 +41,9 @@ func TestGenerateGolden(t *testing.T) {
 			}
 			golden := filepath.Join(testdata, "fragments", tt.name+".policy")
 			if *update {
-				os.MkdirAll(filepath.Dir(golden), 0o755)
+				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+					t.Fatal(err)
+				}
 				if err := os.WriteFile(golden, data, 0o644); err != nil {
 					t.Fatal(err)
 				}

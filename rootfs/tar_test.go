@@ -206,7 +206,9 @@ func TestTarUnsafe(t *testing.T) {
 		})
 	}
 	p := newProject(t)
-	os.WriteFile(p.path("junk.tar"), bytes.Repeat([]byte("junk"), 200), 0o644)
+	if err := os.WriteFile(p.path("junk.tar"), bytes.Repeat([]byte("junk"), 200), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := p.walk("sources:\n  - from: junk.tar\n", Options{}); err == nil || !strings.Contains(err.Error(), "reading the archive") {
 		t.Errorf("junk tarball: %v", err)
 	}

@@ -410,7 +410,9 @@ func TestModifiedDuringRead(t *testing.T) {
 		}
 		return e.Content.Open()
 	}
-	os.WriteFile(p.path("r/grow"), []byte("12345"), 0o644)
+	if err := os.WriteFile(p.path("r/grow"), []byte("12345"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := open("/grow"); !errors.Is(err, ErrModified) {
 		t.Errorf("grown before open: %v", err)
 	}

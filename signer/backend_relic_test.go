@@ -211,7 +211,9 @@ func TestRelicFileToken(t *testing.T) {
 		}
 	}
 	cfg := filepath.Join(dir, "relic.yaml")
-	os.WriteFile(cfg, []byte("tokens:\n  disk:\n    type: file\nkeys:\n  ima:\n    token: disk\n    keyfile: rsa2048.key\n    x509certificate: rsa2048.pem\n"), 0o600)
+	if err := os.WriteFile(cfg, []byte("tokens:\n  disk:\n    type: file\nkeys:\n  ima:\n    token: disk\n    keyfile: rsa2048.key\n    x509certificate: rsa2048.pem\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	key, cert, err := OpenKey("relic:ima", cfg, &OpenOptions{Sessions: 4})
 	if err != nil {
 		t.Fatal(err)

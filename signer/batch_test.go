@@ -46,7 +46,9 @@ func TestSignFilesParallel(t *testing.T) {
 			}
 		}
 	}
-	os.WriteFile(paths[3], []byte("tampered"), 0o644)
+	if err := os.WriteFile(paths[3], []byte("tampered"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	os.Remove(paths[5] + SigFileSuffix)
 	v, _ := NewVerifier(loadCert(t, "p256.pem"))
 	for i, err := range VerifyFiles(context.Background(), v, SigFile, paths, 3) {

@@ -63,7 +63,9 @@ func TestEvmctlInterop(t *testing.T) {
 				dir := t.TempDir()
 				// imaforge signs, evmctl verifies
 				f := filepath.Join(dir, "ours")
-				os.WriteFile(f, content, 0o644)
+				if err := os.WriteFile(f, content, 0o644); err != nil {
+					t.Fatal(err)
+				}
 				if err := SignFiles(context.Background(), s, h, SigFile, []string{f}, 1, nil); err != nil {
 					t.Fatal(err)
 				}
@@ -83,7 +85,9 @@ func TestEvmctlInterop(t *testing.T) {
 				// evmctl signs (it also sets security.ima: needs root), we verify
 				testenv.NeedRoot(t)
 				g := filepath.Join(dir, "theirs")
-				os.WriteFile(g, content, 0o644)
+				if err := os.WriteFile(g, content, 0o644); err != nil {
+					t.Fatal(err)
+				}
 				if err := evmctl(t, "ima_sign", "--sigfile", "--key", abs(t, keyPath(k+".key")), "-a", h.String(), g); err != nil {
 					t.Fatal(err)
 				}
@@ -122,7 +126,9 @@ func TestEvmctlKeyIDs(t *testing.T) {
 			t.Fatal(err)
 		}
 		f := filepath.Join(dir, c)
-		os.WriteFile(f, []byte(c), 0o644)
+		if err := os.WriteFile(f, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		if err := SignFiles(context.Background(), s, SHA256, SigFile, []string{f}, 0, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +138,9 @@ func TestEvmctlKeyIDs(t *testing.T) {
 	}
 	testenv.NeedRoot(t)
 	f := filepath.Join(dir, "sha1")
-	os.WriteFile(f, []byte("old image"), 0o644)
+	if err := os.WriteFile(f, []byte("old image"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := evmctl(t, "ima_sign", "--sigfile", "--key", abs(t, keyPath("rsa2048.key")), "-a", "sha1", f); err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,9 @@ func TestLoadErrorsNameTheFile(t *testing.T) {
 		t.Errorf("missing key: %v", err)
 	}
 	junk := filepath.Join(dir, "junk.pem")
-	os.WriteFile(junk, []byte("-----BEGIN CERTIFICATE-----\nnot base64\n"), 0o600)
+	if err := os.WriteFile(junk, []byte("-----BEGIN CERTIFICATE-----\nnot base64\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := LoadCertificate(junk); err == nil || !strings.Contains(err.Error(), junk) {
 		t.Errorf("junk cert: %v", err)
 	}
@@ -96,7 +98,9 @@ func TestKeyFilePermissionWarning(t *testing.T) {
 
 func TestPassphraseSources(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "pass")
-	os.WriteFile(f, []byte("imaforge-test\r\nignored\n"), 0o600)
+	if err := os.WriteFile(f, []byte("imaforge-test\r\nignored\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if p, err := PassphraseFromFile(f)(); err != nil || string(p) != "imaforge-test" {
 		t.Errorf("file: %q %v", p, err)
 	}
@@ -124,7 +128,9 @@ func TestLoadSignerChain(t *testing.T) {
 		chain = append(chain, b...)
 	}
 	p := filepath.Join(t.TempDir(), "chain.pem")
-	os.WriteFile(p, chain, 0o644)
+	if err := os.WriteFile(p, chain, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	s, err := LoadSigner(keyPath("p256.key"), p, nil)
 	if err != nil {
 		t.Fatal(err)
