@@ -10,9 +10,11 @@ import (
 
 // ForEach calls fn(ctx, i) for every i in [0, n) on at most workers
 // goroutines (0 or less: GOMAXPROCS). The first error fn returns cancels
-// the ctx given to fn, stops handing out indexes and is returned; calls
-// already under way finish. Without an error from fn, ForEach returns the
-// error of the caller's ctx, so a cancelled run never looks complete.
+// the ctx given to fn and is returned; no index is handed out after the
+// cancellation is seen (an index offered at that moment may still be
+// taken, and calls under way finish). Without an error from fn, ForEach
+// returns the error of the caller's ctx, so a cancelled run never looks
+// complete.
 func ForEach(ctx context.Context, n, workers int, fn func(ctx context.Context, i int) error) error {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
