@@ -309,7 +309,7 @@ func newDecompressor(comp Compression, opts []byte) (*decompressor, error) {
 			}
 		}
 	case Zstd:
-		z, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+		z, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderLowmem(true),
 			zstd.WithDecoderMaxMemory(MaxBlockSize), zstd.WithDecoderMaxWindow(1<<24))
 		if err != nil {
 			return nil, err
@@ -365,14 +365,19 @@ func (d *decompressor) decompress(dst, src []byte, max int) ([]byte, error) {
 	return nil, fmt.Errorf("%w: %v", ErrUnsupportedCompression, d.comp)
 }
 
+// readBounded reads r to its end into dst[:0] and fails with errTooLarge
+// when r yields more than max bytes. It allocates at most once, max+1 bytes.
 func readBounded(dst []byte, r io.Reader, max int) ([]byte, error) {
-	buf := bytes.NewBuffer(dst)
-	n, err := buf.ReadFrom(io.LimitReader(r, int64(max)+1))
-	if err != nil {
-		return nil, err
+	if cap(dst) < max+1 {
+		dst = make([]byte, max+1)
 	}
-	if n > int64(max) {
+	dst = dst[:max+1]
+	n, err := io.ReadFull(r, dst)
+	switch err {
+	case nil:
 		return nil, errTooLarge
+	case io.EOF, io.ErrUnexpectedEOF:
+		return dst[:n], nil
 	}
-	return buf.Bytes(), nil
+	return nil, err
 }
