@@ -35,7 +35,7 @@ e2e: build
 acceptance: build
 	scripts/acceptance.sh $(SHARED)
 
-demo: build
+demo: deps build
 	scripts/demo.sh
 
 # Benchmarks, never timed assertions: Go Benchmark* functions, then the peers
