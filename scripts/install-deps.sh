@@ -18,6 +18,7 @@ PKGS=(
   liblzma-dev:/usr/include/lzma.h
   liblz4-dev:/usr/include/lz4hc.h
   gcc:gcc
+  pkg-config:pkg-config
   libc6-dev:/usr/lib/x86_64-linux-gnu/libc.a
   linux-libc-dev:/usr/include/linux/dm-ioctl.h
   python3:python3
