@@ -251,11 +251,7 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 		if fs.key == "" {
 			continue
 		}
-		if src.sig == nil || fs.key != src.key {
-			return nil, fmt.Errorf("%s: hard link to %s needs the same key (%q) as the file it links to (%q)",
-				e.Path, primary[e.Link], fs.key, src.key)
-		}
-		<-src.sig.done
+		<-src.sig.done // layOut gave every hard link its primary's key
 		if src.sig.err != nil {
 			return nil, fmt.Errorf("sign %s with key %q: %w", e.Path, fs.key, src.sig.err)
 		}

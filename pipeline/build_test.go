@@ -505,3 +505,25 @@ func TestBuildKeepsPreviousOutput(t *testing.T) {
 }
 
 var d2001 = mustTime("2001-02-03T04:05:06Z")
+
+// TestBuildHardLinkAcrossKeys: two names of one inode whose rules name
+// different keys cannot both be honoured (the inode has one security.ima):
+// the build fails before reading anything, naming both paths.
+func TestBuildHardLinkAcrossKeys(t *testing.T) {
+	p := newProject(t)
+	src := filepath.Join(p.dir, "src")
+	writeTree(t, src, sortedPaths(false), 0o644)
+	if err := os.Link(filepath.Join(src, "usr/bin/tool"), filepath.Join(src, "opt/tenant/bin/tool-link")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := build(t, p.manifest(t, "zstd", "src", ""), 0)
+	if err == nil {
+		t.Fatal("build with a hard link across keys succeeded")
+	}
+	for _, w := range []string{"m.yaml:", "/opt/tenant/bin/tool-link", "/usr/bin/tool", `"tenant"`, `"manufacturer"`} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %s", err, w)
+		}
+	}
+	assertNoOutput(t, p)
+}

@@ -99,7 +99,12 @@ func layOut(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...any)) 
 			l.used[fs.key] = true
 		}
 		if e.Link != 0 {
-			if _, ok := l.primary[e.Link]; ok {
+			if first, ok := l.primary[e.Link]; ok {
+				// Hard links share one inode, so one security.ima.
+				if k := l.files[first].key; k != fs.key {
+					return nil, m.Errorf(fs.pos, nil, "%s is a hard link to %s, which the rules sign with key %q, not %q",
+						e.Path, first, k, fs.key)
+				}
 				continue
 			}
 			l.primary[e.Link] = e.Path
