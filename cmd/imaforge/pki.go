@@ -112,7 +112,7 @@ func init() {
 					&cli.StringFlag{Name: "passphrase-env", Usage: "the key's passphrase is in environment variable `VAR`"},
 					&cli.StringFlag{Name: "passphrase-file", Usage: "the key's passphrase is the first line of `FILE`"},
 					&cli.StringSliceFlag{Name: "path", Usage: "also check that the key may sign image path `P` (repeatable)"},
-					&cli.StringFlag{Name: "at", Usage: "check validity at `TIME` (RFC 3339) instead of now"},
+					&cli.StringFlag{Name: "at", Usage: "check validity at `TIME` (RFC 3339, or YYYY-MM-DD for midnight UTC) instead of now"},
 				}, trustIn()...),
 				Action: pkiVerify,
 			},
@@ -447,7 +447,7 @@ func pkiVerify(c *cli.Context) error {
 	}
 	now := time.Now()
 	if at := c.String("at"); at != "" {
-		t, err := time.Parse(time.RFC3339, at)
+		t, err := parseTime(at) // verify.go: RFC 3339 or a plain date
 		if err != nil {
 			return usageErr(fmt.Errorf("--at: %w", err))
 		}
