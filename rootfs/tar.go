@@ -5,6 +5,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/bzip2"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -38,7 +39,12 @@ import (
 //     when empty, or the image's directory when that is not writable),
 //     deleted when the tree is closed (or the process exits). It holds the
 //     regular members' bytes and nothing else; no member is ever unpacked
-//     to the file system.
+//     to the file system. Runs of zeros (the holes of a sparse member, or
+//     written-out zeros) are skipped, leaving holes in the spool, so a
+//     terabyte sparse member costs no disk; the bytes actually written are
+//     counted (Tree.Spooled) and bounded by Options.MaxSpool. A failure of
+//     the spool (its file system full) is a build failure, not an input
+//     error.
 //
 // Either way every Open is a section reader over one shared file descriptor,
 // safe for concurrent use.
@@ -182,8 +188,9 @@ func (b *builder) walkTar(s *manifest.Source, o *Origin) error {
 	var data *section // where regular members' bytes are read from
 	var spool *section
 	if compressed {
-		f.Close()
-		f = nil
+		// The decompressor reads f until the last member: it is closed
+		// when the walk of this tarball ends, not before.
+		defer f.Close()
 	} else {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			f.Close()
@@ -221,6 +228,9 @@ func (b *builder) walkTar(s *manifest.Source, o *Origin) error {
 	w := &tarWalk{b: b, s: s, o: o, member: map[string]int32{}, ino: map[string]uint64{}, excl: map[string]bool{}}
 	tr := tar.NewReader(stream)
 	for {
+		if err := b.ctx.Err(); err != nil {
+			return err
+		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
@@ -256,10 +266,16 @@ func (b *builder) walkTar(s *manifest.Source, o *Origin) error {
 			} else {
 				sp, err := getSpool()
 				if err != nil {
-					return fail(err, "creating a spool file")
+					return fmt.Errorf("sources[%d]: %s: creating a spool file: %w", o.Index, s.From, err)
 				}
-				n, err := io.Copy(sp.f, tr)
+				n, err := b.spoolMember(sp.f, spoolOff, tr)
 				if err != nil {
+					var se *spoolError
+					if errors.As(err, &se) {
+						// The spool's file system, not the manifest:
+						// a build failure (exit 1).
+						return fmt.Errorf("sources[%d]: %s: member %q: %w", o.Index, s.From, hdr.Name, err)
+					}
 					return fail(err, "reading member %q", hdr.Name)
 				}
 				if n != hdr.Size {
@@ -282,6 +298,81 @@ func (b *builder) walkTar(s *manifest.Source, o *Origin) error {
 		b.entries[b.index[s.To]].Mode = uint32(*s.Mode)
 	}
 	return nil
+}
+
+// spoolChunk is the unit in which member data is copied to the spool; an
+// all-zero chunk is skipped, leaving a hole, so a sparse member (or any long
+// run of zeros) takes no space in the spool.
+const spoolChunk = 64 << 10
+
+// ErrSpoolLimit is returned when the data of a tarball's members would take
+// more than Options.MaxSpool bytes in the spool.
+var ErrSpoolLimit = errors.New("spool limit reached")
+
+// spoolError is a failure of the spool itself (its file system full, the
+// limit reached), as opposed to a malformed archive.
+type spoolError struct{ err error }
+
+func (e *spoolError) Error() string { return e.err.Error() }
+func (e *spoolError) Unwrap() error { return e.err }
+
+// spoolMember copies one member's bytes from r into the spool at off and
+// returns how many it read. All-zero chunks are not written: the spool gets a
+// hole there (the writer stores all-zero blocks sparse, so a sparse member
+// costs neither spool space nor image space). The bytes written are counted
+// in b.spooled and bounded by Options.MaxSpool.
+func (b *builder) spoolMember(f *os.File, off int64, r io.Reader) (int64, error) {
+	buf := make([]byte, spoolChunk)
+	var n int64
+	for {
+		if err := b.ctx.Err(); err != nil {
+			return n, err
+		}
+		k, err := io.ReadFull(r, buf)
+		if k > 0 {
+			if !allZero(buf[:k]) {
+				if max := b.opts.MaxSpool; max > 0 && b.spooled+int64(k) > max {
+					return n, &spoolError{fmt.Errorf("%w: more than %d bytes of member data to hold in %s", ErrSpoolLimit, max, filepath.Dir(f.Name()))}
+				}
+				if _, werr := f.WriteAt(buf[:k], off+n); werr != nil {
+					return n, &spoolError{fmt.Errorf("writing the spool file in %s: %w", filepath.Dir(f.Name()), werr)}
+				}
+				b.spooled += int64(k)
+			}
+			n += int64(k)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	// A trailing hole: extend the file so reads past the last written
+	// byte see zeros, not EOF.
+	if st, err := f.Stat(); err != nil {
+		return n, &spoolError{err}
+	} else if st.Size() < off+n {
+		if err := f.Truncate(off + n); err != nil {
+			return n, &spoolError{fmt.Errorf("extending the spool file in %s: %w", filepath.Dir(f.Name()), err)}
+		}
+	}
+	return n, nil
+}
+
+func allZero(p []byte) bool {
+	for len(p) >= 8 {
+		if p[0]|p[1]|p[2]|p[3]|p[4]|p[5]|p[6]|p[7] != 0 {
+			return false
+		}
+		p = p[8:]
+	}
+	for _, c := range p {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func isSparse(h *tar.Header) bool {

@@ -176,6 +176,9 @@ type Tree struct {
 	// Warnings are problems that do not stop a build (overrides that match
 	// nothing, outside strict mode), each a *manifest.Error.
 	Warnings []error
+	// Spooled counts the bytes of tarball member data written to spool
+	// files (holes not counted).
+	Spooled int64
 
 	closers []io.Closer
 }

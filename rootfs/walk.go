@@ -24,6 +24,10 @@ type Options struct {
 	// TempDir is where compressed tarballs are decompressed for random
 	// access; empty means os.TempDir().
 	TempDir string
+	// MaxSpool bounds the bytes of member data a walk may write to its
+	// spool files (0: no bound but the file system's). Holes (runs of
+	// zeros, sparse members) take no space and are not counted.
+	MaxSpool int64
 }
 
 // Walk builds the image tree the manifest declares. Errors name the
@@ -62,6 +66,7 @@ type builder struct {
 	warn    []error
 	closers []closer
 	count   int
+	spooled int64 // bytes written to spool files
 }
 
 type closer interface{ Close() error }
@@ -88,7 +93,7 @@ func (b *builder) build() (*Tree, error) {
 		linkByPath[b.entries[i].Path] = k
 	}
 	b.index, b.links, b.implied = nil, nil, nil
-	t := &Tree{Entries: b.entries, Overlaps: b.overl, Warnings: b.warn}
+	t := &Tree{Entries: b.entries, Overlaps: b.overl, Warnings: b.warn, Spooled: b.spooled}
 	sort.Slice(t.Entries, func(i, j int) bool { return ComparePaths(t.Entries[i].Path, t.Entries[j].Path) < 0 })
 	groupLinks(t, linkByPath)
 	sort.SliceStable(t.Overlaps, func(i, j int) bool { return ComparePaths(t.Overlaps[i].Path, t.Overlaps[j].Path) < 0 })
