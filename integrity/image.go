@@ -95,8 +95,10 @@ func (e *TamperedError) Error() string {
 func (e *TamperedError) Unwrap() error { return ErrTampered }
 
 // CheckSigner checks a CMS signature's signer against ts at now (zero:
-// dates not checked) as pki.TrustStore.CheckSigner checks a signing key;
-// errors match ErrUntrusted. The CA certificates the message carries may
+// dates not checked) as pki.TrustStore.CheckSigner checks a signing key,
+// and that the signer's scope (and its CAs') covers a whole image
+// (pki.Chain.CheckWhole); errors match ErrUntrusted (and pki.ErrOutOfScope
+// for a scoped signer). The CA certificates the message carries may
 // complete the chain; they are added to a copy of ts, never to ts.
 func CheckSigner(s *cms.Signature, ts *pki.TrustStore, now time.Time) (*pki.Chain, error) {
 	if ts == nil {
@@ -118,6 +120,11 @@ func CheckSigner(s *cms.Signature, ts *pki.TrustStore, now time.Time) (*pki.Chai
 	}
 	ch, err := ts2.CheckSigner(s.Signer, nil, now)
 	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUntrusted, err)
+	}
+	// The signature covers every file of the image: a key scoped to part
+	// of it may not make one (errors.Is(err, pki.ErrOutOfScope)).
+	if err := ch.CheckWhole(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUntrusted, err)
 	}
 	return ch, nil

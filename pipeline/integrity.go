@@ -177,6 +177,11 @@ func (opts *Options) integritySigner(m *manifest.Manifest, name string, k Key) (
 		return nil, m.Errorf(m.Image.Pos, fmt.Errorf("key %q has no private key here (signatures made elsewhere cannot sign the image)", name), "image.signature_key")
 	}
 	certs := []*x509.Certificate{k.Cert()}
+	// A whole-image signature covers every file: a key scoped to part of
+	// the image may not make one, with or without a trust store.
+	if err := pki.CheckWholeScope(k.Cert()); err != nil {
+		return nil, keyError(m, name, fmt.Errorf("image signature: %w", err))
+	}
 	if m.Trust != nil {
 		ts, err := pki.LoadTrustStore(pki.TrustConfig{Roots: m.Trust.Roots, Intermediates: m.Trust.Intermediates, CRLs: m.Trust.CRLs}, m.Dir)
 		if err != nil {
@@ -187,6 +192,9 @@ func (opts *Options) integritySigner(m *manifest.Manifest, name string, k Key) (
 			now = opts.Now()
 		}
 		ch, err := ts.CheckSigner(k.Cert(), nil, now)
+		if err == nil {
+			err = ch.CheckWhole()
+		}
 		if err != nil {
 			return nil, keyError(m, name, err)
 		}

@@ -451,3 +451,47 @@ func TestBuildVerityDuplicates(t *testing.T) {
 		})
 	}
 }
+
+// TestImageSignatureScopedKey: a key scoped to part of the image may sign
+// only files inside its scope, never the whole image: as
+// image.signature_key (CMS, dm-verity root hash) and for a RAUC bundle the
+// build refuses it before reading any file, naming the scope; a key scoped
+// to /** may. A CMS signature made by a scoped key anyway is refused by
+// integrity.VerifyImage as out of scope.
+func TestImageSignatureScopedKey(t *testing.T) {
+	p := newIntegrityProject(t)
+	p.h.ima(t, "image", true, []string{"/opt/t/**"}, time.Now(), 0)
+	path := filepath.Join(p.dir, "m.yaml")
+	integMust(t, os.WriteFile(path, []byte(fmt.Sprintf(integrityManifest, "gzip", true)), 0o644))
+	m, err := manifest.Load(path)
+	integMust(t, err)
+	var prog startProgress
+	_, err = Build(context.Background(), Options{Manifest: m, ToolVersion: "test", Progress: &prog})
+	if !errors.Is(err, pki.ErrOutOfScope) || !strings.Contains(err.Error(), "/opt/t/**") {
+		t.Fatalf("build with a scoped image key: %v, want pki.ErrOutOfScope naming the scope", err)
+	}
+	if prog.started {
+		t.Error("the build read files before refusing the image key")
+	}
+	_, err = WriteRAUCBundle(context.Background(), RAUCOptions{Manifest: m, Out: filepath.Join(p.dir, "b.raucb"), Compatible: "x", Key: "image"})
+	if err == nil {
+		t.Fatal("RAUC bundle signed by a scoped key")
+	}
+
+	// Signed anyway (outside imaforge): verify refuses it.
+	p.h.ima(t, "image", true, []string{"/**"}, time.Now(), 0)
+	res, _ := p.build(t, "gzip", false)
+	scoped := p.h.ima(t, "image", true, []string{"/opt/t/**"}, time.Now(), 0)
+	digest, err := hex.DecodeString(res.Record.Image.SHA256)
+	integMust(t, err)
+	s := &integrity.Signer{Key: scoped.Key, Certs: []*x509.Certificate{scoped.Cert}}
+	sig, err := s.SignImage(digest)
+	integMust(t, err)
+	f, err := os.Open(res.ImagePath)
+	integMust(t, err)
+	defer f.Close()
+	_, err = integrity.VerifyImage(f, res.Record.Image.Size, sig, p.trust(t), time.Now())
+	if !errors.Is(err, pki.ErrOutOfScope) || !errors.Is(err, integrity.ErrUntrusted) {
+		t.Fatalf("VerifyImage of a signature by a scoped key: %v, want ErrUntrusted and pki.ErrOutOfScope", err)
+	}
+}

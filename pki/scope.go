@@ -101,6 +101,23 @@ func (s *Scope) Allows(p string) bool {
 	return false
 }
 
+// Whole reports whether s allows every image path, so that a key under it
+// may sign a whole image (a CMS signature over the image file, a dm-verity
+// root hash, a RAUC bundle): s is unrestricted (nil) or has the pattern
+// "/**". A whole-image signature covers every file, so a scope narrower
+// than "/" must not make one.
+func (s *Scope) Whole() bool {
+	if s == nil {
+		return true
+	}
+	for _, p := range s.patterns {
+		if p == "/**" {
+			return true
+		}
+	}
+	return false
+}
+
 // String lists the patterns, or "*" for an unrestricted scope.
 func (s *Scope) String() string {
 	if s == nil {

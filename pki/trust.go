@@ -244,6 +244,32 @@ func (ch *Chain) CheckPath(p string) error {
 	return nil
 }
 
+// CheckWhole reports whether the leaf's key may sign a whole image (a CMS
+// signature over the image, a dm-verity root hash, a RAUC bundle): every
+// certificate of the chain that carries a scope must cover every path
+// (Scope.Whole). The error is a *CertError wrapping ErrOutOfScope.
+func (ch *Chain) CheckWhole() error {
+	for _, c := range ch.Certs {
+		if err := CheckWholeScope(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckWholeScope is CheckWhole for one certificate (a key used without a
+// trust store).
+func CheckWholeScope(c *x509.Certificate) error {
+	s, err := ParseScope(c)
+	if err != nil {
+		return &CertError{Cert: c, Reason: err.Error(), Err: err}
+	}
+	if !s.Whole() {
+		return &CertError{Cert: c, Reason: fmt.Sprintf("may not sign a whole image: its scope is %s, not /**", s), Err: ErrOutOfScope}
+	}
+	return nil
+}
+
 // Allows reports whether CheckPath(p) passes.
 func (ch *Chain) Allows(p string) bool { return ch.CheckPath(p) == nil }
 

@@ -230,3 +230,25 @@ func TestBundleImageChanged(t *testing.T) {
 		t.Fatalf("Write: %v, want ErrImageChanged", err)
 	}
 }
+
+// TestBundleScopedSigner: a bundle signed by an IMA key whose scope does
+// not cover the whole image is refused by Verify as out of scope.
+func TestBundleScopedSigner(t *testing.T) {
+	dir := t.TempDir()
+	h := testpki.New(t, "Scoped Root", "Scoped Owner")
+	scope, err := pki.NewScope([]string{"/opt/t/**"})
+	must(t, err)
+	leaf := testpki.Issue(t, pki.Request{Role: pki.RoleIMA, Name: "Tenant", KeyType: "rsa2048", Scope: scope}, h.OwnerIssuer(), pki.Options{})
+	path := filepath.Join(dir, "b.raucb")
+	writeBundle(t, path, bytes.Repeat([]byte{7}, 8192), &integrity.Signer{Key: leaf.Key, Certs: []*x509.Certificate{leaf.Cert, h.Owner.Cert}})
+	f, err := os.Open(path)
+	must(t, err)
+	defer f.Close()
+	st, err := f.Stat()
+	must(t, err)
+	ts, err := pki.NewTrustStore([]*x509.Certificate{h.Root.Cert}, nil, nil)
+	must(t, err)
+	if _, err := Verify(f, st.Size(), ts, time.Now()); !errors.Is(err, pki.ErrOutOfScope) {
+		t.Fatalf("Verify of a bundle by a scoped key: %v, want pki.ErrOutOfScope", err)
+	}
+}
