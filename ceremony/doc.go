@@ -63,11 +63,28 @@
 // rerun sign again) at most the last 63. The journal is removed once the
 // response is written.
 //
-// # Audit transcript (JSON lines)
+// # Audit transcript (JSON lines, hash-chained)
 //
-// Each ceremony appends one AuditRecord (time, operator, host, token and key
-// identities, counts, request and response digests, outcome) to the audit
-// file, which is only ever appended to.
+// Each ceremony appends AuditRecords to the audit file, which is only ever
+// appended to: a "started" record (operator, host, request digest, tokens
+// as configured and as they report themselves, keys, sessions) after the
+// keys are opened and confirmed and before the first signature, and an end
+// record ("complete" with the response digest, "declined", or "failed:
+// <error>", with start and end times and counts) naming the started record
+// by its SHA-256. Each record carries seq (its line number) and
+// prev_sha256, the SHA-256 of the previous line, so an altered, inserted
+// or removed record breaks the chain (VerifyAudit; `imaforge ceremony audit
+// verify`). Removing the newest records leaves a shorter valid chain: the
+// head printed after each ceremony, written down, reveals it. A transcript
+// that cannot be written, or whose chain is broken, stops a ceremony
+// before any key is opened (Run); a started record with no end record is
+// a ceremony that was killed.
+//
+// # Lock
+//
+// Run holds flock(2) on RESPONSE.lock (which names the holder: pid, host,
+// operator, start time, request) for the whole ceremony: a second
+// ceremony on the same response is refused with a *LockedError.
 //
 // # evmctl sign_hash
 //

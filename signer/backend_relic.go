@@ -78,6 +78,11 @@ type OpenOptions struct {
 	Sessions int
 	// Warn receives warnings; nil drops them.
 	Warn func(msg string)
+	// TokenPIN, when not nil, chooses the PIN source of each token in place
+	// of PIN: it is called with the token's identity and whether the relic
+	// configuration writes a PIN for it (the token's pin); a nil result keeps
+	// that configured PIN (or PIN when there is none).
+	TokenPIN func(id TokenIdentity, configured bool) Passphrase
 }
 
 // TokenIdentity names the token and key behind a TokenKey as configured,
@@ -120,6 +125,7 @@ type TokenKey struct {
 	sessions int
 	pool     chan token.Key
 	tokens   []token.Token
+	reported *TokenInfo
 
 	closeOnce sync.Once
 	closeErr  error
@@ -145,6 +151,10 @@ func (k *TokenKey) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (
 
 // Identity describes the token and key.
 func (k *TokenKey) Identity() TokenIdentity { return k.id }
+
+// Reported returns what a PKCS#11 token reported about itself when the key
+// was opened (its serial number, label, maker, model), or nil.
+func (k *TokenKey) Reported() *TokenInfo { return k.reported }
 
 // Sessions returns the number of signatures that can be made at once.
 func (k *TokenKey) Sessions() int { return k.sessions }
@@ -254,12 +264,20 @@ func openRelic(ref, cfgPath string, cfg *relicconfig.Config, keyName string, opt
 		Config: cfgPath, Token: keyConf.Token, Type: tokConf.Type, Provider: tokConf.Provider,
 		Label: tokConf.Label, Serial: tokConf.Serial, Key: keyName, KeyLabel: keyConf.Label, KeyID: keyConf.ID,
 	}
+	pin := opts.PIN
+	if opts.TokenPIN != nil {
+		if p := opts.TokenPIN(id, tokConf.Pin != nil); p != nil {
+			pin = p
+		} else if tokConf.Pin != nil {
+			pin = nil
+		}
+	}
 	var getter *pinGetter
-	if opts.PIN != nil {
+	if pin != nil {
 		// Our PIN source wins over one written in the configuration.
 		tokConf.Pin = nil
 		tokConf.UseKeyring = false
-		getter = &pinGetter{src: opts.PIN}
+		getter = &pinGetter{src: pin}
 	} else if tokConf.Pin != nil && opts.Warn != nil {
 		opts.Warn(fmt.Sprintf("token %q: using the PIN written in %s", keyConf.Token, cfgPath))
 	}
@@ -287,6 +305,9 @@ func openRelic(ref, cfgPath string, cfg *relicconfig.Config, keyName string, opt
 		}
 		tok, err := open.Token(cfg, keyConf.Token, prompt)
 		if err != nil {
+			if tokConf.Type == "pkcs11" {
+				err = explainPKCS11(tokConf.Provider, err)
+			}
 			return fail(terr("open token "+fmt.Sprintf("%q", keyConf.Token), err))
 		}
 		k.tokens = append(k.tokens, tok)
@@ -311,6 +332,9 @@ func openRelic(ref, cfgPath string, cfg *relicconfig.Config, keyName string, opt
 	for range n - handles {
 		k.pool <- first // a concurrency-safe handle, shared
 	}
+	if tokConf.Type == "pkcs11" {
+		k.reported = reportedToken(tokConf.Provider, tokConf.Label, tokConf.Serial)
+	}
 
 	// The certificate: the configuration's file, else the token's.
 	switch {
@@ -326,6 +350,30 @@ func openRelic(ref, cfgPath string, cfg *relicconfig.Config, keyName string, opt
 		}
 	}
 	return k, k.cert, nil
+}
+
+// explainPKCS11 adds to relic's error opening a PKCS#11 token what the
+// operator needs: why the module does not load, or which tokens exist when
+// none matched.
+func explainPKCS11(module string, err error) error {
+	if lerr := moduleLoadError(module); lerr != nil {
+		return lerr
+	}
+	if strings.Contains(err.Error(), "No token found") || strings.Contains(err.Error(), "Multiple tokens matched") {
+		ts, lerr := PKCS11Tokens(module)
+		if lerr != nil {
+			return fmt.Errorf("%w (listing the tokens: %v)", err, lerr)
+		}
+		var b strings.Builder
+		for _, t := range ts {
+			fmt.Fprintf(&b, "\n  %s", t)
+		}
+		if len(ts) == 0 {
+			b.WriteString(" none")
+		}
+		return fmt.Errorf("%w; tokens of %s:%s", err, module, b.String())
+	}
+	return err
 }
 
 // pinGetter feeds relic's login callback (passprompt.PasswordGetter) from a

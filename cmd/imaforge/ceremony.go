@@ -2,12 +2,9 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -28,13 +25,16 @@ func init() {
 			Name:      "sign",
 			Usage:     "sign a signing request with token keys and write the response",
 			ArgsUsage: "REQUEST",
-			Description: "Shows a summary to check (image, counts per key, request digest), asks for confirmation\n" +
-				"unless --yes, opens each key through relic (--relic-config; key relic:NAME from the request,\n" +
-				"or --key NAME=REF), signs every digest with several token sessions, verifies each signature\n" +
-				"against the request's certificate, and writes the response atomically. Signatures are\n" +
-				"journaled in RESPONSE.journal as they are made: an interrupted ceremony run again resumes\n" +
-				"without signing anything twice. One line per run is appended to the audit transcript.\n" +
-				"The PIN comes from --pin-env, --pin-file or the terminal, never from the command line.",
+			Description: "Shows a summary to check (image, counts per key, request digest), takes the lock on\n" +
+				"RESPONSE (a second ceremony on it is refused), opens the audit transcript (one that cannot be\n" +
+				"written stops here), opens and checks each key (relic:NAME from the request, --key NAME=REF,\n" +
+				"--relic-config), shows the tokens, asks for confirmation unless --yes, writes a \"started\"\n" +
+				"audit record, signs every digest with several token sessions, verifies each signature against\n" +
+				"the request's certificate, writes the response atomically and a final audit record.\n" +
+				"Signatures are journaled in RESPONSE.journal as they are made: an interrupted ceremony run\n" +
+				"again resumes without signing anything twice.\n" +
+				"PINs come from --pin-env, --pin-file (per token with TOKEN=...), a token's pin in the relic\n" +
+				"configuration, or a terminal prompt naming the token; never from the command line.",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "relic-config", Usage: "relic configuration `FILE` naming tokens and keys"},
 				&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "response `FILE` (required)"},
@@ -42,11 +42,28 @@ func init() {
 				&cli.StringFlag{Name: "audit", Usage: "audit transcript `FILE` to append to (default RESPONSE.audit.jsonl)"},
 				&cli.IntFlag{Name: "sessions", Usage: "token sessions signing in parallel (0: all cores)"},
 				&cli.StringSliceFlag{Name: "key", Usage: "`NAME=REF`: sign the request key NAME with REF (relic:KEY, pkcs11:URI or a key file)"},
-				&cli.StringFlag{Name: "pin-env", Usage: "read the token PIN from environment variable `VAR`"},
-				&cli.StringFlag{Name: "pin-file", Usage: "read the token PIN from the first line of `FILE`"},
+				&cli.StringSliceFlag{Name: "pin-env", Usage: "read the token PIN from environment variable `[TOKEN=]VAR` (TOKEN: a relic token name or token label; without it, every token)"},
+				&cli.StringSliceFlag{Name: "pin-file", Usage: "read the token PIN from the first line of `[TOKEN=]FILE`"},
 				&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but the summary and errors"},
 			},
 			Action: runCeremonySign,
+		}, {
+			Name:  "audit",
+			Usage: "check ceremony audit transcripts",
+			Subcommands: []*cli.Command{{
+				Name:      "verify",
+				Usage:     "check an audit transcript's hash chain and list ceremonies that never ended",
+				ArgsUsage: "TRANSCRIPT",
+				Description: "Checks that every record is well-formed, numbered in order and chained to the one before\n" +
+					"(prev_sha256), and that each end record names an earlier started record. A started record\n" +
+					"with no end record is a ceremony that was killed while signing: listed, not an error.\n" +
+					"Removing the last records leaves a valid, shorter chain: --head HEX (a head printed\n" +
+					"earlier) fails unless that record is still in the transcript.",
+				Flags: []cli.Flag{
+					&cli.StringSliceFlag{Name: "head", Usage: "`SHA256` of a record written down earlier that must still be there"},
+				},
+				Action: runCeremonyAuditVerify,
+			}},
 		}},
 	})
 }
@@ -59,9 +76,6 @@ func runCeremonySign(c *cli.Context) error {
 	if len(args) != 1 {
 		return usageErrf("ceremony sign: want one REQUEST argument, got %d", len(args))
 	}
-	if c.String("pin-env") != "" && c.String("pin-file") != "" {
-		return usageErrf("ceremony sign: --pin-env and --pin-file exclude each other")
-	}
 	refs := map[string]string{}
 	for _, kv := range c.StringSlice("key") {
 		name, ref, ok := strings.Cut(kv, "=")
@@ -69,6 +83,10 @@ func runCeremonySign(c *cli.Context) error {
 			return usageErrf("ceremony sign: --key %q: want NAME=REF", kv)
 		}
 		refs[name] = ref
+	}
+	pins, err := parsePINFlags(c)
+	if err != nil {
+		return err
 	}
 	reqPath, out := args[0], c.String("output")
 	if out == "" {
@@ -83,127 +101,24 @@ func runCeremonySign(c *cli.Context) error {
 			return usageErrf("ceremony sign: --key %s: the request has no key %q", name, name)
 		}
 	}
-	w := c.App.Writer
+	w, stderr := c.App.Writer, c.App.ErrWriter
 	printRequestSummary(w, req)
-
-	// A response already written for this request: nothing to sign.
-	if prev, err := ceremony.ReadResponse(out); err == nil && ceremony.CheckResponse(req, prev) == nil {
-		fmt.Fprintf(w, "%s already answers this request (response sha256 %s): nothing to sign\n", out, prev.SHA256)
-		return nil
-	}
-	journal := out + ceremony.JournalSuffix
-	if _, err := os.Stat(journal); err == nil {
-		fmt.Fprintf(w, "  resuming the interrupted ceremony recorded in %s\n", journal)
-	}
-	auditPath := c.String("audit")
-	if auditPath == "" {
-		auditPath = out + ".audit.jsonl"
+	if _, err := os.Stat(out + ceremony.JournalSuffix); err == nil {
+		fmt.Fprintf(w, "  resuming the interrupted ceremony recorded in %s\n", out+ceremony.JournalSuffix)
 	}
 	v, _ := buildVersion()
-	rec := ceremony.NewAuditRecord(req, reqPath, time.Now())
-	rec.Tool = "imaforge " + v
-	rec.ResponseFile = out
-	audit := func(outcome string) error {
-		rec.Outcome = outcome
-		if err := ceremony.AppendAudit(auditPath, rec); err != nil {
-			return fmt.Errorf("audit transcript: %w", err)
-		}
-		return nil
+	opts := ceremony.RunOptions{
+		Request: req, RequestFile: reqPath, Response: out, Audit: c.String("audit"),
+		Keys: refs, RelicConfig: c.String("relic-config"),
+		PIN: pins.global(), TokenPIN: pins.forToken,
+		Sessions: c.Int("sessions"), Tool: "imaforge " + v, Warn: warnFunc(c),
 	}
-
 	if !c.Bool("yes") {
-		fmt.Fprintf(w, "Sign %d digests with %d key(s) for image %s? Compare the request sha256 with the build machine's. [y/N] ", req.Digests(), len(req.Keys), req.Image)
-		ok, err := confirm(c.App.Reader)
-		if err != nil || !ok {
-			if aerr := audit("declined"); aerr != nil {
-				return aerr
-			}
-			return errors.New("ceremony declined: nothing signed")
+		opts.Confirm = func(keys []ceremony.OpenedKey) (bool, error) {
+			printOpenedKeys(w, keys)
+			fmt.Fprintf(w, "Sign %d digests with %d key(s) for image %s? Compare the request sha256 with the build machine's. [y/N] ", req.Digests(), len(req.Keys), req.Image)
+			return confirm(c.App.Reader)
 		}
-	}
-
-	// failed records err in the transcript and returns it (with the
-	// transcript's own error, if any).
-	failed := func(err error) error {
-		if aerr := audit("failed: " + err.Error()); aerr != nil {
-			return errors.Join(err, aerr)
-		}
-		return err
-	}
-	res, err := signRequest(c, req, refs, journal, rec)
-	if err != nil {
-		return failed(err)
-	}
-	if err := res.Response.WriteFile(out); err != nil {
-		return failed(err)
-	}
-	if err := os.Remove(journal); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	rec.Response = res.Response.SHA256
-	if err := audit("complete"); err != nil {
-		return err
-	}
-	signed, resumed := 0, 0
-	for _, k := range req.Keys {
-		signed += res.Signed[k.Name]
-		resumed += res.Resumed[k.Name]
-	}
-	fmt.Fprintf(w, "signed %d digests (%d resumed from the journal) -> %s\n  response sha256 %s\n  audit %s\n",
-		signed, resumed, out, res.Response.SHA256, auditPath)
-	return nil
-}
-
-// signRequest opens the keys and runs the ceremony, filling the audit
-// record's token identities and counts.
-func signRequest(c *cli.Context, req *ceremony.Request, refs map[string]string, journal string, rec *ceremony.AuditRecord) (*ceremony.SignResult, error) {
-	var pin signer.Passphrase
-	switch {
-	case c.String("pin-env") != "":
-		pin = signer.PassphraseFromEnv(c.String("pin-env"))
-	case c.String("pin-file") != "":
-		pin = signer.PassphraseFromFile(c.String("pin-file"))
-	default:
-		pin = signer.PassphraseFromTerminal("token PIN: ")
-	}
-	stderr := c.App.ErrWriter
-	sessions := c.Int("sessions")
-	if sessions <= 0 {
-		sessions = runtime.GOMAXPROCS(0)
-	}
-	opts := ceremony.SignOptions{
-		Signers: map[string]*signer.Signer{},
-		Tokens:  map[string]signer.TokenIdentity{},
-		Journal: journal,
-		Workers: sessions,
-		Tool:    rec.Tool,
-	}
-	for i, k := range req.Keys {
-		ref := refs[k.Name]
-		if ref == "" {
-			ref = k.Ref
-		}
-		if ref == "" {
-			ref = signer.RelicScheme + k.Name
-		}
-		priv, _, err := signer.OpenKey(ref, c.String("relic-config"), &signer.OpenOptions{
-			PIN: pin, Sessions: sessions,
-			Warn: warnFunc(c),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("key %q: %w", k.Name, err)
-		}
-		if tk, ok := priv.(*signer.TokenKey); ok {
-			defer tk.Close()
-			id := tk.Identity()
-			opts.Tokens[k.Name] = id
-			rec.Keys[i].Token = &id
-		}
-		s, err := signer.New(priv, k.Certificate())
-		if err != nil {
-			return nil, fmt.Errorf("key %q: %s is not the key of the request's certificate (key id %s, %s): %w", k.Name, ref, k.KeyID, k.Subject, err)
-		}
-		opts.Signers[k.Name] = s
 	}
 	if !c.Bool("quiet") {
 		var mu sync.Mutex // Progress is called from several goroutines
@@ -217,13 +132,166 @@ func signRequest(c *cli.Context, req *ceremony.Request, refs map[string]string, 
 			}
 		}
 	}
-	res, err := ceremony.Sign(c.Context, req, opts)
-	for i, k := range req.Keys {
-		if res != nil {
-			rec.Keys[i].Signed, rec.Keys[i].Resumed = res.Signed[k.Name], res.Resumed[k.Name]
+	res, err := ceremony.Run(c.Context, opts)
+	if err != nil {
+		return err
+	}
+	if res.Answered {
+		fmt.Fprintf(w, "%s already answers this request (response sha256 %s): nothing to sign\n", out, res.Response.SHA256)
+		return nil
+	}
+	signed, resumed := 0, 0
+	for _, k := range req.Keys {
+		signed += res.Signed[k.Name]
+		resumed += res.Resumed[k.Name]
+	}
+	fmt.Fprintf(w, "signed %d digests (%d resumed from the journal) -> %s\n  response sha256 %s\n  audit %s (head %s)\n",
+		signed, resumed, out, res.Response.SHA256, res.Audit, res.AuditHead)
+	return nil
+}
+
+func runCeremonyAuditVerify(c *cli.Context) error {
+	args, err := interspersed(c)
+	if err != nil {
+		return err
+	}
+	if len(args) != 1 {
+		return usageErrf("ceremony audit verify: want one TRANSCRIPT argument, got %d", len(args))
+	}
+	f, err := os.Open(args[0])
+	if err != nil {
+		return usageErr(err)
+	}
+	defer f.Close()
+	sum, err := ceremony.VerifyAudit(f, args[0])
+	if err != nil {
+		return err
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "%s: %d records, chain intact, head %s\n", args[0], sum.Records, sum.Head)
+	fmt.Fprintf(w, "  ended: %d complete, %d failed, %d declined\n",
+		sum.Outcomes[ceremony.OutcomeComplete], sum.Outcomes[ceremony.OutcomeFailed], sum.Outcomes[ceremony.OutcomeDeclined])
+	for _, n := range sum.Unfinished {
+		fmt.Fprintf(w, "  line %d: a ceremony started and never ended (killed while signing)\n", n)
+	}
+	for _, h := range c.StringSlice("head") {
+		if !sum.Has(h) {
+			return fmt.Errorf("%s: no record has sha256 %s: records were removed since that head was written down", args[0], h)
 		}
 	}
-	return res, err
+	return nil
+}
+
+// printOpenedKeys shows which token and key will sign for each request
+// key, as configured and as the token reported itself.
+func printOpenedKeys(w io.Writer, keys []ceremony.OpenedKey) {
+	for _, k := range keys {
+		switch {
+		case k.Token == nil:
+			fmt.Fprintf(w, "  key %s: %s\n", k.Name, k.Ref)
+		case k.Reported != nil:
+			fmt.Fprintf(w, "  key %s: %s; token reports %s\n", k.Name, k.Token, k.Reported)
+		default:
+			fmt.Fprintf(w, "  key %s: %s\n", k.Name, k.Token)
+		}
+	}
+}
+
+// pinFlags are the --pin-env and --pin-file values: "VAR" or "FILE" for
+// every token, "TOKEN=VAR" or "TOKEN=FILE" for the token TOKEN (its name
+// in the relic configuration, or its label).
+type pinFlags struct {
+	all     signer.Passphrase
+	byToken map[string]signer.Passphrase
+	mu      sync.Mutex
+	asked   map[string]signer.Passphrase // terminal prompts, one per token
+}
+
+func parsePINFlags(c *cli.Context) (*pinFlags, error) {
+	p := &pinFlags{byToken: map[string]signer.Passphrase{}, asked: map[string]signer.Passphrase{}}
+	add := func(flag, v string, src func(string) signer.Passphrase) error {
+		tok, val, per := strings.Cut(v, "=")
+		if !per {
+			if p.all != nil {
+				return usageErrf("ceremony sign: --%s %s: a PIN for every token is already given", flag, v)
+			}
+			p.all = src(v)
+			return nil
+		}
+		if tok == "" || val == "" {
+			return usageErrf("ceremony sign: --%s %q: want TOKEN=VALUE or VALUE", flag, v)
+		}
+		if p.byToken[tok] != nil {
+			return usageErrf("ceremony sign: --%s %s: token %q already has a PIN source", flag, v, tok)
+		}
+		p.byToken[tok] = src(val)
+		return nil
+	}
+	for _, v := range c.StringSlice("pin-env") {
+		if err := add("pin-env", v, signer.PassphraseFromEnv); err != nil {
+			return nil, err
+		}
+	}
+	for _, v := range c.StringSlice("pin-file") {
+		if err := add("pin-file", v, signer.PassphraseFromFile); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// global is the PIN of a key file (its passphrase): the flag for every
+// token, else a prompt.
+func (p *pinFlags) global() signer.Passphrase {
+	if p.all != nil {
+		return p.all
+	}
+	return signer.PassphraseFromTerminal("passphrase of the key file: ")
+}
+
+// forToken chooses a token's PIN: its own flag, else a PIN written for it
+// in the relic configuration, else the flag for every token, else one
+// terminal prompt naming the token.
+func (p *pinFlags) forToken(id signer.TokenIdentity, configured bool) signer.Passphrase {
+	if s := p.byToken[id.Token]; s != nil {
+		return s
+	}
+	if s := p.byToken[id.Label]; id.Label != "" && s != nil {
+		return s
+	}
+	if configured {
+		return nil
+	}
+	if p.all != nil {
+		return p.all
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s := p.asked[id.Token]; s != nil {
+		return s
+	}
+	prompt := fmt.Sprintf("PIN of token %q", id.Token)
+	if id.Label != "" {
+		prompt += fmt.Sprintf(" (label %q", id.Label)
+		if id.Serial != "" {
+			prompt += ", serial " + id.Serial
+		}
+		prompt += ")"
+	}
+	s := oncePassphrase(signer.PassphraseFromTerminal(prompt + ": "))
+	p.asked[id.Token] = s
+	return s
+}
+
+// oncePassphrase asks src once and hands out copies of the answer.
+func oncePassphrase(src signer.Passphrase) signer.Passphrase {
+	var once sync.Once
+	var pin []byte
+	var err error
+	return func() ([]byte, error) {
+		once.Do(func() { pin, err = src() })
+		return append([]byte(nil), pin...), err
+	}
 }
 
 // confirm reads one answer line; only "y" or "yes" agree.

@@ -286,14 +286,28 @@ func TestCeremonyRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Two records: started (before any signature) and complete, chained.
 	b, _ := os.ReadFile(audit)
-	var rec ceremony.AuditRecord
-	if err := json.Unmarshal(bytes.TrimSpace(b), &rec); err != nil {
-		t.Fatalf("audit %q: %v", b, err)
+	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
+	var start, rec ceremony.AuditRecord
+	if len(lines) != 2 || json.Unmarshal(lines[0], &start) != nil || json.Unmarshal(lines[1], &rec) != nil {
+		t.Fatalf("audit transcript:\n%s", b)
+	}
+	if start.Outcome != "started" || start.Request != r.SHA256 || start.Operator == "" || start.Keys[0].Signed != 0 ||
+		start.Keys[0].Token == nil || start.Keys[0].Token.Label != "fw" {
+		t.Errorf("started record %+v", start)
 	}
 	if rec.Outcome != "complete" || rec.Request != r.SHA256 || rec.Response != rs.SHA256 || rec.Operator == "" ||
-		rec.Keys[0].Token == nil || rec.Keys[0].Token.Label != "fw" || rec.Keys[0].Signed != len(p.signed)-1 {
+		rec.Keys[0].Token == nil || rec.Keys[0].Token.Label != "fw" || rec.Keys[0].Signed != len(p.signed)-1 ||
+		rec.Sessions != 2 || rec.Start == "" || rec.End == "" || rec.Seq != 2 || rec.Started == "" || rec.Started != rec.Prev {
 		t.Errorf("audit record %+v", rec)
+	}
+	// The serial the token reported, not only the configured label.
+	if rep := rec.Keys[0].Reported; rep == nil || rep.Label != "fw" || rep.Serial == "" || rep.Model != "SoftHSM v2" {
+		t.Errorf("reported token %+v", rep)
+	}
+	if code, vout, verr := run(t, "ceremony", "audit", "verify", audit); code != 0 || !strings.Contains(vout, "2 records") {
+		t.Errorf("audit verify: exit %d\n%s%s", code, vout, verr)
 	}
 
 	// Signing the same request again signs nothing.
@@ -587,5 +601,44 @@ func TestCeremonyEvmctlRoute(t *testing.T) {
 			t.Errorf("%s: exit %d, want failure with %q\n%s%s", c.file, code, c.want, out, errOut)
 		}
 		mustNotExist(t, p.image(), c.file)
+	}
+}
+
+// TestCeremonyFailsClosed: with SoftHSM, an audit transcript that cannot be
+// written stops the ceremony before the token signs anything (it used to
+// sign every digest and write the response), and a second ceremony on a
+// response another one holds is refused, naming the holder.
+func TestCeremonyFailsClosed(t *testing.T) {
+	hsm, env := softHSMForCLI(t)
+	p := newCeremonyProject(t, hsm, 4)
+	req := filepath.Join(p.dir, "request.json")
+	if code, out, errOut := run(t, "plan", "-o", req, p.hsmYAML); code != 0 {
+		t.Fatalf("plan: %d\n%s%s", code, out, errOut)
+	}
+	resp := filepath.Join(p.dir, "response.json")
+	sign := func(audit string) (int, string) {
+		return runChild(t, env, "ceremony", "sign", "--yes", "--relic-config", p.relic, "--pin-env", "TEST_HSM_PIN", "--audit", audit, "-o", resp, req)
+	}
+	code, out := sign(filepath.Join(p.dir, "no-such-dir", "audit.jsonl"))
+	if code != 1 || !strings.Contains(out, "audit transcript") || !strings.Contains(out, "no such file or directory") {
+		t.Errorf("unwritable audit: exit %d\n%s", code, out)
+	}
+	mustNotExist(t, resp, "unaudited ceremony")
+	mustNotExist(t, resp+ceremony.JournalSuffix, "unaudited ceremony")
+
+	lock, err := ceremony.LockResponse(resp, ceremony.NewLockHolder("first", time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out = sign(filepath.Join(p.dir, "audit.jsonl"))
+	if code != 1 || !strings.Contains(out, "another ceremony is signing this response") || !strings.Contains(out, fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Errorf("locked response: exit %d\n%s", code, out)
+	}
+	mustNotExist(t, resp+ceremony.JournalSuffix, "locked ceremony")
+	if err := lock.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if code, out = sign(filepath.Join(p.dir, "audit.jsonl")); code != 0 {
+		t.Fatalf("after unlock: exit %d\n%s", code, out)
 	}
 }
