@@ -23,27 +23,12 @@ import (
 	"github.com/imaforge/imaforge/squashfs"
 )
 
-// TestCeremonyHelperProcess is the imaforge CLI in a child process: commands
-// that open a PKCS#11 token run there, because a process initializes a
-// PKCS#11 module, and logs into a token, once.
-func TestCeremonyHelperProcess(t *testing.T) {
-	if os.Getenv("IMAFORGE_TEST_HELPER") != "1" {
-		return
-	}
-	args := os.Args
-	for i, a := range args {
-		if a == "--" {
-			args = args[i+1:]
-			break
-		}
-	}
-	os.Exit(report(newApp().Run(append([]string{"imaforge"}, args...))))
-}
-
-// child prepares the CLI as a child process with extra environment.
+// child prepares the real imaforge (TestMain) as a child process with extra
+// environment: commands that open a PKCS#11 token run there, because a
+// process initializes a PKCS#11 module, and logs into a token, once.
 func child(env []string, args ...string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestCeremonyHelperProcess$", "--"}, args...)...)
-	cmd.Env = append(append(os.Environ(), "IMAFORGE_TEST_HELPER=1"), env...)
+	cmd := exec.Command("imaforge", args...)
+	cmd.Env = append(os.Environ(), env...)
 	return cmd
 }
 

@@ -64,9 +64,6 @@ func fileSign(c *cli.Context) error {
 		return err
 	}
 	files := c.Args().Slice()
-	if len(files) == 0 {
-		return usageErrf("file sign: no FILE given")
-	}
 	h, err := signer.ParseHash(c.String("hash"))
 	if err != nil {
 		return usageErr(fmt.Errorf("--hash: %w", err))
@@ -92,9 +89,6 @@ func fileVerify(c *cli.Context) error {
 		return err
 	}
 	files := c.Args().Slice()
-	if len(files) == 0 {
-		return usageErrf("file verify: no FILE given")
-	}
 	v, err := signer.NewVerifier()
 	if err != nil {
 		return err

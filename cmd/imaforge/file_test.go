@@ -16,20 +16,6 @@ var signerKeys = filepath.Join("..", "..", "testdata", "signer", "keys")
 
 func sk(name string) string { return filepath.Join(signerKeys, name) }
 
-// run runs the CLI in-process and returns the exit code and output.
-func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	app := newApp()
-	var o, e bytes.Buffer
-	app.Writer, app.ErrWriter = &o, &e
-	err := app.Run(append([]string{"imaforge"}, args...))
-	code = report(err)
-	if err != nil {
-		e.WriteString("imaforge: error: " + err.Error() + "\n")
-	}
-	return code, o.String(), e.String()
-}
-
 func writeFiles(t *testing.T, n int) []string {
 	t.Helper()
 	dir := t.TempDir()
@@ -138,7 +124,7 @@ func TestFileBadInput(t *testing.T) {
 		{"no store flag", []string{"file", "sign", "--key", sk("rsa2048.key"), "--cert", sk("rsa2048.pem"), files[0]}, 2,
 			[]string{"--sigfile"}},
 		{"no files", []string{"file", "verify", "--cert", sk("rsa2048.pem"), "--sigfile"}, 2,
-			[]string{"no FILE"}},
+			[]string{"file verify: missing argument FILE"}},
 		{"truncated signature", verify(truncated), 1,
 			[]string{truncated + ": invalid signature", "truncated"}},
 		{"wrong-type signature", verify(wrongType), 1,

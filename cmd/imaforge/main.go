@@ -4,10 +4,13 @@
 // Messages follow one style: errors are printed to stderr as
 //
 //	imaforge: error: <what went wrong, naming the file, line or path>
+//	imaforge: hint: <what to do about it, when there is something to say>
 //
-// with any hint on its own following line. Exit codes: 0 success, 1 the
+// warnings as "imaforge: warning: ..." lines on stderr;
+// results go to stdout (JSON with --json). Exit codes: 0 success, 1 the
 // operation failed (a bad signature, a failed build), 2 usage or input errors
-// (bad flags, a malformed manifest).
+// (unknown flag, missing argument or required flag, a malformed manifest).
+// Flags may be written before or after positional arguments (cli.go).
 //
 // Each subcommand lives in its own file and registers itself with register;
 // the logic lives in importable packages, never here.
@@ -32,10 +35,12 @@ var commands []*cli.Command
 
 func register(c *cli.Command) { commands = append(commands, c) }
 
-// exitError carries an exit code through urfave/cli.
+// exitError carries an exit code, and a hint printed on its own line,
+// through urfave/cli.
 type exitError struct {
 	code int
 	err  error
+	hint string
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
@@ -49,14 +54,17 @@ func usageErrf(format string, args ...any) error { return usageErr(fmt.Errorf(fo
 
 func newApp() *cli.App {
 	sort.Slice(commands, func(i, j int) bool { return commands[i].Name < commands[j].Name })
+	prepareCommands("imaforge", commands) // cli.go: conventions of every command
+	v, cm := buildVersion()
 	return &cli.App{
 		Name:                 "imaforge",
 		Usage:                "build signed, reproducible SquashFS images for Linux IMA appraisal",
+		Version:              fmt.Sprintf("%s (commit %s)", v, cm),
 		Commands:             commands,
 		EnableBashCompletion: true,
-		HideHelpCommand:      true,
+		Action:               unknownCommand("imaforge"),
 		OnUsageError: func(c *cli.Context, err error, isSubcommand bool) error {
-			return usageErr(err)
+			return usageHint("imaforge", err)
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
 	}
@@ -74,12 +82,14 @@ func main() {
 		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newApp().RunContext(ctx, os.Args)
+	app := newApp()
+	err := app.RunContext(ctx, permuteArgs(app.Commands, os.Args)) // cli.go: flags after arguments
 	stop()
 	os.Exit(report(err))
 }
 
-// report prints err in the documented style and returns the exit code.
+// report prints err in the documented style to stderr and returns the exit
+// code.
 func report(err error) int {
 	if err == nil {
 		return 0
@@ -94,5 +104,8 @@ func report(err error) int {
 		code = 2 // urfave/cli's own errors are all about usage
 	}
 	fmt.Fprintf(os.Stderr, "imaforge: error: %v\n", err)
+	if ee != nil && ee.hint != "" {
+		fmt.Fprintf(os.Stderr, "imaforge: hint: %s\n", ee.hint)
+	}
 	return code
 }

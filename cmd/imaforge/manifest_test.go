@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,26 +17,6 @@ import (
 	"github.com/imaforge/imaforge/internal/testenv"
 	"github.com/imaforge/imaforge/manifest"
 )
-
-// runCLI runs imaforge in-process with args and returns stdout, stderr
-// (with the error's text appended) and the exit code: an exitError's, else 1.
-func runCLI(t *testing.T, args ...string) (string, string, int) {
-	t.Helper()
-	app := newApp()
-	var out, errOut bytes.Buffer
-	app.Writer, app.ErrWriter = &out, &errOut
-	err := app.Run(append([]string{"imaforge"}, args...))
-	code := 0
-	if err != nil {
-		code = 1
-		var ee *exitError
-		if errors.As(err, &ee) {
-			code = ee.code
-		}
-		errOut.WriteString(err.Error())
-	}
-	return out.String(), errOut.String(), code
-}
 
 func TestManifestSchemaCLI(t *testing.T) {
 	out, _, code := runCLI(t, "manifest", "schema")
@@ -91,18 +70,6 @@ func TestManifestCheckLsCLI(t *testing.T) {
 	}
 }
 
-// TestHelperImaforge is not a test: TestRootlessBuild runs the test binary
-// as an unprivileged user with IMAFORGE_HELPER_ARGS set, and this runs
-// imaforge with those arguments.
-func TestHelperImaforge(t *testing.T) {
-	args := os.Getenv("IMAFORGE_HELPER_ARGS")
-	if args == "" {
-		return
-	}
-	err := newApp().Run(append([]string{"imaforge"}, strings.Split(args, "\n")...))
-	os.Exit(report(err))
-}
-
 // TestRootlessBuild is issue 10's check: one image, identical to the byte,
 // built three ways: as root from a directory with real device nodes, owners
 // and a setuid program; as an unprivileged user from a copy owned by that
@@ -143,7 +110,7 @@ func TestRootlessBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run("cp", exe, filepath.Join(dir, "imaforge.test"))
+	run("cp", exe, filepath.Join(dir, "imaforge")) // runs main under this name (TestMain)
 	for _, f := range []string{"rsa2048.key", "rsa2048.pem"} {
 		run("install", "-m", "0644", filepath.Join("..", "..", "testdata", "signer", "keys", f), filepath.Join(dir, f))
 	}
@@ -192,9 +159,9 @@ overrides:
 		t.Fatalf("build as root: exit %d\n%s", code, errOut)
 	}
 	for _, m := range []string{"b.yaml", "c.yaml"} {
-		cmd := exec.Command(filepath.Join(dir, "imaforge.test"), "-test.run=^TestHelperImaforge$")
+		cmd := exec.Command(filepath.Join(dir, "imaforge"), "build", "-q", m)
 		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "IMAFORGE_HELPER_ARGS=build\n-q\n"+m, "TMPDIR="+filepath.Join(dir, "out"))
+		cmd.Env = append(os.Environ(), "TMPDIR="+filepath.Join(dir, "out"))
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("build %s as uid %d: %v\n%s", m, nobody, err, out)

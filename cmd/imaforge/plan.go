@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -115,51 +114,7 @@ func printRequestSummary(w io.Writer, r *ceremony.Request) {
 	fmt.Fprintf(w, "  request sha256 %s\n", r.SHA256)
 }
 
-// interspersed returns the positional arguments of c, first applying flags
-// written after them ("plan MANIFEST -o FILE"): urfave/cli stops parsing
-// flags at the first argument.
-func interspersed(c *cli.Context) ([]string, error) {
-	a := c.Args().Slice()
-	if len(a) <= 1 {
-		return a, nil
-	}
-	fs := flag.NewFlagSet(c.Command.Name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	names := map[string][]string{} // any name -> all names of the flag
-	for _, f := range c.Command.Flags {
-		if err := f.Apply(fs); err != nil {
-			return nil, err
-		}
-		for _, n := range f.Names() {
-			names[n] = f.Names()
-		}
-	}
-	var pos []string
-	for len(a) > 0 {
-		if err := fs.Parse(a); err != nil {
-			return nil, usageErr(fmt.Errorf("%s: %w", c.Command.Name, err))
-		}
-		a = fs.Args()
-		if len(a) > 0 {
-			pos = append(pos, a[0])
-			a = a[1:]
-		}
-	}
-	var err error
-	fs.Visit(func(f *flag.Flag) {
-		vals := []string{f.Value.String()}
-		if g, ok := f.Value.(flag.Getter); ok {
-			if s, ok := g.Get().(cli.StringSlice); ok {
-				vals = s.Value()
-			}
-		}
-		for _, n := range names[f.Name] {
-			for _, v := range vals {
-				if serr := c.Set(n, v); serr != nil && err == nil {
-					err = usageErr(serr)
-				}
-			}
-		}
-	})
-	return pos, err
-}
+// interspersed returns the positional arguments of c. Flags written after
+// them ("plan MANIFEST -o FILE") are moved before them for every command by
+// permuteArgs (cli.go) before parsing.
+func interspersed(c *cli.Context) ([]string, error) { return c.Args().Slice(), nil }
