@@ -297,7 +297,15 @@ func TestSignRefusesOtherCertificate(t *testing.T) {
 func TestSums(t *testing.T) {
 	var buf bytes.Buffer
 	d := sha256.Sum256(nil)
-	WriteSums(&buf, []SumLine{{d[:], "/bin/sh"}, {d[:], "/odd\nname\\x"}})
+	// Names evmctl 1.4 misreads in sha256sum's escaped form (a leading
+	// backslash): a backslash, a newline, bytes that are not UTF-8.
+	WriteSums(&buf, []SumLine{{d[:], "/bin/sh"}, {d[:], "/odd\nname\\x"},
+		{d[:], `/lib/systemd/system/system-systemd\x2dcryptsetup.slice`}, {d[:], "/bad\xff\xfe"}, {d[:], "/with space"}})
+	for i, l := range strings.SplitAfter(buf.String(), "\n") {
+		if strings.HasPrefix(l, "\\") || l != "" && !strings.HasPrefix(l, hex.EncodeToString(d[:])+"  /") && !strings.HasPrefix(l, hex.EncodeToString(d[:])+`  "/`) {
+			t.Errorf("line %d: %q", i+1, l)
+		}
+	}
 	checkGolden(t, "sums.golden.txt", buf.Bytes())
 
 	s := testSigner(t, "rsa2048", nil)
@@ -312,6 +320,7 @@ func TestSums(t *testing.T) {
 		{"evmctl output", dh + "  /bin/sh " + vh + "\n", 1, ""},
 		{"escaped name", "\\" + dh + "  /odd\\nname " + vh + "\n\n", 1, ""},
 		{"comma separator", dh + ",x " + vh + "\r\n", 1, ""},
+		{"digest only", dh + " " + vh + "\n", 1, ""},
 		{"no value", dh + "  /bin/sh\n", 0, "x.sigs:1:"},
 		{"bad digest hex", "zz" + dh[2:] + "  a " + vh + "\n", 0, "digest"},
 		{"short digest", dh[:10] + "  a " + vh + "\n", 0, "5-byte digest"},

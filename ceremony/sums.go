@@ -6,7 +6,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/imaforge/imaforge/signer"
 )
@@ -17,21 +20,33 @@ type SumLine struct {
 	Name   string
 }
 
-// WriteSums writes lines as sha256sum does ("HEX  NAME"; a name holding a
-// backslash or a newline is escaped and the line starts with a backslash,
-// as coreutils does), the input of `evmctl sign_hash`.
+// WriteSums writes one "HEX  NAME" line per entry, the input of `evmctl
+// sign_hash`. The name is for the reader only (ParseSignHash ignores it):
+// one that is not plain text (a backslash, a control character such as a
+// newline, bytes that are not UTF-8) is written Go-quoted ("a\\b"), never
+// in GNU sha256sum's escaped form, whose leading backslash evmctl 1.4 does
+// not understand: it signs the previous line's digest for such a line.
 func WriteSums(w io.Writer, lines []SumLine) error {
 	bw := bufio.NewWriter(w)
 	for _, l := range lines {
-		name := l.Name
-		prefix := ""
-		if strings.ContainsAny(name, "\\\n\r") {
-			prefix = "\\"
-			name = strings.NewReplacer("\\", "\\\\", "\n", "\\n", "\r", "\\r").Replace(name)
-		}
-		fmt.Fprintf(bw, "%s%x  %s\n", prefix, l.Digest, name)
+		fmt.Fprintf(bw, "%x  %s\n", l.Digest, sumName(l.Name))
 	}
 	return bw.Flush()
+}
+
+// sumName returns name as written in a WriteSums line.
+func sumName(name string) string {
+	plain := utf8.ValidString(name) && !strings.HasPrefix(name, `"`)
+	for _, r := range name {
+		if r == '\\' || unicode.IsControl(r) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return name
+	}
+	return strconv.Quote(name)
 }
 
 // SignedDigest is a digest with its security.ima value, as read from
@@ -44,8 +59,8 @@ type SignedDigest struct {
 }
 
 // ParseSignHash reads `evmctl sign_hash` output: each input line (a digest
-// in hex, then a separator ", \t" and anything) followed by a space and the
-// hex security.ima value (ima-evm-utils src/evmctl.c cmd_sign_hash). Empty
+// in hex, optionally followed by a separator ", \t" and anything) followed
+// by a space and the hex security.ima value (ima-evm-utils src/evmctl.c cmd_sign_hash). Empty
 // lines are skipped. name labels errors.
 func ParseSignHash(r io.Reader, name string) ([]SignedDigest, error) {
 	var out []SignedDigest
@@ -62,7 +77,7 @@ func ParseSignHash(r io.Reader, name string) ([]SignedDigest, error) {
 		body := strings.TrimPrefix(line, "\\")
 		end := strings.IndexAny(body, ", \t")
 		last := strings.LastIndexByte(body, ' ')
-		if end <= 0 || last <= end {
+		if end <= 0 || last < end {
 			return nil, ferr("want \"DIGEST  NAME IMA-HEX\" (evmctl sign_hash output)")
 		}
 		d, err := hex.DecodeString(body[:end])

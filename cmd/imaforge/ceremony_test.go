@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -625,5 +626,70 @@ func TestCeremonyFailsClosed(t *testing.T) {
 	}
 	if code, out = sign(filepath.Join(p.dir, "audit.jsonl")); code != 0 {
 		t.Fatalf("after unlock: exit %d\n%s", code, out)
+	}
+}
+
+// TestCeremonyEvmctlOddNames: the evmctl route on a tree whose file names
+// hold a backslash (systemd's escaped unit names, in every Debian root), a
+// newline and bytes that are not UTF-8, plus this machine's systemd unit
+// names, gives the image built with the key file, byte for byte. With
+// GNU sha256sum's escaped lines evmctl 1.4 signed the previous line's digest
+// for each such name and the build failed.
+func TestCeremonyEvmctlOddNames(t *testing.T) {
+	evmctl := testenv.NeedTool(t, "evmctl")
+	p := newCeremonyProject(t, nil, 2)
+	odd := []string{
+		`system-systemd\x2dcryptsetup.slice`, `dev-disk-by\x2dlabel-root.device`, "new\nline", "bad\xff\xfeutf8",
+		`back\\slash`, "tab\there", "carriage\rreturn", `"quoted"`, "with space",
+	}
+	units, _ := os.ReadDir("/usr/lib/systemd/system")
+	dir := filepath.Join(p.rootfs, "lib/systemd/system")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	names := odd
+	for _, u := range units {
+		if !slices.Contains(names, u.Name()) {
+			names = append(names, u.Name())
+		}
+	}
+	for i, n := range names {
+		// Distinct content, so each name is the one its digest's line shows.
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(fmt.Sprintf("unit %d %q\n", i, n)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, out, errOut := run(t, "build", "--quiet", p.pemYAML); code != 0 {
+		t.Fatalf("pem build: %d\n%s%s", code, out, errOut)
+	}
+	_, want := p.take(t, "pem.sqsh")
+
+	code, sums, errOut := run(t, "plan", "--format", "sha256sum", p.pemYAML)
+	if code != 0 {
+		t.Fatalf("plan: %d\n%s", code, errOut)
+	}
+	if n := strings.Count(sums, "\n"); n != len(p.signed)-1+len(names) {
+		t.Fatalf("%d lines for %d unique digests:\n%s", n, len(p.signed)-1+len(names), sums)
+	}
+	for _, l := range strings.Split(sums, "\n") {
+		if strings.HasPrefix(l, `\`) {
+			t.Errorf("escaped line evmctl misreads: %q", l)
+		}
+	}
+	cmd := exec.Command(evmctl, "sign_hash", "-a", "sha256", "--key", absKey(t, "rsa2048.key"))
+	cmd.Stdin = strings.NewReader(sums)
+	signed, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("evmctl sign_hash: %v", err)
+	}
+	sigs := filepath.Join(p.dir, "signed.txt")
+	if err := os.WriteFile(sigs, signed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := run(t, "build", "--quiet", "--signatures", sigs, p.pemYAML); code != 0 {
+		t.Fatalf("build --signatures: %d\n%s%s", code, out, errOut)
+	}
+	if _, got := p.take(t, "evmctl.sqsh"); got != want {
+		t.Errorf("evmctl-signed build %s, PEM build %s", got, want)
 	}
 }

@@ -23,7 +23,9 @@ func init() {
 			"fingerprint and key id, and the manifest digest (see `go doc ceremony`). The request names its\n" +
 			"own digest; read it out to the ceremony operator.\n" +
 			"--format sha256sum writes one key's unique digests as `DIGEST  PATH` lines for\n" +
-			"`evmctl sign_hash`; feed its output to `build --signatures`.",
+			"`evmctl sign_hash` (PATH, one file with that digest, is for reading only: a path that is not\n" +
+			"plain text is Go-quoted, never in sha256sum's escaped form, which evmctl misreads); feed its\n" +
+			"output to `build --signatures`.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (atomically); default stdout"},
 			&cli.StringFlag{Name: "format", Value: "json", Usage: "json (a signing request) or sha256sum (evmctl sign_hash input)"},
