@@ -266,20 +266,11 @@ func sameSuperblock(sb *verity.Superblock, p verity.Params) bool {
 // (an attacker who rewrites the tree too is caught by the signature, but
 // cannot be located).
 func locateByOwnTree(r io.ReaderAt, size int64) []Change {
-	_, dataSize, ok := readSquashfsSuperblock(r, size)
+	p, ok := FindTree(r, size)
 	if !ok {
 		return nil
 	}
-	buf := make([]byte, verity.SuperblockSize)
-	if _, err := r.ReadAt(buf, dataSize); err != nil {
-		return nil
-	}
-	vsb, err := verity.ParseSuperblock(buf)
-	if err != nil || vsb.DataBlocks*verity.BlockSize != uint64(dataSize) || vsb.Algorithm != verity.HashName ||
-		vsb.DataBlockSize != verity.BlockSize || vsb.HashBlockSize != verity.BlockSize || vsb.HashType != 1 {
-		return nil
-	}
-	p := verity.Params{DataBlocks: vsb.DataBlocks, HashOffset: uint64(dataSize), Salt: vsb.Salt, UUID: vsb.UUID}
+	dataSize := int64(p.HashOffset)
 	var me *verity.MismatchError
 	if err := verity.Verify(r, p, make([]byte, verity.DigestSize)); !errors.As(err, &me) {
 		return nil
@@ -290,6 +281,28 @@ func locateByOwnTree(r io.ReaderAt, size int64) []Change {
 		changes = append(changes, Change{Offset: dataSize, Length: int64(area), Regions: []string{"dm-verity hash tree"}})
 	}
 	return changes
+}
+
+// FindTree finds the dm-verity hash tree imaforge appends to an image from
+// the image itself, whatever its file is called: a veritysetup superblock
+// right after the SquashFS part (bytes_used padded to 4 KiB) describing
+// exactly that many 4 KiB data blocks with sha256. It returns the tree's
+// parameters (not its root hash, which only the signed descriptor gives).
+func FindTree(r io.ReaderAt, size int64) (verity.Params, bool) {
+	_, dataSize, ok := readSquashfsSuperblock(r, size)
+	if !ok || dataSize+verity.SuperblockSize > size {
+		return verity.Params{}, false
+	}
+	buf := make([]byte, verity.SuperblockSize)
+	if _, err := r.ReadAt(buf, dataSize); err != nil {
+		return verity.Params{}, false
+	}
+	vsb, err := verity.ParseSuperblock(buf)
+	if err != nil || vsb.DataBlocks*verity.BlockSize != uint64(dataSize) || vsb.Algorithm != verity.HashName ||
+		vsb.DataBlockSize != verity.BlockSize || vsb.HashBlockSize != verity.BlockSize || vsb.HashType != 1 {
+		return verity.Params{}, false
+	}
+	return verity.Params{DataBlocks: vsb.DataBlocks, HashOffset: uint64(dataSize), Salt: vsb.Salt, UUID: vsb.UUID}, true
 }
 
 // readSquashfsSuperblock decodes the table starts of the image's SquashFS

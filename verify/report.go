@@ -237,7 +237,13 @@ type Report struct {
 	CheckedAt *time.Time `json:"checked_at"`
 	Kernel    string     `json:"kernel"`
 	OK        bool       `json:"ok"`
-	Summary   Summary    `json:"summary"`
+	// ImageSignature is the verdict on the whole-image signature (always
+	// present in a report Image returns).
+	ImageSignature *ImageSignatureResult `json:"image_signature"`
+	// Error is set, with nothing else checked, when the image itself could
+	// not be read (a report written for an *ImageError).
+	Error   string  `json:"error,omitempty"`
+	Summary Summary `json:"summary"`
 	// Reasons counts failed files by reason code.
 	Reasons  map[Reason]int  `json:"reasons"`
 	Signers  []SignerSummary `json:"signers"`
@@ -328,6 +334,6 @@ func (r *Report) finish() {
 		}
 	}
 	r.Summary = s
-	r.OK = s.Failed == 0 && s.PolicyBad == 0
+	r.OK = s.Failed == 0 && s.PolicyBad == 0 && !r.ImageSignature.Failed() && r.Error == ""
 	sort.Slice(r.Signers, func(i, j int) bool { return r.Signers[i].KeyID < r.Signers[j].KeyID })
 }

@@ -23,6 +23,9 @@ func (r *Report) WriteText(w io.Writer, verbose bool) error {
 		at = "certificates checked at " + r.CheckedAt.Format(time.RFC3339)
 	}
 	fmt.Fprintf(b, "verify %s: %d bytes, %s, %d inodes; %s; kernel %s\n", name, r.Image.Size, r.Image.Compression, r.Image.Inodes, at, r.Kernel)
+	if r.ImageSignature != nil {
+		b.WriteString(r.ImageSignature.Line() + "\n")
+	}
 	for _, f := range r.Files {
 		if !f.Failed() {
 			if verbose {

@@ -47,6 +47,17 @@ type Options struct {
 	Workers int
 	// ImagePath is recorded in the report (Image does not open it).
 	ImagePath string
+	// ImageSignature is the whole-image signature to check before the
+	// files (nil: none given).
+	ImageSignature *ImageSignatureInput
+	// RequireImageSignature fails an image without a whole-image
+	// signature (ReasonMissing): set it when the manifest the image was
+	// built from asks for one (image.signature_key), so that a renamed copy
+	// or one whose signature files were deleted does not pass.
+	RequireImageSignature bool
+	// RequireVerityTree fails an image that carries no appended dm-verity
+	// hash tree (ReasonMissing): set it when the manifest sets image.verity.
+	RequireVerityTree bool
 }
 
 // PolicyFile is a policy given outside the image.
@@ -95,8 +106,10 @@ func File(ctx context.Context, path string, opts Options) (*Report, error) {
 // Image verifies the SquashFS image held in r (size bytes): every regular
 // file's security.ima against its content and the trust store, the policy
 // fragments, and the coverage of the policy rules (see the package doc).
-// Problems with files are reported in the Report; the error is for an image
-// that cannot be read (*ImageError) or a cancelled ctx.
+// Problems with files (a content block that does not read or decompress
+// too: ReasonUnreadable) and with the whole-image signature are reported in
+// the Report; the error is for an image whose superblock or tables cannot
+// be read (*ImageError) or a cancelled ctx.
 func Image(ctx context.Context, r io.ReaderAt, size int64, opts Options) (*Report, error) {
 	z, err := squashfs.NewReader(r, size)
 	if err != nil {
@@ -124,6 +137,10 @@ func Image(ctx context.Context, r io.ReaderAt, size int64, opts Options) (*Repor
 		t := opts.At.UTC().Truncate(time.Second)
 		rep.CheckedAt = &t
 	}
+	// The whole-image signature first: it covers what no security.ima
+	// does (modes, owners, unsigned files). Its failure is reported, and
+	// the files are checked all the same.
+	rep.ImageSignature = checkImageSignature(r, size, opts)
 	v := &verifier{opts: opts, z: z, keys: map[[4]byte]*keyState{}, policyData: map[*FileResult][]byte{}}
 	extra := map[string]bool{}
 	for _, p := range opts.PolicyPaths {
@@ -274,7 +291,11 @@ func (v *verifier) checkFile(ctx context.Context, f *FileResult, name string) er
 		} else {
 			b, err := v.z.ReadFile(name)
 			if err != nil {
-				return &ImageError{Path: f.Path, Err: err}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				f.add(ReasonUnreadable, err.Error())
+				return nil
 			}
 			data = b
 			v.mu.Lock()
@@ -326,7 +347,11 @@ func (v *verifier) checkFile(ctx context.Context, f *FileResult, name string) er
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return &ImageError{Path: f.Path, Err: err}
+		// A block that does not read or decompress fails this file; the
+		// other files are still checked.
+		f.value = nil
+		f.add(ReasonUnreadable, err.Error())
+		return nil
 	}
 	f.Digest = hex.EncodeToString(digest)
 

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -16,23 +14,20 @@ import (
 // signatures (docs/integrity.md).
 var integrityFlags = []cli.Flag{
 	&cli.StringFlag{Name: "signature", Usage: "detached CMS signature `FILE` over the whole image (default: IMAGE.cms if it exists)"},
-	&cli.StringFlag{Name: "verity-descriptor", Usage: "dm-verity descriptor `FILE`, signed by FILE.cms (default: IMAGE.verity if it exists)"},
-	&cli.BoolFlag{Name: "require-image-signature", Usage: "fail an image without a whole-image signature"},
+	&cli.StringFlag{Name: "verity-descriptor", Usage: "dm-verity descriptor `FILE` (default: IMAGE.verity if it exists)"},
+	&cli.StringFlag{Name: "verity-signature", Usage: "CMS signature `FILE` over the verity descriptor (default: DESCRIPTOR.cms)"},
+	&cli.BoolFlag{Name: "require-image-signature", Usage: "fail an image without a whole-image signature (implied by --trust-manifest with image.signature_key)"},
 }
 
-// checkImageIntegrity checks an image's whole-image signatures before any
-// file is: the CMS signer against opts.Trust at opts.At, then the image
-// (every dm-verity block against the signed root hash, or the image's
-// SHA-256). Tampering that no security.ima can show (a setuid bit, an
-// owner, an added file) fails here with exit status 1, naming the changed
-// SquashFS structures. With no signature it notes that metadata is not
-// covered, unless --require-image-signature makes that an error.
-func checkImageIntegrity(c *cli.Context, image string, opts verify.Options) error {
-	w := c.App.Writer
-	if c.Bool("json") {
-		w = c.App.ErrWriter // keep stdout JSON
+// imageSignatureInput reads the whole-image signature files the flags name
+// or, without flags, the ones beside the image (IMAGE.verity with
+// IMAGE.verity.cms, else IMAGE.cms). A file named by a flag that cannot be
+// read is an input error (exit 2); nil means none was found.
+func imageSignatureInput(c *cli.Context, image string) (*verify.ImageSignatureInput, error) {
+	sigPath, descPath, descSig := c.String("signature"), c.String("verity-descriptor"), c.String("verity-signature")
+	if descSig != "" && descPath == "" {
+		return nil, usageErrf("verify: --verity-signature needs --verity-descriptor")
 	}
-	sigPath, descPath := c.String("signature"), c.String("verity-descriptor")
 	if descPath == "" && sigPath == "" && integrityFileExists(image+integrity.SuffixDescriptor) && integrityFileExists(image+integrity.SuffixDescriptorSig) {
 		descPath = image + integrity.SuffixDescriptor
 	}
@@ -40,63 +35,28 @@ func checkImageIntegrity(c *cli.Context, image string, opts verify.Options) erro
 		sigPath = image + integrity.SuffixImageSig
 	}
 	if sigPath == "" && descPath == "" {
-		if c.Bool("require-image-signature") {
-			return &exitError{code: 1, err: fmt.Errorf("verify %s: no whole-image signature (%s or %s)", image, image+integrity.SuffixImageSig, image+integrity.SuffixDescriptorSig)}
-		}
-		fmt.Fprintf(w, "image signature: none (modes, owners and unsigned files are not covered)\n")
-		return nil
+		return nil, nil
 	}
-	f, err := os.Open(image)
-	if err != nil {
-		return usageErr(err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	var res *integrity.Result
-	what := ""
+	in := &verify.ImageSignatureInput{}
+	var err error
 	if descPath != "" {
-		desc, err := os.ReadFile(descPath)
-		if err != nil {
-			return usageErr(err)
+		if descSig == "" {
+			descSig = descPath + ".cms"
 		}
-		sig, err := os.ReadFile(descPath + ".cms")
-		if err != nil {
-			return usageErr(err)
+		if in.Descriptor, err = os.ReadFile(descPath); err != nil {
+			return nil, usageErr(fmt.Errorf("--verity-descriptor: %w", err))
 		}
-		what = "dm-verity root hash (" + descPath + ")"
-		res, err = integrity.VerifyVerity(f, st.Size(), desc, sig, opts.Trust, opts.At)
-		if err != nil {
-			return integrityError(image, what, err)
+		if in.DescriptorSig, err = os.ReadFile(descSig); err != nil {
+			return nil, usageErr(fmt.Errorf("--verity-signature: %w", err))
 		}
-	} else {
-		sig, err := os.ReadFile(sigPath)
-		if err != nil {
-			return usageErr(err)
-		}
-		what = "image (" + sigPath + ")"
-		res, err = integrity.VerifyImage(f, st.Size(), sig, opts.Trust, opts.At)
-		if err != nil {
-			return integrityError(image, what, err)
-		}
+		in.DescriptorName = descPath
+		return in, nil
 	}
-	fmt.Fprintf(w, "image signature: ok: %s signed by %q\n", what, res.Signer.Subject.String())
-	return nil
-}
-
-func integrityError(image, what string, err error) error {
-	var te *integrity.TamperedError
-	if errors.As(err, &te) {
-		var b strings.Builder
-		fmt.Fprintf(&b, "verify %s: TAMPERED: %s: %s", image, what, te.Reason)
-		for _, ch := range te.Changes {
-			b.WriteString("\n  changed " + ch.String())
-		}
-		return &exitError{code: 1, err: errors.New(b.String())}
+	if in.CMS, err = os.ReadFile(sigPath); err != nil {
+		return nil, usageErr(fmt.Errorf("--signature: %w", err))
 	}
-	return &exitError{code: 1, err: fmt.Errorf("verify %s: %s: %w", image, what, err)}
+	in.CMSName = sigPath
+	return in, nil
 }
 
 func integrityFileExists(p string) bool {

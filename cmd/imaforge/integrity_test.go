@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,12 +66,79 @@ func TestVerifyImageSignature(t *testing.T) {
 	if err := os.WriteFile(img, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, out, _ = run(t, "verify", "--trust-manifest", m, img)
-	if code != 0 || !strings.Contains(out, "image signature: none") {
-		t.Errorf("verify without signatures: exit %d\n%s", code, out)
+	// The manifest sets image.signature_key: without its signature files
+	// the image fails (was: exit 0, "image signature: none").
+	code, out, errOut = run(t, "verify", "--trust-manifest", m, img)
+	if code != 1 || !strings.Contains(out, "image signature: FAILED: missing") || !strings.Contains(out, "dm-verity hash tree at byte 4096") {
+		t.Errorf("verify without signatures: exit %d\n%s%s", code, out, errOut)
 	}
-	if code, _, errOut := run(t, "verify", "--trust-manifest", m, "--require-image-signature", img); code != 1 || !strings.Contains(errOut, "no whole-image signature") {
+	root := filepath.Join(dir, "pki", "root.pem")
+	if code, out, _ := run(t, "verify", "--root", root, "--intermediate", filepath.Join(dir, "pki", "owner-ca.pem"), "--cert", filepath.Join(dir, "pki", "mfr.pem"), img); code != 0 || !strings.Contains(out, "image signature: none") {
+		t.Errorf("verify without a manifest and without signatures: exit %d\n%s", code, out)
+	}
+	if code, _, errOut := run(t, "verify", "--root", root, "--intermediate", filepath.Join(dir, "pki", "owner-ca.pem"), "--cert", filepath.Join(dir, "pki", "mfr.pem"), "--require-image-signature", img); code != 1 || !strings.Contains(errOut, "missing") {
 		t.Errorf("--require-image-signature: exit %d %s", code, errOut)
+	}
+}
+
+// TestVerifyRenamedImage: a renamed copy of a signed verity image, whose
+// signature files keep the old name, fails under the manifest that asked
+// for the signature; the sidecars given by explicit flags make it pass; a
+// tampered copy fails with --json and the JSON report still lists every
+// file and the image_signature verdict (was: exit 0 for the renamed copy,
+// and no JSON at all for the tampered one).
+func TestVerifyRenamedImage(t *testing.T) {
+	dir := raucProject(t)
+	m := filepath.Join(dir, "m.yaml")
+	if code, _, errOut := run(t, "build", "--quiet", m); code != 0 {
+		t.Fatalf("build: exit %d: %s", code, errOut)
+	}
+	img := filepath.Join(dir, "out", "img.sqsh")
+	data, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), "renamed.bin")
+	if err := os.WriteFile(cp, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := run(t, "verify", "--trust-manifest", m, cp)
+	if code != 1 || !strings.Contains(out, "missing") {
+		t.Errorf("renamed copy: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = run(t, "verify", "--trust-manifest", m, "--verity-descriptor", img+".verity", "--verity-signature", img+".verity.cms", cp)
+	if code != 0 || !strings.Contains(out, "image signature: ok: dm-verity root hash") {
+		t.Errorf("renamed copy with explicit sidecars: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := run(t, "verify", "--trust-manifest", m, "--verity-signature", img+".verity.cms", cp); code != 2 || !strings.Contains(errOut, "--verity-descriptor") {
+		t.Errorf("--verity-signature alone: exit %d %s", code, errOut)
+	}
+
+	data[2000] ^= 0x10
+	if err := os.WriteFile(cp, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = run(t, "verify", "--json", "--trust-manifest", m, "--signature", img+".cms", cp)
+	var rep struct {
+		OK             bool `json:"ok"`
+		ImageSignature struct {
+			Status, Reason, Kind string
+		} `json:"image_signature"`
+		Files []struct{ Path string } `json:"files"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("tampered --json: exit %d, no JSON report (%v)\n%s%s", code, err, out, errOut)
+	}
+	if code != 1 || rep.OK || rep.ImageSignature.Status != "failed" || rep.ImageSignature.Reason != "tampered" || rep.ImageSignature.Kind != "cms" || len(rep.Files) == 0 {
+		t.Errorf("tampered --json: exit %d %+v\n%s", code, rep, errOut)
+	}
+	// An image that cannot be read at all still gets a JSON report (exit 2).
+	if err := os.WriteFile(cp, []byte("not an image"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = run(t, "verify", "--json", "--trust-manifest", m, cp)
+	if code != 2 || !strings.Contains(out, `"error"`) || !strings.Contains(out, `"ok": false`) {
+		t.Errorf("unreadable --json: exit %d\n%s", code, out)
 	}
 }
 

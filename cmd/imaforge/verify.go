@@ -29,8 +29,16 @@ fragments in the image (/etc/ima/policy.d/*, /etc/ima/*.policy, /etc/ima/ima-pol
 and the manifest's policy paths) are verified and linted for --kernel; their rules
 and --policy files decide which files the kernel would appraise and refuse.
 
-Exit status: 0 clean, 1 a file or policy failed, 2 usage errors or an unreadable
-or malformed image. --json prints the report documented in docs/verify.md.`,
+The whole-image signature (IMAGE.verity with IMAGE.verity.cms, or IMAGE.cms, or
+the files --verity-descriptor/--verity-signature/--signature name) is checked first;
+with --trust-manifest whose manifest sets image.signature_key (or with
+--require-image-signature) an image without one fails, and with image.verity one
+without its appended hash tree. A file whose blocks do not read fails as
+"unreadable"; the other files are still checked.
+
+Exit status: 0 clean, 1 a file, policy or the image signature failed, 2 usage
+errors or an image whose superblock or tables cannot be read. --json always prints
+the report documented in docs/verify.md.`,
 		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "root", Usage: "trusted manufacturer root `CERT` (PEM or DER; repeatable)"},
 			&cli.StringSliceFlag{Name: "intermediate", Usage: "owner CA or IMA signing `CERT` (repeatable)"},
@@ -55,27 +63,34 @@ func verifyCmd(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return usageErrf("verify: give exactly one IMAGE")
 	}
+	image := c.Args().First()
 	opts, err := verifyOptions(c)
 	if err != nil {
 		return err
 	}
-	if err := checkImageIntegrity(c, c.Args().First(), opts); err != nil { // integrity.go: whole-image signature first
+	if opts.ImageSignature, err = imageSignatureInput(c, image); err != nil { // integrity.go
 		return err
 	}
-	rep, err := verify.File(c.Context, c.Args().First(), opts)
+	opts.RequireImageSignature = opts.RequireImageSignature || c.Bool("require-image-signature")
+	rep, err := verify.File(c.Context, image, opts)
 	if err != nil {
 		var ie *verify.ImageError
-		if errors.As(err, &ie) {
-			return usageErr(fmt.Errorf("verify %s: %w", c.Args().First(), err))
-		}
-		return err
-	}
-	if c.Bool("json") {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if !errors.As(err, &ie) {
 			return err
 		}
+		if c.Bool("json") {
+			// --json always writes a report, also for an unreadable image.
+			if err := writeJSON(c, &verify.Report{Format: verify.ReportFormat, Image: verify.ImageInfo{Path: image}, Error: err.Error()}); err != nil {
+				return err
+			}
+		}
+		return usageErr(fmt.Errorf("verify %s: %w", image, err))
+	}
+	if c.Bool("json") {
+		if err := writeJSON(c, rep); err != nil {
+			return err
+		}
+		fmt.Fprintln(c.App.ErrWriter, rep.ImageSignature.Line()) // stdout stays JSON
 	} else if err := rep.WriteText(c.App.Writer, c.Bool("verbose")); err != nil {
 		return err
 	}
@@ -85,7 +100,10 @@ func verifyCmd(c *cli.Context) error {
 			rs = append(rs, fmt.Sprintf("%s %d", r, n))
 		}
 		sort.Strings(rs)
-		msg := fmt.Sprintf("verify %s: %d of %d files failed", c.Args().First(), rep.Summary.Failed, rep.Summary.Files)
+		msg := fmt.Sprintf("verify %s: %d of %d files failed", image, rep.Summary.Failed, rep.Summary.Files)
+		if is := rep.ImageSignature; is.Failed() {
+			msg = fmt.Sprintf("verify %s: %s\n%d of %d files failed", image, is.Line(), rep.Summary.Failed, rep.Summary.Files)
+		}
 		if rep.Summary.PolicyBad > 0 {
 			msg += fmt.Sprintf(", %d policy files rejected", rep.Summary.PolicyBad)
 		}
@@ -95,6 +113,12 @@ func verifyCmd(c *cli.Context) error {
 		return &exitError{code: 1, err: errors.New(msg)}
 	}
 	return nil
+}
+
+func writeJSON(c *cli.Context, rep *verify.Report) error {
+	enc := json.NewEncoder(c.App.Writer)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
 }
 
 // verifyOptions turns the flags into verify.Options; every error is a usage
@@ -137,6 +161,10 @@ func verifyOptions(c *cli.Context) (verify.Options, error) {
 		if kernel == "" {
 			kernel = m.Kernel
 		}
+		// The image was built to carry what its manifest asks for: a
+		// renamed copy, or one whose signature files were deleted, fails.
+		opts.RequireImageSignature = m.Image.SignatureKey != ""
+		opts.RequireVerityTree = m.Image.Verity
 	}
 	if len(cfg.Roots) == 0 {
 		return opts, usageErrf("verify: no trust: give --root (with --intermediate, --cert, --crl) or --trust-manifest")
