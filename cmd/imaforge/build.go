@@ -17,6 +17,7 @@ import (
 
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/pipeline"
+	"github.com/imaforge/imaforge/signer"
 )
 
 func init() {
@@ -157,9 +158,16 @@ func loadManifest(path string) (*manifest.Manifest, error) {
 }
 
 // isManifestError reports whether err is about what the manifest says (a
-// source that does not exist, a key that does not load) rather than a
+// source that does not exist, a key file that is missing) rather than a
 // failure of the build itself.
+//
+// A key that does not open (a wrong PIN or passphrase, a missing token or
+// PKCS#11 module, a token that fails) is an operation failure (exit 1),
+// even when the manifest line of the key is named.
 func isManifestError(err error) bool {
+	if errors.Is(err, signer.ErrToken) || errors.Is(err, signer.ErrPassphrase) {
+		return false
+	}
 	var me *manifest.Error
 	var ml manifest.ErrorList
 	return errors.As(err, &me) || errors.As(err, &ml)

@@ -270,17 +270,27 @@ func (p *pinFlags) forToken(id signer.TokenIdentity, configured bool) signer.Pas
 	if s := p.asked[id.Token]; s != nil {
 		return s
 	}
-	prompt := fmt.Sprintf("PIN of token %q", id.Token)
-	if id.Label != "" {
-		prompt += fmt.Sprintf(" (label %q", id.Label)
-		if id.Serial != "" {
-			prompt += ", serial " + id.Serial
-		}
-		prompt += ")"
-	}
-	s := oncePassphrase(signer.PassphraseFromTerminal(prompt + ": "))
+	s := oncePassphrase(signer.PassphraseFromTerminal(tokenPrompt(id)))
 	p.asked[id.Token] = s
 	return s
+}
+
+// tokenPrompt is the terminal prompt for a token's PIN: it names the token
+// as configured (name, label, serial) so that an operator with several
+// tokens knows which one is asked for.
+func tokenPrompt(id signer.TokenIdentity) string {
+	prompt := fmt.Sprintf("PIN of token %q", id.Token)
+	if id.Label != "" || id.Serial != "" {
+		var parts []string
+		if id.Label != "" {
+			parts = append(parts, fmt.Sprintf("label %q", id.Label))
+		}
+		if id.Serial != "" {
+			parts = append(parts, "serial "+id.Serial)
+		}
+		prompt += " (" + strings.Join(parts, ", ") + ")"
+	}
+	return prompt + fmt.Sprintf(" for key %q: ", id.Key)
 }
 
 // oncePassphrase asks src once and hands out copies of the answer.

@@ -693,3 +693,196 @@ func TestCeremonyEvmctlOddNames(t *testing.T) {
 		t.Errorf("evmctl-signed build %s, PEM build %s", got, want)
 	}
 }
+
+// twoTokenProject is a manifest with two keys, manufacturer (rsa2048 on
+// SoftHSM token "fw", PIN 1234) and tenant (rsa3072 on token "t2", PIN
+// 5678), planned into request.json; relic(tenantPIN) writes a relic
+// configuration, with a pin for t2 when tenantPIN is not empty.
+type twoTokenProject struct {
+	*ceremonyProject
+	hsm *ceremonytest.SoftHSM
+	req string
+}
+
+func newTwoTokenProject(t *testing.T) *twoTokenProject {
+	t.Helper()
+	hsm := ceremonytest.New(t)
+	hsm.InitToken(t, "fw", "1234")
+	hsm.InitToken(t, "t2", "5678")
+	hsm.ImportKey(t, "fw", "1234", absKey(t, "rsa2048.key"), "ima", "01")
+	hsm.ImportKey(t, "t2", "5678", absKey(t, "rsa3072.key"), "tenant", "02")
+	p := &twoTokenProject{ceremonyProject: newCeremonyProject(t, nil, 4), hsm: hsm}
+	if err := os.MkdirAll(filepath.Join(p.rootfs, "opt/tenant"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p.rootfs, "opt/tenant/app"), []byte("tenant app\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m := fmt.Sprintf(`version: 1
+image: {output: out/firmware.sqsh, compression: zstd, level: 3, epoch: 1700000000, owner: {uid: 0, gid: 0}}
+hash: sha256
+keys:
+  manufacturer: {cert: %s, key: "relic:ima", relic_config: relic.yaml}
+  tenant: {cert: %s, key: "relic:tenant", relic_config: relic.yaml}
+sources: [{from: rootfs/, to: /}]
+rules:
+  - {match: /var/**, sign: false}
+  - {match: /opt/tenant/**, key: tenant}
+  - {match: /**, key: manufacturer}
+`, absKey(t, "rsa2048.pem"), absKey(t, "rsa3072.pem"))
+	p.hsmYAML = filepath.Join(p.dir, "two.yaml")
+	if err := os.WriteFile(p.hsmYAML, []byte(m), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.req = filepath.Join(p.dir, "request.json")
+	if code, out, errOut := run(t, "plan", "-o", p.req, p.hsmYAML); code != 0 {
+		t.Fatalf("plan: %d\n%s%s", code, out, errOut)
+	}
+	return p
+}
+
+func (p *twoTokenProject) relicConfig(t *testing.T, name, tenantPIN string) string {
+	t.Helper()
+	pin := ""
+	if tenantPIN != "" {
+		pin = fmt.Sprintf("    pin: %q\n", tenantPIN)
+	}
+	s := fmt.Sprintf(`tokens:
+  hsm:
+    type: pkcs11
+    provider: %s
+    label: fw
+  tenant-hsm:
+    type: pkcs11
+    provider: %s
+    label: t2
+%skeys:
+  ima: {token: hsm, label: ima}
+  tenant: {token: tenant-hsm, label: tenant}
+`, p.hsm.Module, p.hsm.Module, pin)
+	path := filepath.Join(p.dir, name)
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestCeremonyTwoTokens: two keys on two tokens with different PINs sign
+// unattended with a PIN source per token (by relic token name or token
+// label), or with a PIN written for one token in the relic configuration,
+// which the PIN for every token no longer overrides. A token whose PIN is
+// wrong fails with exit 1 and names the token.
+func TestCeremonyTwoTokens(t *testing.T) {
+	p := newTwoTokenProject(t)
+	env := []string{p.hsm.Env(), "PIN_A=1234", "PIN_B=5678"}
+	plain := p.relicConfig(t, "relic.yaml", "")
+	withPIN := p.relicConfig(t, "relic-pin.yaml", "5678")
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"a PIN per token name", []string{"--relic-config", plain, "--pin-env", "hsm=PIN_A", "--pin-env", "tenant-hsm=PIN_B"}, 0, "signed 6 digests"},
+		{"a PIN per token label, one from a file", []string{"--relic-config", plain, "--pin-env", "fw=PIN_A", "--pin-file", "t2=" + writePIN(t, "5678")}, 0, "signed 6 digests"},
+		{"configured PIN kept beside the PIN for every token", []string{"--relic-config", withPIN, "--pin-env", "PIN_A"}, 0, "signed 6 digests"},
+		{"one PIN for two tokens", []string{"--relic-config", plain, "--pin-env", "PIN_A"}, 1, `open token "tenant-hsm": wrong or missing passphrase: the token refused the PIN`},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			resp := filepath.Join(p.dir, fmt.Sprintf("response%d.json", i))
+			args := append([]string{"ceremony", "sign", "--yes", "-o", resp}, c.args...)
+			code, out := runChild(t, env, append(args, p.req)...)
+			if code != c.code || !strings.Contains(out, c.want) {
+				t.Fatalf("exit %d, want %d with %q\n%s", code, c.code, c.want, out)
+			}
+			if code != 0 {
+				mustNotExist(t, resp, c.name)
+				return
+			}
+			if code, out, errOut := run(t, "build", "--quiet", "--signatures", resp, p.hsmYAML); code != 0 {
+				t.Fatalf("build: %d\n%s%s", code, out, errOut)
+			}
+			os.Remove(p.image())
+		})
+	}
+}
+
+func writePIN(t *testing.T, pin string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "pin")
+	if err := os.WriteFile(path, []byte(pin+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestTokenPrompt(t *testing.T) {
+	for _, c := range []struct {
+		id   signer.TokenIdentity
+		want string
+	}{
+		{signer.TokenIdentity{Token: "hsm", Label: "fw", Serial: "a1ef", Key: "ima"}, `PIN of token "hsm" (label "fw", serial a1ef) for key "ima": `},
+		{signer.TokenIdentity{Token: "hsm", Key: "ima"}, `PIN of token "hsm" for key "ima": `},
+	} {
+		if got := tokenPrompt(c.id); got != c.want {
+			t.Errorf("got %q, want %q", got, c.want)
+		}
+	}
+}
+
+// TestKeyErrorExitCodes: a wrong PIN, a missing PKCS#11 module or token are
+// key failures (exit 1, as the documented table says), not usage errors
+// (build said exit 2); the messages name the module's path and the
+// loader's reason, and the tokens that exist.
+func TestKeyErrorExitCodes(t *testing.T) {
+	hsm, env := softHSMForCLI(t)
+	p := newCeremonyProject(t, hsm, 2)
+	manifestWith := func(name, key string) string {
+		b, _ := os.ReadFile(p.hsmYAML)
+		path := filepath.Join(p.dir, name)
+		if err := os.WriteFile(path, bytes.Replace(b, []byte("key: relic:ima"), []byte(key), 1), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	noModule := manifestWith("nomodule.yaml", `key: "pkcs11:token=fw;object=ima?module-path=/nonexistent/libp11.so"`)
+	if b, _ := os.ReadFile(noModule); true {
+		if err := os.WriteFile(noModule, bytes.Replace(b, []byte(", relic_config: relic.yaml"), nil, 1), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noToken := manifestWith("notoken.yaml", "key: relic:gone")
+	req := filepath.Join(p.dir, "request.json")
+	if code, out, errOut := run(t, "plan", "-o", req, p.hsmYAML); code != 0 {
+		t.Fatalf("plan: %d\n%s%s", code, out, errOut)
+	}
+	sign := []string{"ceremony", "sign", "--yes", "--relic-config", p.relic, "--pin-env", "TEST_HSM_PIN", "-o", filepath.Join(p.dir, "r.json")}
+	cases := []struct {
+		name string
+		env  []string
+		args []string
+		want []string
+	}{
+		{"build, wrong PIN", []string{"TEST_HSM_PIN=9999"}, []string{"build", "--quiet", p.hsmYAML}, []string{"the token refused the PIN"}},
+		{"build, missing module", nil, []string{"build", "--quiet", noModule}, []string{"PKCS#11 module /nonexistent/libp11.so does not load", "No such file or directory"}},
+		{"build, missing token", nil, []string{"build", "--quiet", noToken}, []string{"No token found", `label "fw" serial`}},
+		{"ceremony, wrong PIN", []string{"TEST_HSM_PIN=9999"}, append(sign, req), []string{"the token refused the PIN"}},
+		{"ceremony, missing module", nil, append(sign, "--key", `manufacturer=pkcs11:object=ima?module-path=/nonexistent/libp11.so`, req), []string{"/nonexistent/libp11.so does not load"}},
+		{"ceremony, missing token", nil, append(sign, "--key", "manufacturer=relic:gone", req), []string{"No token found", `label "fw" serial`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, out := runChild(t, append(append([]string{}, env...), c.env...), c.args...)
+			if code != 1 {
+				t.Errorf("exit %d, want 1\n%s", code, out)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("no %q in\n%s", w, out)
+				}
+			}
+			mustNotExist(t, p.image(), c.name)
+		})
+	}
+}
