@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/signer"
 )
 
@@ -309,7 +310,7 @@ func TestSums(t *testing.T) {
 	checkGolden(t, "sums.golden.txt", buf.Bytes())
 
 	s := testSigner(t, "rsa2048", nil)
-	v, _ := s.SignDigest(signer.SHA256, d[:])
+	v, _ := s.SignDigest(imasig.SHA256, d[:])
 	vh := hex.EncodeToString(v)
 	dh := hex.EncodeToString(d[:])
 	cases := []struct {
@@ -366,7 +367,7 @@ func TestAudit(t *testing.T) {
 
 // TestParseUnknownHash: a sealed request or response naming a hash
 // imaforge does not know is malformed (ErrFormat), and the cause,
-// signer.ErrUnsupportedHash, stays visible to errors.Is.
+// imasig.ErrUnsupportedHash, stays visible to errors.Is.
 func TestParseUnknownHash(t *testing.T) {
 	req := &Request{Hash: "nosuch", Keys: []RequestKey{}}
 	b, err := req.Marshal()
@@ -380,7 +381,7 @@ func TestParseUnknownHash(t *testing.T) {
 	}
 	_, perr := ParseResponse(b)
 	for what, err := range map[string]error{"request": rerr, "response": perr} {
-		if !errors.Is(err, ErrFormat) || !errors.Is(err, signer.ErrUnsupportedHash) || !strings.Contains(err.Error(), "hash: ") {
+		if !errors.Is(err, ErrFormat) || !errors.Is(err, imasig.ErrUnsupportedHash) || !strings.Contains(err.Error(), "hash: ") {
 			t.Errorf("%s with hash nosuch: %v", what, err)
 		}
 	}

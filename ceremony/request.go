@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/atomicfile"
-	"github.com/imaforge/imaforge/signer"
 )
 
 // Format names of the ceremony documents.
@@ -67,7 +67,7 @@ type RequestPolicy struct {
 // NewRequestKey fills the identity fields of a request key from its
 // certificate.
 func NewRequestKey(name, ref string, cert *x509.Certificate) RequestKey {
-	id := signer.KeyID(cert)
+	id := imasig.KeyID(cert)
 	fp := sha256.Sum256(cert.Raw)
 	return RequestKey{
 		Name: name, Ref: ref, KeyID: hex.EncodeToString(id[:]), CertSHA256: hex.EncodeToString(fp[:]),
@@ -80,7 +80,7 @@ func NewRequestKey(name, ref string, cert *x509.Certificate) RequestKey {
 func (k *RequestKey) Certificate() *x509.Certificate { return k.cert }
 
 // HashAlg returns the request's digest algorithm.
-func (r *Request) HashAlg() (signer.Hash, error) { return signer.ParseHash(r.Hash) }
+func (r *Request) HashAlg() (imasig.Hash, error) { return imasig.ParseHash(r.Hash) }
 
 // Key returns the request key named name.
 func (r *Request) Key(name string) *RequestKey {
@@ -162,7 +162,7 @@ func ParseRequest(b []byte) (*Request, error) {
 	return r, nil
 }
 
-func (k *RequestKey) check(h signer.Hash) error {
+func (k *RequestKey) check(h imasig.Hash) error {
 	c, err := x509.ParseCertificate(k.Cert)
 	if err != nil {
 		return formatCause("cert", err)
@@ -183,7 +183,7 @@ func (k *RequestKey) check(h signer.Hash) error {
 	return nil
 }
 
-func checkHexDigest(d string, h signer.Hash) error {
+func checkHexDigest(d string, h imasig.Hash) error {
 	b, err := hex.DecodeString(d)
 	if err != nil || hex.EncodeToString(b) != d {
 		return fmt.Errorf("%q is not lowercase hex", d)

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/atomicfile"
 	"github.com/imaforge/imaforge/signer"
 )
@@ -81,7 +82,7 @@ func ParseResponse(b []byte) (*Response, error) {
 	if err := checkSeal(r, &r.SHA256, "response_sha256"); err != nil {
 		return nil, err
 	}
-	h, err := signer.ParseHash(r.Hash)
+	h, err := imasig.ParseHash(r.Hash)
 	if err != nil {
 		return nil, formatCause("hash", err)
 	}
@@ -101,8 +102,8 @@ func ParseResponse(b []byte) (*Response, error) {
 // Values returns the key's signatures by raw digest, each verified against
 // cert and checked to be over a digest of hash h: a signature by another key
 // or over another digest is an error naming the digest.
-func (k *ResponseKey) Values(h signer.Hash, cert *x509.Certificate) (map[string][]byte, error) {
-	v, err := signer.NewVerifier(cert)
+func (k *ResponseKey) Values(h imasig.Hash, cert *x509.Certificate) (map[string][]byte, error) {
+	v, err := imasig.NewVerifier(cert)
 	if err != nil {
 		return nil, err
 	}
@@ -120,8 +121,8 @@ func (k *ResponseKey) Values(h signer.Hash, cert *x509.Certificate) (map[string]
 
 // VerifyValue checks that val is a v2 signature over digest made with hash h
 // by v's certificate.
-func VerifyValue(v *signer.Verifier, h signer.Hash, val, digest []byte) error {
-	sig, err := signer.ParseSignature(val)
+func VerifyValue(v *imasig.Verifier, h imasig.Hash, val, digest []byte) error {
+	sig, err := imasig.ParseSignature(val)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/parallel"
 	"github.com/imaforge/imaforge/signer"
 )
@@ -51,7 +52,7 @@ func Sign(ctx context.Context, req *Request, opts SignOptions) (*SignResult, err
 		return nil, err
 	}
 	res := &SignResult{Signed: map[string]int{}, Resumed: map[string]int{}}
-	verifiers := map[string]*signer.Verifier{}
+	verifiers := map[string]*imasig.Verifier{}
 	for _, k := range req.Keys {
 		s := opts.Signers[k.Name]
 		if s == nil {
@@ -60,7 +61,7 @@ func Sign(ctx context.Context, req *Request, opts SignOptions) (*SignResult, err
 		if !s.Cert().Equal(k.Certificate()) {
 			return nil, fmt.Errorf("key %q: %w: signer certificate %q is not the request's (%s)", k.Name, ErrMismatch, s.Cert().Subject, k.Subject)
 		}
-		v, err := signer.NewVerifier(k.Certificate())
+		v, err := imasig.NewVerifier(k.Certificate())
 		if err != nil {
 			return nil, fmt.Errorf("key %q: %w", k.Name, err)
 		}

@@ -11,7 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/imaforge/imaforge/signer"
+	"github.com/imaforge/imaforge/imasig"
 )
 
 // SumLine is one line of a sha256sum-style digest list.
@@ -54,7 +54,7 @@ func sumName(name string) string {
 type SignedDigest struct {
 	Digest []byte
 	Value  []byte
-	Sig    *signer.Signature
+	Sig    *imasig.Signature
 	Line   int
 }
 
@@ -88,7 +88,7 @@ func ParseSignHash(r io.Reader, name string) ([]SignedDigest, error) {
 		if err != nil {
 			return nil, ferr("security.ima value: %v", err)
 		}
-		sig, err := signer.ParseSignature(v)
+		sig, err := imasig.ParseSignature(v)
 		if err != nil {
 			return nil, &FileError{Path: name, Line: n, Err: err}
 		}

@@ -33,6 +33,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/atomicfile"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/rootfs"
@@ -96,7 +97,7 @@ type Result struct {
 // cache) is another.
 type Key interface {
 	// SignDigest returns the complete security.ima value for digest.
-	SignDigest(h signer.Hash, digest []byte) ([]byte, error)
+	SignDigest(h imasig.Hash, digest []byte) ([]byte, error)
 	KeyID() [4]byte
 	Cert() *x509.Certificate
 	// Deterministic reports whether the same digest always gives the same
@@ -259,7 +260,7 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 		if src != fs {
 			continue
 		}
-		x := append(xattrs(e.Xattrs), squashfs.Xattr{Name: signer.XattrName, Value: src.sig.value})
+		x := append(xattrs(e.Xattrs), squashfs.Xattr{Name: imasig.XattrName, Value: src.sig.value})
 		if err := w.SetXattrs(e.Path, x); err != nil {
 			return nil, err
 		}
@@ -326,7 +327,7 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 // opener wraps a file's content so that the bytes the image writer reads are
 // hashed on the way, and the signature is requested as soon as the last byte
 // has been read (when the writer closes the reader).
-func (opts *Options) opener(fs *fileState, h signer.Hash, pool *signPool) func() (io.ReadCloser, error) {
+func (opts *Options) opener(fs *fileState, h imasig.Hash, pool *signPool) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) {
 		rc, err := fs.entry.Content.Open()
 		if err != nil {
@@ -487,7 +488,7 @@ func xattrs(xs manifest.Xattrs) []squashfs.Xattr {
 
 // record assembles the build record once the image is complete.
 func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags []*fragment, files map[string]*fileState,
-	signers map[string]Key, h signer.Hash, img *os.File, out string) (*Record, error) {
+	signers map[string]Key, h imasig.Hash, img *os.File, out string) (*Record, error) {
 	if _, err := img.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}

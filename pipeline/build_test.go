@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/testenv"
 	"github.com/imaforge/imaforge/internal/testkeys"
 	"github.com/imaforge/imaforge/manifest"
@@ -170,15 +171,15 @@ func TestBuildSignsWithTheRuleKey(t *testing.T) {
 			}
 			continue
 		}
-		digest, _ := signer.DigestReader(signer.SHA256, bytes.NewReader(data))
-		if err := signer.Verify(value, digest, cert); err != nil {
+		digest, _ := imasig.DigestReader(imasig.SHA256, bytes.NewReader(data))
+		if err := imasig.Verify(value, digest, cert); err != nil {
 			t.Errorf("%s: %v", path, err)
 		}
 		other := p.mfr.Cert
 		if cert == p.mfr.Cert {
 			other = p.ten.Cert
 		}
-		if err := signer.Verify(value, digest, other); err == nil {
+		if err := imasig.Verify(value, digest, other); err == nil {
 			t.Errorf("%s: signature verifies with the key its rule does not name", path)
 		}
 	}
@@ -212,7 +213,7 @@ func imaXattr(t *testing.T, img *squashfs.ReadCloser, path string) []byte {
 		t.Fatal(err)
 	}
 	for _, x := range xs {
-		if x.Name == signer.XattrName {
+		if x.Name == imasig.XattrName {
 			return x.Value
 		}
 	}

@@ -5,19 +5,19 @@ import (
 	"errors"
 	"slices"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/rootfs"
-	"github.com/imaforge/imaforge/signer"
 )
 
 // walkManifest checks the manifest's digest algorithm and walks its
 // sources (strict: walk warnings are errors), as Build and MakePlan both
 // begin. The caller closes the tree.
-func walkManifest(ctx context.Context, m *manifest.Manifest, strict bool) (signer.Hash, *rootfs.Tree, error) {
+func walkManifest(ctx context.Context, m *manifest.Manifest, strict bool) (imasig.Hash, *rootfs.Tree, error) {
 	if m == nil {
 		return 0, nil, errors.New("pipeline: no manifest")
 	}
-	h, err := signer.ParseHash(string(m.Hash))
+	h, err := imasig.ParseHash(string(m.Hash))
 	if err != nil {
 		return 0, nil, m.Errorf(m.Pos, err, "hash %q", m.Hash)
 	}

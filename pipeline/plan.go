@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/imaforge/imaforge/ceremony"
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/parallel"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/rootfs"
-	"github.com/imaforge/imaforge/signer"
 )
 
 // PlanOptions configure MakePlan.
@@ -181,7 +181,7 @@ func MakePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 		req.Keys[i].Digests = ceremony.SortDigests(req.Keys[i].Digests)
 	}
 	for _, f := range frags {
-		d, err := signer.DigestReader(h, bytes.NewReader(f.data))
+		d, err := imasig.DigestReader(h, bytes.NewReader(f.data))
 		if err != nil {
 			return nil, err
 		}
@@ -194,7 +194,7 @@ func MakePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 }
 
 // digestEntry reads a regular file's content once and returns its digest.
-func digestEntry(e *rootfs.Entry, h signer.Hash) ([]byte, error) {
+func digestEntry(e *rootfs.Entry, h imasig.Hash) ([]byte, error) {
 	rc, err := e.Content.Open()
 	if err != nil {
 		return nil, err

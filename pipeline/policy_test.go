@@ -10,10 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/testenv"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/policy"
-	"github.com/imaforge/imaforge/signer"
 	"github.com/imaforge/imaforge/squashfs"
 )
 
@@ -59,8 +59,8 @@ func TestBuildPolicyFragment(t *testing.T) {
 		}
 	}
 	value := imaXattr(t, img, fragPath)
-	digest, _ := signer.DigestReader(signer.SHA256, bytes.NewReader(inImage))
-	if err := signer.Verify(value, digest, p.mfr.Cert); err != nil {
+	digest, _ := imasig.DigestReader(imasig.SHA256, bytes.NewReader(inImage))
+	if err := imasig.Verify(value, digest, p.mfr.Cert); err != nil {
 		t.Errorf("fragment signature: %v", err)
 	}
 

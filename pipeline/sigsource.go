@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 
 	"github.com/imaforge/imaforge/ceremony"
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/signer"
 )
@@ -78,12 +79,12 @@ func certSHA256(c *x509.Certificate) string {
 type precomputed struct {
 	name    string
 	cert    *x509.Certificate
-	hash    signer.Hash
+	hash    imasig.Hash
 	values  map[string][]byte // raw digest -> security.ima value
 	sources []string
 }
 
-func (p *precomputed) SignDigest(h signer.Hash, digest []byte) ([]byte, error) {
+func (p *precomputed) SignDigest(h imasig.Hash, digest []byte) ([]byte, error) {
 	if h != p.hash {
 		return nil, fmt.Errorf("%w: signatures are over %s digests, not %s", ErrNoSignature, p.hash, h)
 	}
@@ -99,7 +100,7 @@ func (p *precomputed) SignDigest(h signer.Hash, digest []byte) ([]byte, error) {
 	return append([]byte(nil), v...), nil
 }
 
-func (p *precomputed) KeyID() [4]byte           { return signer.KeyID(p.cert) }
+func (p *precomputed) KeyID() [4]byte           { return imasig.KeyID(p.cert) }
 func (p *precomputed) Cert() *x509.Certificate  { return p.cert }
 func (p *precomputed) Deterministic() bool      { return true }
 func (p *precomputed) add(digest, value []byte) { p.values[string(digest)] = value }
@@ -127,7 +128,7 @@ func (p *precomputed) addSource(path string) {
 // A digest the build needs and no file covers fails the build
 // (ErrNoSignature) and leaves no image.
 func SignatureKeys(m *manifest.Manifest, paths []string) (map[string]Key, error) {
-	h, err := signer.ParseHash(string(m.Hash))
+	h, err := imasig.ParseHash(string(m.Hash))
 	if err != nil {
 		return nil, m.Errorf(m.Pos, err, "hash %q", m.Hash)
 	}
@@ -169,7 +170,7 @@ func SignatureKeys(m *manifest.Manifest, paths []string) (map[string]Key, error)
 	return out, nil
 }
 
-func loadResponse(m *manifest.Manifest, path string, resp *ceremony.Response, h signer.Hash, keys map[string]*precomputed) error {
+func loadResponse(m *manifest.Manifest, path string, resp *ceremony.Response, h imasig.Hash, keys map[string]*precomputed) error {
 	want := hex.EncodeToString(m.Digest[:])
 	if resp.Manifest.SHA256 != want {
 		return fmt.Errorf("%w: the response is for manifest %s (sha256 %s), not %s (sha256 %s): plan again",
@@ -199,7 +200,7 @@ func loadResponse(m *manifest.Manifest, path string, resp *ceremony.Response, h 
 	return nil
 }
 
-func loadSignHash(path string, data []byte, h signer.Hash, byID map[[4]byte][]*precomputed) error {
+func loadSignHash(path string, data []byte, h imasig.Hash, byID map[[4]byte][]*precomputed) error {
 	lines, err := ceremony.ParseSignHash(strings.NewReader(string(data)), path)
 	if err != nil {
 		return err
@@ -211,11 +212,11 @@ func loadSignHash(path string, data []byte, h signer.Hash, byID map[[4]byte][]*p
 		}
 		cands := byID[l.Sig.KeyID]
 		if len(cands) == 0 {
-			return lerr(fmt.Errorf("%w: signed by key id %x, which no key of the manifest has", signer.ErrUnknownKeyID, l.Sig.KeyID))
+			return lerr(fmt.Errorf("%w: signed by key id %x, which no key of the manifest has", imasig.ErrUnknownKeyID, l.Sig.KeyID))
 		}
 		var verr error
 		for _, p := range cands {
-			if verr = signer.Verify(l.Value, l.Digest, p.cert); verr == nil {
+			if verr = imasig.Verify(l.Value, l.Digest, p.cert); verr == nil {
 				p.add(l.Digest, l.Value)
 				p.addSource(path)
 				break
@@ -252,7 +253,7 @@ func OpenSignatureCache(dir string) (*SignatureCache, error) {
 // made (or taken from another source) and added to it.
 func (c *SignatureCache) Stats() (hits, misses int64) { return c.hits.Load(), c.misses.Load() }
 
-func (c *SignatureCache) path(cert *x509.Certificate, h signer.Hash, digest []byte) string {
+func (c *SignatureCache) path(cert *x509.Certificate, h imasig.Hash, digest []byte) string {
 	d := hex.EncodeToString(digest)
 	return filepath.Join(c.dir, certSHA256(cert), h.String(), d[:2], d)
 }
@@ -261,7 +262,7 @@ func (c *SignatureCache) path(cert *x509.Certificate, h signer.Hash, digest []by
 // what is missing, adding it. next is called at the first miss only, so a
 // build served entirely from the cache opens no key (and asks no PIN).
 func (c *SignatureCache) Wrap(name string, cert *x509.Certificate, next func() (Key, error)) (Key, error) {
-	v, err := signer.NewVerifier(cert)
+	v, err := imasig.NewVerifier(cert)
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +273,7 @@ type cachedKey struct {
 	c    *SignatureCache
 	name string
 	cert *x509.Certificate
-	v    *signer.Verifier
+	v    *imasig.Verifier
 
 	once sync.Once
 	next func() (Key, error)
@@ -280,7 +281,7 @@ type cachedKey struct {
 	err  error
 }
 
-func (k *cachedKey) SignDigest(h signer.Hash, digest []byte) ([]byte, error) {
+func (k *cachedKey) SignDigest(h imasig.Hash, digest []byte) ([]byte, error) {
 	p := k.c.path(k.cert, h, digest)
 	if val, err := os.ReadFile(p); err == nil {
 		if ceremony.VerifyValue(k.v, h, val, digest) == nil {
@@ -338,7 +339,7 @@ func writeCacheEntry(path string, val []byte) error {
 	return err
 }
 
-func (k *cachedKey) KeyID() [4]byte          { return signer.KeyID(k.cert) }
+func (k *cachedKey) KeyID() [4]byte          { return imasig.KeyID(k.cert) }
 func (k *cachedKey) Cert() *x509.Certificate { return k.cert }
 
 // Deterministic: RSA PKCS#1 v1.5 always is; otherwise the key's answer

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/imaforge/imaforge/ceremony"
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/signer"
 )
@@ -145,7 +146,7 @@ type countingKey struct {
 	n *atomic.Int64
 }
 
-func (k countingKey) SignDigest(h signer.Hash, d []byte) ([]byte, error) {
+func (k countingKey) SignDigest(h imasig.Hash, d []byte) ([]byte, error) {
 	k.n.Add(1)
 	return k.Key.SignDigest(h, d)
 }
@@ -268,7 +269,7 @@ func TestSignatureKeysErrors(t *testing.T) {
 		{"other certificate", func(r *ceremony.Response) { r.Keys[0].CertSHA256 = r.Keys[1].CertSHA256 }, ceremony.ErrMismatch},
 		{"keys swapped", func(r *ceremony.Response) {
 			r.Keys[0].Signatures, r.Keys[1].Signatures = r.Keys[1].Signatures, r.Keys[0].Signatures
-		}, signer.ErrUnknownKeyID},
+		}, imasig.ErrUnknownKeyID},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/testenv"
 	"github.com/imaforge/imaforge/internal/testpki"
 	"github.com/imaforge/imaforge/manifest"
@@ -189,7 +190,7 @@ func evmctlVerifiesWithExport(t *testing.T, h *hierarchy, image string, signedBy
 		if err != nil {
 			t.Fatal(err)
 		}
-		id := signer.KeyID(c)
+		id := imasig.KeyID(c)
 		keyIDs[base] = hex.EncodeToString(id[:])
 		certs = append(certs, c)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/signer"
 )
 
@@ -20,8 +21,8 @@ var (
 	ErrKeyMismatch    = signer.ErrKeyMismatch // the same sentinels as package signer
 	ErrDuplicateKeyID = errors.New("two certificates share an IMA key id")
 	ErrOutOfScope     = errors.New("path outside the key's scope")
-	ErrUnsupportedKey = signer.ErrUnsupportedKey
-	ErrUnknownKeyID   = signer.ErrUnknownKeyID
+	ErrUnsupportedKey = imasig.ErrUnsupportedKey
+	ErrUnknownKeyID   = imasig.ErrUnknownKeyID
 	ErrChainRejected  = errors.New("chain rejected by crypto/x509")
 )
 

@@ -6,13 +6,14 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/testenv"
 	"github.com/imaforge/imaforge/signer"
 )
 
 // TestEvmctlVerifiesIssuedKey: a file signed with an IMA key issued here
 // (through package signer) verifies with evmctl and the issued certificate
-// in DER, as exported for a device; the signature names signer.KeyID.
+// in DER, as exported for a device; the signature names imasig.KeyID.
 func TestEvmctlVerifiesIssuedKey(t *testing.T) {
 	evmctl := testenv.NeedTool(t, "evmctl")
 	h := newHierarchy(t, RSA2048)
@@ -27,13 +28,13 @@ func TestEvmctlVerifiesIssuedKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	digest := sha256.Sum256(content)
-	value, err := s.SignDigest(signer.SHA256, digest[:])
+	value, err := s.SignDigest(imasig.SHA256, digest[:])
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig, err := signer.ParseSignature(value)
-	if err != nil || sig.KeyID != signer.KeyID(h.ima.Cert) {
-		t.Fatalf("signature key id %x, want %x (%v)", sig.KeyID, signer.KeyID(h.ima.Cert), err)
+	sig, err := imasig.ParseSignature(value)
+	if err != nil || sig.KeyID != imasig.KeyID(h.ima.Cert) {
+		t.Fatalf("signature key id %x, want %x (%v)", sig.KeyID, imasig.KeyID(h.ima.Cert), err)
 	}
 	if err := signer.SigFile.Write(file, value); err != nil {
 		t.Fatal(err)

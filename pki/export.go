@@ -16,8 +16,8 @@ import (
 
 	_ "embed"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/atomicfile"
-	"github.com/imaforge/imaforge/signer"
 )
 
 // Export writes what a device needs to trust the hierarchy in ts into a
@@ -178,7 +178,7 @@ type exportItem struct {
 }
 
 func describe(c *x509.Certificate, role Role) ExportedCert {
-	id := signer.KeyID(c)
+	id := imasig.KeyID(c)
 	s, _ := ParseScope(c)
 	return ExportedCert{
 		Role:      role.String(),

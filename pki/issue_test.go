@@ -7,7 +7,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/imaforge/imaforge/signer"
+	"github.com/imaforge/imaforge/imasig"
 )
 
 func TestIssueHierarchy(t *testing.T) {
@@ -33,9 +33,9 @@ func TestIssueHierarchy(t *testing.T) {
 				if !bytes.Equal(c.SubjectKeyId, skid) {
 					t.Errorf("%s: SKID %x, want SHA-1 of the key %x", c.Subject, c.SubjectKeyId, skid)
 				}
-				id, err := signer.KeyIDFromPublicKey(c.PublicKey)
-				if err != nil || id != signer.KeyID(c) {
-					t.Errorf("%s: KeyID %x != evmctl's key id without certificate %x (%v)", c.Subject, signer.KeyID(c), id, err)
+				id, err := imasig.KeyIDFromPublicKey(c.PublicKey)
+				if err != nil || id != imasig.KeyID(c) {
+					t.Errorf("%s: KeyID %x != evmctl's key id without certificate %x (%v)", c.Subject, imasig.KeyID(c), id, err)
 				}
 				if c.SignatureAlgorithm != x509.SHA256WithRSA && c.SignatureAlgorithm != x509.ECDSAWithSHA256 {
 					t.Errorf("%s: signed with %v, want SHA-256", c.Subject, c.SignatureAlgorithm)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/signer"
 )
 
@@ -146,7 +147,7 @@ func (ts *TrustStore) contains(c *x509.Certificate) bool {
 // key lookup ("id:<8 hex>") work by that id, so two certificates sharing it
 // are ambiguous on a device.
 func (ts *TrustStore) index(c *x509.Certificate) error {
-	id := signer.KeyID(c)
+	id := imasig.KeyID(c)
 	if other, ok := ts.byKeyID[id]; ok && !other.Equal(c) {
 		why := "a different key"
 		if samePublicKey(other.PublicKey, c.PublicKey) {
@@ -205,7 +206,7 @@ func (ts *TrustStore) CRLs(ca *x509.Certificate) []*x509.RevocationList {
 }
 
 // ResolveKeyID returns the certificate in the store with IMA key id id
-// (signer.KeyID), for verifying a signature that names it.
+// (imasig.KeyID), for verifying a signature that names it.
 func (ts *TrustStore) ResolveKeyID(id [4]byte) (*x509.Certificate, error) {
 	if c, ok := ts.byKeyID[id]; ok {
 		return c, nil
@@ -224,8 +225,8 @@ func (ch *Chain) Leaf() *x509.Certificate { return ch.Certs[0] }
 // Root returns the trusted root the chain ends in.
 func (ch *Chain) Root() *x509.Certificate { return ch.Certs[len(ch.Certs)-1] }
 
-// KeyID returns the IMA key id of the leaf (signer.KeyID).
-func (ch *Chain) KeyID() [4]byte { return signer.KeyID(ch.Leaf()) }
+// KeyID returns the IMA key id of the leaf (imasig.KeyID).
+func (ch *Chain) KeyID() [4]byte { return imasig.KeyID(ch.Leaf()) }
 
 // CheckPath reports whether the leaf's key may sign the image path p: every
 // certificate in the chain that carries a scope must allow p (an owner CA's
@@ -305,7 +306,7 @@ func (ts *TrustStore) CheckSigner(cert *x509.Certificate, pub crypto.PublicKey, 
 	if err := checkIMALeaf(cert); err != nil {
 		return nil, err
 	}
-	id := signer.KeyID(cert)
+	id := imasig.KeyID(cert)
 	if other, ok := ts.byKeyID[id]; ok && !other.Equal(cert) {
 		return nil, &CertError{Cert: cert, Reason: fmt.Sprintf("has IMA key id %s, as %s in the trust store has", hex.EncodeToString(id[:]), subjectOf(other)), Err: ErrDuplicateKeyID}
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imaforge/imaforge/signer"
+	"github.com/imaforge/imaforge/imasig"
 )
 
 func TestCheckSignerLeafRules(t *testing.T) {
@@ -60,7 +60,7 @@ func TestCheckSignerLeafRules(t *testing.T) {
 				}
 				return
 			}
-			if len(ch.Certs) != 3 || !ch.Root().Equal(h.root.Cert) || !ch.Leaf().Equal(tt.cert) || ch.KeyID() != signer.KeyID(tt.cert) {
+			if len(ch.Certs) != 3 || !ch.Root().Equal(h.root.Cert) || !ch.Leaf().Equal(tt.cert) || ch.KeyID() != imasig.KeyID(tt.cert) {
 				t.Errorf("chain %v", ch.Certs)
 			}
 		})
@@ -108,7 +108,7 @@ func TestDuplicateKeyID(t *testing.T) {
 		Subject: name("Clash"), NotBefore: t0, NotAfter: t0.Add(30 * Day), SubjectKeyId: skid,
 		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature,
 	}, h.owner.Cert, other.Public(), h.owner.Key)
-	if signer.KeyID(clash) != signer.KeyID(h.ima.Cert) {
+	if imasig.KeyID(clash) != imasig.KeyID(h.ima.Cert) {
 		t.Fatal("test setup: key ids differ")
 	}
 	for _, dup := range []*x509.Certificate{renewed, clash} {
@@ -137,7 +137,7 @@ func TestResolveKeyID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := ts.ResolveKeyID(signer.KeyID(h.ima.Cert))
+	got, err := ts.ResolveKeyID(imasig.KeyID(h.ima.Cert))
 	if err != nil || !got.Equal(h.ima.Cert) {
 		t.Fatalf("ResolveKeyID: %v %v", got, err)
 	}

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"fmt"
 
-	"github.com/imaforge/imaforge/signer"
+	"github.com/imaforge/imaforge/imasig"
 )
 
 // Sign returns the security.ima value for a policy file's bytes: the kernel
@@ -12,9 +12,9 @@ import (
 // only if this value, in the file's security.ima, verifies (with
 // "appraise func=POLICY_CHECK appraise_type=imasig" in force). The same
 // bytes, written to FILE.sig, are the detached signature evmctl --sigfile
-// reads. The crypto is signer's; this only hashes data with h.
-func Sign(s *signer.Signer, h signer.Hash, data []byte) ([]byte, error) {
-	digest, err := signer.DigestReader(h, bytes.NewReader(data))
+// reads. The crypto is s's (a *signer.Signer); this only hashes data with h.
+func Sign(s imasig.DigestSigner, h imasig.Hash, data []byte) ([]byte, error) {
+	digest, err := imasig.DigestReader(h, bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("policy signature: %w", err)
 	}
@@ -26,8 +26,8 @@ func Sign(s *signer.Signer, h signer.Hash, data []byte) ([]byte, error) {
 }
 
 // Verify checks a security.ima value over a policy file's bytes, with the
-// hash algorithm the value names. Failures wrap signer's errors
-// (*signer.InvalidSignatureError).
-func Verify(v *signer.Verifier, data, value []byte) error {
+// hash algorithm the value names. Failures wrap imasig's errors
+// (*imasig.InvalidSignatureError).
+func Verify(v *imasig.Verifier, data, value []byte) error {
 	return v.VerifyReader(value, bytes.NewReader(data))
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/testenv"
 	"github.com/imaforge/imaforge/signer"
 )
@@ -16,13 +17,13 @@ import (
 // (testdata/signer/gen.sh made them with openssl).
 const testKeys = "../testdata/signer/keys/"
 
-func testSigner(t *testing.T) (*signer.Signer, *signer.Verifier, string) {
+func testSigner(t *testing.T) (*signer.Signer, *imasig.Verifier, string) {
 	t.Helper()
 	s, err := signer.LoadSigner(testKeys+"rsa2048.key", testKeys+"rsa2048.pem", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := signer.NewVerifier(s.Cert())
+	v, err := imasig.NewVerifier(s.Cert())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,12 +46,12 @@ func TestSignedFragmentEvmctl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, h := range []signer.Hash{signer.SHA256, signer.SHA512} {
+	for _, h := range []imasig.Hash{imasig.SHA256, imasig.SHA512} {
 		value, err := Sign(s, h, data)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if value[0] != 0x03 || value[1] != 0x02 || signer.Hash(value[2]) != h {
+		if value[0] != 0x03 || value[1] != 0x02 || imasig.Hash(value[2]) != h {
 			t.Fatalf("value header % x", value[:3])
 		}
 		dir := t.TempDir()
@@ -82,9 +83,9 @@ func TestSignedFragmentEvmctl(t *testing.T) {
 		if evm() == nil {
 			t.Errorf("%s: evmctl accepts a tampered policy", h)
 		}
-		var ise *signer.InvalidSignatureError
+		var ise *imasig.InvalidSignatureError
 		if err := Verify(v, tampered, value); !errors.As(err, &ise) {
-			t.Errorf("%s: Verify(tampered) = %v, want *signer.InvalidSignatureError", h, err)
+			t.Errorf("%s: Verify(tampered) = %v, want *imasig.InvalidSignatureError", h, err)
 		}
 		bad := bytes.Clone(value)
 		bad[len(bad)-1] ^= 1
@@ -103,11 +104,11 @@ func TestSignedFragmentEvmctl(t *testing.T) {
 func TestSignDeterministic(t *testing.T) {
 	s, _, _ := testSigner(t)
 	data := []byte("appraise func=POLICY_CHECK appraise_type=imasig\n")
-	a, err := Sign(s, signer.SHA256, data)
+	a, err := Sign(s, imasig.SHA256, data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := Sign(s, signer.SHA256, data)
+	b, _ := Sign(s, imasig.SHA256, data)
 	if !bytes.Equal(a, b) {
 		t.Error("two signatures of the same policy differ")
 	}

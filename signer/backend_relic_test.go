@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/imaforge/imaforge/ceremony/ceremonytest"
+	"github.com/imaforge/imaforge/imasig"
 )
 
 func relicPIN(pin string) Passphrase { return func() ([]byte, error) { return []byte(pin), nil } }
@@ -44,7 +45,7 @@ func TestRelicPKCS11(t *testing.T) {
 		t.Fatal(err)
 	}
 	digest := sha256.Sum256([]byte("imaforge"))
-	want, err := ref.SignDigest(SHA256, digest[:])
+	want, err := ref.SignDigest(imasig.SHA256, digest[:])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,10 +94,10 @@ func TestRelicPKCS11(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				d := sha256.Sum256([]byte{byte(i)})
-				got, err := s.SignDigest(SHA256, d[:])
+				got, err := s.SignDigest(imasig.SHA256, d[:])
 				if err == nil {
 					var w []byte
-					w, err = ref.SignDigest(SHA256, d[:])
+					w, err = ref.SignDigest(imasig.SHA256, d[:])
 					if err == nil && !bytes.Equal(got, w) {
 						err = fmt.Errorf("digest %d: token and file key differ", i)
 					}
@@ -132,11 +133,11 @@ func TestRelicPKCS11(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, err := s.SignDigest(SHA256, digest[:])
+		v, err := s.SignDigest(imasig.SHA256, digest[:])
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := Verify(v, digest[:], ecCert); err != nil {
+		if err := imasig.Verify(v, digest[:], ecCert); err != nil {
 			t.Fatal(err)
 		}
 		if s.Deterministic() {
@@ -157,7 +158,7 @@ func TestRelicPKCS11(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := s.SignDigest(SHA256, digest[:])
+		got, err := s.SignDigest(imasig.SHA256, digest[:])
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("URI key: %x, %v", got, err)
 		}
@@ -227,11 +228,11 @@ func TestRelicFileToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := sha256.Sum256(nil)
-	got, err := s.SignDigest(SHA256, d[:])
+	got, err := s.SignDigest(imasig.SHA256, d[:])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Verify(got, d[:], cert); err != nil {
+	if err := imasig.Verify(got, d[:], cert); err != nil {
 		t.Fatal(err)
 	}
 	// A plain path is a key file.

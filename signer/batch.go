@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/imaforge/imaforge/imasig"
 )
 
 // SignFiles hashes each file with h, signs it and writes the value to store,
@@ -13,7 +15,7 @@ import (
 // core. Identical contents are signed once. It stops at the first failure
 // and returns that error, which names the file. done, if not nil, is called
 // after each file is signed (concurrently).
-func SignFiles(ctx context.Context, s *Signer, h Hash, store Store, paths []string, workers int, done func(path string, value []byte)) error {
+func SignFiles(ctx context.Context, s *Signer, h imasig.Hash, store Store, paths []string, workers int, done func(path string, value []byte)) error {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
@@ -64,7 +66,7 @@ func SignFiles(ctx context.Context, s *Signer, h Hash, store Store, paths []stri
 // goroutines (0: one per CPU). It returns one error per path, in order (nil
 // when the file verified); failures are *InvalidSignatureError with Path set,
 // or *FileError when the file or its value could not be read.
-func VerifyFiles(ctx context.Context, v *Verifier, store Store, paths []string, workers int) []error {
+func VerifyFiles(ctx context.Context, v *imasig.Verifier, store Store, paths []string, workers int) []error {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
@@ -88,24 +90,27 @@ func VerifyFiles(ctx context.Context, v *Verifier, store Store, paths []string, 
 }
 
 // VerifyFile checks one file's stored value with v.
-func VerifyFile(v *Verifier, store Store, path string) error {
+func VerifyFile(v *imasig.Verifier, store Store, path string) error {
 	value, err := store.Read(path)
 	if err != nil {
 		return err
 	}
-	sig, err := ParseSignature(value)
+	sig, err := imasig.ParseSignature(value)
 	if err != nil {
-		return &InvalidSignatureError{Path: path, Err: err}
+		return &imasig.InvalidSignatureError{Path: path, Err: err}
 	}
 	d, err := DigestFile(sig.Hash, path)
 	if err != nil {
 		if !sig.Hash.Available() {
-			return &InvalidSignatureError{Path: path, KeyID: sig.KeyID, Err: err}
+			return &imasig.InvalidSignatureError{Path: path, KeyID: sig.KeyID, Err: err}
 		}
 		return err
 	}
-	if err := v.verify(sig, d); err != nil {
-		return &InvalidSignatureError{Path: path, KeyID: sig.KeyID, Err: err}
+	if err := v.Verify(value, d); err != nil {
+		if ise, ok := err.(*imasig.InvalidSignatureError); ok {
+			ise.Path = path
+		}
+		return err
 	}
 	return nil
 }

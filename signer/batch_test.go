@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+
+	"github.com/imaforge/imaforge/imasig"
 )
 
 // TestSignFilesParallel signs many files, some with identical content, with
@@ -27,7 +29,7 @@ func TestSignFilesParallel(t *testing.T) {
 	for _, k := range []string{"rsa2048", "p256"} {
 		s := loadSigner(t, k)
 		var n atomic.Int32
-		if err := SignFiles(context.Background(), s, SHA384, SigFile, paths, 4, func(string, []byte) { n.Add(1) }); err != nil {
+		if err := SignFiles(context.Background(), s, imasig.SHA384, SigFile, paths, 4, func(string, []byte) { n.Add(1) }); err != nil {
 			t.Fatal(err)
 		}
 		if n.Load() != int32(len(paths)) {
@@ -39,7 +41,7 @@ func TestSignFilesParallel(t *testing.T) {
 		if !bytes.Equal(a, b) {
 			t.Errorf("%s: identical files got different values", k)
 		}
-		v, _ := NewVerifier(s.Cert())
+		v, _ := imasig.NewVerifier(s.Cert())
 		for i, err := range VerifyFiles(context.Background(), v, SigFile, paths, 4) {
 			if err != nil {
 				t.Errorf("%s: %s: %v", k, paths[i], err)
@@ -50,12 +52,12 @@ func TestSignFilesParallel(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Remove(paths[5] + SigFileSuffix)
-	v, _ := NewVerifier(loadCert(t, "p256.pem"))
+	v, _ := imasig.NewVerifier(loadCert(t, "p256.pem"))
 	for i, err := range VerifyFiles(context.Background(), v, SigFile, paths, 3) {
 		switch i {
 		case 3:
-			var ise *InvalidSignatureError
-			if !errors.As(err, &ise) || ise.Path != paths[3] || !errors.Is(err, ErrBadSignature) {
+			var ise *imasig.InvalidSignatureError
+			if !errors.As(err, &ise) || ise.Path != paths[3] || !errors.Is(err, imasig.ErrBadSignature) {
 				t.Errorf("tampered: %v", err)
 			}
 		case 5:
@@ -71,7 +73,7 @@ func TestSignFilesParallel(t *testing.T) {
 	// cancelled context: stops with the context's error
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := SignFiles(ctx, loadSigner(t, "p256"), SHA256, SigFile, paths, 2, nil); !errors.Is(err, context.Canceled) {
+	if err := SignFiles(ctx, loadSigner(t, "p256"), imasig.SHA256, SigFile, paths, 2, nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
 	}
 }

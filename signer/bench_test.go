@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/imaforge/imaforge/imasig"
 )
 
 // BenchmarkSignDigest compares the signing backends per key type:
@@ -19,7 +21,7 @@ func BenchmarkSignDigest(b *testing.B) {
 		if s.rsaFast != nil {
 			b.Run(k+"/libcrypto", func(b *testing.B) {
 				for b.Loop() {
-					if _, err := s.SignDigest(SHA256, d[:]); err != nil {
+					if _, err := s.SignDigest(imasig.SHA256, d[:]); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -28,7 +30,7 @@ func BenchmarkSignDigest(b *testing.B) {
 		if key, ok := s.key.(*rsa.PrivateKey); ok {
 			b.Run(k+"/crypto-rsa", func(b *testing.B) {
 				for b.Loop() {
-					if _, err := rsa.SignPKCS1v15(nil, key, SHA256.CryptoHash(), d[:]); err != nil {
+					if _, err := rsa.SignPKCS1v15(nil, key, imasig.SHA256.CryptoHash(), d[:]); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -37,7 +39,7 @@ func BenchmarkSignDigest(b *testing.B) {
 		}
 		b.Run(k+"/crypto-ecdsa", func(b *testing.B) {
 			for b.Loop() {
-				if _, err := s.SignDigest(SHA256, d[:]); err != nil {
+				if _, err := s.SignDigest(imasig.SHA256, d[:]); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -60,7 +62,7 @@ func BenchmarkSignFiles(b *testing.B) {
 	s := loadSigner(b, "rsa2048")
 	b.ResetTimer()
 	for b.Loop() {
-		if err := SignFiles(context.Background(), s, SHA256, SigFile, paths, 0, nil); err != nil {
+		if err := SignFiles(context.Background(), s, imasig.SHA256, SigFile, paths, 0, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -71,8 +73,8 @@ func BenchmarkVerify(b *testing.B) {
 	d := sha256.Sum256([]byte("bench"))
 	for _, k := range []string{"rsa2048", "p256"} {
 		s := loadSigner(b, k)
-		v, _ := NewVerifier(s.Cert())
-		value, _ := s.SignDigest(SHA256, d[:])
+		v, _ := imasig.NewVerifier(s.Cert())
+		value, _ := s.SignDigest(imasig.SHA256, d[:])
 		b.Run(k, func(b *testing.B) {
 			for b.Loop() {
 				if err := v.Verify(value, d[:]); err != nil {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/testenv"
 )
 
@@ -53,7 +54,7 @@ func TestEvmctlInterop(t *testing.T) {
 	content := []byte("interop: imaforge and evmctl\n")
 	for _, k := range allKeys {
 		s := loadSigner(t, k)
-		v, err := NewVerifier(s.Cert())
+		v, err := imasig.NewVerifier(s.Cert())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,8 +100,8 @@ func TestEvmctlInterop(t *testing.T) {
 				}
 				flipByte(t, g, -1)
 				err := VerifyFile(v, SigFile, g)
-				var ise *InvalidSignatureError
-				if !errors.Is(err, ErrBadSignature) || !errors.As(err, &ise) || ise.Path != g {
+				var ise *imasig.InvalidSignatureError
+				if !errors.Is(err, imasig.ErrBadSignature) || !errors.As(err, &ise) || ise.Path != g {
 					t.Errorf("tampered file: %v", err)
 				}
 			})
@@ -129,7 +130,7 @@ func TestEvmctlKeyIDs(t *testing.T) {
 		if err := os.WriteFile(f, []byte(c), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := SignFiles(context.Background(), s, SHA256, SigFile, []string{f}, 0, nil); err != nil {
+		if err := SignFiles(context.Background(), s, imasig.SHA256, SigFile, []string{f}, 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := evmctl(t, "ima_verify", "--sigfile", "--key", abs(t, keyPath(c+".der")), f); err != nil {
@@ -144,7 +145,7 @@ func TestEvmctlKeyIDs(t *testing.T) {
 	if err := evmctl(t, "ima_sign", "--sigfile", "--key", abs(t, keyPath("rsa2048.key")), "-a", "sha1", f); err != nil {
 		t.Fatal(err)
 	}
-	v, _ := NewVerifier(loadCert(t, "rsa2048-noskid.pem"))
+	v, _ := imasig.NewVerifier(loadCert(t, "rsa2048-noskid.pem"))
 	if err := VerifyFile(v, SigFile, f); err != nil {
 		t.Errorf("evmctl sha1 signature: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/signer"
 )
 
@@ -17,20 +18,20 @@ func Example() {
 		log.Fatal(err)
 	}
 	digest := sha256.Sum256([]byte("hello, IMA\n"))
-	value, err := s.SignDigest(signer.SHA256, digest[:])
+	value, err := s.SignDigest(imasig.SHA256, digest[:])
 	if err != nil {
 		log.Fatal(err)
 	}
-	sig, err := signer.ParseSignature(value)
+	sig, err := imasig.ParseSignature(value)
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Printf("header:    % x\n", value[:9])
 	fmt.Printf("hash:      %s, key id %x, %d signature bytes\n", sig.Hash, sig.KeyID, len(sig.Sig))
 	fmt.Printf("signature: %x...\n", sig.Sig[:16])
-	fmt.Println("verify:", signer.Verify(value, digest[:], s.Cert()))
+	fmt.Println("verify:", imasig.Verify(value, digest[:], s.Cert()))
 	digest[0] ^= 1
-	fmt.Println("tampered:", signer.Verify(value, digest[:], s.Cert()))
+	fmt.Println("tampered:", imasig.Verify(value, digest[:], s.Cert()))
 	// Output:
 	// header:    03 02 04 6a d9 d9 9c 01 00
 	// hash:      sha256, key id 6ad9d99c, 256 signature bytes

@@ -1,14 +1,13 @@
 package signer
 
 import (
-	"bufio"
 	"crypto"
 	"crypto/x509"
-	"encoding/hex"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/imaforge/imaforge/imasig"
+	"github.com/imaforge/imaforge/internal/testkeys"
 )
 
 // td is the shared test data directory (keys, files, vectors made by
@@ -21,7 +20,7 @@ func filePath(name string) string { return filepath.Join(td, "files", name) }
 // allKeys are the supported key types, named as in testdata/signer/keys.
 var allKeys = []string{"rsa2048", "rsa3072", "rsa4096", "p256", "p384"}
 
-var signHashes = []Hash{SHA256, SHA384, SHA512}
+var signHashes = []imasig.Hash{imasig.SHA256, imasig.SHA384, imasig.SHA512}
 
 func loadKey(t testing.TB, name string) crypto.Signer {
 	t.Helper()
@@ -50,46 +49,11 @@ func loadSigner(t testing.TB, name string) *Signer {
 	return s
 }
 
-type vector struct {
-	key, hash, file string
-	value           []byte
+func loadVectors(t testing.TB) []testkeys.Vector {
+	return testkeys.LoadVectors(t, filepath.Join(td, "vectors.txt"))
 }
 
-func loadVectors(t testing.TB) []vector {
-	t.Helper()
-	f, err := os.Open(filepath.Join(td, "vectors.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var vs []vector
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		s := strings.TrimSpace(sc.Text())
-		if s == "" || s[0] == '#' {
-			continue
-		}
-		fs := strings.Fields(s)
-		if len(fs) != 4 {
-			t.Fatalf("vectors.txt:%d: want 4 fields, have %d", line, len(fs))
-		}
-		v, err := hex.DecodeString(fs[3])
-		if err != nil {
-			t.Fatalf("vectors.txt:%d: %v", line, err)
-		}
-		vs = append(vs, vector{fs[0], fs[1], fs[2], v})
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if len(vs) == 0 {
-		t.Fatal("vectors.txt: no vectors")
-	}
-	return vs
-}
-
-func mustDigest(t testing.TB, h Hash, path string) []byte {
+func mustDigest(t testing.TB, h imasig.Hash, path string) []byte {
 	t.Helper()
 	d, err := DigestFile(h, path)
 	if err != nil {

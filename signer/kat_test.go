@@ -5,6 +5,8 @@ import (
 	"crypto/rsa"
 	"fmt"
 	"testing"
+
+	"github.com/imaforge/imaforge/imasig"
 )
 
 // TestKnownAnswers signs each file of testdata/signer/files with each fixed
@@ -16,26 +18,26 @@ func TestKnownAnswers(t *testing.T) {
 	signers := map[string]*Signer{}
 	n := map[string]int{}
 	for _, v := range loadVectors(t) {
-		n[v.key]++
-		t.Run(fmt.Sprintf("%s/%s/%s", v.key, v.hash, v.file), func(t *testing.T) {
-			s := signers[v.key]
+		n[v.Key]++
+		t.Run(fmt.Sprintf("%s/%s/%s", v.Key, v.Hash, v.File), func(t *testing.T) {
+			s := signers[v.Key]
 			if s == nil {
-				s = loadSigner(t, v.key)
-				signers[v.key] = s
+				s = loadSigner(t, v.Key)
+				signers[v.Key] = s
 			}
-			h, err := ParseHash(v.hash)
+			h, err := imasig.ParseHash(v.Hash)
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := mustDigest(t, h, filePath(v.file))
+			d := mustDigest(t, h, filePath(v.File))
 			got, err := s.SignDigest(h, d)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(got, v.value) {
-				t.Errorf("value differs from the vector\n got %x\nwant %x", got, v.value)
+			if !bytes.Equal(got, v.Value) {
+				t.Errorf("value differs from the vector\n got %x\nwant %x", got, v.Value)
 			}
-			if err := Verify(v.value, d, s.Cert()); err != nil {
+			if err := imasig.Verify(v.Value, d, s.Cert()); err != nil {
 				t.Errorf("vector does not verify: %v", err)
 			}
 			// The portable crypto/rsa path must give the same bytes as
@@ -45,7 +47,11 @@ func TestKnownAnswers(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !bytes.Equal(raw, v.value[sigHeaderSize:]) {
+				vs, err := imasig.ParseSignature(v.Value)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(raw, vs.Sig) {
 					t.Error("crypto/rsa signature differs from the vector")
 				}
 			}

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/term"
+
+	"github.com/imaforge/imaforge/imasig"
 )
 
 // Passphrase returns the passphrase of an encrypted key file. It is called
@@ -186,7 +188,7 @@ func parseDERKey(typ string, der []byte) (crypto.Signer, error) {
 	}
 	s, ok := k.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("%w: %T cannot sign", ErrUnsupportedKey, k)
+		return nil, fmt.Errorf("%w: %T cannot sign", imasig.ErrUnsupportedKey, k)
 	}
 	return s, nil
 }

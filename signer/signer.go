@@ -4,21 +4,14 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"sync"
-)
 
-// Supported RSA modulus sizes. The kernel verifies larger keys too, but
-// evmctl's MAX_SIGNATURE_SIZE (1024 bytes) caps interoperable RSA at 8192
-// bits; below 2048 bits a key is too weak to sign firmware.
-const (
-	minRSABits = 2048
-	maxRSABits = 8192
+	"github.com/imaforge/imaforge/imasig"
 )
 
 // Signer makes security.ima signature values (type 0x03, version 2) with one
@@ -48,15 +41,15 @@ func New(key crypto.Signer, cert *x509.Certificate) (*Signer, error) {
 		return nil, errors.New("signer.New: nil key or certificate")
 	}
 	pub := key.Public()
-	if err := checkKeyType(pub); err != nil {
+	if err := imasig.CheckKey(pub); err != nil {
 		return nil, err
 	}
 	eq, ok := pub.(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !eq.Equal(cert.PublicKey) {
 		return nil, fmt.Errorf("%w: key is %s, certificate %q has %s",
-			ErrKeyMismatch, describeKey(pub), cert.Subject.String(), describeKey(cert.PublicKey))
+			ErrKeyMismatch, imasig.DescribeKey(pub), cert.Subject.String(), imasig.DescribeKey(cert.PublicKey))
 	}
-	s := &Signer{key: key, cert: cert, keyID: KeyID(cert), pub: pub}
+	s := &Signer{key: key, cert: cert, keyID: imasig.KeyID(cert), pub: pub}
 	if k, ok := key.(*rsa.PrivateKey); ok {
 		if b, err := newLibcryptoRSA(k); err == nil {
 			s.rsaFast = b
@@ -70,35 +63,6 @@ func New(key crypto.Signer, cert *x509.Certificate) (*Signer, error) {
 // integrity).
 func (s *Signer) CryptoSigner() crypto.Signer { return s.key }
 
-// checkKeyType accepts the key types IMA signatures are made with.
-func checkKeyType(pub crypto.PublicKey) error {
-	switch p := pub.(type) {
-	case *rsa.PublicKey:
-		if n := p.N.BitLen(); n < minRSABits || n > maxRSABits {
-			return fmt.Errorf("%w: %s (want RSA 2048, 3072 or 4096 bits, or up to 8192)", ErrUnsupportedKey, describeKey(pub))
-		}
-		return nil
-	case *ecdsa.PublicKey:
-		if p.Curve == elliptic.P256() || p.Curve == elliptic.P384() {
-			return nil
-		}
-	}
-	return fmt.Errorf("%w: %s (want RSA 2048/3072/4096 or ECDSA P-256/P-384)", ErrUnsupportedKey, describeKey(pub))
-}
-
-// describeKey names a public key's type and size for messages.
-func describeKey(pub crypto.PublicKey) string {
-	switch p := pub.(type) {
-	case *rsa.PublicKey:
-		return fmt.Sprintf("RSA-%d", p.N.BitLen())
-	case *ecdsa.PublicKey:
-		return "ECDSA " + p.Curve.Params().Name
-	case nil:
-		return "no key"
-	}
-	return fmt.Sprintf("%T", pub)
-}
-
 // KeyID returns the key id written into every signature (see KeyID).
 func (s *Signer) KeyID() [4]byte { return s.keyID }
 
@@ -109,7 +73,7 @@ func (s *Signer) Cert() *x509.Certificate { return s.cert }
 func (s *Signer) Public() crypto.PublicKey { return s.pub }
 
 // KeyType describes the key: "RSA-2048", "ECDSA P-256".
-func (s *Signer) KeyType() string { return describeKey(s.pub) }
+func (s *Signer) KeyType() string { return imasig.DescribeKey(s.pub) }
 
 // Backend names the implementation making the signatures: "libcrypto" (the
 // system OpenSSL through cgo, for RSA file keys), "go" (crypto/rsa,
@@ -143,9 +107,9 @@ func (s *Signer) Deterministic() bool {
 			s.det = true
 			return
 		}
-		probe := bytes.Repeat([]byte{0x5a}, SHA256.Size())
-		a, err1 := s.SignDigest(SHA256, probe)
-		b, err2 := s.SignDigest(SHA256, probe)
+		probe := bytes.Repeat([]byte{0x5a}, imasig.SHA256.Size())
+		a, err1 := s.SignDigest(imasig.SHA256, probe)
+		b, err2 := s.SignDigest(imasig.SHA256, probe)
 		s.det = err1 == nil && err2 == nil && bytes.Equal(a, b)
 	})
 	return s.det
@@ -155,7 +119,7 @@ func (s *Signer) Deterministic() bool {
 // security.ima value: 03 02 <h> <key id> <len> <signature>. h must be one of
 // the SHA-2 or SHA-3 algorithms (sha256, sha384, sha512 in practice); SHA-1
 // is refused (ErrUnsupportedHash).
-func (s *Signer) SignDigest(h Hash, digest []byte) ([]byte, error) {
+func (s *Signer) SignDigest(h imasig.Hash, digest []byte) ([]byte, error) {
 	sig, err := s.Sign(h, digest)
 	if err != nil {
 		return nil, err
@@ -164,12 +128,12 @@ func (s *Signer) SignDigest(h Hash, digest []byte) ([]byte, error) {
 }
 
 // Sign is SignDigest returning the decoded Signature.
-func (s *Signer) Sign(h Hash, digest []byte) (*Signature, error) {
-	if !h.signingAllowed() || !h.Available() {
-		return nil, fmt.Errorf("%w: %s cannot be used to sign (use sha256, sha384 or sha512)", ErrUnsupportedHash, h)
+func (s *Signer) Sign(h imasig.Hash, digest []byte) (*imasig.Signature, error) {
+	if !h.SigningAllowed() || !h.Available() {
+		return nil, fmt.Errorf("%w: %s cannot be used to sign (use sha256, sha384 or sha512)", imasig.ErrUnsupportedHash, h)
 	}
 	if len(digest) != h.Size() {
-		return nil, fmt.Errorf("%w: %s digest of %d bytes (want %d)", ErrFormat, h, len(digest), h.Size())
+		return nil, fmt.Errorf("%w: %s digest of %d bytes (want %d)", imasig.ErrFormat, h, len(digest), h.Size())
 	}
 	var raw []byte
 	var err error
@@ -188,15 +152,15 @@ func (s *Signer) Sign(h Hash, digest []byte) (*Signature, error) {
 		if err == nil {
 			// Catch backends returning another encoding (PKCS#11 gives raw
 			// r||s for ECDSA) before a bad value reaches an image.
-			if verr := verifyRaw(s.pub, h, digest, raw); verr != nil {
+			if verr := imasig.VerifyDigest(s.pub, h, digest, raw); verr != nil {
 				return nil, fmt.Errorf("key backend %T made a signature that does not verify: %w", s.key, verr)
 			}
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sign %s digest with %s: %w", h, describeKey(s.pub), err)
+		return nil, fmt.Errorf("sign %s digest with %s: %w", h, imasig.DescribeKey(s.pub), err)
 	}
-	return &Signature{Kind: TypeSignature, Version: SigVersion2, Hash: h, KeyID: s.keyID, Sig: raw}, nil
+	return &imasig.Signature{Kind: imasig.TypeSignature, Version: imasig.SigVersion2, Hash: h, KeyID: s.keyID, Sig: raw}, nil
 }
 
 // rsaBackend is an alternative RSA PKCS#1 v1.5 implementation; it must give

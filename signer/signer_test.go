@@ -11,34 +11,36 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/imaforge/imaforge/imasig"
 )
 
 func TestKeyID(t *testing.T) {
 	rsaCert := loadCert(t, "rsa2048.pem")
 	want := [4]byte(rsaCert.SubjectKeyId[len(rsaCert.SubjectKeyId)-4:])
-	if got := KeyID(rsaCert); got != want {
+	if got := imasig.KeyID(rsaCert); got != want {
 		t.Errorf("KeyID = %x, want SKID tail %x", got, want)
 	}
 	// openssl's subjectKeyIdentifier=hash is SHA-1 of the key bit string, so
 	// evmctl's calc_keyid_v2 fallback gives the same 4 bytes.
-	if got, err := KeyIDFromPublicKey(rsaCert.PublicKey); err != nil || got != want {
+	if got, err := imasig.KeyIDFromPublicKey(rsaCert.PublicKey); err != nil || got != want {
 		t.Errorf("KeyIDFromPublicKey = %x, %v; want %x", got, err, want)
 	}
 	noskid := loadCert(t, "rsa2048-noskid.pem")
 	if len(noskid.SubjectKeyId) != 0 {
 		t.Fatal("rsa2048-noskid.pem has a SKID")
 	}
-	if got := KeyID(noskid); got != want {
+	if got := imasig.KeyID(noskid); got != want {
 		t.Errorf("KeyID without SKID = %x, want %x", got, want)
 	}
-	if got := KeyID(loadCert(t, "rsa2048-skid.pem")); got != [4]byte{1, 2, 3, 4} {
+	if got := imasig.KeyID(loadCert(t, "rsa2048-skid.pem")); got != [4]byte{1, 2, 3, 4} {
 		t.Errorf("KeyID with an arbitrary SKID = %x, want 01020304", got)
 	}
 	for _, k := range []string{"p256", "p384", "rsa4096"} {
 		c := loadCert(t, k+".pem")
-		got, err := KeyIDFromPublicKey(c.PublicKey)
-		if err != nil || got != KeyID(c) {
-			t.Errorf("%s: KeyIDFromPublicKey %x, %v; KeyID %x", k, got, err, KeyID(c))
+		got, err := imasig.KeyIDFromPublicKey(c.PublicKey)
+		if err != nil || got != imasig.KeyID(c) {
+			t.Errorf("%s: KeyIDFromPublicKey %x, %v; KeyID %x", k, got, err, imasig.KeyID(c))
 		}
 	}
 }
@@ -52,9 +54,9 @@ func TestNewRejects(t *testing.T) {
 		{"rsa2048.key", "rsa3072.pem", ErrKeyMismatch, "RSA-2048"},
 		{"p256.key", "p384.pem", ErrKeyMismatch, "P-256"},
 		{"p256.key", "rsa2048.pem", ErrKeyMismatch, "ECDSA"},
-		{"rsa1024.key", "rsa1024.pem", ErrUnsupportedKey, "RSA-1024"},
-		{"ed25519.key", "ed25519.pem", ErrUnsupportedKey, "ed25519"},
-		{"p521.key", "p521.pem", ErrUnsupportedKey, "P-521"},
+		{"rsa1024.key", "rsa1024.pem", imasig.ErrUnsupportedKey, "RSA-1024"},
+		{"ed25519.key", "ed25519.pem", imasig.ErrUnsupportedKey, "ed25519"},
+		{"p521.key", "p521.pem", imasig.ErrUnsupportedKey, "P-521"},
 	} {
 		t.Run(tc.key+"+"+tc.cert, func(t *testing.T) {
 			_, err := LoadSigner(keyPath(tc.key), keyPath(tc.cert), nil)
@@ -77,13 +79,13 @@ func TestNewRejects(t *testing.T) {
 
 func TestSignDigestChecks(t *testing.T) {
 	s := loadSigner(t, "p256")
-	if _, err := s.SignDigest(SHA1, make([]byte, 20)); !errors.Is(err, ErrUnsupportedHash) {
+	if _, err := s.SignDigest(imasig.SHA1, make([]byte, 20)); !errors.Is(err, imasig.ErrUnsupportedHash) {
 		t.Errorf("sha1 signing: %v, want ErrUnsupportedHash", err)
 	}
-	if _, err := s.SignDigest(SM3, make([]byte, 32)); !errors.Is(err, ErrUnsupportedHash) {
+	if _, err := s.SignDigest(imasig.SM3, make([]byte, 32)); !errors.Is(err, imasig.ErrUnsupportedHash) {
 		t.Errorf("sm3 signing: %v", err)
 	}
-	if _, err := s.SignDigest(SHA256, make([]byte, 31)); !errors.Is(err, ErrFormat) {
+	if _, err := s.SignDigest(imasig.SHA256, make([]byte, 31)); !errors.Is(err, imasig.ErrFormat) {
 		t.Errorf("short digest: %v", err)
 	}
 }
@@ -94,8 +96,8 @@ func TestDeterministic(t *testing.T) {
 	d := sha256.Sum256([]byte("reproducible"))
 	for _, k := range allKeys {
 		s := loadSigner(t, k)
-		a, err1 := s.SignDigest(SHA256, d[:])
-		b, err2 := s.SignDigest(SHA256, d[:])
+		a, err1 := s.SignDigest(imasig.SHA256, d[:])
+		b, err2 := s.SignDigest(imasig.SHA256, d[:])
 		if err1 != nil || err2 != nil || !bytes.Equal(a, b) {
 			t.Errorf("%s: two signatures differ (%v, %v)", k, err1, err2)
 		}
@@ -114,11 +116,11 @@ func TestDeterministic(t *testing.T) {
 	if rnd.Backend() != "external" {
 		t.Errorf("backend %q", rnd.Backend())
 	}
-	v, err := rnd.SignDigest(SHA256, d[:])
+	v, err := rnd.SignDigest(imasig.SHA256, d[:])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Verify(v, d[:], rnd.Cert()); err != nil {
+	if err := imasig.Verify(v, d[:], rnd.Cert()); err != nil {
 		t.Error(err)
 	}
 	rs, err := New(opaque{loadKey(t, "rsa2048.key")}, loadCert(t, "rsa2048.pem"))
@@ -139,7 +141,7 @@ func TestExternalSignerChecked(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := sha256.Sum256(nil)
-	if _, err := s.SignDigest(SHA256, d[:]); err == nil || !errors.Is(err, ErrBadSignature) {
+	if _, err := s.SignDigest(imasig.SHA256, d[:]); err == nil || !errors.Is(err, imasig.ErrBadSignature) {
 		t.Errorf("raw r||s signature accepted: %v", err)
 	}
 }
@@ -156,7 +158,7 @@ func TestLibcryptoMatchesGo(t *testing.T) {
 			t.Fatalf("%s: libcrypto backend not used", k)
 		}
 		key := s.key.(*rsa.PrivateKey)
-		for _, h := range append(signHashes, SHA224, SHA3_256) {
+		for _, h := range append(signHashes, imasig.SHA224, imasig.SHA3_256) {
 			for i := range 8 {
 				hh, _ := h.New()
 				hh.Write([]byte{byte(i), byte(h)})

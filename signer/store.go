@@ -7,10 +7,9 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
-)
 
-// XattrName is the extended attribute IMA appraises.
-const XattrName = "security.ima"
+	"github.com/imaforge/imaforge/imasig"
+)
 
 // SigFileSuffix is appended to a file's name for its detached signature,
 // as evmctl --sigfile does: FILE.sig holds the raw security.ima value.
@@ -53,19 +52,19 @@ func (s Store) Read(path string) ([]byte, error) {
 	case Xattr:
 		buf := make([]byte, 1024)
 		for {
-			n, err := unix.Getxattr(path, XattrName, buf)
+			n, err := unix.Getxattr(path, imasig.XattrName, buf)
 			switch {
 			case errors.Is(err, unix.ERANGE):
-				sz, err2 := unix.Getxattr(path, XattrName, nil)
+				sz, err2 := unix.Getxattr(path, imasig.XattrName, nil)
 				if err2 != nil {
-					return nil, &FileError{Path: path, Op: "read " + XattrName, Err: err2}
+					return nil, &FileError{Path: path, Op: "read " + imasig.XattrName, Err: err2}
 				}
 				buf = make([]byte, sz)
 				continue
 			case errors.Is(err, unix.ENODATA):
-				return nil, &FileError{Path: path, Op: "read " + XattrName, Err: ErrNoValue}
+				return nil, &FileError{Path: path, Op: "read " + imasig.XattrName, Err: ErrNoValue}
 			case err != nil:
-				return nil, &FileError{Path: path, Op: "read " + XattrName, Err: err}
+				return nil, &FileError{Path: path, Op: "read " + imasig.XattrName, Err: err}
 			}
 			return buf[:n], nil
 		}
@@ -81,8 +80,8 @@ func (s Store) Write(path string, value []byte) error {
 	case SigFile:
 		return writeFileAtomic(path+SigFileSuffix, value)
 	case Xattr:
-		if err := unix.Setxattr(path, XattrName, value, 0); err != nil {
-			return &FileError{Path: path, Op: "set " + XattrName, Err: err}
+		if err := unix.Setxattr(path, imasig.XattrName, value, 0); err != nil {
+			return &FileError{Path: path, Op: "set " + imasig.XattrName, Err: err}
 		}
 		return nil
 	}

@@ -8,6 +8,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"testing"
+
+	"github.com/imaforge/imaforge/imasig"
 )
 
 // TestMangledSignature flips every bit pattern of every byte of a value
@@ -16,11 +18,11 @@ func TestMangledSignature(t *testing.T) {
 	d := sha256.Sum256([]byte("mangle me"))
 	for _, k := range []string{"rsa2048", "p256"} {
 		s := loadSigner(t, k)
-		v, err := NewVerifier(s.Cert())
+		v, err := imasig.NewVerifier(s.Cert())
 		if err != nil {
 			t.Fatal(err)
 		}
-		value, err := s.SignDigest(SHA256, d[:])
+		value, err := s.SignDigest(imasig.SHA256, d[:])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +49,7 @@ func TestMangledSignature(t *testing.T) {
 		// a different digest
 		d2 := d
 		d2[31] ^= 1
-		if err := v.Verify(value, d2[:]); !errors.Is(err, ErrBadSignature) {
+		if err := v.Verify(value, d2[:]); !errors.Is(err, imasig.ErrBadSignature) {
 			t.Errorf("%s: other digest: %v, want ErrBadSignature", k, err)
 		}
 	}
@@ -56,32 +58,32 @@ func TestMangledSignature(t *testing.T) {
 func TestVerifyErrors(t *testing.T) {
 	s := loadSigner(t, "rsa2048")
 	d := sha256.Sum256([]byte("x"))
-	value, err := s.SignDigest(SHA256, d[:])
+	value, err := s.SignDigest(imasig.SHA256, d[:])
 	if err != nil {
 		t.Fatal(err)
 	}
 	other := loadCert(t, "rsa3072.pem")
-	err = Verify(value, d[:], other)
-	var ise *InvalidSignatureError
-	if !errors.Is(err, ErrUnknownKeyID) || !errors.As(err, &ise) || ise.KeyID != s.KeyID() {
+	err = imasig.Verify(value, d[:], other)
+	var ise *imasig.InvalidSignatureError
+	if !errors.Is(err, imasig.ErrUnknownKeyID) || !errors.As(err, &ise) || ise.KeyID != s.KeyID() {
 		t.Errorf("unknown key: %v", err)
 	}
-	dng, _ := NewDigestNG(SHA256, d[:])
+	dng, _ := imasig.NewDigestNG(imasig.SHA256, d[:])
 	dv, _ := dng.MarshalBinary()
-	if err := Verify(dv, d[:], s.Cert()); !errors.Is(err, ErrWrongType) {
+	if err := imasig.Verify(dv, d[:], s.Cert()); !errors.Is(err, imasig.ErrWrongType) {
 		t.Errorf("digest-ng as signature: %v, want ErrWrongType", err)
 	}
-	if err := Verify(value[:20], d[:], s.Cert()); !errors.Is(err, ErrTruncated) {
+	if err := imasig.Verify(value[:20], d[:], s.Cert()); !errors.Is(err, imasig.ErrTruncated) {
 		t.Errorf("truncated: %v, want ErrTruncated", err)
 	}
-	if err := Verify(value, d[:31], s.Cert()); !errors.Is(err, ErrFormat) {
+	if err := imasig.Verify(value, d[:31], s.Cert()); !errors.Is(err, imasig.ErrFormat) {
 		t.Errorf("short digest: %v, want ErrFormat", err)
 	}
-	if _, err := NewVerifier(loadCert(t, "ed25519.pem")); !errors.Is(err, ErrUnsupportedKey) {
+	if _, err := imasig.NewVerifier(loadCert(t, "ed25519.pem")); !errors.Is(err, imasig.ErrUnsupportedKey) {
 		t.Errorf("ed25519 cert: %v", err)
 	}
 	// Two certificates with one key id: the right one is found.
-	v, err := NewVerifier(loadCert(t, "rsa2048-skid.pem"), loadCert(t, "rsa2048.pem"))
+	v, err := imasig.NewVerifier(loadCert(t, "rsa2048-skid.pem"), loadCert(t, "rsa2048.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,11 +100,11 @@ func TestVerifySHA1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	value, err := (&Signature{Hash: SHA1, KeyID: s.KeyID(), Sig: raw}).MarshalBinary()
+	value, err := (&imasig.Signature{Hash: imasig.SHA1, KeyID: s.KeyID(), Sig: raw}).MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Verify(value, d[:], s.Cert()); err != nil {
+	if err := imasig.Verify(value, d[:], s.Cert()); err != nil {
 		t.Errorf("sha1 signature: %v", err)
 	}
 	if err := mustVerifier(t, s).VerifyReader(value, bytes.NewReader([]byte("old image"))); err != nil {
@@ -110,8 +112,8 @@ func TestVerifySHA1(t *testing.T) {
 	}
 }
 
-func mustVerifier(t *testing.T, s *Signer) *Verifier {
-	v, err := NewVerifier(s.Cert())
+func mustVerifier(t *testing.T, s *Signer) *imasig.Verifier {
+	v, err := imasig.NewVerifier(s.Cert())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,24 +122,24 @@ func mustVerifier(t *testing.T, s *Signer) *Verifier {
 
 func TestCheckDigestNG(t *testing.T) {
 	content := []byte("digest only")
-	for _, h := range []Hash{SHA256, SHA512, SHA1} {
-		d, _ := DigestReader(h, bytes.NewReader(content))
-		v, err := NewDigestNG(h, d)
+	for _, h := range []imasig.Hash{imasig.SHA256, imasig.SHA512, imasig.SHA1} {
+		d, _ := imasig.DigestReader(h, bytes.NewReader(content))
+		v, err := imasig.NewDigestNG(h, d)
 		if err != nil {
 			t.Fatal(err)
 		}
 		b, _ := v.MarshalBinary()
-		if err := CheckDigestNG(b, bytes.NewReader(content)); err != nil {
+		if err := imasig.CheckDigestNG(b, bytes.NewReader(content)); err != nil {
 			t.Errorf("%s: %v", h, err)
 		}
-		if err := CheckDigestNG(b, bytes.NewReader(content[1:])); !errors.Is(err, ErrDigestMismatch) {
+		if err := imasig.CheckDigestNG(b, bytes.NewReader(content[1:])); !errors.Is(err, imasig.ErrDigestMismatch) {
 			t.Errorf("%s other content: %v", h, err)
 		}
 	}
 	s := loadSigner(t, "p256")
 	d := sha256.Sum256(content)
-	sig, _ := s.SignDigest(SHA256, d[:])
-	if err := CheckDigestNG(sig, bytes.NewReader(content)); !errors.Is(err, ErrWrongType) {
+	sig, _ := s.SignDigest(imasig.SHA256, d[:])
+	if err := imasig.CheckDigestNG(sig, bytes.NewReader(content)); !errors.Is(err, imasig.ErrWrongType) {
 		t.Errorf("signature as digest-ng: %v", err)
 	}
 }

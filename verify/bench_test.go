@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imaforge/imaforge/signer"
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/squashfs"
 	"github.com/imaforge/imaforge/verify"
 )
@@ -44,12 +44,12 @@ func benchSetup(b *testing.B) []byte {
 				data[j] = byte(r.IntN(16)) // compresses about 2:1
 			}
 			d := sha256.Sum256(data)
-			v, err := fx.mfrS.SignDigest(signer.SHA256, d[:])
+			v, err := fx.mfrS.SignDigest(imasig.SHA256, d[:])
 			check(b, err)
 			entries = append(entries, squashfs.Entry{
 				Path: fmt.Sprintf("/data/f%04d", i), Mode: 0o755, Size: int64(len(data)),
 				Open:   func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
-				Xattrs: []squashfs.Xattr{{Name: signer.XattrName, Value: v}},
+				Xattrs: []squashfs.Xattr{{Name: imasig.XattrName, Value: v}},
 			})
 			benchBytes += int64(len(data))
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/testkeys"
 	"github.com/imaforge/imaforge/internal/testpki"
 	"github.com/imaforge/imaforge/manifest"
@@ -151,9 +152,9 @@ func (fx *fixture) trust(t testing.TB, crls []*x509.RevocationList, extra ...*x5
 // sign returns the security.ima value of content by s (sha256).
 func sign(t testing.TB, s *signer.Signer, content string) []byte {
 	t.Helper()
-	d, err := signer.DigestReader(signer.SHA256, strings.NewReader(content))
+	d, err := imasig.DigestReader(imasig.SHA256, strings.NewReader(content))
 	check(t, err)
-	v, err := s.SignDigest(signer.SHA256, d)
+	v, err := s.SignDigest(imasig.SHA256, d)
 	check(t, err)
 	return v
 }
@@ -180,7 +181,7 @@ func writeImage(t testing.TB, entries []entry) []byte {
 		se := squashfs.Entry{Path: e.path, Mode: e.mode, Size: int64(len(content)),
 			Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(content)), nil }}
 		if e.ima != nil {
-			se.Xattrs = []squashfs.Xattr{{Name: signer.XattrName, Value: e.ima}}
+			se.Xattrs = []squashfs.Xattr{{Name: imasig.XattrName, Value: e.ima}}
 		}
 		check(t, w.Add(se))
 	}
@@ -198,7 +199,7 @@ func imaValue(t testing.TB, img []byte, p string) []byte {
 	xs, err := z.Xattrs(strings.TrimPrefix(p, "/"))
 	check(t, err)
 	for _, x := range xs {
-		if x.Name == signer.XattrName {
+		if x.Name == imasig.XattrName {
 			return x.Value
 		}
 	}

@@ -9,8 +9,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/testenv"
-	"github.com/imaforge/imaforge/signer"
 	"github.com/imaforge/imaforge/verify"
 )
 
@@ -32,7 +32,7 @@ func TestVerifyMksquashfsImage(t *testing.T) {
 		if filepath.Dir(e.path) == "opt/acme/bin" {
 			s = fx.tenS
 		}
-		if err := unix.Setxattr(p, signer.XattrName, sign(t, s, e.content), 0); err != nil {
+		if err := unix.Setxattr(p, imasig.XattrName, sign(t, s, e.content), 0); err != nil {
 			t.Skipf("cannot set security.ima here: %v", err)
 		}
 	}

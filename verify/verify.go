@@ -14,10 +14,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/parallel"
 	"github.com/imaforge/imaforge/pki"
 	"github.com/imaforge/imaforge/policy"
-	"github.com/imaforge/imaforge/signer"
 	"github.com/imaforge/imaforge/squashfs"
 )
 
@@ -170,7 +170,7 @@ func Image(ctx context.Context, r io.ReaderAt, size int64, opts Options) (*Repor
 		if ii != nil {
 			f.UID, f.GID, f.inode = ii.UID, ii.GID, ii.InodeNumber
 			for _, x := range ii.Xattrs {
-				if x.Name == signer.XattrName {
+				if x.Name == imasig.XattrName {
 					f.value, f.hasValue = x.Value, true
 				}
 			}
@@ -310,28 +310,28 @@ func (v *verifier) checkFile(ctx context.Context, f *FileResult, name string) er
 		}
 		return nil
 	}
-	val, err := signer.Parse(f.value)
+	val, err := imasig.Parse(f.value)
 	if err != nil {
 		f.add(ReasonBadFormat, err.Error())
 		return nil
 	}
 	f.Type = typeName(val.Type())
-	var h signer.Hash
+	var h imasig.Hash
 	switch val := val.(type) {
-	case *signer.Signature:
+	case *imasig.Signature:
 		f.keyID = val.KeyID
 		f.KeyID = hex.EncodeToString(val.KeyID[:])
 		f.Hash = val.Hash.String()
-		if val.Type() != signer.TypeSignature {
+		if val.Type() != imasig.TypeSignature {
 			f.add(ReasonBadFormat, fmt.Sprintf("a %s value, which IMA file appraisal on SquashFS cannot use", f.Type))
 			return nil
 		}
 		h = val.Hash
-	case *signer.DigestNG:
+	case *imasig.DigestNG:
 		h = val.Hash
 		f.Hash = h.String()
-	case *signer.Digest:
-		h = signer.SHA1
+	case *imasig.Digest:
+		h = imasig.SHA1
 		f.Hash = h.String()
 	default:
 		f.add(ReasonBadFormat, fmt.Sprintf("a %s value belongs in security.evm, not security.ima", f.Type))
@@ -363,29 +363,29 @@ func (v *verifier) checkFile(ctx context.Context, f *FileResult, name string) er
 		}
 	}()
 	switch val := val.(type) {
-	case *signer.DigestNG:
+	case *imasig.DigestNG:
 		v.checkDigest(f, val.Digest, digest)
-	case *signer.Digest:
+	case *imasig.Digest:
 		v.checkDigest(f, val.SHA1[:], digest)
-	case *signer.Signature:
+	case *imasig.Signature:
 		v.checkSignature(f, val, digest)
 	}
 	return nil
 }
 
-func typeName(t signer.Type) string {
+func typeName(t imasig.Type) string {
 	switch t {
-	case signer.TypeDigest:
+	case imasig.TypeDigest:
 		return "digest"
-	case signer.TypeHMAC:
+	case imasig.TypeHMAC:
 		return "evm-hmac"
-	case signer.TypeSignature:
+	case imasig.TypeSignature:
 		return "signature"
-	case signer.TypeDigestNG:
+	case imasig.TypeDigestNG:
 		return "digest-ng"
-	case signer.TypePortableSignature:
+	case imasig.TypePortableSignature:
 		return "evm-portable-signature"
-	case signer.TypeVeritySignature:
+	case imasig.TypeVeritySignature:
 		return "verity-signature"
 	}
 	return fmt.Sprintf("type-%#02x", uint8(t))
@@ -393,7 +393,7 @@ func typeName(t signer.Type) string {
 
 // digest hashes a file's content with h, streaming it (data, when not nil,
 // is the content already read).
-func (v *verifier) digest(ctx context.Context, h signer.Hash, name string, data []byte) ([]byte, error) {
+func (v *verifier) digest(ctx context.Context, h imasig.Hash, name string, data []byte) ([]byte, error) {
 	hh, err := h.New()
 	if err != nil {
 		return nil, err
@@ -439,16 +439,16 @@ func (v *verifier) checkDigest(f *FileResult, stored, digest []byte) {
 	}
 }
 
-func (v *verifier) checkSignature(f *FileResult, sig *signer.Signature, digest []byte) {
+func (v *verifier) checkSignature(f *FileResult, sig *imasig.Signature, digest []byte) {
 	ks := v.key(sig.KeyID)
 	if ks.cert == nil {
 		f.add(ReasonUnknownKey, fmt.Sprintf("no certificate in the trust material has key id %s", f.KeyID))
 		return
 	}
 	f.Signer = ks.subject
-	if err := signer.Verify(f.value, digest, ks.cert); err != nil {
+	if err := imasig.Verify(f.value, digest, ks.cert); err != nil {
 		switch {
-		case errors.Is(err, signer.ErrBadSignature):
+		case errors.Is(err, imasig.ErrBadSignature):
 			if pub, ok := ks.cert.PublicKey.(*rsa.PublicKey); ok {
 				if d := rsaSignedDigest(pub, sig.Sig); d != nil {
 					f.rsaSaw = d
@@ -460,7 +460,7 @@ func (v *verifier) checkSignature(f *FileResult, sig *signer.Signature, digest [
 				f.needScan = true
 			}
 			f.add(ReasonBadSignature, fmt.Sprintf("the signature does not verify with key %s (%s) over the content's %s digest", f.KeyID, f.Signer, f.Hash))
-		case errors.Is(err, signer.ErrUnsupportedHash), errors.Is(err, signer.ErrUnsupportedKey):
+		case errors.Is(err, imasig.ErrUnsupportedHash), errors.Is(err, imasig.ErrUnsupportedKey):
 			f.add(ReasonUnsupportedHash, err.Error())
 		default:
 			f.add(ReasonBadFormat, err.Error())
@@ -534,7 +534,7 @@ func (v *verifier) matchCopies(files []*FileResult) {
 				}
 				budget--
 				d, _ := hex.DecodeString(g.Digest)
-				if signer.Verify(f.value, d, ks.cert) == nil {
+				if imasig.Verify(f.value, d, ks.cert) == nil {
 					from = g
 					break
 				}

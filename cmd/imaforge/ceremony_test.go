@@ -19,6 +19,7 @@ import (
 
 	"github.com/imaforge/imaforge/ceremony"
 	"github.com/imaforge/imaforge/ceremony/ceremonytest"
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/testenv"
 	"github.com/imaforge/imaforge/signer"
 	"github.com/imaforge/imaforge/squashfs"
@@ -170,7 +171,7 @@ func verifyImage(t *testing.T, img string, signed, unsigned []string) {
 			t.Fatal(err)
 		}
 		for _, x := range xs {
-			if x.Name == signer.XattrName {
+			if x.Name == imasig.XattrName {
 				return x.Value
 			}
 		}
@@ -390,7 +391,7 @@ func TestCeremonyRefusals(t *testing.T) {
 	other, _ := signer.LoadSigner(absKey(t, "rsa3072.key"), absKey(t, "rsa3072.pem"), nil)
 	byOtherKey := func(rs *ceremony.Response) {
 		d, _ := hex.DecodeString(rs.Keys[0].Signatures[0].Digest)
-		v, _ := other.SignDigest(signer.SHA256, d)
+		v, _ := other.SignDigest(imasig.SHA256, d)
 		rs.Keys[0].Signatures[0].Value = hex.EncodeToString(v)
 	}
 	flipped := func(rs *ceremony.Response) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/signer"
 )
 
@@ -64,7 +65,7 @@ func fileSign(c *cli.Context) error {
 		return err
 	}
 	files := c.Args().Slice()
-	h, err := signer.ParseHash(c.String("hash"))
+	h, err := imasig.ParseHash(c.String("hash"))
 	if err != nil {
 		return usageErr(fmt.Errorf("--hash: %w", err))
 	}
@@ -89,7 +90,7 @@ func fileVerify(c *cli.Context) error {
 		return err
 	}
 	files := c.Args().Slice()
-	v, err := signer.NewVerifier()
+	v, err := imasig.NewVerifier()
 	if err != nil {
 		return err
 	}
@@ -130,5 +131,5 @@ func storeDesc(s signer.Store) string {
 	if s == signer.SigFile {
 		return "FILE" + signer.SigFileSuffix
 	}
-	return signer.XattrName
+	return imasig.XattrName
 }

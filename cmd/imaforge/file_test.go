@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/testenv"
-	"github.com/imaforge/imaforge/signer"
 )
 
 var signerKeys = filepath.Join("..", "..", "testdata", "signer", "keys")
@@ -86,7 +86,7 @@ func TestFileBadInput(t *testing.T) {
 	if err := os.WriteFile(wrongType, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dng, _ := signer.NewDigestNG(signer.SHA256, make([]byte, 32))
+	dng, _ := imasig.NewDigestNG(imasig.SHA256, make([]byte, 32))
 	b, _ := dng.MarshalBinary()
 	if err := os.WriteFile(wrongType+".sig", b, 0o644); err != nil {
 		t.Fatal(err)

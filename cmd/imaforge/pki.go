@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/pki"
 	"github.com/imaforge/imaforge/signer"
 )
@@ -173,7 +174,7 @@ func loadIssuer(c *cli.Context) (pki.Issuer, error) {
 }
 
 func describeCert(cert *x509.Certificate) string {
-	id := signer.KeyID(cert)
+	id := imasig.KeyID(cert)
 	return fmt.Sprintf("%s, serial %x, IMA key id %x, valid %s to %s",
 		cert.Subject, cert.SerialNumber, id[:], cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339))
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/policy"
 	"github.com/imaforge/imaforge/signer"
 )
@@ -104,7 +105,7 @@ func policySign(c *cli.Context) error {
 	if err := lintFiles(c, files); err != nil {
 		return err
 	}
-	h, err := signer.ParseHash(c.String("hash"))
+	h, err := imasig.ParseHash(c.String("hash"))
 	if err != nil {
 		return usageErr(fmt.Errorf("--hash: %w", err))
 	}
@@ -126,7 +127,7 @@ func policyVerify(c *cli.Context) error {
 	if err := lintFiles(c, files); err != nil {
 		return err
 	}
-	v, err := signer.NewVerifier()
+	v, err := imasig.NewVerifier()
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package signer
+package imasig
 
 import (
 	"crypto"
@@ -121,9 +121,9 @@ func (h Hash) New() (hash.Hash, error) {
 	return h.CryptoHash().New(), nil
 }
 
-// signingAllowed reports whether new signatures may be made with h: SHA-1
+// SigningAllowed reports whether new signatures may be made with h: SHA-1
 // and the other legacy algorithms are accepted for verification only.
-func (h Hash) signingAllowed() bool {
+func (h Hash) SigningAllowed() bool {
 	switch h {
 	case SHA224, SHA256, SHA384, SHA512, SHA3_256, SHA3_384, SHA3_512:
 		return true

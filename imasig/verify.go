@@ -1,4 +1,4 @@
-package signer
+package imasig
 
 import (
 	"bytes"
@@ -9,6 +9,14 @@ import (
 	"fmt"
 	"io"
 )
+
+// DigestSigner makes complete security.ima signature values (type 0x03,
+// version 2) over digests made with h; *signer.Signer is one. Packages that
+// only need signatures (policy files, ceremony responses) take this instead
+// of a key backend.
+type DigestSigner interface {
+	SignDigest(h Hash, digest []byte) ([]byte, error)
+}
 
 // Verifier checks security.ima signatures against a set of certificates,
 // selected by key id as the kernel selects keys in its IMA keyring. SHA-1
@@ -31,7 +39,7 @@ func NewVerifier(certs ...*x509.Certificate) (*Verifier, error) {
 
 // Add adds a certificate.
 func (v *Verifier) Add(cert *x509.Certificate) error {
-	if err := checkKeyType(cert.PublicKey); err != nil {
+	if err := CheckKey(cert.PublicKey); err != nil {
 		return fmt.Errorf("certificate %q: %w", cert.Subject.String(), err)
 	}
 	id := KeyID(cert)
@@ -89,7 +97,7 @@ func (v *Verifier) verify(sig *Signature, digest []byte) error {
 	}
 	var err error
 	for _, c := range certs {
-		if err = verifyRaw(c.PublicKey, sig.Hash, digest, sig.Sig); err == nil {
+		if err = VerifyDigest(c.PublicKey, sig.Hash, digest, sig.Sig); err == nil {
 			return nil
 		}
 	}
@@ -105,9 +113,11 @@ func Verify(value, digest []byte, certs ...*x509.Certificate) error {
 	return v.Verify(value, digest)
 }
 
-// verifyRaw checks a bare signature (RSA PKCS#1 v1.5 over DigestInfo, or
-// ECDSA ASN.1 DER) as the kernel's public_key_verify_signature does.
-func verifyRaw(pub crypto.PublicKey, h Hash, digest, sig []byte) error {
+// VerifyDigest checks a bare signature sig (the bytes after a v2 header:
+// RSA PKCS#1 v1.5 over DigestInfo, or ECDSA ASN.1 DER) by pub over digest,
+// made with h, as the kernel's public_key_verify_signature does. A signature
+// that does not verify is an error wrapping ErrBadSignature.
+func VerifyDigest(pub crypto.PublicKey, h Hash, digest, sig []byte) error {
 	switch p := pub.(type) {
 	case *rsa.PublicKey:
 		if err := rsa.VerifyPKCS1v15(p, h.CryptoHash(), digest, sig); err != nil {
@@ -120,7 +130,7 @@ func verifyRaw(pub crypto.PublicKey, h Hash, digest, sig []byte) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("%w: %s", ErrUnsupportedKey, describeKey(pub))
+	return fmt.Errorf("%w: %s", ErrUnsupportedKey, DescribeKey(pub))
 }
 
 // CheckDigestNG checks a digest-only value (type 0x04, see DigestNG) against

@@ -1,4 +1,4 @@
-package signer
+package imasig
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 // crashers found by `go test -fuzz` are kept in testdata/fuzz/FuzzParse.
 func FuzzParse(f *testing.F) {
 	for _, v := range loadVectors(f) {
-		f.Add(v.value)
+		f.Add(v.Value)
 	}
 	for _, s := range []string{
 		"", "03", "03 02 04 6ad9d99c 0000", "03 02 04 6ad9d99c 0001 00",
@@ -21,11 +21,7 @@ func FuzzParse(f *testing.F) {
 	} {
 		f.Add(unhex(s))
 	}
-	c, err := LoadCertificate(keyPath("rsa2048.pem"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	v, err := NewVerifier(c)
+	v, err := NewVerifier(loadCert(f, "rsa2048.pem"))
 	if err != nil {
 		f.Fatal(err)
 	}

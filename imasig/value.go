@@ -1,10 +1,14 @@
-package signer
+package imasig
 
 import (
 	"encoding"
 	"encoding/binary"
 	"fmt"
 )
+
+// XattrName is the extended attribute IMA appraises (the kernel's
+// XATTR_NAME_IMA, include/uapi/linux/xattr.h).
+const XattrName = "security.ima"
 
 // Type is the first byte of a security.ima (or security.evm) value: the
 // kernel's enum evm_ima_xattr_type (security/integrity/integrity.h,
