@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/testenv"
 )
 
@@ -26,13 +27,13 @@ func getxattr(t *testing.T, path, name string) []byte {
 
 // evmMetaOf reads what a portable EVM signature covers from a file, as the
 // kernel would see it.
-func evmMetaOf(t *testing.T, path string, l EVMXattrs) EVMMeta {
+func evmMetaOf(t *testing.T, path string, l imasig.EVMXattrs) imasig.EVMMeta {
 	t.Helper()
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
 		t.Fatal(err)
 	}
-	m := EVMMeta{UID: st.Uid, GID: st.Gid, Mode: st.Mode, Xattrs: map[string][]byte{}}
+	m := imasig.EVMMeta{UID: st.Uid, GID: st.Gid, Mode: st.Mode, Xattrs: map[string][]byte{}}
 	for _, name := range l {
 		buf := make([]byte, 4096)
 		n, err := unix.Lgetxattr(path, name, buf)
@@ -45,9 +46,9 @@ func evmMetaOf(t *testing.T, path string, l EVMXattrs) EVMMeta {
 
 // signEVMHere makes the security.ima and security.evm values imaforge would
 // give a file with content and meta.
-func signEVMHere(t *testing.T, s *Signer, h Hash, content []byte, l EVMXattrs, m EVMMeta) (ima, evm []byte) {
+func signEVMHere(t *testing.T, s *Signer, h imasig.Hash, content []byte, l imasig.EVMXattrs, m imasig.EVMMeta) (ima, evm []byte) {
 	t.Helper()
-	d, err := DigestReader(h, bytes.NewReader(content))
+	d, err := imasig.DigestReader(h, bytes.NewReader(content))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,8 +59,8 @@ func signEVMHere(t *testing.T, s *Signer, h Hash, content []byte, l EVMXattrs, m
 	if m.Xattrs == nil {
 		m.Xattrs = map[string][]byte{}
 	}
-	m.Xattrs[XattrName] = ima
-	ed, err := EVMDigest(h, l, m)
+	m.Xattrs[imasig.XattrName] = ima
+	ed, err := imasig.EVMDigest(h, l, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func signEVMHere(t *testing.T, s *Signer, h Hash, content []byte, l EVMXattrs, m
 	if err != nil {
 		t.Fatal(err)
 	}
-	evm, err = EVMValue(v)
+	evm, err = imasig.EVMValue(v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,11 +80,11 @@ func signEVMHere(t *testing.T, s *Signer, h Hash, content []byte, l EVMXattrs, m
 // "IMA" || "CAP" || 00*12 || e8030000 || e9030000 || ed89 || 0000, computed
 // with: { printf 'IMACAP'; head -c12 /dev/zero; printf '\xe8\x03\0\0\xe9\x03\0\0\xed\x89\0\0'; } | sha256sum
 func TestEVMDigestKnownAnswer(t *testing.T) {
-	m := EVMMeta{UID: 1000, GID: 1001, Mode: 0o104755, Xattrs: map[string][]byte{
-		XattrCapability: []byte("CAP"), XattrName: []byte("IMA"), "user.other": []byte("ignored"),
-		XattrSMACK: []byte("not in debian-6.1"),
+	m := imasig.EVMMeta{UID: 1000, GID: 1001, Mode: 0o104755, Xattrs: map[string][]byte{
+		imasig.XattrCapability: []byte("CAP"), imasig.XattrName: []byte("IMA"), "user.other": []byte("ignored"),
+		imasig.XattrSMACK: []byte("not in debian-6.1"),
 	}}
-	d, err := EVMDigest(SHA256, EVMXattrsDebian61, m)
+	d, err := imasig.EVMDigest(imasig.SHA256, imasig.EVMXattrsDebian61, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,11 +92,11 @@ func TestEVMDigestKnownAnswer(t *testing.T) {
 	if hex.EncodeToString(d) != want {
 		t.Fatalf("digest %x, want %s", d, want)
 	}
-	if _, err := EVMDigest(SHA256, EVMXattrsDebian61, EVMMeta{Mode: 0o100644}); !errors.Is(err, ErrEVMNoIMA) {
+	if _, err := imasig.EVMDigest(imasig.SHA256, imasig.EVMXattrsDebian61, imasig.EVMMeta{Mode: 0o100644}); !errors.Is(err, imasig.ErrEVMNoIMA) {
 		t.Errorf("without security.ima: %v", err)
 	}
 	// SMACK64 counts only where the list has it.
-	d2, _ := EVMDigest(SHA256, EVMXattrsEvmctl, m)
+	d2, _ := imasig.EVMDigest(imasig.SHA256, imasig.EVMXattrsEvmctl, m)
 	if bytes.Equal(d, d2) {
 		t.Error("security.SMACK64 did not change the digest under the evmctl list")
 	}
@@ -114,14 +115,14 @@ func TestEVMEvmctlInterop(t *testing.T) {
 	other := []byte("another file signed by the same key\n")
 	for _, k := range []string{"rsa2048", "rsa4096", "p256", "p384"} {
 		s := loadSigner(t, k)
-		v, err := NewVerifier(s.Cert())
+		v, err := imasig.NewVerifier(s.Cert())
 		if err != nil {
 			t.Fatal(err)
 		}
 		der := abs(t, keyPath(k+".der"))
 		key := abs(t, keyPath(k+".key"))
 		rsa := k[:3] == "rsa"
-		for _, h := range []Hash{SHA256, SHA512} {
+		for _, h := range []imasig.Hash{imasig.SHA256, imasig.SHA512} {
 			t.Run(k+"/"+h.String(), func(t *testing.T) {
 				dir := t.TempDir()
 				f := filepath.Join(dir, "theirs")
@@ -134,19 +135,19 @@ func TestEVMEvmctlInterop(t *testing.T) {
 				if err := unix.Chmod(f, 0o4755); err != nil { // setuid is signed too
 					t.Fatal(err)
 				}
-				if err := unix.Lsetxattr(f, XattrCapability, []byte{1, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 0); err != nil {
+				if err := unix.Lsetxattr(f, imasig.XattrCapability, []byte{1, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 0); err != nil {
 					t.Fatal(err)
 				}
 				if err := evmctl(t, "sign", "--portable", "--imasig", "--key", key, "-a", h.String(), f); err != nil {
 					t.Fatal(err)
 				}
-				theirIMA, theirEVM := getxattr(t, f, XattrName), getxattr(t, f, EVMXattrName)
-				if theirEVM[0] != byte(TypePortableSignature) {
+				theirIMA, theirEVM := getxattr(t, f, imasig.XattrName), getxattr(t, f, imasig.EVMXattrName)
+				if theirEVM[0] != byte(imasig.TypePortableSignature) {
 					t.Fatalf("evmctl made type %#x", theirEVM[0])
 				}
-				meta := evmMetaOf(t, f, EVMXattrsEvmctl)
-				delete(meta.Xattrs, XattrName)
-				ourIMA, ourEVM := signEVMHere(t, s, h, content, EVMXattrsEvmctl, meta)
+				meta := evmMetaOf(t, f, imasig.EVMXattrsEvmctl)
+				delete(meta.Xattrs, imasig.XattrName)
+				ourIMA, ourEVM := signEVMHere(t, s, h, content, imasig.EVMXattrsEvmctl, meta)
 				if rsa {
 					if !bytes.Equal(ourIMA, theirIMA) {
 						t.Errorf("security.ima differs:\nours   %x\nevmctl %x", ourIMA, theirIMA)
@@ -156,7 +157,7 @@ func TestEVMEvmctlInterop(t *testing.T) {
 					}
 				}
 				// evmctl's values verify here.
-				if err := v.VerifyEVM(theirEVM, EVMXattrsEvmctl, evmMetaOf(t, f, EVMXattrsEvmctl)); err != nil {
+				if err := v.VerifyEVM(theirEVM, imasig.EVMXattrsEvmctl, evmMetaOf(t, f, imasig.EVMXattrsEvmctl)); err != nil {
 					t.Errorf("evmctl's security.evm does not verify here: %v", err)
 				}
 				// ours verify with evmctl.
@@ -173,7 +174,7 @@ func TestEVMEvmctlInterop(t *testing.T) {
 				}
 
 				// Tampering with metadata offline: both tools refuse.
-				swapIMA, _ := signEVMHere(t, s, h, other, EVMXattrsEvmctl, EVMMeta{})
+				swapIMA, _ := signEVMHere(t, s, h, other, imasig.EVMXattrsEvmctl, imasig.EVMMeta{})
 				for _, tc := range []struct {
 					name string
 					do   func(p string) error
@@ -181,23 +182,23 @@ func TestEVMEvmctlInterop(t *testing.T) {
 					{"chmod", func(p string) error { return unix.Chmod(p, 0o6755) }},
 					{"chown", func(p string) error { return os.Lchown(p, 0, 1001) }},
 					{"chgrp", func(p string) error { return os.Lchown(p, 1000, 0) }},
-					{"swap-ima", func(p string) error { return unix.Lsetxattr(p, XattrName, swapIMA, 0) }},
-					{"drop-cap", func(p string) error { return unix.Lremovexattr(p, XattrCapability) }},
+					{"swap-ima", func(p string) error { return unix.Lsetxattr(p, imasig.XattrName, swapIMA, 0) }},
+					{"drop-cap", func(p string) error { return unix.Lremovexattr(p, imasig.XattrCapability) }},
 				} {
 					for _, p := range []string{f, g} {
 						c := p + "." + tc.name
 						if err := os.WriteFile(c, content, 0o755); err != nil {
 							t.Fatal(err)
 						}
-						mustSetMeta(t, c, evmMetaOf(t, p, EVMXattrsEvmctl), getxattr(t, p, XattrName), getxattr(t, p, EVMXattrName))
+						mustSetMeta(t, c, evmMetaOf(t, p, imasig.EVMXattrsEvmctl), getxattr(t, p, imasig.XattrName), getxattr(t, p, imasig.EVMXattrName))
 						if err := tc.do(c); err != nil {
 							t.Fatal(err)
 						}
 						if evmctl(t, "verify", "--key", der, c) == nil {
 							t.Errorf("%s: evmctl accepts %s", tc.name, filepath.Base(p))
 						}
-						err := v.VerifyEVM(getxattr(t, c, EVMXattrName), EVMXattrsEvmctl, evmMetaOf(t, c, EVMXattrsEvmctl))
-						if !errors.Is(err, ErrBadSignature) {
+						err := v.VerifyEVM(getxattr(t, c, imasig.EVMXattrName), imasig.EVMXattrsEvmctl, evmMetaOf(t, c, imasig.EVMXattrsEvmctl))
+						if !errors.Is(err, imasig.ErrBadSignature) {
 							t.Errorf("%s: imaforge on %s: %v", tc.name, filepath.Base(p), err)
 						}
 					}
@@ -209,7 +210,7 @@ func TestEVMEvmctlInterop(t *testing.T) {
 
 // mustSetMeta gives path the owner, mode and xattrs of m plus the two
 // values, in that order: chown drops security.capability.
-func mustSetMeta(t *testing.T, path string, m EVMMeta, ima, evm []byte) {
+func mustSetMeta(t *testing.T, path string, m imasig.EVMMeta, ima, evm []byte) {
 	t.Helper()
 	if err := os.Lchown(path, int(m.UID), int(m.GID)); err != nil {
 		t.Fatal(err)
@@ -218,14 +219,14 @@ func mustSetMeta(t *testing.T, path string, m EVMMeta, ima, evm []byte) {
 		t.Fatal(err)
 	}
 	for name, val := range m.Xattrs {
-		if name == XattrName {
+		if name == imasig.XattrName {
 			continue
 		}
 		if err := unix.Lsetxattr(path, name, val, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for name, val := range map[string][]byte{XattrName: ima, EVMXattrName: evm} {
+	for name, val := range map[string][]byte{imasig.XattrName: ima, imasig.EVMXattrName: evm} {
 		if err := unix.Lsetxattr(path, name, val, 0); err != nil {
 			t.Fatal(err)
 		}
@@ -235,22 +236,22 @@ func mustSetMeta(t *testing.T, path string, m EVMMeta, ima, evm []byte) {
 // TestEVMMangle: every byte of a portable signature changed fails.
 func TestEVMMangle(t *testing.T) {
 	s := loadSigner(t, "rsa2048")
-	m := EVMMeta{UID: 0, GID: 0, Mode: 0o100755}
-	ima, evm := signEVMHere(t, s, SHA256, []byte("x"), EVMXattrsDebian61, m)
-	m.Xattrs = map[string][]byte{XattrName: ima}
-	v, _ := NewVerifier(s.Cert())
-	if err := v.VerifyEVM(evm, EVMXattrsDebian61, m); err != nil {
+	m := imasig.EVMMeta{UID: 0, GID: 0, Mode: 0o100755}
+	ima, evm := signEVMHere(t, s, imasig.SHA256, []byte("x"), imasig.EVMXattrsDebian61, m)
+	m.Xattrs = map[string][]byte{imasig.XattrName: ima}
+	v, _ := imasig.NewVerifier(s.Cert())
+	if err := v.VerifyEVM(evm, imasig.EVMXattrsDebian61, m); err != nil {
 		t.Fatal(err)
 	}
 	for i := range evm {
 		b := bytes.Clone(evm)
 		b[i] ^= 0x40
-		if err := v.VerifyEVM(b, EVMXattrsDebian61, m); err == nil {
+		if err := v.VerifyEVM(b, imasig.EVMXattrsDebian61, m); err == nil {
 			t.Errorf("byte %d changed (%s): accepted", i, hex.EncodeToString(b[:9]))
 		}
 	}
 	// A security.ima signature is not an EVM value.
-	if err := v.VerifyEVM(ima, EVMXattrsDebian61, m); !errors.Is(err, ErrWrongType) {
+	if err := v.VerifyEVM(ima, imasig.EVMXattrsDebian61, m); !errors.Is(err, imasig.ErrWrongType) {
 		t.Errorf("type 0x03 as security.evm: %v", err)
 	}
 }

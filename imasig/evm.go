@@ -1,4 +1,4 @@
-package signer
+package imasig
 
 import (
 	"crypto/x509"
