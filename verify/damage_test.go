@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/imaforge/imaforge/signer"
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/squashfs"
 	"github.com/imaforge/imaforge/verify"
 )
@@ -30,7 +30,7 @@ func TestVerifyUnreadableBlock(t *testing.T) {
 		content := e.content
 		check(t, w.Add(squashfs.Entry{Path: e.path, Mode: 0o644, Size: int64(len(content)),
 			Open:   func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(content)), nil },
-			Xattrs: []squashfs.Xattr{{Name: signer.XattrName, Value: sign(t, fx.mfrS, content)}}}))
+			Xattrs: []squashfs.Xattr{{Name: imasig.XattrName, Value: sign(t, fx.mfrS, content)}}}))
 	}
 	check(t, w.Close())
 	img, err := os.ReadFile(f.Name())
