@@ -27,11 +27,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/atomicfile"
@@ -112,6 +112,21 @@ type fileState struct {
 	key    string       // empty: unsigned
 	digest []byte
 	sig    *sigResult
+	link   *fileState // a hard link's primary, whose inode it shares
+}
+
+// seal waits for the file's signature and returns its complete xattrs.
+func (fs *fileState) seal() (manifest.Xattrs, error) {
+	if fs.sig == nil {
+		return nil, fmt.Errorf("%s: internal: sealed before its content was read", fs.entry.Path)
+	}
+	<-fs.sig.done
+	if fs.sig.err != nil {
+		return nil, fmt.Errorf("sign %s with key %q: %w", fs.entry.Path, fs.key, fs.sig.err)
+	}
+	xs := append(slices.Clone(fs.entry.Xattrs), manifest.Xattr{Name: imasig.XattrName, Value: fs.sig.value})
+	slices.SortFunc(xs, func(a, b manifest.Xattr) int { return strings.Compare(a.Name, b.Name) })
+	return xs, nil
 }
 
 // Build runs the pipeline for opts.Manifest.
@@ -177,7 +192,7 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := squashfs.NewWriter(integ.writer(), squashfs.Options{
+	w, err := newSquashfsImage(integ.writer(), squashfs.Options{
 		Compression: comp,
 		Level:       level(m),
 		BlockSize:   int(m.Image.BlockSize),
@@ -199,8 +214,9 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 		opts.Progress.Start(toRead, total)
 	}
 
+	res = &Result{ImagePath: out, Overlaps: tree.Overlaps, Warnings: tree.Warnings, Bytes: total}
 	for _, e := range entries {
-		se := squashfs.Entry{
+		ie := ImageEntry{
 			Path:    e.Path,
 			Mode:    e.FileMode(),
 			UID:     e.UID,
@@ -208,20 +224,30 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 			ModTime: m.Image.Epoch,
 			Size:    e.Size,
 			Target:  e.Target,
-			Xattrs:  xattrs(e.Xattrs),
+			Xattrs:  e.Xattrs,
 		}
 		switch e.Type {
 		case rootfs.TypeBlock, rootfs.TypeChar:
-			se.Rdev = unix.Mkdev(e.Major, e.Minor)
+			ie.Major, ie.Minor = e.Major, e.Minor
 		case rootfs.TypeReg:
+			res.Files++
+			fs := files[e.Path]
+			if fs.key != "" {
+				res.Signed++
+			}
 			if e.Link != 0 && primary[e.Link] != e.Path {
-				se = squashfs.Entry{Path: e.Path, LinkTo: primary[e.Link]}
+				// Hard links share their primary's inode, digest and
+				// signatures.
+				ie = ImageEntry{Path: e.Path, LinkTo: primary[e.Link]}
+				fs.link = files[primary[e.Link]]
 				break
 			}
-			fs := files[e.Path]
-			se.Open = opts.opener(fs, h, pool)
+			ie.Open = opts.opener(fs, h, pool)
+			if fs.key != "" {
+				ie.Seal = fs.seal
+			}
 		}
-		if err := w.Add(se); err != nil {
+		if err := w.Add(ie); err != nil {
 			return nil, err
 		}
 	}
@@ -229,49 +255,24 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	if err := w.WriteData(ctx); err != nil {
 		return nil, err
 	}
+	stats, err := w.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", out, err)
+	}
 	pool.close()
 	poolClosed = true
 	if opts.Progress != nil {
 		opts.Progress.Done()
 	}
-
-	// Attach the signatures; hard links share their primary's inode.
-	res = &Result{ImagePath: out, Overlaps: tree.Overlaps, Warnings: tree.Warnings, Bytes: total}
-	for _, e := range entries {
-		if e.Type != rootfs.TypeReg {
-			continue
-		}
-		fs := files[e.Path]
-		src := fs
-		if e.Link != 0 && primary[e.Link] != e.Path {
-			src = files[primary[e.Link]]
-			fs.digest = src.digest
-			fs.sig = src.sig
-		}
-		res.Files++
-		if fs.key == "" {
-			continue
-		}
-		<-src.sig.done // layOut gave every hard link its primary's key
-		if src.sig.err != nil {
-			return nil, fmt.Errorf("sign %s with key %q: %w", e.Path, fs.key, src.sig.err)
-		}
-		res.Signed++
-		if src != fs {
-			continue
-		}
-		x := append(xattrs(e.Xattrs), squashfs.Xattr{Name: imasig.XattrName, Value: src.sig.value})
-		if err := w.SetXattrs(e.Path, x); err != nil {
-			return nil, err
+	for _, fs := range files {
+		if fs.link != nil {
+			fs.digest, fs.sig = fs.link.digest, fs.link.sig
 		}
 	}
 	res.Signatures = pool.unique
-
-	stats, err := w.Finish()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", out, err)
+	if stats.Squashfs != nil {
+		res.Stats = *stats.Squashfs
 	}
-	res.Stats = stats
 	if err := integ.appendTree(); err != nil {
 		return nil, err
 	}
@@ -476,14 +477,6 @@ func level(m *manifest.Manifest) int {
 		return 0
 	}
 	return m.Image.CompressionLevel()
-}
-
-func xattrs(xs manifest.Xattrs) []squashfs.Xattr {
-	out := make([]squashfs.Xattr, 0, len(xs)+1)
-	for _, x := range xs {
-		out = append(out, squashfs.Xattr{Name: x.Name, Value: x.Value})
-	}
-	return out
 }
 
 // record assembles the build record once the image is complete.

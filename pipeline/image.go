@@ -1,0 +1,149 @@
+package pipeline
+
+import (
+	"context"
+	"io"
+	"io/fs"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/imaforge/imaforge/internal/parallel"
+	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/squashfs"
+)
+
+// ImageWriter is what Build needs from an output format (SquashFS, tar):
+// entries in image order, every regular file's content read exactly once,
+// and the xattrs a file ends with, which the build knows only after its
+// content has been read (its signatures). A format that stores xattrs
+// after the data (SquashFS: in the tables Close writes) asks for them at
+// Close; one that stores them before the data (tar: pax records before
+// each member) asks as soon as the file has been read, holding the bytes
+// it read until then. Publishing the finished file is not the writer's job.
+type ImageWriter interface {
+	// Add declares the next entry. Build adds them in image order
+	// (rootfs.ComparePaths), each directory before its entries.
+	Add(e ImageEntry) error
+	// WriteData reads every regular file's content once (Open, read to
+	// EOF, Close) and writes it. It calls each entry's Seal once, after
+	// the reader Open returned has been closed.
+	WriteData(ctx context.Context) error
+	// Close finishes the image (tables, trailers, compression) and
+	// returns what it wrote.
+	Close() (ImageStats, error)
+}
+
+// ImageEntry is one entry of the image, format-neutral.
+type ImageEntry struct {
+	// Path is absolute and clean ("/" for the root).
+	Path string
+	// Mode holds the fs.FileMode type bits, the permission bits and
+	// fs.ModeSetuid, fs.ModeSetgid, fs.ModeSticky.
+	Mode     fs.FileMode
+	UID, GID uint32
+	ModTime  int64
+	// Size and Open: a regular file's length and content (Open may be
+	// called from any goroutine).
+	Size int64
+	Open func() (io.ReadCloser, error)
+	// Target is a symlink's target.
+	Target string
+	// Major and Minor are a device's numbers.
+	Major, Minor uint32
+	// LinkTo makes the entry a hard link to an earlier entry's path; the
+	// other fields but Path are then ignored.
+	LinkTo string
+	// Xattrs are the entry's xattrs before any signature.
+	Xattrs manifest.Xattrs
+	// Seal, when not nil, returns the complete xattrs of a regular file
+	// (Xattrs plus its security.ima and security.evm), waiting for the
+	// signatures; it may be called only after Open's reader was closed.
+	Seal func() (manifest.Xattrs, error)
+}
+
+// ImageStats describes a finished image.
+type ImageStats struct {
+	// Squashfs is set for a SquashFS image.
+	Squashfs *squashfs.Stats
+}
+
+// squashfsImage is the SquashFS output: package squashfs's Writer, which
+// stores xattrs in tables written at Close, so every Seal is called after
+// all data has been written.
+type squashfsImage struct {
+	w       *squashfs.Writer
+	workers int
+	seals   []sealed
+}
+
+type sealed struct {
+	path string
+	seal func() (manifest.Xattrs, error)
+}
+
+func newSquashfsImage(out io.WriteSeeker, opts squashfs.Options) (*squashfsImage, error) {
+	w, err := squashfs.NewWriter(out, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &squashfsImage{w: w, workers: opts.Workers}, nil
+}
+
+func (s *squashfsImage) Add(e ImageEntry) error {
+	se := squashfs.Entry{
+		Path:    e.Path,
+		Mode:    e.Mode,
+		UID:     e.UID,
+		GID:     e.GID,
+		ModTime: e.ModTime,
+		Size:    e.Size,
+		Open:    e.Open,
+		Target:  e.Target,
+		LinkTo:  e.LinkTo,
+		Xattrs:  squashfsXattrs(e.Xattrs),
+	}
+	if e.LinkTo != "" {
+		se = squashfs.Entry{Path: e.Path, LinkTo: e.LinkTo}
+	}
+	if e.Mode&fs.ModeDevice != 0 {
+		se.Rdev = unix.Mkdev(e.Major, e.Minor)
+	}
+	if e.Seal != nil {
+		s.seals = append(s.seals, sealed{e.Path, e.Seal})
+	}
+	return s.w.Add(se)
+}
+
+func (s *squashfsImage) WriteData(ctx context.Context) error { return s.w.WriteData(ctx) }
+
+func (s *squashfsImage) Close() (ImageStats, error) {
+	// Seals wait for signatures and may sign (EVM): run them side by
+	// side, then report the first failure in image order.
+	xs := make([]manifest.Xattrs, len(s.seals))
+	errs := make([]error, len(s.seals))
+	_ = parallel.ForEach(context.Background(), len(s.seals), s.workers, func(_ context.Context, i int) error {
+		xs[i], errs[i] = s.seals[i].seal()
+		return nil
+	})
+	for i, x := range s.seals {
+		if errs[i] != nil {
+			return ImageStats{}, errs[i]
+		}
+		if err := s.w.SetXattrs(x.path, squashfsXattrs(xs[i])); err != nil {
+			return ImageStats{}, err
+		}
+	}
+	st, err := s.w.Finish()
+	if err != nil {
+		return ImageStats{}, err
+	}
+	return ImageStats{Squashfs: &st}, nil
+}
+
+func squashfsXattrs(xs manifest.Xattrs) []squashfs.Xattr {
+	out := make([]squashfs.Xattr, 0, len(xs)+1)
+	for _, x := range xs {
+		out = append(out, squashfs.Xattr{Name: x.Name, Value: x.Value})
+	}
+	return out
+}
