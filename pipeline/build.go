@@ -526,6 +526,9 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 			CertSHA256:    hex.EncodeToString(cs[:]),
 			Deterministic: det,
 		})
+		if p, ok := s.(interface{ Sources() []SignatureSource }); ok {
+			rec.Keys[len(rec.Keys)-1].Precomputed = p.Sources()
+		}
 	}
 	sigs := make(map[sigKey]bool)
 	isFrag := make(map[string]bool)

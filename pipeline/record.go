@@ -75,6 +75,11 @@ type RecordKey struct {
 	Deterministic bool   `json:"deterministic"`
 	Files         int    `json:"files"`
 	Signatures    int    `json:"signatures"`
+	// Precomputed names the files the key's signatures came from in a
+	// build from a ceremony response or evmctl output (build
+	// --signatures): their digests and, for a response, the request's and
+	// the response's own digests.
+	Precomputed []SignatureSource `json:"precomputed,omitempty"`
 }
 
 // RecordFile is one regular file of the image. Key and KeyID are empty for a

@@ -81,7 +81,7 @@ type precomputed struct {
 	cert    *x509.Certificate
 	hash    imasig.Hash
 	values  map[string][]byte // raw digest -> security.ima value
-	sources []string
+	sources []SignatureSource
 }
 
 func (p *precomputed) SignDigest(h imasig.Hash, digest []byte) ([]byte, error) {
@@ -92,7 +92,11 @@ func (p *precomputed) SignDigest(h imasig.Hash, digest []byte) ([]byte, error) {
 	if !ok {
 		src := "the signatures given"
 		if len(p.sources) > 0 {
-			src = strings.Join(p.sources, ", ")
+			var files []string
+			for _, s := range p.sources {
+				files = append(files, s.File)
+			}
+			src = strings.Join(files, ", ")
 		}
 		return nil, fmt.Errorf("%w: %s digest %x of key %q is not in %s (the file changed since the plan, or was not planned)",
 			ErrNoSignature, h, digest, p.name, src)
@@ -104,13 +108,33 @@ func (p *precomputed) KeyID() [4]byte           { return imasig.KeyID(p.cert) }
 func (p *precomputed) Cert() *x509.Certificate  { return p.cert }
 func (p *precomputed) Deterministic() bool      { return true }
 func (p *precomputed) add(digest, value []byte) { p.values[string(digest)] = value }
-func (p *precomputed) addSource(path string) {
+func (p *precomputed) addSource(src SignatureSource) {
 	for _, s := range p.sources {
-		if s == path {
+		if s == src {
 			return
 		}
 	}
-	p.sources = append(p.sources, path)
+	p.sources = append(p.sources, src)
+}
+
+// Sources lists the files this key's signatures came from.
+func (p *precomputed) Sources() []SignatureSource { return p.sources }
+
+// SignatureSource is a file of signatures made elsewhere that a build used
+// (build --signatures), named in the build record for provenance.
+type SignatureSource struct {
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"` // of the file's bytes
+	Format string `json:"format"` // "response" (a ceremony response) or "sign_hash" (evmctl output)
+	// Request and Response are a ceremony response's request_sha256 and
+	// response_sha256.
+	Request  string `json:"request_sha256,omitempty"`
+	Response string `json:"response_sha256,omitempty"`
+}
+
+func fileSHA256(data []byte) string {
+	d := sha256.Sum256(data)
+	return hex.EncodeToString(d[:])
 }
 
 // SignatureKeys returns a Key for every key of the manifest that answers
@@ -159,7 +183,8 @@ func SignatureKeys(m *manifest.Manifest, paths []string) (map[string]Key, error)
 		if err != nil {
 			return nil, &ceremony.FileError{Path: path, Err: err}
 		}
-		if err := loadResponse(m, path, resp, h, keys); err != nil {
+		src := SignatureSource{File: path, SHA256: fileSHA256(data), Format: "response", Request: resp.Request, Response: resp.SHA256}
+		if err := loadResponse(m, src, resp, h, keys); err != nil {
 			return nil, &ceremony.FileError{Path: path, Err: err}
 		}
 	}
@@ -170,7 +195,7 @@ func SignatureKeys(m *manifest.Manifest, paths []string) (map[string]Key, error)
 	return out, nil
 }
 
-func loadResponse(m *manifest.Manifest, path string, resp *ceremony.Response, h imasig.Hash, keys map[string]*precomputed) error {
+func loadResponse(m *manifest.Manifest, src SignatureSource, resp *ceremony.Response, h imasig.Hash, keys map[string]*precomputed) error {
 	want := hex.EncodeToString(m.Digest[:])
 	if resp.Manifest.SHA256 != want {
 		return fmt.Errorf("%w: the response is for manifest %s (sha256 %s), not %s (sha256 %s): plan again",
@@ -195,7 +220,7 @@ func loadResponse(m *manifest.Manifest, path string, resp *ceremony.Response, h 
 		for d, v := range vals {
 			p.add([]byte(d), v)
 		}
-		p.addSource(path)
+		p.addSource(src)
 	}
 	return nil
 }
@@ -205,6 +230,7 @@ func loadSignHash(path string, data []byte, h imasig.Hash, byID map[[4]byte][]*p
 	if err != nil {
 		return err
 	}
+	src := SignatureSource{File: path, SHA256: fileSHA256(data), Format: "sign_hash"}
 	for _, l := range lines {
 		lerr := func(err error) error { return &ceremony.FileError{Path: path, Line: l.Line, Err: err} }
 		if l.Sig.Hash != h {
@@ -218,7 +244,7 @@ func loadSignHash(path string, data []byte, h imasig.Hash, byID map[[4]byte][]*p
 		for _, p := range cands {
 			if verr = imasig.Verify(l.Value, l.Digest, p.cert); verr == nil {
 				p.add(l.Digest, l.Value)
-				p.addSource(path)
+				p.addSource(src)
 				break
 			}
 		}

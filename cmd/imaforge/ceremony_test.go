@@ -21,6 +21,7 @@ import (
 	"github.com/imaforge/imaforge/ceremony/ceremonytest"
 	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/testenv"
+	"github.com/imaforge/imaforge/pipeline"
 	"github.com/imaforge/imaforge/signer"
 	"github.com/imaforge/imaforge/squashfs"
 )
@@ -261,6 +262,15 @@ func TestCeremonyRoundTrip(t *testing.T) {
 	// (flags after MANIFEST, as the documentation writes them)
 	if code, out, errOut := run(t, "build", p.hsmYAML, "--quiet", "--signatures", resp); code != 0 {
 		t.Fatalf("build --signatures: exit %d\n%s%s", code, out, errOut)
+	}
+	// The build record names the response and the request it answers.
+	var brec pipeline.Record
+	if b, err := os.ReadFile(p.image() + ".record.json"); err != nil || json.Unmarshal(b, &brec) != nil {
+		t.Fatalf("build record: %v", err)
+	}
+	if src := brec.Keys[0].Precomputed; len(src) != 1 || src[0].File != resp || src[0].Format != "response" ||
+		src[0].Request != r.SHA256 || src[0].SHA256 != fileSHA256(t, resp) || src[0].Response == "" {
+		t.Errorf("record key %+v, request %s", brec.Keys[0], r.SHA256)
 	}
 	img, got := p.take(t, "ceremony.sqsh")
 	if got != want {
