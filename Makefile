@@ -15,8 +15,15 @@ export CGO_CFLAGS ?= -O3
 
 all: build
 
+# The binary, its manual pages (bin/man/imaforge.1, imaforge-COMMAND.1) and
+# shell completions (bin/completion/), generated from the command definitions.
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/imaforge
+	$(BIN) man bin/man
+	mkdir -p bin/completion
+	$(BIN) completion bash > bin/completion/imaforge.bash
+	$(BIN) completion zsh > bin/completion/_imaforge
+	$(BIN) completion fish > bin/completion/imaforge.fish
 
 deps:
 	scripts/install-deps.sh

@@ -33,6 +33,8 @@ PKGS=(
   hyperfine:hyperfine
   bc:bc
   time:/usr/bin/time
+  zsh:zsh
+  fish:fish
 )
 
 missing=()

@@ -182,6 +182,10 @@ func prepareCommands(parent string, cmds []*cli.Command) {
 		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
 			return usageHint(path, err)
 		}
+		if ex := examples[cmdPath(path)]; ex != "" {
+			c.CustomHelpTemplate = cli.CommandHelpTemplate + "\nEXAMPLES:\n   " +
+				strings.ReplaceAll(strings.TrimSpace(ex), "\n", "\n   ") + "\n"
+		}
 		prepareCommands(path, c.Subcommands)
 		if c.Action == nil {
 			c.Action = unknownCommand(path)
@@ -264,11 +268,14 @@ func usageHint(path string, err error) error {
 
 // cmdPrefix is "pki verify: " for "imaforge pki verify", "" for "imaforge".
 func cmdPrefix(path string) string {
-	if p := strings.TrimPrefix(path, "imaforge"); p != "" {
-		return strings.TrimSpace(p) + ": "
+	if p := cmdPath(path); p != "" {
+		return p + ": "
 	}
 	return ""
 }
+
+// cmdPath is "pki verify" for "imaforge pki verify".
+func cmdPath(path string) string { return strings.TrimSpace(strings.TrimPrefix(path, "imaforge")) }
 
 // unknownCommand is the action of a command that only groups others: help
 // without arguments, a usage error naming the nearest command otherwise.
@@ -278,12 +285,13 @@ func unknownCommand(path string) cli.ActionFunc {
 			return cli.ShowSubcommandHelp(c)
 		}
 		name := c.Args().First()
-		var names []string
-		for _, s := range c.Command.Subcommands {
-			names = append(names, s.Name)
+		cmds := c.Command.Subcommands
+		if cmds == nil { // the application
+			cmds = c.App.Commands
 		}
-		if c.Command.Subcommands == nil { // the application
-			for _, s := range c.App.Commands {
+		var names []string
+		for _, s := range cmds {
+			if !s.Hidden {
 				names = append(names, s.Name)
 			}
 		}
