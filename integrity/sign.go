@@ -24,6 +24,9 @@ const (
 	SuffixRootHashSig = ".roothash.p7s"
 )
 
+// Suffixes lists every output suffix above, in the order they are written.
+var Suffixes = []string{SuffixImageSig, SuffixDescriptor, SuffixDescriptorSig, SuffixRootHashSig}
+
 // saltDomain separates the salt derivation from any other use of the
 // manifest digest.
 const saltDomain = "imaforge dm-verity salt v1\x00"

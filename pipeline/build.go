@@ -34,7 +34,9 @@ import (
 	"time"
 
 	"github.com/imaforge/imaforge/imasig"
+	"github.com/imaforge/imaforge/integrity"
 	"github.com/imaforge/imaforge/internal/atomicfile"
+	"github.com/imaforge/imaforge/internal/publish"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/rootfs"
 	"github.com/imaforge/imaforge/signer"
@@ -63,6 +65,9 @@ type Options struct {
 	Progress Progress
 	// Logf, if not nil, receives notes (overlapping sources, warnings).
 	Logf func(format string, args ...any)
+	// AllowKeyInSource turns the error for a source directory that would
+	// pack a private key file the manifest names into a warning.
+	AllowKeyInSource bool
 	// Now is the time certificates must be valid at: the real clock (nil:
 	// time.Now), never the image's reproducible epoch.
 	Now func() time.Time
@@ -136,6 +141,23 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
+	out := OutputPath(m)
+	if err := checkOutputs(m, out); err != nil {
+		return nil, err
+	}
+	if err := keysInSources(m, opts.AllowKeyInSource, opts.logf); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return nil, fmt.Errorf("output directory: %w", err)
+	}
+	// The lock is held from before the walk to the end of the publish: a
+	// second build of this output is refused at once, naming this one.
+	pub, err := publish.Lock(out, SuffixRecord, OutputSuffixes)
+	if err != nil {
+		return nil, err
+	}
+	defer pub.Unlock()
 	h, tree, err := walkManifest(ctx, m, opts.Strict)
 	if err != nil {
 		return nil, err
@@ -146,6 +168,9 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	for _, w := range tree.Warnings {
 		opts.logf("warning: %v", w)
+	}
+	for _, p := range tree.Skipped {
+		opts.logf("note: %s is an output of this build: not packed", p)
 	}
 
 	lay, err := layOut(m, tree, opts.logf)
@@ -171,13 +196,6 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 		signFuncs[name] = func(d []byte) ([]byte, error) { return s.SignDigest(h, d) }
 	}
 
-	out := m.Image.Output
-	if !filepath.IsAbs(out) {
-		out = filepath.Join(m.Dir, out)
-	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return nil, fmt.Errorf("output directory: %w", err)
-	}
 	img, err := atomicfile.Create(out, 0o644)
 	if err != nil {
 		return nil, err
@@ -281,48 +299,70 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	integFiles, err := opts.finishIntegrity(integ, rec)
+	sidecars, err := opts.finishIntegrity(integ, rec)
 	if err != nil {
 		return nil, err
 	}
-	defer abortAll(integFiles)
 	res.Record = rec
 	recData, err := rec.Marshal()
 	if err != nil {
 		return nil, err
 	}
-	recPath := out + ".record.json"
-	recFile, err := atomicfile.Create(recPath, 0o644)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Publish the image, its sidecars, the policy files and the record
+	// (last: it names the image digest) as one set (docs/build.md,
+	// "Outputs").
+	set, err := pub.Stage()
 	if err != nil {
 		return nil, err
 	}
-	defer recFile.Abort()
-	if _, err := recFile.Write(recData); err != nil {
-		return nil, fmt.Errorf("write %s: %w", recPath, err)
+	defer set.Abort()
+	if err := set.AddFile("", img); err != nil {
+		return nil, err
+	}
+	for _, sc := range sidecars {
+		if err := set.AddBytes(sc.suffix, sc.data); err != nil {
+			return nil, err
+		}
+	}
+	if pf := policyFiles(frags, files); pf != nil {
+		if err := set.AddDir(SuffixPolicy, pf); err != nil {
+			return nil, err
+		}
+	}
+	if err := set.AddBytes(SuffixRecord, recData); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	policyFiles, err := writePolicyFiles(out+".policy", frags, files)
-	if err != nil {
+	if err := set.Publish(); err != nil {
 		return nil, err
 	}
-	defer abortAll(policyFiles)
-	// Publish the image, the policy files, then the record, which names
-	// the image digest.
-	if err := img.Commit(); err != nil {
-		return nil, err
-	}
-	for _, f := range append(policyFiles, integFiles...) {
-		if err := f.Commit(); err != nil {
-			return nil, err
-		}
-	}
-	if err := recFile.Commit(); err != nil {
-		return nil, err
-	}
-	res.RecordPath = recPath
+	res.RecordPath = out + SuffixRecord
 	return res, nil
+}
+
+// Suffixes of a build's outputs beside the image (IMAGE+suffix).
+const (
+	SuffixRecord = ".record.json"
+	SuffixPolicy = ".policy"
+)
+
+// OutputSuffixes is every name a build may write beside its image: a
+// build removes those of the previous build that it does not write itself.
+var OutputSuffixes = append([]string{"", SuffixRecord, SuffixPolicy}, integrity.Suffixes...)
+
+// OutputPath is the image's path: image.output, relative to the manifest's
+// directory.
+func OutputPath(m *manifest.Manifest) string {
+	out := m.Image.Output
+	if !filepath.IsAbs(out) {
+		out = filepath.Join(m.Dir, out)
+	}
+	return out
 }
 
 // opener wraps a file's content so that the bytes the image writer reads are

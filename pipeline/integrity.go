@@ -17,6 +17,7 @@ import (
 	"github.com/imaforge/imaforge/integrity/rauc"
 	"github.com/imaforge/imaforge/integrity/verity"
 	"github.com/imaforge/imaforge/internal/atomicfile"
+	"github.com/imaforge/imaforge/internal/publish"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/pki"
 	"github.com/imaforge/imaforge/signer"
@@ -93,9 +94,9 @@ func (ii *imageIntegrity) appendTree() error {
 	return nil
 }
 
-// finish adds the verity parameters to rec and writes the signatures
-// (temporary files, committed with the image).
-func (opts *Options) finishIntegrity(ii *imageIntegrity, rec *Record) ([]*atomicfile.File, error) {
+// finishIntegrity adds the verity parameters to rec and returns the
+// signatures, published with the image.
+func (opts *Options) finishIntegrity(ii *imageIntegrity, rec *Record) ([]sidecar, error) {
 	m := ii.m
 	if t := ii.tree; t != nil {
 		p := t.Params
@@ -130,25 +131,22 @@ func (opts *Options) finishIntegrity(ii *imageIntegrity, rec *Record) ([]*atomic
 		}
 	}
 	rec.Signature = &RecordSignature{Key: name, KeyID: hex.EncodeToString(ii.keyID[:])}
-	var files []*atomicfile.File
-	for _, suf := range []string{integrity.SuffixImageSig, integrity.SuffixDescriptor, integrity.SuffixDescriptorSig, integrity.SuffixRootHashSig} {
+	var files []sidecar
+	for _, suf := range integrity.Suffixes {
 		data, ok := outputs[suf]
 		if !ok {
 			continue
 		}
-		f, err := atomicfile.Create(ii.out+suf, 0o644)
-		if err != nil {
-			abortAll(files)
-			return nil, err
-		}
-		files = append(files, f)
-		if _, err := f.Write(data); err != nil {
-			abortAll(files)
-			return nil, fmt.Errorf("write %s: %w", ii.out+suf, err)
-		}
+		files = append(files, sidecar{suffix: suf, data: data})
 		rec.Signature.Files = append(rec.Signature.Files, filepath.Base(ii.out+suf))
 	}
 	return files, nil
+}
+
+// sidecar is an output beside the image: IMAGE+suffix.
+type sidecar struct {
+	suffix string
+	data   []byte
 }
 
 // integritySigner returns the CMS signer for the manifest key name: the
@@ -253,11 +251,11 @@ func WriteRAUCBundle(ctx context.Context, ro RAUCOptions) (*rauc.Bundle, error) 
 	if !ok {
 		return nil, m.Errorf(m.Image.Pos, fmt.Errorf("no key %q in keys", name), "rauc bundle")
 	}
-	img := m.Image.Output
-	if !filepath.IsAbs(img) {
-		img = filepath.Join(m.Dir, img)
+	img := OutputPath(m)
+	if err := publish.Interrupted(img); err != nil {
+		return nil, err
 	}
-	recData, err := os.ReadFile(img + ".record.json")
+	recData, err := os.ReadFile(img + SuffixRecord)
 	if err != nil {
 		return nil, fmt.Errorf("build record: %w", err)
 	}

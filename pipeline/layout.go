@@ -21,7 +21,12 @@ func walkManifest(ctx context.Context, m *manifest.Manifest, strict bool) (imasi
 	if err != nil {
 		return 0, nil, m.Errorf(m.Pos, err, "hash %q", m.Hash)
 	}
-	tree, err := rootfs.Walk(ctx, m, rootfs.Options{Strict: strict})
+	ro := rootfs.Options{Strict: strict}
+	if m.Image.Output != "" {
+		// The build's own outputs in a source directory are never packed.
+		ro.Output, ro.OutputSuffixes = OutputPath(m), OutputSuffixes
+	}
+	tree, err := rootfs.Walk(ctx, m, ro)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -2,14 +2,10 @@ package pipeline
 
 import (
 	"bytes"
-	"fmt"
 	"io"
-	"os"
 	"path"
-	"path/filepath"
 	"strings"
 
-	"github.com/imaforge/imaforge/internal/atomicfile"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/policy"
 	"github.com/imaforge/imaforge/rootfs"
@@ -81,46 +77,19 @@ func (b bytesContent) Open() (io.ReadCloser, error) {
 	return io.NopCloser(bytes.NewReader(b)), nil
 }
 
-// writePolicyFiles writes each fragment and its detached signature (the raw
-// security.ima value, evmctl's --sigfile convention) into dir, for
-// installation on a read-write filesystem. The files are returned for the
-// caller to commit with the image.
-func writePolicyFiles(dir string, frags []*fragment, files map[string]*fileState) ([]*atomicfile.File, error) {
+// policyFiles returns each fragment and its detached signature (the raw
+// security.ima value, evmctl's --sigfile convention) by file name, for
+// IMAGE.policy/ (installation on a read-write filesystem); nil without
+// fragments.
+func policyFiles(frags []*fragment, files map[string]*fileState) map[string][]byte {
 	if len(frags) == 0 {
-		return nil, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("policy output: %w", err)
-	}
-	var out []*atomicfile.File
-	write := func(name string, data []byte) error {
-		f, err := atomicfile.Create(filepath.Join(dir, name), 0o644)
-		if err != nil {
-			return err
-		}
-		out = append(out, f)
-		if _, err := f.Write(data); err != nil {
-			return fmt.Errorf("write %s: %w", f.Path(), err)
-		}
 		return nil
 	}
+	out := make(map[string][]byte, 2*len(frags))
 	for _, fr := range frags {
 		name := path.Base(fr.src.Path)
-		fs := files[fr.src.Path]
-		if err := write(name, fr.data); err != nil {
-			abortAll(out)
-			return nil, err
-		}
-		if err := write(name+".sig", fs.sig.value); err != nil {
-			abortAll(out)
-			return nil, err
-		}
+		out[name] = fr.data
+		out[name+".sig"] = files[fr.src.Path].sig.value
 	}
-	return out, nil
-}
-
-func abortAll(fs []*atomicfile.File) {
-	for _, f := range fs {
-		f.Abort()
-	}
+	return out
 }

@@ -179,6 +179,9 @@ type Tree struct {
 	// Spooled counts the bytes of tarball member data written to spool
 	// files (holes not counted).
 	Spooled int64
+	// Skipped lists the host paths of the build's own outputs that a
+	// source directory held and the walk left out (Options.Output).
+	Skipped []string
 
 	closers []io.Closer
 }

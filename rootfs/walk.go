@@ -28,6 +28,13 @@ type Options struct {
 	// spool files (0: no bound but the file system's). Holes (runs of
 	// zeros, sparse members) take no space and are not counted.
 	MaxSpool int64
+	// Output, if set, is the path of the image being built, and
+	// OutputSuffixes the names beside it that the build writes
+	// (IMAGE+suffix). A source directory holding them never packs them,
+	// nor the hidden ".IMAGE.*" files of the build (its lock, stage
+	// directories, temporary files); Tree.Skipped lists what was left out.
+	Output         string
+	OutputSuffixes []string
 }
 
 // Walk builds the image tree the manifest declares. Errors name the
@@ -41,6 +48,13 @@ func Walk(ctx context.Context, m *manifest.Manifest, opts Options) (*Tree, error
 		opts:  opts,
 		index: make(map[string]int32),
 		links: make(map[int32]devIno),
+	}
+	if opts.Output != "" {
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Dir(opts.Output), &st); err == nil {
+			b.outDir = devIno{uint64(st.Dev), st.Ino}
+			b.outName = filepath.Base(opts.Output)
+		}
 	}
 	t, err := b.build()
 	if err != nil {
@@ -67,6 +81,29 @@ type builder struct {
 	closers []closer
 	count   int
 	spooled int64 // bytes written to spool files
+	outDir  devIno
+	outName string // the image's name in outDir; "" without Options.Output
+	skipped []string
+}
+
+// isOutput reports whether name, in the host directory id, is the build's
+// own output or one of its hidden files.
+func (b *builder) isOutput(id devIno, name string) bool {
+	if b.outName == "" || id != b.outDir {
+		return false
+	}
+	if strings.HasPrefix(name, "."+b.outName+".") {
+		return true
+	}
+	if rest, ok := strings.CutPrefix(name, b.outName); ok {
+		for _, suf := range b.opts.OutputSuffixes {
+			if rest == suf {
+				return true
+			}
+		}
+		return rest == ""
+	}
+	return false
 }
 
 type closer interface{ Close() error }
@@ -93,7 +130,7 @@ func (b *builder) build() (*Tree, error) {
 		linkByPath[b.entries[i].Path] = k
 	}
 	b.index, b.links, b.implied = nil, nil, nil
-	t := &Tree{Entries: b.entries, Overlaps: b.overl, Warnings: b.warn, Spooled: b.spooled}
+	t := &Tree{Entries: b.entries, Overlaps: b.overl, Warnings: b.warn, Spooled: b.spooled, Skipped: b.skipped}
 	sort.Slice(t.Entries, func(i, j int) bool { return ComparePaths(t.Entries[i].Path, t.Entries[j].Path) < 0 })
 	groupLinks(t, linkByPath)
 	sort.SliceStable(t.Overlaps, func(i, j int) bool { return ComparePaths(t.Overlaps[i].Path, t.Overlaps[j].Path) < 0 })
@@ -312,6 +349,10 @@ func (b *builder) walkChildren(root *hostRoot, hostDir, imageDir string, stack [
 			continue
 		}
 		hp := hostDir + "/" + name
+		if b.isOutput(stack[len(stack)-1], name) {
+			b.skipped = append(b.skipped, hp)
+			continue
+		}
 		var st unix.Stat_t
 		if err := unix.Lstat(hp, &st); err != nil {
 			return b.m.Errorf(o.Pos, &os.PathError{Op: "lstat", Path: hp, Err: err}, "sources[%d]", o.Index)

@@ -36,6 +36,7 @@ func init() {
 			&cli.IntFlag{Name: "workers", Usage: "goroutines reading, compressing and signing (0: all cores)"},
 			&cli.StringSliceFlag{Name: "signatures", Usage: "sign with no key: take every signature from `FILE` (a `ceremony sign` response or `evmctl sign_hash` output; repeatable), each verified"},
 			&cli.StringFlag{Name: "signature-cache", Usage: "reuse signatures of earlier builds kept in `DIR` (keyed by certificate, hash and digest; verified before use) and add new ones"},
+			&cli.BoolFlag{Name: "allow-key-in-source", Usage: "warn about, instead of refusing, a source directory that would pack a private key file the manifest names"},
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a Go CPU profile to `FILE` (for benchmarks)"},
 			&cli.StringFlag{Name: "rauc-bundle", Usage: "also write a RAUC bundle (verity format) of the image to `FILE` (rauc.go)"},
 		}, raucUpdateFlags("rauc-")...),
@@ -80,6 +81,8 @@ func runBuild(c *cli.Context) error {
 		ToolVersion: v,
 		Workers:     c.Int("workers"),
 		Strict:      c.Bool("strict"),
+
+		AllowKeyInSource: c.Bool("allow-key-in-source"),
 		Logf: func(format string, args ...any) {
 			// Overlaps are notes for --verbose; warnings always show.
 			if len(format) >= 5 && format[:5] == "note:" {

@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imaforge/imaforge/integrity"
+	"github.com/imaforge/imaforge/internal/publish"
 	"github.com/imaforge/imaforge/verify"
 )
 
@@ -27,6 +28,13 @@ func imageSignatureInput(c *cli.Context, image string) (*verify.ImageSignatureIn
 	sigPath, descPath, descSig := c.String("signature"), c.String("verity-descriptor"), c.String("verity-signature")
 	if descSig != "" && descPath == "" {
 		return nil, usageErrf("verify: --verity-signature needs --verity-descriptor")
+	}
+	if sigPath == "" && descPath == "" {
+		// The sidecars beside the image belong to its build only when
+		// no publish of it was interrupted.
+		if err := publish.Interrupted(image); err != nil {
+			return nil, &exitError{code: 1, err: fmt.Errorf("verify: %w", err)}
+		}
 	}
 	if descPath == "" && sigPath == "" && integrityFileExists(image+integrity.SuffixDescriptor) && integrityFileExists(image+integrity.SuffixDescriptorSig) {
 		descPath = image + integrity.SuffixDescriptor

@@ -1,22 +1,41 @@
 // Package atomicfile writes output files so that a failed run leaves nothing
 // half-written and loses nothing: data goes to a temporary file in the target
 // directory, which is synced and renamed over the target only on Commit.
+//
+// Where the file system supports it (Linux O_TMPFILE: ext4, xfs, btrfs,
+// tmpfs), the temporary file has no name at all until Commit links it into
+// the directory, so a process killed with SIGKILL leaves nothing visible.
+// Elsewhere it is a hidden ".NAME.tmp-*" file beside the target; TempPattern
+// gives its pattern, for the next run to remove what a killed one left.
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
 )
 
 // File is a temporary file that becomes Path on Commit. It embeds *os.File so
 // it can be handed to writers that need io.WriteSeeker or Truncate.
 type File struct {
 	*os.File
-	path string
-	perm fs.FileMode
-	done bool
+	path    string
+	perm    fs.FileMode
+	done    bool
+	unnamed bool // O_TMPFILE: no directory entry until Commit links one
+}
+
+// TempPattern is the glob pattern of the named temporary files Create makes
+// for path when the file system has no O_TMPFILE (and of the short-lived
+// name Commit links an unnamed file to before the rename).
+func TempPattern(path string) string {
+	dir, base := filepath.Split(path)
+	return filepath.Join(dir, "."+base+".tmp-*")
 }
 
 // Create opens a temporary file beside path. Call Commit to publish it or
@@ -26,6 +45,14 @@ func Create(path string, perm fs.FileMode) (*File, error) {
 	if dir == "" {
 		dir = "."
 	}
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, uint32(perm&0o600|0o600))
+	if err == nil {
+		return &File{File: os.NewFile(uintptr(fd), filepath.Join(dir, "."+base+".tmp-(unnamed)")), path: path, perm: perm, unnamed: true}, nil
+	}
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EACCES) {
+		return nil, fmt.Errorf("create %s: %w", path, &os.PathError{Op: "open", Path: dir, Err: err})
+	}
+	// EOPNOTSUPP, EISDIR (kernels before 3.11), EINVAL: a named temporary.
 	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", path, err)
@@ -37,24 +64,83 @@ func Create(path string, perm fs.FileMode) (*File, error) {
 func (f *File) Path() string { return f.path }
 
 // Commit syncs, closes and renames the temporary file to its final path.
+// It does not sync the directory (SyncDir does; a caller committing several
+// files syncs it once).
 func (f *File) Commit() error {
+	return f.CommitTo(f.path)
+}
+
+// CommitTo is Commit to another path, for a caller that prepares files
+// where they will later be moved as a set (a staging directory).
+func (f *File) CommitTo(path string) error {
 	if f.done {
-		return fmt.Errorf("commit %s: already finished", f.path)
+		return fmt.Errorf("commit %s: already finished", path)
 	}
 	f.done = true
 	err := f.File.Chmod(f.perm)
 	if err == nil {
 		err = f.File.Sync()
 	}
+	tmp := f.File.Name()
+	if err == nil && f.unnamed {
+		// Give the file a name: link it to a fresh temporary name
+		// beside the target, then rename that over the target (linkat
+		// cannot replace a file).
+		tmp, err = f.link(path)
+	}
 	if cerr := f.File.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(f.File.Name(), f.path)
+		err = os.Rename(tmp, path)
 	}
 	if err != nil {
-		os.Remove(f.File.Name())
-		return fmt.Errorf("write %s: %w", f.path, err)
+		if named := tmp != "" && (!f.unnamed || tmp != f.File.Name()); named {
+			os.Remove(tmp)
+		}
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// link links the unnamed file to an unused temporary name beside path.
+func (f *File) link(path string) (string, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	proc := "/proc/self/fd/" + strconv.Itoa(int(f.File.Fd()))
+	for i := 0; ; i++ {
+		tmp := filepath.Join(dir, "."+base+".tmp-"+strconv.Itoa(os.Getpid())+"-"+strconv.Itoa(i))
+		err := unix.Linkat(unix.AT_FDCWD, proc, unix.AT_FDCWD, tmp, unix.AT_SYMLINK_FOLLOW)
+		if errors.Is(err, unix.ENOENT) {
+			// No /proc: AT_EMPTY_PATH (needs CAP_DAC_READ_SEARCH).
+			err = unix.Linkat(int(f.File.Fd()), "", unix.AT_FDCWD, tmp, unix.AT_EMPTY_PATH)
+		}
+		switch {
+		case err == nil:
+			return tmp, nil
+		case errors.Is(err, unix.EEXIST) && i < 100:
+			continue
+		default:
+			return "", &os.LinkError{Op: "link", Old: proc, New: tmp, Err: err}
+		}
+	}
+}
+
+// SyncDir fsyncs a directory, making the renames and removals of names in it
+// durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil
 }
@@ -66,7 +152,9 @@ func (f *File) Abort() {
 	}
 	f.done = true
 	f.File.Close()
-	os.Remove(f.File.Name())
+	if !f.unnamed {
+		os.Remove(f.File.Name())
+	}
 }
 
 // WriteFile writes data to path atomically.

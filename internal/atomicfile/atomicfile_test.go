@@ -46,3 +46,39 @@ func TestCreateInMissingDir(t *testing.T) {
 		t.Fatal("Create in a missing directory succeeded")
 	}
 }
+
+// TestUnnamedUntilCommit: while a file is being written nothing is visible
+// in the directory (O_TMPFILE), so a SIGKILL leaves nothing behind; Commit
+// makes it appear under its name only.
+func TestUnnamedUntilCommit(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "image")
+	f, err := Create(p, 0o640)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if !f.unnamed {
+		t.Skip("no O_TMPFILE on this file system")
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("while writing: %v in the directory", ents)
+	}
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := SyncDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(dir)
+	st, err := os.Stat(p)
+	if len(ents) != 1 || err != nil || st.Size() != 1<<20 || st.Mode().Perm() != 0o640 {
+		t.Fatalf("after Commit: %v, %v, %v", ents, st, err)
+	}
+	f.Abort() // no effect after Commit
+	if _, err := os.Stat(p); err != nil {
+		t.Fatal(err)
+	}
+}
