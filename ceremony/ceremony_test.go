@@ -171,6 +171,10 @@ func TestParseRequestErrors(t *testing.T) {
 		{"digest upper case", func(r *Request) { r.Keys[0].Digests[0] = strings.ToUpper(r.Keys[0].Digests[0]) }, true, ErrFormat},
 		{"unknown hash", func(r *Request) { r.Hash = "md17" }, true, ErrFormat},
 		{"key name repeated", func(r *Request) { r.Keys[1].Name = r.Keys[0].Name }, true, ErrFormat},
+		{"path of an unknown digest", func(r *Request) {
+			r.Keys[0].Paths = map[string][]string{strings.Repeat("0", 64): {"/a", "/b", "/c"}}
+		}, true, ErrFormat},
+		{"paths do not count the files", func(r *Request) { r.Keys[0].Paths = map[string][]string{r.Keys[0].Digests[0]: {"/a"}} }, true, ErrFormat},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -21,7 +21,8 @@
 //	    "subject": "CN=...",
 //	    "cert": "<base64 DER>",
 //	    "files": 14000,                         // files this key signs
-//	    "digests": ["<hex>", ...]               // the unique digests, sorted
+//	    "digests": ["<hex>", ...],              // the unique digests, sorted
+//	    "paths": {"<hex>": ["/bin/sh", ...]}    // for review: each digest's image paths, sorted
 //	  }],
 //	  "policy": [{"name": "base", "path": "/etc/ima/policy.d/base",   // IMA policy fragments,
 //	              "key": "manufacturer", "digest": "<hex>"}],         // each also among its key's digests

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/atomicfile"
@@ -52,6 +53,11 @@ type RequestKey struct {
 	Cert       []byte   `json:"cert"`
 	Files      int      `json:"files"`
 	Digests    []string `json:"digests"`
+	// Paths lists, for review on the ceremony machine (ceremony show), the
+	// image paths of each digest (hex digest -> sorted paths). It is
+	// informational: signatures are over digests only. A path that is not
+	// valid UTF-8 reads with U+FFFD in place of the bad bytes (JSON).
+	Paths map[string][]string `json:"paths,omitempty"`
 
 	cert *x509.Certificate
 }
@@ -180,7 +186,37 @@ func (k *RequestKey) check(h imasig.Hash) error {
 			return formatErr("digests[%d]: not sorted and unique", i)
 		}
 	}
+	if k.Paths != nil {
+		n := 0
+		for d, ps := range k.Paths {
+			if _, found := slices.BinarySearch(k.Digests, d); !found {
+				return formatErr("paths: digest %s is not among the key's digests", d)
+			}
+			n += len(ps)
+		}
+		if n != k.Files {
+			return formatErr("paths: %d paths for %d files", n, k.Files)
+		}
+	}
 	return nil
+}
+
+// PathDigest is a file of a request key with its digest.
+type PathDigest struct {
+	Path   string
+	Digest string // hex
+}
+
+// PathDigests returns the key's files (Paths) sorted by path.
+func (k *RequestKey) PathDigests() []PathDigest {
+	var out []PathDigest
+	for d, ps := range k.Paths {
+		for _, p := range ps {
+			out = append(out, PathDigest{p, d})
+		}
+	}
+	slices.SortFunc(out, func(a, b PathDigest) int { return strings.Compare(a.Path, b.Path) })
+	return out
 }
 
 func checkHexDigest(d string, h imasig.Hash) error {

@@ -29,13 +29,14 @@ type SumLine struct {
 func WriteSums(w io.Writer, lines []SumLine) error {
 	bw := bufio.NewWriter(w)
 	for _, l := range lines {
-		fmt.Fprintf(bw, "%x  %s\n", l.Digest, sumName(l.Name))
+		fmt.Fprintf(bw, "%x  %s\n", l.Digest, QuotePath(l.Name))
 	}
 	return bw.Flush()
 }
 
-// sumName returns name as written in a WriteSums line.
-func sumName(name string) string {
+// QuotePath returns name for display on one line: as it is when it is
+// plain text, else Go-quoted (as in WriteSums lines).
+func QuotePath(name string) string {
 	plain := utf8.ValidString(name) && !strings.HasPrefix(name, `"`)
 	for _, r := range name {
 		if r == '\\' || unicode.IsControl(r) {

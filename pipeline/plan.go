@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/imaforge/imaforge/ceremony"
@@ -175,10 +176,18 @@ func MakePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 		plan.Files = append(plan.Files, PlannedFile{Path: it.e.Path, Key: it.key, Digest: d})
 		rk := &req.Keys[keyIndex[it.key]]
 		rk.Files++
-		rk.Digests = append(rk.Digests, hex.EncodeToString(d))
+		dh := hex.EncodeToString(d)
+		rk.Digests = append(rk.Digests, dh)
+		if rk.Paths == nil {
+			rk.Paths = map[string][]string{}
+		}
+		rk.Paths[dh] = append(rk.Paths[dh], it.e.Path)
 	}
 	for i := range req.Keys {
 		req.Keys[i].Digests = ceremony.SortDigests(req.Keys[i].Digests)
+		for _, ps := range req.Keys[i].Paths {
+			slices.Sort(ps)
+		}
 	}
 	for _, f := range frags {
 		d, err := imasig.DigestReader(h, bytes.NewReader(f.data))

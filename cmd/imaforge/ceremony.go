@@ -48,6 +48,25 @@ func init() {
 			},
 			Action: runCeremonySign,
 		}, {
+			Name:      "show",
+			Usage:     "show what a signing request asks to sign: keys, counts, the manifest digest, every file",
+			ArgsUsage: "REQUEST",
+			Description: "Prints the request's summary (image, manifest digest, per key the certificate, files and\n" +
+				"digests, the request digest), its IMA policy fragments, and per key every file path with its\n" +
+				"digest, sorted by path (--summary: the summary only). Paths that are not plain text are Go-quoted.",
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "summary", Usage: "print the summary only, not every file"},
+			},
+			Action: runCeremonyShow,
+		}, {
+			Name:      "verify",
+			Usage:     "check that a response answers a request: every digest signed, every signature verified",
+			ArgsUsage: "REQUEST RESPONSE",
+			Description: "Checks, on the ceremony machine before the response leaves the room, that RESPONSE is the\n" +
+				"answer to REQUEST: its own digest, the request digest it names, each key's certificate, and a\n" +
+				"signature for every digest that verifies with the request's certificate. Exit 1 if not.",
+			Action: runCeremonyVerify,
+		}, {
 			Name:  "audit",
 			Usage: "check ceremony audit transcripts",
 			Subcommands: []*cli.Command{{
@@ -147,6 +166,72 @@ func runCeremonySign(c *cli.Context) error {
 	}
 	fmt.Fprintf(w, "signed %d digests (%d resumed from the journal) -> %s\n  response sha256 %s\n  audit %s (head %s)\n",
 		signed, resumed, out, res.Response.SHA256, res.Audit, res.AuditHead)
+	return nil
+}
+
+func runCeremonyShow(c *cli.Context) error {
+	args, err := interspersed(c)
+	if err != nil {
+		return err
+	}
+	if len(args) != 1 {
+		return usageErrf("ceremony show: want one REQUEST argument, got %d", len(args))
+	}
+	req, err := ceremony.ReadRequest(args[0])
+	if err != nil {
+		return usageErr(err)
+	}
+	w := c.App.Writer
+	printRequestSummary(w, req)
+	for _, p := range req.Policy {
+		fmt.Fprintf(w, "  policy fragment %s at %s, key %s, digest %s\n", p.Name, ceremony.QuotePath(p.Path), p.Key, p.Digest)
+	}
+	if c.Bool("summary") {
+		return nil
+	}
+	for i := range req.Keys {
+		k := &req.Keys[i]
+		fmt.Fprintf(w, "key %s: %d files, %d digests\n", k.Name, k.Files, len(k.Digests))
+		if k.Paths == nil {
+			fmt.Fprintf(w, "  (the request lists no paths: planned by an older imaforge)\n")
+			continue
+		}
+		for _, f := range k.PathDigests() {
+			fmt.Fprintf(w, "  %s  %s\n", f.Digest, ceremony.QuotePath(f.Path))
+		}
+	}
+	return nil
+}
+
+func runCeremonyVerify(c *cli.Context) error {
+	args, err := interspersed(c)
+	if err != nil {
+		return err
+	}
+	if len(args) != 2 {
+		return usageErrf("ceremony verify: want REQUEST and RESPONSE, got %d arguments", len(args))
+	}
+	req, err := ceremony.ReadRequest(args[0])
+	if err != nil {
+		return usageErr(err)
+	}
+	resp, err := ceremony.ReadResponse(args[1])
+	if err != nil {
+		return err
+	}
+	if err := ceremony.CheckResponse(req, resp); err != nil {
+		return fmt.Errorf("%s does not answer %s: %w", args[1], args[0], err)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "%s answers %s\n  request sha256  %s\n  response sha256 %s\n", args[1], args[0], req.SHA256, resp.SHA256)
+	for _, k := range req.Keys {
+		rk := resp.Key(k.Name)
+		tok := ""
+		if rk.Token != nil {
+			tok = ", " + rk.Token.String()
+		}
+		fmt.Fprintf(w, "  key %s: %d digests, each signed and verified with %s%s\n", k.Name, len(k.Digests), k.Subject, tok)
+	}
 	return nil
 }
 

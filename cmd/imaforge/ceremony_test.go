@@ -322,6 +322,26 @@ func TestCeremonyRoundTrip(t *testing.T) {
 		t.Errorf("declined ceremony: %v\n%s", err, dout)
 	}
 	mustNotExist(t, decl, "declined ceremony")
+
+	// Tokens and keys are checked before the question: a missing token
+	// fails without asking.
+	cmd = child(env, "ceremony", "sign", "--audit", audit, "--pin-env", "TEST_HSM_PIN", "--relic-config", p.relic, "-o", decl, "--key", "manufacturer=relic:gone", req)
+	cmd.Stdin = strings.NewReader("y\n")
+	dout, err = cmd.CombinedOutput()
+	if err == nil || strings.Contains(string(dout), "[y/N]") || !strings.Contains(string(dout), "No token found") {
+		t.Errorf("missing token asked to confirm: %v\n%s", err, dout)
+	}
+
+	// The ceremony machine inspects the request and checks the response.
+	code, sout, serr := run(t, "ceremony", "show", req)
+	if code != 0 || !strings.Contains(sout, r.SHA256) || !strings.Contains(sout, r.Manifest.SHA256) ||
+		!strings.Contains(sout, r.Keys[0].Digests[0]) || !strings.Contains(sout, "  /bin/tool011\n") || !strings.Contains(sout, "/etc/same-as-tool000") {
+		t.Errorf("ceremony show: exit %d\n%s%s", code, sout, serr)
+	}
+	code, vout, verr := run(t, "ceremony", "verify", req, resp)
+	if code != 0 || !strings.Contains(vout, rs.SHA256) || !strings.Contains(vout, fmt.Sprintf("%d digests, each signed and verified", len(p.signed)-1)) {
+		t.Errorf("ceremony verify: exit %d\n%s%s", code, vout, verr)
+	}
 	if b, _ := os.ReadFile(audit); !strings.Contains(string(b), `"outcome":"declined"`) {
 		t.Errorf("audit lacks the declined ceremony:\n%s", b)
 	}
@@ -443,6 +463,12 @@ func TestCeremonyRefusals(t *testing.T) {
 		{"response for another manifest", otherResp, nil, "the response is for manifest other.yaml"},
 		{"digest missing", mutate("missing.json", func(rs *ceremony.Response) { rs.Keys[0].Signatures = rs.Keys[0].Signatures[1:] }, true), nil, "no signature for this digest"},
 		{"file changed since the plan", good, changedTree, "the file changed since the plan"},
+	}
+	// ceremony verify refuses the responses that do not answer the request.
+	for _, c := range buildCases[:5] {
+		if code, out, errOut := run(t, "ceremony", "verify", req, c.resp); code != 1 {
+			t.Errorf("ceremony verify %s: exit %d, want 1\n%s%s", c.name, code, out, errOut)
+		}
 	}
 	for _, c := range buildCases {
 		t.Run(c.name, func(t *testing.T) {
