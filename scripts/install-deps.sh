@@ -35,6 +35,11 @@ PKGS=(
   time:/usr/bin/time
   zsh:zsh
   fish:fish
+  swtpm:swtpm
+  swtpm-tools:swtpm_setup
+  tpm2-tools:tpm2_quote
+  libtss2-tcti-swtpm0:/usr/lib/x86_64-linux-gnu/libtss2-tcti-swtpm.so.0
+  libtss2-tcti-device0:/usr/lib/x86_64-linux-gnu/libtss2-tcti-device.so.0
 )
 
 missing=()
