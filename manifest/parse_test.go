@@ -85,6 +85,12 @@ func TestParseErrors(t *testing.T) {
 			"m.yaml:7:8: keys.mfr.cert: required", ErrMissing},
 		{"two passphrases", strings.Replace(base, "key: mfr.key}", "key: mfr.key, passphrase_env: P, passphrase_file: p.txt}", 1),
 			"m.yaml:7:74: keys.mfr: passphrase_env and passphrase_file exclude each other", ErrInvalid},
+		{"pkcs11 URI without object", strings.Replace(base, "key: mfr.key}", `key: "pkcs11:token=fw"}`, 1),
+			`m.yaml:7:29: keys.mfr.key: invalid key reference: PKCS#11 URI "pkcs11:token=fw": need an object (key label) or id attribute`, ErrInvalid},
+		{"pkcs11 URI with a PIN", strings.Replace(base, "key: mfr.key}", `key: "pkcs11:object=ima?pin-value=1234"}`, 1),
+			`m.yaml:7:29: keys.mfr.key: invalid key reference: PKCS#11 URI "pkcs11:object=ima?pin-value=***": pin-value is not accepted: give the PIN by environment variable, file or prompt`, ErrInvalid},
+		{"empty relic name", strings.Replace(base, "key: mfr.key}", `key: "relic:"}`, 1),
+			`m.yaml:7:29: keys.mfr.key: invalid key reference: "relic:": want relic:NAME, NAME a key of the relic configuration`, ErrInvalid},
 		{"bad key name", strings.Replace(base, "  mfr: {", "  mfr/x: {", 1) + "", "", nil}, // also an undefined key: checked below
 		{"relative to", strings.Replace(base, "  - from: rootfs\n", "  - from: rootfs\n    to: opt\n", 1),
 			`m.yaml:10:9: sources[0].to: path "opt" in the image must be absolute (start with /)`, ErrInvalid},

@@ -3,6 +3,8 @@ package manifest
 import (
 	"crypto"
 	"sort"
+
+	"github.com/imaforge/imaforge/signer/keyref"
 )
 
 // Version is the manifest format version this package reads.
@@ -153,15 +155,19 @@ type Key struct {
 	RelicConfig string `yaml:"relic_config"`
 }
 
-// Backend returns how the key is reached: "file", "relic" or "pkcs11".
+// Ref parses Key (keyref.Parse): a key file, "relic:NAME" or a pkcs11: URI.
+// Validation has checked it, so in a loaded manifest only an empty Key
+// fails.
+func (k *Key) Ref() (keyref.Ref, error) { return keyref.Parse(k.Key) }
+
+// Backend returns how the key is reached: "file", "relic" or "pkcs11"
+// (keyref.Scheme); "file" for a reference that does not parse.
 func (k *Key) Backend() string {
-	switch {
-	case hasScheme(k.Key, "relic"):
-		return "relic"
-	case hasScheme(k.Key, "pkcs11"):
-		return "pkcs11"
+	r, err := k.Ref()
+	if err != nil {
+		return keyref.File.String()
 	}
-	return "file"
+	return r.Scheme.String()
 }
 
 // Trust is the certificate store keys are checked against (issue 5).

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/imaforge/imaforge/signer/keyref"
 )
 
 // Device numbers SquashFS can store (the kernel's new_encode_dev in 32 bits).
@@ -134,7 +136,15 @@ func validate(m *Manifest, c *errs) {
 		if k.PassphraseEnv != "" && k.PassphraseFile != "" {
 			c.add(k.FieldPos("passphrase_file"), ErrInvalid, "keys.%s: passphrase_env and passphrase_file exclude each other", name)
 		}
-		if k.RelicConfig != "" && k.Backend() != "relic" {
+		if k.Key != "" {
+			ref, err := k.Ref()
+			switch {
+			case err != nil:
+				c.add(k.FieldPos("key"), ErrInvalid, "keys.%s.key: %v", name, err)
+			case k.RelicConfig != "" && ref.Scheme != keyref.Relic:
+				c.add(k.FieldPos("relic_config"), ErrInvalid, "keys.%s: relic_config needs key: relic:NAME", name)
+			}
+		} else if k.RelicConfig != "" {
 			c.add(k.FieldPos("relic_config"), ErrInvalid, "keys.%s: relic_config needs key: relic:NAME", name)
 		}
 		k.Cert = hostOpt(k.Cert)

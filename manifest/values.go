@@ -360,7 +360,3 @@ func (x *Xattrs) decodeNode(d *decoder, n *yaml.Node) {
 	}
 	sort.Slice(*x, func(i, j int) bool { return (*x)[i].Name < (*x)[j].Name })
 }
-
-func hasScheme(s, scheme string) bool {
-	return strings.HasPrefix(s, scheme+":")
-}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -31,30 +32,20 @@ var ErrNoSignature = errors.New("no signature for this digest")
 // A token key signs in sessions parallel sessions (0: GOMAXPROCS); its
 // sessions end when the process does.
 func LoadKey(k *manifest.Key, ko *signer.KeyOptions, sessions int) (Key, error) {
-	if k.Backend() == "file" {
-		return signer.LoadSigner(k.Key, k.Cert, ko)
+	ref, err := k.Ref()
+	if err != nil {
+		return nil, err
 	}
 	if sessions <= 0 {
 		sessions = runtime.GOMAXPROCS(0)
 	}
-	cert, err := signer.LoadCertificate(k.Cert)
-	if err != nil {
-		return nil, err
-	}
-	oo := &signer.OpenOptions{Sessions: sessions}
+	oo := &signer.OpenOptions{Sessions: sessions, RelicConfig: k.RelicConfig}
 	if ko != nil {
 		oo.PIN, oo.Warn = ko.Passphrase, ko.Warn
 	}
-	priv, _, err := signer.OpenKey(k.Key, k.RelicConfig, oo)
+	s, err := signer.OpenSigner(context.Background(), ref, k.Cert, oo)
 	if err != nil {
 		return nil, err
-	}
-	s, err := signer.New(priv, cert)
-	if err != nil {
-		if c, ok := priv.(interface{ Close() error }); ok {
-			c.Close()
-		}
-		return nil, fmt.Errorf("%s: %w", k.Key, err)
 	}
 	return s, nil
 }

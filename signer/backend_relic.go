@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,20 +18,15 @@ import (
 	"github.com/sassoftware/relic/v7/signers/sigerrors"
 	"github.com/sassoftware/relic/v7/token"
 	"github.com/sassoftware/relic/v7/token/open"
+
+	"github.com/imaforge/imaforge/signer/keyref"
 )
 
-// Key references understood by OpenKey besides a private key file path.
+// The prefixes of key references besides a key file path (package keyref
+// parses references; these name its prefixes for callers of signer).
 const (
-	// RelicScheme prefixes a relic key: "relic:NAME" names the key NAME of
-	// a relic configuration file (github.com/sassoftware/relic, config
-	// package: a "tokens" and a "keys" mapping). Token types: pkcs11 (with
-	// cgo), file, scdaemon, aws, azure, gcloud.
-	RelicScheme = "relic:"
-	// PKCS11Scheme prefixes an RFC 7512 PKCS#11 URI, for example
-	// "pkcs11:token=fw;object=ima?module-path=/usr/lib/softhsm/libsofthsm2.so".
-	// Path attributes used: token, serial, object, id; query attributes:
-	// module-path. pin-value is refused (PINs never live in references).
-	PKCS11Scheme = "pkcs11:"
+	RelicScheme  = keyref.RelicPrefix  // "relic:NAME": a key of a relic configuration file
+	PKCS11Scheme = keyref.PKCS11Prefix // an RFC 7512 PKCS#11 URI
 )
 
 // ErrToken is matched by errors about opening or using a key token: a
@@ -65,13 +59,16 @@ func (e *TokenError) Unwrap() []error {
 	return []error{ErrToken, e.Err}
 }
 
-// OpenOptions configure OpenKey.
+// OpenOptions configure Open.
 type OpenOptions struct {
 	// PIN gives the token PIN (or a key file's passphrase): from an
 	// environment variable, a file or the terminal (PassphraseFrom*). When
 	// nil, a PIN written in the relic configuration (pin, PinFile) is used,
 	// and without one a token needing a PIN fails.
 	PIN Passphrase
+	// RelicConfig is the relic configuration file "relic:NAME" keys are
+	// read from; other references do not use it.
+	RelicConfig string
 	// Sessions is how many token sessions to open so that signatures are
 	// made in parallel (PKCS#11: one session per concurrent signature).
 	// Zero means one.
@@ -180,46 +177,110 @@ func (k *TokenKey) Close() error {
 	return k.closeErr
 }
 
-// OpenKey opens the private key ref names and returns it with the
-// certificate the key's configuration or token holds for it (nil when
-// there is none, always nil for key files):
+// Open opens the private key ref names (see keyref.Parse) and returns it
+// with the certificate the key's configuration or token holds for it (nil
+// when there is none, always nil for key files):
 //
-//   - "relic:NAME": key NAME of the relic configuration file relicConfig
-//     (the returned signer is a *TokenKey);
-//   - "pkcs11:...": an RFC 7512 PKCS#11 URI (a *TokenKey; relicConfig unused);
-//   - anything else: a private key file (LoadPrivateKey), opts.PIN being
-//     its passphrase.
+//   - keyref.Relic "relic:NAME": key NAME of the relic configuration file
+//     opts.RelicConfig (the returned signer is a *TokenKey);
+//   - keyref.PKCS11 "pkcs11:...": an RFC 7512 PKCS#11 URI (a *TokenKey); the
+//     module is the URI's module-path, else $IMAFORGE_PKCS11_MODULE;
+//   - keyref.File: a private key file (LoadPrivateKey), opts.PIN being its
+//     passphrase.
 //
 // A PIN comes from opts.PIN (environment, file, terminal) and is handed to
 // relic's login callback; it is asked for once, and a PIN the token refuses
 // is an error matching ErrPassphrase (never a retry loop). Relative paths in
 // a relic configuration (KeyFile, X509Certificate) are taken relative to the
-// configuration file. The same backends serve IMA keys and CA keys.
-func OpenKey(ref, relicConfig string, opts *OpenOptions) (crypto.Signer, *x509.Certificate, error) {
+// configuration file. The same backends serve IMA keys and CA keys; a
+// *TokenKey holds sessions until it is closed.
+func Open(ctx context.Context, ref keyref.Ref, opts *OpenOptions) (crypto.Signer, *x509.Certificate, error) {
 	if opts == nil {
 		opts = &OpenOptions{}
 	}
-	switch {
-	case strings.HasPrefix(ref, RelicScheme):
-		name := strings.TrimPrefix(ref, RelicScheme)
-		if relicConfig == "" {
-			return nil, nil, &TokenError{Ref: ref, Op: "read config", Err: errors.New("a relic: key needs a relic configuration file (relic_config)")}
+	switch ref.Scheme {
+	case keyref.Relic:
+		if opts.RelicConfig == "" {
+			return nil, nil, &TokenError{Ref: ref.Raw, Op: "read config", Err: errors.New("a relic: key needs a relic configuration file (relic_config, --relic-config)")}
 		}
-		cfg, err := relicconfig.ReadFile(relicConfig)
+		cfg, err := relicconfig.ReadFile(opts.RelicConfig)
 		if err != nil {
-			return nil, nil, &TokenError{Ref: ref, Config: relicConfig, Op: "read config", Err: err}
+			return nil, nil, &TokenError{Ref: ref.Raw, Config: opts.RelicConfig, Op: "read config", Err: err}
 		}
-		resolveRelicPaths(cfg, filepath.Dir(relicConfig))
-		return openRelic(ref, relicConfig, cfg, name, opts)
-	case strings.HasPrefix(ref, PKCS11Scheme):
-		cfg, name, err := pkcs11URIConfig(ref)
+		resolveRelicPaths(cfg, filepath.Dir(opts.RelicConfig))
+		return openRelic(ctx, ref.Raw, opts.RelicConfig, cfg, ref.Name, opts)
+	case keyref.PKCS11:
+		cfg, name, err := pkcs11URIConfig(ref.PKCS11)
 		if err != nil {
-			return nil, nil, &TokenError{Ref: ref, Op: "parse PKCS#11 URI", Err: err}
+			return nil, nil, &TokenError{Ref: ref.Raw, Op: "parse PKCS#11 URI", Err: err}
 		}
-		return openRelic(ref, "", cfg, name, opts)
+		return openRelic(ctx, ref.Raw, "", cfg, name, opts)
+	case keyref.File:
+		key, err := LoadPrivateKey(ref.Path, &KeyOptions{Passphrase: opts.PIN, Warn: opts.Warn})
+		return key, nil, err
 	}
-	key, err := LoadPrivateKey(ref, &KeyOptions{Passphrase: opts.PIN, Warn: opts.Warn})
-	return key, nil, err
+	return nil, nil, fmt.Errorf("%w: %q", keyref.ErrInvalid, ref.Raw)
+}
+
+// OpenKey is Open of keyref.Parse(ref) with relicConfig as
+// opts.RelicConfig.
+func OpenKey(ref, relicConfig string, opts *OpenOptions) (crypto.Signer, *x509.Certificate, error) {
+	r, err := keyref.Parse(ref)
+	if err != nil {
+		return nil, nil, &TokenError{Ref: keyref.Redact(ref), Op: "parse key reference", Err: err}
+	}
+	o := OpenOptions{}
+	if opts != nil {
+		o = *opts
+	}
+	o.RelicConfig = relicConfig
+	return Open(context.Background(), r, &o)
+}
+
+// OpenSigner opens the key ref names (Open) and returns the Signer of it
+// with its certificate: the one in certPath (PEM or DER; of several, the
+// key's), else the one the token or relic configuration holds for it. Close
+// the Signer to end a token key's sessions.
+func OpenSigner(ctx context.Context, ref keyref.Ref, certPath string, opts *OpenOptions) (*Signer, error) {
+	if opts == nil {
+		opts = &OpenOptions{}
+	}
+	if ref.Scheme == keyref.File {
+		if certPath == "" {
+			return nil, &FileError{Path: ref.Path, Op: "load signing key", Err: errors.New("a key file needs its certificate")}
+		}
+		return LoadSigner(ref.Path, certPath, &KeyOptions{Passphrase: opts.PIN, Warn: opts.Warn})
+	}
+	var cert *x509.Certificate
+	if certPath != "" {
+		c, err := LoadCertificate(certPath)
+		if err != nil {
+			return nil, err
+		}
+		cert = c
+	}
+	priv, tokCert, err := Open(ctx, ref, opts)
+	if err != nil {
+		return nil, err
+	}
+	if cert == nil {
+		cert = tokCert
+	}
+	closeKey := func() {
+		if c, ok := priv.(io.Closer); ok {
+			c.Close()
+		}
+	}
+	if cert == nil {
+		closeKey()
+		return nil, &TokenError{Ref: ref.Raw, Config: opts.RelicConfig, Op: "find certificate", Err: errors.New("neither a certificate file nor one in the token or relic configuration")}
+	}
+	s, err := New(priv, cert)
+	if err != nil {
+		closeKey()
+		return nil, fmt.Errorf("%s: %w", ref.Raw, err)
+	}
+	return s, nil
 }
 
 // resolveRelicPaths makes the file paths of a relic configuration absolute,
@@ -242,7 +303,7 @@ func resolveRelicPaths(cfg *relicconfig.Config, dir string) {
 // one session each; scdaemon is one agent connection.
 var concurrentTypes = map[string]bool{"file": true, "aws": true, "azure": true, "gcloud": true}
 
-func openRelic(ref, cfgPath string, cfg *relicconfig.Config, keyName string, opts *OpenOptions) (crypto.Signer, *x509.Certificate, error) {
+func openRelic(ctx context.Context, ref, cfgPath string, cfg *relicconfig.Config, keyName string, opts *OpenOptions) (crypto.Signer, *x509.Certificate, error) {
 	terr := func(op string, err error) error {
 		e := &TokenError{Ref: ref, Config: cfgPath, Op: op, Err: err}
 		var pinErr sigerrors.PinIncorrectError
@@ -311,7 +372,7 @@ func openRelic(ref, cfgPath string, cfg *relicconfig.Config, keyName string, opt
 			return fail(terr("open token "+fmt.Sprintf("%q", keyConf.Token), err))
 		}
 		k.tokens = append(k.tokens, tok)
-		key, err := tok.GetKey(context.Background(), keyName)
+		key, err := tok.GetKey(ctx, keyName)
 		if err != nil {
 			if _, ok := err.(sigerrors.KeyNotFoundError); ok {
 				err = fmt.Errorf("no key with label %q id %q in the token", keyConf.Label, keyConf.ID)
@@ -419,61 +480,25 @@ func (p *pinOnce) GetPasswd(prompt string) (string, error) {
 	return p.g.get()
 }
 
-// pkcs11URIConfig turns an RFC 7512 URI into a one-token, one-key relic
-// configuration. The key is named "key" in it.
-func pkcs11URIConfig(uri string) (*relicconfig.Config, string, error) {
-	rest := strings.TrimPrefix(uri, PKCS11Scheme)
-	path, query, _ := strings.Cut(rest, "?")
-	attrs := map[string]string{}
-	for _, part := range strings.Split(path, ";") {
-		if part == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(part, "=")
-		if !ok {
-			return nil, "", fmt.Errorf("path attribute %q: want name=value", part)
-		}
-		uv, err := url.PathUnescape(v)
-		if err != nil {
-			return nil, "", fmt.Errorf("path attribute %q: %w", k, err)
-		}
-		attrs[k] = uv
-	}
-	for _, part := range strings.Split(query, "&") {
-		if part == "" {
-			continue
-		}
-		k, v, _ := strings.Cut(part, "=")
-		uv, err := url.QueryUnescape(v)
-		if err != nil {
-			return nil, "", fmt.Errorf("query attribute %q: %w", k, err)
-		}
-		attrs["?"+k] = uv
-	}
-	if _, ok := attrs["?pin-value"]; ok {
-		return nil, "", errors.New("pin-value is not accepted: give the PIN by environment variable, file or prompt")
-	}
-	module := attrs["?module-path"]
+// pkcs11URIConfig turns a parsed RFC 7512 URI into a one-token, one-key
+// relic configuration. The key is named "key" in it.
+func pkcs11URIConfig(u *keyref.PKCS11URI) (*relicconfig.Config, string, error) {
+	module := u.ModulePath
 	if module == "" {
 		module = os.Getenv("IMAFORGE_PKCS11_MODULE")
 	}
 	if module == "" {
 		return nil, "", errors.New("no module-path query attribute (or IMAFORGE_PKCS11_MODULE)")
 	}
-	if attrs["object"] == "" && attrs["id"] == "" {
-		return nil, "", errors.New("need an object (key label) or id attribute")
-	}
 	cfg := &relicconfig.Config{}
 	t := cfg.NewToken("pkcs11")
 	t.Type = "pkcs11"
 	t.Provider = module
-	t.Label = attrs["token"]
-	t.Serial = attrs["serial"]
+	t.Label = u.Token
+	t.Serial = u.Serial
 	k := cfg.NewKey("key")
 	k.SetToken(t)
-	k.Label = attrs["object"]
-	if id := attrs["id"]; id != "" {
-		k.ID = hex.EncodeToString([]byte(id))
-	}
+	k.Label = u.Object
+	k.ID = u.IDHex()
 	return cfg, "key", nil
 }

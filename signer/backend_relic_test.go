@@ -194,6 +194,10 @@ func TestRelicPKCS11(t *testing.T) {
 			if !errors.Is(err, c.is) || !strings.Contains(err.Error(), c.msg) {
 				t.Fatalf("got %v, want %v containing %q", err, c.is, c.msg)
 			}
+			// A PIN written into a reference never reaches a message.
+			if strings.Contains(err.Error(), "1234") {
+				t.Errorf("the error repeats the PIN: %v", err)
+			}
 		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/imaforge/imaforge/imasig"
@@ -167,4 +168,13 @@ func (s *Signer) Sign(h imasig.Hash, digest []byte) (*imasig.Signature, error) {
 // the same bytes as crypto/rsa.
 type rsaBackend interface {
 	signPKCS1v15(h crypto.Hash, digest []byte) ([]byte, error)
+}
+
+// Close ends the sessions of a token key (one that Open returned); for
+// other keys it does nothing.
+func (s *Signer) Close() error {
+	if c, ok := s.key.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }

@@ -26,9 +26,10 @@ func init() {
 				Usage:     "write an IMA signature (security.ima v2) for each FILE",
 				ArgsUsage: "FILE...",
 				Flags: append(append([]cli.Flag{
-					&cli.StringFlag{Name: "key", Usage: "private key `KEY.pem` (PEM or DER; PKCS#1, PKCS#8, SEC1, encrypted)", Required: true},
+					&cli.StringFlag{Name: "key", Usage: "private `KEY`: " + keyRefUsage, Required: true},
 					&cli.StringFlag{Name: "cert", Usage: "certificate `CERT.pem` of the key (PEM or DER); gives the key id", Required: true},
 					&cli.StringFlag{Name: "hash", Value: "sha256", Usage: "digest algorithm: sha256, sha384 or sha512"},
+					relicConfigFlag(),
 				}, passphraseFlags()...), storeFlags...),
 				Action: fileSign,
 			},
@@ -73,6 +74,7 @@ func fileSign(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	defer s.Close()
 	var n atomic.Int64
 	err = signer.SignFiles(c.Context, s, h, store, files, c.Int("jobs"), func(string, []byte) { n.Add(1) })
 	if err != nil {

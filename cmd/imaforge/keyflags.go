@@ -1,12 +1,15 @@
 package main
 
 import (
+	"crypto"
 	"crypto/x509"
 	"fmt"
+	"runtime"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/imaforge/imaforge/signer"
+	"github.com/imaforge/imaforge/signer/keyref"
 )
 
 // passphraseFlags are --passphrase-env and --passphrase-file for a
@@ -41,16 +44,66 @@ func warnFunc(c *cli.Context) func(msg string) {
 	return func(msg string) { fmt.Fprintf(c.App.ErrWriter, "imaforge: warning: %s\n", msg) }
 }
 
-// loadSigner loads the signer of --key and --cert, asking for the key's
-// passphrase as passphraseFlags say (default: on the terminal).
-func loadSigner(c *cli.Context) (*signer.Signer, error) {
-	pass, err := passphrase(c, "", "Passphrase for "+c.String("key")+": ")
+// keyRefUsage describes a key reference flag: every command that signs
+// takes the same references (keyref.Parse).
+const keyRefUsage = "a key file (PEM or DER; PKCS#1, PKCS#8, SEC1, encrypted), relic:NAME (with --relic-config) or a pkcs11: URI"
+
+// relicConfigFlag is --relic-config, the relic configuration relic:NAME
+// key references are read from.
+func relicConfigFlag() cli.Flag {
+	return &cli.StringFlag{Name: "relic-config", Usage: "relic configuration `FILE` naming the tokens and keys of relic:NAME references"}
+}
+
+// parseKeyRef parses the key reference of flag name; a bad one is a usage
+// error.
+func parseKeyRef(c *cli.Context, name string) (keyref.Ref, error) {
+	ref, err := keyref.Parse(c.String(name))
+	if err != nil {
+		return ref, usageErr(fmt.Errorf("--%s: %w", name, err))
+	}
+	return ref, nil
+}
+
+// keyPrompt is the terminal prompt for a key's passphrase or token PIN.
+func keyPrompt(ref keyref.Ref) string {
+	if ref.IsToken() {
+		return "PIN for " + ref.String() + ": "
+	}
+	return "Passphrase for " + ref.String() + ": "
+}
+
+// openKey opens the key of flag name (prefix+"passphrase-env"/"-file" or
+// the terminal give its passphrase or PIN, --relic-config its relic
+// configuration). Close the returned key if it is an io.Closer (a token).
+func openKey(c *cli.Context, name, prefix string) (crypto.Signer, error) {
+	ref, err := parseKeyRef(c, name)
 	if err != nil {
 		return nil, err
 	}
-	return signer.LoadSigner(c.String("key"), c.String("cert"), &signer.KeyOptions{
-		Passphrase: pass,
-		Warn:       warnFunc(c),
+	pass, err := passphrase(c, prefix, keyPrompt(ref))
+	if err != nil {
+		return nil, err
+	}
+	key, _, err := signer.Open(c.Context, ref, &signer.OpenOptions{
+		PIN: pass, RelicConfig: c.String("relic-config"), Warn: warnFunc(c),
+	})
+	return key, err
+}
+
+// loadSigner opens the signer of --key (a key reference) and --cert,
+// asking for the key's passphrase or PIN as passphraseFlags say (default:
+// on the terminal). Close it when done (a token key's sessions end).
+func loadSigner(c *cli.Context) (*signer.Signer, error) {
+	ref, err := parseKeyRef(c, "key")
+	if err != nil {
+		return nil, err
+	}
+	pass, err := passphrase(c, "", keyPrompt(ref))
+	if err != nil {
+		return nil, err
+	}
+	return signer.OpenSigner(c.Context, ref, c.String("cert"), &signer.OpenOptions{
+		PIN: pass, RelicConfig: c.String("relic-config"), Sessions: runtime.GOMAXPROCS(0), Warn: warnFunc(c),
 	})
 }
 

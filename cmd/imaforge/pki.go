@@ -5,6 +5,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,7 +34,8 @@ func init() {
 	caIn := func() []cli.Flag {
 		return []cli.Flag{
 			&cli.StringFlag{Name: "ca", Usage: "issuing CA certificate `CA.pem` (PEM or DER)", Required: true},
-			&cli.StringFlag{Name: "ca-key", Usage: "the CA's private key `CA.key`", Required: true},
+			&cli.StringFlag{Name: "ca-key", Usage: "the CA's private `KEY`: " + keyRefUsage, Required: true},
+			relicConfigFlag(),
 			&cli.StringFlag{Name: "ca-passphrase-env", Usage: "read the CA key's passphrase from environment variable `VAR`"},
 			&cli.StringFlag{Name: "ca-passphrase-file", Usage: "read the CA key's passphrase from the first line of `FILE`"},
 		}
@@ -154,23 +156,24 @@ func days(c *cli.Context, name string) (time.Duration, error) {
 	return time.Duration(d) * pki.Day, nil
 }
 
-func loadIssuer(c *cli.Context) (pki.Issuer, error) {
+// loadIssuer opens the CA of --ca and --ca-key (any key reference: a file,
+// relic:NAME, a pkcs11: URI). Call the returned function when done: it ends
+// a token key's sessions.
+func loadIssuer(c *cli.Context) (pki.Issuer, func(), error) {
 	cert, err := signer.LoadCertificate(c.String("ca"))
 	if err != nil {
-		return pki.Issuer{}, err
+		return pki.Issuer{}, nil, err
 	}
-	pass, err := passphrase(c, "ca-", "Passphrase for "+c.String("ca-key")+": ")
+	key, err := openKey(c, "ca-key", "ca-")
 	if err != nil {
-		return pki.Issuer{}, err
+		return pki.Issuer{}, nil, err
 	}
-	key, err := signer.LoadPrivateKey(c.String("ca-key"), &signer.KeyOptions{
-		Passphrase: pass,
-		Warn:       warnFunc(c),
-	})
-	if err != nil {
-		return pki.Issuer{}, err
+	done := func() {
+		if cl, ok := key.(io.Closer); ok {
+			cl.Close()
+		}
 	}
-	return pki.Issuer{Cert: cert, Key: key}, nil
+	return pki.Issuer{Cert: cert, Key: key}, done, nil
 }
 
 func describeCert(cert *x509.Certificate) string {
@@ -250,10 +253,11 @@ func pkiIssue(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	issuer, err := loadIssuer(c)
+	issuer, closeCA, err := loadIssuer(c)
 	if err != nil {
 		return err
 	}
+	defer closeCA()
 	iss, err := pki.Issue(req, issuer, pki.Options{})
 	if err != nil {
 		return err
@@ -353,10 +357,11 @@ func pkiRevoke(c *cli.Context) error {
 		}
 		certs = append(certs, cs...)
 	}
-	issuer, err := loadIssuer(c)
+	issuer, closeCA, err := loadIssuer(c)
 	if err != nil {
 		return err
 	}
+	defer closeCA()
 	path := crlPathFor(c)
 	prev, err := readCRLIfAny(path)
 	if err != nil {
@@ -382,10 +387,11 @@ func pkiCRL(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	issuer, err := loadIssuer(c)
+	issuer, closeCA, err := loadIssuer(c)
 	if err != nil {
 		return err
 	}
+	defer closeCA()
 	path := crlPathFor(c)
 	prev, err := readCRLIfAny(path)
 	if err != nil {
@@ -465,13 +471,12 @@ func pkiVerify(c *cli.Context) error {
 	}
 	var pub any
 	if k := c.String("key"); k != "" {
-		pass, err := passphrase(c, "", "Passphrase for "+k+": ")
+		key, err := openKey(c, "key", "")
 		if err != nil {
 			return err
 		}
-		key, err := signer.LoadPrivateKey(k, &signer.KeyOptions{Passphrase: pass})
-		if err != nil {
-			return err
+		if cl, ok := key.(io.Closer); ok {
+			defer cl.Close()
 		}
 		pub = key.Public()
 	}

@@ -32,9 +32,10 @@ func init() {
 				Usage:     "lint each FILE, then write its IMA signature to FILE.sig (the raw security.ima value) or --xattr",
 				ArgsUsage: "FILE...",
 				Flags: append(append([]cli.Flag{
-					&cli.StringFlag{Name: "key", Usage: "private key `KEY.pem` (PEM or DER)", Required: true},
+					&cli.StringFlag{Name: "key", Usage: "private `KEY`: " + keyRefUsage, Required: true},
 					&cli.StringFlag{Name: "cert", Usage: "certificate `CERT.pem` of the key; gives the key id", Required: true},
 					&cli.StringFlag{Name: "hash", Value: "sha256", Usage: "digest algorithm: sha256, sha384 or sha512"},
+					relicConfigFlag(),
 				}, passphraseFlags()...), kernelFlag, kconfigFlag, xattrFlag),
 				Action: policySign,
 			},
@@ -113,6 +114,7 @@ func policySign(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	defer s.Close()
 	store := policyStore(c)
 	if err := signer.SignFiles(c.Context, s, h, store, files, 1, nil); err != nil {
 		return err
