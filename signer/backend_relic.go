@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -281,6 +282,23 @@ func OpenSigner(ctx context.Context, ref keyref.Ref, certPath string, opts *Open
 		return nil, fmt.Errorf("%s: %w", ref.Raw, err)
 	}
 	return s, nil
+}
+
+// RelicPKCS11Modules returns the PKCS#11 modules (providers) the pkcs11
+// tokens of a relic configuration file name.
+func RelicPKCS11Modules(relicConfig string) ([]string, error) {
+	cfg, err := relicconfig.ReadFile(relicConfig)
+	if err != nil {
+		return nil, &TokenError{Ref: relicConfig, Config: relicConfig, Op: "read config", Err: err}
+	}
+	var out []string
+	for _, t := range cfg.Tokens {
+		if t.Type == "pkcs11" && t.Provider != "" && !slices.Contains(out, t.Provider) {
+			out = append(out, t.Provider)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // resolveRelicPaths makes the file paths of a relic configuration absolute,

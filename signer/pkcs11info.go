@@ -23,6 +23,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"unsafe"
 
@@ -172,4 +173,25 @@ func reportedToken(module, label, serial string) *TokenInfo {
 		found.Objects = nil // the token's identity only
 	}
 	return found
+}
+
+// knownModules are PKCS#11 module paths of common Debian packages.
+var knownModules = []string{
+	"/usr/lib/softhsm/libsofthsm2.so",
+	"/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+	"/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so",
+	"/usr/lib/x86_64-linux-gnu/libykcs11.so",
+	"/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so",
+}
+
+// InstalledPKCS11Modules returns the PKCS#11 modules of common packages
+// (SoftHSM2, OpenSC, YubiKey) present on this machine.
+func InstalledPKCS11Modules() []string {
+	var out []string
+	for _, m := range knownModules {
+		if _, err := os.Stat(m); err == nil {
+			out = append(out, m)
+		}
+	}
+	return out
 }

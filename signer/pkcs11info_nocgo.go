@@ -52,3 +52,6 @@ func PKCS11Tokens(module string) ([]TokenInfo, error) {
 }
 
 func reportedToken(module, label, serial string) *TokenInfo { return nil }
+
+// InstalledPKCS11Modules returns nothing without cgo.
+func InstalledPKCS11Modules() []string { return nil }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -66,6 +67,19 @@ func init() {
 				"answer to REQUEST: its own digest, the request digest it names, each key's certificate, and a\n" +
 				"signature for every digest that verifies with the request's certificate. Exit 1 if not.",
 			Action: runCeremonyVerify,
+		}, {
+			Name:  "tokens",
+			Usage: "list PKCS#11 modules, their tokens (label, serial, maker, model) and key objects",
+			Description: "Lists the tokens of each PKCS#11 module given by --module, named by the pkcs11 tokens of\n" +
+				"--relic-config, or in IMAFORGE_PKCS11_MODULE; without any, the modules of common packages\n" +
+				"installed here (SoftHSM2, OpenSC, YubiKey). Key objects are the public keys and certificates\n" +
+				"anyone may see (no PIN is asked). A module that does not load is named with the loader's\n" +
+				"reason, and the command then exits 1.",
+			Flags: []cli.Flag{
+				&cli.StringSliceFlag{Name: "module", Usage: "PKCS#11 module `PATH` (repeatable)"},
+				&cli.StringFlag{Name: "relic-config", Usage: "list the modules of the pkcs11 tokens of this relic configuration `FILE`"},
+			},
+			Action: runCeremonyTokens,
 		}, {
 			Name:  "audit",
 			Usage: "check ceremony audit transcripts",
@@ -167,6 +181,59 @@ func runCeremonySign(c *cli.Context) error {
 	fmt.Fprintf(w, "signed %d digests (%d resumed from the journal) -> %s\n  response sha256 %s\n  audit %s (head %s)\n",
 		signed, resumed, out, res.Response.SHA256, res.Audit, res.AuditHead)
 	return nil
+}
+
+func runCeremonyTokens(c *cli.Context) error {
+	args, err := interspersed(c)
+	if err != nil {
+		return err
+	}
+	if len(args) != 0 {
+		return usageErrf("ceremony tokens: takes no arguments")
+	}
+	modules := c.StringSlice("module")
+	if cfg := c.String("relic-config"); cfg != "" {
+		ms, err := signer.RelicPKCS11Modules(cfg)
+		if err != nil {
+			return err
+		}
+		modules = append(modules, ms...)
+	}
+	if m := os.Getenv("IMAFORGE_PKCS11_MODULE"); m != "" {
+		modules = append(modules, m)
+	}
+	if len(modules) == 0 {
+		modules = signer.InstalledPKCS11Modules()
+		if len(modules) == 0 {
+			return errors.New("no PKCS#11 module given (--module, --relic-config, IMAFORGE_PKCS11_MODULE) and none of the common ones is installed")
+		}
+	}
+	w := c.App.Writer
+	var errs []error
+	seen := map[string]bool{}
+	for _, m := range modules {
+		if seen[m] {
+			continue
+		}
+		seen[m] = true
+		fmt.Fprintf(w, "module %s\n", m)
+		ts, err := signer.PKCS11Tokens(m)
+		if err != nil {
+			fmt.Fprintf(w, "  error: %v\n", err)
+			errs = append(errs, err)
+			continue
+		}
+		if len(ts) == 0 {
+			fmt.Fprintf(w, "  no initialized token\n")
+		}
+		for _, t := range ts {
+			fmt.Fprintf(w, "  token %q serial %q (%s, %s), slot %d\n", t.Label, t.Serial, t.Manufacturer, t.Model, t.Slot)
+			for _, o := range t.Objects {
+				fmt.Fprintf(w, "    %-11s label %q id %s\n", o.Class, o.Label, o.ID)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func runCeremonyShow(c *cli.Context) error {

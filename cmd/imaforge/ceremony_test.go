@@ -923,3 +923,26 @@ func TestKeyErrorExitCodes(t *testing.T) {
 		})
 	}
 }
+
+// TestCeremonyTokens: ceremony tokens lists the SoftHSM tokens of a relic
+// configuration's module with their serials and key objects; a module that
+// does not load is named with the reason and exits 1.
+func TestCeremonyTokens(t *testing.T) {
+	p := newTwoTokenProject(t)
+	relic := p.relicConfig(t, "relic.yaml", "")
+	code, out := runChild(t, []string{p.hsm.Env()}, "ceremony", "tokens", "--relic-config", relic)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	for _, want := range []string{"module " + p.hsm.Module, `token "fw" serial "`, `token "t2" serial "`, "SoftHSM v2",
+		`public-key  label "ima" id 01`, `public-key  label "tenant" id 02`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
+	}
+	code, out = runChild(t, []string{p.hsm.Env()}, "ceremony", "tokens", "--module", "/nonexistent/p11.so", "--module", p.hsm.Module)
+	if code != 1 || !strings.Contains(out, "PKCS#11 module /nonexistent/p11.so does not load: /nonexistent/p11.so: cannot open shared object file") ||
+		!strings.Contains(out, `token "t2"`) {
+		t.Errorf("exit %d\n%s", code, out)
+	}
+}
