@@ -40,6 +40,8 @@ PKGS=(
   tpm2-tools:tpm2_quote
   libtss2-tcti-swtpm0:/usr/lib/x86_64-linux-gnu/libtss2-tcti-swtpm.so.0
   libtss2-tcti-device0:/usr/lib/x86_64-linux-gnu/libtss2-tcti-device.so.0
+  xxd:xxd
+  jq:jq
 )
 
 missing=()

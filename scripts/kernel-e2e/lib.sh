@@ -180,6 +180,7 @@ e2e_cpio() {
 }
 
 # e2e_boot NAME INITRD CMDLINE_EXTRA [DISK...]: boots, keeps the console log
+# (E2E_QEMU_EXTRA: more qemu arguments, split on spaces, e.g. a TPM device)
 # in $WORK/NAME.console.log, prints the boot's wall time, never fails by itself
 # (the verdict comes from e2e_judge).
 e2e_boot() {
@@ -196,7 +197,7 @@ e2e_boot() {
     rc=0
     timeout -k 5 "$E2E_TIMEOUT" qemu-system-x86_64 -accel "$E2E_ACCEL" -machine q35 -cpu max -smp 1 -m 512M \
       -nodefaults -no-user-config -display none -serial stdio -no-reboot \
-      -kernel "$VMLINUZ" -initrd "$initrd" \
+      -kernel "$VMLINUZ" -initrd "$initrd" ${E2E_QEMU_EXTRA:-} \
       -append "console=ttyS0 panic=-1 loglevel=4 no_timer_check rdinit=/init e2e.scenario=$name $extra" \
       "${drives[@]}" </dev/null >"$log" 2>&1 || rc=$?
     if grep -aq '^E2E BEGIN' "$log" || [ "$try" = 2 ]; then break; fi

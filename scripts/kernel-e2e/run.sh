@@ -10,7 +10,7 @@
 #                the binary to run, and require that the harness reports FAIL
 #                for exactly that check (the default run does this too)
 #   --only       run the named scenarios (enforce, hierarchy, policy, verity,
-#                selftest)
+#                attest, selftest)
 #   --keep       keep the work directory (console logs, images, keys)
 #
 # Environment: E2E_CACHE (downloads, default .cache/kernel-e2e), E2E_TIMEOUT
@@ -96,8 +96,9 @@ new_initramfs() {
 }
 
 . "$E2E_DIR/scenarios.sh"
+. "$E2E_DIR/attest.sh"
 
-for s in enforce hierarchy policy verity selftest; do
+for s in enforce hierarchy policy verity attest selftest; do
   if want_scenario "$s"; then
     "scenario_$s"
   fi
