@@ -54,6 +54,7 @@ bench: build
 	scripts/bench-squashfs.sh
 	scripts/bench-hsm.sh
 	scripts/bench-peer.sh
+	scripts/bench-tar.sh
 
 # Short fuzzing of every parser; crashers land in testdata/fuzz as regression cases.
 FUZZTIME ?= 30s

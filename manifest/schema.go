@@ -25,6 +25,8 @@ var fieldDocs = map[string]string{
 	"Manifest.policy":    "IMA policy fragments written into the image and signed.",
 
 	"Image.output":        "Path of the image on the build host, relative to the manifest's directory.",
+	"Image.format":        "Output format: squashfs (default), or a POSIX pax archive tar, tar.gz or tar.zst carrying security.ima and security.evm as SCHILY.xattr records.",
+	"Image.evm_xattrs":    "The target kernel's EVM-protected xattrs, in its order: debian-6.1 (default: selinux, apparmor, ima, capability), evmctl (adds SMACK64), all.",
 	"Image.compression":   "SquashFS compressor (default gzip).",
 	"Image.level":         "Compression level: gzip 1-9 (default 9), zstd 1-22 (default 15), xz 0-9 (default 6), lz4 0-9 (0 fast, default; 1-9 high compression); none takes none.",
 	"Image.block_size":    "Data block size: a power of two from 4K to 1M, as bytes or with a K or M suffix (default 128K).",
@@ -52,9 +54,11 @@ var fieldDocs = map[string]string{
 	"Source.mode":   "Permission bits (octal, e.g. 0755) of the entry at to.",
 	"Source.format": "dir, file or tar; detected when omitted (tarballs by name: .tar, .tar.gz, .tgz, .tar.zst, .tar.xz, .tar.bz2).",
 
-	"Rule.match": "Glob over absolute image paths (** any depth, * one segment).",
-	"Rule.key":   "Name of the key that signs matching files.",
-	"Rule.sign":  "false: matching files get no signature.",
+	"Rule.match":   "Glob over absolute image paths (** any depth, * one segment).",
+	"Rule.key":     "Name of the key that signs matching files.",
+	"Rule.sign":    "false: matching files get no signature.",
+	"Rule.evm":     "true: matching files also get a portable EVM signature (security.evm) over security.ima, owner, group and mode, with evm_key or the rule's key.",
+	"Rule.evm_key": "Key of the EVM signatures (implies evm: true; default: the rule's key).",
 
 	"Entry.path":    "Absolute path in the image.",
 	"Entry.type":    "dir, file, symlink, char, block, fifo or socket.",
@@ -125,6 +129,8 @@ func strs[T ~string](l []T) []string {
 
 func (g *schemaGen) typeSchema(t reflect.Type) map[string]any {
 	switch t {
+	case reflect.TypeFor[ImageFormat]():
+		return map[string]any{"type": "string", "enum": strs(ImageFormats())}
 	case reflect.TypeFor[Compression]():
 		return map[string]any{"type": "string", "enum": strs(Compressions())}
 	case reflect.TypeFor[Hash]():

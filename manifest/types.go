@@ -96,7 +96,13 @@ type Image struct {
 
 	// Output is the image path on the build host (absolute); empty when the
 	// manifest leaves it to the command line.
-	Output      string      `yaml:"output"`
+	Output string `yaml:"output"`
+	// Format is the output format: squashfs (the default), or a POSIX pax
+	// archive tar, tar.gz or tar.zst that installs with its xattrs.
+	Format ImageFormat `yaml:"format"`
+	// EVMXattrs names the target kernel's list of EVM-protected xattrs
+	// (signer.EVMProfiles): debian-6.1 (the default), evmctl, all.
+	EVMXattrs   string      `yaml:"evm_xattrs"`
 	Compression Compression `yaml:"compression"`
 	// Level is the compression level; nil selects the compressor's default
 	// (see Compression.DefaultLevel).
@@ -207,6 +213,23 @@ type Rule struct {
 	Key string `yaml:"key"`
 	// Sign is false for paths that get no signature; nil means true.
 	Sign *bool `yaml:"sign"`
+	// EVM gives the files a portable EVM signature (security.evm type
+	// 0x05) over their security.ima, owner, group and mode, made with
+	// EVMKey (default: Key).
+	EVM bool `yaml:"evm"`
+	// EVMKey names the key of the EVM signatures; setting it implies EVM.
+	EVMKey string `yaml:"evm_key"`
+}
+
+// EVMKeyName returns the key of the rule's EVM signatures, or "" for none.
+func (r *Rule) EVMKeyName() string {
+	switch {
+	case r.EVMKey != "":
+		return r.EVMKey
+	case r.EVM:
+		return r.Key
+	}
+	return ""
 }
 
 // Signed reports whether files matching the rule are signed.

@@ -5,6 +5,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/imaforge/imaforge/signer/keyref"
@@ -97,7 +98,34 @@ func validate(m *Manifest, c *errs) {
 	if im.BlockSize == 0 {
 		im.BlockSize = DefaultBlockSize
 	}
-	if im.Level != nil {
+	if im.Format == "" {
+		im.Format = FormatSquashfs
+	}
+	if !slices.Contains(ImageFormats(), im.Format) {
+		c.add(im.FieldPos("format"), ErrInvalid, "image.format: %q is not one of squashfs, tar, tar.gz, tar.zst", im.Format)
+	}
+	if im.Format.IsTar() {
+		for _, f := range []string{"compression", "block_size", "verity"} {
+			if im.Has(f) {
+				c.add(im.FieldPos(f), ErrInvalid, "image.%s: applies to squashfs images only, not image.format %s", f, im.Format)
+			}
+		}
+	}
+	if im.EVMXattrs == "" {
+		im.EVMXattrs = "debian-6.1"
+	}
+	if !slices.Contains([]string{"debian-6.1", "evmctl", "all"}, im.EVMXattrs) {
+		c.add(im.FieldPos("evm_xattrs"), ErrInvalid, "image.evm_xattrs: %q is not one of debian-6.1, evmctl, all", im.EVMXattrs)
+	}
+	if im.Level != nil && im.Format.IsTar() {
+		lo, hi, _ := im.Format.TarLevelRange()
+		switch {
+		case hi == 0:
+			c.add(im.FieldPos("level"), ErrInvalid, "image.level: format tar is not compressed and takes no level")
+		case *im.Level < lo || *im.Level > hi:
+			c.add(im.FieldPos("level"), ErrInvalid, "image.level: %d is out of range for %s (%d..%d)", *im.Level, im.Format, lo, hi)
+		}
+	} else if im.Level != nil {
 		lo, hi, _ := im.Compression.LevelRange()
 		switch {
 		case im.Compression == None:
@@ -256,6 +284,14 @@ func validate(m *Manifest, c *errs) {
 			c.add(r.FieldPos("key"), ErrInvalid, "rules[%d]: key and sign: false exclude each other", i)
 		}
 		keyRef(&r.Located, fmt.Sprintf("rules[%d]", i), "key", r.Key)
+		keyRef(&r.Located, fmt.Sprintf("rules[%d]", i), "evm_key", r.EVMKey)
+		if (r.EVM || r.EVMKey != "") && !r.Signed() {
+			field := "evm"
+			if r.EVMKey != "" {
+				field = "evm_key"
+			}
+			c.add(r.FieldPos(field), ErrInvalid, "rules[%d]: a portable EVM signature covers security.ima, so it needs a signed file (sign: false given)", i)
+		}
 	}
 
 	// policy fragments

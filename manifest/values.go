@@ -29,6 +29,37 @@ const (
 	None Compression = "none"
 )
 
+// ImageFormat is the output format of a build.
+type ImageFormat string
+
+// The output formats.
+const (
+	FormatSquashfs ImageFormat = "squashfs"
+	FormatTar      ImageFormat = "tar"
+	FormatTarGz    ImageFormat = "tar.gz"
+	FormatTarZst   ImageFormat = "tar.zst"
+)
+
+// ImageFormats lists the accepted output formats.
+func ImageFormats() []ImageFormat {
+	return []ImageFormat{FormatSquashfs, FormatTar, FormatTarGz, FormatTarZst}
+}
+
+// IsTar reports whether f is one of the tar formats.
+func (f ImageFormat) IsTar() bool { return f == FormatTar || f == FormatTarGz || f == FormatTarZst }
+
+// TarLevelRange returns the compression levels of a tar format and its
+// default (gzip 1..9, 6; zstd 1..22, 3); plain tar takes none.
+func (f ImageFormat) TarLevelRange() (min, max, def int) {
+	switch f {
+	case FormatTarGz:
+		return 1, 9, 6
+	case FormatTarZst:
+		return 1, 22, 3
+	}
+	return 0, 0, 0
+}
+
 // DefaultCompression is used when the manifest names none (as mksquashfs).
 const DefaultCompression = Gzip
 

@@ -33,6 +33,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/integrity"
 	"github.com/imaforge/imaforge/internal/atomicfile"
@@ -115,13 +117,29 @@ type fileState struct {
 	entry  *rootfs.Entry
 	pos    manifest.Pos // the rule or policy fragment that set key
 	key    string       // empty: unsigned
+	evmKey string       // empty: no security.evm
 	digest []byte
 	sig    *sigResult
+	evm    *sigResult
 	link   *fileState // a hard link's primary, whose inode it shares
 }
 
-// seal waits for the file's signature and returns its complete xattrs.
-func (fs *fileState) seal() (manifest.Xattrs, error) {
+// sealer completes a regular file's xattrs once its content has been read:
+// its security.ima and, where a rule asks, its portable security.evm over
+// the declared owner, mode and protected xattrs (imasig.EVMDigest).
+type sealer struct {
+	h    imasig.Hash
+	evm  imasig.EVMXattrs
+	pool *signPool
+}
+
+// evmPoolKey names a key's EVM signatures in the sign pool; manifest key
+// names have no ':'.
+func evmPoolKey(name string) string { return "evm:" + name }
+
+// seal waits for the file's signatures and returns its complete xattrs,
+// sorted by name.
+func (s *sealer) seal(fs *fileState) (manifest.Xattrs, error) {
 	if fs.sig == nil {
 		return nil, fmt.Errorf("%s: internal: sealed before its content was read", fs.entry.Path)
 	}
@@ -129,9 +147,39 @@ func (fs *fileState) seal() (manifest.Xattrs, error) {
 	if fs.sig.err != nil {
 		return nil, fmt.Errorf("sign %s with key %q: %w", fs.entry.Path, fs.key, fs.sig.err)
 	}
-	xs := append(slices.Clone(fs.entry.Xattrs), manifest.Xattr{Name: imasig.XattrName, Value: fs.sig.value})
+	xs := slices.DeleteFunc(slices.Clone(fs.entry.Xattrs), func(x manifest.Xattr) bool {
+		return fs.evmKey != "" && x.Name == imasig.EVMXattrName
+	})
+	xs = append(xs, manifest.Xattr{Name: imasig.XattrName, Value: fs.sig.value})
+	if fs.evmKey != "" {
+		e := fs.entry
+		meta := imasig.EVMMeta{UID: e.UID, GID: e.GID, Mode: unixMode(e), Xattrs: make(map[string][]byte, len(xs))}
+		for _, x := range xs {
+			meta.Xattrs[x.Name] = x.Value
+		}
+		d, err := imasig.EVMDigest(s.h, s.evm, meta)
+		if err != nil {
+			return nil, fmt.Errorf("EVM signature of %s: %w", e.Path, err)
+		}
+		fs.evm = s.pool.submit(evmPoolKey(fs.evmKey), d)
+		<-fs.evm.done
+		if fs.evm.err != nil {
+			return nil, fmt.Errorf("EVM-sign %s with key %q: %w", e.Path, fs.evmKey, fs.evm.err)
+		}
+		xs = append(xs, manifest.Xattr{Name: imasig.EVMXattrName, Value: fs.evm.value})
+	}
 	slices.SortFunc(xs, func(a, b manifest.Xattr) int { return strings.Compare(a.Name, b.Name) })
 	return xs, nil
+}
+
+// unixMode is an entry's st_mode: file type and permission bits.
+func unixMode(e *rootfs.Entry) uint32 {
+	t := map[rootfs.Type]uint32{
+		rootfs.TypeReg: unix.S_IFREG, rootfs.TypeDir: unix.S_IFDIR, rootfs.TypeSymlink: unix.S_IFLNK,
+		rootfs.TypeBlock: unix.S_IFBLK, rootfs.TypeChar: unix.S_IFCHR, rootfs.TypeFifo: unix.S_IFIFO,
+		rootfs.TypeSocket: unix.S_IFSOCK,
+	}[e.Type]
+	return t | e.Mode&0o7777
 }
 
 // Build runs the pipeline for opts.Manifest.
@@ -190,10 +238,21 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	if err := opts.checkKeys(m, signers, files); err != nil {
 		return nil, err
 	}
-	signFuncs := make(map[string]signFunc, len(signers))
+	signFuncs := make(map[string]signFunc, 2*len(signers))
 	for name, s := range signers {
-		s := s
 		signFuncs[name] = func(d []byte) ([]byte, error) { return s.SignDigest(h, d) }
+		signFuncs[evmPoolKey(name)] = func(d []byte) ([]byte, error) {
+			v, err := s.SignDigest(h, d)
+			if err != nil {
+				return nil, err
+			}
+			return imasig.EVMValue(v)
+		}
+	}
+	if m.Image.Format.IsTar() {
+		if err := checkTarEntries(m, entries); err != nil {
+			return nil, err
+		}
 	}
 
 	img, err := atomicfile.Create(out, 0o644)
@@ -202,21 +261,11 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	defer img.Abort()
 
-	comp, err := compression(m.Image.Compression)
-	if err != nil {
-		return nil, m.Errorf(m.Image.Pos, err, "image.compression")
-	}
 	integ, err := opts.startIntegrity(m, img.File, out, signers)
 	if err != nil {
 		return nil, err
 	}
-	w, err := newSquashfsImage(integ.writer(), squashfs.Options{
-		Compression: comp,
-		Level:       level(m),
-		BlockSize:   int(m.Image.BlockSize),
-		ModTime:     m.Image.Epoch,
-		Workers:     workers,
-	})
+	w, err := newImageWriter(m, integ.writer(), workers)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", out, err)
 	}
@@ -232,6 +281,11 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 		opts.Progress.Start(toRead, total)
 	}
 
+	evmList, ok := imasig.EVMProfiles[m.Image.EVMXattrs]
+	if !ok {
+		evmList = imasig.EVMXattrsDebian61
+	}
+	seal := &sealer{h: h, evm: evmList, pool: pool}
 	res = &Result{ImagePath: out, Overlaps: tree.Overlaps, Warnings: tree.Warnings, Bytes: total}
 	for _, e := range entries {
 		ie := ImageEntry{
@@ -256,13 +310,13 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 			if e.Link != 0 && primary[e.Link] != e.Path {
 				// Hard links share their primary's inode, digest and
 				// signatures.
-				ie = ImageEntry{Path: e.Path, LinkTo: primary[e.Link]}
+				ie = ImageEntry{Path: e.Path, LinkTo: primary[e.Link], ModTime: m.Image.Epoch}
 				fs.link = files[primary[e.Link]]
 				break
 			}
 			ie.Open = opts.opener(fs, h, pool)
 			if fs.key != "" {
-				ie.Seal = fs.seal
+				ie.Seal = func() (manifest.Xattrs, error) { return seal.seal(fs) }
 			}
 		}
 		if err := w.Add(ie); err != nil {
@@ -284,7 +338,7 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	for _, fs := range files {
 		if fs.link != nil {
-			fs.digest, fs.sig = fs.link.digest, fs.link.sig
+			fs.digest, fs.sig, fs.evm = fs.link.digest, fs.link.sig, fs.link.evm
 		}
 	}
 	res.Signatures = pool.unique
@@ -548,6 +602,13 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 		Files:        []RecordFile{},
 		Keys:         []RecordKey{},
 	}
+	if m.Image.Format.IsTar() {
+		rec.Image.Format, rec.Image.Compression, rec.Image.BlockSize = string(m.Image.Format), "", 0
+		_, _, rec.Image.Level = m.Image.Format.TarLevelRange()
+		if m.Image.Level != nil {
+			rec.Image.Level = *m.Image.Level
+		}
+	}
 	keyIndex := make(map[string]int)
 	for _, name := range m.KeyNames() {
 		s, ok := signers[name]
@@ -591,7 +652,7 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 		if !ok {
 			continue
 		}
-		rf := RecordFile{Path: e.Path, Size: e.Size, Digest: hex.EncodeToString(fs.digest)}
+		rf := RecordFile{Path: e.Path, Size: e.Size, Digest: hex.EncodeToString(fs.digest), EVMKey: fs.evmKey}
 		if fs.key != "" {
 			k := &rec.Keys[keyIndex[fs.key]]
 			rf.Key, rf.KeyID = fs.key, k.KeyID

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 
@@ -9,7 +11,9 @@ import (
 
 	"github.com/imaforge/imaforge/internal/parallel"
 	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/rootfs"
 	"github.com/imaforge/imaforge/squashfs"
+	"github.com/imaforge/imaforge/tarimage"
 )
 
 // ImageWriter is what Build needs from an output format (SquashFS, tar):
@@ -63,8 +67,9 @@ type ImageEntry struct {
 
 // ImageStats describes a finished image.
 type ImageStats struct {
-	// Squashfs is set for a SquashFS image.
+	// Squashfs is set for a SquashFS image, Tar for a tar archive.
 	Squashfs *squashfs.Stats
+	Tar      *tarimage.Stats
 }
 
 // squashfsImage is the SquashFS output: package squashfs's Writer, which
@@ -146,4 +151,106 @@ func squashfsXattrs(xs manifest.Xattrs) []squashfs.Xattr {
 		out = append(out, squashfs.Xattr{Name: x.Name, Value: x.Value})
 	}
 	return out
+}
+
+// newImageWriter returns the writer of the manifest's image.format.
+func newImageWriter(m *manifest.Manifest, out io.WriteSeeker, workers int) (ImageWriter, error) {
+	if m.Image.Format.IsTar() {
+		opts := tarimage.Options{Workers: workers}
+		switch m.Image.Format {
+		case manifest.FormatTarGz:
+			opts.Compression = tarimage.Gzip
+		case manifest.FormatTarZst:
+			opts.Compression = tarimage.Zstd
+		}
+		if m.Image.Level != nil {
+			opts.Level = *m.Image.Level
+		}
+		w, err := tarimage.NewWriter(out, opts)
+		if err != nil {
+			return nil, m.Errorf(m.Image.FieldPos("level"), err, "image.format %s", m.Image.Format)
+		}
+		return &tarImage{w: w}, nil
+	}
+	comp, err := compression(m.Image.Compression)
+	if err != nil {
+		return nil, m.Errorf(m.Image.Pos, err, "image.compression")
+	}
+	return newSquashfsImage(out, squashfs.Options{
+		Compression: comp,
+		Level:       level(m),
+		BlockSize:   int(m.Image.BlockSize),
+		ModTime:     m.Image.Epoch,
+		Workers:     workers,
+	})
+}
+
+// tarImage is the tar output: package tarimage, which holds each file's
+// content until its Seal returns, so the xattrs go before the data.
+type tarImage struct {
+	w *tarimage.Writer
+}
+
+func (t *tarImage) Add(e ImageEntry) error {
+	te := tarimage.Entry{
+		Path: e.Path, Mode: e.Mode, UID: e.UID, GID: e.GID, ModTime: e.ModTime,
+		Size: e.Size, Open: e.Open, Target: e.Target, Major: e.Major, Minor: e.Minor, LinkTo: e.LinkTo,
+		Xattrs: tarXattrs(e.Xattrs),
+	}
+	if seal := e.Seal; seal != nil {
+		te.Seal = func() ([]tarimage.Xattr, error) {
+			xs, err := seal()
+			return tarXattrs(xs), err
+		}
+	}
+	return t.w.Add(te)
+}
+
+func (t *tarImage) WriteData(ctx context.Context) error { return t.w.WriteData(ctx) }
+
+func (t *tarImage) Close() (ImageStats, error) {
+	st, err := t.w.Close()
+	if err != nil {
+		return ImageStats{}, err
+	}
+	return ImageStats{Tar: &st}, nil
+}
+
+func tarXattrs(xs manifest.Xattrs) []tarimage.Xattr {
+	out := make([]tarimage.Xattr, len(xs))
+	for i, x := range xs {
+		out[i] = tarimage.Xattr{Name: x.Name, Value: x.Value}
+	}
+	return out
+}
+
+// checkTarEntries refuses, before anything is read or written, what a tar
+// archive cannot carry, at the manifest line that made the entry.
+func checkTarEntries(m *manifest.Manifest, entries []*rootfs.Entry) error {
+	var errs []error
+	for _, e := range entries {
+		var err error
+		switch {
+		case e.Type == rootfs.TypeSocket:
+			err = fmt.Errorf("%w: socket", tarimage.ErrType)
+		case tarimage.CheckName(e.Path) != nil:
+			err = tarimage.CheckName(e.Path)
+		case tarimage.CheckName(e.Target) != nil:
+			err = tarimage.CheckName(e.Target)
+		default:
+			err = tarimage.CheckOwner(e.UID, e.GID)
+		}
+		if err == nil {
+			continue
+		}
+		pos := m.Image.FieldPos("format")
+		if e.Origin != nil && e.Origin.Pos.Line != 0 {
+			pos = e.Origin.Pos
+		}
+		errs = append(errs, m.Errorf(pos, err, "%s in image.format %s", e.Path, m.Image.Format))
+		if len(errs) == 10 {
+			break
+		}
+	}
+	return errors.Join(errs...)
 }

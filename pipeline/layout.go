@@ -97,11 +97,15 @@ func layOut(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...any)) 
 			fs = &fileState{entry: e, pos: r.Pos}
 			if r.Sign == nil || *r.Sign {
 				fs.key = r.Key
+				fs.evmKey = r.EVMKeyName()
 			}
 			l.files[e.Path] = fs
 		}
 		if fs.key != "" {
 			l.used[fs.key] = true
+		}
+		if fs.evmKey != "" {
+			l.used[fs.evmKey] = true
 		}
 		if e.Link != 0 {
 			if first, ok := l.primary[e.Link]; ok {
@@ -109,6 +113,10 @@ func layOut(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...any)) 
 				if k := l.files[first].key; k != fs.key {
 					return nil, m.Errorf(fs.pos, nil, "%s is a hard link to %s, which the rules sign with key %q, not %q",
 						e.Path, first, k, fs.key)
+				}
+				if k := l.files[first].evmKey; k != fs.evmKey {
+					return nil, m.Errorf(fs.pos, nil, "%s is a hard link to %s, whose EVM key the rules make %q, not %q",
+						e.Path, first, k, fs.evmKey)
 				}
 				continue
 			}

@@ -57,7 +57,10 @@ type RecordManifest struct {
 
 // RecordImage describes the image file.
 type RecordImage struct {
-	Name        string `json:"name"`
+	Name string `json:"name"`
+	// Format is image.format when it is not squashfs (tar, tar.gz,
+	// tar.zst); Compression and BlockSize are then empty.
+	Format      string `json:"format,omitempty"`
 	SHA256      string `json:"sha256"`
 	Size        int64  `json:"size"`
 	Compression string `json:"compression"`
@@ -90,6 +93,8 @@ type RecordFile struct {
 	Digest string `json:"digest"`
 	Key    string `json:"key,omitempty"`
 	KeyID  string `json:"key_id,omitempty"`
+	// EVMKey names the key of the file's portable security.evm, if any.
+	EVMKey string `json:"evm_key,omitempty"`
 }
 
 // Marshal encodes the record as indented JSON with a final newline.

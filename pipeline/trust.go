@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"crypto"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"sort"
@@ -88,11 +89,43 @@ func (opts *Options) checkKeys(m *manifest.Manifest, keys map[string]Key, files 
 		}
 	}
 	sort.Strings(paths)
+	evmChecked := map[string]bool{}
 	for _, p := range paths {
 		f := files[p]
 		if err := allows[f.key](p); err != nil {
 			return m.Errorf(f.pos, err, "key %q may not sign %s", f.key, p)
 		}
+		if f.evmKey == "" {
+			continue
+		}
+		if err := allows[f.evmKey](p); err != nil {
+			return m.Errorf(f.pos, err, "EVM key %q may not sign %s", f.evmKey, p)
+		}
+		if !evmChecked[f.evmKey] {
+			evmChecked[f.evmKey] = true
+			if err := checkEVMKey(m, keys[f.evmKey]); err != nil {
+				return m.Errorf(f.pos, err, "EVM key %q", f.evmKey)
+			}
+		}
+	}
+	return nil
+}
+
+// ErrKernelCannotVerify: the target kernel cannot check a signature made
+// with this key or hash, so every file would be refused.
+var ErrKernelCannotVerify = errors.New("the target kernel cannot verify it")
+
+// checkEVMKey refuses an EVM key the target kernel cannot verify: on
+// Debian's 6.1 (image.evm_xattrs debian-6.1) only RSA, as it has no
+// CONFIG_CRYPTO_ECDSA; the hash must be one imasig can sign with (sha1 is
+// refused by the signer already).
+func checkEVMKey(m *manifest.Manifest, k Key) error {
+	if m.Image.EVMXattrs != "debian-6.1" {
+		return nil
+	}
+	if _, ok := k.Cert().PublicKey.(*rsa.PublicKey); !ok {
+		return fmt.Errorf("%w: a %s key, and Debian's 6.1 kernel (image.evm_xattrs: debian-6.1) verifies only RSA signatures (no CONFIG_CRYPTO_ECDSA)",
+			ErrKernelCannotVerify, k.Cert().PublicKeyAlgorithm)
 	}
 	return nil
 }

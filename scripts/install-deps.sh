@@ -8,6 +8,8 @@ PKGS=(
   ima-evm-utils:evmctl
   squashfs-tools:mksquashfs
   squashfs-tools-ng:sqfs2tar
+  libarchive-tools:bsdtar
+  e2fsprogs:mkfs.ext4
   softhsm2:softhsm2-util
   opensc:pkcs11-tool
   keyutils:keyctl
