@@ -18,6 +18,9 @@ func FuzzParseList(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(encodeBinary(f, l.Entries))
+	f.Add(readFile(f, "testdata/kernel/ml1.bin"))
+	f.Add(readFile(f, "testdata/kernel/ml2.bin"))
+	f.Add(readFile(f, "testdata/kernel/ml1.txt"))
 	f.Add([]byte("10 " + "0000000000000000000000000000000000000000" + " ima 0000000000000000000000000000000000000000 /x\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l, err := Parse(data, ParseOptions{})
@@ -53,6 +56,7 @@ func FuzzParseList(f *testing.F) {
 func FuzzParseQuote(f *testing.F) {
 	f.Add(readFile(f, "testdata/quote/quote.msg"), readFile(f, "testdata/quote/quote.sig"))
 	f.Add(readFile(f, "testdata/quote/quote2.msg"), readFile(f, "testdata/quote/quote2.sig"))
+	f.Add(readFile(f, "testdata/kernel/q1.msg"), readFile(f, "testdata/kernel/q1.sig"))
 	_, ak := realQuote(f, "")
 	f.Fuzz(func(t *testing.T, msg, sig []byte) {
 		q, err := ParseQuote(msg, sig)
@@ -73,6 +77,7 @@ func FuzzParseQuote(f *testing.F) {
 func FuzzParseAK(f *testing.F) {
 	f.Add(readFile(f, "testdata/quote/ak.pem"))
 	f.Add(readFile(f, "testdata/quote/ak.tpm2b"))
+	f.Add(readFile(f, "testdata/kernel/ak2.pem"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if _, err := ParseAK(b); err != nil && !errors.Is(err, ErrAKFormat) {
 			t.Fatalf("error %v does not wrap ErrAKFormat", err)
