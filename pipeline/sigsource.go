@@ -18,6 +18,7 @@ import (
 
 	"github.com/imaforge/imaforge/ceremony"
 	"github.com/imaforge/imaforge/imasig"
+	"github.com/imaforge/imaforge/internal/boundedfile"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/signer"
 )
@@ -160,7 +161,7 @@ func SignatureKeys(m *manifest.Manifest, paths []string) (map[string]Key, error)
 		byID[p.KeyID()] = append(byID[p.KeyID()], p)
 	}
 	for _, path := range paths {
-		data, err := os.ReadFile(path)
+		data, err := boundedfile.ReadFile(path, boundedfile.ResponseLimit)
 		if err != nil {
 			return nil, err
 		}
@@ -300,7 +301,7 @@ type cachedKey struct {
 
 func (k *cachedKey) SignDigest(h imasig.Hash, digest []byte) ([]byte, error) {
 	p := k.c.path(k.cert, h, digest)
-	if val, err := os.ReadFile(p); err == nil {
+	if val, err := boundedfile.ReadFile(p, boundedfile.SmallLimit); err == nil {
 		if ceremony.VerifyValue(k.v, h, val, digest) == nil {
 			k.c.hits.Add(1)
 			return val, nil

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/imaforge/imaforge/internal/atomicfile"
+	"github.com/imaforge/imaforge/internal/boundedfile"
 )
 
 // Each CA keeps one X.509 v2 CRL (RFC 5280 section 5), signed with SHA-256,
@@ -157,7 +157,7 @@ func ParseCRL(data []byte) (*x509.RevocationList, error) {
 
 // ReadCRL reads the CRL file at path; errors name the path.
 func ReadCRL(path string) (*x509.RevocationList, error) {
-	data, err := os.ReadFile(path)
+	data, err := boundedfile.ReadFile(path, boundedfile.CRLLimit)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/imaforge/imaforge/imasig"
+	"github.com/imaforge/imaforge/internal/boundedfile"
 )
 
 // Passphrase returns the passphrase of an encrypted key file. It is called
@@ -35,7 +36,7 @@ func PassphraseFromEnv(name string) Passphrase {
 // path (without its line ending).
 func PassphraseFromFile(path string) Passphrase {
 	return func() ([]byte, error) {
-		b, err := os.ReadFile(path)
+		b, err := boundedfile.ReadFile(path, boundedfile.SmallLimit)
 		if err != nil {
 			return nil, fmt.Errorf("%w: passphrase file: %w", ErrPassphrase, err)
 		}
@@ -83,7 +84,7 @@ func LoadPrivateKey(path string, opts *KeyOptions) (crypto.Signer, error) {
 	if opts == nil {
 		opts = &KeyOptions{}
 	}
-	data, err := os.ReadFile(path)
+	data, err := boundedfile.ReadFile(path, boundedfile.KeyLimit)
 	if err != nil {
 		return nil, &FileError{Path: path, Op: "read private key", Err: unwrapPathError(err)}
 	}
@@ -196,7 +197,7 @@ func parseDERKey(typ string, der []byte) (crypto.Signer, error) {
 // LoadCertificates reads every certificate in a PEM file, or the single
 // certificate of a DER file. Errors are *FileError naming path.
 func LoadCertificates(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
+	data, err := boundedfile.ReadFile(path, boundedfile.KeyLimit)
 	if err != nil {
 		return nil, &FileError{Path: path, Op: "read certificate", Err: unwrapPathError(err)}
 	}

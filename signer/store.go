@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/imaforge/imaforge/imasig"
+	"github.com/imaforge/imaforge/internal/boundedfile"
 )
 
 // SigFileSuffix is appended to a file's name for its detached signature,
@@ -41,7 +42,7 @@ func (s Store) String() string {
 func (s Store) Read(path string) ([]byte, error) {
 	switch s {
 	case SigFile:
-		b, err := os.ReadFile(path + SigFileSuffix)
+		b, err := boundedfile.ReadFile(path+SigFileSuffix, boundedfile.SmallLimit)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, &FileError{Path: path, Op: "read signature", Err: fmt.Errorf("%w: %s does not exist", ErrNoValue, path+SigFileSuffix)}
 		}
