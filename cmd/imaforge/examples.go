@@ -13,6 +13,12 @@ imaforge verify out/firmware.sqsh --cert keys/ima.pem --json`,
 	"plan":                  `imaforge plan firmware.yaml -o request.json`,
 	"ceremony sign":         `IMAFORGE_PIN=... imaforge ceremony sign request.json --relic-config relic.yaml --pin-env IMAFORGE_PIN -o response.json`,
 	"ceremony audit verify": `imaforge ceremony audit verify response.audit.jsonl`,
+	"ceremony show":         `imaforge ceremony show --summary request.json`,
+	"ceremony verify":       `imaforge ceremony verify request.json response.json`,
+	"ceremony tokens": `imaforge ceremony tokens --module /usr/lib/softhsm/libsofthsm2.so
+imaforge ceremony tokens --relic-config relic.yaml`,
+	"attest policy": `imaforge attest policy --image out/firmware.sqsh.record.json=/ --cert pki/app/app.pem --out reference.json --keylime runtime-policy.json`,
+	"attest verify": `imaforge attest verify ascii_runtime_measurements --reference reference.json --quote quote.msg --quote-sig quote.sig --ak ak.pem --nonce "$NONCE"`,
 	"completion": `source <(imaforge completion bash)
 imaforge completion fish > ~/.config/fish/completions/imaforge.fish`,
 	"file sign": `imaforge file sign --key ima.key --cert ima.pem --sigfile bin/app
