@@ -77,3 +77,46 @@ func FuzzParseSignHash(f *testing.F) {
 		}
 	})
 }
+
+// FuzzVerifyAudit: no transcript panics VerifyAudit, and one it accepts has
+// one record per line, its head the SHA-256 of the last line. Seeded with a
+// transcript of a declined, a started and a complete record.
+func FuzzVerifyAudit(f *testing.F) {
+	req := &Request{Image: "i", Hash: "sha256", Keys: []RequestKey{}}
+	if _, err := req.Marshal(); err != nil {
+		f.Fatal(err)
+	}
+	path := filepath.Join(f.TempDir(), "audit.jsonl")
+	a, err := OpenAudit(path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	var started string
+	for _, o := range []string{OutcomeDeclined, OutcomeStarted, OutcomeComplete} {
+		rec := NewAuditRecord(req, "r.json", testTime)
+		rec.Outcome = o
+		if o == OutcomeComplete {
+			rec.Started = started
+		}
+		if started, err = a.Append(rec); err != nil {
+			f.Fatal(err)
+		}
+	}
+	a.Close()
+	b, _ := os.ReadFile(path)
+	f.Add(b)
+	f.Add([]byte("{}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := VerifyAudit(bytes.NewReader(b), "audit.jsonl")
+		if err != nil {
+			return
+		}
+		lines := bytes.Split(b, []byte("\n"))
+		if s.Records != len(lines)-1 {
+			t.Fatalf("%d records in %d lines", s.Records, len(lines)-1)
+		}
+		if s.Records > 0 && s.Head != lineSum(lines[len(lines)-2]) {
+			t.Fatal("head is not the last line's digest")
+		}
+	})
+}

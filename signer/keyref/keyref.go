@@ -71,10 +71,15 @@ func (r Ref) String() string { return r.Raw }
 // not in a file.
 func (r Ref) IsToken() bool { return r.Scheme == Relic || r.Scheme == PKCS11 }
 
-// PKCS11URI is the part of an RFC 7512 URI imaforge uses. Path attributes:
-// token, serial, object, id; query attributes: module-path. Others are
-// ignored, as RFC 7512 section 2.5 allows; pin-value and pin-source are
-// refused, since PINs never live in references.
+// PKCS11URI is an RFC 7512 URI as imaforge matches it. Path attributes:
+// token, serial, object, id, and type (only "private": the key signs);
+// query attributes: module-path. Every other attribute is refused rather
+// than ignored, so that a URI never selects a token or key by fewer
+// attributes than it names (RFC 7512 section 2.5 lets a consumer ignore
+// what it does not know; a signing ceremony must not): manufacturer,
+// model, the library-* and slot-* attributes, module-name, vendor x-
+// attributes, an attribute given twice. pin-value and pin-source are
+// refused too, since PINs never live in references.
 type PKCS11URI struct {
 	Token      string // token label (CKA_LABEL of the token)
 	Serial     string // token serial number
@@ -122,9 +127,23 @@ func Redact(s string) string {
 
 var pinAttr = regexp.MustCompile(`(pin-value|pin-source)=[^;?&]*`)
 
+// unsupported says why a PKCS#11 URI attribute imaforge does not match on
+// is refused.
+func unsupported(k string) error {
+	return fmt.Errorf("attribute %q is not supported: imaforge selects a token by token (label) and serial, a key by object, id and type=private, the module by module-path; a URI may not name what is not matched", k)
+}
+
 func parsePKCS11(rest string) (*PKCS11URI, error) {
 	path, query, _ := strings.Cut(rest, "?")
 	u := &PKCS11URI{}
+	seen := map[string]bool{}
+	once := func(k string) error {
+		if seen[k] {
+			return fmt.Errorf("attribute %q given twice (RFC 7512 section 2.3)", k)
+		}
+		seen[k] = true
+		return nil
+	}
 	for part := range strings.SplitSeq(path, ";") {
 		if part == "" {
 			continue
@@ -137,6 +156,9 @@ func parsePKCS11(rest string) (*PKCS11URI, error) {
 		if err != nil {
 			return nil, fmt.Errorf("path attribute %q: %w", k, err)
 		}
+		if err := once(k); err != nil {
+			return nil, err
+		}
 		switch k {
 		case "token":
 			u.Token = uv
@@ -146,8 +168,14 @@ func parsePKCS11(rest string) (*PKCS11URI, error) {
 			u.Object = uv
 		case "id":
 			u.ID = []byte(uv)
+		case "type":
+			if uv != "private" {
+				return nil, fmt.Errorf("type=%s: a signing key is type=private", uv)
+			}
 		case "pin-value", "pin-source":
 			return nil, fmt.Errorf("%s is not accepted: give the PIN by environment variable, file or prompt", k)
+		default:
+			return nil, unsupported(k)
 		}
 	}
 	for part := range strings.SplitSeq(query, "&") {
@@ -159,11 +187,16 @@ func parsePKCS11(rest string) (*PKCS11URI, error) {
 		if err != nil {
 			return nil, fmt.Errorf("query attribute %q: %w", k, err)
 		}
+		if err := once("?" + k); err != nil {
+			return nil, err
+		}
 		switch k {
 		case "module-path":
 			u.ModulePath = uv
 		case "pin-value", "pin-source":
 			return nil, fmt.Errorf("%s is not accepted: give the PIN by environment variable, file or prompt", k)
+		default:
+			return nil, unsupported(k)
 		}
 	}
 	if u.Object == "" && len(u.ID) == 0 {

@@ -58,6 +58,16 @@ func TestParseRejects(t *testing.T) {
 		{"pkcs11:object", "want name=value"},
 		{"pkcs11:object=%zz", "path attribute"},
 		{"pkcs11:object=a?module-path=%zz", "query attribute"},
+		// Attributes imaforge does not match on are refused, not ignored.
+		{"pkcs11:token=fw;manufacturer=SoftHSM%20project;object=ima", `attribute "manufacturer" is not supported`},
+		{"pkcs11:model=x;object=ima", `attribute "model" is not supported`},
+		{"pkcs11:slot-id=3;object=ima", `attribute "slot-id" is not supported`},
+		{"pkcs11:library-manufacturer=OpenSC;object=ima", `attribute "library-manufacturer" is not supported`},
+		{"pkcs11:x-vendor=1;object=ima", `attribute "x-vendor" is not supported`},
+		{"pkcs11:object=ima?module-name=softhsm2", `attribute "module-name" is not supported`},
+		{"pkcs11:object=ima;type=cert", "type=cert: a signing key is type=private"},
+		{"pkcs11:object=ima;object=other", `attribute "object" given twice`},
+		{"pkcs11:object=ima?module-path=/a.so&module-path=/b.so", `attribute "?module-path" given twice`},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			_, err := Parse(tc.in)
