@@ -118,6 +118,9 @@ func CheckSigner(s *cms.Signature, ts *pki.TrustStore, now time.Time) (*pki.Chai
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUntrusted, err)
 	}
+	if err := ts2.SetRevocation(ts.Revocation()); err != nil {
+		return nil, err
+	}
 	ch, err := ts2.CheckSigner(s.Signer, nil, now)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUntrusted, err)

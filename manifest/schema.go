@@ -48,6 +48,7 @@ var fieldDocs = map[string]string{
 	"Trust.roots":         "Root CA certificates.",
 	"Trust.intermediates": "Intermediate CA certificates.",
 	"Trust.crls":          "Certificate revocation lists.",
+	"Trust.revocation":    "required (default: every CA of a signing chain needs a current CRL) or best-effort (a missing or stale CRL is a warning).",
 
 	"Source.from":   "Directory, file or tarball on the build host, relative to the manifest's directory.",
 	"Source.to":     "Absolute path in the image where the source lands (default /).",

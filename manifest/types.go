@@ -182,6 +182,10 @@ type Trust struct {
 	Roots         []string `yaml:"roots"`
 	Intermediates []string `yaml:"intermediates"`
 	CRLs          []string `yaml:"crls"`
+	// Revocation is "required" (the default: every CA of a signing chain
+	// needs a current CRL in crls) or "best-effort" (a missing or stale CRL
+	// is a warning).
+	Revocation string `yaml:"revocation"`
 }
 
 // Source maps a directory, a single file or a tarball on the build host into

@@ -193,6 +193,11 @@ func validate(m *Manifest, c *errs) {
 		if len(t.Roots) == 0 {
 			c.add(t.Pos, ErrMissing, "trust.roots: at least one root certificate required")
 		}
+		switch t.Revocation {
+		case "", "required", "best-effort":
+		default:
+			c.add(t.Pos, ErrInvalid, "trust.revocation: %q: want required or best-effort", t.Revocation)
+		}
 	}
 
 	// sources

@@ -181,7 +181,7 @@ func (opts *Options) integritySigner(m *manifest.Manifest, name string, k Key) (
 		return nil, keyError(m, name, fmt.Errorf("image signature: %w", err))
 	}
 	if m.Trust != nil {
-		ts, err := pki.LoadTrustStore(pki.TrustConfig{Roots: m.Trust.Roots, Intermediates: m.Trust.Intermediates, CRLs: m.Trust.CRLs}, m.Dir)
+		ts, err := pki.LoadTrustStore(pki.TrustConfig{Roots: m.Trust.Roots, Intermediates: m.Trust.Intermediates, CRLs: m.Trust.CRLs, Revocation: m.Trust.Revocation}, m.Dir)
 		if err != nil {
 			return nil, m.Errorf(m.Trust.Pos, err, "trust")
 		}

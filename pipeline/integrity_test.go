@@ -38,6 +38,7 @@ hash: sha256
 trust:
   roots: [pki/root.pem]
   intermediates: [pki/owner.pem]
+  crls: [pki/root.crl, pki/owner.crl]
 keys:
   manufacturer: {cert: pki/mfr.pem, key: pki/mfr.key}
   image: {cert: pki/image.pem, key: pki/image.key}
@@ -90,7 +91,7 @@ func (p *integrityProject) build(t *testing.T, comp string, verity bool) (*Resul
 
 func (p *integrityProject) trust(t *testing.T) *pki.TrustStore {
 	t.Helper()
-	ts, err := pki.LoadTrustStore(pki.TrustConfig{Roots: []string{"pki/root.pem"}, Intermediates: []string{"pki/owner.pem"}}, p.dir)
+	ts, err := pki.LoadTrustStore(pki.TrustConfig{Roots: []string{"pki/root.pem"}, Intermediates: []string{"pki/owner.pem"}, CRLs: []string{"pki/root.crl", "pki/owner.crl"}}, p.dir)
 	integMust(t, err)
 	return ts
 }
@@ -314,7 +315,7 @@ func TestSetuidTamper(t *testing.T) {
 				t.Fatalf("mode %v: the setuid bit did not land", fi.Mode())
 			}
 			ts, err := pki.LoadTrustStore(pki.TrustConfig{Roots: []string{"pki/root.pem"},
-				Intermediates: []string{"pki/owner.pem", "pki/mfr.pem"}}, p.dir) // mfr: the key the file signatures name
+				Intermediates: []string{"pki/owner.pem", "pki/mfr.pem"}, CRLs: []string{"pki/root.crl", "pki/owner.crl"}}, p.dir) // mfr: the key the file signatures name
 			integMust(t, err)
 			rep, err := verify.Image(context.Background(), f, st.Size(), verify.Options{Trust: ts, At: time.Now()})
 			integMust(t, err)

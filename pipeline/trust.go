@@ -41,6 +41,7 @@ func (opts *Options) checkKeys(m *manifest.Manifest, keys map[string]Key, files 
 			Roots:         m.Trust.Roots,
 			Intermediates: m.Trust.Intermediates,
 			CRLs:          m.Trust.CRLs,
+			Revocation:    m.Trust.Revocation,
 		}, m.Dir)
 		if err != nil {
 			return m.Errorf(m.Trust.Pos, err, "trust")
@@ -61,6 +62,9 @@ func (opts *Options) checkKeys(m *manifest.Manifest, keys map[string]Key, files 
 			if err != nil {
 				errs = append(errs, keyError(m, name, err))
 				continue
+			}
+			for _, w := range chain.Warnings { // trust.revocation: best-effort
+				opts.logf("warning: key %q: %s", name, w)
 			}
 			allows[name] = chain.CheckPath
 		}

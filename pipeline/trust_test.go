@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +33,7 @@ func newHierarchy(t *testing.T, dir string) *hierarchy {
 	h := &hierarchy{dir: dir, Hierarchy: testpki.New(t, "Test Manufacturing", "Test Owner")}
 	h.write(t, "root", h.Root)
 	h.write(t, "owner", h.Owner)
+	h.WriteCRLs(t, dir, "root", "owner") // empty: revocation known (trust.revocation: required)
 	return h
 }
 
@@ -136,16 +138,7 @@ func TestBuildTrust(t *testing.T) {
 			h.ima(t, "mfr", false, nil, now.Add(-time.Hour), 24*time.Hour)
 			tt.setup(t, h)
 			writeTree(t, filepath.Join(dir, "src"), []string{"usr/bin/tool", "opt/acme/bin/app"}, 0o755)
-			crls := "pki/root.crl"
-			if _, err := os.Stat(filepath.Join(dir, "pki", "owner.crl")); err == nil {
-				crls = "pki/owner.crl"
-			} else {
-				crl, _, err := pki.UpdateCRL(nil, h.RootIssuer(), pki.CRLUpdate{}, pki.Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				pki.WriteCRL(filepath.Join(dir, "pki", "root.crl"), crl)
-			}
+			crls := "pki/root.crl, pki/owner.crl"
 			text := strings.NewReplacer("CRLS", crls, "TENANTMATCH", tt.match).Replace(trustManifest)
 			if err := os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(text), 0o644); err != nil {
 				t.Fatal(err)
@@ -232,5 +225,64 @@ func evmctlVerifiesWithExport(t *testing.T, h *hierarchy, image string, signedBy
 		if out, err := exec.Command(evmctl, "ima_verify", "--sigfile", "--key", cert, f).CombinedOutput(); err != nil {
 			t.Errorf("evmctl rejects %s with the exported %s: %v\n%s", path, cert, err, out)
 		}
+	}
+}
+
+// TestBuildRevocationUnknown: a trust section with the root's CRL but not
+// the owner CA's refuses the tenant key (its revocation is unknown), naming
+// the CA; so does an owner CRL whose nextUpdate has passed; with
+// trust.revocation: best-effort the build goes on with a warning. (Was: the
+// tenant's files were signed without a word.)
+func TestBuildRevocationUnknown(t *testing.T) {
+	now := time.Now()
+	for _, tt := range []struct {
+		name, crls, mode string
+		stale            bool
+		wantErr          error
+		warn             string
+	}{
+		{"root CRL only", "pki/root.crl", "", false, pki.ErrRevocationUnknown, `no CRL of its issuer "CN=Test Owner"`},
+		{"stale owner CRL", "pki/root.crl, pki/owner.crl", "", true, pki.ErrRevocationUnknown, "is stale"},
+		{"root CRL only, best-effort", "pki/root.crl", "best-effort", false, nil, `no CRL of its issuer "CN=Test Owner"`},
+		{"both", "pki/root.crl, pki/owner.crl", "", false, nil, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			h := newHierarchy(t, filepath.Join(dir, "pki"))
+			h.ima(t, "mfr", false, nil, now.Add(-time.Hour), 24*time.Hour)
+			h.ima(t, "tenant", true, []string{"/opt/acme/**"}, now.Add(-time.Hour), 24*time.Hour)
+			if tt.stale {
+				crl, _, err := pki.UpdateCRL(nil, h.OwnerIssuer(), pki.CRLUpdate{Validity: time.Hour}, pki.Options{Now: func() time.Time { return now.Add(-2 * time.Hour) }})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := pki.WriteCRL(filepath.Join(dir, "pki", "owner.crl"), crl); err != nil {
+					t.Fatal(err)
+				}
+			}
+			writeTree(t, filepath.Join(dir, "src"), []string{"usr/bin/tool", "opt/acme/bin/app"}, 0o755)
+			text := strings.NewReplacer("CRLS", tt.crls, "TENANTMATCH", "/opt/acme/**").Replace(trustManifest)
+			if tt.mode != "" {
+				text = strings.Replace(text, "  crls:", "  revocation: "+tt.mode+"\n  crls:", 1)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			m, err := manifest.Load(filepath.Join(dir, "m.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs []string
+			_, err = Build(context.Background(), Options{Manifest: m, Logf: func(f string, a ...any) { logs = append(logs, fmt.Sprintf(f, a...)) }})
+			if (tt.wantErr == nil) != (err == nil) || !errors.Is(err, tt.wantErr) {
+				t.Fatalf("build: %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr != nil && (!strings.Contains(err.Error(), tt.warn) || !strings.Contains(err.Error(), `"tenant"`)) {
+				t.Errorf("error %q does not name the key and %q", err, tt.warn)
+			}
+			if tt.wantErr == nil && tt.warn != "" && !strings.Contains(strings.Join(logs, "\n"), tt.warn) {
+				t.Errorf("best-effort: no warning in %q", logs)
+			}
+		})
 	}
 }

@@ -24,6 +24,11 @@ var (
 	ErrUnsupportedKey = imasig.ErrUnsupportedKey
 	ErrUnknownKeyID   = imasig.ErrUnknownKeyID
 	ErrChainRejected  = errors.New("chain rejected by crypto/x509")
+	// ErrRevocationUnknown: a CA of the chain has no CRL in the trust
+	// store, or only CRLs whose nextUpdate has passed, so whether the
+	// certificate it issued is revoked is not known (an error unless the
+	// store's revocation mode is RevocationBestEffort).
+	ErrRevocationUnknown = errors.New("revocation status unknown")
 )
 
 // CertError reports why a certificate is refused. Cert names the

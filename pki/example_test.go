@@ -32,7 +32,11 @@ func ExampleTrustStore_CheckSigner() {
 	tenant, _ := pki.Issue(pki.Request{Role: pki.RoleIMA, Name: "Tenant ACME", KeyType: pki.P256, Scope: scope},
 		pki.Issuer{Cert: owner.Cert, Key: owner.Key}, clock)
 
-	ts, _ := pki.NewTrustStore([]*x509.Certificate{root.Cert}, []*x509.Certificate{owner.Cert}, nil)
+	// Every CA of a chain needs a current CRL (or the store's revocation
+	// mode pki.RevocationBestEffort): unknown revocation is not "not revoked".
+	rootCRL, _, _ := pki.UpdateCRL(nil, pki.Issuer{Cert: root.Cert, Key: root.Key}, pki.CRLUpdate{}, clock)
+	ownerCRL, _, _ := pki.UpdateCRL(nil, pki.Issuer{Cert: owner.Cert, Key: owner.Key}, pki.CRLUpdate{}, clock)
+	ts, _ := pki.NewTrustStore([]*x509.Certificate{root.Cert}, []*x509.Certificate{owner.Cert}, []*x509.RevocationList{rootCRL, ownerCRL})
 
 	chain, err := ts.CheckSigner(tenant.Cert, tenant.Key.Public(), issued.Add(24*time.Hour))
 	fmt.Println(len(chain.Certs), err)

@@ -42,8 +42,16 @@ import (
 func Export(ts *TrustStore, dir string, now time.Time) (*ExportResult, error) {
 	res := &ExportResult{Generated: now.UTC()}
 	var loaded []exportItem
-	add := func(c *x509.Certificate, role Role, checkErr error) error {
+	// What a device loads is judged on the CRLs given: a CA without a
+	// current CRL is a warning on what it issued, not a reason to leave it
+	// out (revoked certificates on the CRLs given are blacklisted).
+	work := ts.clone()
+	work.bestEffort = true
+	add := func(c *x509.Certificate, role Role, ch *Chain, checkErr error) error {
 		it := exportItem{cert: c, info: describe(c, role)}
+		if ch != nil {
+			it.info.Warnings = append(it.info.Warnings, ch.Warnings...)
+		}
 		if !now.IsZero() {
 			if err := checkValidity(c, now); err != nil {
 				it.info.Warnings = append(it.info.Warnings, err.Error())
@@ -68,7 +76,7 @@ func Export(ts *TrustStore, dir string, now time.Time) (*ExportResult, error) {
 		return nil
 	}
 	for _, c := range sortCerts(ts.roots) {
-		if err := add(c, RoleRoot, nil); err != nil {
+		if err := add(c, RoleRoot, nil, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -81,17 +89,17 @@ func Export(ts *TrustStore, dir string, now time.Time) (*ExportResult, error) {
 		}
 	}
 	for _, c := range sortCerts(cas) {
-		_, err := ts.CheckCA(c, time.Time{})
-		if err := add(c, RoleOwnerCA, err); err != nil {
+		ch, err := work.CheckCA(c, time.Time{})
+		if err := add(c, RoleOwnerCA, ch, err); err != nil {
 			return nil, err
 		}
 	}
 	for _, c := range sortCerts(imas) {
-		ch, err := ts.CheckSigner(c, nil, time.Time{})
+		ch, err := work.CheckSigner(c, nil, time.Time{})
 		if err == nil && len(ch.Certs) == 2 {
 			res.RootSignedIMA = true
 		}
-		if err := add(c, RoleIMA, err); err != nil {
+		if err := add(c, RoleIMA, ch, err); err != nil {
 			return nil, err
 		}
 	}

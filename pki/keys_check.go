@@ -65,6 +65,7 @@ func (ts *TrustStore) clone() *TrustStore {
 		intermediates: slices.Clone(ts.intermediates),
 		crls:          maps.Clone(ts.crls),
 		byKeyID:       maps.Clone(ts.byKeyID),
+		bestEffort:    ts.bestEffort,
 	}
 	return c
 }

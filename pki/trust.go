@@ -22,6 +22,30 @@ type TrustConfig struct {
 	Roots         []string `yaml:"roots" json:"roots"`
 	Intermediates []string `yaml:"intermediates,omitempty" json:"intermediates,omitempty"`
 	CRLs          []string `yaml:"crls,omitempty" json:"crls,omitempty"`
+	// Revocation is RevocationRequired (the default, "") or
+	// RevocationBestEffort.
+	Revocation string `yaml:"revocation,omitempty" json:"revocation,omitempty"`
+}
+
+// Revocation modes of a trust store (the manifest's trust.revocation).
+const (
+	// RevocationRequired: every CA of a chain that issues a certificate
+	// must have a current CRL in the store (nextUpdate not passed); a
+	// missing or stale one fails the chain with ErrRevocationUnknown.
+	RevocationRequired = "required"
+	// RevocationBestEffort: a missing or stale CRL is a warning
+	// (Chain.Warnings); revoked certificates on the CRLs given still fail.
+	RevocationBestEffort = "best-effort"
+)
+
+// CheckRevocationMode checks a revocation mode's name ("" is
+// RevocationRequired).
+func CheckRevocationMode(mode string) error {
+	switch mode {
+	case "", RevocationRequired, RevocationBestEffort:
+		return nil
+	}
+	return fmt.Errorf("revocation %q: want %q or %q", mode, RevocationRequired, RevocationBestEffort)
 }
 
 // TrustStore is what a device trusts, seen from the build: manufacturer
@@ -33,6 +57,25 @@ type TrustStore struct {
 	intermediates []*x509.Certificate
 	crls          map[*x509.Certificate][]*x509.RevocationList // by issuing CA
 	byKeyID       map[[4]byte]*x509.Certificate
+	bestEffort    bool // RevocationBestEffort
+}
+
+// SetRevocation sets the store's revocation mode (RevocationRequired, the
+// default, or RevocationBestEffort).
+func (ts *TrustStore) SetRevocation(mode string) error {
+	if err := CheckRevocationMode(mode); err != nil {
+		return err
+	}
+	ts.bestEffort = mode == RevocationBestEffort
+	return nil
+}
+
+// Revocation returns the store's revocation mode.
+func (ts *TrustStore) Revocation() string {
+	if ts.bestEffort {
+		return RevocationBestEffort
+	}
+	return RevocationRequired
 }
 
 // LoadTrustStore reads the files cfg lists (relative to baseDir) and builds
@@ -47,6 +90,9 @@ func LoadTrustStore(cfg TrustConfig, baseDir string) (*TrustStore, error) {
 	ts := &TrustStore{crls: map[*x509.Certificate][]*x509.RevocationList{}, byKeyID: map[[4]byte]*x509.Certificate{}}
 	if len(cfg.Roots) == 0 {
 		return nil, fmt.Errorf("trust store: no roots")
+	}
+	if err := ts.SetRevocation(cfg.Revocation); err != nil {
+		return nil, fmt.Errorf("trust store: %w", err)
 	}
 	for _, p := range cfg.Roots {
 		certs, err := signer.LoadCertificates(resolve(p))
@@ -217,6 +263,10 @@ func (ts *TrustStore) ResolveKeyID(id [4]byte) (*x509.Certificate, error) {
 // Chain is a checked certificate chain, leaf first, root last.
 type Chain struct {
 	Certs []*x509.Certificate
+	// Warnings are what a best-effort revocation check could not know
+	// (a CA without a current CRL); empty under RevocationRequired, where
+	// they are errors.
+	Warnings []string
 }
 
 // Leaf returns the IMA signing certificate.
@@ -310,11 +360,7 @@ func (ts *TrustStore) CheckSigner(cert *x509.Certificate, pub crypto.PublicKey, 
 	if other, ok := ts.byKeyID[id]; ok && !other.Equal(cert) {
 		return nil, &CertError{Cert: cert, Reason: fmt.Sprintf("has IMA key id %s, as %s in the trust store has", hex.EncodeToString(id[:]), subjectOf(other)), Err: ErrDuplicateKeyID}
 	}
-	certs, err := ts.checkChain(cert, now)
-	if err != nil {
-		return nil, err
-	}
-	return &Chain{Certs: certs}, nil
+	return ts.checkChain(cert, now, ts.bestEffort)
 }
 
 // CheckCA checks an owner CA (or a root) as CheckSigner checks an IMA
@@ -324,15 +370,12 @@ func (ts *TrustStore) CheckCA(cert *x509.Certificate, now time.Time) (*Chain, er
 	if err := checkCA(cert); err != nil {
 		return nil, err
 	}
-	certs, err := ts.checkChain(cert, now)
-	if err != nil {
-		return nil, err
-	}
-	return &Chain{Certs: certs}, nil
+	return ts.checkChain(cert, now, ts.bestEffort)
 }
 
-// checkChain builds cert's chain and checks its CAs, dates and revocation.
-func (ts *TrustStore) checkChain(cert *x509.Certificate, now time.Time) ([]*x509.Certificate, error) {
+// checkChain builds cert's chain and checks its CAs, dates and revocation;
+// with bestEffort, unknown revocation is a warning of the chain.
+func (ts *TrustStore) checkChain(cert *x509.Certificate, now time.Time, bestEffort bool) (*Chain, error) {
 	certs, err := ts.buildChain(cert)
 	if err != nil {
 		return nil, err
@@ -358,9 +401,16 @@ func (ts *TrustStore) checkChain(cert *x509.Certificate, now time.Time) ([]*x509
 			}
 		}
 	}
+	ch := &Chain{Certs: certs}
 	for i, c := range certs[:len(certs)-1] {
 		if err := ts.checkRevoked(c, certs[i+1]); err != nil {
 			return nil, err
+		}
+		if err := ts.checkRevocationKnown(c, certs[i+1], now); err != nil {
+			if !bestEffort {
+				return nil, err
+			}
+			ch.Warnings = append(ch.Warnings, err.Error())
 		}
 	}
 	if !now.IsZero() {
@@ -368,7 +418,28 @@ func (ts *TrustStore) checkChain(cert *x509.Certificate, now time.Time) ([]*x509
 			return nil, err
 		}
 	}
-	return certs, nil
+	return ch, nil
+}
+
+// checkRevocationKnown reports whether the store knows if c is revoked: its
+// issuer has a CRL whose nextUpdate is not before now (any CRL when now is
+// the zero time, dates not being checked). Unknown is never "not revoked".
+func (ts *TrustStore) checkRevocationKnown(c, issuer *x509.Certificate, now time.Time) error {
+	crls := ts.crls[issuer]
+	if len(crls) == 0 {
+		return &CertError{Cert: c, Reason: fmt.Sprintf("has unknown revocation status: the trust store has no CRL of its issuer %s (give it, or set trust.revocation: best-effort)", subjectOf(issuer)), Err: ErrRevocationUnknown}
+	}
+	var latest *x509.RevocationList
+	for _, crl := range crls {
+		if now.IsZero() || (!crl.NextUpdate.IsZero() && !crl.NextUpdate.Before(now)) {
+			return nil
+		}
+		if latest == nil || crl.NextUpdate.After(latest.NextUpdate) {
+			latest = crl
+		}
+	}
+	return &CertError{Cert: c, Reason: fmt.Sprintf("has unknown revocation status: the CRL of its issuer %s (number %v) is stale, its nextUpdate %s has passed (now %s); re-sign it with `imaforge pki crl`",
+		subjectOf(issuer), latest.Number, latest.NextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)), Err: ErrRevocationUnknown}
 }
 
 // checkIMALeaf checks what an IMA signing certificate needs. Linux 6.4+

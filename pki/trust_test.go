@@ -19,6 +19,7 @@ func TestCheckSignerLeafRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ts.SetRevocation(RevocationBestEffort) // not about revocation (TestRevocationUnknown)
 	now := t0.Add(checkDelay)
 	other, err := GenerateKey(nil, P256)
 	if err != nil {
@@ -73,6 +74,7 @@ func TestCheckSignerDates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ts.SetRevocation(RevocationBestEffort) // not about revocation (TestRevocationUnknown)
 	for _, tt := range []struct {
 		now  time.Time
 		want error
@@ -116,6 +118,7 @@ func TestDuplicateKeyID(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		ts.SetRevocation(RevocationBestEffort) // not about revocation (TestRevocationUnknown)
 		if err := ts.Add(h.ima.Cert); err != nil {
 			t.Errorf("adding the same certificate twice: %v", err)
 		}
@@ -137,6 +140,7 @@ func TestResolveKeyID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ts.SetRevocation(RevocationBestEffort) // not about revocation (TestRevocationUnknown)
 	got, err := ts.ResolveKeyID(imasig.KeyID(h.ima.Cert))
 	if err != nil || !got.Equal(h.ima.Cert) {
 		t.Fatalf("ResolveKeyID: %v %v", got, err)
@@ -188,6 +192,7 @@ func TestChainScope(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ts.SetRevocation(RevocationBestEffort) // not about revocation (TestRevocationUnknown)
 	now := t0.Add(checkDelay)
 	for _, tt := range []struct {
 		cert *x509.Certificate
@@ -259,7 +264,70 @@ func TestCheckSignerMalformedScope(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ts.SetRevocation(RevocationBestEffort) // not about revocation (TestRevocationUnknown)
 	if _, err := ts.CheckSigner(bad, nil, t0.Add(checkDelay)); !errors.Is(err, ErrScope) {
 		t.Errorf("malformed scope: %v", err)
+	}
+}
+
+// TestRevocationUnknown: a CA of the chain without a CRL in the store, or
+// with only a CRL whose nextUpdate has passed, leaves the revocation of
+// what it issued unknown: ErrRevocationUnknown under the default
+// (required) mode, naming the CA; a warning on the chain under
+// best-effort; a revoked certificate on the CRLs given fails in both
+// modes. (Was: a store with the root's CRL but not the owner CA's accepted
+// the tenant key without a word, and so did a stale CRL.)
+func TestRevocationUnknown(t *testing.T) {
+	h := newHierarchy(t, P256)
+	crl := func(iss Issuer, now time.Time, revoke ...*x509.Certificate) *x509.RevocationList {
+		c, _, err := UpdateCRL(nil, iss, CRLUpdate{Revoke: revoke, Validity: 10 * Day}, at(now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	rootCRL, ownerCRL := crl(h.rootIssuer(), t0), crl(h.ownerIssuer(), t0)
+	now := t0.Add(checkDelay)
+	for _, tt := range []struct {
+		name    string
+		crls    []*x509.RevocationList
+		at      time.Time
+		want    error
+		warning string
+	}{
+		{"both CRLs", []*x509.RevocationList{rootCRL, ownerCRL}, now, nil, ""},
+		{"root CRL only", []*x509.RevocationList{rootCRL}, now, ErrRevocationUnknown, `no CRL of its issuer "CN=Owner One"`},
+		{"owner CRL only", []*x509.RevocationList{ownerCRL}, now, ErrRevocationUnknown, `no CRL of its issuer "CN=ACME Manufacturing"`},
+		{"none", nil, now, ErrRevocationUnknown, "no CRL"},
+		{"stale owner CRL", []*x509.RevocationList{rootCRL, ownerCRL}, t0.Add(11 * Day), ErrRevocationUnknown, "is stale"},
+		{"stale, dates not checked", []*x509.RevocationList{rootCRL, ownerCRL}, time.Time{}, nil, ""},
+		{"revoked on a stale CRL", []*x509.RevocationList{rootCRL, crl(h.ownerIssuer(), t0, h.ima.Cert)}, t0.Add(11 * Day), ErrRevoked, ""},
+	} {
+		for _, mode := range []string{"", RevocationBestEffort} {
+			ts, err := NewTrustStore([]*x509.Certificate{h.root.Cert}, []*x509.Certificate{h.owner.Cert}, tt.crls)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ts.SetRevocation(mode); err != nil {
+				t.Fatal(err)
+			}
+			ch, err := ts.CheckSigner(h.ima.Cert, nil, tt.at)
+			want := tt.want
+			if mode == RevocationBestEffort && want == ErrRevocationUnknown {
+				want = nil
+				if err == nil && (len(ch.Warnings) == 0 || !strings.Contains(ch.Warnings[0], tt.warning)) {
+					t.Errorf("%s, best-effort: warnings %q, want one with %q", tt.name, ch.Warnings, tt.warning)
+				}
+			}
+			if (want == nil) != (err == nil) || !errors.Is(err, want) {
+				t.Errorf("%s, mode %q: %v, want %v", tt.name, mode, err, want)
+			}
+			if want == ErrRevocationUnknown && !strings.Contains(err.Error(), tt.warning) {
+				t.Errorf("%s: %v, want it to say %q", tt.name, err, tt.warning)
+			}
+		}
+	}
+	if err := (&TrustStore{}).SetRevocation("sometimes"); err == nil {
+		t.Error("unknown revocation mode accepted")
 	}
 }

@@ -45,6 +45,6 @@ step "imaforge verify: every signature, chain, scope, policy coverage and the im
 
 step "what a device loads (imaforge pki export)"
 "$IMAFORGE" pki export --out device --root pki/root.pem --intermediate pki/owner-ca.pem \
-  --cert pki/mfr-ima.pem --cert pki/acme-ima.pem
+  --crl pki/root.crl --crl pki/owner-ca.crl --cert pki/mfr-ima.pem --cert pki/acme-ima.pem
 ls device
 printf '\ndemo: done; image, record and keys are in %s\n' "$work"

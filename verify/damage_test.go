@@ -3,6 +3,7 @@ package verify_test
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/imaforge/imaforge/imasig"
+	"github.com/imaforge/imaforge/pki"
 	"github.com/imaforge/imaforge/squashfs"
 	"github.com/imaforge/imaforge/verify"
 )
@@ -77,5 +79,33 @@ func TestVerifyRequireImageSignature(t *testing.T) {
 	rep = run(t, fx.clean, verify.Options{Trust: fx.trust(t, nil)})
 	if !rep.OK || rep.ImageSignature.Status != verify.ImageSigNone {
 		t.Errorf("nothing required: OK %v %+v", rep.OK, rep.ImageSignature)
+	}
+}
+
+// TestVerifyRevocationUnknown: trust material with the root's CRL but not
+// the owner CA's fails the tenant's files as revocation-unknown (the
+// kernel would not refuse them: it knows no CRLs) and leaves the
+// manufacturer's good; best-effort makes it a warning of the signer.
+// (Was: the tenant's files passed as if a CRL said "not revoked".)
+func TestVerifyRevocationUnknown(t *testing.T) {
+	fx := shared(t)
+	ts, err := pki.NewTrustStore([]*x509.Certificate{fx.root.Cert}, []*x509.Certificate{fx.owner.Cert, fx.mfr.Cert, fx.tenant.Cert}, fx.crls[:1])
+	check(t, err)
+	rep := run(t, fx.clean, verify.Options{Trust: ts})
+	want(t, rep, map[string][]verify.Reason{"/opt/acme/bin/app": {verify.ReasonRevocationUnknown}, "/opt/acme/bin/helper": {verify.ReasonRevocationUnknown}})
+	if f := rep.File("/opt/acme/bin/app"); f.Appraisal != nil && f.Appraisal.Refused {
+		t.Errorf("the kernel would not refuse for unknown revocation: %+v", f.Appraisal)
+	}
+	check(t, ts.SetRevocation(pki.RevocationBestEffort))
+	rep = run(t, fx.clean, verify.Options{Trust: ts})
+	want(t, rep, nil)
+	var warned bool
+	for _, s := range rep.Signers {
+		for _, w := range s.Warnings {
+			warned = warned || strings.Contains(w, "no CRL of its issuer")
+		}
+	}
+	if !warned {
+		t.Errorf("best-effort: no warning in %+v", rep.Signers)
 	}
 }

@@ -34,6 +34,7 @@ type fixture struct {
 	mfrS, tenS, rogS    *signer.Signer
 	clean, withExec     []byte // images; withExec adds an unsigned executable /var/lib/run.sh
 	cleanPath, execPath string
+	crls                []*x509.RevocationList // empty, current CRLs of the root and the owner CA
 }
 
 const fixtureManifest = `version: 1
@@ -48,6 +49,7 @@ kernel: "6.1"
 trust:
   roots: [pki/root.pem]
   intermediates: [pki/owner.pem]
+  crls: [pki/root.crl, pki/owner.crl]
 keys:
   manufacturer: {cert: pki/mfr.pem, key: pki/mfr.key}
   tenant: {cert: pki/tenant.pem, key: pki/tenant.key}
@@ -101,6 +103,10 @@ func newFixture(t testing.TB) *fixture {
 	for base, iss := range map[string]*pki.Issued{"root": fx.root, "owner": fx.owner, "mfr": fx.mfr, "tenant": fx.tenant} {
 		testpki.Write(t, pdir, base, iss, true)
 	}
+	fx.crls = h.CRLs(t)
+	for i, base := range []string{"root", "owner"} {
+		check(t, pki.WriteCRL(filepath.Join(pdir, base+".crl"), fx.crls[i]))
+	}
 	fx.rogue = testkeys.New(t, pdir, "rogue", "rsa2048")
 	fx.mfrS, err = signer.New(fx.mfr.Key, fx.mfr.Cert)
 	check(t, err)
@@ -141,7 +147,7 @@ func (fx *fixture) build(t testing.TB, src, out string) string {
 func (fx *fixture) trust(t testing.TB, crls []*x509.RevocationList, extra ...*x509.Certificate) *pki.TrustStore {
 	t.Helper()
 	ts, err := pki.NewTrustStore([]*x509.Certificate{fx.root.Cert},
-		[]*x509.Certificate{fx.owner.Cert, fx.mfr.Cert, fx.tenant.Cert}, crls)
+		[]*x509.Certificate{fx.owner.Cert, fx.mfr.Cert, fx.tenant.Cert}, append(append([]*x509.RevocationList(nil), fx.crls...), crls...))
 	check(t, err)
 	for _, c := range extra {
 		check(t, ts.Add(c))

@@ -49,6 +49,10 @@ const (
 	ReasonNotYetValid Reason = "not-yet-valid"
 	// ReasonRevoked: a certificate of the chain is on its issuer's CRL.
 	ReasonRevoked Reason = "revoked"
+	// ReasonRevocationUnknown: a CA of the chain has no CRL in the trust
+	// material, or only a stale one (nextUpdate passed), and the trust's
+	// revocation mode is required (pki.ErrRevocationUnknown).
+	ReasonRevocationUnknown Reason = "revocation-unknown"
 	// ReasonOutOfScope: the signing key (or a CA above it) carries a tenant
 	// scope that does not include the file's path.
 	ReasonOutOfScope Reason = "out-of-scope"
@@ -68,7 +72,7 @@ const (
 // but not appraisal.
 func (r Reason) kernelRefuses() bool {
 	switch r {
-	case ReasonExpired, ReasonNotYetValid, ReasonOutOfScope, ReasonPolicyRefused, ReasonPolicyLint, ReasonUnsigned:
+	case ReasonExpired, ReasonNotYetValid, ReasonOutOfScope, ReasonPolicyRefused, ReasonPolicyLint, ReasonUnsigned, ReasonRevocationUnknown:
 		return false
 	}
 	return true
@@ -180,8 +184,10 @@ type SignerSummary struct {
 	// time and not revoked.
 	Trusted bool   `json:"trusted"`
 	Error   string `json:"error,omitempty"` // why it is not trusted
-	Files   int    `json:"files"`
-	Failed  int    `json:"failed"`
+	// Warnings: what a best-effort revocation check could not know.
+	Warnings []string `json:"warnings,omitempty"`
+	Files    int      `json:"files"`
+	Failed   int      `json:"failed"`
 }
 
 // Diagnostic is one problem found by the policy linter.

@@ -66,6 +66,11 @@ func (r *Report) WriteText(w io.Writer, verbose bool) error {
 			fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\t%s\n", s.KeyID, s.Files, s.Failed, trust, subj)
 		}
 		tw.Flush()
+		for _, s := range r.Signers {
+			for _, w := range s.Warnings {
+				fmt.Fprintf(b, "  warning: key %s: %s\n", s.KeyID, w)
+			}
+		}
 	}
 	s := r.Summary
 	fmt.Fprintf(b, "\nsummary: %d files (%d bytes): %d signed, %d digest only, %d unsigned, %d failed\n",

@@ -266,7 +266,7 @@ func (v *verifier) key(id [4]byte) *keyState {
 		}
 		ks.cert, ks.subject = cert, cert.Subject.String()
 		ks.chain, ks.chainErr = v.opts.Trust.CheckSigner(cert, nil, v.opts.At)
-		if ks.chainErr != nil && (errors.Is(ks.chainErr, pki.ErrExpired) || errors.Is(ks.chainErr, pki.ErrNotYetValid)) {
+		if ks.chainErr != nil && (errors.Is(ks.chainErr, pki.ErrExpired) || errors.Is(ks.chainErr, pki.ErrNotYetValid) || errors.Is(ks.chainErr, pki.ErrRevocationUnknown)) {
 			// keep the chain for the scope check
 			ks.chain, _ = v.opts.Trust.CheckSigner(cert, nil, time.Time{})
 		}
@@ -485,6 +485,8 @@ func chainReason(err error) Reason {
 	switch {
 	case errors.Is(err, pki.ErrRevoked):
 		return ReasonRevoked
+	case errors.Is(err, pki.ErrRevocationUnknown):
+		return ReasonRevocationUnknown
 	case errors.Is(err, pki.ErrExpired):
 		return ReasonExpired
 	case errors.Is(err, pki.ErrNotYetValid):
@@ -570,6 +572,9 @@ func (v *verifier) signers(files []*FileResult) []SignerSummary {
 				s.Trusted = ks.chainErr == nil
 				if ks.chainErr != nil {
 					s.Error = ks.chainErr.Error()
+				}
+				if ks.chain != nil {
+					s.Warnings = ks.chain.Warnings
 				}
 			} else {
 				s.Error = "no certificate with this key id"

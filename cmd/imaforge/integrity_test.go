@@ -73,10 +73,10 @@ func TestVerifyImageSignature(t *testing.T) {
 		t.Errorf("verify without signatures: exit %d\n%s%s", code, out, errOut)
 	}
 	root := filepath.Join(dir, "pki", "root.pem")
-	if code, out, _ := run(t, "verify", "--root", root, "--intermediate", filepath.Join(dir, "pki", "owner-ca.pem"), "--cert", filepath.Join(dir, "pki", "mfr.pem"), img); code != 0 || !strings.Contains(out, "image signature: none") {
+	if code, out, _ := run(t, "verify", "--root", root, "--intermediate", filepath.Join(dir, "pki", "owner-ca.pem"), "--crl", filepath.Join(dir, "pki", "root.crl"), "--crl", filepath.Join(dir, "pki", "owner-ca.crl"), "--cert", filepath.Join(dir, "pki", "mfr.pem"), img); code != 0 || !strings.Contains(out, "image signature: none") {
 		t.Errorf("verify without a manifest and without signatures: exit %d\n%s", code, out)
 	}
-	if code, _, errOut := run(t, "verify", "--root", root, "--intermediate", filepath.Join(dir, "pki", "owner-ca.pem"), "--cert", filepath.Join(dir, "pki", "mfr.pem"), "--require-image-signature", img); code != 1 || !strings.Contains(errOut, "missing") {
+	if code, _, errOut := run(t, "verify", "--root", root, "--intermediate", filepath.Join(dir, "pki", "owner-ca.pem"), "--crl", filepath.Join(dir, "pki", "root.crl"), "--crl", filepath.Join(dir, "pki", "owner-ca.crl"), "--cert", filepath.Join(dir, "pki", "mfr.pem"), "--require-image-signature", img); code != 1 || !strings.Contains(errOut, "missing") {
 		t.Errorf("--require-image-signature: exit %d %s", code, errOut)
 	}
 }

@@ -45,6 +45,7 @@ func init() {
 			&cli.StringSliceFlag{Name: "root", Usage: "trusted manufacturer root `CERT` (PEM or DER; repeatable)", Required: true},
 			&cli.StringSliceFlag{Name: "intermediate", Usage: "owner CA (or other) `CERT` (repeatable)"},
 			&cli.StringSliceFlag{Name: "crl", Usage: "`CRL` of a CA (PEM or DER; repeatable)"},
+			revocationFlag,
 		}
 	}
 	register(&cli.Command{
@@ -416,8 +417,14 @@ func trustStore(c *cli.Context) (*pki.TrustStore, error) {
 		Roots:         c.StringSlice("root"),
 		Intermediates: c.StringSlice("intermediate"),
 		CRLs:          c.StringSlice("crl"),
+		Revocation:    c.String("revocation"),
 	}, "")
 }
+
+// revocationFlag sets the trust store's revocation mode: by default every
+// CA of a checked chain needs a current CRL (--crl); best-effort makes a
+// missing or stale one a warning.
+var revocationFlag = &cli.StringFlag{Name: "revocation", Usage: "`MODE` required (default: every CA of a chain needs a current --crl) or best-effort (a missing or stale CRL is a warning)"}
 
 func pkiExport(c *cli.Context) error {
 	ts, err := trustStore(c)
@@ -488,6 +495,9 @@ func pkiVerify(c *cli.Context) error {
 		if err := chain.CheckPath(p); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
+	}
+	for _, warn := range chain.Warnings {
+		fmt.Fprintf(c.App.ErrWriter, "imaforge: warning: %s\n", warn)
 	}
 	w := c.App.Writer
 	fmt.Fprintf(w, "%s: OK\n", path)

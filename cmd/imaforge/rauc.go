@@ -65,6 +65,7 @@ func init() {
 					&cli.StringSliceFlag{Name: "intermediate", Usage: "intermediate CA `CERT` (repeatable)"},
 					&cli.StringSliceFlag{Name: "crl", Usage: "`CRL` of a CA (repeatable)"},
 					&cli.BoolFlag{Name: "no-dates", Usage: "do not check certificate dates"},
+					revocationFlag,
 				},
 				Action: raucVerify,
 			},

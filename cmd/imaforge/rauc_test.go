@@ -23,6 +23,7 @@ image:
 trust:
   roots: [pki/root.pem]
   intermediates: [pki/owner-ca.pem]
+  crls: [pki/root.crl, pki/owner-ca.crl]
 keys:
   mfr: {cert: pki/mfr.pem, key: pki/mfr.key}
   release: {cert: pki/release.pem, key: pki/release.key}
@@ -43,6 +44,7 @@ func raucProject(t *testing.T) string {
 	h := testpki.New(t, "Root", "Owner")
 	testpki.Write(t, pdir, "root", h.Root, false)
 	testpki.Write(t, pdir, "owner-ca", h.Owner, false)
+	h.WriteCRLs(t, pdir, "root", "owner-ca")
 	for _, base := range []string{"mfr", "release"} {
 		iss := testpki.Issue(t, pki.Request{Role: pki.RoleIMA, Name: base, KeyType: "rsa2048"}, h.OwnerIssuer(), pki.Options{})
 		testpki.Write(t, pdir, base, iss, false)
@@ -87,7 +89,7 @@ func TestBuildRAUCBundle(t *testing.T) {
 		}
 	}
 	root := filepath.Join(dir, "pki", "root.pem")
-	if code, out, errOut := run(t, "rauc", "verify", "--root", root, b1); code != 0 || !strings.Contains(out, `compatible "Test Box" version "7"`) {
+	if code, out, errOut := run(t, "rauc", "verify", "--root", root, "--intermediate", filepath.Join(dir, "pki", "owner-ca.pem"), "--crl", filepath.Join(dir, "pki", "root.crl"), "--crl", filepath.Join(dir, "pki", "owner-ca.crl"), b1); code != 0 || !strings.Contains(out, `compatible "Test Box" version "7"`) {
 		t.Fatalf("rauc verify: exit %d: %s%s", code, out, errOut)
 	}
 	b2 := filepath.Join(dir, "out", "b.raucb")

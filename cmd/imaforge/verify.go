@@ -44,6 +44,7 @@ the report documented in docs/verify.md.`,
 			&cli.StringSliceFlag{Name: "intermediate", Usage: "owner CA or IMA signing `CERT` (repeatable)"},
 			&cli.StringSliceFlag{Name: "cert", Usage: "IMA signing `CERT` that signatures' key ids may name (repeatable)"},
 			&cli.StringSliceFlag{Name: "crl", Usage: "`CRL` of a CA (PEM or DER; repeatable)"},
+			revocationFlag, // pki.go
 			&cli.StringFlag{Name: "trust-manifest", Usage: "take the trust: section, the keys' certificates, the policy paths and the kernel from `MANIFEST`"},
 			&cli.StringSliceFlag{Name: "policy", Usage: "IMA policy `FILE` in force on the device (repeatable; its rules come before the image's fragments)"},
 			&cli.StringSliceFlag{Name: "policy-path", Usage: "also treat image path `P` as a policy fragment (repeatable)"},
@@ -144,6 +145,7 @@ func verifyOptions(c *cli.Context) (verify.Options, error) {
 			cfg.Roots = append(cfg.Roots, m.Trust.Roots...)
 			cfg.Intermediates = append(cfg.Intermediates, m.Trust.Intermediates...)
 			cfg.CRLs = append(cfg.CRLs, m.Trust.CRLs...)
+			cfg.Revocation = m.Trust.Revocation
 		}
 		names := make([]string, 0, len(m.Keys))
 		for n := range m.Keys {
@@ -165,6 +167,9 @@ func verifyOptions(c *cli.Context) (verify.Options, error) {
 		// renamed copy, or one whose signature files were deleted, fails.
 		opts.RequireImageSignature = m.Image.SignatureKey != ""
 		opts.RequireVerityTree = m.Image.Verity
+	}
+	if c.IsSet("revocation") {
+		cfg.Revocation = c.String("revocation")
 	}
 	if len(cfg.Roots) == 0 {
 		return opts, usageErrf("verify: no trust: give --root (with --intermediate, --cert, --crl) or --trust-manifest")

@@ -34,7 +34,7 @@ func verifyProject(t *testing.T) (dir, image string) {
 	}
 	m := `version: 1
 image: {output: out/img.sqsh, compression: none, epoch: 1700000000, owner: {uid: 0, gid: 0}}
-trust: {roots: [pki/root.pem]}
+trust: {roots: [pki/root.pem], crls: [pki/root.crl]}
 keys:
   mfr: {cert: pki/mfr.pem, key: pki/mfr.key}
 sources: [{from: src/, to: /}]
@@ -60,7 +60,7 @@ func TestVerifyCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "result: OK") {
 		t.Fatalf("clean image: exit %d\n%s%s", code, out, errOut)
 	}
-	code, out, _ = run(t, "verify", "--json", "--root", root, "--cert", cert, img)
+	code, out, _ = run(t, "verify", "--json", "--root", root, "--crl", filepath.Join(dir, "pki", "root.crl"), "--cert", cert, img)
 	var rep struct {
 		Format  string         `json:"format"`
 		OK      bool           `json:"ok"`
@@ -107,7 +107,7 @@ func TestVerifyCLI(t *testing.T) {
 	if code, out, _ := run(t, "verify", "--root", filepath.Join(otherDir, "root.pem"), img); code != 1 || !strings.Contains(out, "unknown-key") {
 		t.Errorf("other root: exit %d\n%s", code, out)
 	}
-	if code, out, _ := run(t, "verify", "--root", filepath.Join(otherDir, "root.pem"), "--cert", cert, img); code != 1 || !strings.Contains(out, "untrusted-chain") {
+	if code, out, _ := run(t, "verify", "--root", filepath.Join(otherDir, "root.pem"), "--crl", filepath.Join(otherDir, "root.crl"), "--cert", cert, img); code != 1 || !strings.Contains(out, "untrusted-chain") {
 		t.Errorf("other root: exit %d\n%s", code, out)
 	}
 	// expired in three years; fine with --no-dates
@@ -143,5 +143,32 @@ func TestVerifyCLI(t *testing.T) {
 	}
 	if code, out, errOut := run(t, "verify", "--trust-manifest", m, "--policy", pol, img); code != 0 || !strings.Contains(out, "2 files appraised, 0 would be refused") {
 		t.Errorf("--policy: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestVerifyCLIRevocation: `verify --root --cert` without the root's CRL
+// fails the files as revocation-unknown (was: passed); --revocation
+// best-effort passes with a warning; `pki verify` the same.
+func TestVerifyCLIRevocation(t *testing.T) {
+	dir, img := verifyProject(t)
+	root := filepath.Join(dir, "pki", "root.pem")
+	cert := filepath.Join(dir, "pki", "mfr.pem")
+	if code, out, _ := run(t, "verify", "--root", root, "--cert", cert, img); code != 1 || !strings.Contains(out, "revocation-unknown") {
+		t.Errorf("verify without CRL: exit %d\n%s", code, out)
+	}
+	if code, out, errOut := run(t, "verify", "--root", root, "--cert", cert, "--revocation", "best-effort", img); code != 0 || !strings.Contains(out, "warning: key") {
+		t.Errorf("verify --revocation best-effort: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := run(t, "pki", "verify", "--root", root, cert); code != 1 || !strings.Contains(errOut, "no CRL of its issuer") {
+		t.Errorf("pki verify without CRL: exit %d %s", code, errOut)
+	}
+	if code, _, errOut := run(t, "pki", "verify", "--root", root, "--revocation", "best-effort", cert); code != 0 || !strings.Contains(errOut, "warning") {
+		t.Errorf("pki verify --revocation best-effort: exit %d %s", code, errOut)
+	}
+	if code, _, errOut := run(t, "pki", "verify", "--root", root, "--crl", filepath.Join(dir, "pki", "root.crl"), cert); code != 0 {
+		t.Errorf("pki verify with the CRL: exit %d %s", code, errOut)
+	}
+	if code, _, _ := run(t, "verify", "--root", root, "--revocation", "sometimes", img); code != 2 {
+		t.Errorf("--revocation sometimes: exit %d", code)
 	}
 }

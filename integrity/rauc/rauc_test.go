@@ -32,13 +32,14 @@ func must(t *testing.T, err error) {
 type ca struct {
 	root, owner, leaf *pki.Issued
 	pem               string
+	crls              []*x509.RevocationList
 }
 
 func newCA(t *testing.T, dir, name string) *ca {
 	t.Helper()
 	h := testpki.New(t, name+" Root", name+" Owner")
 	leaf := testpki.Issue(t, pki.Request{Role: pki.RoleIMA, Name: name + " Bundle Signer", KeyType: "rsa2048"}, h.OwnerIssuer(), pki.Options{})
-	c := &ca{root: h.Root, owner: h.Owner, leaf: leaf, pem: filepath.Join(dir, name+".pem")}
+	c := &ca{root: h.Root, owner: h.Owner, leaf: leaf, pem: filepath.Join(dir, name+".pem"), crls: h.CRLs(t)}
 	must(t, os.WriteFile(c.pem, pki.EncodeCertificatePEM(h.Root.Cert), 0o644))
 	return c
 }
@@ -48,7 +49,7 @@ func (c *ca) signer() *integrity.Signer {
 }
 
 func (c *ca) trust(t *testing.T) *pki.TrustStore {
-	ts, err := pki.NewTrustStore([]*x509.Certificate{c.root.Cert}, nil, nil)
+	ts, err := pki.NewTrustStore([]*x509.Certificate{c.root.Cert}, []*x509.Certificate{c.owner.Cert}, c.crls)
 	must(t, err)
 	return ts
 }
@@ -246,7 +247,7 @@ func TestBundleScopedSigner(t *testing.T) {
 	defer f.Close()
 	st, err := f.Stat()
 	must(t, err)
-	ts, err := pki.NewTrustStore([]*x509.Certificate{h.Root.Cert}, nil, nil)
+	ts, err := pki.NewTrustStore([]*x509.Certificate{h.Root.Cert}, []*x509.Certificate{h.Owner.Cert}, h.CRLs(t))
 	must(t, err)
 	if _, err := Verify(f, st.Size(), ts, time.Now()); !errors.Is(err, pki.ErrOutOfScope) {
 		t.Fatalf("Verify of a bundle by a scoped key: %v, want pki.ErrOutOfScope", err)

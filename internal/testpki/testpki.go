@@ -5,6 +5,8 @@
 package testpki
 
 import (
+	"crypto/x509"
+	"path/filepath"
 	"testing"
 
 	"github.com/imaforge/imaforge/pki"
@@ -52,4 +54,34 @@ func Write(t testing.TB, dir, base string, iss *pki.Issued, overwrite bool) {
 	if _, err := pki.WriteIssued(dir, base, iss, pki.KeyFileOptions{}, overwrite); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// CRLs returns an empty, current CRL of the root and one of the owner CA:
+// what a trust store needs to know that nothing under them is revoked
+// (pki.RevocationRequired).
+func (h *Hierarchy) CRLs(t testing.TB) []*x509.RevocationList {
+	t.Helper()
+	return []*x509.RevocationList{CRL(t, h.RootIssuer()), CRL(t, h.OwnerIssuer())}
+}
+
+// WriteCRLs writes the empty CRLs of CRLs to dir/rootBase.crl and
+// dir/ownerBase.crl.
+func (h *Hierarchy) WriteCRLs(t testing.TB, dir, rootBase, ownerBase string) {
+	t.Helper()
+	for i, c := range h.CRLs(t) {
+		base := []string{rootBase, ownerBase}[i]
+		if err := pki.WriteCRL(filepath.Join(dir, base+".crl"), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// CRL is an empty CRL of iss from now, with pki's default validity.
+func CRL(t testing.TB, iss pki.Issuer) *x509.RevocationList {
+	t.Helper()
+	c, _, err := pki.UpdateCRL(nil, iss, pki.CRLUpdate{}, pki.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -325,7 +325,7 @@ EOF
   local subjects=""
   for f in "$d"/export/certs/*.der; do subjects+="$(openssl x509 -inform DER -in "$f" -noout -subject 2>/dev/null | sed 's/.*CN *= *//');"; done
   host_check hier.export-loads-root-owner-tenant-only "E2E Manufacturer;E2E Owner;E2E Tenant;" "$subjects"
-  local vargs=(--root "$k/root/root.pem" --intermediate "$k/owner/owner.pem" --crl "$k/owner/owner.crl")
+  local vargs=(--root "$k/root/root.pem" --intermediate "$k/owner/owner.pem" --crl "$k/root/root.crl" --crl "$k/owner/owner.crl")
   host_check hier.pki-verify-accepts-tenant ok \
     "$("$IMAFORGE" pki verify "${vargs[@]}" "$k/tenant/tenant.pem" >/dev/null 2>&1 && echo ok || echo refused)"
   host_check hier.pki-verify-refuses-revoked refused \
@@ -340,7 +340,7 @@ EOF
 trust:
   roots: [pki/root/root.pem]
   intermediates: [pki/owner/owner.pem]
-  crls: [pki/owner/owner.crl]
+  crls: [pki/root/root.crl, pki/owner/owner.crl]
 keys:
   tenant: {cert: pki/tenant/tenant.pem, key: pki/tenant/tenant.key}
   revoked: {cert: pki/tenant/revoked.pem, key: pki/tenant/revoked.key}
@@ -416,7 +416,7 @@ EOF
   # imaforge verify, given exactly what the export loads (and the CRL),
   # predicts the kernel's refusals: revoked, rogue and late tenants
   verify_agrees_disk hierarchy image "$d/image.sqsh" /mnt "$r/e2e/policy" \
-    --root "$k/root/root.pem" --intermediate "$k/owner/owner.pem" --crl "$k/owner/owner.crl" \
+    --root "$k/root/root.pem" --intermediate "$k/owner/owner.pem" --crl "$k/root/root.crl" --crl "$k/owner/owner.crl" \
     --cert "$k/tenant/tenant.pem"
 }
 

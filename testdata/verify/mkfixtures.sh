@@ -34,7 +34,7 @@ version: 1
 image: {output: out/clean.sqsh, compression: none, block_size: 4K, epoch: 1700000000, owner: {uid: 0, gid: 0}}
 hash: sha256
 kernel: "6.1"
-trust: {roots: [pki/root.pem], intermediates: [pki/owner.pem]}
+trust: {roots: [pki/root.pem], intermediates: [pki/owner.pem], crls: [pki/root.crl, pki/owner.crl]}
 keys:
   manufacturer: {cert: pki/mfr.pem, key: pki/mfr.key}
   tenant: {cert: pki/tenant.pem, key: pki/tenant.key}
