@@ -89,7 +89,7 @@ func newWorld(t testing.TB) *world {
 	}
 	ten := testpki.Issue(t, pki.Request{Role: pki.RoleIMA, Name: "Tenant", KeyType: pki.P256, Scope: scope}, h.OwnerIssuer(), pki.Options{})
 	dev := testpki.Issue(t, pki.Request{Role: pki.RoleIMA, Name: "Device", KeyType: pki.P256}, h.OwnerIssuer(), pki.Options{})
-	ts, err := pki.NewTrustStore([]*x509.Certificate{h.Root.Cert}, []*x509.Certificate{h.Owner.Cert, ten.Cert, dev.Cert}, nil)
+	ts, err := pki.NewTrustStore([]*x509.Certificate{h.Root.Cert}, []*x509.Certificate{h.Owner.Cert, ten.Cert, dev.Cert}, h.CRLs(t)) // every CA's CRL: revocation known
 	if err != nil {
 		t.Fatal(err)
 	}

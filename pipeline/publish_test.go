@@ -39,6 +39,7 @@ hash: sha256
 trust:
   roots: [pki/root.pem]
   intermediates: [pki/owner.pem]
+  crls: [pki/root.crl, pki/owner.crl]
 keys:
   manufacturer: {cert: pki/mfr.pem, key: pki/mfr.key}
   image: {cert: pki/image.pem, key: pki/image.key}
