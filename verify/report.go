@@ -2,6 +2,7 @@ package verify
 
 import (
 	"encoding/json"
+	"github.com/imaforge/imaforge/imasig"
 	"sort"
 	"time"
 )
@@ -64,6 +65,10 @@ const (
 	// ReasonPolicyLint: a policy fragment the kernel would reject when it is
 	// loaded (a rule the target kernel's grammar refuses).
 	ReasonPolicyLint Reason = "policy-lint"
+	// ReasonEVM: the file's security.evm is not a valid portable EVM
+	// signature over its security.ima, owner, group and mode by a trusted
+	// key (an offline chmod, chown or swapped security.ima).
+	ReasonEVM Reason = "evm"
 )
 
 // kernelRefuses reports whether the kernel itself would fail a signature with
@@ -128,6 +133,11 @@ type FileResult struct {
 	// the certificate it resolves to.
 	KeyID  string `json:"key_id,omitempty"`
 	Signer string `json:"signer,omitempty"`
+	// EVM is the verdict on the file's security.evm: "ok" for a valid
+	// portable signature, "failed" (see Problems), "" when it has none;
+	// EVMKeyID is its key id.
+	EVM      string `json:"evm,omitempty"`
+	EVMKeyID string `json:"evm_key_id,omitempty"`
 	// Policy marks an IMA policy fragment (see docs/verify.md).
 	Policy    bool       `json:"policy,omitempty"`
 	Appraisal *Appraisal `json:"appraisal,omitempty"`
@@ -141,6 +151,20 @@ type FileResult struct {
 	needScan bool   // a failed signature to match against other files' digests
 	value    []byte // the raw security.ima value (dropped after the check unless needScan)
 	hasValue bool   // the file has a security.ima
+	evm      []byte // the raw security.evm value, until checkEVM
+	evmMeta  imasig.EVMMeta
+}
+
+// setXattrs records a file's xattrs and st_mode: its security.ima value,
+// and what a security.evm signature covers.
+func (f *FileResult) setXattrs(xs map[string][]byte, mode uint32) {
+	if v, ok := xs[imasig.XattrName]; ok {
+		f.value, f.hasValue = v, true
+	}
+	if v, ok := xs[imasig.EVMXattrName]; ok {
+		f.evm = v
+		f.evmMeta = imasig.EVMMeta{UID: f.UID, GID: f.GID, Mode: mode, Xattrs: xs}
+	}
 }
 
 // Failed reports whether the file has any problem.

@@ -19,6 +19,7 @@ import (
 	"github.com/imaforge/imaforge/pki"
 	"github.com/imaforge/imaforge/policy"
 	"github.com/imaforge/imaforge/squashfs"
+	"github.com/imaforge/imaforge/tarimage"
 )
 
 // Options configure Image.
@@ -58,6 +59,13 @@ type Options struct {
 	// RequireVerityTree fails an image that carries no appended dm-verity
 	// hash tree (ReasonMissing): set it when the manifest sets image.verity.
 	RequireVerityTree bool
+	// EVMXattrs is the target kernel's list of EVM-protected xattrs that
+	// portable security.evm signatures are checked with (nil:
+	// imasig.EVMXattrsDebian61).
+	EVMXattrs imasig.EVMXattrs
+	// TempDir holds the decompressed copy of a tar.gz or tar.zst archive
+	// (empty: os.TempDir).
+	TempDir string
 }
 
 // PolicyFile is a policy given outside the image.
@@ -111,6 +119,9 @@ func File(ctx context.Context, path string, opts Options) (*Report, error) {
 // the Report; the error is for an image whose superblock or tables cannot
 // be read (*ImageError) or a cancelled ctx.
 func Image(ctx context.Context, r io.ReaderAt, size int64, opts Options) (*Report, error) {
+	if tarimage.Sniff(r) {
+		return tarArchive(ctx, r, size, opts)
+	}
 	z, err := squashfs.NewReader(r, size)
 	if err != nil {
 		return nil, &ImageError{Err: err}
@@ -169,11 +180,11 @@ func Image(ctx context.Context, r io.ReaderAt, size int64, opts Options) (*Repor
 		}
 		if ii != nil {
 			f.UID, f.GID, f.inode = ii.UID, ii.GID, ii.InodeNumber
+			xs := make(map[string][]byte, len(ii.Xattrs))
 			for _, x := range ii.Xattrs {
-				if x.Name == imasig.XattrName {
-					f.value, f.hasValue = x.Value, true
-				}
+				xs[x.Name] = x.Value
 			}
+			f.setXattrs(xs, unixMode(info.Mode()))
 		}
 		f.Policy = extra[f.Path] || IsPolicyPath(f.Path)
 		rep.Files = append(rep.Files, f)
@@ -187,6 +198,12 @@ func Image(ctx context.Context, r io.ReaderAt, size int64, opts Options) (*Repor
 		return nil, &ImageError{Err: err}
 	}
 
+	return v.finish(ctx, rep, names)
+}
+
+// finish checks the files found in an image or archive and completes the
+// report.
+func (v *verifier) finish(ctx context.Context, rep *Report, names []string) (*Report, error) {
 	if err := v.checkFiles(ctx, rep.Files, names); err != nil {
 		return nil, err
 	}
@@ -232,7 +249,7 @@ func cleanPath(p string) string {
 // verifier holds the state shared by the workers.
 type verifier struct {
 	opts Options
-	z    *squashfs.Reader
+	z    imageFiles
 
 	mu         sync.Mutex
 	keys       map[[4]byte]*keyState
@@ -274,10 +291,21 @@ func (v *verifier) key(id [4]byte) *keyState {
 	return ks
 }
 
+// imageFiles is what the checks read from an image: the content of a
+// regular file by fs.FS name (*squashfs.Reader, *tarimage.Archive).
+type imageFiles interface {
+	Open(name string) (fs.File, error)
+	ReadFile(name string) ([]byte, error)
+}
+
 // checkFiles hashes and checks every file with a pool of workers.
 func (v *verifier) checkFiles(ctx context.Context, files []*FileResult, names []string) error {
 	return parallel.ForEach(ctx, len(files), v.opts.Workers, func(ctx context.Context, i int) error {
-		return v.checkFile(ctx, files[i], names[i])
+		if err := v.checkFile(ctx, files[i], names[i]); err != nil {
+			return err
+		}
+		v.checkEVM(files[i])
+		return nil
 	})
 }
 
