@@ -202,19 +202,22 @@ func (b *builder) walkTar(s *manifest.Source, o *Origin) error {
 	}
 	getSpool := func() (*section, error) {
 		if spool == nil {
-			sf, err := os.CreateTemp(b.opts.TempDir, "imaforge-tar-*")
+			dir := b.opts.TempDir
+			if dir == "" {
+				dir = os.TempDir()
+			}
+			sf, err := createUnlinked(dir, "imaforge-tar-*")
 			if err != nil && b.opts.TempDir == "" && b.m.Image.Output != "" {
 				// An unprivileged build may not write $TMPDIR (or /tmp);
 				// it can write where the image goes.
 				var err2 error
-				if sf, err2 = os.CreateTemp(filepath.Dir(b.m.Image.Output), ".imaforge-tar-*"); err2 == nil {
+				if sf, err2 = createUnlinked(filepath.Dir(b.m.Image.Output), ".imaforge-tar-*"); err2 == nil {
 					err = nil
 				}
 			}
 			if err != nil {
 				return nil, err
 			}
-			os.Remove(sf.Name()) // unlinked: gone when closed, whatever happens
 			spool = &section{f: sf}
 			b.closers = append(b.closers, spool)
 		}
@@ -373,6 +376,21 @@ func allZero(p []byte) bool {
 		}
 	}
 	return true
+}
+
+// createUnlinked creates a temporary file in dir that has no name, so it is
+// gone when closed or when the process dies, even by SIGKILL: O_TMPFILE
+// where the file system has it, else a named file removed at once.
+func createUnlinked(dir, pattern string) (*os.File, error) {
+	if fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600); err == nil {
+		return os.NewFile(uintptr(fd), filepath.Join(dir, pattern)), nil
+	}
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	return f, nil
 }
 
 func isSparse(h *tar.Header) bool {

@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imaforge/imaforge/imasig"
+	"github.com/imaforge/imaforge/internal/boundedfile"
 	"github.com/imaforge/imaforge/pki"
 	"github.com/imaforge/imaforge/signer"
 )
@@ -304,7 +305,7 @@ func loadPublicKey(path string) (any, error) {
 	if certs, err := signer.LoadCertificates(path); err == nil && len(certs) == 1 {
 		return certs[0].PublicKey, nil
 	}
-	data, err := os.ReadFile(path)
+	data, err := boundedfile.ReadFile(path, boundedfile.KeyLimit)
 	if err != nil {
 		return nil, err
 	}
