@@ -23,37 +23,6 @@ import (
 	"github.com/imaforge/imaforge/manifest"
 )
 
-// publishManifest has every kind of output: the image, a policy directory
-// (one fragment per name in %s), optionally the verity descriptor and its
-// signatures, the whole-image CMS signature and the record.
-const publishManifest = `version: 1
-image:
-  output: out/img.sqsh
-  compression: gzip
-  block_size: 4K
-  epoch: 1700000000
-  owner: {uid: 0, gid: 0}
-  verity: %v
-  signature_key: image
-hash: sha256
-trust:
-  roots: [pki/root.pem]
-  intermediates: [pki/owner.pem]
-  crls: [pki/root.crl, pki/owner.crl]
-keys:
-  manufacturer: {cert: pki/mfr.pem, key: pki/mfr.key}
-  image: {cert: pki/image.pem, key: pki/image.key}
-sources:
-  - from: src/
-    to: /
-kernel: "6.1"
-policy:
-%s
-rules:
-  - match: /**
-    key: manufacturer
-`
-
 // writePublishManifest writes manifest name in dir: version old has no
 // verity and policy fragment "a"; new has verity and fragment "b", so a
 // swap replaces, adds and removes outputs.
@@ -61,7 +30,11 @@ func writePublishManifest(t *testing.T, dir, name string, verity bool, frag stri
 	t.Helper()
 	pol := fmt.Sprintf("  - name: %s\n    path: /etc/ima/policy.d/%s.policy\n    key: manufacturer\n    rules: |\n      measure func=BPRM_CHECK fsmagic=0x73717368 template=ima-sig\n", frag, frag)
 	p := filepath.Join(dir, name)
-	integMust(t, os.WriteFile(p, []byte(fmt.Sprintf(publishManifest, verity, pol)), 0o644))
+	// Every kind of output: the image, a policy directory, optionally the
+	// verity descriptor and its signatures, the whole-image CMS signature
+	// and the record.
+	text := fmt.Sprintf(integrityManifest, "gzip", verity) + "kernel: \"6.1\"\npolicy:\n" + pol
+	integMust(t, os.WriteFile(p, []byte(text), 0o644))
 	return p
 }
 
@@ -367,7 +340,7 @@ func TestPublishRemovesStale(t *testing.T) {
 	text, err := os.ReadFile(full)
 	integMust(t, err)
 	s := strings.Replace(string(text), "  verity: true\n  signature_key: image\n", "", 1)
-	s = s[:strings.Index(s, "policy:\n")] + s[strings.Index(s, "rules:\n"):]
+	s = s[:strings.Index(s, "kernel: ")] // the policy section is last
 	bare := filepath.Join(p.dir, "bare.yaml")
 	integMust(t, os.WriteFile(bare, []byte(s), 0o644))
 	if _, err := buildManifest(t, bare); err != nil {
