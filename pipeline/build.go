@@ -67,6 +67,9 @@ type Options struct {
 	Progress Progress
 	// Logf, if not nil, receives notes (overlapping sources, warnings).
 	Logf func(format string, args ...any)
+	// MaxSpool bounds the bytes of tarball member data spooled to
+	// $TMPDIR (rootfs.Options.MaxSpool; 0: the file system's space).
+	MaxSpool int64
 	// AllowKeyInSource turns the error for a source directory that would
 	// pack a private key file the manifest names into a warning.
 	AllowKeyInSource bool
@@ -206,7 +209,7 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 		return nil, err
 	}
 	defer pub.Unlock()
-	h, tree, err := walkManifest(ctx, m, opts.Strict)
+	h, tree, err := walkManifest(ctx, m, opts.Strict, opts.MaxSpool)
 	if err != nil {
 		return nil, err
 	}

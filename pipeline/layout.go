@@ -13,7 +13,7 @@ import (
 // walkManifest checks the manifest's digest algorithm and walks its
 // sources (strict: walk warnings are errors), as Build and MakePlan both
 // begin. The caller closes the tree.
-func walkManifest(ctx context.Context, m *manifest.Manifest, strict bool) (imasig.Hash, *rootfs.Tree, error) {
+func walkManifest(ctx context.Context, m *manifest.Manifest, strict bool, maxSpool int64) (imasig.Hash, *rootfs.Tree, error) {
 	if m == nil {
 		return 0, nil, errors.New("pipeline: no manifest")
 	}
@@ -21,7 +21,7 @@ func walkManifest(ctx context.Context, m *manifest.Manifest, strict bool) (imasi
 	if err != nil {
 		return 0, nil, m.Errorf(m.Pos, err, "hash %q", m.Hash)
 	}
-	ro := rootfs.Options{Strict: strict}
+	ro := rootfs.Options{Strict: strict, MaxSpool: maxSpool}
 	if m.Image.Output != "" {
 		// The build's own outputs in a source directory are never packed.
 		ro.Output, ro.OutputSuffixes = OutputPath(m), OutputSuffixes

@@ -54,7 +54,7 @@ type PlannedFile struct {
 // private key is needed, only the keys' certificates.
 func MakePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 	m := opts.Manifest
-	h, tree, err := walkManifest(ctx, m, opts.Strict)
+	h, tree, err := walkManifest(ctx, m, opts.Strict, 0)
 	if err != nil {
 		return nil, err
 	}

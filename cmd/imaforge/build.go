@@ -36,6 +36,7 @@ func init() {
 			&cli.IntFlag{Name: "workers", Usage: "goroutines reading, compressing and signing (0: all cores)"},
 			&cli.StringSliceFlag{Name: "signatures", Usage: "sign with no key: take every signature from `FILE` (a `ceremony sign` response or `evmctl sign_hash` output; repeatable), each verified"},
 			&cli.StringFlag{Name: "signature-cache", Usage: "reuse signatures of earlier builds kept in `DIR` (keyed by certificate, hash and digest; verified before use) and add new ones"},
+			&cli.StringFlag{Name: "max-spool", Usage: "fail a build whose tarball sources would spool more than `SIZE` (e.g. 2G) of member data to $TMPDIR (holes and runs of zeros are free)"},
 			&cli.BoolFlag{Name: "allow-key-in-source", Usage: "warn about, instead of refusing, a source directory that would pack a private key file the manifest names"},
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a Go CPU profile to `FILE` (for benchmarks)"},
 			&cli.StringFlag{Name: "rauc-bundle", Usage: "also write a RAUC bundle (verity format) of the image to `FILE` (rauc.go)"},
@@ -94,6 +95,13 @@ func runBuild(c *cli.Context) error {
 	}
 	if !quiet {
 		opts.Progress = newProgress(stderr)
+	}
+	if s := c.String("max-spool"); s != "" {
+		n, err := parseSize(s)
+		if err != nil {
+			return usageErr(fmt.Errorf("--max-spool: %w", err))
+		}
+		opts.MaxSpool = int64(n)
 	}
 	sigReport, err := signatureFlags(c, m, &opts) // ceremony.go
 	if err != nil {

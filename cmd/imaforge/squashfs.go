@@ -43,7 +43,7 @@ func init() {
 	register(squashfsCmd)
 }
 
-// parseSize reads 4096, 128K, 1M.
+// parseSize reads 4096, 128K, 1M, 2G.
 func parseSize(s string) (int, error) {
 	mult := 1
 	switch {
@@ -51,6 +51,8 @@ func parseSize(s string) (int, error) {
 		mult, s = 1<<10, s[:len(s)-1]
 	case strings.HasSuffix(s, "M"), strings.HasSuffix(s, "m"):
 		mult, s = 1<<20, s[:len(s)-1]
+	case strings.HasSuffix(s, "G"), strings.HasSuffix(s, "g"):
+		mult, s = 1<<30, s[:len(s)-1]
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n <= 0 {
