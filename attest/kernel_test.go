@@ -2,9 +2,26 @@ package attest
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"testing"
+
+	"github.com/imaforge/imaforge/pki"
 )
+
+func loadPEM(t *testing.T, name string) *x509.Certificate {
+	t.Helper()
+	b, _ := pem.Decode(readFile(t, name))
+	if b == nil {
+		t.Fatalf("%s: no PEM", name)
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
 
 // The kernel's own lists and quotes (testdata/kernel/README.md).
 func kernelInputs(t *testing.T) (*Reference, *AK) {
@@ -30,8 +47,8 @@ func kernelQuote(t *testing.T, n string) *Quote {
 }
 
 var (
-	kernelNonce1, _ = hex.DecodeString("6845bd604c2106e6ace385d6854d1103")
-	kernelNonce2, _ = hex.DecodeString("0f4293becf5ff87ac59b1989d0b5cb14")
+	kernelNonce1, _ = hex.DecodeString("6119af4f89ede30d6ab1e0293a49bcd0")
+	kernelNonce2, _ = hex.DecodeString("b93c395d1baec82226439f4dac5d50eb")
 )
 
 // The ascii list re-encoded in the binary form gives the kernel's binary
@@ -56,11 +73,17 @@ func TestKernelBinaryEqualsASCII(t *testing.T) {
 
 func TestKernelQuoteTrusted(t *testing.T) {
 	ref, ak := kernelInputs(t)
+	// the trust store: manufacturer root -> the image's IMA certificate
+	rootCert, imaCert := loadPEM(t, "testdata/kernel/root.pem"), loadPEM(t, "testdata/kernel/ima.pem")
+	ts, err := pki.NewTrustStore([]*x509.Certificate{rootCert}, []*x509.Certificate{imaCert}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	l, err := Parse(readFile(t, "testdata/kernel/ml1.bin"), ParseOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Verify(l, Options{Reference: ref, Quote: kernelQuote(t, "1"), AK: ak, Nonce: kernelNonce1})
+	rep, err := Verify(l, Options{Reference: ref, Trust: ts, Quote: kernelQuote(t, "1"), AK: ak, Nonce: kernelNonce1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,13 +95,35 @@ func TestKernelQuoteTrusted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err = Verify(l2, Options{Reference: ref, Quote: kernelQuote(t, "2"), AK: ak, Nonce: kernelNonce2, Previous: kernelQuote(t, "1")})
+	rep, err = Verify(l2, Options{Reference: ref, Trust: ts, Quote: kernelQuote(t, "2"), AK: ak, Nonce: kernelNonce2, Previous: kernelQuote(t, "1")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	last := rep.Entries[len(rep.Entries)-1]
-	if rep.Trusted || !rep.Quote.Verified || last.Path != "/tmp/evil" || last.Verdict != VerdictUnknown || rep.Summary.Unknown != 1 {
-		t.Fatalf("evil: %+v %+v", rep.Quote, last)
+	got := map[string]string{}
+	for _, e := range rep.Entries {
+		got[e.Path] = string(e.Verdict) + " " + string(e.Reason) + string(e.Basis)
+	}
+	want := map[string]string{
+		"boot_aggregate": "trusted boot_aggregate", "imaforge-mfr": "trusted key", "_ima": "trusted key",
+		"/mnt/bin/good": "trusted reference", "/mnt/bin/good2": "trusted reference",
+		"/tmp/evil": "unknown ", "e2e-rogue": "failed untrusted-key",
+	}
+	if rep.Trusted || !rep.Quote.Verified || len(got) != len(want) {
+		t.Fatalf("evil: %+v %v", rep.Quote, got)
+	}
+	for p, w := range want {
+		if got[p] != w {
+			t.Errorf("%s: %q, want %q", p, got[p], w)
+		}
+	}
+	// without the trust store the root certificate in imaforge-mfr is no
+	// key the reference values know: not trusted
+	rep, err = Verify(l, Options{Reference: ref, Quote: kernelQuote(t, "1"), AK: ak, Nonce: kernelNonce1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Trusted || rep.Entries[1].Path != "imaforge-mfr" || rep.Entries[1].Reason != ReasonUntrustedKey || rep.Entries[2].Verdict != VerdictTrusted {
+		t.Errorf("without trust store: %+v %+v", rep.Entries[1], rep.Entries[2])
 	}
 	// the other AK of the same TPM, the first quote for the second nonce
 	ak2, err := ParseAK(readFile(t, "testdata/kernel/ak2.pem"))
@@ -90,6 +135,7 @@ func TestKernelQuoteTrusted(t *testing.T) {
 		"old nonce": {Reference: ref, Quote: kernelQuote(t, "1"), AK: ak, Nonce: kernelNonce2},
 		"older":     {Reference: ref, Quote: kernelQuote(t, "1"), AK: ak, Nonce: kernelNonce1, Previous: kernelQuote(t, "2")},
 	} {
+		o.Trust = ts
 		rep, err := Verify(l, o)
 		if err != nil {
 			t.Fatal(err)

@@ -5,7 +5,8 @@
 # device; Debian 6.1 has CONFIG_TCG_TIS=y), IMA extends PCR 10 of every bank
 # with each measurement's template hash and records boot_aggregate, the hash
 # of PCRs 0-9 (sha256 bank). The policy measures executions on SquashFS and on
-# tmpfs (template=ima-sig) and appraises SquashFS. root=/dev/ram0 makes the
+# tmpfs (template=ima-sig), the certificates loaded into _ima and imaforge-mfr
+# (KEY_CHECK, template=ima-buf), and appraises SquashFS. root=/dev/ram0 makes the
 # initramfs a ramfs (init/do_mounts.c: rootfs is tmpfs only without root=), so
 # its own programs (busybox, tpm2) are not measured; /tmp stays a tmpfs.
 # The guest makes an EK and two AKs with tpm2-tools (through /dev/tpmrm0, the
@@ -51,6 +52,8 @@ scenario_attest() {
   mkdir -p "$k" "$d/stage/bin" "$d/tpm"
   pki_root "$k/root" "E2E Attest Manufacturer"
   pki_issue ima "$k/root/root" "$k/ima" ima "E2E Attest IMA"
+  pki_root "$k/rogue-root" "E2E Attest Rogue"
+  pki_issue ima "$k/rogue-root/root" "$k/rogue" rogue "E2E Attest Rogue IMA"
   forge pki export --out "$d/export" --root "$k/root/root.pem" --cert "$k/ima/ima.pem"
   for t in good good2; do e2e_prog "$d/stage/bin/$t" "attest-$t"; done
   {
@@ -76,7 +79,9 @@ EOF
   put_export "$r" "$d/export"
   attest_guest_tpm2 "$r"
   e2e_prog "$r/e2e/evil" attest-evil # not in the build: run from a tmpfs
-  printf '%s\n' 'measure func=BPRM_CHECK fsmagic=0x73717368 template=ima-sig' \
+  cp "$k/rogue/rogue.der" "$r/e2e/rogue.der" # not in the trust store: loaded into a measured keyring
+  printf '%s\n' 'measure func=KEY_CHECK keyrings=_ima|imaforge-mfr|e2e-rogue template=ima-buf' \
+    'measure func=BPRM_CHECK fsmagic=0x73717368 template=ima-sig' \
     'measure func=BPRM_CHECK fsmagic=0x01021994 template=ima-sig' \
     'appraise func=BPRM_CHECK fsmagic=0x73717368 appraise_type=imasig' >"$r/e2e/policy"
   cat >"$r/e2e/scenario.sh" <<EOF
@@ -91,8 +96,9 @@ put() { od -An -tx1 -v "$2" | sed "s/^/E2E FILE $1 /"; }
 load_modules
 mount_image /dev/vda /mnt
 check attest.tpm-device ok sh "test -c /dev/tpmrm0"
-check attest.load-keys-script ok sh "/e2e/keys/load-keys.sh"
+# the policy first: the keys loaded next are measured (KEY_CHECK, ima-buf)
 set_policy /e2e/policy
+check attest.load-keys-script ok sh "/e2e/keys/load-keys.sh"
 check attest.signed-runs ok exec /mnt/bin/good
 check attest.signed2-runs ok exec /mnt/bin/good2
 check attest.createek ok sh "tpm2_createek -c /tmp/ek.ctx -G rsa -u /tmp/ek.pub"
@@ -104,10 +110,12 @@ cat $M/binary_runtime_measurements >/tmp/ml1.bin
 cat $M/ascii_runtime_measurements >/tmp/ml1.txt
 check attest.pcrread ok sh "tpm2_pcrread sha256:10 -o /tmp/pcr10.bin"
 check attest.pcrread-boot ok sh "tpm2_pcrread sha256:0,1,2,3,4,5,6,7,8,9 -o /tmp/pcr0-9.bin"
-# an unknown program run from a tmpfs, then a second quote
+# an unknown program run from a tmpfs, a certificate of no trust store loaded
+# into a measured keyring, then a second quote
 cp /e2e/evil /tmp/evil
 chmod 0755 /tmp/evil
 check attest.tmpfs-program-runs ok exec /tmp/evil
+check attest.rogue-key-loads ok sh "keyctl padd asymmetric '' \$(keyctl newring e2e-rogue @u) </e2e/rogue.der"
 check attest.quote-after ok sh "tpm2_quote -c /tmp/ak.ctx -l sha256:10 -q $N2 -m /tmp/q2.msg -s /tmp/q2.sig -g sha256"
 cat $M/binary_runtime_measurements >/tmp/ml2.bin
 for f in ak.pem ak2.pem q1.msg q1.sig ml1.bin ml1.txt pcr10.bin pcr0-9.bin q2.msg q2.sig ml2.bin; do put $f /tmp/$f; done
@@ -144,10 +152,16 @@ EOF
   host_check attest.replay-equals-pcrread "$(xxd -p -c 64 "$d/pcr10.bin")" "$(jq -r .pcr10 "$d/v-clean" 2>/dev/null)"
   host_check attest.clean-signed-by-reference "reference" \
     "$(jq -r '.entries[] | select(.path == "/mnt/bin/good") | .basis' "$d/v-clean" 2>/dev/null)"
+  # the certificates loaded into the measured keyrings are keys of the trust store
+  host_check attest.key-measurements-trusted "imaforge-mfr:key _ima:key" \
+    "$(jq -r '[.entries[] | select(.template == "ima-buf") | "\(.path):\(.basis)"] | join(" ")' "$d/v-clean" 2>/dev/null)"
   # the program run from the tmpfs is named, the rest still trusted
   attest_verify "$d/v-evil" "${trust[@]}" --quote "$d/q2.msg" --quote-sig "$d/q2.sig" --ak "$d/ak.pem" --nonce "$n2" --previous-quote "$d/q1.msg" --previous-quote-sig "$d/q1.sig" "$d/ml2.bin"
   host_check attest.tmpfs-program-named "1 unknown 1 true" \
     "$(cat "$d/v-evil.rc") $(jq -r '[.entries[] | select(.path == "/tmp/evil") | .verdict][0]' "$d/v-evil" 2>/dev/null) $(jq -r '.summary.unknown' "$d/v-evil" 2>/dev/null) $(jq -r '.quote.verified' "$d/v-evil" 2>/dev/null)"
+  # the rogue certificate loaded into a measured keyring is named
+  host_check attest.rogue-key-named "failed untrusted-key" \
+    "$(jq -r '[.entries[] | select(.path == "e2e-rogue") | "\(.verdict) \(.reason)"][0]' "$d/v-evil" 2>/dev/null)"
   # an edited line (bin/good's digest) is named at its entry
   local idx
   idx=$(awk '$5 == "/mnt/bin/good" {print NR - 1; exit}' "$d/ml1.txt")
