@@ -83,6 +83,10 @@ var fieldDocs = map[string]string{
 	"PolicyFragment.key":     "Name of the key that signs the fragment.",
 	"PolicyFragment.rules":   "Policy rules, one per line.",
 	"PolicyFragment.presets": "Names of generated rule sets.",
+	"PolicyFragment.tenant":  "Makes this a tenant fragment: every rule must be confined to these ids' files.",
+
+	"PolicyTenant.fowner": "Owner uid of the tenant's files (fowner=).",
+	"PolicyTenant.fgroup": "Group gid of the tenant's files (fgroup=).",
 }
 
 // fieldMax overrides the maximum of integer fields narrower than their Go type.

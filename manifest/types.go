@@ -284,6 +284,17 @@ type PolicyFragment struct {
 	Rules string `yaml:"rules"`
 	// Presets names generated rule sets, interpreted by the policy package.
 	Presets []string `yaml:"presets"`
+	// Tenant makes this a tenant fragment, appended at run time when the
+	// image is mounted: every rule must be confined to these ids' files.
+	Tenant *PolicyTenant `yaml:"tenant"`
+}
+
+// PolicyTenant names the ids of a tenant's files (fowner=, fgroup=).
+type PolicyTenant struct {
+	Located `yaml:"-"`
+
+	FOwner *uint32 `yaml:"fowner"`
+	FGroup *uint32 `yaml:"fgroup"`
 }
 
 // HashAlgorithm returns the crypto.Hash of h.

@@ -317,5 +317,8 @@ func validate(m *Manifest, c *errs) {
 		if f.Rules == "" && len(f.Presets) == 0 {
 			c.add(f.Pos, ErrMissing, "policy[%d]: rules or presets required", i)
 		}
+		if t := f.Tenant; t != nil && t.FOwner == nil && t.FGroup == nil {
+			c.add(t.Pos, ErrMissing, "policy[%d].tenant: fowner or fgroup required", i)
+		}
 	}
 }

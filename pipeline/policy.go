@@ -2,11 +2,13 @@ package pipeline
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"path"
 	"strings"
 
 	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/pki"
 	"github.com/imaforge/imaforge/policy"
 	"github.com/imaforge/imaforge/rootfs"
 )
@@ -45,9 +47,12 @@ func renderPolicy(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...
 		if pf.Rules != "" {
 			f.Rules = strings.Split(strings.TrimRight(pf.Rules, "\n"), "\n")
 		}
+		if t := pf.Tenant; t != nil {
+			f.Tenant = &policy.Tenant{FOwner: t.FOwner, FGroup: t.FGroup}
+		}
 		data, warnings, err := f.Check(v)
 		if err != nil {
-			return nil, m.Errorf(pf.Pos, err, "policy fragment %q (linted for kernel %s)", pf.Name, kernel)
+			return nil, m.Errorf(fragmentErrorPos(pf, f, err), err, "policy fragment %q (linted for kernel %s)", pf.Name, kernel)
 		}
 		for _, w := range warnings {
 			logf("warning: policy fragment %q: %s", pf.Name, w)
@@ -69,6 +74,47 @@ func renderPolicy(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...
 		})
 	}
 	return out, nil
+}
+
+// fragmentErrorPos is the manifest position of the field the first error
+// of a fragment's lint comes from: its rules, its presets, its tenant, or
+// the fragment itself.
+func fragmentErrorPos(pf *manifest.PolicyFragment, f policy.Fragment, err error) manifest.Pos {
+	var l policy.ErrorList
+	if errors.As(err, &l) && len(l) > 0 {
+		if kind, _, ok := f.Origin(l[0].Pos.Line); ok && (kind == "rules" || kind == "presets") {
+			return pf.FieldPos(kind)
+		}
+	}
+	if errors.Is(err, policy.ErrTenant) && pf.Tenant != nil {
+		return pf.Tenant.Pos
+	}
+	return pf.Pos
+}
+
+// checkTenantSigners refuses a tenant fragment signed by a key whose
+// certificate has a tenant scope: tenant rules are the owner's word about
+// the tenant, so the owner's policy key (an IMA certificate without a
+// scope) signs them, never the tenant's own key. The device's loader
+// (load-policy.sh) refuses other signers too.
+func checkTenantSigners(m *manifest.Manifest, keys map[string]Key) error {
+	for i := range m.Policy {
+		pf := &m.Policy[i]
+		k, ok := keys[pf.Key]
+		if pf.Tenant == nil || !ok {
+			continue
+		}
+		scope, err := pki.ParseScope(k.Cert())
+		if err != nil {
+			return keyError(m, pf.Key, err)
+		}
+		if scope != nil {
+			return m.Errorf(pf.FieldPos("key"), pki.ErrOutOfScope,
+				"policy fragment %q is a tenant fragment, and key %q has a tenant scope (%s): the owner's policy key (a certificate without a scope) signs tenant rules",
+				pf.Name, pf.Key, scope)
+		}
+	}
+	return nil
 }
 
 type bytesContent []byte

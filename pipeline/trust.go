@@ -86,6 +86,9 @@ func (opts *Options) checkKeys(m *manifest.Manifest, keys map[string]Key, files 
 		}
 	}
 
+	if err := checkTenantSigners(m, keys); err != nil {
+		return err
+	}
 	paths := make([]string, 0, len(files))
 	for p, f := range files {
 		if f.key != "" {

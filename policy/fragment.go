@@ -49,6 +49,9 @@ type Fragment struct {
 	Presets []string `yaml:"presets,omitempty" json:"presets,omitempty"`
 	// Generate makes rules from options given as fields.
 	Generate *Generate `yaml:"generate,omitempty" json:"generate,omitempty"`
+	// Tenant, when set, makes this a tenant fragment: every rule must be
+	// confined to the tenant's files ([LintTenant]).
+	Tenant *Tenant `yaml:"tenant,omitempty" json:"tenant,omitempty"`
 }
 
 // Generate describes rules by intent, for example "appraise and measure
@@ -308,7 +311,10 @@ func (f Fragment) CheckTarget(t Target) (data []byte, warnings []Diagnostic, err
 		return nil, nil, err
 	}
 	name := path.Base(f.Path)
-	ds := LintTarget(name, data, t)
+	rules, ds := check(name, data, t)
+	if f.Tenant != nil {
+		ds = append(ds, LintTenant(rules, *f.Tenant)...)
+	}
 	for _, d := range ds {
 		if d.Severity == SeverityWarning {
 			warnings = append(warnings, d)
