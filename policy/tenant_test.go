@@ -6,7 +6,6 @@ import (
 	"testing"
 )
 
-
 // TestLintTenant: each rule of a tenant fragment must be confined to the
 // tenant's files; the table has one rule that passes or fails per row, and
 // a failing rule names the reason at the rule's line.
