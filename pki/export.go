@@ -31,6 +31,8 @@ import (
 //	                            when something is revoked: an empty list does
 //	                            not compile)
 //	load-keys.sh                loads certs/ with keyctl in order (see the script)
+//	load-policy.sh              checks a tenant image's policy fragment and
+//	                            appends it to the kernel's policy (see the script)
 //	export.json                 what was exported and why (ExportResult)
 //
 // Every certificate is checked against ts first (chain, CA flags, key
@@ -140,7 +142,14 @@ func Export(ts *TrustStore, dir string, now time.Time) (*ExportResult, error) {
 	if err := atomicfile.WriteFile(filepath.Join(dir, "load-keys.sh"), script, 0o755); err != nil {
 		return nil, err
 	}
-	res.Files = append(res.Files, "load-keys.sh", "export.json")
+	policyScript, err := LoadPolicyScript(res)
+	if err != nil {
+		return nil, err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, "load-policy.sh"), policyScript, 0o755); err != nil {
+		return nil, err
+	}
+	res.Files = append(res.Files, "load-keys.sh", "load-policy.sh", "export.json")
 	js, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
 		return nil, err

@@ -28,6 +28,13 @@ func init() {
 				Action:    policyLint,
 			},
 			{
+				Name:      "fmt",
+				Usage:     "print the rules of each FILE in canonical form, one per line, comments dropped (to compare a policy read back from the kernel with the files it came from)",
+				ArgsUsage: "FILE...",
+				Flags:     []cli.Flag{kernelFlag},
+				Action:    policyFmt,
+			},
+			{
 				Name:      "sign",
 				Usage:     "lint each FILE, then write its IMA signature to FILE.sig (the raw security.ima value) or --xattr",
 				ArgsUsage: "FILE...",
@@ -147,6 +154,34 @@ func policyVerify(c *cli.Context) error {
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d policy files failed verification", failed, len(files))
+	}
+	return nil
+}
+
+// policyFmt prints each FILE's rules as policy.Rule.String renders them, so
+// two policies that the kernel parses to the same rules print the same text
+// (the kernel's own listing orders some options differently).
+func policyFmt(c *cli.Context) error {
+	files := c.Args().Slice()
+	if len(files) == 0 {
+		return usageErrf("policy fmt: no FILE given")
+	}
+	v, err := policy.ParseVersion(c.String("kernel"))
+	if err != nil {
+		return usageErr(fmt.Errorf("--kernel: %w", err))
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		rules, err := policy.ParseFor(f, data, v)
+		if err != nil {
+			return err
+		}
+		for i := range rules {
+			fmt.Fprintln(c.App.Writer, rules[i].String())
+		}
 	}
 	return nil
 }

@@ -60,3 +60,21 @@ func TestPolicySignVerifyCLI(t *testing.T) {
 		t.Errorf("sign of a broken policy: exit %d, %q", code, out)
 	}
 }
+
+// TestPolicyFmtCLI: the kernel's policy listing (trailing blanks, its own
+// option order) and the file it was loaded from print the same rules.
+func TestPolicyFmtCLI(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "a.policy")
+	listing := filepath.Join(dir, "listing")
+	os.WriteFile(src, []byte("# tenant a\nmeasure func=BPRM_CHECK fowner=2001 template=ima-sig pcr=11\nappraise func=BPRM_CHECK fsmagic=0x73717368 fowner=2001 appraise_type=imasig\n"), 0o644)
+	os.WriteFile(listing, []byte("measure func=BPRM_CHECK pcr=11 fowner=2001 template=ima-sig \nappraise func=BPRM_CHECK fsmagic=0x73717368 fowner=2001 appraise_type=imasig \n"), 0o644)
+	a, _, code1 := runCLI(t, "policy", "fmt", src)
+	b, _, code2 := runCLI(t, "policy", "fmt", listing)
+	if code1 != 0 || code2 != 0 || a != b || strings.Count(a, "\n") != 2 {
+		t.Errorf("exit %d %d:\n%s---\n%s", code1, code2, a, b)
+	}
+	if _, errOut, code := runCLI(t, "policy", "fmt", "../../testdata/policy/broken/options.policy"); code != 1 || !strings.Contains(errOut, "options.policy:4:26") {
+		t.Errorf("broken file: exit %d, %q", code, errOut)
+	}
+}
