@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/testenv"
 	"github.com/imaforge/imaforge/policy"
 	"github.com/imaforge/imaforge/signer"
@@ -44,7 +45,7 @@ func newPolicyFixture(t *testing.T) *policyFixture {
 }
 
 func keyIDHex(c *x509.Certificate) string {
-	id := signer.KeyID(c)
+	id := imasig.KeyID(c)
 	return hex.EncodeToString(id[:])
 }
 
@@ -161,7 +162,7 @@ func TestLoadPolicyIntoKernel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, err := policy.Sign(s, signer.SHA256, []byte(text))
+		v, err := policy.Sign(s, imasig.SHA256, []byte(text))
 		if err != nil {
 			t.Fatal(err)
 		}
