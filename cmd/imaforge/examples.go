@@ -36,6 +36,7 @@ imaforge pki issue --ca pki/owner/owner-ca.pem --ca-key pki/owner/owner-ca.key -
 	"pki crl":       `imaforge pki crl --ca pki/owner/owner-ca.pem --ca-key pki/owner/owner-ca.key`,
 	"pki export":    `imaforge pki export --root pki/root/root.pem --intermediate pki/owner/owner-ca.pem --cert pki/app/app.pem --out keyring/`,
 	"pki verify":    `imaforge pki verify pki/app/app.pem --root pki/root/root.pem --intermediate pki/owner/owner-ca.pem --path /opt/app/bin/app`,
+	"policy fmt":    `cat /sys/kernel/security/ima/policy > running; imaforge policy fmt running`,
 	"policy lint":   `imaforge policy lint ima-policy --kernel 6.1`,
 	"policy sign":   `imaforge policy sign --key ima.key --cert ima.pem ima-policy`,
 	"policy verify": `imaforge policy verify --cert ima.pem ima-policy`,
