@@ -533,6 +533,11 @@ func TestCeremonyResume(t *testing.T) {
 	}
 	kept := bytes.Count(b, []byte("\n")) - 1
 	t.Logf("killed after %d of %d signatures", kept, total)
+	// The killed ceremony left its started record, with no end.
+	if code, vout, verr := run(t, "ceremony", "audit", "verify", resp+".audit.jsonl"); code != 0 ||
+		!strings.Contains(vout, "1 records") || !strings.Contains(vout, "line 1: a ceremony started and never ended") {
+		t.Errorf("audit after SIGKILL: exit %d\n%s%s", code, vout, verr)
+	}
 	if kept >= total {
 		t.Fatalf("the ceremony finished (%d of %d) before it was killed", kept, total)
 	}
