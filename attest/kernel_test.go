@@ -75,7 +75,11 @@ func TestKernelQuoteTrusted(t *testing.T) {
 	ref, ak := kernelInputs(t)
 	// the trust store: manufacturer root -> the image's IMA certificate
 	rootCert, imaCert := loadPEM(t, "testdata/kernel/root.pem"), loadPEM(t, "testdata/kernel/ima.pem")
-	ts, err := pki.NewTrustStore([]*x509.Certificate{rootCert}, []*x509.Certificate{imaCert}, nil)
+	crl, err := x509.ParseRevocationList(func() []byte { b, _ := pem.Decode(readFile(t, "testdata/kernel/root.crl")); return b.Bytes }())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := pki.NewTrustStore([]*x509.Certificate{rootCert}, []*x509.Certificate{imaCert}, []*x509.RevocationList{crl})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -412,10 +412,10 @@ func (j *judge) judgeBuffer(e *Entry, res *EntryResult, tagged string) {
 	if c, err := x509.ParseCertificate(e.Buf); err == nil {
 		res.KeyID = hex.EncodeToString(func() []byte { id := imasig.KeyID(c); return id[:] }())
 		res.Signer = c.Subject.String()
-		if j.trustedKey(c) {
+		if err := j.trustedKey(c); err == nil {
 			res.trust(BasisKey, fmt.Sprintf("key %s (%s) loaded into keyring %s is in the trust store", res.KeyID, res.Signer, e.Name))
 		} else {
-			res.fail(ReasonUntrustedKey, fmt.Sprintf("key %s (%s) loaded into keyring %s is not a key of the trust store", res.KeyID, res.Signer, e.Name))
+			res.fail(ReasonUntrustedKey, fmt.Sprintf("key %s (%s) loaded into keyring %s is not a trusted key: %v", res.KeyID, res.Signer, e.Name, err))
 		}
 		return
 	}
@@ -427,20 +427,26 @@ func (j *judge) judgeBuffer(e *Entry, res *EntryResult, tagged string) {
 	res.Detail = fmt.Sprintf("buffer %q with digest %s is not in the reference values", e.Name, tagged)
 }
 
-func (j *judge) trustedKey(c *x509.Certificate) bool {
+func (j *judge) trustedKey(c *x509.Certificate) error {
 	if ts := j.opts.Trust; ts != nil {
-		for _, t := range append(ts.Roots(), ts.Intermediates()...) {
+		// a root is trusted as itself; any other certificate, even one the
+		// store holds, must pass the chain checks (CRLs: a revoked or
+		// revocation-unknown key is not trusted)
+		for _, t := range ts.Roots() {
 			if t.Equal(c) {
-				return true
+				return nil
 			}
 		}
+		var err error
 		if c.IsCA {
-			_, err := ts.CheckCA(c, j.opts.At)
-			return err == nil
+			_, err = ts.CheckCA(c, j.opts.At)
+		} else {
+			_, err = ts.CheckSigner(c, nil, j.opts.At)
 		}
-		_, err := ts.CheckSigner(c, nil, j.opts.At)
-		return err == nil
+		return err
 	}
-	rc := j.refKeys[imasig.KeyID(c)]
-	return rc != nil && rc.Equal(c)
+	if rc := j.refKeys[imasig.KeyID(c)]; rc != nil && rc.Equal(c) {
+		return nil
+	}
+	return fmt.Errorf("not among the reference values' keys (and no trust store given)")
 }

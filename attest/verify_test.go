@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"strings"
 	"testing"
@@ -202,5 +203,26 @@ func TestVerifyReplay(t *testing.T) {
 	rep = d.verify(t, es, es, []byte("nonce"), func(o *Options) { o.Previous = fakeQuote(t, d.ak, []byte("x"), make([]byte, 32), 100, 0) })
 	if rep.Trusted || !strings.Contains(rep.Problems[0].Detail, "rebooted") {
 		t.Errorf("reboot: %+v", rep.Problems)
+	}
+}
+
+// A key measurement is judged by the chain checks even when the store holds
+// the certificate: without the CA's CRL its revocation is unknown, so it is
+// not trusted (fail closed).
+func TestKeyMeasurementNeedsRevocation(t *testing.T) {
+	d := newDevice(t)
+	keyOK := newEntry("ima-buf", "_ima", digestOf(d.w.deviceCert.Cert.Raw), d.w.deviceCert.Cert.Raw)
+	noCRL, err := pki.NewTrustStore([]*x509.Certificate{d.w.h.Root.Cert}, []*x509.Certificate{d.w.h.Owner.Cert, d.w.deviceCert.Cert}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := append(append([]*Entry{}, d.entries...), keyOK)
+	rep := d.verify(t, es, es, []byte("nonce"), func(o *Options) { o.Trust = noCRL })
+	if got := rep.Entries[len(es)-1]; got.Verdict != VerdictFailed || got.Reason != ReasonUntrustedKey {
+		t.Errorf("key without CRLs: %+v", got)
+	}
+	rep = d.verify(t, es, es, []byte("nonce"), nil)
+	if got := rep.Entries[len(es)-1]; got.Verdict != VerdictTrusted {
+		t.Errorf("key with CRLs: %+v", got)
 	}
 }

@@ -144,7 +144,7 @@ EOF
   host_check attest.boot-aggregate-is-pcr0-9 "sha256:$agg" "$(awk '$5 == "boot_aggregate" {print $4; exit}' "$d/ml1.txt")"
   forge attest policy --image "$img.record.json=/mnt" --cert "$k/ima/ima.der" \
     --boot-aggregate "sha256:$agg" --out "$d/ref.json" --keylime "$d/keylime.json"
-  local trust=(--reference "$d/ref.json" --root "$k/root/root.pem" --cert "$k/ima/ima.pem")
+  local trust=(--reference "$d/ref.json" --root "$k/root/root.pem" --crl "$k/root/root.crl" --cert "$k/ima/ima.pem")
 
   # clean device: trusted, and the replayed PCR 10 is the TPM's
   attest_verify "$d/v-clean" "${trust[@]}" --quote "$d/q1.msg" --quote-sig "$d/q1.sig" --ak "$d/ak.pem" --nonce "$n1" "$d/ml1.bin"
