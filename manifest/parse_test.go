@@ -55,6 +55,12 @@ func TestParseErrors(t *testing.T) {
 			"m.yaml:5:10: image.level: 23 is out of range for zstd (1..22)", ErrInvalid},
 		{"gzip level", strings.Replace(base, "  compression: zstd", "  compression: gzip\n  level: 0", 1),
 			"m.yaml:5:10: image.level: 0 is out of range for gzip (1..9)", ErrInvalid},
+		// xz levels were accepted and then ignored by the build (level 0 and 9
+		// gave the same image); mksquashfs's xz takes no level either.
+		{"xz level", strings.Replace(base, "  compression: zstd", "  compression: xz\n  level: 9", 1),
+			"m.yaml:5:10: image.level: compression xz takes no level", ErrInvalid},
+		{"lz4 level", strings.Replace(base, "  compression: zstd", "  compression: lz4\n  level: 13", 1),
+			"m.yaml:5:10: image.level: 13 is out of range for lz4 (0..12)", ErrInvalid},
 		{"none level", strings.Replace(base, "  compression: zstd", "  compression: none\n  level: 1", 1),
 			"m.yaml:5:10: image.level: compression none takes no level", ErrInvalid},
 		{"block size not power of two", strings.Replace(base, "128K", "96K", 1),

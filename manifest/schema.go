@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+
+	"github.com/imaforge/imaforge/squashfs"
 )
 
 // fieldDocs describes every manifest field, keyed by "Type.yaml_key". The
@@ -28,7 +30,7 @@ var fieldDocs = map[string]string{
 	"Image.format":        "Output format: squashfs (default), or a POSIX pax archive tar, tar.gz or tar.zst carrying security.ima and security.evm as SCHILY.xattr records.",
 	"Image.evm_xattrs":    "The target kernel's EVM-protected xattrs, in its order: debian-6.1 (default: selinux, apparmor, ima, capability), evmctl (adds SMACK64), all.",
 	"Image.compression":   "SquashFS compressor (default gzip).",
-	"Image.level":         "Compression level: gzip 1-9 (default 9), zstd 1-22 (default 15), xz 0-9 (default 6), lz4 0-9 (0 fast, default; 1-9 high compression); none takes none.",
+	"Image.level":         levelDescription(),
 	"Image.block_size":    "Data block size: a power of two from 4K to 1M, as bytes or with a K or M suffix (default 128K).",
 	"Image.epoch":         "Modification time of every entry and creation time of the image, in seconds since 1970 (default 0); SOURCE_DATE_EPOCH overrides it.",
 	"Image.owner":         "When set, the owner of every entry from a source.",
@@ -223,4 +225,9 @@ func (g *schemaGen) structSchema(t reflect.Type) map[string]any {
 		out["required"] = r
 	}
 	return out
+}
+
+// levelDescription describes image.level from squashfs's compressor table.
+func levelDescription() string {
+	return "Compression level: " + squashfs.LevelSummary() + "; lz4 0 is the fast compressor, 1-12 high compression. Omitted: the default."
 }

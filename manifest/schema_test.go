@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/imaforge/imaforge/squashfs"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata")
@@ -140,5 +144,46 @@ func TestDocsNameEveryField(t *testing.T) {
 	sort.Strings(missing)
 	if len(missing) > 0 {
 		t.Errorf("docs/manifest.md does not name (in backquotes) %s", strings.Join(missing, ", "))
+	}
+}
+
+// compressorTable renders squashfs's compressor table as the Markdown table
+// docs/manifest.md shows under image.level.
+func compressorTable() string {
+	var b strings.Builder
+	b.WriteString("  | compressor | levels | default | meaning |\n  |---|---|---|---|\n")
+	for _, ci := range squashfs.Compressors() {
+		lv, def := "(no level)", ""
+		if ci.TakesLevel() {
+			lv, def = ci.LevelRange(), strconv.Itoa(ci.DefaultLevel)
+		}
+		fmt.Fprintf(&b, "  | %s | %s | %s | %s |\n", ci.Name, lv, def, ci.Levels)
+	}
+	return b.String()
+}
+
+// TestDocsCompressorTable: the compressor table of docs/manifest.md is the
+// one the manifest validates with and the build uses (squashfs.Compressors);
+// -update rewrites it in place.
+func TestDocsCompressorTable(t *testing.T) {
+	path := filepath.Join("..", "docs", "manifest.md")
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := compressorTable()
+	if *update {
+		start := bytes.Index(doc, []byte("  | compressor |"))
+		end := bytes.Index(doc[start:], []byte("\n- "))
+		if start < 0 || end < 0 {
+			t.Fatal("docs/manifest.md: no compressor table to update")
+		}
+		doc = append(append(append([]byte(nil), doc[:start]...), want...), doc[start+end+1:]...)
+		if err := os.WriteFile(path, doc, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Contains(doc, []byte(want)) {
+		t.Errorf("docs/manifest.md lacks the compressor table of squashfs.Compressors (go test ./manifest -run DocsCompressor -update rewrites it):\n%s", want)
 	}
 }

@@ -126,12 +126,10 @@ func validate(m *Manifest, c *errs) {
 			c.add(im.FieldPos("level"), ErrInvalid, "image.level: %d is out of range for %s (%d..%d)", *im.Level, im.Format, lo, hi)
 		}
 	} else if im.Level != nil {
-		lo, hi, _ := im.Compression.LevelRange()
-		switch {
-		case im.Compression == None:
-			c.add(im.FieldPos("level"), ErrInvalid, "image.level: compression none takes no level")
-		case *im.Level < lo || *im.Level > hi:
-			c.add(im.FieldPos("level"), ErrInvalid, "image.level: %d is out of range for %s (%d..%d)", *im.Level, im.Compression, lo, hi)
+		if ci, ok := im.Compression.Info(); ok {
+			if err := ci.CheckLevel(*im.Level); err != nil {
+				c.add(im.FieldPos("level"), ErrInvalid, "image.level: %v", err)
+			}
 		}
 	}
 	if im.Epoch < 0 || im.Epoch > maxEpoch {

@@ -15,6 +15,8 @@ import (
 
 	"github.com/bmatcuk/doublestar/v4"
 	"gopkg.in/yaml.v3"
+
+	"github.com/imaforge/imaforge/squashfs"
 )
 
 // Compression is the SquashFS compressor of the image.
@@ -63,34 +65,37 @@ func (f ImageFormat) TarLevelRange() (min, max, def int) {
 // DefaultCompression is used when the manifest names none (as mksquashfs).
 const DefaultCompression = Gzip
 
-// levelRange is the accepted level range and default of each compressor.
-// gzip: zlib levels; zstd: 1..22 (mksquashfs defaults to 15); xz: the
-// liblzma presets; lz4: 0 is the fast compressor, 1..9 high compression.
-// none takes no level.
-var levelRange = map[Compression]struct{ min, max, def int }{
-	Gzip: {1, 9, 9},
-	Zstd: {1, 22, 15},
-	XZ:   {0, 9, 6},
-	LZ4:  {0, 9, 0},
-	None: {0, 0, 0},
+// Compressions lists the accepted compressor names (squashfs.Compressors,
+// the one table of compressors and levels).
+func Compressions() []Compression {
+	var out []Compression
+	for _, ci := range squashfs.Compressors() {
+		out = append(out, Compression(ci.Name))
+	}
+	return out
 }
 
-// Compressions lists the accepted compressor names.
-func Compressions() []Compression { return []Compression{Gzip, Zstd, XZ, LZ4, None} }
-
-// LevelRange returns the accepted levels of c and its default.
-func (c Compression) LevelRange() (min, max, def int) {
-	r := levelRange[c]
-	return r.min, r.max, r.def
+// Info returns the compressor's entry in squashfs's table; false for a
+// name the writer does not know.
+func (c Compression) Info() (squashfs.CompressorInfo, bool) {
+	sc, err := squashfs.ParseCompression(string(c))
+	if err != nil {
+		return squashfs.CompressorInfo{}, false
+	}
+	return squashfs.CompressorInfoOf(sc)
 }
 
-// DefaultLevel is the level used when the manifest sets none.
-func (c Compression) DefaultLevel() int { return levelRange[c].def }
+// DefaultLevel is the level used when the manifest sets none (0 for a
+// compressor without levels).
+func (c Compression) DefaultLevel() int {
+	ci, _ := c.Info()
+	return ci.DefaultLevel
+}
 
 func (c *Compression) decodeScalar(n *yaml.Node) error {
 	v := Compression(n.Value)
-	if _, ok := levelRange[v]; !ok {
-		return fmt.Errorf("unknown compression %q (want one of gzip, zstd, xz, lz4, none)", n.Value)
+	if _, ok := v.Info(); !ok {
+		return fmt.Errorf("unknown compression %q (want one of %s)", n.Value, squashfs.CompressorNames(", "))
 	}
 	*c = v
 	return nil

@@ -551,30 +551,16 @@ func (opts *Options) logf(format string, args ...any) {
 }
 
 func compression(c manifest.Compression) (squashfs.Compression, error) {
-	switch c {
-	case manifest.Gzip, "":
-		return squashfs.Gzip, nil
-	case manifest.Zstd:
-		return squashfs.Zstd, nil
-	case manifest.XZ:
-		return squashfs.XZ, nil
-	case manifest.LZ4:
-		return squashfs.LZ4, nil
-	case manifest.None:
-		return squashfs.CompNone, nil
+	if c == "" {
+		c = manifest.DefaultCompression
 	}
-	return 0, fmt.Errorf("unsupported compression %q", c)
+	return squashfs.ParseCompression(string(c))
 }
 
-// level is the compression level the image is written with; xz and none
-// take none.
-func level(m *manifest.Manifest) int {
-	switch m.Image.Compression {
-	case manifest.XZ, manifest.None:
-		return 0
-	}
-	return m.Image.CompressionLevel()
-}
+// level is the compression level the image is written with (the manifest's
+// or the compressor's default; 0 for xz and none, which take none: the
+// manifest refuses a level for them).
+func level(m *manifest.Manifest) int { return m.Image.CompressionLevel() }
 
 // record assembles the build record once the image is complete.
 func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags []*fragment, files map[string]*fileState,

@@ -51,46 +51,32 @@ type codec struct {
 	newEnc    func() (blockEncoder, error)
 }
 
-// newCodec validates level (0 = the compressor's default) for comp.
+// newCodec validates level (0 = the compressor's default) for comp against
+// the compressor table.
 func newCodec(comp Compression, level, blockSize int) (*codec, error) {
+	ci, ok := CompressorInfoOf(comp)
+	if !ok {
+		return nil, fmt.Errorf("%w: %v", ErrUnsupportedCompression, comp)
+	}
 	c := &codec{comp: comp, level: level, blockSize: blockSize}
+	if level == 0 {
+		c.level = ci.DefaultLevel
+	} else if err := ci.CheckLevel(level); err != nil {
+		return nil, fmt.Errorf("squashfs: %w", err)
+	}
 	switch comp {
 	case CompNone:
-		if level != 0 {
-			return nil, fmt.Errorf("squashfs: compression none takes no level (got %d)", level)
-		}
 		c.newEnc = func() (blockEncoder, error) { return nil, nil }
 	case Gzip:
-		if c.level == 0 {
-			c.level = DefaultGzipLevel
-		}
-		if c.level < 1 || c.level > 9 {
-			return nil, fmt.Errorf("squashfs: gzip level %d out of range 1..9", level)
-		}
 		c.newEnc = func() (blockEncoder, error) { return newGzipEncoder(c.level) }
 	case Zstd:
-		if c.level == 0 {
-			c.level = DefaultZstdLevel
-		}
-		if c.level < 1 || c.level > 22 {
-			return nil, fmt.Errorf("squashfs: zstd level %d out of range 1..22", level)
-		}
 		c.newEnc = func() (blockEncoder, error) { return newZstdEncoder(c.level, blockSize) }
 	case XZ:
-		// mksquashfs's xz has no level option (-Xdict-size and -Xbcj only).
-		if level != 0 {
-			return nil, fmt.Errorf("squashfs: xz takes no level (got %d)", level)
-		}
 		c.newEnc = func() (blockEncoder, error) { return newXZBlockEncoder(blockSize) }
 	case LZ4:
-		// 0 (or 1): the fast compressor, as mksquashfs's default; 2..12:
-		// the high-compression compressor at that level (mksquashfs -Xhc).
-		if c.level < 0 || c.level > 12 {
-			return nil, fmt.Errorf("squashfs: lz4 level %d out of range 0..12", level)
-		}
+		// 0: the fast compressor, as mksquashfs's default; 1..12: the
+		// high-compression compressor at that level (mksquashfs -Xhc).
 		c.newEnc = func() (blockEncoder, error) { return newLZ4BlockEncoder(c.level) }
-	default:
-		return nil, fmt.Errorf("%w: %v", ErrUnsupportedCompression, comp)
 	}
 	return c, nil
 }
@@ -131,7 +117,7 @@ func (c *codec) options() []byte {
 		}
 	case LZ4:
 		o := LZ4Options{Version: LZ4Legacy}
-		if c.level > 1 {
+		if c.level > 0 {
 			o.Flags = LZ4HC
 		}
 		return o.appendTo(nil)
@@ -239,7 +225,7 @@ type lz4Encoder struct {
 
 func newLZ4Encoder(level int) *lz4Encoder {
 	e := &lz4Encoder{level: level}
-	if level > 1 {
+	if level > 0 {
 		e.hc.Level = lz4.CompressionLevel(1 << (8 + min(level, 9)))
 	}
 	return e
@@ -253,7 +239,7 @@ func (e *lz4Encoder) encode(dst, src []byte) ([]byte, error) {
 	dst = dst[:bound]
 	var n int
 	var err error
-	if e.level > 1 {
+	if e.level > 0 {
 		n, err = e.hc.CompressBlock(src, dst)
 	} else {
 		n, err = e.fast.CompressBlock(src, dst)

@@ -136,11 +136,7 @@ func (e cXZEncoder) encode(dst, src []byte) ([]byte, error) {
 type cLZ4Encoder struct{ hc int }
 
 func newLZ4BlockEncoder(level int) (blockEncoder, error) {
-	e := cLZ4Encoder{}
-	if level > 1 {
-		e.hc = level
-	}
-	return e, nil
+	return cLZ4Encoder{hc: level}, nil // 0: LZ4_compress_default
 }
 
 func (e cLZ4Encoder) encode(dst, src []byte) ([]byte, error) {

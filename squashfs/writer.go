@@ -22,7 +22,8 @@ type Options struct {
 	// for mksquashfs; CompNone stores everything uncompressed.
 	Compression Compression
 	// Level is the compressor's level; 0 means its default (gzip 9,
-	// zstd 15, lz4 fast; xz and none take no level).
+	// zstd 15, lz4 fast; xz and none take no level). Compressors lists the
+	// ranges; lz4 1..12 is high compression.
 	Level int
 	// BlockSize is the data block size, a power of two from 4 KiB to 1 MiB
 	// (0 means 128 KiB).

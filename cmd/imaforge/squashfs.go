@@ -29,8 +29,8 @@ func init() {
 		Usage:     "pack directory DIR into the SquashFS image OUT (xattrs kept when readable)",
 		ArgsUsage: "DIR OUT",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "comp", Value: "zstd", Usage: "compressor: zstd, gzip, xz, lz4 or none"},
-			&cli.IntFlag{Name: "level", Usage: "compression level (0: the compressor's default, as mksquashfs: zstd 15, gzip 9; lz4 2-12 = high compression)"},
+			&cli.StringFlag{Name: "comp", Value: "zstd", Usage: "compressor: " + squashfs.CompressorNames(", ")},
+			&cli.IntFlag{Name: "level", Usage: "compression level, 0: the compressor's default (" + squashfs.LevelSummary() + "; lz4 0 = fast, 1-12 = high compression)"},
 			&cli.StringFlag{Name: "block-size", Value: "128K", Usage: "data block `SIZE`, a power of two from 4K to 1M"},
 			&cli.StringFlag{Name: "epoch", Usage: "set the image time and every entry's time to `SECONDS` (default: $SOURCE_DATE_EPOCH clamps entry times; else the newest entry time)"},
 			&cli.BoolFlag{Name: "all-root", Usage: "make every entry owned by root (0:0)"},
