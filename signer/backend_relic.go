@@ -18,7 +18,6 @@ import (
 	"github.com/sassoftware/relic/v7/lib/passprompt"
 	"github.com/sassoftware/relic/v7/signers/sigerrors"
 	"github.com/sassoftware/relic/v7/token"
-	"github.com/sassoftware/relic/v7/token/open"
 
 	"github.com/imaforge/imaforge/signer/keyref"
 )
@@ -382,7 +381,7 @@ func openRelic(ctx context.Context, ref, cfgPath string, cfg *relicconfig.Config
 		if getter != nil {
 			prompt = getter.fresh()
 		}
-		tok, err := open.Token(cfg, keyConf.Token, prompt)
+		tok, err := openToken(cfg, keyConf.Token, prompt)
 		if err != nil {
 			if tokConf.Type == "pkcs11" {
 				err = explainPKCS11(tokConf.Provider, err)
