@@ -44,6 +44,11 @@ PKGS=(
   libtss2-tcti-device0:/usr/lib/x86_64-linux-gnu/libtss2-tcti-device.so.0
   xxd:xxd
   jq:jq
+  # the second judge kernel of the e2e (scripts/kernel-e2e/build-kernel.sh)
+  linux-source-6.1:/usr/src/linux-source-6.1.tar.xz
+  flex:flex
+  bison:bison
+  libelf-dev:/usr/include/libelf.h
 )
 
 missing=()
