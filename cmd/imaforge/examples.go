@@ -25,6 +25,8 @@ imaforge completion fish > ~/.config/fish/completions/imaforge.fish`,
 imaforge file sign --key ima.key --cert ima.pem --xattr --hash sha512 rootfs/usr/bin/*`,
 	"file verify": `imaforge file verify --cert ima.pem --sigfile bin/app
 imaforge file verify --cert ima.pem --xattr -v rootfs/usr/bin/*`,
+	"init": `imaforge init myproduct
+imaforge init                          # in the current directory`,
 	"manifest check": `imaforge manifest check firmware.yaml
 imaforge manifest check --walk --strict firmware.yaml`,
 	"manifest ls":     `imaforge manifest ls -v firmware.yaml`,
