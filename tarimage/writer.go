@@ -15,8 +15,9 @@
 //
 // The one-read guarantee: a file's xattrs go before its data, but its
 // signatures are known only once its content has been read. WriteData reads
-// every file exactly once on Workers goroutines and holds what it read
-// until the file's Seal returns: in memory for files up to Options.MemFile
+// every file exactly once on Workers goroutines, hands its Seal to a
+// goroutine of its own (so signing overlaps the reading of later files) and
+// holds what it read until the Seal returns: in memory for files up to Options.MemFile
 // bytes, else in a spool file in Options.SpoolDir (written once, read
 // back once: the cost of tar for large signed files). Unsigned files (no
 // Seal) larger than MemFile are read directly into the archive.
@@ -198,7 +199,7 @@ func NewWriter(w io.Writer, opts Options) (*Writer, error) {
 			return nil, fmt.Errorf("tar.zst level %d outside 1..22", lvl)
 		}
 		zw, err := zstd.NewWriter(dst, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(lvl)),
-			zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(true))
+			zstd.WithEncoderConcurrency(opts.Workers), zstd.WithEncoderCRC(true))
 		if err != nil {
 			return nil, err
 		}
@@ -340,6 +341,10 @@ func (w *Writer) WriteData(ctx context.Context) error {
 			}
 		}
 	}()
+	// Readers hand a read file's Seal to a goroutine of its own and go on
+	// reading: signing runs while later files are read, and the window
+	// bounds how many wait.
+	var seals sync.WaitGroup
 	for range w.opts.Workers {
 		wg.Add(1)
 		go func() {
@@ -347,8 +352,14 @@ func (w *Writer) WriteData(ctx context.Context) error {
 			for j := range queue {
 				if ctx.Err() != nil {
 					j.err = ctx.Err()
-				} else {
-					w.read(j)
+				} else if w.read(j); j.err == nil && j.e.Seal != nil {
+					seals.Add(1)
+					go func() {
+						defer seals.Done()
+						j.xattrs, j.err = j.e.Seal()
+						close(j.done)
+					}()
+					continue
 				}
 				close(j.done)
 			}
@@ -357,6 +368,7 @@ func (w *Writer) WriteData(ctx context.Context) error {
 	err := w.commit(ctx, jobs, sem)
 	cancel()
 	wg.Wait()
+	seals.Wait()
 	// Files read but never written (after an error) give back their spools.
 	for _, j := range order {
 		select {
@@ -371,7 +383,7 @@ func (w *Writer) WriteData(ctx context.Context) error {
 	return err
 }
 
-// read reads one file into memory or a spool file and seals it.
+// read reads one file into memory or a spool file.
 func (w *Writer) read(j *job) {
 	e := j.e
 	r, err := e.Open()
@@ -407,11 +419,6 @@ func (w *Writer) read(j *job) {
 		}
 	}
 	j.xattrs = e.Xattrs
-	if e.Seal != nil {
-		if j.xattrs, err = e.Seal(); err != nil {
-			j.err = err
-		}
-	}
 }
 
 // copyExact copies exactly n bytes from r and checks that r ends there.
