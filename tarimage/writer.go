@@ -71,8 +71,8 @@ type Options struct {
 	// Workers read files side by side (0: 1).
 	Workers int
 	// MemFile is the largest file held in memory while waiting for its
-	// signature (0: 4 MiB); Window bounds the bytes held in memory in all
-	// (0: 64 MiB).
+	// signature (0: 1 MiB); Window bounds the bytes held in memory in all
+	// (0: 24 MiB: under the imaforge binary's 100 MiB soft heap limit).
 	MemFile, Window int64
 	// SpoolDir holds larger signed files until their signature is known
 	// (empty: os.TempDir).
@@ -169,10 +169,10 @@ func NewWriter(w io.Writer, opts Options) (*Writer, error) {
 		opts.Workers = 1
 	}
 	if opts.MemFile <= 0 {
-		opts.MemFile = 4 << 20
+		opts.MemFile = 1 << 20
 	}
 	if opts.Window <= 0 {
-		opts.Window = 64 << 20
+		opts.Window = 24 << 20
 	}
 	opts.Window = max(opts.Window, opts.MemFile)
 	tw := &Writer{opts: opts, count: countWriter{w: w}}
