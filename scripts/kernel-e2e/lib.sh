@@ -19,7 +19,7 @@ IMAFORGE=${IMAFORGE:-$E2E_ROOT/bin/imaforge}
 
 # Modules the guest loads, in order, after their dependencies (resolved from
 # each module's .modinfo "depends=" field, since the package ships no modules.dep).
-E2E_MODULES=(virtio_pci virtio_blk squashfs loop dm-verity)
+E2E_MODULES=(virtio_pci virtio_blk squashfs loop dm-verity crc32c_generic ext4)
 # Modules copied into the initramfs but loaded only by a check.
 E2E_EXTRA_MODULES=(sha512_generic)
 

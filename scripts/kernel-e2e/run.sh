@@ -10,7 +10,7 @@
 #                the binary to run, and require that the harness reports FAIL
 #                for exactly that check (the default run does this too)
 #   --only       run the named scenarios (enforce, hierarchy, policy, verity,
-#                attest, dynpolicy, selftest)
+#                attest, evm, dynpolicy, selftest)
 #   --keep       keep the work directory (console logs, images, keys)
 #
 # Environment: E2E_CACHE (downloads, default .cache/kernel-e2e), E2E_TIMEOUT
@@ -98,10 +98,11 @@ new_initramfs() {
 . "$E2E_DIR/scenarios.sh"
 . "$E2E_DIR/attest.sh"
 . "$E2E_DIR/dynpolicy.sh"
+. "$E2E_DIR/evm.sh"
 
 # dynpolicy (issue 23) runs only when named (--only dynpolicy): it has not yet
 # passed on its judge kernel (see README.md)
-for s in enforce hierarchy policy verity attest selftest ${ONLY:+dynpolicy}; do
+for s in enforce hierarchy policy verity attest evm selftest ${ONLY:+dynpolicy}; do
   if want_scenario "$s"; then
     "scenario_$s"
   fi
