@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"reflect"
@@ -30,6 +31,37 @@ type nodeDecoder interface {
 
 type decoder struct {
 	errs *errs
+	src  [][]byte // the manifest's lines, for positions inside block scalars
+}
+
+// blockLines returns the position of each line of a literal block scalar's
+// value: yaml.v3 places the node at its `|` indicator, and a literal block
+// keeps every line, so value line i is source line n.Line+1+i; its column
+// is the block's indentation (that of its first non-blank line) plus one.
+// Anything else gives nil.
+func (d *decoder) blockLines(n *yaml.Node) []Pos {
+	if n.Kind != yaml.ScalarNode || n.Style&yaml.LiteralStyle == 0 || n.Line < 1 {
+		return nil
+	}
+	count := strings.Count(n.Value, "\n")
+	if !strings.HasSuffix(n.Value, "\n") {
+		count++
+	}
+	indent := -1
+	for l := n.Line; l < len(d.src) && l < n.Line+count; l++ { // d.src[l] is line l+1
+		if t := bytes.TrimLeft(d.src[l], " "); len(bytes.TrimSpace(t)) > 0 {
+			indent = len(d.src[l]) - len(t)
+			break
+		}
+	}
+	if indent < 0 {
+		return nil
+	}
+	out := make([]Pos, count)
+	for i := range out {
+		out[i] = Pos{Line: n.Line + 1 + i, Col: indent + 1}
+	}
+	return out
 }
 
 func pos(n *yaml.Node) Pos { return Pos{Line: n.Line, Col: n.Column} }
@@ -234,6 +266,12 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, what string) {
 		}
 		if loc != nil {
 			loc.setField(k.Value, pos(val))
+			if ls := d.blockLines(val); ls != nil {
+				if loc.lines == nil {
+					loc.lines = map[string][]Pos{}
+				}
+				loc.lines[k.Value] = ls
+			}
 		}
 		sub := k.Value
 		if what != "manifest" {

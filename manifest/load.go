@@ -84,7 +84,7 @@ func parse(name, dir string, data []byte) (*Manifest, error) {
 		c.add(pos(root), ErrType, "manifest must be a mapping, not %s", kindName(root))
 		return nil, c.err()
 	}
-	d := &decoder{errs: c}
+	d := &decoder{errs: c, src: bytes.Split(data, []byte("\n"))}
 	d.decode(root, reflect.ValueOf(m).Elem(), "manifest")
 	decoded := len(c.list)
 	validate(m, c)

@@ -1,12 +1,16 @@
 package manifest
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 // base is a valid manifest that the error cases edit.
@@ -370,5 +374,33 @@ func TestLoadMissing(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Load of a missing file: %v", err)
+	}
+}
+
+// TestLinePos: each line of a literal block value (`rules: |`) has its
+// manifest line and the block's column, blank lines included; a quoted
+// value has none (LinePos falls back to the value's position).
+func TestLinePos(t *testing.T) {
+	text := "version: 1\nimage: {output: out/x.sqsh}\npolicy:\n  - name: a\n    path: /etc/ima/policy.d/a.policy\n    key: k\n    rules: |\n      measure func=BPRM_CHECK\n\n        dont_measure fsmagic=0x9fa0\n  - name: b\n    path: /etc/ima/policy.d/b.policy\n    key: k\n    rules: \"measure func=FILE_CHECK\"\n"
+	m := &Manifest{}
+	d := &decoder{errs: &errs{file: "m.yaml"}, src: bytes.Split([]byte(text), []byte("\n"))}
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+		t.Fatal(err)
+	}
+	d.decode(doc.Content[0], reflect.ValueOf(m).Elem(), "manifest")
+	if len(m.Policy) != 2 {
+		t.Fatalf("policy: %+v", m.Policy)
+	}
+	for i, want := range []Pos{{8, 7}, {9, 7}, {10, 7}} {
+		if got, ok := m.Policy[0].LinePos("rules", i); !ok || got != want {
+			t.Errorf("rules line %d: %v %v, want %v", i, got, ok, want)
+		}
+	}
+	if _, ok := m.Policy[0].LinePos("rules", 3); ok {
+		t.Error("a line past the block has a position")
+	}
+	if got, ok := m.Policy[1].LinePos("rules", 0); ok || got != (Pos{14, 12}) {
+		t.Errorf("quoted value: %v %v, want the value's position and false", got, ok)
 	}
 }

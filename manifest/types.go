@@ -16,6 +16,18 @@ type Located struct {
 	// Pos is where the mapping starts.
 	Pos    Pos
 	fields map[string]Pos
+	lines  map[string][]Pos // the lines of literal block values ("rules: |")
+}
+
+// LinePos returns the position in the manifest of line i (0-based) of the
+// named key's value, where the value is a literal block scalar (`key: |`):
+// its line and the column of its first character after the block's
+// indentation. For any other value it returns FieldPos(yamlKey) and false.
+func (l *Located) LinePos(yamlKey string, i int) (Pos, bool) {
+	if ls := l.lines[yamlKey]; i >= 0 && i < len(ls) {
+		return ls[i], true
+	}
+	return l.FieldPos(yamlKey), false
 }
 
 // FieldPos returns the position of the value of the named YAML key, or the

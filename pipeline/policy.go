@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"path"
 	"strings"
@@ -52,9 +53,13 @@ func renderPolicy(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...
 		}
 		data, warnings, err := f.Check(v)
 		if err != nil {
-			return nil, m.Errorf(fragmentErrorPos(pf, f, err), err, "policy fragment %q (linted for kernel %s)", pf.Name, kernel)
+			return nil, fragmentError(m, pf, f, kernel, err)
 		}
 		for _, w := range warnings {
+			if p, ok := rulePos(pf, f, w.Pos); ok {
+				logf("%s:%s: warning: policy fragment %q: %s", m.File, p, pf.Name, w.Msg)
+				continue
+			}
 			logf("warning: policy fragment %q: %s", pf.Name, w)
 		}
 		if e, ok := tree.Lookup(pf.Path); ok {
@@ -138,4 +143,48 @@ func policyFiles(frags []*fragment, files map[string]*fileState) map[string][]by
 		out[name+".sig"] = files[fr.src.Path].sig.value
 	}
 	return out
+}
+
+// fragmentError reports the rules the kernel would reject at their line and
+// column in the manifest (a `rules: |` block), one error each; what does not
+// come from a written rule (a preset's rule, the tenant) is placed by
+// fragmentErrorPos.
+func fragmentError(m *manifest.Manifest, pf *manifest.PolicyFragment, f policy.Fragment, kernel string, err error) error {
+	var list policy.ErrorList
+	if !errors.As(err, &list) {
+		return m.Errorf(fragmentErrorPos(pf, f, err), err, "policy fragment %q (linted for kernel %s)", pf.Name, kernel)
+	}
+	var errs []error
+	for _, e := range list {
+		if p, ok := rulePos(pf, f, e.Pos); ok {
+			// e's own position is in the rendered fragment, which was
+			// never written: only its message is kept.
+			errs = append(errs, m.Errorf(p, fmt.Errorf("%w: %s", policy.ErrSyntax, e.Msg), "policy fragment %q: kernel %s", pf.Name, kernel))
+			continue
+		}
+		errs = append(errs, m.Errorf(fragmentErrorPos(pf, f, policy.ErrorList{e}), e, "policy fragment %q (linted for kernel %s)", pf.Name, kernel))
+	}
+	return errors.Join(errs...)
+}
+
+// rulePos maps a position in the rendered fragment to the manifest: a line
+// that comes from the fragment's rules text is found in its `rules: |`
+// block (Render trims each rule, so the rule's leading blanks are added
+// back to the column).
+func rulePos(pf *manifest.PolicyFragment, f policy.Fragment, p policy.Pos) (manifest.Pos, bool) {
+	kind, i, ok := f.Origin(p.Line)
+	if !ok || kind != "rules" {
+		return manifest.Pos{}, false
+	}
+	lp, ok := pf.LinePos("rules", i)
+	if !ok {
+		return manifest.Pos{}, false
+	}
+	r := f.Rules[i]
+	lead := len(r) - len(strings.TrimLeft(r, " \t"))
+	col := p.Col
+	if col < 1 {
+		col = 1
+	}
+	return manifest.Pos{Line: lp.Line, Col: lp.Col + lead + col - 1}, true
 }

@@ -109,8 +109,23 @@ func TestBuildPolicyRejected(t *testing.T) {
 				t.Fatal("build with a rejected rule succeeded")
 			}
 			var me *manifest.Error
-			if !errors.As(err, &me) {
-				t.Errorf("error is not positioned in the manifest: %v", err)
+			if !errors.As(err, &me) || !errors.Is(err, policy.ErrSyntax) {
+				t.Fatalf("error is not positioned in the manifest: %v", err)
+			}
+			// The rule's own line and a column inside it (was: the
+			// fragment's `- name:` line, and a position in the rendered
+			// fragment, a file that was never written).
+			var line, col int
+			for i, l := range strings.Split(text, "\n") {
+				if c := strings.Index(l, tt.rule); c >= 0 {
+					line, col = i+1, c+1
+				}
+			}
+			if me.Pos.Line != line || me.Pos.Col < col || me.Pos.Col >= col+len(tt.rule) {
+				t.Errorf("error at %s, want line %d, a column in %d..%d: %v", me.Pos, line, col, col+len(tt.rule)-1, err)
+			}
+			if strings.Contains(err.Error(), "50-acme.policy:") {
+				t.Errorf("error names the generated fragment: %v", err)
 			}
 			for _, w := range []string{"acme", tt.want} {
 				if !strings.Contains(err.Error(), w) {
