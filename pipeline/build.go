@@ -228,6 +228,9 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkIntent(m, lay, opts.Strict, opts.logf); err != nil { // intent.go
+		return nil, err
+	}
 	frags, entries, files, primary, used := lay.frags, lay.entries, lay.files, lay.primary, lay.used
 	toRead, total := lay.toRead, lay.total
 

@@ -50,6 +50,8 @@ type layout struct {
 	primary map[uint32]string
 	// used names the keys that sign at least one file.
 	used map[string]bool
+	// hits counts the regular files each rule decided (first match).
+	hits map[*manifest.Rule]int
 	// toRead counts the regular files whose content is read (a hard-link
 	// group once) and total their bytes.
 	toRead int
@@ -80,6 +82,7 @@ func layOut(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...any)) 
 		files:   make(map[string]*fileState),
 		primary: make(map[uint32]string),
 		used:    make(map[string]bool),
+		hits:    make(map[*manifest.Rule]int),
 	}
 	for _, f := range frags {
 		l.files[f.src.Path] = &fileState{entry: &f.entry, key: f.src.Key, pos: f.src.Pos}
@@ -94,6 +97,7 @@ func layOut(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...any)) 
 			if err != nil {
 				return nil, err
 			}
+			l.hits[r]++
 			fs = &fileState{entry: e, pos: r.Pos}
 			if r.Sign == nil || *r.Sign {
 				fs.key = r.Key

@@ -1,0 +1,57 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBuildIntent: a typo in a rule (/opt/tenat/**, matching nothing), a
+// rule every file of which an earlier rule takes, a key no rule uses and a
+// manifest without trust: are warnings naming their manifest line; under
+// --strict (Options.Strict) they fail the build together, before any file
+// is read, and leave no image. (Was: the build signed the tenant's files
+// with the manufacturer key without a word.)
+func TestBuildIntent(t *testing.T) {
+	p := newProject(t)
+	writeTree(t, filepath.Join(p.dir, "src"), sortedPaths(false), 0o755)
+	body := strings.Replace(fmt.Sprintf(manifestTmpl, "gzip", "src"), "  - match: /opt/tenant/**\n    key: tenant\n",
+		"  - match: /opt/tenat/**\n    key: tenant\n  - match: /usr/**\n    key: manufacturer\n  - match: /usr/bin/**\n    key: manufacturer\n", 1)
+	m := p.manifest(t, "", "", body)
+	var logs []string
+	logf := func(f string, a ...any) { logs = append(logs, fmt.Sprintf(f, a...)) }
+	if _, err := Build(context.Background(), Options{Manifest: m, ToolVersion: "test", Logf: logf}); err != nil {
+		t.Fatalf("build without --strict: %v", err)
+	}
+	all := strings.Join(logs, "\n")
+	for _, want := range []string{
+		"m.yaml:16:5: rule 1 (match: /opt/tenat/**) matches no file",
+		"m.yaml:20:5: rule 3 (match: /usr/bin/**) is shadowed",
+		`m.yaml:11:11: key "tenant" is used by no rule`,
+		"no trust: section",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("warnings lack %q:\n%s", want, all)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(p.dir, "out")); err != nil {
+		t.Fatal(err)
+	}
+	var prog startProgress
+	_, err := Build(context.Background(), Options{Manifest: m, ToolVersion: "test", Strict: true, Progress: &prog})
+	if err == nil {
+		t.Fatal("--strict build succeeded")
+	}
+	for _, want := range []string{"matches no file", "is shadowed", "used by no rule", "no trust"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("--strict error lacks %q: %v", want, err)
+		}
+	}
+	if prog.started {
+		t.Error("the --strict build read files first")
+	}
+	assertNoOutput(t, p)
+}
