@@ -29,7 +29,8 @@ imaforge file verify --cert ima.pem --xattr -v rootfs/usr/bin/*`,
 imaforge init                          # in the current directory`,
 	"manifest check": `imaforge manifest check firmware.yaml
 imaforge manifest check --walk --strict firmware.yaml`,
-	"manifest ls":     `imaforge manifest ls -v firmware.yaml`,
+	"manifest ls": `imaforge manifest ls -v firmware.yaml
+imaforge manifest ls --keys firmware.yaml   # which rule and key sign each file`,
 	"manifest schema": `imaforge manifest schema > manifest.schema.json`,
 	"pki init":        `IMAFORGE_PASS=... imaforge pki init --name "ACME Manufacturing" --out pki/root --passphrase-env IMAFORGE_PASS`,
 	"pki issue": `imaforge pki issue --ca pki/root/root.pem --ca-key pki/root/root.key --role owner-ca --name "ACME Owner" --out pki/owner

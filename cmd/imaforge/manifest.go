@@ -45,6 +45,7 @@ func init() {
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "also report overlapping sources on stderr"},
 					&cli.BoolFlag{Name: "strict", Usage: "treat warnings (an override matching nothing) as errors"},
+					&cli.BoolFlag{Name: "keys", Usage: "list each regular file with the rule and key that will sign it (manifest_keys.go)"},
 				},
 				Action: runManifestLs,
 			},
@@ -116,10 +117,13 @@ func runManifestCheck(c *cli.Context) error {
 }
 
 func runManifestLs(c *cli.Context) error {
-	_, t, err := walkManifest(c, c.Bool("verbose"))
+	m, t, err := walkManifest(c, c.Bool("verbose"))
 	if err != nil {
 		return err
 	}
 	defer t.Close()
+	if c.Bool("keys") {
+		return writeKeyListing(c.App.Writer, m, t)
+	}
 	return t.WriteListing(c.App.Writer)
 }
