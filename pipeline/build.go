@@ -499,7 +499,22 @@ func (opts *Options) loadKeys(m *manifest.Manifest, used map[string]bool) (map[s
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, err := loadKey(k, opts.keyOptions(k))
+			ko := opts.keyOptions(k)
+			var warned []string
+			if opts.Strict {
+				// --strict: a key file others may read is an error.
+				prev := ko.Warn
+				ko.Warn = func(msg string) {
+					warned = append(warned, msg)
+					if prev != nil {
+						prev(msg)
+					}
+				}
+			}
+			s, err := loadKey(k, ko)
+			if err == nil && len(warned) > 0 {
+				err = fmt.Errorf("--strict: %s", strings.Join(warned, "; "))
+			}
 			if err != nil {
 				errs[i] = m.Errorf(k.Pos, err, "key %q", name)
 				return

@@ -55,3 +55,28 @@ func TestBuildIntent(t *testing.T) {
 	}
 	assertNoOutput(t, p)
 }
+
+// TestBuildStrictKeyPermissions: a private key file readable by group or
+// others is a warning, and under --strict an error naming the key (was: a
+// warning only).
+func TestBuildStrictKeyPermissions(t *testing.T) {
+	p := newProject(t)
+	writeTree(t, filepath.Join(p.dir, "src"), sortedPaths(false), 0o755)
+	m := p.manifest(t, "gzip", "src", "")
+	if err := os.Chmod(filepath.Join(p.dir, "keys", "mfr.key"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	var logs []string
+	if _, err := Build(context.Background(), Options{Manifest: m, ToolVersion: "test", Logf: func(f string, a ...any) { logs = append(logs, fmt.Sprintf(f, a...)) }}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(logs, "\n"), "accessible by group or others") {
+		t.Errorf("no permission warning: %q", logs)
+	}
+	// (Build --strict would stop first at this manifest's missing trust:.)
+	opts := &Options{Manifest: m, Strict: true}
+	_, err := opts.loadKeys(m, map[string]bool{"manufacturer": true, "tenant": true})
+	if err == nil || !strings.Contains(err.Error(), "accessible by group or others") || !strings.Contains(err.Error(), `key "manufacturer"`) {
+		t.Fatalf("--strict with a group-readable key: %v", err)
+	}
+}
