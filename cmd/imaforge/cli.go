@@ -1,7 +1,10 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"sort"
 	"strings"
@@ -306,4 +309,47 @@ func init() {
 	cli.VersionPrinter = func(c *cli.Context) {
 		fmt.Fprintf(c.App.Writer, "imaforge %s\n", c.App.Version)
 	}
+}
+
+// countingWriter counts what a command wrote to stdout.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// wantsJSON reports whether --json is among the flags of args (before "--").
+func wantsJSON(args []string) bool {
+	for _, a := range args[1:] {
+		if a == "--" {
+			return false
+		}
+		if a == "--json" || a == "--json=true" {
+			return true
+		}
+	}
+	return false
+}
+
+// jsonError is what a command given --json prints on stdout when it fails
+// before writing its own result: the error (as on stderr) and the exit code.
+type jsonError struct {
+	Error    string `json:"error"`
+	Hint     string `json:"hint,omitempty"`
+	ExitCode int    `json:"exit_code"`
+}
+
+func writeJSONError(w io.Writer, err error, code int) {
+	je := jsonError{Error: err.Error(), ExitCode: code}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		je.Hint = ee.hint
+	}
+	b, _ := json.MarshalIndent(je, "", "  ")
+	fmt.Fprintf(w, "%s\n", b)
 }

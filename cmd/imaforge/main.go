@@ -83,9 +83,15 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	app := newApp()
+	out := &countingWriter{w: os.Stdout}
+	app.Writer = out
 	err := app.RunContext(ctx, permuteArgs(app.Commands, os.Args)) // cli.go: flags after arguments
 	stop()
-	os.Exit(report(err))
+	code := report(err)
+	if err != nil && out.n == 0 && wantsJSON(os.Args) {
+		writeJSONError(os.Stdout, err, code) // cli.go: --json errors are JSON too
+	}
+	os.Exit(code)
 }
 
 // report prints err in the documented style to stderr and returns the exit
