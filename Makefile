@@ -11,7 +11,7 @@ GOTESTFLAGS ?= -count=1 -timeout 40m
 # cgo's default -O2 (scripts/bench-squashfs.sh, zstd level 15, large files).
 export CGO_CFLAGS ?= -O3
 
-.PHONY: all build test unit acceptance e2e demo bench fuzz lint deps clean
+.PHONY: all build test unit race acceptance e2e demo bench fuzz lint deps clean
 
 all: build
 
@@ -30,11 +30,18 @@ deps:
 
 # The whole suite: peers installed, unit and peer tests, the kernel end to end,
 # and the shared acceptance checks when ../shared is present.
-test: deps build lint unit e2e acceptance
+test: deps build lint unit race e2e acceptance
 
 # IMAFORGE_TEST_HUGE: the reader's >4 GiB sparse-file test against mksquashfs.
 unit:
 	IMAFORGE_TEST_HUGE=1 $(GO) test $(GOTESTFLAGS) ./...
+
+# The race detector over the concurrent code, kept short: the worker pool,
+# the squashfs writer's parallel data path and concurrent xattrs, batch
+# signing, and whole builds (several workers, reproducible output).
+RACE_RUN ?= TestForEach|TestReproducible|TestTreeReproducible|TestSetXattrsConcurrent|TestDuplicatesStoredOnce|TestSignFilesParallel|TestBuildReproducible|TestPublishConcurrent
+race:
+	$(GO) test -race -count=1 -run '$(RACE_RUN)' ./internal/parallel/ ./squashfs/ ./signer/ ./pipeline/
 
 e2e: build
 	scripts/kernel-e2e/run.sh
@@ -61,8 +68,12 @@ FUZZTIME ?= 30s
 fuzz:
 	scripts/fuzz.sh $(FUZZTIME)
 
+# staticcheck: scripts/install-deps.sh installs it (staticcheck.conf says
+# which checks and why).
+STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
 lint:
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 

@@ -67,9 +67,7 @@ func (d *decoder) blockLines(n *yaml.Node) []Pos {
 func pos(n *yaml.Node) Pos { return Pos{Line: n.Line, Col: n.Column} }
 
 var (
-	scalarDecoderType = reflect.TypeFor[scalarDecoder]()
-	nodeDecoderType   = reflect.TypeFor[nodeDecoder]()
-	locatedType       = reflect.TypeFor[Located]()
+	locatedType = reflect.TypeFor[Located]()
 )
 
 // plain reports whether n may be decoded: no anchor, alias or custom tag.

@@ -737,9 +737,7 @@ func (p *parser) laterAllowing(fn Func, f flag) Version {
 // '+', for base 16 an optional "0x" prefix, digits, an optional trailing
 // newline, nothing else; values past bits bits are out of range.
 func kstrtoul(s string, base, bits int) (uint64, error) {
-	if strings.HasPrefix(s, "+") {
-		s = s[1:]
-	}
+	s = strings.TrimPrefix(s, "+")
 	if base == 16 && len(s) >= 3 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') && isHex(s[2]) {
 		s = s[2:]
 	}

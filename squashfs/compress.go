@@ -1,3 +1,7 @@
+// The pure-Go encoders below are the !cgo build's (compress_nocgo.go);
+// staticcheck checks the cgo build, where they are unused.
+//lint:file-ignore U1000 used by the !cgo build
+
 package squashfs
 
 import (

@@ -1081,11 +1081,13 @@ type LZOOptions struct {
 	Level     uint32 // 4
 }
 
+//lint:ignore U1000 the record is described whole; the reader refuses LZO images before reading it
 func (o *LZOOptions) appendTo(b []byte) []byte {
 	b = le.AppendUint32(b, o.Algorithm)
 	return le.AppendUint32(b, o.Level)
 }
 
+//lint:ignore U1000 see appendTo
 func (o *LZOOptions) decode(b []byte, off int64) (int, error) {
 	if len(b) < 8 {
 		return 0, short(off, "lzo options", 8, len(b))

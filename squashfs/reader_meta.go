@@ -173,16 +173,3 @@ func (c *metaCursor) appendN(buf []byte, n uint64) ([]byte, error) {
 	}
 	return buf, nil
 }
-
-// skip advances the stream by n bytes.
-func (c *metaCursor) skip(n uint64) error {
-	var scratch [256]byte
-	for n > 0 {
-		k := min(n, uint64(len(scratch)))
-		if err := c.read(scratch[:k]); err != nil {
-			return err
-		}
-		n -= k
-	}
-	return nil
-}

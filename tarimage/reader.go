@@ -189,7 +189,7 @@ func imagePath(name string) (string, error) {
 	}
 	for _, el := range strings.Split(n, "/") {
 		if el == ".." {
-			return "", errors.New("name with ..")
+			return "", errors.New(`name with a ".." element`)
 		}
 	}
 	return path.Clean("/" + n), nil

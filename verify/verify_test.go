@@ -104,17 +104,6 @@ func sorted(s []string) []string {
 	return out
 }
 
-func message(rep *verify.Report, p string, r verify.Reason) string {
-	if f := rep.File(p); f != nil {
-		for _, pr := range f.Problems {
-			if pr.Reason == r {
-				return pr.Message
-			}
-		}
-	}
-	return ""
-}
-
 func TestVerifyClean(t *testing.T) {
 	fx := shared(t)
 	rep := run(t, fx.clean, verify.Options{Trust: fx.trust(t, nil), At: time.Now()})
