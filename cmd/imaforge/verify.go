@@ -20,11 +20,13 @@ import (
 func init() {
 	register(&cli.Command{
 		Name:      "verify",
-		Usage:     "check every file signature of a SquashFS image against a trust store, and predict what the kernel's policy would refuse",
+		Usage:     "check every file signature (security.ima, security.evm) of a SquashFS image or tar archive against a trust store, and predict what the kernel's policy would refuse",
 		ArgsUsage: "IMAGE",
-		Description: `Reads IMAGE (any SquashFS 4.0 image, mksquashfs's too), recomputes each regular
-file's digest and checks its security.ima: format, signature, key id, chain to a
-root, validity at --at (default now), revocation (CRLs) and tenant scope. Policy
+		Description: `Reads IMAGE (any SquashFS 4.0 image, mksquashfs's too, or a pax tar, tar.gz or
+tar.zst archive such as image.format tar writes), recomputes each regular file's
+digest and checks its security.ima: format, signature, key id, chain to a root,
+validity at --at (default now), revocation (CRLs) and tenant scope; a
+security.evm portable signature is checked over the file's xattrs, owner and mode. Policy
 fragments in the image (/etc/ima/policy.d/*, /etc/ima/*.policy, /etc/ima/ima-policy
 and the manifest's policy paths) are verified and linted for --kernel; their rules
 and --policy files decide which files the kernel would appraise and refuse.
