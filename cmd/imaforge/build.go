@@ -46,10 +46,7 @@ func init() {
 }
 
 func runBuild(c *cli.Context) error {
-	args, err := interspersed(c) // plan.go: flags after MANIFEST too
-	if err != nil {
-		return err
-	}
+	args := c.Args().Slice()
 	if len(args) != 1 {
 		return usageErrf("build: want one MANIFEST argument, got %d", len(args))
 	}

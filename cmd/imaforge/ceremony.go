@@ -102,10 +102,7 @@ func init() {
 }
 
 func runCeremonySign(c *cli.Context) error {
-	args, err := interspersed(c)
-	if err != nil {
-		return err
-	}
+	args := c.Args().Slice()
 	if len(args) != 1 {
 		return usageErrf("ceremony sign: want one REQUEST argument, got %d", len(args))
 	}
@@ -184,10 +181,7 @@ func runCeremonySign(c *cli.Context) error {
 }
 
 func runCeremonyTokens(c *cli.Context) error {
-	args, err := interspersed(c)
-	if err != nil {
-		return err
-	}
+	args := c.Args().Slice()
 	if len(args) != 0 {
 		return usageErrf("ceremony tokens: takes no arguments")
 	}
@@ -237,10 +231,7 @@ func runCeremonyTokens(c *cli.Context) error {
 }
 
 func runCeremonyShow(c *cli.Context) error {
-	args, err := interspersed(c)
-	if err != nil {
-		return err
-	}
+	args := c.Args().Slice()
 	if len(args) != 1 {
 		return usageErrf("ceremony show: want one REQUEST argument, got %d", len(args))
 	}
@@ -271,10 +262,7 @@ func runCeremonyShow(c *cli.Context) error {
 }
 
 func runCeremonyVerify(c *cli.Context) error {
-	args, err := interspersed(c)
-	if err != nil {
-		return err
-	}
+	args := c.Args().Slice()
 	if len(args) != 2 {
 		return usageErrf("ceremony verify: want REQUEST and RESPONSE, got %d arguments", len(args))
 	}
@@ -303,10 +291,7 @@ func runCeremonyVerify(c *cli.Context) error {
 }
 
 func runCeremonyAuditVerify(c *cli.Context) error {
-	args, err := interspersed(c)
-	if err != nil {
-		return err
-	}
+	args := c.Args().Slice()
 	if len(args) != 1 {
 		return usageErrf("ceremony audit verify: want one TRANSCRIPT argument, got %d", len(args))
 	}

@@ -39,10 +39,7 @@ func init() {
 }
 
 func runPlan(c *cli.Context) error {
-	args, err := interspersed(c)
-	if err != nil {
-		return err
-	}
+	args := c.Args().Slice()
 	if len(args) != 1 {
 		return usageErrf("plan: want one MANIFEST argument, got %d", len(args))
 	}
@@ -115,8 +112,3 @@ func printRequestSummary(w io.Writer, r *ceremony.Request) {
 	}
 	fmt.Fprintf(w, "  request sha256 %s\n", r.SHA256)
 }
-
-// interspersed returns the positional arguments of c. Flags written after
-// them ("plan MANIFEST -o FILE") are moved before them for every command by
-// permuteArgs (cli.go) before parsing.
-func interspersed(c *cli.Context) ([]string, error) { return c.Args().Slice(), nil }
