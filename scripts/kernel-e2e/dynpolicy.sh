@@ -148,8 +148,12 @@ EOF
     host_check "dyn.build-refuses:${bad%% *}" refused \
       "$("$IMAFORGE" build -q "$d/a/bad.yaml" >"$d/bad.out" 2>&1 && echo built || echo refused)"
   done
-  host_check dyn.build-refused-at-rules-line yes \
-    "$(grep -q "bad.yaml:$(grep -n 'rules: |' "$d/a/bad.yaml" | head -1 | cut -d: -f1):" "$d/bad.out" && echo yes || echo "no:$(head -c 160 "$d/bad.out" | tr -c 'A-Za-z0-9:._-' _)")"
+  # the error names the bad rule's own line and column in the rules: | block
+  # (the first line after it, indented 6)
+  local rule_line
+  rule_line=$(( $(grep -n 'rules: |' "$d/a/bad.yaml" | head -1 | cut -d: -f1) + 1 ))
+  host_check dyn.build-refused-at-rule-line yes \
+    "$(grep -q "bad.yaml:$rule_line:7:" "$d/bad.out" && echo yes || echo "no:$(head -c 160 "$d/bad.out" | tr -c 'A-Za-z0-9:._-' _)")"
 
   r=$(new_initramfs dynpolicy)
   put_export "$r" "$d/export"

@@ -100,9 +100,9 @@ new_initramfs() {
 . "$E2E_DIR/dynpolicy.sh"
 . "$E2E_DIR/evm.sh"
 
-# dynpolicy (issue 23) runs only when named (--only dynpolicy): it has not yet
-# passed on its judge kernel (see README.md)
-for s in enforce hierarchy policy verity attest evm selftest ${ONLY:+dynpolicy}; do
+# dynpolicy boots the second judge kernel (build-kernel.sh, built once per
+# cache key; see README.md)
+for s in enforce hierarchy policy verity attest evm dynpolicy selftest; do
   if want_scenario "$s"; then
     "scenario_$s"
   fi
