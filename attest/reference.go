@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/imaforge/imaforge/imasig"
+	"github.com/imaforge/imaforge/internal/jsonrecord"
 	"github.com/imaforge/imaforge/pipeline"
 )
 
@@ -165,16 +166,7 @@ func parseTaggedDigest(s string) (string, []byte, error) {
 
 // Marshal encodes the reference values as indented JSON with a final
 // newline.
-func (r *Reference) Marshal() ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(r); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
+func (r *Reference) Marshal() ([]byte, error) { return jsonrecord.Marshal(r) }
 
 // ParseReference decodes and checks reference values: the format, absolute
 // distinct mount points, well-formed digests and certificates whose key id

@@ -1,9 +1,6 @@
 package pipeline
 
-import (
-	"bytes"
-	"encoding/json"
-)
+import "github.com/imaforge/imaforge/internal/jsonrecord"
 
 // RecordFormat names the build record's schema; it changes when a field
 // changes meaning.
@@ -98,16 +95,7 @@ type RecordFile struct {
 }
 
 // Marshal encodes the record as indented JSON with a final newline.
-func (r *Record) Marshal() ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(r); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
+func (r *Record) Marshal() ([]byte, error) { return jsonrecord.Marshal(r) }
 
 // RecordVerity is the dm-verity hash tree of the image: the image file is
 // the data device (its first DataBlocks 4 KiB blocks, the SquashFS image)
