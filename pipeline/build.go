@@ -185,177 +185,54 @@ func unixMode(e *rootfs.Entry) uint32 {
 	return t | e.Mode&0o7777
 }
 
-// Build runs the pipeline for opts.Manifest.
-func Build(ctx context.Context, opts Options) (res *Result, err error) {
-	m := opts.Manifest
-	workers := opts.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
+// Build runs the pipeline for opts.Manifest. Its stages run in this order,
+// each a method of buildRun below:
+//
+//  1. lockOutput: check the output path, take the publish lock;
+//  2. layOut: walk the sources and decide every entry and key;
+//  3. openSigners: load and check the keys the layout uses;
+//  4. writeImage: the concurrent stage: the image writer reads, hashes and
+//     compresses the files while the sign pool signs their digests;
+//  5. record (over the finished image) and the integrity sidecars;
+//  6. publishOutputs: the image, sidecars, policy files and record as one
+//     set.
+func Build(ctx context.Context, opts Options) (*Result, error) {
+	b := &buildRun{opts: &opts, m: opts.Manifest}
+	if b.m == nil {
+		return nil, errors.New("pipeline: no manifest")
 	}
-	out := OutputPath(m)
-	if err := checkOutputs(m, out); err != nil {
-		return nil, err
-	}
-	if err := keysInSources(m, opts.AllowKeyInSource, opts.logf); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return nil, fmt.Errorf("output directory: %w", err)
-	}
-	// The lock is held from before the walk to the end of the publish: a
-	// second build of this output is refused at once, naming this one.
-	pub, err := publish.Lock(out, SuffixRecord, OutputSuffixes)
+	b.out = OutputPath(b.m)
+	pub, err := b.lockOutput()
 	if err != nil {
 		return nil, err
 	}
 	defer pub.Unlock()
-	h, tree, err := walkManifest(ctx, m, opts.Strict, opts.MaxSpool)
-	if err != nil {
+	if err := b.layOut(ctx); err != nil {
 		return nil, err
 	}
-	defer tree.Close()
-	for _, o := range tree.Overlaps {
-		opts.logf("note: %s", o)
-	}
-	for _, w := range tree.Warnings {
-		opts.logf("warning: %v", w)
-	}
-	for _, p := range tree.Skipped {
-		opts.logf("note: %s is an output of this build: not packed", p)
+	defer b.tree.Close()
+	if err := b.openSigners(); err != nil {
+		return nil, err
 	}
 
-	lay, err := layOut(m, tree, opts.logf)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkIntent(m, lay, opts.Strict, opts.logf); err != nil { // intent.go
-		return nil, err
-	}
-	frags, entries, files, primary, used := lay.frags, lay.entries, lay.files, lay.primary, lay.used
-	toRead, total := lay.toRead, lay.total
-
-	if k := m.Image.SignatureKey; k != "" {
-		used[k] = true // the image's CMS signatures (integrity.go)
-	}
-	signers, err := opts.loadKeys(m, used)
-	if err != nil {
-		return nil, err
-	}
-	if err := opts.checkKeys(m, signers, files); err != nil {
-		return nil, err
-	}
-	signFuncs := make(map[string]signFunc, 2*len(signers))
-	for name, s := range signers {
-		signFuncs[name] = func(d []byte) ([]byte, error) { return s.SignDigest(h, d) }
-		signFuncs[evmPoolKey(name)] = func(d []byte) ([]byte, error) {
-			v, err := s.SignDigest(h, d)
-			if err != nil {
-				return nil, err
-			}
-			return imasig.EVMValue(v)
-		}
-	}
-	if m.Image.Format.IsTar() {
-		if err := checkTarEntries(m, entries); err != nil {
-			return nil, err
-		}
-	}
-
-	img, err := atomicfile.Create(out, 0o644)
+	img, err := atomicfile.Create(b.out, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	defer img.Abort()
-
-	integ, err := opts.startIntegrity(m, img.File, out, signers)
+	integ, err := opts.startIntegrity(b.m, img.File, b.out, b.signers)
 	if err != nil {
 		return nil, err
 	}
-	w, err := newImageWriter(m, integ.writer(), workers)
+	res, err := b.writeImage(ctx, integ.writer())
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", out, err)
-	}
-
-	pool := newSignPool(ctx, signFuncs, workers)
-	poolClosed := false
-	defer func() {
-		if !poolClosed {
-			pool.close()
-		}
-	}()
-	if opts.Progress != nil {
-		opts.Progress.Start(toRead, total)
-	}
-
-	evmList, ok := imasig.EVMProfiles[m.Image.EVMXattrs]
-	if !ok {
-		evmList = imasig.EVMXattrsDebian61
-	}
-	seal := &sealer{h: h, evm: evmList, pool: pool}
-	res = &Result{ImagePath: out, Overlaps: tree.Overlaps, Warnings: tree.Warnings, Bytes: total}
-	for _, e := range entries {
-		ie := ImageEntry{
-			Path:    e.Path,
-			Mode:    e.FileMode(),
-			UID:     e.UID,
-			GID:     e.GID,
-			ModTime: m.Image.Epoch,
-			Size:    e.Size,
-			Target:  e.Target,
-			Xattrs:  e.Xattrs,
-		}
-		switch e.Type {
-		case rootfs.TypeBlock, rootfs.TypeChar:
-			ie.Major, ie.Minor = e.Major, e.Minor
-		case rootfs.TypeReg:
-			res.Files++
-			fs := files[e.Path]
-			if fs.key != "" {
-				res.Signed++
-			}
-			if e.Link != 0 && primary[e.Link] != e.Path {
-				// Hard links share their primary's inode, digest and
-				// signatures.
-				ie = ImageEntry{Path: e.Path, LinkTo: primary[e.Link], ModTime: m.Image.Epoch}
-				fs.link = files[primary[e.Link]]
-				break
-			}
-			ie.Open = opts.opener(fs, h, pool)
-			if fs.key != "" {
-				ie.Seal = func() (manifest.Xattrs, error) { return seal.seal(fs) }
-			}
-		}
-		if err := w.Add(ie); err != nil {
-			return nil, err
-		}
-	}
-
-	if err := w.WriteData(ctx); err != nil {
 		return nil, err
-	}
-	stats, err := w.Close()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", out, err)
-	}
-	pool.close()
-	poolClosed = true
-	if opts.Progress != nil {
-		opts.Progress.Done()
-	}
-	for _, fs := range files {
-		if fs.link != nil {
-			fs.digest, fs.sig, fs.evm = fs.link.digest, fs.link.sig, fs.link.evm
-		}
-	}
-	res.Signatures = pool.unique
-	if stats.Squashfs != nil {
-		res.Stats = *stats.Squashfs
 	}
 	if err := integ.appendTree(); err != nil {
 		return nil, err
 	}
 
-	rec, err := opts.record(m, entries, frags, files, signers, h, img.File, out)
+	rec, err := opts.record(b.m, b.lay.entries, b.lay.frags, b.lay.files, b.signers, b.h, img.File, b.out)
 	if err != nil {
 		return nil, err
 	}
@@ -364,45 +241,246 @@ func Build(ctx context.Context, opts Options) (res *Result, err error) {
 		return nil, err
 	}
 	res.Record = rec
+	if err := b.publishOutputs(ctx, pub, img, sidecars, rec); err != nil {
+		return nil, err
+	}
+	res.RecordPath = b.out + SuffixRecord
+	return res, nil
+}
+
+// buildRun is one run of Build: what its stages share, filled in stage order.
+type buildRun struct {
+	opts *Options
+	m    *manifest.Manifest
+	out  string // the image's path
+
+	// set by layOut
+	h    imasig.Hash
+	tree *rootfs.Tree
+	lay  *layout
+	// set by openSigners: every key used, by manifest name
+	signers map[string]Key
+}
+
+// lockOutput checks the output path against the manifest's inputs, creates
+// its directory and takes the publish lock. The lock is held from before the
+// walk to the end of the publish: a second build of this output is refused
+// at once, naming this one. The caller unlocks.
+func (b *buildRun) lockOutput() (*publish.Output, error) {
+	if err := checkOutputs(b.m, b.out); err != nil {
+		return nil, err
+	}
+	if err := keysInSources(b.m, b.opts.AllowKeyInSource, b.opts.logf); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(b.out), 0o755); err != nil {
+		return nil, fmt.Errorf("output directory: %w", err)
+	}
+	return publish.Lock(b.out, SuffixRecord, OutputSuffixes)
+}
+
+// layOut walks the sources, logs what the walk noticed, lays the image out
+// (layout.go) and checks the manifest's intent (intent.go), all before any
+// file is read. On success the caller closes b.tree.
+func (b *buildRun) layOut(ctx context.Context) error {
+	h, tree, err := walkManifest(ctx, b.m, b.opts.Strict, b.opts.MaxSpool)
+	if err != nil {
+		return err
+	}
+	for _, o := range tree.Overlaps {
+		b.opts.logf("note: %s", o)
+	}
+	for _, w := range tree.Warnings {
+		b.opts.logf("warning: %v", w)
+	}
+	for _, p := range tree.Skipped {
+		b.opts.logf("note: %s is an output of this build: not packed", p)
+	}
+	lay, err := layOut(b.m, tree, b.opts.logf)
+	if err == nil {
+		err = checkIntent(b.m, lay, b.opts.Strict, b.opts.logf)
+	}
+	if err != nil {
+		tree.Close()
+		return err
+	}
+	b.h, b.tree, b.lay = h, tree, lay
+	return nil
+}
+
+// openSigners loads every key the layout uses and the image's CMS key
+// (integrity.go), checks them against the trust section, and then, for a
+// tar image, what tar can carry.
+func (b *buildRun) openSigners() error {
+	if k := b.m.Image.SignatureKey; k != "" {
+		b.lay.used[k] = true
+	}
+	signers, err := b.opts.loadKeys(b.m, b.lay.used)
+	if err != nil {
+		return err
+	}
+	if err := b.opts.checkKeys(b.m, signers, b.lay.files); err != nil {
+		return err
+	}
+	if b.m.Image.Format.IsTar() {
+		if err := checkTarEntries(b.m, b.lay.entries); err != nil {
+			return err
+		}
+	}
+	b.signers = signers
+	return nil
+}
+
+// signFuncs are the sign pool's functions: each key's security.ima values
+// under its name, its EVM values under evmPoolKey(name).
+func signFuncs(h imasig.Hash, signers map[string]Key) map[string]signFunc {
+	fns := make(map[string]signFunc, 2*len(signers))
+	for name, s := range signers {
+		fns[name] = func(d []byte) ([]byte, error) { return s.SignDigest(h, d) }
+		fns[evmPoolKey(name)] = func(d []byte) ([]byte, error) {
+			v, err := s.SignDigest(h, d)
+			if err != nil {
+				return nil, err
+			}
+			return imasig.EVMValue(v)
+		}
+	}
+	return fns
+}
+
+// writeImage writes the image to out. It is the build's concurrent stage:
+// the image writer's workers read, hash (hashingReader) and compress the
+// files; each file's digest goes to the sign pool as its reader closes; the
+// writer's Close waits in every Seal for the signatures. When writeImage
+// returns, the pool is closed and every signature made.
+func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result, error) {
+	workers := b.opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	w, err := newImageWriter(b.m, out, workers)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.out, err)
+	}
+	pool := newSignPool(ctx, signFuncs(b.h, b.signers), workers)
+	defer pool.close()
+	if b.opts.Progress != nil {
+		b.opts.Progress.Start(b.lay.toRead, b.lay.total)
+	}
+	evmList, ok := imasig.EVMProfiles[b.m.Image.EVMXattrs]
+	if !ok {
+		evmList = imasig.EVMXattrsDebian61
+	}
+	seal := &sealer{h: b.h, evm: evmList, pool: pool}
+	res := &Result{ImagePath: b.out, Overlaps: b.tree.Overlaps, Warnings: b.tree.Warnings, Bytes: b.lay.total}
+	for _, e := range b.lay.entries {
+		if err := w.Add(b.imageEntry(e, seal, res)); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.WriteData(ctx); err != nil {
+		return nil, err
+	}
+	stats, err := w.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.out, err)
+	}
+	pool.close()
+	if b.opts.Progress != nil {
+		b.opts.Progress.Done()
+	}
+	shareLinkedState(b.lay.files)
+	res.Signatures = pool.unique
+	if stats.Squashfs != nil {
+		res.Stats = *stats.Squashfs
+	}
+	return res, nil
+}
+
+// imageEntry is e as the image writer takes it. A regular file's Open
+// hashes its content and submits the digest for signing (opener); its Seal
+// waits for the signatures. A hard link other than its group's primary
+// points at the primary. It counts regular and signed files in res.
+func (b *buildRun) imageEntry(e *rootfs.Entry, seal *sealer, res *Result) ImageEntry {
+	ie := ImageEntry{
+		Path:    e.Path,
+		Mode:    e.FileMode(),
+		UID:     e.UID,
+		GID:     e.GID,
+		ModTime: b.m.Image.Epoch,
+		Size:    e.Size,
+		Target:  e.Target,
+		Xattrs:  e.Xattrs,
+	}
+	switch e.Type {
+	case rootfs.TypeBlock, rootfs.TypeChar:
+		ie.Major, ie.Minor = e.Major, e.Minor
+	case rootfs.TypeReg:
+		res.Files++
+		fs := b.lay.files[e.Path]
+		if fs.key != "" {
+			res.Signed++
+		}
+		if p := b.lay.primary[e.Link]; e.Link != 0 && p != e.Path {
+			// Hard links share their primary's inode, digest and
+			// signatures.
+			fs.link = b.lay.files[p]
+			return ImageEntry{Path: e.Path, LinkTo: p, ModTime: b.m.Image.Epoch}
+		}
+		ie.Open = b.opts.opener(fs, b.h, seal.pool)
+		if fs.key != "" {
+			ie.Seal = func() (manifest.Xattrs, error) { return seal.seal(fs) }
+		}
+	}
+	return ie
+}
+
+// shareLinkedState gives every hard link, once the image is written, its
+// primary's digest and signatures (the record lists each path).
+func shareLinkedState(files map[string]*fileState) {
+	for _, fs := range files {
+		if fs.link != nil {
+			fs.digest, fs.sig, fs.evm = fs.link.digest, fs.link.sig, fs.link.evm
+		}
+	}
+}
+
+// publishOutputs publishes the image, its sidecars, the policy files and
+// the record (last: it names the image digest) as one set (docs/build.md,
+// "Outputs").
+func (b *buildRun) publishOutputs(ctx context.Context, pub *publish.Output, img *atomicfile.File, sidecars []sidecar, rec *Record) error {
 	recData, err := rec.Marshal()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
-	// Publish the image, its sidecars, the policy files and the record
-	// (last: it names the image digest) as one set (docs/build.md,
-	// "Outputs").
 	set, err := pub.Stage()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer set.Abort()
 	if err := set.AddFile("", img); err != nil {
-		return nil, err
+		return err
 	}
 	for _, sc := range sidecars {
 		if err := set.AddBytes(sc.suffix, sc.data); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if pf := policyFiles(frags, files); pf != nil {
+	if pf := policyFiles(b.lay.frags, b.lay.files); pf != nil {
 		if err := set.AddDir(SuffixPolicy, pf); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err := set.AddBytes(SuffixRecord, recData); err != nil {
-		return nil, err
+		return err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
-	if err := set.Publish(); err != nil {
-		return nil, err
-	}
-	res.RecordPath = out + SuffixRecord
-	return res, nil
+	return set.Publish()
 }
 
 // Suffixes of a build's outputs beside the image (IMAGE+suffix).

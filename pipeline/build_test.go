@@ -528,3 +528,11 @@ func TestBuildHardLinkAcrossKeys(t *testing.T) {
 	}
 	assertNoOutput(t, p)
 }
+
+// A build without a manifest is an error, not a panic (it was a nil
+// dereference before Build was split into stages).
+func TestBuildNoManifest(t *testing.T) {
+	if _, err := Build(context.Background(), Options{}); err == nil {
+		t.Fatal("Build without a manifest succeeded")
+	}
+}

@@ -20,8 +20,9 @@ type signPool struct {
 	results map[sigKey]*sigResult
 	unique  int
 
-	jobs chan *sigResult
-	wg   sync.WaitGroup
+	jobs      chan *sigResult
+	wg        sync.WaitGroup
+	closeOnce sync.Once
 }
 
 type sigKey struct {
@@ -83,8 +84,11 @@ func (p *signPool) submit(key string, digest []byte) *sigResult {
 	return r
 }
 
-// close stops accepting work and waits for every signature.
+// close stops accepting work and waits for every signature. Calls after
+// the first do nothing.
 func (p *signPool) close() {
-	close(p.jobs)
-	p.wg.Wait()
+	p.closeOnce.Do(func() {
+		close(p.jobs)
+		p.wg.Wait()
+	})
 }
