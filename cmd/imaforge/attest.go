@@ -117,9 +117,7 @@ func attestVerifyCmd(c *cli.Context) error {
 		return usageErr(err)
 	}
 	if c.Bool("json") {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := printJSON(c.App.Writer, rep); err != nil {
 			return err
 		}
 	} else if err := rep.WriteText(c.App.Writer, c.Bool("verbose")); err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -197,9 +196,7 @@ type buildSummary struct {
 }
 
 func printBuildJSON(w io.Writer, res *pipeline.Result, elapsed time.Duration) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(buildSummary{
+	return printJSON(w, buildSummary{
 		Image:        res.ImagePath,
 		Record:       res.RecordPath,
 		ImageSHA256:  res.Record.Image.SHA256,

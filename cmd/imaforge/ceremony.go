@@ -46,6 +46,7 @@ func init() {
 				&cli.StringSliceFlag{Name: "pin-env", Usage: "read the token PIN from environment variable `[TOKEN=]VAR` (TOKEN: a relic token name or token label; without it, every token)"},
 				&cli.StringSliceFlag{Name: "pin-file", Usage: "read the token PIN from the first line of `[TOKEN=]FILE`"},
 				&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but the summary and errors"},
+				jsonFlag("the result (the summary and the confirmation go to stderr)"),
 			},
 			Action: runCeremonySign,
 		}, {
@@ -57,6 +58,7 @@ func init() {
 				"digest, sorted by path (--summary: the summary only). Paths that are not plain text are Go-quoted.",
 			Flags: []cli.Flag{
 				&cli.BoolFlag{Name: "summary", Usage: "print the summary only, not every file"},
+				jsonFlag("the summary, policy fragments and files"),
 			},
 			Action: runCeremonyShow,
 		}, {
@@ -66,6 +68,7 @@ func init() {
 			Description: "Checks, on the ceremony machine before the response leaves the room, that RESPONSE is the\n" +
 				"answer to REQUEST: its own digest, the request digest it names, each key's certificate, and a\n" +
 				"signature for every digest that verifies with the request's certificate. Exit 1 if not.",
+			Flags:  []cli.Flag{jsonFlag("the result")},
 			Action: runCeremonyVerify,
 		}, {
 			Name:  "tokens",
@@ -94,6 +97,7 @@ func init() {
 					"earlier) fails unless that record is still in the transcript.",
 				Flags: []cli.Flag{
 					&cli.StringSliceFlag{Name: "head", Usage: "`SHA256` of a record written down earlier that must still be there"},
+					jsonFlag("the summary"),
 				},
 				Action: runCeremonyAuditVerify,
 			}},
@@ -132,6 +136,10 @@ func runCeremonySign(c *cli.Context) error {
 		}
 	}
 	w, stderr := c.App.Writer, c.App.ErrWriter
+	asJSON := c.Bool("json")
+	if asJSON {
+		w = stderr // stdout carries the result only
+	}
 	printRequestSummary(w, req)
 	if _, err := os.Stat(out + ceremony.JournalSuffix); err == nil {
 		fmt.Fprintf(w, "  resuming the interrupted ceremony recorded in %s\n", out+ceremony.JournalSuffix)
@@ -166,18 +174,35 @@ func runCeremonySign(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if res.Answered {
-		fmt.Fprintf(w, "%s already answers this request (response sha256 %s): nothing to sign\n", out, res.Response.SHA256)
-		return nil
-	}
 	signed, resumed := 0, 0
 	for _, k := range req.Keys {
 		signed += res.Signed[k.Name]
 		resumed += res.Resumed[k.Name]
 	}
+	if asJSON {
+		return printJSON(c.App.Writer, ceremonySignResult{Response: out, ResponseSHA256: res.Response.SHA256,
+			RequestSHA256: req.SHA256, AlreadyAnswered: res.Answered, Signed: signed, Resumed: resumed,
+			Audit: res.Audit, AuditHead: res.AuditHead})
+	}
+	if res.Answered {
+		fmt.Fprintf(w, "%s already answers this request (response sha256 %s): nothing to sign\n", out, res.Response.SHA256)
+		return nil
+	}
 	fmt.Fprintf(w, "signed %d digests (%d resumed from the journal) -> %s\n  response sha256 %s\n  audit %s (head %s)\n",
 		signed, resumed, out, res.Response.SHA256, res.Audit, res.AuditHead)
 	return nil
+}
+
+// ceremonySignResult is what ceremony sign --json prints.
+type ceremonySignResult struct {
+	Response        string `json:"response"`
+	ResponseSHA256  string `json:"response_sha256"`
+	RequestSHA256   string `json:"request_sha256"`
+	AlreadyAnswered bool   `json:"already_answered"` // nothing was signed
+	Signed          int    `json:"signed"`
+	Resumed         int    `json:"resumed"` // taken from the journal
+	Audit           string `json:"audit,omitempty"`
+	AuditHead       string `json:"audit_head,omitempty"`
 }
 
 func runCeremonyTokens(c *cli.Context) error {
@@ -240,6 +265,9 @@ func runCeremonyShow(c *cli.Context) error {
 		return usageErr(err)
 	}
 	w := c.App.Writer
+	if c.Bool("json") {
+		return printJSON(w, showRequest(req, !c.Bool("summary")))
+	}
 	printRequestSummary(w, req)
 	for _, p := range req.Policy {
 		fmt.Fprintf(w, "  policy fragment %s at %s, key %s, digest %s\n", p.Name, ceremony.QuotePath(p.Path), p.Key, p.Digest)
@@ -261,6 +289,39 @@ func runCeremonyShow(c *cli.Context) error {
 	return nil
 }
 
+// requestShow is what ceremony show --json prints: the summary, the
+// policy fragments and, unless --summary, every file of each key.
+type requestShow struct {
+	requestSummary
+	Policy []ceremony.RequestPolicy `json:"policy"`
+	Paths  map[string][]fileDigest  `json:"paths,omitempty"` // key name -> its files, sorted by path
+}
+
+type fileDigest struct {
+	Path   string `json:"path"`
+	Digest string `json:"digest"`
+}
+
+func showRequest(req *ceremony.Request, files bool) requestShow {
+	s := requestShow{requestSummary: summarizeRequest(req), Policy: req.Policy}
+	if s.Policy == nil {
+		s.Policy = []ceremony.RequestPolicy{}
+	}
+	if !files {
+		return s
+	}
+	s.Paths = map[string][]fileDigest{}
+	for i := range req.Keys {
+		k := &req.Keys[i]
+		fs := []fileDigest{}
+		for _, f := range k.PathDigests() {
+			fs = append(fs, fileDigest{Path: f.Path, Digest: f.Digest})
+		}
+		s.Paths[k.Name] = fs
+	}
+	return s
+}
+
 func runCeremonyVerify(c *cli.Context) error {
 	args := c.Args().Slice()
 	if len(args) != 2 {
@@ -278,6 +339,17 @@ func runCeremonyVerify(c *cli.Context) error {
 		return fmt.Errorf("%s does not answer %s: %w", args[1], args[0], err)
 	}
 	w := c.App.Writer
+	if c.Bool("json") {
+		r := ceremonyVerifyResult{Request: args[0], Response: args[1], RequestSHA256: req.SHA256, ResponseSHA256: resp.SHA256, Keys: []verifiedKey{}}
+		for _, k := range req.Keys {
+			vk := verifiedKey{Name: k.Name, Digests: len(k.Digests), Subject: k.Subject}
+			if t := resp.Key(k.Name).Token; t != nil {
+				vk.Token = t.String()
+			}
+			r.Keys = append(r.Keys, vk)
+		}
+		return printJSON(w, r)
+	}
 	fmt.Fprintf(w, "%s answers %s\n  request sha256  %s\n  response sha256 %s\n", args[1], args[0], req.SHA256, resp.SHA256)
 	for _, k := range req.Keys {
 		rk := resp.Key(k.Name)
@@ -288,6 +360,32 @@ func runCeremonyVerify(c *cli.Context) error {
 		fmt.Fprintf(w, "  key %s: %d digests, each signed and verified with %s%s\n", k.Name, len(k.Digests), k.Subject, tok)
 	}
 	return nil
+}
+
+// ceremonyVerifyResult is what ceremony verify --json prints when the
+// response answers the request (otherwise the error, as for every command).
+type ceremonyVerifyResult struct {
+	Request        string        `json:"request"`
+	Response       string        `json:"response"`
+	RequestSHA256  string        `json:"request_sha256"`
+	ResponseSHA256 string        `json:"response_sha256"`
+	Keys           []verifiedKey `json:"keys"` // every digest signed and verified
+}
+
+type verifiedKey struct {
+	Name    string `json:"name"`
+	Digests int    `json:"digests"`
+	Subject string `json:"subject"`
+	Token   string `json:"token,omitempty"`
+}
+
+// auditResult is what ceremony audit verify --json prints.
+type auditResult struct {
+	Transcript string         `json:"transcript"`
+	Records    int            `json:"records"`
+	Head       string         `json:"head"`
+	Outcomes   map[string]int `json:"outcomes"`
+	Unfinished []int          `json:"unfinished_lines"` // started, never ended
 }
 
 func runCeremonyAuditVerify(c *cli.Context) error {
@@ -304,17 +402,28 @@ func runCeremonyAuditVerify(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// A head that is gone fails before anything is printed.
+	for _, h := range c.StringSlice("head") {
+		if !sum.Has(h) {
+			return fmt.Errorf("%s: no record has sha256 %s: records were removed since that head was written down", args[0], h)
+		}
+	}
 	w := c.App.Writer
+	if c.Bool("json") {
+		r := auditResult{Transcript: args[0], Records: sum.Records, Head: sum.Head, Outcomes: map[string]int{}, Unfinished: sum.Unfinished}
+		for _, o := range []string{ceremony.OutcomeComplete, ceremony.OutcomeFailed, ceremony.OutcomeDeclined} {
+			r.Outcomes[o] = sum.Outcomes[o]
+		}
+		if r.Unfinished == nil {
+			r.Unfinished = []int{}
+		}
+		return printJSON(w, r)
+	}
 	fmt.Fprintf(w, "%s: %d records, chain intact, head %s\n", args[0], sum.Records, sum.Head)
 	fmt.Fprintf(w, "  ended: %d complete, %d failed, %d declined\n",
 		sum.Outcomes[ceremony.OutcomeComplete], sum.Outcomes[ceremony.OutcomeFailed], sum.Outcomes[ceremony.OutcomeDeclined])
 	for _, n := range sum.Unfinished {
 		fmt.Fprintf(w, "  line %d: a ceremony started and never ended (killed while signing)\n", n)
-	}
-	for _, h := range c.StringSlice("head") {
-		if !sum.Has(h) {
-			return fmt.Errorf("%s: no record has sha256 %s: records were removed since that head was written down", args[0], h)
-		}
 	}
 	return nil
 }

@@ -350,6 +350,18 @@ func writeJSONError(w io.Writer, err error, code int) {
 	if errors.As(err, &ee) {
 		je.Hint = ee.hint
 	}
-	b, _ := json.MarshalIndent(je, "", "  ")
-	fmt.Fprintf(w, "%s\n", b)
+	printJSON(w, je) //nolint:errcheck // stdout is gone: nothing left to report to
+}
+
+// printJSON writes v as the indented JSON document every --json command
+// prints on stdout, one per run.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// jsonFlag is the --json flag of a command that reports.
+func jsonFlag(what string) cli.Flag {
+	return &cli.BoolFlag{Name: "json", Usage: "print " + what + " as JSON on stdout (errors too)"}
 }

@@ -10,11 +10,15 @@ imaforge build firmware.yaml --json --quiet > summary.json
 imaforge build firmware.yaml --signatures response.json   # after an offline ceremony`,
 	"verify": `imaforge verify out/firmware.sqsh --root pki/root/root.pem --intermediate pki/owner/owner-ca.pem
 imaforge verify out/firmware.sqsh --cert keys/ima.pem --json`,
-	"plan":                  `imaforge plan firmware.yaml -o request.json`,
-	"ceremony sign":         `IMAFORGE_PIN=... imaforge ceremony sign request.json --relic-config relic.yaml --pin-env IMAFORGE_PIN -o response.json`,
-	"ceremony audit verify": `imaforge ceremony audit verify response.audit.jsonl`,
-	"ceremony show":         `imaforge ceremony show --summary request.json`,
-	"ceremony verify":       `imaforge ceremony verify request.json response.json`,
+	"plan": `imaforge plan firmware.yaml -o request.json
+imaforge plan firmware.yaml -o request.json --json > plan-summary.json`,
+	"ceremony sign": `IMAFORGE_PIN=... imaforge ceremony sign request.json --relic-config relic.yaml --pin-env IMAFORGE_PIN -o response.json`,
+	"ceremony audit verify": `imaforge ceremony audit verify response.audit.jsonl
+imaforge ceremony audit verify --json response.audit.jsonl`,
+	"ceremony show": `imaforge ceremony show --summary request.json
+imaforge ceremony show --json request.json | jq '.files'`,
+	"ceremony verify": `imaforge ceremony verify request.json response.json
+imaforge ceremony verify --json request.json response.json`,
 	"ceremony tokens": `imaforge ceremony tokens --module /usr/lib/softhsm/libsofthsm2.so
 imaforge ceremony tokens --relic-config relic.yaml`,
 	"attest policy": `imaforge attest policy --image out/firmware.sqsh.record.json=/ --cert pki/app/app.pem --out reference.json --keylime runtime-policy.json`,
@@ -35,12 +39,13 @@ imaforge manifest ls --keys firmware.yaml   # which rule and key sign each file`
 	"pki init":        `IMAFORGE_PASS=... imaforge pki init --name "ACME Manufacturing" --out pki/root --passphrase-env IMAFORGE_PASS`,
 	"pki issue": `imaforge pki issue --ca pki/root/root.pem --ca-key pki/root/root.key --role owner-ca --name "ACME Owner" --out pki/owner
 imaforge pki issue --ca pki/owner/owner-ca.pem --ca-key pki/owner/owner-ca.key --role ima --name app --scope '/opt/app/**' --out pki/app`,
-	"pki revoke":    `imaforge pki revoke --ca pki/owner/owner-ca.pem --ca-key pki/owner/owner-ca.key --cert pki/app/app.pem`,
-	"pki crl":       `imaforge pki crl --ca pki/owner/owner-ca.pem --ca-key pki/owner/owner-ca.key`,
-	"pki export":    `imaforge pki export --root pki/root/root.pem --intermediate pki/owner/owner-ca.pem --cert pki/app/app.pem --out keyring/`,
-	"pki verify":    `imaforge pki verify pki/app/app.pem --root pki/root/root.pem --intermediate pki/owner/owner-ca.pem --path /opt/app/bin/app`,
-	"policy fmt":    `cat /sys/kernel/security/ima/policy > running; imaforge policy fmt running`,
-	"policy lint":   `imaforge policy lint ima-policy --kernel 6.1`,
+	"pki revoke": `imaforge pki revoke --ca pki/owner/owner-ca.pem --ca-key pki/owner/owner-ca.key --cert pki/app/app.pem`,
+	"pki crl":    `imaforge pki crl --ca pki/owner/owner-ca.pem --ca-key pki/owner/owner-ca.key`,
+	"pki export": `imaforge pki export --root pki/root/root.pem --intermediate pki/owner/owner-ca.pem --cert pki/app/app.pem --out keyring/`,
+	"pki verify": `imaforge pki verify pki/app/app.pem --root pki/root/root.pem --intermediate pki/owner/owner-ca.pem --path /opt/app/bin/app`,
+	"policy fmt": `cat /sys/kernel/security/ima/policy > running; imaforge policy fmt running`,
+	"policy lint": `imaforge policy lint ima-policy --kernel 6.1
+imaforge policy lint --json ima-policy`,
 	"policy sign":   `imaforge policy sign --key ima.key --cert ima.pem ima-policy`,
 	"policy verify": `imaforge policy verify --cert ima.pem ima-policy`,
 	"rauc bundle":   `imaforge rauc bundle --compatible "ACME Box" --version 2.1 -o out/update.raucb firmware.yaml`,

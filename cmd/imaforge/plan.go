@@ -33,6 +33,7 @@ func init() {
 			&cli.BoolFlag{Name: "strict", Usage: "treat warnings as errors"},
 			&cli.IntFlag{Name: "workers", Usage: "goroutines reading files (0: all cores)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
+			jsonFlag("the summary (needs --output)"),
 		},
 		Action: runPlan,
 	})
@@ -49,6 +50,10 @@ func runPlan(c *cli.Context) error {
 	}
 	if c.String("key") != "" && format != "sha256sum" {
 		return usageErrf("plan: --key goes with --format sha256sum")
+	}
+	out := c.String("output")
+	if c.Bool("json") && (out == "" || out == "-") {
+		return usageErrf("plan: --json prints the summary on stdout: write the request to a file with --output")
 	}
 	m, err := loadManifest(args[0])
 	if err != nil {
@@ -83,7 +88,6 @@ func runPlan(c *cli.Context) error {
 			return err
 		}
 	}
-	out := c.String("output")
 	// The summary goes to stderr when the document goes to stdout.
 	summary := c.App.Writer
 	if out == "" || out == "-" {
@@ -94,11 +98,53 @@ func runPlan(c *cli.Context) error {
 	} else if err := atomicfile.WriteFile(out, buf.Bytes(), 0o644); err != nil {
 		return err
 	}
+	if c.Bool("json") {
+		return printJSON(summary, planSummary{Output: out, Format: format,
+			Seconds: time.Since(start).Seconds(), requestSummary: summarizeRequest(plan.Request)})
+	}
 	if !c.Bool("quiet") {
 		printRequestSummary(summary, plan.Request)
 		fmt.Fprintf(summary, "  planned in %.2fs\n", time.Since(start).Seconds())
 	}
 	return nil
+}
+
+// requestSummary is the JSON form of printRequestSummary: what a person
+// checks before signing, without the digests and certificates.
+type requestSummary struct {
+	Image         string               `json:"image"`
+	Manifest      ceremony.ManifestRef `json:"manifest"`
+	Hash          string               `json:"hash"`
+	Files         int                  `json:"files"`
+	Keys          []keySummary         `json:"keys"`
+	RequestSHA256 string               `json:"request_sha256"`
+}
+
+type keySummary struct {
+	Name       string `json:"name"`
+	KeyID      string `json:"key_id"`
+	Subject    string `json:"subject"`
+	CertSHA256 string `json:"cert_sha256"`
+	Files      int    `json:"files"`
+	Digests    int    `json:"digests"`
+}
+
+func summarizeRequest(r *ceremony.Request) requestSummary {
+	s := requestSummary{Image: r.Image, Manifest: r.Manifest, Hash: r.Hash, Files: r.Files,
+		Keys: []keySummary{}, RequestSHA256: r.SHA256}
+	for _, k := range r.Keys {
+		s.Keys = append(s.Keys, keySummary{Name: k.Name, KeyID: k.KeyID, Subject: k.Subject,
+			CertSHA256: k.CertSHA256, Files: k.Files, Digests: len(k.Digests)})
+	}
+	return s
+}
+
+// planSummary is what plan --json prints.
+type planSummary struct {
+	Output string `json:"output"`
+	Format string `json:"format"`
+	requestSummary
+	Seconds float64 `json:"seconds"`
 }
 
 // printRequestSummary prints what a person checks before signing.

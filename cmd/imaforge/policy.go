@@ -24,7 +24,7 @@ func init() {
 				Name:      "lint",
 				Usage:     "check each FILE with the kernel's policy grammar; exit 1 if the kernel would reject one",
 				ArgsUsage: "FILE...",
-				Flags:     []cli.Flag{kernelFlag, kconfigFlag},
+				Flags:     []cli.Flag{kernelFlag, kconfigFlag, jsonFlag("the diagnostics")},
 				Action:    policyLint,
 			},
 			{
@@ -79,6 +79,8 @@ func lintFiles(c *cli.Context, files []string) error {
 		}
 		t.Config = policy.ParseKconfig(data)
 	}
+	asJSON := c.Command.Name == "lint" && c.Bool("json")
+	rep := lintReport{Kernel: v.String(), Files: []lintedFile{}}
 	bad := 0
 	for _, f := range files {
 		data, err := os.ReadFile(f)
@@ -86,17 +88,49 @@ func lintFiles(c *cli.Context, files []string) error {
 			return err
 		}
 		ds := policy.LintTarget(f, data, t)
+		lf := lintedFile{File: f, OK: policy.Errors(ds) == nil, Diagnostics: []lintDiagnostic{}}
 		for _, d := range ds {
-			fmt.Fprintln(c.App.Writer, d)
+			if !asJSON {
+				fmt.Fprintln(c.App.Writer, d)
+			}
+			lf.Diagnostics = append(lf.Diagnostics, lintDiagnostic{Line: d.Pos.Line, Col: d.Pos.Col, Severity: d.Severity.String(), Message: d.Msg})
 		}
-		if policy.Errors(ds) != nil {
+		if !lf.OK {
 			bad++
+		}
+		rep.Files = append(rep.Files, lf)
+	}
+	rep.Rejected = bad
+	if asJSON {
+		if err := printJSON(c.App.Writer, rep); err != nil {
+			return err
 		}
 	}
 	if bad > 0 {
 		return fmt.Errorf("%d of %d policy files would be rejected by Linux %s", bad, len(files), v)
 	}
 	return nil
+}
+
+// lintReport is what policy lint --json prints; it is printed also when a
+// file would be rejected (exit 1).
+type lintReport struct {
+	Kernel   string       `json:"kernel"`
+	Files    []lintedFile `json:"files"`
+	Rejected int          `json:"rejected"` // files the kernel would reject
+}
+
+type lintedFile struct {
+	File        string           `json:"file"`
+	OK          bool             `json:"ok"` // no error-severity diagnostic
+	Diagnostics []lintDiagnostic `json:"diagnostics"`
+}
+
+type lintDiagnostic struct {
+	Line     int    `json:"line"`
+	Col      int    `json:"col"`
+	Severity string `json:"severity"` // error or warning
+	Message  string `json:"message"`
 }
 
 func policyLint(c *cli.Context) error { return lintFiles(c, c.Args().Slice()) }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -118,11 +117,7 @@ func verifyCmd(c *cli.Context) error {
 	return nil
 }
 
-func writeJSON(c *cli.Context, rep *verify.Report) error {
-	enc := json.NewEncoder(c.App.Writer)
-	enc.SetIndent("", "  ")
-	return enc.Encode(rep)
-}
+func writeJSON(c *cli.Context, rep *verify.Report) error { return printJSON(c.App.Writer, rep) }
 
 // verifyOptions turns the flags into verify.Options; every error is a usage
 // or input error (exit 2).
