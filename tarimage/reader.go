@@ -13,6 +13,8 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/imaforge/imaforge/internal/countio"
 )
 
 // ErrFormat: the archive is not a tar archive this package can read (a
@@ -53,20 +55,6 @@ func (a *Archive) Close() error {
 		return os.Remove(a.temp.Name())
 	}
 	return nil
-}
-
-// countReader counts the bytes read through it: archive/tar reads headers
-// block by block without reading ahead, so after Next the count is where
-// the member's data starts.
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // Sniff reports whether r starts like a tar archive (the ustar magic at
@@ -132,7 +120,9 @@ func Open(r io.ReaderAt, size int64, tmpDir string) (*Archive, error) {
 }
 
 func (a *Archive) index(size int64) error {
-	cr := &countReader{r: io.NewSectionReader(a.data, 0, size)}
+	// archive/tar reads headers block by block without reading ahead, so
+	// after Next the count is where the member's data starts.
+	cr := &countio.Reader{R: io.NewSectionReader(a.data, 0, size)}
 	tr := tar.NewReader(cr)
 	for {
 		h, err := tr.Next()
@@ -140,7 +130,7 @@ func (a *Archive) index(size int64) error {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("%w: after member %d (byte %d): %w", ErrFormat, len(a.Members), cr.n, err)
+			return fmt.Errorf("%w: after member %d (byte %d): %w", ErrFormat, len(a.Members), cr.N, err)
 		}
 		p, err := imagePath(h.Name)
 		if err != nil {
@@ -155,7 +145,7 @@ func (a *Archive) index(size int64) error {
 			return fmt.Errorf("%w: member %q: owner %d:%d or mode %o out of range", ErrFormat, h.Name, h.Uid, h.Gid, h.Mode)
 		}
 		m := Member{Path: p, Typeflag: h.Typeflag, Mode: uint32(h.Mode), UID: uint32(h.Uid), GID: uint32(h.Gid),
-			Size: h.Size, Linkname: h.Linkname, off: cr.n}
+			Size: h.Size, Linkname: h.Linkname, off: cr.N}
 		for k, v := range h.PAXRecords {
 			if name, ok := strings.CutPrefix(k, PAXXattrPrefix); ok {
 				if m.Xattrs == nil {

@@ -40,6 +40,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/semaphore"
+
+	"github.com/imaforge/imaforge/internal/countio"
 )
 
 // Compression of the whole archive.
@@ -141,26 +143,15 @@ type Stats struct {
 // then Close.
 type Writer struct {
 	opts    Options
-	count   countWriter // what reaches the destination
+	count   countio.Writer // what reaches the destination
 	comp    io.WriteCloser
-	tarSize countWriter
+	tarSize countio.Writer
 	tw      *tar.Writer
 	entries []*Entry
 	last    string
 	wrote   bool
 	closed  bool
 	stats   Stats
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // NewWriter starts an archive written to w.
@@ -175,7 +166,7 @@ func NewWriter(w io.Writer, opts Options) (*Writer, error) {
 		opts.Window = 24 << 20
 	}
 	opts.Window = max(opts.Window, opts.MemFile)
-	tw := &Writer{opts: opts, count: countWriter{w: w}}
+	tw := &Writer{opts: opts, count: countio.Writer{W: w}}
 	var dst io.Writer = &tw.count
 	switch opts.Compression {
 	case None:
@@ -207,7 +198,7 @@ func NewWriter(w io.Writer, opts Options) (*Writer, error) {
 	default:
 		return nil, fmt.Errorf("tar: unknown compression %d", opts.Compression)
 	}
-	tw.tarSize = countWriter{w: dst}
+	tw.tarSize = countio.Writer{W: dst}
 	tw.tw = tar.NewWriter(&tw.tarSize)
 	return tw, nil
 }
@@ -592,6 +583,6 @@ func (w *Writer) Close() (Stats, error) {
 			return Stats{}, fmt.Errorf("tar: %w", err)
 		}
 	}
-	w.stats.TarBytes, w.stats.Bytes = w.tarSize.n, w.count.n
+	w.stats.TarBytes, w.stats.Bytes = w.tarSize.N, w.count.N
 	return w.stats, nil
 }

@@ -311,18 +311,6 @@ func init() {
 	}
 }
 
-// countingWriter counts what a command wrote to stdout.
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
 // wantsJSON reports whether --json is among the flags of args (before "--").
 func wantsJSON(args []string) bool {
 	for _, a := range args[1:] {

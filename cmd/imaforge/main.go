@@ -27,6 +27,8 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/imaforge/imaforge/internal/countio"
 )
 
 // commands is filled by register calls in the init functions of the
@@ -83,12 +85,12 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	app := newApp()
-	out := &countingWriter{w: os.Stdout}
+	out := &countio.Writer{W: os.Stdout} // counts what a command wrote to stdout
 	app.Writer = out
 	err := app.RunContext(ctx, permuteArgs(app.Commands, os.Args)) // cli.go: flags after arguments
 	stop()
 	code := report(err)
-	if err != nil && out.n == 0 && wantsJSON(os.Args) {
+	if err != nil && out.N == 0 && wantsJSON(os.Args) {
 		writeJSONError(os.Stdout, err, code) // cli.go: --json errors are JSON too
 	}
 	os.Exit(code)
