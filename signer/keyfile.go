@@ -101,15 +101,8 @@ func LoadPrivateKey(path string, opts *KeyOptions) (crypto.Signer, error) {
 
 // ParsePrivateKey parses a private key in any form LoadPrivateKey reads.
 func ParsePrivateKey(data []byte, pass Passphrase) (crypto.Signer, error) {
-	rest := data
-	sawPEM := false
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		sawPEM = true
+	blocks := pemBlocks(data)
+	for _, b := range blocks {
 		switch b.Type {
 		case "RSA PRIVATE KEY", "EC PRIVATE KEY", "PRIVATE KEY":
 			der := b.Bytes
@@ -150,7 +143,7 @@ func ParsePrivateKey(data []byte, pass Passphrase) (crypto.Signer, error) {
 			return k, nil
 		}
 	}
-	if sawPEM {
+	if len(blocks) > 0 {
 		return nil, errors.New("no private key in the PEM file (want RSA PRIVATE KEY, EC PRIVATE KEY, PRIVATE KEY or ENCRYPTED PRIVATE KEY)")
 	}
 	return parseDERKey("", data)
@@ -211,15 +204,8 @@ func LoadCertificates(path string) ([]*x509.Certificate, error) {
 // ParseCertificates parses PEM CERTIFICATE blocks, or one DER certificate.
 func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
-	rest := data
-	sawPEM := false
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		sawPEM = true
+	blocks := pemBlocks(data)
+	for _, b := range blocks {
 		if b.Type != "CERTIFICATE" {
 			continue
 		}
@@ -229,7 +215,7 @@ func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
 		}
 		certs = append(certs, c)
 	}
-	if sawPEM {
+	if len(blocks) > 0 {
 		if len(certs) == 0 {
 			return nil, errors.New("no CERTIFICATE block in the PEM file")
 		}
@@ -298,4 +284,17 @@ func unwrapPathError(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// pemBlocks returns the PEM blocks of data in order; none when data is not
+// PEM (DER, or garbage).
+func pemBlocks(data []byte) []*pem.Block {
+	var blocks []*pem.Block
+	for rest := data; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return blocks
+		}
+		blocks = append(blocks, b)
+	}
 }
