@@ -142,8 +142,22 @@ func containsCert(list []*x509.Certificate, c *x509.Certificate) bool {
 	return false
 }
 
-// parseSigner parses a CMS message to learn its signer before anything is
-// hashed, so an untrusted signature is refused first.
+// trustedSigner parses a CMS message to learn its signer and checks it
+// against ts at now (CheckSigner) before anything is hashed, so an
+// untrusted signature is refused first.
+func trustedSigner(sig []byte, ts *pki.TrustStore, now time.Time) (*cms.Signature, *pki.Chain, error) {
+	s, err := parseSigner(sig)
+	if err != nil {
+		return nil, nil, err
+	}
+	ch, err := CheckSigner(s, ts, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, ch, nil
+}
+
+// parseSigner parses a CMS message to learn its signer and certificates.
 func parseSigner(sig []byte) (*cms.Signature, error) {
 	psd, err := cms.Parse(sig)
 	if err != nil {
@@ -167,11 +181,7 @@ func parseSigner(sig []byte) (*cms.Signature, error) {
 // and, when the image carries a dm-verity hash tree, the ranges whose
 // blocks no longer match it, named by SquashFS structure.
 func VerifyImage(r io.ReaderAt, size int64, sig []byte, ts *pki.TrustStore, now time.Time) (*Result, error) {
-	s, err := parseSigner(sig)
-	if err != nil {
-		return nil, err
-	}
-	ch, err := CheckSigner(s, ts, now)
+	s, ch, err := trustedSigner(sig, ts, now)
 	if err != nil {
 		return nil, err
 	}
@@ -198,11 +208,7 @@ func VerifyImage(r io.ReaderAt, size int64, sig []byte, ts *pki.TrustStore, now 
 // against the descriptor's root hash. A mismatch gives a *TamperedError
 // naming the changed ranges.
 func VerifyVerity(r io.ReaderAt, size int64, desc, sig []byte, ts *pki.TrustStore, now time.Time) (*Result, error) {
-	s, err := parseSigner(sig)
-	if err != nil {
-		return nil, err
-	}
-	ch, err := CheckSigner(s, ts, now)
+	s, ch, err := trustedSigner(sig, ts, now)
 	if err != nil {
 		return nil, err
 	}
