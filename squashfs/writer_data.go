@@ -99,157 +99,232 @@ func (w *Writer) itemsOf(n int64) (count int64, tail bool) {
 	return full + 1, tail
 }
 
-func (w *Writer) runData(ctx context.Context) error {
-	files := w.files
-	// Only files whose size another file shares can be duplicates: only
-	// those are hashed.
-	sizes := make(map[int64]int32, len(files))
-	for _, f := range files {
+// planData marks the files that can be duplicates (only those whose size
+// another file shares are hashed) and numbers their stream items; it returns
+// the number of items.
+func (w *Writer) planData() int64 {
+	sizes := make(map[int64]int32, len(w.files))
+	for _, f := range w.files {
 		sizes[f.size]++
 	}
-	for _, f := range files {
-		f.dupCandidate = sizes[f.size] > 1 && f.size > 0
-	}
-	sizes = nil
 	var total int64
-	for _, f := range files {
+	for _, f := range w.files {
+		f.dupCandidate = sizes[f.size] > 1 && f.size > 0
 		f.firstSeq = total
 		n, _ := w.itemsOf(f.size)
 		total += n
 	}
+	return total
+}
+
+// windowSize is the number of items that may be in flight: enough to keep
+// every worker busy, at most 32 MiB of blocks (but at least two per worker).
+func windowSize(blockSize, workers int) int {
+	window := max(16, 8*workers)
+	if lim := (32 << 20) / blockSize; window > lim {
+		window = max(lim, 2*workers+2)
+	}
+	return window
+}
+
+func (w *Writer) runData(ctx context.Context) error {
+	total := w.planData()
 	if total == 0 {
 		return nil
 	}
 	bs := w.opts.BlockSize
 	workers := w.opts.Workers
-	window := max(16, 8*workers)
-	if lim := (32 << 20) / bs; window > lim {
-		window = max(lim, 2*workers+2)
-	}
-
 	g, ctx := errgroup.WithContext(ctx)
-	ring := make([]chan *item, window)
-	for i := range ring {
-		ring[i] = make(chan *item, 1)
-	}
-	var (
-		admitMu   sync.Mutex
-		admit     = sync.NewCond(&admitMu)
-		committed int64
-	)
-	stop := context.AfterFunc(ctx, func() {
-		admitMu.Lock()
-		admit.Broadcast()
-		admitMu.Unlock()
-	})
-	defer stop()
-	waitAdmit := func(seq int64) error {
-		admitMu.Lock()
-		defer admitMu.Unlock()
-		for seq >= committed+int64(window) {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			admit.Wait()
-		}
-		return ctx.Err()
-	}
-	rawPool := sync.Pool{New: func() any { return make([]byte, bs) }}
-	outPool := sync.Pool{New: func() any { return make([]byte, 0, bs+bs/8+1024) }}
-	jobs := make(chan *item, workers)
+	win := newWindow(ctx, windowSize(bs, workers))
+	defer win.stop()
+	bufs := newBlockBuffers(bs)
+	comp := startCompressors(ctx, w.codec, bufs, workers)
+	defer comp.close()
 
-	// compressors
-	var compWG sync.WaitGroup
-	for range workers {
-		compWG.Add(1)
-		go func() {
-			defer compWG.Done()
-			for it := range jobs {
-				dst := outPool.Get().([]byte)
-				it.out, it.comp, it.err = w.codec.compress(dst, it.raw)
-				close(it.done)
-			}
-		}()
-	}
-	defer func() { close(jobs); compWG.Wait() }()
-	submit := func(it *item) error {
-		select {
-		case jobs <- it:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-
-	// readers
+	rd := &blockReader{w: w, ctx: ctx, win: win, bufs: bufs, comp: comp, zero: make([]byte, bs), ready: make(chan struct{})}
+	close(rd.ready)
 	var next atomic.Int64
-	zero := make([]byte, bs)
-	closedDone := make(chan struct{})
-	close(closedDone)
 	for range workers {
 		g.Go(func() error {
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= len(files) {
+				if i >= len(w.files) {
 					return nil
 				}
-				if err := w.readFile(ctx, i, files[i], waitAdmit, ring, &rawPool, zero, closedDone, submit); err != nil {
+				if err := rd.readFile(i, w.files[i]); err != nil {
 					return err
 				}
 			}
 		})
 	}
-
-	// committer
 	g.Go(func() error {
-		c := committer{w: w, ctx: ctx, submit: submit, outPool: &outPool, rawPool: &rawPool,
+		c := committer{w: w, ctx: ctx, comp: comp, bufs: bufs,
 			dedup: make(map[dupKey]*node), maxPending: workers + 1}
-		for seq := int64(0); seq < total; seq++ {
-			var it *item
-			select {
-			case it = <-ring[seq%int64(window)]:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			select {
-			case <-it.done:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			if err := c.commit(it); err != nil {
-				return err
-			}
-			admitMu.Lock()
-			committed++
-			admit.Broadcast()
-			admitMu.Unlock()
-		}
-		if err := c.flushFragment(); err != nil {
-			return err
-		}
-		if err := c.drain(0); err != nil {
-			return err
-		}
-		w.dups = c.dups
-		return nil
+		return c.run(win, total)
 	})
 	return g.Wait()
 }
 
-// readFile streams file i into the ring.
-func (w *Writer) readFile(ctx context.Context, i int, f *node, waitAdmit func(int64) error,
-	ring []chan *item, rawPool *sync.Pool, zero []byte, closedDone chan struct{}, submit func(*item) error) (err error) {
+// window is the bounded, ordered hand-off from the readers to the
+// committer: item seq goes into slot seq mod size, and may be read only once
+// every item before seq-size has been committed. The lowest outstanding item
+// can therefore always be read, and at most size items are in memory.
+type window struct {
+	ctx       context.Context
+	ring      []chan *item
+	mu        sync.Mutex
+	admit     *sync.Cond
+	committed int64 // items committed so far
+	stop      func() bool
+}
+
+func newWindow(ctx context.Context, size int) *window {
+	win := &window{ctx: ctx, ring: make([]chan *item, size)}
+	for i := range win.ring {
+		win.ring[i] = make(chan *item, 1)
+	}
+	win.admit = sync.NewCond(&win.mu)
+	// a cancelled build wakes every reader waiting for admission
+	win.stop = context.AfterFunc(ctx, func() {
+		win.mu.Lock()
+		win.admit.Broadcast()
+		win.mu.Unlock()
+	})
+	return win
+}
+
+// wait blocks until item seq may be read.
+func (win *window) wait(seq int64) error {
+	win.mu.Lock()
+	defer win.mu.Unlock()
+	for seq >= win.committed+int64(len(win.ring)) {
+		if err := win.ctx.Err(); err != nil {
+			return err
+		}
+		win.admit.Wait()
+	}
+	return win.ctx.Err()
+}
+
+// put hands item seq to the committer.
+func (win *window) put(seq int64, it *item) error {
+	select {
+	case win.ring[seq%int64(len(win.ring))] <- it:
+		return nil
+	case <-win.ctx.Done():
+		return win.ctx.Err()
+	}
+}
+
+// take returns item seq once it is ready (compressed, if it is a block).
+func (win *window) take(seq int64) (*item, error) {
+	var it *item
+	select {
+	case it = <-win.ring[seq%int64(len(win.ring))]:
+	case <-win.ctx.Done():
+		return nil, win.ctx.Err()
+	}
+	select {
+	case <-it.done:
+	case <-win.ctx.Done():
+		return nil, win.ctx.Err()
+	}
+	return it, nil
+}
+
+// advance records one more committed item, admitting one more read.
+func (win *window) advance() {
+	win.mu.Lock()
+	win.committed++
+	win.admit.Broadcast()
+	win.mu.Unlock()
+}
+
+// blockBuffers pools the block-sized buffers: raw content (owned by an item
+// from its read to its commit) and compressed output (owned by an item from
+// its compression to its commit).
+type blockBuffers struct {
+	raw, out sync.Pool
+}
+
+func newBlockBuffers(bs int) *blockBuffers {
+	b := &blockBuffers{}
+	b.raw.New = func() any { return make([]byte, bs) }
+	b.out.New = func() any { return make([]byte, 0, bs+bs/8+1024) }
+	return b
+}
+
+func (b *blockBuffers) getRaw(n int) []byte { return b.raw.Get().([]byte)[:n] }
+func (b *blockBuffers) putRaw(p []byte)     { b.raw.Put(p[:cap(p)]) }
+
+// compressPool is the pool of goroutines that compress submitted items
+// (data blocks and fragment blocks), in any order, closing each item's done
+// channel when its out is set.
+type compressPool struct {
+	ctx   context.Context
+	codec *codec
+	bufs  *blockBuffers
+	jobs  chan *item
+	wg    sync.WaitGroup
+}
+
+func startCompressors(ctx context.Context, c *codec, bufs *blockBuffers, workers int) *compressPool {
+	p := &compressPool{ctx: ctx, codec: c, bufs: bufs, jobs: make(chan *item, workers)}
+	for range workers {
+		p.wg.Add(1)
+		go p.work()
+	}
+	return p
+}
+
+func (p *compressPool) work() {
+	defer p.wg.Done()
+	for it := range p.jobs {
+		p.compress(it)
+		close(it.done)
+	}
+}
+
+// compress sets it.out, it.comp and it.err.
+func (p *compressPool) compress(it *item) {
+	dst := p.bufs.out.Get().([]byte)
+	it.out, it.comp, it.err = p.codec.compress(dst, it.raw)
+}
+
+// submit queues it for compression.
+func (p *compressPool) submit(it *item) error {
+	select {
+	case p.jobs <- it:
+		return nil
+	case <-p.ctx.Done():
+		return p.ctx.Err()
+	}
+}
+
+// close stops the pool once the queued items are compressed.
+func (p *compressPool) close() {
+	close(p.jobs)
+	p.wg.Wait()
+}
+
+// blockReader is what the reader goroutines share: each reads whole files,
+// in tree order of their first item, into the window.
+type blockReader struct {
+	w     *Writer
+	ctx   context.Context
+	win   *window
+	bufs  *blockBuffers
+	comp  *compressPool
+	zero  []byte        // an all-zero block, to detect sparse ones
+	ready chan struct{} // closed: the done of items needing no compression
+}
+
+// readFile streams file i into the window.
+func (rd *blockReader) readFile(i int, f *node) (err error) {
+	w, win := rd.w, rd.win
 	name := func() string { return w.pathOf(f) }
 	n, tail := w.itemsOf(f.size)
-	put := func(seq int64, it *item) error {
-		select {
-		case ring[seq%int64(len(ring))] <- it:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	if err := waitAdmit(f.firstSeq); err != nil {
+	if err := win.wait(f.firstSeq); err != nil {
 		return err
 	}
 	var h hash.Hash = nopHash{}
@@ -257,9 +332,9 @@ func (w *Writer) readFile(ctx context.Context, i int, f *node, waitAdmit func(in
 		h = sha256.New()
 	}
 	if f.open == nil {
-		it := &item{file: i, kind: itemEmpty, last: true, done: closedDone}
+		it := &item{file: i, kind: itemEmpty, last: true, done: rd.ready}
 		h.Sum(it.sum[:0])
-		return put(f.firstSeq, it)
+		return win.put(f.firstSeq, it)
 	}
 	r, err := f.open()
 	if err != nil {
@@ -276,19 +351,19 @@ func (w *Writer) readFile(ctx context.Context, i int, f *node, waitAdmit func(in
 		if k, _ := io.ReadFull(r, one[:]); k != 0 {
 			return &PathError{Path: name(), Err: fmt.Errorf("%w: content longer than the declared 0 bytes", ErrSizeMismatch)}
 		}
-		it := &item{file: i, kind: itemEmpty, last: true, done: closedDone}
+		it := &item{file: i, kind: itemEmpty, last: true, done: rd.ready}
 		h.Sum(it.sum[:0])
-		return put(f.firstSeq, it)
+		return win.put(f.firstSeq, it)
 	}
 	for b := int64(0); b < n; b++ {
 		seq := f.firstSeq + b
-		if err := waitAdmit(seq); err != nil {
+		if err := win.wait(seq); err != nil {
 			return err
 		}
 		size := min(bs, f.size-b*bs)
-		raw := rawPool.Get().([]byte)[:size]
+		raw := rd.bufs.getRaw(int(size))
 		if k, err := io.ReadFull(r, raw); err != nil {
-			rawPool.Put(raw[:cap(raw)])
+			rd.bufs.putRaw(raw)
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				return &PathError{Path: name(), Err: fmt.Errorf("%w: content ended after %d bytes, %d declared", ErrSizeMismatch, b*bs+int64(k), f.size)}
 			}
@@ -300,27 +375,27 @@ func (w *Writer) readFile(ctx context.Context, i int, f *node, waitAdmit func(in
 			var one [1]byte
 			k, err := io.ReadFull(r, one[:])
 			if k != 0 {
-				rawPool.Put(raw[:cap(raw)])
+				rd.bufs.putRaw(raw)
 				return &PathError{Path: name(), Err: fmt.Errorf("%w: content longer than the declared %d bytes", ErrSizeMismatch, f.size)}
 			}
 			if err != nil && err != io.EOF {
-				rawPool.Put(raw[:cap(raw)])
+				rd.bufs.putRaw(raw)
 				return &PathError{Path: name(), Err: err}
 			}
 			h.Sum(it.sum[:0])
 		}
 		switch {
 		case it.last && tail:
-			it.kind, it.done = itemTail, closedDone
-		case bytes.Equal(raw, zero[:size]):
-			it.kind, it.done = itemSparse, closedDone
+			it.kind, it.done = itemTail, rd.ready
+		case bytes.Equal(raw, rd.zero[:size]):
+			it.kind, it.done = itemSparse, rd.ready
 		default:
 			it.kind, it.done = itemData, make(chan struct{})
-			if err := submit(it); err != nil {
+			if err := rd.comp.submit(it); err != nil {
 				return err
 			}
 		}
-		if err := put(seq, it); err != nil {
+		if err := win.put(seq, it); err != nil {
 			return err
 		}
 	}
@@ -341,13 +416,14 @@ type dupKey struct {
 	size int64
 }
 
-// committer is the ordered end of the pipeline.
+// committer is the ordered end of the pipeline, one goroutine: it owns the
+// image's write offset, the fragment block being filled and the duplicate
+// index.
 type committer struct {
 	w          *Writer
 	ctx        context.Context
-	submit     func(*item) error
-	outPool    *sync.Pool
-	rawPool    *sync.Pool
+	comp       *compressPool
+	bufs       *blockBuffers
 	dedup      map[dupKey]*node
 	dups       int
 	frag       []byte  // fragment block being filled
@@ -358,6 +434,30 @@ type committer struct {
 	tail       []byte
 }
 
+// run commits the total items in sequence order, then the last fragment
+// block.
+func (c *committer) run(win *window, total int64) error {
+	for seq := int64(0); seq < total; seq++ {
+		it, err := win.take(seq)
+		if err != nil {
+			return err
+		}
+		if err := c.commit(it); err != nil {
+			return err
+		}
+		win.advance()
+	}
+	if err := c.flushFragment(); err != nil {
+		return err
+	}
+	if err := c.drain(0); err != nil {
+		return err
+	}
+	c.w.dups = c.dups
+	return nil
+}
+
+// commit writes one item (or keeps a tail for the fragment block).
 func (c *committer) commit(it *item) error {
 	w := c.w
 	if it.err != nil {
@@ -419,11 +519,11 @@ func (c *committer) commit(it *item) error {
 
 func (c *committer) release(it *item) {
 	if it.raw != nil {
-		c.rawPool.Put(it.raw[:cap(it.raw)])
+		c.bufs.putRaw(it.raw)
 		it.raw = nil
 	}
 	if it.kind == itemData && it.out != nil && it.comp {
-		c.outPool.Put(it.out[:0])
+		c.bufs.out.Put(it.out[:0])
 	}
 	it.out = nil
 }
@@ -453,7 +553,7 @@ func (c *committer) flushFragment() error {
 	it := &item{raw: c.frag, done: make(chan struct{}), isFrg: true, frag: len(c.w.fragments)}
 	c.w.fragments = append(c.w.fragments, FragmentEntry{})
 	c.frag = nil
-	if err := c.submit(it); err != nil {
+	if err := c.comp.submit(it); err != nil {
 		return err
 	}
 	c.pending = append(c.pending, it)

@@ -150,21 +150,53 @@ func (t *tableState) xattrID(xs []Xattr) uint32 {
 	return id
 }
 
-// writeTables is Close's work, with w.mu held and the data written.
+// writeTables is Close's work, with w.mu held and the data written: the
+// inode and directory tables, the fragment, export, id and xattr tables, the
+// padding and the superblock, in that order.
 func (w *Writer) writeTables() (Stats, error) {
 	t := &tableState{idIndex: make(map[uint32]uint16), xsetByID: make(map[[sha256.Size]byte]uint32)}
+	if err := t.number(w.root); err != nil {
+		return Stats{}, err
+	}
+	var sb Superblock
+	var err error
+	sb.InodeTableStart, sb.DirectoryTableStart, err = w.writeInodesAndDirs(t)
+	if err != nil {
+		return Stats{}, err
+	}
+	if sb.FragmentTableStart, err = w.writeFragmentTable(); err != nil {
+		return Stats{}, err
+	}
+	sb.ExportTableStart = InvalidBlock
+	if !w.opts.NoExport {
+		if sb.ExportTableStart, err = w.writeExportTable(t); err != nil {
+			return Stats{}, err
+		}
+	}
+	if sb.IDTableStart, err = w.writeIDTable(t); err != nil {
+		return Stats{}, err
+	}
+	if sb.XattrIDTableStart, err = w.writeXattrs(t); err != nil {
+		return Stats{}, err
+	}
+	w.fillSuperblock(&sb, t)
+	if err := w.finishImage(sb); err != nil {
+		return Stats{}, err
+	}
+	return Stats{Inodes: sb.Inodes, Fragments: sb.Fragments, Duplicates: w.dups, BytesUsed: sb.BytesUsed}, nil
+}
 
-	// Pass 1: inode numbers in the order inodes are written: depth first,
-	// a directory's entries by name (a subdirectory's whole subtree in its
-	// place), each directory after its entries, so the root is last.
-	var number func(d *node) error
-	number = func(d *node) error {
+// number gives inode numbers in the order inodes are written: depth first,
+// a directory's entries by name (a subdirectory's whole subtree in its
+// place), each directory after its entries, so the root is last. It counts
+// links and subdirectories, and indexes the ids and xattr sets.
+func (t *tableState) number(root *node) error {
+	var walk func(d *node)
+	walk = func(d *node) {
 		d.subdir = 0
 		for _, c := range d.children {
 			if c.kind == kindDir {
-				if err := number(c); err != nil {
-					return err
-				}
+				walk(c)
 				d.subdir++
 				continue
 			}
@@ -178,149 +210,163 @@ func (w *Writer) writeTables() (Stats, error) {
 		t.order = append(t.order, d)
 		d.ino = uint32(len(t.order))
 		d.nlink = 2 + d.subdir
-		return nil
 	}
-	if err := number(w.root); err != nil {
-		return Stats{}, err
-	}
+	walk(root)
 	if uint64(len(t.order)) >= math.MaxUint32 {
-		return Stats{}, fmt.Errorf("squashfs: too many inodes")
+		return fmt.Errorf("squashfs: too many inodes")
 	}
 	for _, n := range t.order {
 		if _, err := t.id(n.uid); err != nil {
-			return Stats{}, err
+			return err
 		}
 		if _, err := t.id(n.gid); err != nil {
-			return Stats{}, err
+			return err
 		}
 		n.xattr = t.xattrID(n.xattrs)
 	}
+	return nil
+}
 
-	// Pass 2: inode table straight to the image, directory table in memory.
-	inodeStart := w.pos
-	inodes := newMdWriter(w.codec, w.write)
-	var dirBuf []byte
-	dirs := newMdWriter(w.codec, func(b []byte) error { dirBuf = append(dirBuf, b...); return nil })
-	written := make([]bool, len(t.order)+1)
-	var rec []byte
-	writeInode := func(n *node, dirInode []byte) error {
-		n.ref = inodes.ref()
-		written[n.ino] = true
-		var err error
-		if dirInode != nil {
-			rec = dirInode
-		} else if rec, err = w.inodeRecord(rec[:0], n, t); err != nil {
-			return err
-		}
-		return inodes.write(rec)
-	}
-	var walk func(d *node, parentIno uint32) error
-	walk = func(d *node, parentIno uint32) error {
-		for _, c := range d.children {
-			if c.kind == kindDir {
-				if err := walk(c, d.ino); err != nil {
-					return err
-				}
-				continue
-			}
-			if h := holder(c); !written[h.ino] {
-				if err := writeInode(h, nil); err != nil {
-					return err
-				}
-			}
-		}
-		listRef := dirs.ref()
-		listOff := dirs.offset()
-		listing, index, err := w.listing(d)
-		if err != nil {
-			return err
-		}
-		if err := dirs.write(listing); err != nil {
-			return err
-		}
-		for i := range index {
-			index[i].StartBlock = uint32(dirs.blockStart(listOff + uint64(index[i].Index)))
-		}
-		blk, off := SplitRef(listRef)
-		if blk > math.MaxUint32 {
-			return fmt.Errorf("squashfs: directory table larger than 4 GiB")
-		}
-		hdr := InodeHeader{Mode: d.mode, ModTime: d.mtime, Number: d.ino}
-		hdr.UIDIndex, _ = t.id(d.uid)
-		hdr.GIDIndex, _ = t.id(d.gid)
-		size := uint64(len(listing)) + dirSizeDotEntries
-		var b []byte
-		if len(index) > 0 || size > math.MaxUint16 || d.xattr != InvalidXattr {
-			hdr.Type = TypeExtDir
-			in := ExtDirInode{InodeHeader: hdr, Nlink: d.nlink, FileSize: uint32(size), StartBlock: uint32(blk),
-				Parent: parentIno, Offset: off, Xattr: d.xattr, Index: index}
-			if size > math.MaxUint32 {
-				return perr(w.pathOf(d), "directory listing too large")
-			}
-			b = in.appendTo(nil)
-		} else {
-			hdr.Type = TypeDir
-			in := DirInode{InodeHeader: hdr, StartBlock: uint32(blk), Nlink: d.nlink, FileSize: uint16(size), Offset: off, Parent: parentIno}
-			b = in.appendTo(nil)
-		}
-		return writeInode(d, b)
-	}
-	if err := walk(w.root, uint32(len(t.order)+1)); err != nil {
-		return Stats{}, err
-	}
-	if err := inodes.flush(); err != nil {
-		return Stats{}, err
-	}
-	if err := dirs.flush(); err != nil {
-		return Stats{}, err
-	}
-	dirStart := w.pos
-	if err := w.write(dirBuf); err != nil {
-		return Stats{}, err
-	}
-	dirBuf = nil
+// inodeWriter writes the inode table straight to the image and builds the
+// directory table in memory (it follows the inode table, and directory
+// inodes need their listing's position first).
+type inodeWriter struct {
+	w       *Writer
+	t       *tableState
+	inodes  *mdWriter
+	dirs    *mdWriter
+	dirBuf  []byte
+	written []bool // by inode number
+	rec     []byte
+}
 
-	// Fragment, export and id tables.
+// writeInodesAndDirs writes the inode table then the directory table and
+// returns where each starts.
+func (w *Writer) writeInodesAndDirs(t *tableState) (inodeStart, dirStart uint64, err error) {
+	inodeStart = w.pos
+	iw := &inodeWriter{w: w, t: t, inodes: newMdWriter(w.codec, w.write), written: make([]bool, len(t.order)+1)}
+	iw.dirs = newMdWriter(w.codec, func(b []byte) error { iw.dirBuf = append(iw.dirBuf, b...); return nil })
+	if err := iw.dir(w.root, uint32(len(t.order)+1)); err != nil {
+		return 0, 0, err
+	}
+	if err := iw.inodes.flush(); err != nil {
+		return 0, 0, err
+	}
+	if err := iw.dirs.flush(); err != nil {
+		return 0, 0, err
+	}
+	dirStart = w.pos
+	return inodeStart, dirStart, w.write(iw.dirBuf)
+}
+
+// inode writes n's inode: dirInode when given (a directory's), else the
+// record inodeRecord makes.
+func (iw *inodeWriter) inode(n *node, dirInode []byte) error {
+	n.ref = iw.inodes.ref()
+	iw.written[n.ino] = true
+	var err error
+	if dirInode != nil {
+		iw.rec = dirInode
+	} else if iw.rec, err = iw.w.inodeRecord(iw.rec[:0], n, iw.t); err != nil {
+		return err
+	}
+	return iw.inodes.write(iw.rec)
+}
+
+// dir writes the inodes of d's subtree, d's listing, then d's inode.
+func (iw *inodeWriter) dir(d *node, parentIno uint32) error {
+	for _, c := range d.children {
+		if c.kind == kindDir {
+			if err := iw.dir(c, d.ino); err != nil {
+				return err
+			}
+			continue
+		}
+		if h := holder(c); !iw.written[h.ino] {
+			if err := iw.inode(h, nil); err != nil {
+				return err
+			}
+		}
+	}
+	listRef := iw.dirs.ref()
+	listOff := iw.dirs.offset()
+	listing, index, err := iw.w.listing(d)
+	if err != nil {
+		return err
+	}
+	if err := iw.dirs.write(listing); err != nil {
+		return err
+	}
+	for i := range index {
+		index[i].StartBlock = uint32(iw.dirs.blockStart(listOff + uint64(index[i].Index)))
+	}
+	b, err := iw.dirInode(d, parentIno, listRef, uint64(len(listing)), index)
+	if err != nil {
+		return err
+	}
+	return iw.inode(d, b)
+}
+
+// dirInode encodes directory d's inode: extended when it has a lookup index,
+// xattrs or a listing too large for the basic one.
+func (iw *inodeWriter) dirInode(d *node, parentIno uint32, listRef, listLen uint64, index []DirIndex) ([]byte, error) {
+	blk, off := SplitRef(listRef)
+	if blk > math.MaxUint32 {
+		return nil, fmt.Errorf("squashfs: directory table larger than 4 GiB")
+	}
+	hdr := InodeHeader{Mode: d.mode, ModTime: d.mtime, Number: d.ino}
+	hdr.UIDIndex, _ = iw.t.id(d.uid)
+	hdr.GIDIndex, _ = iw.t.id(d.gid)
+	size := listLen + dirSizeDotEntries
+	if len(index) > 0 || size > math.MaxUint16 || d.xattr != InvalidXattr {
+		hdr.Type = TypeExtDir
+		in := ExtDirInode{InodeHeader: hdr, Nlink: d.nlink, FileSize: uint32(size), StartBlock: uint32(blk),
+			Parent: parentIno, Offset: off, Xattr: d.xattr, Index: index}
+		if size > math.MaxUint32 {
+			return nil, perr(iw.w.pathOf(d), "directory listing too large")
+		}
+		return in.appendTo(nil), nil
+	}
+	hdr.Type = TypeDir
+	in := DirInode{InodeHeader: hdr, StartBlock: uint32(blk), Nlink: d.nlink, FileSize: uint16(size), Offset: off, Parent: parentIno}
+	return in.appendTo(nil), nil
+}
+
+// writeFragmentTable writes the fragment entries WriteData filled in.
+func (w *Writer) writeFragmentTable() (uint64, error) {
 	var recs []byte
 	for i := range w.fragments {
 		recs = w.fragments[i].appendTo(recs)
 	}
-	fragStart, err := w.writeLookupTable(recs, nil)
-	if err != nil {
-		return Stats{}, err
+	return w.writeLookupTable(recs, nil)
+}
+
+// writeExportTable writes every inode's reference, by inode number.
+func (w *Writer) writeExportTable(t *tableState) (uint64, error) {
+	recs := make([]byte, 0, 8*len(t.order))
+	for _, n := range t.order {
+		recs = le.AppendUint64(recs, n.ref)
 	}
-	exportStart := InvalidBlock
-	if !w.opts.NoExport {
-		recs = recs[:0]
-		for _, n := range t.order {
-			recs = le.AppendUint64(recs, n.ref)
-		}
-		if exportStart, err = w.writeLookupTable(recs, nil); err != nil {
-			return Stats{}, err
-		}
-	}
-	recs = recs[:0]
+	return w.writeLookupTable(recs, nil)
+}
+
+// writeIDTable writes the distinct uids and gids, by index.
+func (w *Writer) writeIDTable(t *tableState) (uint64, error) {
+	recs := make([]byte, 0, 4*len(t.ids))
 	for _, id := range t.ids {
 		recs = le.AppendUint32(recs, id)
 	}
-	idStart, err := w.writeLookupTable(recs, nil)
-	if err != nil {
-		return Stats{}, err
-	}
-	xattrStart, err := w.writeXattrs(t)
-	if err != nil {
-		return Stats{}, err
-	}
+	return w.writeLookupTable(recs, nil)
+}
 
-	sb := Superblock{
-		Magic: Magic, Inodes: uint32(len(t.order)), ModTime: uint32(w.opts.ModTime),
-		BlockSize: uint32(w.opts.BlockSize), Fragments: uint32(len(w.fragments)),
-		Compression: w.codec.id(), IDs: uint16(len(t.ids)), Major: VersionMajor, Minor: VersionMinor,
-		RootInode: w.root.ref, BytesUsed: w.pos, IDTableStart: idStart, XattrIDTableStart: xattrStart,
-		InodeTableStart: inodeStart, DirectoryTableStart: dirStart, FragmentTableStart: fragStart,
-		ExportTableStart: exportStart,
-		Flags:            FlagDuplicates | w.codec.flags(),
-	}
+// fillSuperblock sets everything but the table starts.
+func (w *Writer) fillSuperblock(sb *Superblock, t *tableState) {
+	sb.Magic, sb.Major, sb.Minor = Magic, VersionMajor, VersionMinor
+	sb.Inodes, sb.ModTime = uint32(len(t.order)), uint32(w.opts.ModTime)
+	sb.BlockSize, sb.Fragments = uint32(w.opts.BlockSize), uint32(len(w.fragments))
+	sb.Compression, sb.IDs = w.codec.id(), uint16(len(t.ids))
+	sb.RootInode, sb.BytesUsed = w.root.ref, w.pos
+	sb.Flags = FlagDuplicates | w.codec.flags()
 	for sb.BlockLog = 0; 1<<sb.BlockLog < sb.BlockSize; sb.BlockLog++ {
 	}
 	if !w.opts.NoExport {
@@ -335,32 +381,36 @@ func (w *Writer) writeTables() (Stats, error) {
 	if w.codec.options() != nil {
 		sb.Flags |= FlagCompressorOptions
 	}
-	// Pad to 4 KiB as mksquashfs does, then the superblock at offset 0.
+}
+
+// finishImage pads the image to 4 KiB as mksquashfs does, cuts what a
+// rolled-back duplicate left past the end, and writes sb at offset 0.
+func (w *Writer) finishImage(sb Superblock) error {
 	if pad := (4096 - w.pos%4096) % 4096; pad > 0 {
 		if err := w.write(make([]byte, pad)); err != nil {
-			return Stats{}, err
+			return err
 		}
 	}
 	end := w.pos
 	if end < w.maxPos {
 		if tr, ok := w.out.(interface{ Truncate(int64) error }); ok {
 			if err := tr.Truncate(int64(end)); err != nil {
-				return Stats{}, fmt.Errorf("squashfs: %w", err)
+				return fmt.Errorf("squashfs: %w", err)
 			}
 		} else if err := w.write(make([]byte, w.maxPos-end)); err != nil { // no Truncate: zero the rest
-			return Stats{}, err
+			return err
 		}
 	}
 	if _, err := w.out.Seek(0, io.SeekStart); err != nil {
-		return Stats{}, fmt.Errorf("squashfs: %w", err)
+		return fmt.Errorf("squashfs: %w", err)
 	}
 	if _, err := w.out.Write(sb.appendTo(nil)); err != nil {
-		return Stats{}, fmt.Errorf("squashfs: writing superblock: %w", err)
+		return fmt.Errorf("squashfs: writing superblock: %w", err)
 	}
 	if _, err := w.out.Seek(int64(w.pos), io.SeekStart); err != nil {
-		return Stats{}, fmt.Errorf("squashfs: %w", err)
+		return fmt.Errorf("squashfs: %w", err)
 	}
-	return Stats{Inodes: sb.Inodes, Fragments: sb.Fragments, Duplicates: w.dups, BytesUsed: sb.BytesUsed}, nil
+	return nil
 }
 
 // inodeRecord encodes the inode of a non-directory.
@@ -520,23 +570,7 @@ func (w *Writer) writeXattrs(t *tableState) (uint64, error) {
 	if err := kv.flush(); err != nil {
 		return 0, err
 	}
-	hdr := XattrIDTable{TableStart: kvStart, IDs: uint32(len(t.xsets))}
 	// The header goes right before the list of block offsets.
-	var starts []uint64
-	md := newMdWriter(w.codec, func(b []byte) error {
-		starts = append(starts, w.pos)
-		return w.write(b)
-	})
-	if err := md.write(ids); err != nil {
-		return 0, err
-	}
-	if err := md.flush(); err != nil {
-		return 0, err
-	}
-	at := w.pos
-	list := hdr.appendTo(nil)
-	for _, s := range starts {
-		list = le.AppendUint64(list, s)
-	}
-	return at, w.write(list)
+	hdr := XattrIDTable{TableStart: kvStart, IDs: uint32(len(t.xsets))}
+	return w.writeLookupTable(ids, hdr.appendTo(nil))
 }
