@@ -128,7 +128,8 @@ func quoteWords(ws []string) string {
 }
 
 // TestZshFishCompletion loads the zsh and fish scripts in their shells
-// (syntax) and checks that fish's names every command and flag of the tree.
+// (syntax) and runs each for every node of the tree: the commands and flags
+// it offers must be the tree's.
 func TestZshFishCompletion(t *testing.T) {
 	nodes := commandTree(t)
 	for _, sh := range []string{"zsh", "fish"} {
@@ -145,7 +146,8 @@ func TestZshFishCompletion(t *testing.T) {
 			if out, err := exec.Command(bin, "-n", f).CombinedOutput(); err != nil {
 				t.Fatalf("%s -n: %v\n%s", sh, err, out)
 			}
-			if sh != "fish" {
+			if sh == "zsh" {
+				checkZshCompletion(t, bin, f, nodes)
 				return
 			}
 			// fish itself completes every node of the tree.
@@ -176,6 +178,57 @@ func TestZshFishCompletion(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkZshCompletion loads the zsh script as compsys does and runs its
+// function for every node of the tree. The script registers itself with the
+// real compinit; _describe and _files are then replaced by functions that
+// print what they were given (the names before each ":description"), since
+// compadd only works inside a completion widget.
+func checkZshCompletion(t *testing.T, zsh, script string, nodes []treeNode) {
+	t.Helper()
+	var prog strings.Builder
+	fmt.Fprintf(&prog, `autoload -U compinit && compinit -u -d %s
+source %s
+print -r -- "registered ${_comps[imaforge]}"
+_describe() { local -a a; a=("${(@P)4}"); print -r -- "${(j: :)${a[@]%%%%:*}}"; }
+_files() { print -r -- FILES; }
+`, filepath.Join(t.TempDir(), "zcompdump"), script)
+	for _, n := range nodes {
+		for _, cur := range []string{"", "-"} {
+			words := append(append([]string{"imaforge"}, n.path...), cur)
+			fmt.Fprintf(&prog, "words=(%s); CURRENT=%d; _imaforge\n", quoteWords(words), len(words))
+		}
+	}
+	// flags and their values before a subcommand do not change the node
+	prog.WriteString("words=(imaforge pki issue --name x ''); CURRENT=5; _imaforge\n")
+	out, err := exec.Command(zsh, "-f", "-c", prog.String()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("zsh: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	if len(lines) != 2*len(nodes)+2 || lines[0] != "registered _imaforge" {
+		t.Fatalf("zsh: %d lines for %d nodes, want the registration first:\n%s", len(lines), len(nodes), out)
+	}
+	lines = lines[1:]
+	for i, n := range nodes {
+		subs, flags := strings.Fields(lines[2*i]), strings.Fields(lines[2*i+1])
+		sort.Strings(subs)
+		sort.Strings(flags)
+		want := n.subs
+		if len(want) == 0 {
+			want = []string{"FILES"}
+		}
+		if !slices.Equal(subs, want) {
+			t.Errorf("zsh: imaforge %s <TAB>: %q, want %q", strings.Join(n.path, " "), subs, want)
+		}
+		if !slices.Equal(flags, n.flags) {
+			t.Errorf("zsh: imaforge %s -<TAB>: %q, want %q", strings.Join(n.path, " "), flags, n.flags)
+		}
+	}
+	if last := lines[len(lines)-1]; last != "FILES" {
+		t.Errorf("zsh: imaforge pki issue --name x <TAB>: %q, want file names", last)
 	}
 }
 
