@@ -14,10 +14,10 @@ import (
 	"strings"
 	"sync"
 
-	relicconfig "github.com/sassoftware/relic/v7/config"
-	"github.com/sassoftware/relic/v7/lib/passprompt"
-	"github.com/sassoftware/relic/v7/signers/sigerrors"
-	"github.com/sassoftware/relic/v7/token"
+	relicconfig "github.com/sassoftware/relic/v8/config"
+	"github.com/sassoftware/relic/v8/lib/passprompt"
+	"github.com/sassoftware/relic/v8/signers/sigerrors"
+	"github.com/sassoftware/relic/v8/token"
 
 	"github.com/imaforge/imaforge/signer/keyref"
 )

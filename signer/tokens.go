@@ -3,17 +3,17 @@ package signer
 import (
 	"fmt"
 
-	relicconfig "github.com/sassoftware/relic/v7/config"
-	"github.com/sassoftware/relic/v7/lib/passprompt"
-	"github.com/sassoftware/relic/v7/token"
+	relicconfig "github.com/sassoftware/relic/v8/config"
+	"github.com/sassoftware/relic/v8/lib/passprompt"
+	"github.com/sassoftware/relic/v8/token"
 
 	// Token types linked into every build: relic's file token and scdaemon
 	// (OpenPGP cards). PKCS#11 is linked with cgo (tokens_pkcs11.go); the
 	// cloud KMS types only with the imaforge_cloudkms build tag
 	// (tokens_cloudkms.go). Each registers itself in token.Openers, as
 	// relic's own token/open package does for all of them.
-	_ "github.com/sassoftware/relic/v7/token/filetoken"
-	_ "github.com/sassoftware/relic/v7/token/scdtoken"
+	_ "github.com/sassoftware/relic/v8/token/filetoken"
+	_ "github.com/sassoftware/relic/v8/token/scdtoken"
 )
 
 // cloudKMSTypes are the relic token types linked only with the

@@ -6,7 +6,7 @@ package signer
 // Cloud KMS) link their SDKs: about 14 MB of binary and 250 packages, so
 // they are an opt-in: go build -tags imaforge_cloudkms ./cmd/imaforge.
 import (
-	_ "github.com/sassoftware/relic/v7/token/awstoken"
-	_ "github.com/sassoftware/relic/v7/token/azuretoken"
-	_ "github.com/sassoftware/relic/v7/token/gcloudtoken"
+	_ "github.com/sassoftware/relic/v8/token/awstoken"
+	_ "github.com/sassoftware/relic/v8/token/azuretoken"
+	_ "github.com/sassoftware/relic/v8/token/gcloudtoken"
 )

@@ -3,4 +3,4 @@
 package signer
 
 // PKCS#11 tokens need cgo (relic's p11token loads the module with dlopen).
-import _ "github.com/sassoftware/relic/v7/token/p11token"
+import _ "github.com/sassoftware/relic/v8/token/p11token"

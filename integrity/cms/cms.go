@@ -14,7 +14,7 @@
 // (crypto/asymmetric_keys/pkcs7_*.c, used for dm-verity root hash
 // signatures) and OpenSSL's CMS_verify (openssl cms -verify, RAUC) read it.
 //
-// The encoding uses relic's lib/pkcs7 (github.com/sassoftware/relic/v7, a
+// The encoding uses relic's lib/pkcs7 (github.com/sassoftware/relic/v8, a
 // chosen dependency of imaforge, maintained and used for code signing by
 // SAS); verification of a detached signature takes the content's digest
 // instead of its bytes, so an image of gigabytes is never held in memory.
@@ -30,8 +30,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/sassoftware/relic/v7/lib/pkcs7"
-	"github.com/sassoftware/relic/v7/lib/x509tools"
+	"github.com/sassoftware/relic/v8/lib/pkcs7"
+	"github.com/sassoftware/relic/v8/lib/x509tools"
 )
 
 // Errors matched with errors.Is.
