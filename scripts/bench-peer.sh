@@ -7,10 +7,16 @@
 #
 # usage: scripts/bench-peer.sh [TREES...]   TREES: go small large (default: all)
 # env:   LEVELS="15 3" (zstd levels), BENCH_DIR (scratch, default a temp dir),
-#        SMALL_FILES=50000, LARGE_FILES=8
+#        SMALL_FILES=50000, LARGE_FILES=8, LARGE_SCALE=1 (sizes x this),
+#        BENCH_JSON (rows for `make bench`, scripts/bench-lib.sh): every tree
+#        and level against the peer's wall time (goal: ahead; large files at
+#        zstd-3: 2x ahead), and the small files at zstd-3 against the RSA
+#        signing floor, FILES / `openssl speed -multi NPROC rsa2048` (goal
+#        1.3x).
 # Needs root (evmctl writes security.ima xattrs) and the peers from `make deps`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 IMAFORGE=${IMAFORGE:-$PWD/bin/imaforge}
 [ -x "$IMAFORGE" ] || make build >/dev/null
 for t in evmctl mksquashfs openssl /usr/bin/time zstd; do
@@ -38,7 +44,7 @@ for i in range(n):
 PY
     ;;
     large) mkdir -p "$2"; for i in $(seq 1 "${LARGE_FILES:-8}"); do
-        mb=$(( 64 + (i * 37) % 193 ))
+        mb=$(echo "(64 + ($i * 37) % 193) * ${LARGE_SCALE:-1} / 1" | bc)
         # compressible: repeated random chunks
         head -c $((mb << 20)) < <(while :; do head -c 65536 /dev/urandom | tee /dev/null; head -c 65536 /dev/zero; done) >"$2/big$i"
       done ;;
@@ -53,6 +59,9 @@ measure() {
   awk '{ printf "%.2f %.2f %d\n", $1, $2 + $3, $4 }' "$work/time"
 }
 
+# The signing floor first, so that the small-file rows can use it.
+rsa=$(openssl speed -multi "$(nproc)" -seconds 2 rsa2048 2>/dev/null | awk '/^rsa 2048/ {print $(NF-1)}')
+
 printf '%-6s %-5s %-9s %9s %9s %10s %12s\n' tree level tool wall_s cpu_s peak_mib image_bytes
 for tree in "${trees[@]}"; do
   src=$work/src-$tree
@@ -64,7 +73,7 @@ for tree in "${trees[@]}"; do
     read -r w2 c2 m2 < <(measure evmctl-$tree evmctl ima_sign -r -a sha256 --key "$key" "$work/copy")
     read -r w3 c3 m3 < <(measure mksquashfs-$tree mksquashfs "$work/copy" "$work/peer.sqsh" -noappend -no-progress \
       -xattrs -reproducible -mkfs-time 0 -all-time 0 -all-root -comp zstd -Xcompression-level "$level")
-    pw=$(echo "$w1 + $w2 + $w3" | bc); pc=$(echo "$c1 + $c2 + $c3" | bc)
+    pw=$(printf %.2f "$(echo "$w1 + $w2 + $w3" | bc)"); pc=$(printf %.2f "$(echo "$c1 + $c2 + $c3" | bc)")
     pm=$(( (m1 > m2 ? (m1 > m3 ? m1 : m3) : (m2 > m3 ? m2 : m3)) / 1024 ))
     ps=$(stat -c %s "$work/peer.sqsh")
     # imaforge
@@ -82,14 +91,28 @@ YAML
     printf '%-6s %-5s %-9s %9s %9s %10s %12s\n' "$tree" "$level" imaforge "$ow" "$oc" "$((om / 1024))" "$os"
     printf '%-6s %-5s %-9s speedup %.2fx  cpu %.2fx  memory %.2fx  size %.4fx\n' "$tree" "$level" ratio \
       "$(echo "$pw / $ow" | bc -l)" "$(echo "$pc / $oc" | bc -l)" "$(echo "$om / ($pm * 1024)" | bc -l)" "$(echo "$os / $ps" | bc -l)"
+    case $tree in
+      go) label="Go toolchain ($(find "$src" -type f | wc -l) files)" item=peer ;;
+      small) label="${SMALL_FILES:-50000} files of 1-8 KiB" item=peer ;;
+      large) label="${LARGE_FILES:-8} files of $(echo "64 * ${LARGE_SCALE:-1} / 1" | bc)-$(echo "256 * ${LARGE_SCALE:-1} / 1" | bc) MiB" item=peer ;;
+    esac
+    goal=1
+    [ "$tree/$level" = large/3 ] && item=large goal=0.5
+    bench_row "$item" "$label, zstd-$level, RSA-2048" "wall s" "$ow" "$pw" "peer: cp + evmctl + mksquashfs" "$goal" \
+      "CPU ${oc} s vs ${pc} s; peak $((om / 1024)) MiB vs ${pm} MiB"
+    if [ "$tree/$level" = small/3 ] && [ -n "$rsa" ]; then
+      floor=$(echo "${SMALL_FILES:-50000} / $rsa" | bc -l)
+      bench_row small "$label, zstd-$level, RSA-2048" "wall s" "$ow" "$floor" \
+        "signing floor: files / openssl speed -multi $(nproc) rsa2048 ($rsa/s)" 1.3 "CPU ${oc} s"
+    fi
   done
   rm -rf "$src" "$work/copy"
 done
 
 echo
-echo "machine limits (2 cores):"
-echo "  sha256:   $(openssl speed -multi 2 -seconds 2 -bytes 16384 sha256 2>/dev/null | awk '/^sha256/ {print $NF}') (bytes/s x1000, 16 KiB blocks)"
-echo "  rsa2048:  $(openssl speed -multi 2 -seconds 2 rsa2048 2>/dev/null | awk '/^rsa 2048/ {print $(NF-1)}') signatures/s"
+echo "machine limits ($(nproc) cores):"
+echo "  sha256:   $(openssl speed -multi "$(nproc)" -seconds 2 -bytes 16384 sha256 2>/dev/null | awk '/^sha256/ {print $NF}') (bytes/s x1000, 16 KiB blocks)"
+echo "  rsa2048:  $rsa signatures/s (openssl speed -multi $(nproc), measured first)"
 for level in $LEVELS; do
   head -c $((64 << 20)) "$(go env GOROOT)/pkg/tool/linux_amd64/compile" >"$work/zin" 2>/dev/null || head -c $((64 << 20)) /dev/urandom >"$work/zin"
   echo "  zstd -$level: $(zstd -b"$level" -T2 "$work/zin" 2>&1 | tr "\r" "\n" | grep "MB/s" | tail -1 | sed "s/^ *//")"

@@ -10,8 +10,11 @@
 #   generated ones (small: 5,000 files; large: 8 files of 6-25 MiB; go: GOROOT/src/{runtime,crypto}
 #   and pkg/tool) for a loaded machine.
 #   BENCH_COMPS overrides the list of "comp:level" pairs.
+#   BENCH_JSON: one row per cell for `make bench` (scripts/bench-lib.sh),
+#   ours/mksquashfs wall time, goal <= 1 (issue 22 item 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 IMAFORGE=${IMAFORGE:-bin/imaforge}
 [ -x "$IMAFORGE" ] || make build >/dev/null
 for t in mksquashfs /usr/bin/time python3; do command -v "$t" >/dev/null || { echo "missing $t (make deps)"; exit 1; }; done
@@ -94,6 +97,8 @@ for tree in "${trees[@]}"; do
     printf "%-8s %-8s | %8s %8s %7d %11d | %8s %8s %7d %11d | %6.3f %6.3f %6.3f %6.4f\n" \
       "$name" "$comp:$level" "$mw" "$mc" $((mm / 1024)) "$ms" "$ow" "$oc" $((om / 1024)) "$os" \
       "$(echo "$ow / $mw" | bc -l)" "$(echo "$oc / $mc" | bc -l)" "$(echo "$om / $mm" | bc -l)" "$(echo "$os / $ms" | bc -l)"
+    bench_row pack "$name ($(find "$tree" -type f | wc -l) files), $comp:$level" "wall s" "$ow" "$mw" "mksquashfs" 1 \
+      "CPU ${oc} s vs ${mc} s; size ratio $(printf %.4f "$(echo "$os / $ms" | bc -l)")"
     rm -f "$WORK/m.sqsh" "$WORK/o.sqsh"
   done
 done

@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"github.com/imaforge/imaforge/internal/runstats"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/pipeline"
 	"github.com/imaforge/imaforge/signer"
@@ -38,13 +39,15 @@ func init() {
 			&cli.StringFlag{Name: "max-spool", Usage: "fail a build whose tarball sources would spool more than `SIZE` (e.g. 2G) of member data to $TMPDIR (holes and runs of zeros are free)"},
 			&cli.BoolFlag{Name: "allow-key-in-source", Usage: "warn about, instead of refusing, a source directory that would pack a private key file the manifest names"},
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a Go CPU profile to `FILE` (for benchmarks)"},
+			&cli.StringFlag{Name: "runtime-stats", Hidden: true, Usage: "write peak RSS, peak live heap and GC CPU share as JSON to `FILE` (internal/runstats; for benchmarks)"},
+			&cli.StringFlag{Name: "memprofile", Hidden: true, Usage: "with --runtime-stats, write the heap profile at the peak live heap to `FILE`"},
 			&cli.StringFlag{Name: "rauc-bundle", Usage: "also write a RAUC bundle (verity format) of the image to `FILE` (rauc.go)"},
 		}, raucUpdateFlags("rauc-")...),
 		Action: runBuild,
 	})
 }
 
-func runBuild(c *cli.Context) error {
+func runBuild(c *cli.Context) (err error) {
 	args := c.Args().Slice()
 	if len(args) != 1 {
 		return usageErrf("build: want one MANIFEST argument, got %d", len(args))
@@ -59,6 +62,18 @@ func runBuild(c *cli.Context) error {
 			return err
 		}
 		defer stop()
+	}
+	if p := c.String("runtime-stats"); p != "" {
+		rs := runstats.Start(100*time.Millisecond, c.String("memprofile"))
+		defer func() {
+			st, serr := rs.Stop()
+			if serr == nil {
+				serr = st.WriteFile(p)
+			}
+			if serr != nil && err == nil {
+				err = fmt.Errorf("--runtime-stats: %w", serr)
+			}
+		}()
 	}
 	quiet := c.Bool("quiet")
 	stderr := c.App.ErrWriter

@@ -1,0 +1,55 @@
+package runstats
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+)
+
+var sink [][]byte
+
+// A live allocation of 64 MiB shows in the peak live heap and the peak RSS,
+// and the heap profile and JSON are written.
+func TestSampler(t *testing.T) {
+	dir := t.TempDir()
+	prof := filepath.Join(dir, "heap.pprof")
+	s := Start(time.Millisecond, prof)
+	for range 64 {
+		b := make([]byte, 1<<20)
+		for i := range b {
+			b[i] = 1
+		}
+		sink = append(sink, b)
+	}
+	runtime.GC()
+	time.Sleep(20 * time.Millisecond)
+	st, err := s.Stop()
+	sink = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LiveHeapPeak < 64<<20 {
+		t.Errorf("LiveHeapPeak = %d, want >= 64 MiB", st.LiveHeapPeak)
+	}
+	if st.MaxRSS < 64<<20 || st.CPUSeconds <= 0 || st.GCCycles == 0 {
+		t.Errorf("MaxRSS %d, CPUSeconds %v, GCCycles %d: want >= 64 MiB, > 0, > 0", st.MaxRSS, st.CPUSeconds, st.GCCycles)
+	}
+	if st.GCFraction < 0 || st.GCFraction > 1 {
+		t.Errorf("GCFraction = %v, want 0..1", st.GCFraction)
+	}
+	if fi, err := os.Stat(prof); err != nil || fi.Size() == 0 {
+		t.Errorf("heap profile: %v", err)
+	}
+	out := filepath.Join(dir, "st.json")
+	if err := st.WriteFile(out); err != nil {
+		t.Fatal(err)
+	}
+	var back Stats
+	b, _ := os.ReadFile(out)
+	if err := json.Unmarshal(b, &back); err != nil || back != st {
+		t.Errorf("JSON round trip: %v, %+v != %+v", err, back, st)
+	}
+}

@@ -1,0 +1,41 @@
+# Shared by the scripts/bench-*.sh scripts (source it): one JSON row per
+# figure, so that `make bench` (scripts/bench.sh) prints every figure of
+# issue 22 in one table and writes it as out/bench.json.
+#
+# A row compares one figure of ours with a reference measured in the same
+# run (the peer's figure, or a machine limit such as the RSA signing floor)
+# or with a fixed limit (512 MiB), as ratio = ours / ref; the goal is met
+# when ratio <= goal. Rows are appended, one JSON object per line, to the
+# file $BENCH_JSON names (nothing is written when it is unset):
+#
+#   {"item":"large","name":"8 files of 64-256 MiB, zstd-3","figure":"wall s",
+#    "ours":3.8,"ref":3.22,"ref_name":"peer: cp + evmctl + mksquashfs",
+#    "ratio":1.18,"goal":0.5,"met":false,"load":2.31,"note":""}
+#
+#   item      which goal of issue 22: large, small, pack, million,
+#             incremental, service (or peer: a tree with no goal but "ahead
+#             of the peer")
+#   name      the tree and settings; figure: what is compared, with its unit
+#   ours/ref  numbers; ratio = ours/ref; goal: the largest ratio that meets
+#             the goal, or null for a figure reported without a goal
+#   load      the 1-minute load average when the row was measured
+#   note      free text (the peer's parts, bytes per file, ...)
+#
+# Usage: bench_row ITEM NAME FIGURE OURS REF REF_NAME GOAL [NOTE]
+# (GOAL "-" for none).
+bench_row() {
+  local item=$1 name=$2 figure=$3 ours=$4 ref=$5 ref_name=$6 goal=$7 note=${8:-}
+  [ -n "${BENCH_JSON:-}" ] || return 0
+  [ "$goal" = - ] && goal=null
+  jq -nc --arg item "$item" --arg name "$name" --arg figure "$figure" \
+    --argjson ours "$(bench_num "$ours")" --argjson ref "$(bench_num "$ref")" --arg ref_name "$ref_name" \
+    --argjson goal "$goal" --argjson load "$(cut -d' ' -f1 /proc/loadavg)" --arg note "$note" '
+    {item: $item, name: $name, figure: $figure, ours: $ours, ref: $ref, ref_name: $ref_name,
+     ratio: (if $ref == 0 then null else ($ours / $ref * 10000 | round / 10000) end),
+     goal: $goal,
+     met: (if $goal == null or $ref == 0 then null else ($ours / $ref <= $goal) end),
+     load: $load, note: $note}' >>"$BENCH_JSON"
+}
+
+# bench_num X: X as a JSON number (bc prints ".5" and "-.5").
+bench_num() { printf '%.6g' "$1"; }
