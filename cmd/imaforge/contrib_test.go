@@ -480,3 +480,81 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestRAUCRecipe builds contrib/rauc/firmware.yaml with the bundle as its
+// comment says, on keys under root -> owner CA, and checks the bundle with
+// the real rauc against contrib/rauc/system.conf: `rauc info` verifies the
+// signature with the recipe's keyring settings (check-purpose=codesign) and
+// names the compatible and the rootfs slot image, and `rauc extract` gives
+// back the image imaforge built, byte for byte; under another root CA rauc
+// refuses the bundle.
+func TestRAUCRecipe(t *testing.T) {
+	bin := testenv.NeedTool(t, "rauc")
+	src := raucProject(t) // pki/: root, owner-ca, their CRLs, mfr and release keys
+	dir := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(dir, "keys"), 0o755))
+	for to, from := range map[string]string{"root.pem": "root.pem", "owner-ca.pem": "owner-ca.pem", "root.crl": "root.crl",
+		"owner-ca.crl": "owner-ca.crl", "ima.pem": "mfr.pem", "ima.key": "mfr.key", "release.pem": "release.pem", "release.key": "release.key"} {
+		copyFile(t, filepath.Join(src, "pki", from), filepath.Join(dir, "keys", to))
+	}
+	must(t, os.Chmod(filepath.Join(dir, "keys", "ima.key"), 0o600))
+	must(t, os.Chmod(filepath.Join(dir, "keys", "release.key"), 0o600))
+	must(t, os.Rename(filepath.Join(src, "src"), filepath.Join(dir, "rootfs")))
+	copyFile(t, filepath.Join(contribDir, "rauc", "firmware.yaml"), filepath.Join(dir, "firmware.yaml"))
+	conf, err := filepath.Abs(filepath.Join(contribDir, "rauc", "system.conf"))
+	must(t, err)
+	compatible := ""
+	b, err := os.ReadFile(conf)
+	must(t, err)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "compatible="); ok {
+			compatible = v
+		}
+	}
+	if compatible == "" {
+		t.Fatal("system.conf names no compatible")
+	}
+	bundle := func(name, compatible string) string {
+		out := filepath.Join(dir, "out", name)
+		if _, errOut, code := runCLIIn(t, dir, "build", "--quiet", "firmware.yaml", "--rauc-bundle", out,
+			"--rauc-compatible", compatible, "--rauc-version", "1.0", "--rauc-slot", "rootfs"); code != 0 {
+			t.Fatalf("build: exit %d: %s", code, errOut)
+		}
+		return out
+	}
+	good := bundle("update.raucb", compatible)
+	root := filepath.Join(dir, "keys", "root.pem")
+	info := exec.Command(bin, "--conf", conf, "--keyring", root, "info", "--output-format=json", good)
+	out, err := info.Output()
+	if err != nil {
+		t.Fatalf("rauc info: %v\n%s", err, out)
+	}
+	var meta struct {
+		Compatible string
+		Images     []map[string]struct{ Filename string }
+	}
+	if err := json.Unmarshal(out, &meta); err != nil {
+		t.Fatalf("rauc info --output-format=json: %v\n%s", err, out)
+	}
+	if meta.Compatible != compatible || len(meta.Images) != 1 || meta.Images[0]["rootfs"].Filename == "" {
+		t.Fatalf("rauc info: %s", out)
+	}
+	ext := filepath.Join(dir, "extract")
+	if out, err := exec.Command(bin, "--conf", conf, "--keyring", root, "extract", good, ext).CombinedOutput(); err != nil {
+		t.Fatalf("rauc extract: %v\n%s", err, out)
+	}
+	got, err := os.ReadFile(filepath.Join(ext, meta.Images[0]["rootfs"].Filename))
+	must(t, err)
+	want, err := os.ReadFile(filepath.Join(dir, "out", "rootfs.sqsh"))
+	must(t, err)
+	if !bytes.Equal(got, want) {
+		t.Errorf("the bundle's rootfs image (%d bytes) is not the image imaforge built (%d bytes)", len(got), len(want))
+	}
+
+	// rauc checks the signature: with another product's root as the
+	// keyring the bundle is refused
+	otherRoot := filepath.Join(raucProject(t), "pki", "root.pem")
+	if out, err := exec.Command(bin, "--conf", conf, "--keyring", otherRoot, "info", good).CombinedOutput(); err == nil {
+		t.Errorf("rauc info accepted the bundle under another root:\n%s", out)
+	}
+}

@@ -35,14 +35,24 @@ shift
 BINARIES_DIR=${BINARIES_DIR:-$images}
 IMAFORGE=${IMAFORGE:-imaforge}
 
+# a relative file name is relative to where Buildroot runs us (its tree);
+# the manifest lives elsewhere, so it gets absolute ones (relic:, pkcs11:
+# references are not files and stay as they are)
+abspath() {
+	case $1 in
+	/*) echo "$1" ;;
+	*) if [ -e "$1" ]; then echo "$PWD/$1"; else echo "$1"; fi ;;
+	esac
+}
+
 key= cert= manifest= compression=zstd roots= inters= crls= unsigned=
 while [ $# -gt 0 ]; do
 	case $1 in
-	--key) key=$2; shift ;;
-	--cert) cert=$2; shift ;;
-	--root) roots="$roots${roots:+, }$2"; shift ;;
-	--intermediate) inters="$inters${inters:+, }$2"; shift ;;
-	--crl) crls="$crls${crls:+, }$2"; shift ;;
+	--key) key=$(abspath "$2"); shift ;;
+	--cert) cert=$(abspath "$2"); shift ;;
+	--root) roots="$roots${roots:+, }$(abspath "$2")"; shift ;;
+	--intermediate) inters="$inters${inters:+, }$(abspath "$2")"; shift ;;
+	--crl) crls="$crls${crls:+, }$(abspath "$2")"; shift ;;
 	--manifest) manifest=$2; shift ;;
 	--compression) compression=$2; shift ;;
 	--unsigned) unsigned="$unsigned $2"; shift ;;
