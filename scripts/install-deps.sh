@@ -42,6 +42,12 @@ PKGS=(
   tpm2-tools:tpm2_quote
   libtss2-tcti-swtpm0:/usr/lib/x86_64-linux-gnu/libtss2-tcti-swtpm.so.0
   libtss2-tcti-device0:/usr/lib/x86_64-linux-gnu/libtss2-tcti-device.so.0
+  # keys held in a TPM, as a PKCS#11 token (docs/keys.md)
+  libtpm2-pkcs11-1:/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so
+  libtpm2-pkcs11-tools:tpm2_ptool
+  tpm2-abrmd:tpm2-abrmd
+  libtss2-tcti-tabrmd0:/usr/lib/x86_64-linux-gnu/libtss2-tcti-tabrmd.so.0
+  dbus-daemon:dbus-daemon
   xxd:xxd
   jq:jq
   # the second judge kernel of the e2e (scripts/kernel-e2e/build-kernel.sh)
