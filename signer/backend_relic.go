@@ -75,6 +75,10 @@ type OpenOptions struct {
 	Sessions int
 	// Warn receives warnings; nil drops them.
 	Warn func(msg string)
+	// KeyOnly lets OpenSigner return a Signer without a certificate
+	// (NewKeyOnly: the key id from the public key) when no certificate
+	// file is given and the token or relic configuration has none.
+	KeyOnly bool
 	// TokenPIN, when not nil, chooses the PIN source of each token in place
 	// of PIN: it is called with the token's identity and whether the relic
 	// configuration writes a PIN for it (the token's pin); a nil result keeps
@@ -239,17 +243,29 @@ func OpenKey(ref, relicConfig string, opts *OpenOptions) (crypto.Signer, *x509.C
 
 // OpenSigner opens the key ref names (Open) and returns the Signer of it
 // with its certificate: the one in certPath (PEM or DER; of several, the
-// key's), else the one the token or relic configuration holds for it. Close
-// the Signer to end a token key's sessions.
+// key's), else the one the token or relic configuration holds for it, else,
+// with opts.KeyOnly, none (NewKeyOnly). Close the Signer to end a token key's
+// sessions.
 func OpenSigner(ctx context.Context, ref keyref.Ref, certPath string, opts *OpenOptions) (*Signer, error) {
 	if opts == nil {
 		opts = &OpenOptions{}
 	}
 	if ref.Scheme == keyref.File {
-		if certPath == "" {
+		if certPath != "" {
+			return LoadSigner(ref.Path, certPath, &KeyOptions{Passphrase: opts.PIN, Warn: opts.Warn})
+		}
+		if !opts.KeyOnly {
 			return nil, &FileError{Path: ref.Path, Op: "load signing key", Err: errors.New("a key file needs its certificate")}
 		}
-		return LoadSigner(ref.Path, certPath, &KeyOptions{Passphrase: opts.PIN, Warn: opts.Warn})
+		key, err := LoadPrivateKey(ref.Path, &KeyOptions{Passphrase: opts.PIN, Warn: opts.Warn})
+		if err != nil {
+			return nil, err
+		}
+		s, err := NewKeyOnly(key)
+		if err != nil {
+			return nil, &FileError{Path: ref.Path, Op: "load signing key", Err: err}
+		}
+		return s, nil
 	}
 	var cert *x509.Certificate
 	if certPath != "" {
@@ -270,6 +286,14 @@ func OpenSigner(ctx context.Context, ref keyref.Ref, certPath string, opts *Open
 		if c, ok := priv.(io.Closer); ok {
 			c.Close()
 		}
+	}
+	if cert == nil && opts.KeyOnly {
+		s, err := NewKeyOnly(priv)
+		if err != nil {
+			closeKey()
+			return nil, fmt.Errorf("%s: %w", ref.Raw, err)
+		}
+		return s, nil
 	}
 	if cert == nil {
 		closeKey()

@@ -50,13 +50,39 @@ func New(key crypto.Signer, cert *x509.Certificate) (*Signer, error) {
 		return nil, fmt.Errorf("%w: key is %s, certificate %q has %s",
 			ErrKeyMismatch, imasig.DescribeKey(pub), cert.Subject.String(), imasig.DescribeKey(cert.PublicKey))
 	}
-	s := &Signer{key: key, cert: cert, keyID: imasig.KeyID(cert), pub: pub}
+	return newSigner(key, cert, imasig.KeyID(cert)), nil
+}
+
+// NewKeyOnly returns a Signer for key without a certificate: its key id is
+// the one evmctl gives a key without --keyid or --keyid-from-cert
+// (imasig.KeyIDFromPublicKey, calc_keyid_v2), which is also the tail of the
+// SubjectKeyIdentifier of a certificate made with openssl's
+// subjectKeyIdentifier=hash (and by imaforge pki). Cert returns nil. It is
+// for signing single files (file sign, policy sign); a build needs the
+// certificate for its trust and scope checks.
+func NewKeyOnly(key crypto.Signer) (*Signer, error) {
+	if key == nil {
+		return nil, errors.New("signer.NewKeyOnly: nil key")
+	}
+	pub := key.Public()
+	if err := imasig.CheckKey(pub); err != nil {
+		return nil, err
+	}
+	id, err := imasig.KeyIDFromPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return newSigner(key, nil, id), nil
+}
+
+func newSigner(key crypto.Signer, cert *x509.Certificate, keyID [4]byte) *Signer {
+	s := &Signer{key: key, cert: cert, keyID: keyID, pub: key.Public()}
 	if k, ok := key.(*rsa.PrivateKey); ok {
 		if b, err := newLibcryptoRSA(k); err == nil {
 			s.rsaFast = b
 		}
 	}
-	return s, nil
+	return s
 }
 
 // CryptoSigner returns the key s signs with, for signatures other than
@@ -67,7 +93,7 @@ func (s *Signer) CryptoSigner() crypto.Signer { return s.key }
 // KeyID returns the key id written into every signature (see KeyID).
 func (s *Signer) KeyID() [4]byte { return s.keyID }
 
-// Cert returns the signing certificate.
+// Cert returns the signing certificate (nil for NewKeyOnly).
 func (s *Signer) Cert() *x509.Certificate { return s.cert }
 
 // Public returns the signing public key.

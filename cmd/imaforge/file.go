@@ -27,7 +27,7 @@ func init() {
 				ArgsUsage: "FILE...",
 				Flags: append(append([]cli.Flag{
 					&cli.StringFlag{Name: "key", Usage: "private `KEY`: " + keyRefUsage, Required: true},
-					&cli.StringFlag{Name: "cert", Usage: "certificate `CERT.pem` of the key (PEM or DER); gives the key id", Required: true},
+					&cli.StringFlag{Name: "cert", Usage: "certificate `CERT.pem` of the key (PEM or DER); gives the key id (default: the certificate the token or relic configuration holds, else the key id of the public key, as evmctl without --keyid)"},
 					&cli.StringFlag{Name: "hash", Value: "sha256", Usage: "digest algorithm: sha256, sha384 or sha512"},
 					relicConfigFlag(),
 				}, passphraseFlags()...), storeFlags...),

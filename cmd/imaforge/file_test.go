@@ -209,3 +209,57 @@ func TestFileXattr(t *testing.T) {
 		t.Errorf("tampered: exit %d\n%s", code, e)
 	}
 }
+
+// TestSignWithoutCert: file sign and policy sign need no --cert for a key
+// file: the key id is the public key's (evmctl's calc_keyid_v2), which is
+// the tail of the SKID of a certificate made with subjectKeyIdentifier=hash,
+// so the signature equals the one made with that certificate and verifies
+// with it (imaforge and evmctl). A certificate that is given still sets the
+// key id (rsa2048-skid.pem: the same key with another SKID).
+func TestSignWithoutCert(t *testing.T) {
+	files := writeFiles(t, 4)
+	sign := func(extra ...string) []byte {
+		t.Helper()
+		args := append([]string{"file", "sign", "--key", sk("rsa2048.key"), "--sigfile"}, extra...)
+		code, out, errOut := run(t, append(args, files[1])...)
+		if code != 0 {
+			t.Fatalf("file sign %v: exit %d\n%s%s", extra, code, out, errOut)
+		}
+		sig, err := os.ReadFile(files[1] + ".sig")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+	noCert := sign()
+	if withCert := sign("--cert", sk("rsa2048.pem")); !bytes.Equal(noCert, withCert) {
+		t.Fatalf("without --cert % x\nwith it       % x", noCert[:8], withCert[:8])
+	}
+	// security.ima v2: 03 02 hash-algo key-id[4] ...
+	if other := sign("--cert", sk("rsa2048-skid.pem")); !bytes.Equal(other[3:7], []byte{1, 2, 3, 4}) {
+		t.Fatalf("--cert rsa2048-skid.pem: key id % x, want its SKID's tail 01 02 03 04", other[3:7])
+	}
+	if err := os.WriteFile(files[1]+".sig", noCert, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := run(t, "file", "verify", "--cert", sk("rsa2048.der"), "--sigfile", files[1]); code != 0 {
+		t.Fatalf("file verify: exit %d\n%s%s", code, out, errOut)
+	}
+	if evmctl, err := exec.LookPath("evmctl"); err == nil || testenv.InCI() {
+		evmctl = testenv.NeedTool(t, "evmctl")
+		if out, err := exec.Command(evmctl, "ima_verify", "--sigfile", "--key", sk("rsa2048.der"), files[1]).CombinedOutput(); err != nil {
+			t.Errorf("evmctl ima_verify: %v\n%s", err, out)
+		}
+	}
+
+	policy := filepath.Join(t.TempDir(), "60-tenant.policy")
+	if err := os.WriteFile(policy, []byte("appraise func=BPRM_CHECK fsmagic=0x73717368 appraise_type=imasig\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := run(t, "policy", "sign", "--key", sk("rsa2048.key"), policy); code != 0 {
+		t.Fatalf("policy sign: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := run(t, "policy", "verify", "--cert", sk("rsa2048.der"), policy); code != 0 || !strings.Contains(out, "signature ok") {
+		t.Fatalf("policy verify: exit %d\n%s%s", code, out, errOut)
+	}
+}

@@ -92,7 +92,10 @@ func openKey(c *cli.Context, name, prefix string) (crypto.Signer, error) {
 
 // loadSigner opens the signer of --key (a key reference) and --cert,
 // asking for the key's passphrase or PIN as passphraseFlags say (default:
-// on the terminal). Close it when done (a token key's sessions end).
+// on the terminal). Without --cert the certificate is the one the token or
+// relic configuration holds, else there is none and the key id comes from
+// the public key, as evmctl's without --keyid. Close it when done (a token
+// key's sessions end).
 func loadSigner(c *cli.Context) (*signer.Signer, error) {
 	ref, err := parseKeyRef(c, "key")
 	if err != nil {
@@ -104,6 +107,7 @@ func loadSigner(c *cli.Context) (*signer.Signer, error) {
 	}
 	return signer.OpenSigner(c.Context, ref, c.String("cert"), &signer.OpenOptions{
 		PIN: pass, RelicConfig: c.String("relic-config"), Sessions: runtime.GOMAXPROCS(0), Warn: warnFunc(c),
+		KeyOnly: true,
 	})
 }
 
