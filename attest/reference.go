@@ -90,7 +90,7 @@ func NewReference(images []ImageSource, certs []*x509.Certificate, bootAggregate
 	mounts := map[string]string{}
 	for _, src := range images {
 		r := src.Record
-		if r == nil || r.Format != pipeline.RecordFormat {
+		if r == nil || (r.Format != pipeline.RecordFormat && r.Format != pipeline.RecordFormatV1) {
 			return nil, nil, fmt.Errorf("%w: not a build record of format %s", ErrReference, pipeline.RecordFormat)
 		}
 		m, err := cleanMount(src.Mount)

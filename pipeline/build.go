@@ -717,9 +717,9 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 		}
 	}
 	sigs := make(map[sigKey]bool)
-	isFrag := make(map[string]bool)
+	isFrag := make(map[string]int)
 	for _, f := range frags {
-		isFrag[f.src.Path] = true
+		isFrag[f.src.Path] = len(rec.Policy)
 		fs := files[f.src.Path]
 		rec.Policy = append(rec.Policy, RecordPolicy{
 			Name:   f.src.Name,
@@ -730,14 +730,18 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 		})
 	}
 	for _, e := range entries {
-		if isFrag[e.Path] {
+		if i, ok := isFrag[e.Path]; ok {
+			rec.Policy[i].RecordMeta = recordMeta(e)
 			continue
 		}
 		fs, ok := files[e.Path]
 		if !ok {
+			if e.Type != rootfs.TypeReg {
+				rec.Entries = append(rec.Entries, RecordEntry{Path: e.Path, RecordMeta: recordMeta(e), Target: e.Target, Major: e.Major, Minor: e.Minor})
+			}
 			continue
 		}
-		rf := RecordFile{Path: e.Path, Size: e.Size, Digest: hex.EncodeToString(fs.digest), EVMKey: fs.evmKey}
+		rf := RecordFile{Path: e.Path, RecordMeta: recordMeta(e), Size: e.Size, Digest: hex.EncodeToString(fs.digest), EVMKey: fs.evmKey}
 		if fs.key != "" {
 			k := &rec.Keys[keyIndex[fs.key]]
 			rf.Key, rf.KeyID = fs.key, k.KeyID

@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -259,11 +258,11 @@ func WriteRAUCBundle(ctx context.Context, ro RAUCOptions) (*rauc.Bundle, error) 
 	if err != nil {
 		return nil, fmt.Errorf("build record: %w", err)
 	}
-	var rec Record
-	if err := json.Unmarshal(recData, &rec); err != nil {
+	rec, err := ParseRecord(recData)
+	if err != nil {
 		return nil, fmt.Errorf("%s.record.json: %w", img, err)
 	}
-	if rec.Format != RecordFormat || rec.Manifest.SHA256 != hex.EncodeToString(m.Digest[:]) {
+	if rec.Manifest.SHA256 != hex.EncodeToString(m.Digest[:]) {
 		return nil, fmt.Errorf("%s.record.json: not a record of this manifest (format %q, manifest %s): build the image first", img, rec.Format, rec.Manifest.SHA256)
 	}
 	digest, err := hex.DecodeString(rec.Image.SHA256)

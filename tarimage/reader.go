@@ -33,6 +33,8 @@ type Member struct {
 	UID, GID uint32
 	Size     int64
 	Linkname string
+	// Devmajor and Devminor are a device's numbers.
+	Devmajor, Devminor uint32
 	// Xattrs are the SCHILY.xattr records, by full name.
 	Xattrs map[string][]byte
 	off    int64 // data offset in the uncompressed archive
@@ -146,6 +148,12 @@ func (a *Archive) index(size int64) error {
 		}
 		m := Member{Path: p, Typeflag: h.Typeflag, Mode: uint32(h.Mode), UID: uint32(h.Uid), GID: uint32(h.Gid),
 			Size: h.Size, Linkname: h.Linkname, off: cr.N}
+		if h.Typeflag == tar.TypeChar || h.Typeflag == tar.TypeBlock {
+			if h.Devmajor < 0 || h.Devminor < 0 || h.Devmajor > 1<<32-1 || h.Devminor > 1<<32-1 {
+				return fmt.Errorf("%w: member %q: device %d:%d out of range", ErrFormat, h.Name, h.Devmajor, h.Devminor)
+			}
+			m.Devmajor, m.Devminor = uint32(h.Devmajor), uint32(h.Devminor)
+		}
 		for k, v := range h.PAXRecords {
 			if name, ok := strings.CutPrefix(k, PAXXattrPrefix); ok {
 				if m.Xattrs == nil {

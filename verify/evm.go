@@ -134,6 +134,14 @@ func tarArchive(ctx context.Context, r io.ReaderAt, size int64, opts Options) (*
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		if opts.Record != nil && m.Typeflag != tar.TypeReg && m.Typeflag != tar.TypeLink {
+			e := entryOf(m.Path, tarFileMode(m), m.UID, m.GID)
+			e.Target, e.Major, e.Minor = m.Linkname, m.Devmajor, m.Devminor
+			if m.Typeflag != tar.TypeSymlink {
+				e.Target = ""
+			}
+			v.entries = append(v.entries, e)
+		}
 		if m.Typeflag != tar.TypeReg && m.Typeflag != tar.TypeLink {
 			continue
 		}
@@ -148,22 +156,46 @@ func tarArchive(ctx context.Context, r io.ReaderAt, size int64, opts Options) (*
 		} else {
 			first[m.Path] = m
 		}
-		mode := fs.FileMode(src.Mode & 0o777)
-		if src.Mode&0o4000 != 0 {
-			mode |= fs.ModeSetuid
-		}
-		if src.Mode&0o2000 != 0 {
-			mode |= fs.ModeSetgid
-		}
-		if src.Mode&0o1000 != 0 {
-			mode |= fs.ModeSticky
-		}
+		mode := tarFileMode(src)
 		f := &FileResult{Path: m.Path, Size: src.Size, Mode: squashfs.ModeString(mode), UID: src.UID, GID: src.GID,
-			exec: mode.Perm()&0o111 != 0}
+			exec: mode.Perm()&0o111 != 0, perm: src.Mode & 0o7777}
+		if opts.Record != nil {
+			e := entryOf(m.Path, mode, src.UID, src.GID)
+			e.Size = src.Size
+			v.entries = append(v.entries, e)
+		}
 		f.setXattrs(src.Xattrs, unixMode(mode))
 		f.Policy = extra[f.Path] || IsPolicyPath(f.Path)
 		rep.Files = append(rep.Files, f)
 		names = append(names, strings.TrimPrefix(m.Path, "/"))
 	}
 	return v.finish(ctx, rep, names)
+}
+
+// tarFileMode is a member's type and permission bits as an fs.FileMode (a
+// hard link is its target's regular file).
+func tarFileMode(m *tarimage.Member) fs.FileMode {
+	mode := fs.FileMode(m.Mode & 0o777)
+	switch m.Typeflag {
+	case tar.TypeDir:
+		mode |= fs.ModeDir
+	case tar.TypeSymlink:
+		mode |= fs.ModeSymlink
+	case tar.TypeChar:
+		mode |= fs.ModeDevice | fs.ModeCharDevice
+	case tar.TypeBlock:
+		mode |= fs.ModeDevice
+	case tar.TypeFifo:
+		mode |= fs.ModeNamedPipe
+	}
+	if m.Mode&0o4000 != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if m.Mode&0o2000 != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if m.Mode&0o1000 != 0 {
+		mode |= fs.ModeSticky
+	}
+	return mode
 }

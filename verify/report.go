@@ -143,16 +143,19 @@ type FileResult struct {
 	Appraisal *Appraisal `json:"appraisal,omitempty"`
 	Problems  []Problem  `json:"problems,omitempty"`
 
-	inode    uint32
-	exec     bool
-	hash     uint8 // signer.Hash of the value, 0 when none
-	keyID    [4]byte
-	rsaSaw   []byte // RSA: the digest the signature was made over, when it is not ours
-	needScan bool   // a failed signature to match against other files' digests
-	value    []byte // the raw security.ima value (dropped after the check unless needScan)
-	hasValue bool   // the file has a security.ima
-	evm      []byte // the raw security.evm value, until checkEVM
-	evmMeta  imasig.EVMMeta
+	inode     uint32
+	exec      bool
+	hash      uint8 // signer.Hash of the value, 0 when none
+	keyID     [4]byte
+	rsaSaw    []byte // RSA: the digest the signature was made over, when it is not ours
+	needScan  bool   // a failed signature to match against other files' digests
+	value     []byte // the raw security.ima value (dropped after the check unless needScan)
+	hasValue  bool   // the file has a security.ima
+	evm       []byte // the raw security.evm value, until checkEVM
+	evmMeta   imasig.EVMMeta
+	perm      uint32 // permission bits with setuid, setgid, sticky
+	recDigest string // the content's digest with the record's algorithm (Options.Record)
+	recErr    string // why recDigest could not be computed
 }
 
 // setXattrs records a file's xattrs and st_mode: its security.ima value,
@@ -281,6 +284,12 @@ type Report struct {
 	// Files lists every regular file in image order (hard links once per
 	// path).
 	Files []*FileResult `json:"files"`
+	// Record is the comparison with the build record (Options.Record);
+	// nil when none was given.
+	Record *RecordResult `json:"record,omitempty"`
+	// Setuid lists the setuid and setgid regular files; those not
+	// Recorded are warned about.
+	Setuid []SetuidFile `json:"setuid,omitempty"`
 }
 
 // Failures returns the files with problems, in image order.
@@ -364,6 +373,6 @@ func (r *Report) finish() {
 		}
 	}
 	r.Summary = s
-	r.OK = s.Failed == 0 && s.PolicyBad == 0 && !r.ImageSignature.Failed() && r.Error == ""
+	r.OK = s.Failed == 0 && s.PolicyBad == 0 && !r.ImageSignature.Failed() && r.Error == "" && (r.Record == nil || len(r.Record.Problems) == 0)
 	sort.Slice(r.Signers, func(i, j int) bool { return r.Signers[i].KeyID < r.Signers[j].KeyID })
 }

@@ -26,6 +26,17 @@ func (r *Report) WriteText(w io.Writer, verbose bool) error {
 	if r.ImageSignature != nil {
 		b.WriteString(r.ImageSignature.Line() + "\n")
 	}
+	if rr := r.Record; rr != nil {
+		fmt.Fprintf(b, "record %s: %d entries, image %d: %d differences\n", rr.Name, rr.Entries, rr.Image, len(rr.Problems))
+		for _, p := range rr.Problems {
+			fmt.Fprintf(b, "FAIL     %s: record-%s: %s\n", p.Path, p.Reason, p.Message)
+		}
+	}
+	for _, s := range r.Setuid {
+		if !s.Recorded && r.Record == nil {
+			fmt.Fprintf(b, "warning: %s: %s %d:%d is setuid/setgid and no build record was given (--record) to check it against\n", s.Path, s.Mode, s.UID, s.GID)
+		}
+	}
 	for _, f := range r.Files {
 		if !f.Failed() {
 			if verbose {
@@ -91,7 +102,11 @@ func (r *Report) WriteText(w io.Writer, verbose bool) error {
 	if r.OK {
 		b.WriteString("result: OK\n")
 	} else {
-		fmt.Fprintf(b, "result: FAILED (%d files, %d policy files)\n", s.Failed, s.PolicyBad)
+		fmt.Fprintf(b, "result: FAILED (%d files, %d policy files", s.Failed, s.PolicyBad)
+		if r.Record != nil {
+			fmt.Fprintf(b, ", %d differences from the record", len(r.Record.Problems))
+		}
+		b.WriteString(")\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -63,6 +63,10 @@ type Options struct {
 	// portable security.evm signatures are checked with (nil:
 	// imasig.EVMXattrsDebian61).
 	EVMXattrs imasig.EVMXattrs
+	// Record is the image's build record to compare the image with: every
+	// path, type, mode, owner and regular file's digest (nil: none; then
+	// setuid and setgid files are listed in Report.Setuid as unchecked).
+	Record *Expected
 	// TempDir holds the decompressed copy of a tar.gz or tar.zst archive
 	// (empty: os.TempDir).
 	TempDir string
@@ -165,18 +169,31 @@ func Image(ctx context.Context, r io.ReaderAt, size int64, opts Options) (*Repor
 		if err != nil {
 			return err
 		}
+		ii, _ := info.Sys().(*squashfs.InodeInfo)
+		if opts.Record != nil && ii != nil {
+			p := "/" + name
+			if name == "." {
+				p = "/"
+			}
+			e := entryOf(p, info.Mode(), ii.UID, ii.GID)
+			e.Target, e.Major, e.Minor = ii.Target, ii.Major, ii.Minor
+			if info.Mode().IsRegular() {
+				e.Size = info.Size()
+			}
+			v.entries = append(v.entries, e)
+		}
 		if !info.Mode().IsRegular() {
 			return nil
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		ii, _ := info.Sys().(*squashfs.InodeInfo)
 		f := &FileResult{
 			Path: "/" + name,
 			Size: info.Size(),
 			Mode: squashfs.ModeString(info.Mode()),
 			exec: info.Mode().Perm()&0o111 != 0,
+			perm: unixMode(info.Mode()) & 0o7777,
 		}
 		if ii != nil {
 			f.UID, f.GID, f.inode = ii.UID, ii.GID, ii.InodeNumber
@@ -208,6 +225,7 @@ func (v *verifier) finish(ctx context.Context, rep *Report, names []string) (*Re
 		return nil, err
 	}
 	v.matchCopies(rep.Files)
+	v.compareRecord(rep, v.entries)
 	rules := v.policies(rep)
 	v.coverage(rep.Files, rules)
 	rep.Summary.Rules = len(rules)
@@ -254,6 +272,7 @@ type verifier struct {
 	mu         sync.Mutex
 	keys       map[[4]byte]*keyState
 	policyData map[*FileResult][]byte
+	entries    []Entry // every entry of the image, when Options.Record is set
 }
 
 // keyState is what the trust store says about one key id, computed once.
@@ -303,6 +322,11 @@ func (v *verifier) checkFiles(ctx context.Context, files []*FileResult, names []
 	return parallel.ForEach(ctx, len(files), v.opts.Workers, func(ctx context.Context, i int) error {
 		if err := v.checkFile(ctx, files[i], names[i]); err != nil {
 			return err
+		}
+		if v.opts.Record != nil {
+			if err := v.recordDigest(ctx, files[i], names[i]); err != nil {
+				return err
+			}
 		}
 		v.checkEVM(files[i])
 		return nil

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -243,11 +242,11 @@ func attestPolicyCmd(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		var rec pipeline.Record
-		if err := json.Unmarshal(b, &rec); err != nil {
+		rec, err := pipeline.ParseRecord(b)
+		if err != nil {
 			return usageErr(fmt.Errorf("%s: %w", recPath, err))
 		}
-		images = append(images, attest.ImageSource{Record: &rec, Mount: mount})
+		images = append(images, attest.ImageSource{Record: rec, Mount: mount})
 	}
 	var certs []*x509.Certificate
 	if err := addCertFiles(c.StringSlice("cert"), func(cert *x509.Certificate) error { certs = append(certs, cert); return nil }); err != nil {

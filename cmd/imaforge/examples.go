@@ -9,7 +9,8 @@ var examples = map[string]string{
 imaforge build firmware.yaml --json --quiet > summary.json
 imaforge build firmware.yaml --signatures response.json   # after an offline ceremony`,
 	"verify": `imaforge verify out/firmware.sqsh --root pki/root/root.pem --intermediate pki/owner/owner-ca.pem
-imaforge verify out/firmware.sqsh --cert keys/ima.pem --json`,
+imaforge verify out/firmware.sqsh --cert keys/ima.pem --json
+imaforge verify out/firmware.sqsh --trust-manifest firmware.yaml --record out/firmware.sqsh.record.json`,
 	"plan": `imaforge plan firmware.yaml -o request.json
 imaforge plan firmware.yaml -o request.json --json > plan-summary.json`,
 	"ceremony sign": `IMAFORGE_PIN=... imaforge ceremony sign request.json --relic-config relic.yaml --pin-env IMAFORGE_PIN -o response.json`,

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/pipeline"
 	"github.com/imaforge/imaforge/pki"
 	"github.com/imaforge/imaforge/policy"
 	"github.com/imaforge/imaforge/verify"
@@ -37,6 +38,11 @@ with --trust-manifest whose manifest sets image.signature_key (or with
 without its appended hash tree. A file whose blocks do not read fails as
 "unreadable"; the other files are still checked.
 
+--record compares every path of the image with the build record: a path missing
+or extra, another type, mode (a setuid bit patched in), owner, size, digest,
+symlink target or device fails that path. Without --record, setuid and setgid
+files are listed as a warning: nothing checked their modes.
+
 Exit status: 0 clean, 1 a file, policy or the image signature failed, 2 usage
 errors or an image whose superblock or tables cannot be read. --json always prints
 the report documented in docs/verify.md.`,
@@ -52,6 +58,7 @@ the report documented in docs/verify.md.`,
 			&cli.StringFlag{Name: "kernel", Usage: "target kernel series for the policy grammar (5.10, 5.15, 6.1, 6.6, 6.12; default: the manifest's, else " + policy.DefaultVersion.String() + ")"},
 			&cli.StringFlag{Name: "at", Usage: "check certificate validity at `TIME` (RFC 3339 or YYYY-MM-DD) instead of now"},
 			&cli.BoolFlag{Name: "no-dates", Usage: "do not check certificate dates (old images; the kernel never checks them)"},
+			&cli.StringFlag{Name: "record", Usage: "compare the image with its build record `FILE` (IMAGE.record.json): paths, types, modes, owners, digests"},
 			&cli.BoolFlag{Name: "require-signatures", Usage: "fail every regular file without a valid signature, whatever the policy"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "list every file, not only failures"},
@@ -106,6 +113,9 @@ func verifyCmd(c *cli.Context) error {
 		if is := rep.ImageSignature; is.Failed() {
 			msg = fmt.Sprintf("verify %s: %s\n%d of %d files failed", image, is.Line(), rep.Summary.Failed, rep.Summary.Files)
 		}
+		if rep.Record != nil && len(rep.Record.Problems) > 0 {
+			msg += fmt.Sprintf(", %d differences from the record %s", len(rep.Record.Problems), rep.Record.Name)
+		}
 		if rep.Summary.PolicyBad > 0 {
 			msg += fmt.Sprintf(", %d policy files rejected", rep.Summary.PolicyBad)
 		}
@@ -123,6 +133,19 @@ func writeJSON(c *cli.Context, rep *verify.Report) error { return printJSON(c.Ap
 // or input error (exit 2).
 func verifyOptions(c *cli.Context) (verify.Options, error) {
 	opts := verify.Options{Workers: c.Int("workers"), RequireSignatures: c.Bool("require-signatures")}
+	if p := c.String("record"); p != "" {
+		b, err := readInput("build record", p)
+		if err != nil {
+			return opts, err
+		}
+		rec, err := pipeline.ParseRecord(b)
+		if err != nil {
+			return opts, usageErr(fmt.Errorf("%s: %w", p, err))
+		}
+		if opts.Record, err = rec.Expected(p); err != nil {
+			return opts, usageErr(fmt.Errorf("%s: %w", p, err))
+		}
+	}
 	cfg := pki.TrustConfig{
 		Roots:         c.StringSlice("root"),
 		Intermediates: c.StringSlice("intermediate"),

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -170,5 +172,74 @@ func TestVerifyCLIRevocation(t *testing.T) {
 	}
 	if code, _, _ := run(t, "verify", "--root", root, "--revocation", "sometimes", img); code != 2 {
 		t.Errorf("--revocation sometimes: exit %d", code)
+	}
+}
+
+// TestVerifyRecordCLI: a setuid bit patched into the inode table of an
+// image without an image signature passes verify (with a warning: no
+// record), and fails with --record, exit 1, the path and reason named in
+// text and JSON; a record that cannot be compared with is exit 2.
+func TestVerifyRecordCLI(t *testing.T) {
+	dir, img := verifyProject(t)
+	m := filepath.Join(dir, "m.yaml")
+	rec := img + ".record.json"
+	if code, out, errOut := run(t, "verify", "--trust-manifest", m, "--record", rec, img); code != 0 || !strings.Contains(out, "differences") {
+		t.Fatalf("clean image: exit %d\n%s%s", code, out, errOut)
+	}
+	// the inode of /bin/a (0755; its data block, "alpha", comes first)
+	data, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	le := binary.LittleEndian
+	inodes, dirs := le.Uint64(data[64:]), le.Uint64(data[72:])
+	i := bytes.Index(data[inodes:dirs], le.AppendUint16(le.AppendUint16(nil, 9), 0o755)) // an extended file inode: it has xattrs
+	if i < 0 {
+		t.Fatal("no 0755 file inode")
+	}
+	le.PutUint16(data[int(inodes)+i+2:], 0o4755)
+	bad := filepath.Join(dir, "bad.sqsh")
+	if err := os.WriteFile(bad, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := run(t, "verify", "--trust-manifest", m, bad)
+	if code != 0 || !strings.Contains(out, "warning: /bin/a: -rwsr-xr-x 0:0 is setuid/setgid") {
+		t.Errorf("no record: exit %d, want 0 with a warning\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = run(t, "verify", "--trust-manifest", m, "--record", rec, bad)
+	if code != 1 || !strings.Contains(out, "FAIL     /bin/a: record-mode: mode 4755, the record says 0755 (setuid added)") ||
+		!strings.Contains(errOut, "1 differences from the record") {
+		t.Errorf("--record: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = run(t, "verify", "--json", "--trust-manifest", m, "--record", rec, bad)
+	var rep struct {
+		OK     bool `json:"ok"`
+		Record struct {
+			Problems []struct{ Path, Reason string }
+		} `json:"record"`
+		Setuid []struct {
+			Path     string
+			Recorded bool
+		} `json:"setuid"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("--json: %v\n%s", err, out)
+	}
+	if code != 1 || rep.OK || len(rep.Record.Problems) != 1 || rep.Record.Problems[0].Path != "/bin/a" || rep.Record.Problems[0].Reason != "mode" ||
+		len(rep.Setuid) != 1 || rep.Setuid[0].Recorded {
+		t.Errorf("--json: exit %d, %+v", code, rep)
+	}
+	// records that cannot be compared with: exit 2
+	v1 := filepath.Join(dir, "v1.json")
+	b, _ := os.ReadFile(rec)
+	if err := os.WriteFile(v1, bytes.Replace(b, []byte("build-record/v2"), []byte("build-record/v1"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{v1, filepath.Join(dir, "nope.json"), m} {
+		if code, _, errOut := run(t, "verify", "--trust-manifest", m, "--record", r, img); code != 2 {
+			t.Errorf("--record %s: exit %d, want 2: %s", r, code, errOut)
+		} else if r == v1 && !strings.Contains(errOut, "rebuild the image") {
+			t.Errorf("v1 record: %s", errOut)
+		}
 	}
 }

@@ -1,0 +1,386 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/pki"
+	"github.com/imaforge/imaforge/verify"
+)
+
+// recordManifest builds a tree with every kind of entry, a setuid program
+// and two owners (so that the id table has two entries to swap between).
+const recordManifest = `version: 1
+image:
+  output: out/img.%[1]s
+  format: %[1]s
+  %[2]s
+  epoch: 1700000000
+  owner: {uid: 0, gid: 0}
+hash: sha256
+trust:
+  roots: [pki/root.pem]
+  intermediates: [pki/owner.pem]
+  crls: [pki/root.crl, pki/owner.crl]
+keys:
+  manufacturer: {cert: pki/mfr.pem, key: pki/mfr.key}
+sources:
+  - from: src/
+    to: /
+entries:
+  - {path: /dev/console, type: char, mode: 0600, major: 5, minor: 1}
+  - {path: /dev/sda, type: block, major: 8, minor: 0}
+  - {path: /run/fifo, type: fifo}
+  - {path: /bin/sh, type: symlink, target: /usr/bin/tool}
+  - {path: /mnt, type: dir, mode: 01777}
+overrides:
+  - match: /usr/bin/su
+    mode: "04755"
+  - match: /etc/conf
+    uid: 1000
+    gid: 1000
+rules:
+  - match: /**
+    key: manufacturer
+`
+
+// recordBuild builds the record test tree as squashfs (uncompressed, so
+// that tests can patch its inode table) or as a tar archive.
+func recordBuild(t *testing.T, format string) *Result {
+	t.Helper()
+	p := newIntegrityProject(t) // pki/: root -> owner CA -> mfr
+	src := filepath.Join(p.dir, "src")
+	integMust(t, os.RemoveAll(src))
+	for name, content := range map[string]string{
+		"usr/bin/tool": strings.Repeat("tool\n", 900),
+		"usr/bin/su":   "su\n",
+		"etc/conf":     "key=value\n",
+	} {
+		integMust(t, os.MkdirAll(filepath.Dir(filepath.Join(src, name)), 0o755))
+		integMust(t, os.WriteFile(filepath.Join(src, name), []byte(content), 0o644))
+	}
+	integMust(t, os.Chmod(filepath.Join(src, "usr/bin/tool"), 0o755))
+	comp := "compression: none"
+	if format == "tar" {
+		comp = ""
+	}
+	path := filepath.Join(p.dir, "m.yaml")
+	integMust(t, os.WriteFile(path, []byte(fmt.Sprintf(recordManifest, format, comp)), 0o644))
+	m, err := manifest.Load(path)
+	integMust(t, err)
+	res, err := build(t, m, 0)
+	integMust(t, err)
+	return res
+}
+
+func recordVerify(t *testing.T, res *Result, withRecord bool) *verify.Report {
+	t.Helper()
+	ts, err := pki.LoadTrustStore(pki.TrustConfig{Roots: []string{"pki/root.pem"},
+		Intermediates: []string{"pki/owner.pem", "pki/mfr.pem"}, CRLs: []string{"pki/root.crl", "pki/owner.crl"}}, filepath.Dir(filepath.Dir(res.ImagePath)))
+	integMust(t, err)
+	opts := verify.Options{Trust: ts, At: time.Now()}
+	if withRecord {
+		b, err := os.ReadFile(res.RecordPath)
+		integMust(t, err)
+		rec, err := ParseRecord(b)
+		integMust(t, err)
+		if opts.Record, err = rec.Expected("img.record.json"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := verify.File(context.Background(), res.ImagePath, opts)
+	integMust(t, err)
+	return rep
+}
+
+// TestRecordMetadata: the v2 record lists every entry with its type, mode
+// and owner (symlink target, device numbers), reads back to the same
+// bytes, and a clean image matches it in both formats; the setuid program
+// counts as recorded.
+func TestRecordMetadata(t *testing.T) {
+	for _, format := range []string{"squashfs", "tar"} {
+		t.Run(format, func(t *testing.T) {
+			res := recordBuild(t, format)
+			rec := res.Record
+			if rec.Format != RecordFormat || !rec.HasMetadata() {
+				t.Fatalf("format %q", rec.Format)
+			}
+			b, err := rec.Marshal()
+			integMust(t, err)
+			for _, want := range []string{
+				`"path": "/usr/bin/su",
+      "type": "file",
+      "mode": "4755",
+      "uid": 0,
+      "gid": 0,`,
+				`"path": "/etc/conf",
+      "type": "file",
+      "mode": "0644",
+      "uid": 1000,
+      "gid": 1000,`,
+				`"path": "/bin/sh",
+      "type": "symlink",
+      "mode": "0777",`,
+				`"target": "/usr/bin/tool"`,
+				`"path": "/dev/console",
+      "type": "char",
+      "mode": "0600",
+      "uid": 0,
+      "gid": 0,
+      "major": 5,
+      "minor": 1`,
+				`"path": "/mnt",
+      "type": "dir",
+      "mode": "1777",`,
+				`"path": "/run/fifo",
+      "type": "fifo",`,
+			} {
+				if !bytes.Contains(b, []byte(want)) {
+					t.Errorf("record lacks\n%s\n%s", want, b)
+				}
+			}
+			if rec.Entries[0].Path != "/" || rec.Entries[0].Type.String() != "dir" {
+				t.Errorf("first entry %+v, want the root directory", rec.Entries[0])
+			}
+			back, err := ParseRecord(b)
+			integMust(t, err)
+			b2, err := back.Marshal()
+			integMust(t, err)
+			if !bytes.Equal(b, b2) {
+				t.Errorf("record does not read back to the same bytes")
+			}
+			rep := recordVerify(t, res, true)
+			if !rep.OK || rep.Record == nil || len(rep.Record.Problems) != 0 || rep.Record.Entries != rep.Record.Image {
+				t.Fatalf("clean image against its record: ok=%v %+v", rep.OK, rep.Record)
+			}
+			if len(rep.Setuid) != 1 || rep.Setuid[0].Path != "/usr/bin/su" || !rep.Setuid[0].Recorded {
+				t.Errorf("setuid %+v, want /usr/bin/su recorded", rep.Setuid)
+			}
+			if rep := recordVerify(t, res, false); len(rep.Setuid) != 1 || rep.Setuid[0].Recorded {
+				t.Errorf("without a record: setuid %+v, want /usr/bin/su not recorded", rep.Setuid)
+			}
+		})
+	}
+}
+
+// patchSquashfsInode rewrites the mode or the uid index of the regular
+// file inode of the given (unique) mode in an uncompressed image.
+func patchSquashfsInode(t *testing.T, img string, mode uint16, newMode uint16, swapUID bool) {
+	t.Helper()
+	data, err := os.ReadFile(img)
+	integMust(t, err)
+	le := binary.LittleEndian
+	inodes, dirs := le.Uint64(data[64:]), le.Uint64(data[72:])
+	table := data[inodes:dirs]
+	var hits []int
+	for _, typ := range []uint16{2, 9} {
+		pat := le.AppendUint16(le.AppendUint16(nil, typ), mode)
+		for i := 0; i+len(pat) <= len(table); i++ {
+			if bytes.Equal(table[i:i+len(pat)], pat) {
+				hits = append(hits, i)
+			}
+		}
+	}
+	if len(hits) != 1 {
+		t.Fatalf("found %d file inodes of mode %o", len(hits), mode)
+	}
+	in := table[hits[0]:]
+	if newMode != 0 {
+		le.PutUint16(in[2:], newMode)
+	}
+	if swapUID {
+		le.PutUint16(in[4:], 1-le.Uint16(in[4:])) // the id table holds 0 and 1000
+	}
+	integMust(t, os.WriteFile(img, data, 0o644))
+}
+
+// patchTarHeader rewrites an octal field of the ustar header of the member
+// named name and its checksum.
+func patchTarHeader(t *testing.T, img, name string, off, size int, val uint32) {
+	t.Helper()
+	data, err := os.ReadFile(img)
+	integMust(t, err)
+	n := 0
+	for b := 0; b+512 <= len(data); b += 512 {
+		h := data[b : b+512]
+		if string(h[257:262]) != "ustar" || h[156] != '0' || strings.TrimPrefix(string(bytes.TrimRight(h[:100], "\x00")), "./") != name {
+			continue
+		}
+		n++
+		copy(h[off:off+size], fmt.Sprintf("%0*o\x00", size-1, val))
+		copy(h[148:156], "        ")
+		sum := 0
+		for _, c := range h {
+			sum += int(c)
+		}
+		copy(h[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	}
+	if n != 1 {
+		t.Fatalf("found %d headers of %s", n, name)
+	}
+	integMust(t, os.WriteFile(img, data, 0o644))
+}
+
+// TestVerifyRecordTamper: metadata patched into an image without an image
+// signature (a setuid bit, another owner) leaves every security.ima valid,
+// so verify without a record passes (as it did before records held
+// metadata); with the record, the path fails with the reason, and the
+// setuid file is warned about without one.
+func TestVerifyRecordTamper(t *testing.T) {
+	for _, tc := range []struct {
+		name, format string
+		patch        func(t *testing.T, img string)
+		reason       verify.RecordReason
+		setuid       bool
+	}{
+		{"squashfs setuid", "squashfs", func(t *testing.T, img string) { patchSquashfsInode(t, img, 0o755, 0o4755, false) }, verify.RecordMode, true},
+		{"squashfs uid", "squashfs", func(t *testing.T, img string) { patchSquashfsInode(t, img, 0o4755, 0, true) }, verify.RecordOwner, false},
+		{"tar setuid", "tar", func(t *testing.T, img string) { patchTarHeader(t, img, "etc/conf", 100, 8, 0o6755) }, verify.RecordMode, true},
+		{"tar uid", "tar", func(t *testing.T, img string) { patchTarHeader(t, img, "usr/bin/su", 108, 8, 1000) }, verify.RecordOwner, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := recordBuild(t, tc.format)
+			tc.patch(t, res.ImagePath)
+			rep := recordVerify(t, res, false)
+			if !rep.OK || rep.Summary.Failed != 0 {
+				t.Fatalf("without a record: ok=%v %+v", rep.OK, rep.Summary)
+			}
+			unrecorded := 0
+			for _, s := range rep.Setuid {
+				if !s.Recorded {
+					unrecorded++
+				}
+			}
+			if want := 1 + btoi(tc.setuid); unrecorded != want {
+				t.Errorf("without a record: %d setuid files to warn about, want %d: %+v", unrecorded, want, rep.Setuid)
+			}
+			rep = recordVerify(t, res, true)
+			if rep.OK || rep.Record == nil || len(rep.Record.Problems) != 1 || rep.Record.Problems[0].Reason != tc.reason {
+				t.Fatalf("with the record: ok=%v %+v", rep.OK, rep.Record)
+			}
+			if tc.setuid && !strings.Contains(rep.Record.Problems[0].Message, "setuid") && !strings.Contains(rep.Record.Problems[0].Message, "setgid") {
+				t.Errorf("message %q does not name the bit", rep.Record.Problems[0].Message)
+			}
+			for _, s := range rep.Setuid {
+				if !s.Recorded && !strings.Contains(fmt.Sprint(rep.Record.Problems), s.Path) {
+					t.Errorf("unrecorded setuid file %s is not a record problem", s.Path)
+				}
+			}
+		})
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestVerifyRecordDifferences: each kind of difference between an image
+// and its record is one problem at its path, with its reason.
+func TestVerifyRecordDifferences(t *testing.T) {
+	res := recordBuild(t, "squashfs")
+	b, err := os.ReadFile(res.RecordPath)
+	integMust(t, err)
+	for _, tc := range []struct {
+		name   string
+		edit   func(e *verify.Expected) string
+		reason verify.RecordReason
+	}{
+		{"missing", func(e *verify.Expected) string {
+			e.Entries = append(e.Entries, verify.Entry{Path: "/etc/gone", Type: unix.S_IFREG})
+			return "/etc/gone"
+		}, verify.RecordMissing},
+		{"extra", func(e *verify.Expected) string { return drop(e, "/usr/bin/su") }, verify.RecordExtra},
+		{"type", func(e *verify.Expected) string {
+			return set(e, "/run/fifo", func(x *verify.Entry) { x.Type = unix.S_IFSOCK })
+		}, verify.RecordType},
+		{"mode", func(e *verify.Expected) string { return set(e, "/mnt", func(x *verify.Entry) { x.Mode = 0o755 }) }, verify.RecordMode},
+		{"owner", func(e *verify.Expected) string { return set(e, "/dev/sda", func(x *verify.Entry) { x.GID = 6 }) }, verify.RecordOwner},
+		{"size", func(e *verify.Expected) string { return set(e, "/etc/conf", func(x *verify.Entry) { x.Size++ }) }, verify.RecordSize},
+		{"digest", func(e *verify.Expected) string {
+			return set(e, "/usr/bin/tool", func(x *verify.Entry) { x.Digest = strings.Repeat("0", 64) })
+		}, verify.RecordDigest},
+		{"target", func(e *verify.Expected) string {
+			return set(e, "/bin/sh", func(x *verify.Entry) { x.Target = "/bin/busybox" })
+		}, verify.RecordTarget},
+		{"device", func(e *verify.Expected) string { return set(e, "/dev/console", func(x *verify.Entry) { x.Minor = 2 }) }, verify.RecordDevice},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec, err := ParseRecord(b)
+			integMust(t, err)
+			exp, err := rec.Expected("r")
+			integMust(t, err)
+			p := tc.edit(exp)
+			rep, err := verify.File(context.Background(), res.ImagePath, verify.Options{Record: exp})
+			integMust(t, err)
+			if rep.OK || len(rep.Record.Problems) != 1 || rep.Record.Problems[0].Path != p || rep.Record.Problems[0].Reason != tc.reason {
+				t.Fatalf("ok=%v problems %+v, want one %s at %s", rep.OK, rep.Record.Problems, tc.reason, p)
+			}
+		})
+	}
+}
+
+func drop(e *verify.Expected, p string) string {
+	for i := range e.Entries {
+		if e.Entries[i].Path == p {
+			e.Entries = append(e.Entries[:i], e.Entries[i+1:]...)
+			return p
+		}
+	}
+	panic(p)
+}
+
+func set(e *verify.Expected, p string, f func(*verify.Entry)) string {
+	for i := range e.Entries {
+		if e.Entries[i].Path == p {
+			f(&e.Entries[i])
+			return p
+		}
+	}
+	panic(p)
+}
+
+// TestParseRecordFormats: a v1 record still reads (attest policy uses
+// it) but cannot be compared with (ErrRecordNoMetadata); an unknown format,
+// an unknown field or a bad mode or type is refused.
+func TestParseRecordFormats(t *testing.T) {
+	v1 := `{"format": "imaforge-build-record/v1", "hash": "sha256", "files": [{"path": "/a", "size": 1, "digest": "00"}]}`
+	rec, err := ParseRecord([]byte(v1))
+	if err != nil || rec.HasMetadata() {
+		t.Fatalf("v1: %v", err)
+	}
+	if _, err := rec.Expected("r"); !errors.Is(err, ErrRecordNoMetadata) {
+		t.Errorf("v1 Expected: %v, want ErrRecordNoMetadata", err)
+	}
+	for _, bad := range []string{
+		`{"format": "imaforge-build-record/v3"}`,
+		`{"format": "imaforge-build-record/v2", "extra": 1}`,
+		`{"format": "imaforge-build-record/v2", "files": [{"path": "/a", "type": "file", "mode": "10000"}]}`,
+		`{"format": "imaforge-build-record/v2", "files": [{"path": "/a", "type": "file", "mode": "rwx"}]}`,
+		`{"format": "imaforge-build-record/v2", "files": [{"path": "/a", "type": "door", "mode": "0644"}]}`,
+		`not json`,
+	} {
+		if _, err := ParseRecord([]byte(bad)); !errors.Is(err, ErrRecordFormat) {
+			t.Errorf("ParseRecord(%s): %v, want ErrRecordFormat", bad, err)
+		}
+	}
+	// A v2 entry without a type cannot be compared.
+	rec, err = ParseRecord([]byte(`{"format": "imaforge-build-record/v2", "hash": "sha256", "files": [{"path": "/a", "mode": "0644"}]}`))
+	integMust(t, err)
+	if _, err := rec.Expected("r"); !errors.Is(err, ErrRecordFormat) {
+		t.Errorf("untyped entry: %v", err)
+	}
+}
