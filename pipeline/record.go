@@ -162,7 +162,7 @@ type RecordEntry struct {
 // stores them (v2; zero in a v1 record). It is 16 bytes in memory: a record
 // of a million files keeps no strings for it.
 type RecordMeta struct {
-	Type RecordType `json:"type"`
+	Type RecordType `json:"type,omitempty"`
 	Mode RecordMode `json:"mode"`
 	UID  uint32     `json:"uid"`
 	GID  uint32     `json:"gid"`
