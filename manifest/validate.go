@@ -44,53 +44,86 @@ func CleanImagePath(p string) (string, error) {
 
 // validate checks what the decoder cannot: required fields, references
 // between fields, and paths; it fills defaults and resolves host paths.
+// Each section has its own check; all of them run, and every error is
+// collected in c (manifest check reports them all at once).
 func validate(m *Manifest, c *errs) {
+	v := &validator{m: m, c: c}
+	v.version()
+	v.image()
+	v.keys()
+	v.trust()
+	v.sources()
+	v.entries()
+	v.overrides()
+	v.rules()
+	v.policy()
+}
+
+// validator holds the manifest being validated and its errors.
+type validator struct {
+	m *Manifest
+	c *errs
+}
+
+func (v *validator) version() {
+	m, c := v.m, v.c
 	if !m.Has("version") {
 		c.add(m.Pos, ErrMissing, "version: required (version: %d)", Version)
 	} else if m.Version != Version {
 		c.add(m.FieldPos("version"), ErrUnsupported, "version %d is not supported (this imaforge reads version %d)", m.Version, Version)
 	}
+}
 
-	host := func(p string) string {
-		if p == "" || filepath.IsAbs(p) {
-			return filepath.Clean(p)
-		}
-		return filepath.Join(m.Dir, p)
+// host resolves a host path against the manifest's directory.
+func (v *validator) host(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return filepath.Clean(p)
 	}
-	hostOpt := func(p string) string {
-		if p == "" {
-			return ""
-		}
-		return host(p)
-	}
-	keyRef := func(l *Located, label, field, name string) {
-		if name == "" {
-			return
-		}
-		if _, ok := m.Keys[name]; !ok {
-			msg := fmt.Sprintf("%s.%s: key %q is not defined in keys", label, field, name)
-			if s := suggest(name, m.KeyNames()); s != "" {
-				msg += fmt.Sprintf(" (did you mean %q?)", s)
-			} else if len(m.Keys) > 0 {
-				msg += fmt.Sprintf(" (defined: %s)", strings.Join(m.KeyNames(), ", "))
-			}
-			c.add(l.FieldPos(field), ErrUndefinedKey, "%s", msg)
-		}
-	}
-	imagePath := func(l *Located, label, field string, p *string) {
-		if *p == "" {
-			c.add(l.FieldPos(field), ErrMissing, "%s.%s: required", label, field)
-			return
-		}
-		cp, err := CleanImagePath(*p)
-		if err != nil {
-			c.add(l.FieldPos(field), ErrInvalid, "%s.%s: %v", label, field, err)
-			return
-		}
-		*p = cp
-	}
+	return filepath.Join(v.m.Dir, p)
+}
 
-	// image
+// hostOpt is host for an optional path ("" stays "").
+func (v *validator) hostOpt(p string) string {
+	if p == "" {
+		return ""
+	}
+	return v.host(p)
+}
+
+// keyRef checks that a field naming a key names one of keys:.
+func (v *validator) keyRef(l *Located, label, field, name string) {
+	m := v.m
+	if name == "" {
+		return
+	}
+	if _, ok := m.Keys[name]; !ok {
+		msg := fmt.Sprintf("%s.%s: key %q is not defined in keys", label, field, name)
+		if s := suggest(name, m.KeyNames()); s != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", s)
+		} else if len(m.Keys) > 0 {
+			msg += fmt.Sprintf(" (defined: %s)", strings.Join(m.KeyNames(), ", "))
+		}
+		v.c.add(l.FieldPos(field), ErrUndefinedKey, "%s", msg)
+	}
+}
+
+// imagePath checks a required image path and cleans it in place.
+func (v *validator) imagePath(l *Located, label, field string, p *string) {
+	if *p == "" {
+		v.c.add(l.FieldPos(field), ErrMissing, "%s.%s: required", label, field)
+		return
+	}
+	cp, err := CleanImagePath(*p)
+	if err != nil {
+		v.c.add(l.FieldPos(field), ErrInvalid, "%s.%s: %v", label, field, err)
+		return
+	}
+	*p = cp
+}
+
+// image checks image: the format, compressor, level, epoch and output (defaults filled).
+func (v *validator) image() {
+	m, c := v.m, v.c
 	im := &m.Image
 	if im.Compression == "" {
 		im.Compression = DefaultCompression
@@ -135,14 +168,17 @@ func validate(m *Manifest, c *errs) {
 	if im.Epoch < 0 || im.Epoch > maxEpoch {
 		c.add(im.FieldPos("epoch"), ErrInvalid, "image.epoch: %d is out of range (0..%d, SquashFS stores 32-bit times)", im.Epoch, int64(maxEpoch))
 	}
-	im.Output = hostOpt(im.Output)
-	keyRef(&im.Located, "image", "signature_key", im.SignatureKey)
+	im.Output = v.hostOpt(im.Output)
+	v.keyRef(&im.Located, "image", "signature_key", im.SignatureKey)
 
 	if m.Hash == "" {
 		m.Hash = DefaultHash
 	}
+}
 
-	// keys
+// keys checks keys: names, required fields, key references; host paths resolved.
+func (v *validator) keys() {
+	m, c := v.m, v.c
 	for _, name := range m.KeyNames() {
 		k := m.Keys[name]
 		if k == nil {
@@ -173,19 +209,22 @@ func validate(m *Manifest, c *errs) {
 		} else if k.RelicConfig != "" {
 			c.add(k.FieldPos("relic_config"), ErrInvalid, "keys.%s: relic_config needs key: relic:NAME", name)
 		}
-		k.Cert = hostOpt(k.Cert)
+		k.Cert = v.hostOpt(k.Cert)
 		if k.Backend() == "file" {
-			k.Key = hostOpt(k.Key)
+			k.Key = v.hostOpt(k.Key)
 		}
-		k.PassphraseFile = hostOpt(k.PassphraseFile)
-		k.RelicConfig = hostOpt(k.RelicConfig)
+		k.PassphraseFile = v.hostOpt(k.PassphraseFile)
+		k.RelicConfig = v.hostOpt(k.RelicConfig)
 	}
+}
 
-	// trust
+// trust checks trust: roots required, the revocation mode; host paths resolved.
+func (v *validator) trust() {
+	m, c := v.m, v.c
 	if t := m.Trust; t != nil {
 		for _, l := range []*[]string{&t.Roots, &t.Intermediates, &t.CRLs} {
 			for i := range *l {
-				(*l)[i] = host((*l)[i])
+				(*l)[i] = v.host((*l)[i])
 			}
 		}
 		if len(t.Roots) == 0 {
@@ -197,20 +236,23 @@ func validate(m *Manifest, c *errs) {
 			c.add(t.Pos, ErrInvalid, "trust.revocation: %q: want required or best-effort", t.Revocation)
 		}
 	}
+}
 
-	// sources
+// sources checks sources: from required, to cleaned, the format.
+func (v *validator) sources() {
+	m, c := v.m, v.c
 	for i := range m.Sources {
 		s := &m.Sources[i]
 		if s.From == "" {
 			c.add(s.Pos, ErrMissing, "sources[%d].from: required", i)
 		} else {
-			s.From = host(s.From)
+			s.From = v.host(s.From)
 		}
 		if s.To == "" {
 			s.To = "/"
 		}
 		s.IntoDir = strings.HasSuffix(s.To, "/")
-		imagePath(&s.Located, fmt.Sprintf("sources[%d]", i), "to", &s.To)
+		v.imagePath(&s.Located, fmt.Sprintf("sources[%d]", i), "to", &s.To)
 		switch s.Format {
 		case "", "dir", "file", "tar":
 		default:
@@ -220,12 +262,15 @@ func validate(m *Manifest, c *errs) {
 	if len(m.Sources) == 0 && len(m.Entries) == 0 && !m.Has("sources") && !m.Has("entries") {
 		c.add(m.Pos, ErrMissing, "sources: at least one source (or declared entry) required")
 	}
+}
 
-	// declared entries
+// entries checks entries: declared paths once each, with the fields their type needs.
+func (v *validator) entries() {
+	m, c := v.m, v.c
 	entryAt := map[string]*Entry{}
 	for i := range m.Entries {
 		e := &m.Entries[i]
-		imagePath(&e.Located, fmt.Sprintf("entries[%d]", i), "path", &e.Path)
+		v.imagePath(&e.Located, fmt.Sprintf("entries[%d]", i), "path", &e.Path)
 		if e.Type == "" {
 			c.add(e.Pos, ErrMissing, "entries[%d].type: required (dir, file, symlink, char, block, fifo or socket)", i)
 		}
@@ -262,8 +307,11 @@ func validate(m *Manifest, c *errs) {
 			c.add(e.FieldPos("mode"), ErrInvalid, "entry %s: a symlink has no mode", e.Path)
 		}
 	}
+}
 
-	// overrides
+// overrides checks overrides: a match and something to set.
+func (v *validator) overrides() {
+	m, c := v.m, v.c
 	for i := range m.Overrides {
 		o := &m.Overrides[i]
 		if o.Match == "" {
@@ -273,8 +321,11 @@ func validate(m *Manifest, c *errs) {
 			c.add(o.Pos, ErrMissing, "overrides[%d]: set at least one of mode, uid, gid, xattrs", i)
 		}
 	}
+}
 
-	// rules
+// rules checks rules: a match, a key (or sign: false), EVM only on signed files.
+func (v *validator) rules() {
+	m, c := v.m, v.c
 	for i := range m.Rules {
 		r := &m.Rules[i]
 		if r.Match == "" {
@@ -286,8 +337,8 @@ func validate(m *Manifest, c *errs) {
 		case !r.Signed() && r.Key != "":
 			c.add(r.FieldPos("key"), ErrInvalid, "rules[%d]: key and sign: false exclude each other", i)
 		}
-		keyRef(&r.Located, fmt.Sprintf("rules[%d]", i), "key", r.Key)
-		keyRef(&r.Located, fmt.Sprintf("rules[%d]", i), "evm_key", r.EVMKey)
+		v.keyRef(&r.Located, fmt.Sprintf("rules[%d]", i), "key", r.Key)
+		v.keyRef(&r.Located, fmt.Sprintf("rules[%d]", i), "evm_key", r.EVMKey)
 		if (r.EVM || r.EVMKey != "") && !r.Signed() {
 			field := "evm"
 			if r.EVMKey != "" {
@@ -296,8 +347,11 @@ func validate(m *Manifest, c *errs) {
 			c.add(r.FieldPos(field), ErrInvalid, "rules[%d]: a portable EVM signature covers security.ima, so it needs a signed file (sign: false given)", i)
 		}
 	}
+}
 
-	// policy fragments
+// policy checks policy: fragments named once, with a path, a key and rules.
+func (v *validator) policy() {
+	m, c := v.m, v.c
 	names := map[string]int{}
 	for i := range m.Policy {
 		f := &m.Policy[i]
@@ -307,11 +361,11 @@ func validate(m *Manifest, c *errs) {
 			c.add(f.FieldPos("name"), ErrDuplicate, "policy fragment %q already defined at line %d", f.Name, l)
 		}
 		names[f.Name] = f.Pos.Line
-		imagePath(&f.Located, fmt.Sprintf("policy[%d]", i), "path", &f.Path)
+		v.imagePath(&f.Located, fmt.Sprintf("policy[%d]", i), "path", &f.Path)
 		if f.Key == "" {
 			c.add(f.Pos, ErrMissing, "policy[%d].key: required", i)
 		}
-		keyRef(&f.Located, fmt.Sprintf("policy[%d]", i), "key", f.Key)
+		v.keyRef(&f.Located, fmt.Sprintf("policy[%d]", i), "key", f.Key)
 		if f.Rules == "" && len(f.Presets) == 0 {
 			c.add(f.Pos, ErrMissing, "policy[%d]: rules or presets required", i)
 		}
