@@ -81,6 +81,7 @@ func init() {
 			Flags: []cli.Flag{
 				&cli.StringSliceFlag{Name: "module", Usage: "PKCS#11 module `PATH` (repeatable)"},
 				&cli.StringFlag{Name: "relic-config", Usage: "list the modules of the pkcs11 tokens of this relic configuration `FILE`"},
+				jsonFlag("the modules and their tokens (also when a module does not load)"),
 			},
 			Action: runCeremonyTokens,
 		}, {
@@ -229,17 +230,29 @@ func runCeremonyTokens(c *cli.Context) error {
 	}
 	w := c.App.Writer
 	var errs []error
+	var listed []moduleTokens
 	seen := map[string]bool{}
 	for _, m := range modules {
 		if seen[m] {
 			continue
 		}
 		seen[m] = true
-		fmt.Fprintf(w, "module %s\n", m)
 		ts, err := signer.PKCS11Tokens(m)
+		mt := moduleTokens{Module: m, Tokens: ts}
+		if mt.Tokens == nil {
+			mt.Tokens = []signer.TokenInfo{}
+		}
+		if err != nil {
+			mt.Error = err.Error()
+			errs = append(errs, err)
+		}
+		listed = append(listed, mt)
+		if c.Bool("json") {
+			continue
+		}
+		fmt.Fprintf(w, "module %s\n", m)
 		if err != nil {
 			fmt.Fprintf(w, "  error: %v\n", err)
-			errs = append(errs, err)
 			continue
 		}
 		if len(ts) == 0 {
@@ -252,7 +265,19 @@ func runCeremonyTokens(c *cli.Context) error {
 			}
 		}
 	}
+	if c.Bool("json") {
+		if err := printJSON(w, listed); err != nil {
+			return err
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// moduleTokens is one module of ceremony tokens --json.
+type moduleTokens struct {
+	Module string             `json:"module"`
+	Error  string             `json:"error,omitempty"` // the module does not load
+	Tokens []signer.TokenInfo `json:"tokens"`
 }
 
 func runCeremonyShow(c *cli.Context) error {

@@ -950,4 +950,22 @@ func TestCeremonyTokens(t *testing.T) {
 		!strings.Contains(out, `token "t2"`) {
 		t.Errorf("exit %d\n%s", code, out)
 	}
+	// --json: every module, the one that does not load with its error, exit 1
+	cmd := child([]string{p.hsm.Env()}, "ceremony", "tokens", "--json", "--module", "/nonexistent/p11.so", "--module", p.hsm.Module)
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	err := cmd.Run()
+	var mods []struct {
+		Module, Error string
+		Tokens        []signer.TokenInfo
+	}
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("tokens --json: %v", err)
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &mods); err != nil || len(mods) != 2 ||
+		!strings.Contains(mods[0].Error, "cannot open shared object file") || len(mods[0].Tokens) != 0 ||
+		mods[1].Error != "" || len(mods[1].Tokens) != 2 || mods[1].Tokens[0].Label == mods[1].Tokens[1].Label ||
+		len(mods[1].Tokens[0].Objects) == 0 || len(mods[1].Tokens[1].Objects) == 0 {
+		t.Errorf("tokens --json: %v\n%s", err, stdout.Bytes())
+	}
 }

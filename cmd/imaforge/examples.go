@@ -21,7 +21,8 @@ imaforge ceremony show --json request.json | jq '.files'`,
 	"ceremony verify": `imaforge ceremony verify request.json response.json
 imaforge ceremony verify --json request.json response.json`,
 	"ceremony tokens": `imaforge ceremony tokens --module /usr/lib/softhsm/libsofthsm2.so
-imaforge ceremony tokens --relic-config relic.yaml`,
+imaforge ceremony tokens --relic-config relic.yaml
+imaforge ceremony tokens --json --module /usr/lib/softhsm/libsofthsm2.so`,
 	"attest policy": `imaforge attest policy --image out/firmware.sqsh.record.json=/ --cert pki/app/app.pem --out reference.json --keylime runtime-policy.json`,
 	"attest verify": `imaforge attest verify ascii_runtime_measurements --reference reference.json --quote quote.msg --quote-sig quote.sig --ak ak.pem --nonce "$NONCE"`,
 	"completion": `source <(imaforge completion bash)
