@@ -36,6 +36,26 @@ func WriteCertificateFiles(base string, cert *x509.Certificate) (derPath, pemPat
 // ErrExists reports an output file that is already there.
 var ErrExists = errors.New("file exists (use --force to replace it)")
 
+// CheckIssuedPaths returns the files WriteIssued would write (with the key
+// file when withKey) and, unless overwrite, refuses when one exists: check
+// before issuing, so a certificate is not issued and recorded only to be
+// refused at writing.
+func CheckIssuedPaths(dir, base string, withKey, overwrite bool) ([]string, error) {
+	stem := filepath.Join(dir, base)
+	paths := []string{stem + ".der", stem + ".pem"}
+	if withKey {
+		paths = append([]string{stem + ".key"}, paths...)
+	}
+	if !overwrite {
+		for _, p := range paths {
+			if _, err := os.Lstat(p); err == nil {
+				return nil, fmt.Errorf("%s: %w", p, ErrExists)
+			}
+		}
+	}
+	return paths, nil
+}
+
 // WriteIssued writes an issued certificate as dir/base.der and
 // dir/base.pem and, when it has one, its private key as dir/base.key (PEM
 // PKCS#8, mode 0600 from creation, encrypted when keyOpts.Passphrase is
@@ -46,16 +66,9 @@ func WriteIssued(dir, base string, iss *Issued, keyOpts KeyFileOptions, overwrit
 		return nil, err
 	}
 	stem := filepath.Join(dir, base)
-	paths := []string{stem + ".der", stem + ".pem"}
-	if iss.Key != nil {
-		paths = append([]string{stem + ".key"}, paths...)
-	}
-	if !overwrite {
-		for _, p := range paths {
-			if _, err := os.Lstat(p); err == nil {
-				return nil, fmt.Errorf("%s: %w", p, ErrExists)
-			}
-		}
+	paths, err := CheckIssuedPaths(dir, base, iss.Key != nil, overwrite)
+	if err != nil {
+		return nil, err
 	}
 	if iss.Key != nil {
 		keyPEM, err := MarshalPrivateKey(iss.Key, keyOpts)

@@ -67,11 +67,18 @@ type CRLUpdate struct {
 	Reason int
 	// Validity is nextUpdate - thisUpdate (zero: DefaultCRLDays).
 	Validity time.Duration
+	// Known are entries to carry over as they are (the inventory's
+	// revoked certificates), beside those of the previous CRL.
+	Known []x509.RevocationListEntry
+	// After is the last cRLNumber the CA signed, as far as its inventory
+	// knows (nil: none); the new number is larger than it and than prev's.
+	After *big.Int
 }
 
 // UpdateCRL returns the next CRL of issuer: the entries of prev (nil for the
-// first CRL) plus u.Revoke, with cRLNumber prev+1 (1 for the first). added
-// counts the new entries.
+// first CRL) plus u.Known and u.Revoke, with cRLNumber one more than the
+// larger of prev's and u.After (1 for the first). added counts the entries
+// prev did not have.
 func UpdateCRL(prev *x509.RevocationList, issuer Issuer, u CRLUpdate, opts Options) (crl *x509.RevocationList, added int, err error) {
 	if issuer.Cert == nil || issuer.Key == nil {
 		return nil, 0, fmt.Errorf("%w: issuer certificate and key are required", ErrCRL)
@@ -93,6 +100,15 @@ func UpdateCRL(prev *x509.RevocationList, issuer Issuer, u CRLUpdate, opts Optio
 				ReasonCode:      e.ReasonCode,
 				ExtraExtensions: e.ExtraExtensions,
 			})
+		}
+	}
+	if u.After != nil && u.After.Cmp(number) >= 0 {
+		number.Add(u.After, big.NewInt(1))
+	}
+	for _, e := range u.Known {
+		if !onCRL(entries, e.SerialNumber) {
+			entries = append(entries, x509.RevocationListEntry{SerialNumber: e.SerialNumber, RevocationTime: e.RevocationTime, ReasonCode: e.ReasonCode})
+			added++
 		}
 	}
 	now := opts.now().UTC().Truncate(time.Second)

@@ -48,3 +48,25 @@ func (e *CertError) Error() string {
 }
 
 func (e *CertError) Unwrap() error { return e.Err }
+
+// ReasonOf names why err refused a certificate, in the words of verify's
+// reports and `pki verify --json`: "revoked", "revocation-unknown",
+// "expired", "not-yet-valid", "out-of-scope", "key-mismatch",
+// "duplicate-key-id", "unknown-issuer", "bad-signature", "key-usage",
+// "unsupported-key", "chain-rejected", or "error" for anything else.
+func ReasonOf(err error) string {
+	for _, r := range []struct {
+		err  error
+		name string
+	}{
+		{ErrRevoked, "revoked"}, {ErrRevocationUnknown, "revocation-unknown"}, {ErrExpired, "expired"},
+		{ErrNotYetValid, "not-yet-valid"}, {ErrOutOfScope, "out-of-scope"}, {ErrKeyMismatch, "key-mismatch"},
+		{ErrDuplicateKeyID, "duplicate-key-id"}, {ErrUnknownIssuer, "unknown-issuer"}, {ErrBadSignature, "bad-signature"},
+		{ErrKeyUsage, "key-usage"}, {ErrUnsupportedKey, "unsupported-key"}, {ErrChainRejected, "chain-rejected"},
+	} {
+		if errors.Is(err, r.err) {
+			return r.name
+		}
+	}
+	return "error"
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
@@ -60,6 +61,14 @@ func Export(ts *TrustStore, dir string, now time.Time) (*ExportResult, error) {
 			}
 		}
 		var ce *CertError
+		if checkErr == nil {
+			// The CA's inventory may know a revocation the CRLs given
+			// do not carry yet (an older CRL file): fail closed.
+			if e := ts.inventoryEntry(c.RawIssuer, c.AuthorityKeyId, c.SerialNumber); e != nil && e.IsRevoked() && role != RoleRoot {
+				checkErr = &CertError{Cert: c, Reason: fmt.Sprintf("was revoked on %s (%s) by its CA's inventory; the CRL given does not list it yet (re-sign it with `imaforge pki crl`)", e.Revoked.Format(time.RFC3339), ReasonName(e.Reason)), Err: ErrRevoked}
+				it.info.Warnings = append(it.info.Warnings, checkErr.Error())
+			}
+		}
 		switch {
 		case checkErr == nil:
 			loaded = append(loaded, it)
@@ -105,6 +114,9 @@ func Export(ts *TrustStore, dir string, now time.Time) (*ExportResult, error) {
 			return nil, err
 		}
 	}
+
+	loaded = res.dropSuperseded(loaded, now)
+	res.blacklistUnseen(ts)
 
 	if err := os.MkdirAll(filepath.Join(dir, "certs"), 0o755); err != nil {
 		return nil, err
@@ -171,6 +183,115 @@ type ExportResult struct {
 	// the script also puts the roots into the owner keyring.
 	RootSignedIMA bool     `json:"root_signed_ima,omitempty"`
 	Files         []string `json:"files"`
+	// Warnings are about the export as a whole (a revoked serial whose
+	// certificate is not known, so it cannot be blacklisted).
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// dropSuperseded keeps one certificate per key and role: when a key was
+// certified again (a renewal overlapping the old certificate), the newest
+// certificate valid at now (the newest of all when none is) is loaded and
+// the others are skipped as superseded; a device needs the key once.
+func (res *ExportResult) dropSuperseded(loaded []exportItem, now time.Time) []exportItem {
+	var out []exportItem
+	for i, it := range loaded {
+		var same []*x509.Certificate
+		for _, o := range loaded {
+			if o.info.Role == it.info.Role && samePublicKey(o.cert.PublicKey, it.cert.PublicKey) {
+				same = append(same, o.cert)
+			}
+		}
+		if len(same) == 1 {
+			out = append(out, loaded[i])
+			continue
+		}
+		newestFirst(same)
+		best := same[0]
+		if !now.IsZero() {
+			for _, c := range same {
+				if checkValidity(c, now) == nil {
+					best = c
+					break
+				}
+			}
+		}
+		if best.Equal(it.cert) {
+			out = append(out, it)
+			continue
+		}
+		it.info.Warnings = append(it.info.Warnings, fmt.Sprintf("left out: superseded by serial %s of the same key (valid %s to %s)",
+			hex.EncodeToString(best.SerialNumber.Bytes()), best.NotBefore.UTC().Format(time.RFC3339), best.NotAfter.UTC().Format(time.RFC3339)))
+		res.Skipped = append(res.Skipped, it.info)
+	}
+	return out
+}
+
+// blacklistUnseen blacklists every certificate the CRLs of ts revoke that
+// the export has not seen (its file was not given), finding it in the CA's
+// inventory (TrustStore.AddInventory); a revoked serial whose certificate
+// is nowhere, or an inventory revocation no CRL carries, is a warning.
+func (res *ExportResult) blacklistUnseen(ts *TrustStore) {
+	seen := map[string]bool{}
+	key := func(issuer []byte, serial *big.Int) string { return string(issuer) + "\x00" + serial.String() }
+	for _, list := range [][]ExportedCert{res.Revoked, res.Skipped} {
+		for _, e := range list {
+			seen[e.Issuer+"\x00"+e.Serial] = true
+		}
+	}
+	isSeen := func(c *x509.Certificate) bool {
+		return seen[c.Issuer.String()+"\x00"+hex.EncodeToString(c.SerialNumber.Bytes())]
+	}
+	done := map[string]bool{}
+	blacklist := func(e *InventoryEntry, why string) {
+		if isSeen(e.Cert) || ts.contains(e.Cert) {
+			return
+		}
+		role := RoleIMA
+		if e.Cert.IsCA {
+			role = RoleOwnerCA
+		}
+		info := describe(e.Cert, role)
+		info.Blacklist = BlacklistEntries(e.Cert)
+		info.Warnings = append(info.Warnings, why)
+		res.Revoked = append(res.Revoked, info)
+		res.Blacklist = append(res.Blacklist, info.Blacklist...)
+		seen[info.Issuer+"\x00"+info.Serial] = true
+	}
+	for _, ca := range sortCerts(ts.cas()) {
+		for _, crl := range ts.crls[ca] {
+			for _, r := range crl.RevokedCertificateEntries {
+				k := key(ca.RawSubject, r.SerialNumber)
+				if done[k] {
+					continue
+				}
+				done[k] = true
+				e := ts.inventoryEntry(ca.RawSubject, ca.SubjectKeyId, r.SerialNumber)
+				switch {
+				case e != nil && e.Cert != nil:
+					blacklist(e, fmt.Sprintf("not given; found in the inventory of %s", subjectOf(ca)))
+				case !ts.revokedCertKnown(ca, r.SerialNumber):
+					res.Warnings = append(res.Warnings, fmt.Sprintf("the CRL of %s (number %v) revokes serial %s, whose certificate is neither given nor in an inventory: it cannot be blacklisted (give it with --cert, or the CA's inventory with --index)",
+						subjectOf(ca), crl.Number, hex.EncodeToString(r.SerialNumber.Bytes())))
+				}
+			}
+		}
+	}
+	for _, inv := range ts.inventories {
+		for i := range inv.Entries {
+			e := &inv.Entries[i]
+			if e.IsRevoked() && e.Cert != nil {
+				blacklist(e, "revoked in its CA's inventory, but on no CRL given (re-sign the CRL with `imaforge pki crl`)")
+			}
+		}
+	}
+}
+
+// revokedCertKnown reports whether the store holds the certificate of ca
+// with serial.
+func (ts *TrustStore) revokedCertKnown(ca *x509.Certificate, serial *big.Int) bool {
+	return slices.ContainsFunc(slices.Concat(ts.roots, ts.intermediates), func(c *x509.Certificate) bool {
+		return string(c.RawIssuer) == string(ca.RawSubject) && c.SerialNumber.Cmp(serial) == 0
+	})
 }
 
 // ExportedCert describes one certificate of an export.
@@ -192,6 +313,19 @@ type ExportedCert struct {
 type exportItem struct {
 	cert *x509.Certificate
 	info ExportedCert
+}
+
+// Describe describes c as an export does, with its role read from it:
+// root (self-signed CA), owner-ca (other CA) or ima.
+func Describe(c *x509.Certificate) ExportedCert {
+	role := RoleIMA
+	switch {
+	case c.IsCA && string(c.RawIssuer) == string(c.RawSubject):
+		role = RoleRoot
+	case c.IsCA:
+		role = RoleOwnerCA
+	}
+	return describe(c, role)
 }
 
 func describe(c *x509.Certificate, role Role) ExportedCert {

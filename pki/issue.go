@@ -80,9 +80,21 @@ type Request struct {
 	// Lifetime is the validity period from the issuing time; zero means the
 	// role's DefaultLifetime. NotAfter never exceeds the issuer's NotAfter.
 	Lifetime time.Duration
+	// NotBefore and NotAfter, when set, are the exact validity period
+	// instead of the issuing time minus Backdate and Lifetime: a NotAfter
+	// beyond the issuer's, or a NotBefore after the NotAfter, is refused
+	// (not shortened). Lifetime must then be zero.
+	NotBefore, NotAfter time.Time
 	// Scope restricts the image paths the key may sign (owner-ca and ima
-	// only); nil means unrestricted.
+	// only); nil means unrestricted. It must lie within the issuer's
+	// scope (Scope.Within).
 	Scope *Scope
+	// RawSubject, when set, is the subject as DER (from a CSR, ParseCSR),
+	// used as it is instead of Name and Organization.
+	RawSubject []byte
+	// Serial, when set, is the serial number (positive); otherwise a random
+	// one (InventoryFile.Issue picks one its inventory has not seen).
+	Serial *big.Int
 }
 
 // Issuer is a CA certificate and its private key.
@@ -143,7 +155,7 @@ func Issue(req Request, issuer Issuer, opts Options) (*Issued, error) {
 var imaExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}
 
 func issue(req Request, issuer *Issuer, opts Options) (*Issued, error) {
-	if strings.TrimSpace(req.Name) == "" {
+	if strings.TrimSpace(req.Name) == "" && len(req.RawSubject) == 0 {
 		return nil, fmt.Errorf("%w: empty name", ErrIssue)
 	}
 	if req.Scope != nil && req.Role == RoleRoot {
@@ -151,6 +163,9 @@ func issue(req Request, issuer *Issuer, opts Options) (*Issued, error) {
 	}
 	if issuer != nil {
 		if err := checkIssuer(req.Role, issuer); err != nil {
+			return nil, err
+		}
+		if err := checkScopeWithin(req.Scope, issuer.Cert); err != nil {
 			return nil, err
 		}
 	}
@@ -174,23 +189,24 @@ func issue(req Request, issuer *Issuer, opts Options) (*Issued, error) {
 	if err != nil {
 		return nil, err
 	}
-	serial, err := randomSerial(opts.rand())
+	serial := req.Serial
+	if serial == nil {
+		if serial, err = randomSerial(opts.rand()); err != nil {
+			return nil, err
+		}
+	} else if serial.Sign() <= 0 {
+		return nil, fmt.Errorf("%w: serial number must be positive", ErrIssue)
+	}
+	notBefore, notAfter, err := validity(req, opts)
 	if err != nil {
 		return nil, err
 	}
-	life := req.Lifetime
-	if life == 0 {
-		life = req.Role.DefaultLifetime()
-	}
-	if life < 0 {
-		return nil, fmt.Errorf("%w: negative lifetime", ErrIssue)
-	}
-	now := opts.now().UTC().Truncate(time.Second)
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: req.Name},
-		NotBefore:             now.Add(-Backdate),
-		NotAfter:              now.Add(life),
+		RawSubject:            req.RawSubject,
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
 		SubjectKeyId:          skid,
 		BasicConstraintsValid: true,
 	}
@@ -225,6 +241,10 @@ func issue(req Request, issuer *Issuer, opts Options) (*Issued, error) {
 	if issuer != nil {
 		parent, signKey = issuer.Cert, issuer.Key
 		if tmpl.NotAfter.After(issuer.Cert.NotAfter) {
+			if !req.NotAfter.IsZero() {
+				return nil, fmt.Errorf("%w: notAfter %s is after the notAfter %s of the issuer %s", ErrIssue,
+					req.NotAfter.UTC().Format(time.RFC3339), issuer.Cert.NotAfter.UTC().Format(time.RFC3339), subjectOf(issuer.Cert))
+			}
 			tmpl.NotAfter, out.Capped = issuer.Cert.NotAfter, true
 		}
 	} else if signKey == nil {
@@ -245,6 +265,57 @@ func issue(req Request, issuer *Issuer, opts Options) (*Issued, error) {
 		return nil, fmt.Errorf("%w: %w", ErrIssue, err)
 	}
 	return out, nil
+}
+
+// validity returns the validity period of req issued at opts' time: the
+// explicit NotBefore/NotAfter, or from the issuing time minus Backdate to
+// Lifetime (the role's default when zero) after it.
+func validity(req Request, opts Options) (notBefore, notAfter time.Time, err error) {
+	life := req.Lifetime
+	if life < 0 {
+		return notBefore, notAfter, fmt.Errorf("%w: negative lifetime", ErrIssue)
+	}
+	if life != 0 && !req.NotAfter.IsZero() {
+		return notBefore, notAfter, fmt.Errorf("%w: give a lifetime or a notAfter, not both", ErrIssue)
+	}
+	if life == 0 {
+		life = req.Role.DefaultLifetime()
+	}
+	now := opts.now().UTC().Truncate(time.Second)
+	notBefore, notAfter = now.Add(-Backdate), now.Add(life)
+	if !req.NotBefore.IsZero() {
+		notBefore = req.NotBefore.UTC()
+		if req.NotAfter.IsZero() {
+			notAfter = notBefore.Add(life)
+		}
+	}
+	if !req.NotAfter.IsZero() {
+		notAfter = req.NotAfter.UTC()
+	}
+	if notBefore.After(notAfter) {
+		return notBefore, notAfter, fmt.Errorf("%w: notBefore %s is after notAfter %s", ErrIssue, notBefore.Format(time.RFC3339), notAfter.Format(time.RFC3339))
+	}
+	return notBefore, notAfter, nil
+}
+
+// checkScopeWithin refuses a scope that is not within the issuer's: a
+// certificate issued outside its issuer's scope would fail every chain
+// check later (Chain.CheckPath), so it is better never made.
+func checkScopeWithin(s *Scope, issuer *x509.Certificate) error {
+	outer, err := ParseScope(issuer)
+	if err != nil {
+		return fmt.Errorf("%w: issuer %s: %w", ErrIssue, subjectOf(issuer), err)
+	}
+	if outer == nil {
+		return nil
+	}
+	if s == nil {
+		return fmt.Errorf("%w: %w: the issuer %s has scope %s, and an unrestricted certificate lies outside it (give a scope within it)", ErrIssue, ErrOutOfScope, subjectOf(issuer), outer)
+	}
+	if p, ok := s.Within(outer); !ok {
+		return fmt.Errorf("%w: %w: scope %s is not within the scope %s of the issuer %s (pattern %q is not covered)", ErrIssue, ErrOutOfScope, s, outer, subjectOf(issuer), p)
+	}
+	return nil
 }
 
 // checkIssuer verifies that issuer may sign a certificate of role r.

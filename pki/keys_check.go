@@ -66,6 +66,7 @@ func (ts *TrustStore) clone() *TrustStore {
 		crls:          maps.Clone(ts.crls),
 		byKeyID:       maps.Clone(ts.byKeyID),
 		bestEffort:    ts.bestEffort,
+		inventories:   slices.Clone(ts.inventories),
 	}
 	return c
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -208,4 +209,120 @@ func subjectOf(c *x509.Certificate) string {
 		return "<nil certificate>"
 	}
 	return fmt.Sprintf("%q", c.Subject.String())
+}
+
+// Within reports whether every path s allows is also allowed by outer (nil:
+// unrestricted); when not, it returns the first pattern of s it cannot show
+// to be covered. Glob inclusion is decided conservatively, after expanding
+// {a,b} alternatives: a pattern is covered by an equal pattern, a literal
+// path by any pattern matching it, and any pattern by "D/**" when its
+// leading elements are D's (literally, or literal elements that D's glob
+// elements match) and D has no "**" of its own. What this cannot show to be
+// covered is refused, never assumed.
+func (s *Scope) Within(outer *Scope) (string, bool) {
+	if outer == nil || outer.Whole() {
+		return "", true
+	}
+	if s == nil {
+		return "/**", false
+	}
+	for _, p := range s.patterns {
+		for _, alt := range expandBraces(p) {
+			if !slices.ContainsFunc(outer.patterns, func(q string) bool { return patternCovers(q, alt) }) {
+				return p, false
+			}
+		}
+	}
+	return "", true
+}
+
+// patternCovers reports whether every path matching p (no braces) matches
+// the pattern q (which may have braces).
+func patternCovers(q, p string) bool {
+	for _, qa := range expandBraces(q) {
+		if qa == p {
+			return true
+		}
+		if !hasMeta(p) {
+			if ok, _ := doublestar.Match(qa, p); ok {
+				return true
+			}
+		}
+		dir, ok := strings.CutSuffix(qa, "/**")
+		if !ok || strings.Contains(dir, "**") {
+			continue
+		}
+		ds, ps := splitPath(dir), splitPath(p)
+		if len(ps) < len(ds) {
+			continue
+		}
+		covered := true
+		for i, d := range ds {
+			if ps[i] == d {
+				continue
+			}
+			if hasMeta(ps[i]) {
+				covered = false
+				break
+			}
+			if m, _ := path.Match(d, ps[i]); !m {
+				covered = false
+				break
+			}
+		}
+		if covered {
+			return true
+		}
+	}
+	return false
+}
+
+func splitPath(p string) []string {
+	p = strings.TrimPrefix(p, "/")
+	if p == "" {
+		return nil
+	}
+	return strings.Split(p, "/")
+}
+
+func hasMeta(s string) bool { return strings.ContainsAny(s, `*?[{\`) }
+
+// expandBraces expands the {a,b} alternatives of a doublestar pattern
+// (nested ones too; a backslash escapes the next character).
+func expandBraces(p string) []string {
+	start, depth := -1, 0
+	var commas []int
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '\\':
+			i++
+		case '{':
+			if depth == 0 {
+				start = i
+			}
+			depth++
+		case ',':
+			if depth == 1 {
+				commas = append(commas, i)
+			}
+		case '}':
+			if depth == 0 {
+				continue
+			}
+			depth--
+			if depth > 0 {
+				continue
+			}
+			var out []string
+			prev := start + 1
+			for _, c := range append(commas, i) {
+				for _, rest := range expandBraces(p[prev:c] + p[i+1:]) {
+					out = append(out, p[:start]+rest)
+				}
+				prev = c + 1
+			}
+			return out
+		}
+	}
+	return []string{p}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"math/big"
 	"path/filepath"
 	"slices"
 	"time"
@@ -57,7 +58,43 @@ type TrustStore struct {
 	intermediates []*x509.Certificate
 	crls          map[*x509.Certificate][]*x509.RevocationList // by issuing CA
 	byKeyID       map[[4]byte]*x509.Certificate
-	bestEffort    bool // RevocationBestEffort
+	bestEffort    bool         // RevocationBestEffort
+	inventories   []*Inventory // AddInventory: what the CAs issued, for Export
+}
+
+// AddInventory adds the inventory of a CA in the store (Inventory.CheckCA
+// must pass for one of its certificates), so that Export can blacklist a
+// revoked certificate whose file is not given.
+func (ts *TrustStore) AddInventory(inv *Inventory) error {
+	var errs []error
+	for _, ca := range ts.cas() {
+		err := inv.CheckCA(ca)
+		if err == nil {
+			ts.inventories = append(ts.inventories, inv)
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return fmt.Errorf("%w: CA %q is not in the trust store", ErrInventory, inv.CASubject)
+	}
+	return errs[0]
+}
+
+// inventoryEntry returns the inventory entry of the certificate with serial
+// issued by the CA named issuer with key id akid, or nil.
+func (ts *TrustStore) inventoryEntry(issuer []byte, akid []byte, serial *big.Int) *InventoryEntry {
+	for _, inv := range ts.inventories {
+		e := inv.Lookup(serial)
+		if e == nil || !bytes.Equal(inv.CAKeyID, akid) {
+			continue
+		}
+		if e.Cert != nil && string(e.Cert.RawIssuer) != string(issuer) {
+			continue
+		}
+		return e
+	}
+	return nil
 }
 
 // SetRevocation sets the store's revocation mode (RevocationRequired, the
@@ -195,19 +232,23 @@ func (ts *TrustStore) contains(c *x509.Certificate) bool {
 func (ts *TrustStore) index(c *x509.Certificate) error {
 	id := imasig.KeyID(c)
 	if other, ok := ts.byKeyID[id]; ok && !other.Equal(c) {
-		why := "a different key"
 		if samePublicKey(other.PublicKey, c.PublicKey) {
-			why = "the same key (keep only the newer certificate)"
+			// The same key certified again (a renewal, a rotation
+			// overlap): one key, so the kernel's lookup by id finds
+			// the right key whichever it loads; ResolveKeyID picks.
+			return nil
 		}
-		return &CertError{Cert: c, Reason: fmt.Sprintf("has IMA key id %s, as %s has, with %s", hex.EncodeToString(id[:]), subjectOf(other), why), Err: ErrDuplicateKeyID}
+		return &CertError{Cert: c, Reason: fmt.Sprintf("has IMA key id %s, as %s has, with a different key", hex.EncodeToString(id[:]), subjectOf(other)), Err: ErrDuplicateKeyID}
 	}
 	ts.byKeyID[id] = c
 	return nil
 }
 
 // AddCRL adds a CRL. It must be signed by a CA in the store (checked);
-// several CRLs of one CA add up.
+// several CRLs of one CA add up. A CA certified twice with one key (a
+// renewal) gets the CRL under each of its certificates.
 func (ts *TrustStore) AddCRL(crl *x509.RevocationList) error {
+	added := false
 	for _, ca := range ts.cas() {
 		if string(crl.RawIssuer) != string(ca.RawSubject) {
 			continue
@@ -219,6 +260,9 @@ func (ts *TrustStore) AddCRL(crl *x509.RevocationList) error {
 			continue
 		}
 		ts.crls[ca] = append(ts.crls[ca], crl)
+		added = true
+	}
+	if added {
 		return nil
 	}
 	return fmt.Errorf("%w: CRL of %q (number %v) is not signed by any CA in the trust store", ErrCRL, crl.Issuer.String(), crl.Number)
@@ -252,12 +296,52 @@ func (ts *TrustStore) CRLs(ca *x509.Certificate) []*x509.RevocationList {
 }
 
 // ResolveKeyID returns the certificate in the store with IMA key id id
-// (imasig.KeyID), for verifying a signature that names it.
+// (imasig.KeyID), for verifying a signature that names it. When one key has
+// several certificates (a renewal overlapping the old one), it is the
+// newest one whose chain holds (not revoked; dates are not checked, as for
+// old signatures), or the newest of all when none holds.
 func (ts *TrustStore) ResolveKeyID(id [4]byte) (*x509.Certificate, error) {
-	if c, ok := ts.byKeyID[id]; ok {
-		return c, nil
+	var cands []*x509.Certificate
+	for _, c := range slices.Concat(ts.roots, ts.intermediates) {
+		if imasig.KeyID(c) == id {
+			cands = append(cands, c)
+		}
 	}
-	return nil, fmt.Errorf("%w: %s", ErrUnknownKeyID, hex.EncodeToString(id[:]))
+	if len(cands) == 0 {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownKeyID, hex.EncodeToString(id[:]))
+	}
+	newestFirst(cands)
+	for _, c := range cands {
+		if _, err := ts.checkChain(c, time.Time{}, true); err == nil {
+			return c, nil
+		}
+	}
+	return cands[0], nil
+}
+
+// newestFirst orders certificates by notBefore, then notAfter, then serial
+// number, the newest first.
+func newestFirst(certs []*x509.Certificate) {
+	slices.SortStableFunc(certs, func(a, b *x509.Certificate) int {
+		if c := b.NotBefore.Compare(a.NotBefore); c != 0 {
+			return c
+		}
+		if c := b.NotAfter.Compare(a.NotAfter); c != 0 {
+			return c
+		}
+		return b.SerialNumber.Cmp(a.SerialNumber)
+	})
+}
+
+// revokedAnywhere reports whether c is on a CRL of any CA named as its
+// issuer.
+func (ts *TrustStore) revokedAnywhere(c *x509.Certificate) bool {
+	for ca := range ts.crls {
+		if string(ca.RawSubject) == string(c.RawIssuer) && ts.checkRevoked(c, ca) != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // Chain is a checked certificate chain, leaf first, root last.
@@ -357,8 +441,8 @@ func (ts *TrustStore) CheckSigner(cert *x509.Certificate, pub crypto.PublicKey, 
 		return nil, err
 	}
 	id := imasig.KeyID(cert)
-	if other, ok := ts.byKeyID[id]; ok && !other.Equal(cert) {
-		return nil, &CertError{Cert: cert, Reason: fmt.Sprintf("has IMA key id %s, as %s in the trust store has", hex.EncodeToString(id[:]), subjectOf(other)), Err: ErrDuplicateKeyID}
+	if other, ok := ts.byKeyID[id]; ok && !other.Equal(cert) && !samePublicKey(other.PublicKey, cert.PublicKey) {
+		return nil, &CertError{Cert: cert, Reason: fmt.Sprintf("has IMA key id %s, as %s in the trust store has, with a different key", hex.EncodeToString(id[:]), subjectOf(other)), Err: ErrDuplicateKeyID}
 	}
 	return ts.checkChain(cert, now, ts.bestEffort)
 }
@@ -376,7 +460,7 @@ func (ts *TrustStore) CheckCA(cert *x509.Certificate, now time.Time) (*Chain, er
 // checkChain builds cert's chain and checks its CAs, dates and revocation;
 // with bestEffort, unknown revocation is a warning of the chain.
 func (ts *TrustStore) checkChain(cert *x509.Certificate, now time.Time, bestEffort bool) (*Chain, error) {
-	certs, err := ts.buildChain(cert)
+	certs, err := ts.buildChain(cert, now)
 	if err != nil {
 		return nil, err
 	}
@@ -494,8 +578,10 @@ func checkValidity(c *x509.Certificate, now time.Time) error {
 // buildChain walks from c to a root, picking as issuer a certificate whose
 // subject is c's issuer, whose subjectKeyIdentifier matches c's
 // authorityKeyIdentifier (when both exist) and whose key verifies c's
-// signature.
-func (ts *TrustStore) buildChain(c *x509.Certificate) ([]*x509.Certificate, error) {
+// signature. When a CA has several certificates of one key (a renewal), it
+// takes one that is not revoked and valid at now (when not zero), the
+// newest first.
+func (ts *TrustStore) buildChain(c *x509.Certificate, now time.Time) ([]*x509.Certificate, error) {
 	chain := []*x509.Certificate{c}
 	for cur := c; ; {
 		if slices.ContainsFunc(ts.roots, cur.Equal) {
@@ -506,7 +592,7 @@ func (ts *TrustStore) buildChain(c *x509.Certificate) ([]*x509.Certificate, erro
 		}
 		var named []*x509.Certificate
 		var parent *x509.Certificate
-		for _, p := range slices.Concat(ts.roots, ts.intermediates) {
+		for _, p := range ts.issuerCandidates(now) {
 			if string(p.RawSubject) != string(cur.RawIssuer) || p.Equal(cur) || slices.ContainsFunc(chain, p.Equal) {
 				continue
 			}
@@ -528,6 +614,27 @@ func (ts *TrustStore) buildChain(c *x509.Certificate) ([]*x509.Certificate, erro
 		chain = append(chain, parent)
 		cur = parent
 	}
+}
+
+// issuerCandidates lists the store's certificates in the order buildChain
+// tries them: roots first, then those neither revoked nor out of date at
+// now, each group newest first.
+func (ts *TrustStore) issuerCandidates(now time.Time) []*x509.Certificate {
+	rank := func(c *x509.Certificate) int {
+		switch {
+		case slices.ContainsFunc(ts.roots, c.Equal):
+			return 0
+		case ts.revokedAnywhere(c):
+			return 3
+		case !now.IsZero() && checkValidity(c, now) != nil:
+			return 2
+		}
+		return 1
+	}
+	all := slices.Concat(ts.roots, ts.intermediates)
+	newestFirst(all)
+	slices.SortStableFunc(all, func(a, b *x509.Certificate) int { return rank(a) - rank(b) })
+	return all
 }
 
 // checkRevoked reports whether c is on a CRL of its issuer.

@@ -40,11 +40,15 @@ imaforge manifest ls --keys firmware.yaml   # which rule and key sign each file`
 	"manifest schema": `imaforge manifest schema > manifest.schema.json`,
 	"pki init":        `IMAFORGE_PASS=... imaforge pki init --name "ACME Manufacturing" --out pki/root --passphrase-env IMAFORGE_PASS`,
 	"pki issue": `imaforge pki issue --ca pki/root/root.pem --ca-key pki/root/root.key --role owner-ca --name "ACME Owner" --out pki/owner
-imaforge pki issue --ca pki/owner/owner-ca.pem --ca-key pki/owner/owner-ca.key --role ima --name app --scope '/opt/app/**' --out pki/app`,
+imaforge pki issue --ca pki/owner/owner-ca.pem --ca-key pki/owner/owner-ca.key --role ima --name app --scope '/opt/app/**' --out pki/app
+imaforge pki issue --ca pki/owner/owner-ca.pem --ca-key pki/owner/owner-ca.key --role ima --csr app.csr --scope '/opt/app/**' --not-after 2027-06-30T00:00:00Z --out pki/app`,
+	"pki list": `imaforge pki list --ca pki/owner/owner-ca.pem
+imaforge pki list --ca pki/owner/owner-ca.pem --json`,
 	"pki revoke": `imaforge pki revoke --ca pki/owner/owner-ca.pem --ca-key pki/owner/owner-ca.key --cert pki/app/app.pem`,
 	"pki crl":    `imaforge pki crl --ca pki/owner/owner-ca.pem --ca-key pki/owner/owner-ca.key`,
 	"pki export": `imaforge pki export --root pki/root/root.pem --intermediate pki/owner/owner-ca.pem --cert pki/app/app.pem --out keyring/`,
-	"pki verify": `imaforge pki verify pki/app/app.pem --root pki/root/root.pem --intermediate pki/owner/owner-ca.pem --path /opt/app/bin/app`,
+	"pki verify": `imaforge pki verify pki/app/app.pem --root pki/root/root.pem --intermediate pki/owner/owner-ca.pem --path /opt/app/bin/app
+imaforge pki verify pki/app/app.pem --root pki/root/root.pem --crl pki/root/root.crl --json`,
 	"policy fmt": `cat /sys/kernel/security/ima/policy > running; imaforge policy fmt running`,
 	"policy lint": `imaforge policy lint ima-policy --kernel 6.1
 imaforge policy lint --json ima-policy`,

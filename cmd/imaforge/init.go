@@ -155,10 +155,16 @@ func initDevKeys(dir string) (made bool, err error) {
 		return false, err
 	}
 	ca := pki.Issuer{Cert: root.Cert, Key: root.Key}
-	if err := writeNewCRL(filepath.Join(dir, "root.crl"), ca, 0, false); err != nil {
+	index := filepath.Join(dir, "root.index")
+	if err := writeNewCA(filepath.Join(dir, "root.crl"), index, ca, false); err != nil {
 		return false, err
 	}
-	ima, err := pki.Issue(pki.Request{Role: pki.RoleIMA, Name: "imaforge DEVELOPMENT signing key (do not ship)"}, ca, pki.Options{})
+	inv, err := pki.OpenInventory(index, root.Cert, false, nil)
+	if err != nil {
+		return false, err
+	}
+	defer inv.Close()
+	ima, err := inv.Issue(pki.Request{Role: pki.RoleIMA, Name: "imaforge DEVELOPMENT signing key (do not ship)"}, ca, pki.Options{})
 	if err != nil {
 		return false, err
 	}

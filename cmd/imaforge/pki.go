@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -39,6 +40,7 @@ func init() {
 			relicConfigFlag(),
 			&cli.StringFlag{Name: "ca-passphrase-env", Usage: "read the CA key's passphrase from environment variable `VAR`"},
 			&cli.StringFlag{Name: "ca-passphrase-file", Usage: "read the CA key's passphrase from the first line of `FILE`"},
+			indexFlag(),
 		}
 	}
 	trustIn := func() []cli.Flag {
@@ -69,13 +71,16 @@ func init() {
 				Usage: "issue an owner CA (signed by a root) or an IMA signing certificate (signed by a root or an owner CA)",
 				Flags: append(append([]cli.Flag{
 					&cli.StringFlag{Name: "role", Usage: "owner-ca or ima", Required: true},
-					&cli.StringFlag{Name: "name", Usage: "subject common name", Required: true},
+					&cli.StringFlag{Name: "name", Usage: "subject common name (required unless --csr gives the subject)"},
 					&cli.StringFlag{Name: "org", Usage: "subject organization (optional)"},
 					&cli.StringFlag{Name: "out", Usage: "output `DIR`", Required: true},
 					&cli.StringFlag{Name: "basename", Usage: "output file names `BASE`.key/.der/.pem (default: owner-ca, or the name in lowercase for ima)"},
 					&cli.IntFlag{Name: "days", Usage: "validity in days (default: owner-ca 1095, ima 365)"},
 					&cli.StringSliceFlag{Name: "scope", Usage: "image path glob the key may sign, e.g. '/opt/acme/**' (repeatable; default: unrestricted)"},
 					&cli.StringFlag{Name: "pubkey", Usage: "certify this existing public key or key file `FILE` instead of generating one (PEM/DER certificate, public or private key)"},
+					&cli.StringFlag{Name: "csr", Usage: "certify the key of PKCS#10 request `FILE` (PEM or DER; its signature must verify: proof of possession); only its public key and subject are used"},
+					&cli.StringFlag{Name: "not-before", Usage: "validity start `TIME` (RFC 3339; default: now minus one hour)"},
+					&cli.StringFlag{Name: "not-after", Usage: "validity end `TIME` (RFC 3339; instead of --days; refused beyond the issuer's)"},
 				}, caIn()...), keyOut()...),
 				Action: pkiIssue,
 			},
@@ -105,8 +110,20 @@ func init() {
 				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "out", Usage: "output `DIR`", Required: true},
 					&cli.StringSliceFlag{Name: "cert", Usage: "IMA signing `CERT` to load on the device (repeatable)"},
+					&cli.StringSliceFlag{Name: "index", Usage: "inventory `FILE` of a CA, to blacklist revoked certificates not given (repeatable; default: each --root/--intermediate's .index beside it, when there)"},
 				}, trustIn()...),
 				Action: pkiExport,
+			},
+			{
+				Name:  "list",
+				Usage: "list the certificates a CA issued, from its inventory: subject, serial, scope, validity, expired, revoked",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "ca", Usage: "the CA certificate `CA.pem` (PEM or DER)", Required: true},
+					indexFlag(),
+					&cli.StringFlag{Name: "at", Usage: "judge expiry at `TIME` (RFC 3339, or YYYY-MM-DD) instead of now"},
+					&cli.BoolFlag{Name: "json", Usage: "print the list as JSON"},
+				},
+				Action: pkiList,
 			},
 			{
 				Name:      "verify",
@@ -118,6 +135,7 @@ func init() {
 					&cli.StringFlag{Name: "passphrase-file", Usage: "the key's passphrase is the first line of `FILE`"},
 					&cli.StringSliceFlag{Name: "path", Usage: "also check that the key may sign image path `P` (repeatable)"},
 					&cli.StringFlag{Name: "at", Usage: "check validity at `TIME` (RFC 3339, or YYYY-MM-DD for midnight UTC) instead of now"},
+					&cli.BoolFlag{Name: "json", Usage: "print the result as JSON (also when the check fails)"},
 				}, trustIn()...),
 				Action: pkiVerify,
 			},
@@ -206,26 +224,31 @@ func pkiInit(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	crlPath := filepath.Join(dir, "root.crl")
-	if err := writeNewCRL(crlPath, pki.Issuer{Cert: root.Cert, Key: root.Key}, 0, c.Bool("force")); err != nil {
+	crlPath, indexPath := filepath.Join(dir, "root.crl"), filepath.Join(dir, "root.index")
+	if err := writeNewCA(crlPath, indexPath, pki.Issuer{Cert: root.Cert, Key: root.Key}, c.Bool("force")); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "root CA: %s\nwrote %s, %s\n", describeCert(root.Cert), strings.Join(paths, ", "), crlPath)
+	fmt.Fprintf(c.App.Writer, "root CA: %s\nwrote %s, %s, %s\n", describeCert(root.Cert), strings.Join(paths, ", "), crlPath, indexPath)
 	return nil
 }
 
-// writeNewCRL writes the first (empty) CRL of a new CA.
-func writeNewCRL(path string, ca pki.Issuer, validity time.Duration, force bool) error {
-	if _, err := os.Lstat(path); err == nil && !force {
-		return fmt.Errorf("%s: %w", path, pki.ErrExists)
+// writeNewCA writes the first (empty) CRL of a new CA and its empty
+// inventory (which records that CRL's number).
+func writeNewCA(crlPath, indexPath string, ca pki.Issuer, force bool) error {
+	for _, p := range []string{crlPath, indexPath} {
+		if _, err := os.Lstat(p); err == nil && !force {
+			return fmt.Errorf("%s: %w", p, pki.ErrExists)
+		}
 	}
-	crl, _, err := pki.UpdateCRL(nil, ca, pki.CRLUpdate{Validity: validity}, pki.Options{})
+	crl, _, err := pki.UpdateCRL(nil, ca, pki.CRLUpdate{}, pki.Options{})
 	if err != nil {
 		return err
 	}
-	return pki.WriteCRL(path, crl)
+	if err := pki.CreateInventory(indexPath, ca.Cert, crl, force); err != nil {
+		return err
+	}
+	return pki.WriteCRL(crlPath, crl)
 }
-
 func pkiIssue(c *cli.Context) error {
 	role, err := pki.ParseRole(c.String("role"))
 	if err != nil || role == pki.RoleRoot {
@@ -246,21 +269,27 @@ func pkiIssue(c *cli.Context) error {
 		}
 	}
 	req := pki.Request{Role: role, Name: c.String("name"), Organization: c.String("org"), KeyType: kt, Lifetime: life, Scope: scope}
+	if err := validityFlags(c, &req); err != nil {
+		return err
+	}
+	switch csrPath := c.String("csr"); {
+	case csrPath != "" && (c.IsSet("name") || c.IsSet("org") || c.IsSet("pubkey")):
+		return usageErrf("--csr gives the key and the subject: drop --name, --org and --pubkey")
+	case csrPath != "":
+		csr, err := pki.ReadCSR(csrPath)
+		if err != nil {
+			return usageErr(err)
+		}
+		req.FromCSR(csr)
+	case req.Name == "":
+		return usageErrf("give --name (or --csr)")
+	}
 	if p := c.String("pubkey"); p != "" {
 		if req.PublicKey, err = loadPublicKey(p); err != nil {
 			return err
 		}
 	}
 	keyOpts, err := newKeyOptions(c)
-	if err != nil {
-		return err
-	}
-	issuer, closeCA, err := loadIssuer(c)
-	if err != nil {
-		return err
-	}
-	defer closeCA()
-	iss, err := pki.Issue(req, issuer, pki.Options{})
 	if err != nil {
 		return err
 	}
@@ -272,6 +301,23 @@ func pkiIssue(c *cli.Context) error {
 		}
 	}
 	dir := c.String("out")
+	if _, err := pki.CheckIssuedPaths(dir, base, req.PublicKey == nil, c.Bool("force")); err != nil {
+		return err
+	}
+	issuer, closeCA, err := loadIssuer(c)
+	if err != nil {
+		return err
+	}
+	defer closeCA()
+	inv, err := openInventory(c, issuer.Cert)
+	if err != nil {
+		return err
+	}
+	defer inv.Close()
+	iss, err := inv.Issue(req, issuer, pki.Options{})
+	if err != nil {
+		return err
+	}
 	paths, err := pki.WriteIssued(dir, base, iss, keyOpts, c.Bool("force"))
 	if err != nil {
 		return err
@@ -284,19 +330,73 @@ func pkiIssue(c *cli.Context) error {
 		fmt.Fprintf(c.App.ErrWriter, "imaforge: warning: validity shortened to the issuer's expiry %s\n", iss.Cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	if role == pki.RoleOwnerCA {
-		crlPath := filepath.Join(dir, base+".crl")
-		if err := writeNewCRL(crlPath, pki.Issuer{Cert: iss.Cert, Key: iss.Key}, 0, c.Bool("force")); err != nil {
-			if iss.Key == nil {
-				fmt.Fprintf(c.App.ErrWriter, "imaforge: warning: no CRL written (the key is not here: run `imaforge pki crl` where it is)\n")
-			} else {
-				return err
-			}
+		crlPath, indexPath := filepath.Join(dir, base+".crl"), filepath.Join(dir, base+".index")
+		if iss.Key == nil {
+			fmt.Fprintf(c.App.ErrWriter, "imaforge: warning: no CRL or inventory written (the key is not here: run `imaforge pki crl` where it is)\n")
+		} else if err := writeNewCA(crlPath, indexPath, pki.Issuer{Cert: iss.Cert, Key: iss.Key}, c.Bool("force")); err != nil {
+			return err
 		} else {
-			paths = append(paths, crlPath)
+			paths = append(paths, crlPath, indexPath)
 		}
 	}
-	fmt.Fprintf(c.App.Writer, "wrote %s\n", strings.Join(paths, ", "))
+	fmt.Fprintf(c.App.Writer, "recorded serial %x in %s\nwrote %s\n", iss.Cert.SerialNumber, inv.Path, strings.Join(paths, ", "))
 	return nil
+}
+
+// validityFlags sets req's explicit validity from --not-before and
+// --not-after (RFC 3339).
+func validityFlags(c *cli.Context, req *pki.Request) error {
+	for _, f := range []struct {
+		name string
+		dst  *time.Time
+	}{{"not-before", &req.NotBefore}, {"not-after", &req.NotAfter}} {
+		v := c.String(f.name)
+		if v == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return usageErr(fmt.Errorf("--%s: want RFC 3339 (2031-01-01T00:00:00Z): %w", f.name, err))
+		}
+		*f.dst = t
+	}
+	if c.IsSet("days") && !req.NotAfter.IsZero() {
+		return usageErrf("give --days or --not-after, not both")
+	}
+	if !req.NotBefore.IsZero() && !req.NotAfter.IsZero() && req.NotBefore.After(req.NotAfter) {
+		return usageErrf("--not-before %s is after --not-after %s", c.String("not-before"), c.String("not-after"))
+	}
+	return nil
+}
+
+// indexFlag names a CA's inventory file.
+func indexFlag() cli.Flag {
+	return &cli.StringFlag{Name: "index", Usage: "the CA's inventory `FILE` (default: the CA certificate's path with .index)"}
+}
+
+func indexPathFor(c *cli.Context) string {
+	if p := c.String("index"); p != "" {
+		return p
+	}
+	return pki.InventoryPath(c.String("ca"))
+}
+
+// openInventory locks the inventory of the CA of --ca (--index). A CA made
+// before inventories existed gets one now, started from its CRL.
+func openInventory(c *cli.Context, ca *x509.Certificate) (*pki.InventoryFile, error) {
+	crl, err := readCRLIfAny(crlPathFor(c))
+	if err != nil {
+		return nil, err
+	}
+	inv, err := pki.OpenInventory(indexPathFor(c), ca, true, crl)
+	if err != nil {
+		return nil, err
+	}
+	if inv.Created && crl != nil {
+		fmt.Fprintf(c.App.ErrWriter, "imaforge: warning: %s: started the inventory of %s from its CRL %s (number %v, %d revoked); certificates it issued before are not in it until revoked\n",
+			inv.Path, ca.Subject, crlPathFor(c), crl.Number, len(crl.RevokedCertificateEntries))
+	}
+	return inv, nil
 }
 
 // loadPublicKey reads a public key from a certificate, a PEM/DER public key
@@ -347,10 +447,6 @@ func pkiRevoke(c *cli.Context) error {
 	if err != nil {
 		return usageErr(fmt.Errorf("--reason: %w", err))
 	}
-	validity, err := days(c, "crl-days")
-	if err != nil {
-		return err
-	}
 	var certs []*x509.Certificate
 	for _, p := range c.StringSlice("cert") {
 		cs, err := signer.LoadCertificates(p)
@@ -359,55 +455,54 @@ func pkiRevoke(c *cli.Context) error {
 		}
 		certs = append(certs, cs...)
 	}
-	issuer, closeCA, err := loadIssuer(c)
+	crl, added, err := updateCRL(c, pki.CRLUpdate{Revoke: certs, Reason: reason})
 	if err != nil {
-		return err
-	}
-	defer closeCA()
-	path := crlPathFor(c)
-	prev, err := readCRLIfAny(path)
-	if err != nil {
-		return err
-	}
-	crl, added, err := pki.UpdateCRL(prev, issuer, pki.CRLUpdate{Revoke: certs, Reason: reason, Validity: validity}, pki.Options{})
-	if err != nil {
-		return err
-	}
-	if err := pki.WriteCRL(path, crl); err != nil {
 		return err
 	}
 	for _, cert := range certs {
 		fmt.Fprintf(c.App.Writer, "revoked %s\n  kernel blacklist: %s\n", describeCert(cert), strings.Join(pki.BlacklistEntries(cert), " "))
 	}
 	fmt.Fprintf(c.App.Writer, "wrote %s: CRL number %v, %d new, %d revoked in all, next update %s\n",
-		path, crl.Number, added, len(crl.RevokedCertificateEntries), crl.NextUpdate.UTC().Format(time.RFC3339))
+		crlPathFor(c), crl.Number, added, len(crl.RevokedCertificateEntries), crl.NextUpdate.UTC().Format(time.RFC3339))
 	return nil
 }
 
-func pkiCRL(c *cli.Context) error {
+// updateCRL signs the next CRL of the CA of --ca under its inventory's lock
+// (recording u's revocations there first) and writes it.
+func updateCRL(c *cli.Context, u pki.CRLUpdate) (*x509.RevocationList, int, error) {
 	validity, err := days(c, "crl-days")
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
+	u.Validity = validity
 	issuer, closeCA, err := loadIssuer(c)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	defer closeCA()
+	inv, err := openInventory(c, issuer.Cert)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer inv.Close()
 	path := crlPathFor(c)
 	prev, err := readCRLIfAny(path)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
-	crl, _, err := pki.UpdateCRL(prev, issuer, pki.CRLUpdate{Validity: validity}, pki.Options{})
+	crl, added, err := inv.UpdateCRL(prev, issuer, u, pki.Options{})
+	if err != nil {
+		return nil, 0, err
+	}
+	return crl, added, pki.WriteCRL(path, crl)
+}
+func pkiCRL(c *cli.Context) error {
+	crl, _, err := updateCRL(c, pki.CRLUpdate{})
 	if err != nil {
 		return err
 	}
-	if err := pki.WriteCRL(path, crl); err != nil {
-		return err
-	}
 	fmt.Fprintf(c.App.Writer, "wrote %s: CRL number %v, %d revoked, next update %s\n",
-		path, crl.Number, len(crl.RevokedCertificateEntries), crl.NextUpdate.UTC().Format(time.RFC3339))
+		crlPathFor(c), crl.Number, len(crl.RevokedCertificateEntries), crl.NextUpdate.UTC().Format(time.RFC3339))
 	return nil
 }
 
@@ -435,6 +530,9 @@ func pkiExport(c *cli.Context) error {
 	if err := addCertFiles(c.StringSlice("cert"), ts.Add); err != nil {
 		return err
 	}
+	if err := addInventories(c, ts); err != nil {
+		return err
+	}
 	res, err := pki.Export(ts, c.String("out"), time.Now())
 	if err != nil {
 		return err
@@ -447,13 +545,64 @@ func pkiExport(c *cli.Context) error {
 		}
 	}
 	for _, e := range res.Revoked {
-		fmt.Fprintf(w, "revoked %-8s %s (key id %s): blacklisted\n", e.Role, e.Subject, e.KeyID)
+		fmt.Fprintf(w, "revoked %-8s %s (serial %s, key id %s): blacklisted\n", e.Role, e.Subject, e.Serial, e.KeyID)
 	}
 	for _, e := range res.Skipped {
-		fmt.Fprintf(w, "skipped %-8s %s (key id %s): its issuer is revoked\n", e.Role, e.Subject, e.KeyID)
+		why := "its issuer is revoked"
+		for _, warn := range e.Warnings {
+			if after, ok := strings.CutPrefix(warn, "left out: "); ok {
+				why = after
+			}
+		}
+		fmt.Fprintf(w, "skipped %-8s %s (serial %s, key id %s): %s\n", e.Role, e.Subject, e.Serial, e.KeyID, why)
+	}
+	for _, warn := range res.Warnings {
+		fmt.Fprintf(c.App.ErrWriter, "imaforge: warning: %s\n", warn)
 	}
 	fmt.Fprintf(w, "wrote %d certificates and %s to %s\n", len(res.Loaded), strings.Join(res.Files, ", "), c.String("out"))
 	return nil
+}
+
+// addInventories adds the inventories of --index, or else those beside the
+// --root and --intermediate files (X.pem -> X.index) that exist, to ts.
+func addInventories(c *cli.Context, ts *pki.TrustStore) error {
+	paths := c.StringSlice("index")
+	if len(paths) == 0 {
+		for _, p := range append(c.StringSlice("root"), c.StringSlice("intermediate")...) {
+			if ip := pki.InventoryPath(p); ip != p {
+				if _, err := os.Stat(ip); err == nil {
+					paths = append(paths, ip)
+				}
+			}
+		}
+	}
+	for _, p := range paths {
+		data, err := boundedfile.ReadFile(p, boundedfile.CRLLimit)
+		if err != nil {
+			return err
+		}
+		inv, err := pki.ParseInventory(data)
+		if err == nil {
+			err = ts.AddInventory(inv)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// pkiVerifyResult is what `pki verify --json` prints, also when the check
+// fails (then with the error and its reason, pki.ReasonOf).
+type pkiVerifyResult struct {
+	Cert     string             `json:"cert"`
+	At       time.Time          `json:"at"`
+	OK       bool               `json:"ok"`
+	Error    string             `json:"error,omitempty"`
+	Reason   string             `json:"reason,omitempty"`
+	Chain    []pki.ExportedCert `json:"chain,omitempty"` // leaf first
+	Paths    []string           `json:"paths,omitempty"` // checked against the scopes
+	Warnings []string           `json:"warnings,omitempty"`
 }
 
 func pkiVerify(c *cli.Context) error {
@@ -488,14 +637,37 @@ func pkiVerify(c *cli.Context) error {
 		}
 		pub = key.Public()
 	}
+	res := &pkiVerifyResult{Cert: path, At: now.UTC(), Paths: c.StringSlice("path")}
 	chain, err := ts.CheckSigner(cert, pub, now)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	for _, p := range c.StringSlice("path") {
-		if err := chain.CheckPath(p); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+	if err == nil {
+		res.Warnings = chain.Warnings
+		for _, cc := range chain.Certs {
+			res.Chain = append(res.Chain, pki.Describe(cc))
 		}
+		for _, p := range res.Paths {
+			if err = chain.CheckPath(p); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("%s: %w", path, err)
+		res.Error, res.Reason = err.Error(), pki.ReasonOf(err)
+	}
+	res.OK = err == nil
+	if c.Bool("json") {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(res); jerr != nil {
+			return jerr
+		}
+		for _, warn := range res.Warnings {
+			fmt.Fprintf(c.App.ErrWriter, "imaforge: warning: %s\n", warn)
+		}
+		return err
+	}
+	if err != nil {
+		return err
 	}
 	for _, warn := range chain.Warnings {
 		fmt.Fprintf(c.App.ErrWriter, "imaforge: warning: %s\n", warn)
@@ -517,4 +689,52 @@ func pemDecode(data []byte) ([]byte, error) {
 		return nil, errors.New("no PEM block")
 	}
 	return b.Bytes, nil
+}
+
+func pkiList(c *cli.Context) error {
+	at := time.Now()
+	if s := c.String("at"); s != "" {
+		t, err := parseTime(s)
+		if err != nil {
+			return usageErr(fmt.Errorf("--at: %w", err))
+		}
+		at = t
+	}
+	ca, err := signer.LoadCertificate(c.String("ca"))
+	if err != nil {
+		return err
+	}
+	inv, err := pki.ReadInventory(indexPathFor(c), ca)
+	if errors.Is(err, pki.ErrNoInventory) {
+		return &exitError{code: 1, err: err, hint: fmt.Sprintf("this CA has issued, revoked or re-signed nothing since inventories exist; `imaforge pki crl --ca %s --ca-key KEY` starts its inventory from its CRL", c.String("ca"))}
+	}
+	if err != nil {
+		return err
+	}
+	l := inv.List(at)
+	w := c.App.Writer
+	if c.Bool("json") {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(l)
+	}
+	fmt.Fprintf(w, "CA %s: %d certificates, last CRL number %s (expiry judged at %s)\n", l.CA, len(l.Certs), l.CRLNumber, l.At.Format(time.RFC3339))
+	for _, e := range l.Certs {
+		if e.Subject == "" {
+			fmt.Fprintf(w, "%-13s serial %s (certificate not known: imported from the CRL)  revoked %s %s\n", e.Status, e.Serial, e.RevokedAt.Format(time.RFC3339), e.Reason)
+			continue
+		}
+		fmt.Fprintf(w, "%-13s %-8s %s  serial %s  %s to %s", e.Status, e.Role, e.Subject, e.Serial, e.NotBefore.Format(time.RFC3339), e.NotAfter.Format(time.RFC3339))
+		if e.Expired && e.Status == "revoked" {
+			fmt.Fprint(w, " (expired)")
+		}
+		if e.RevokedAt != nil {
+			fmt.Fprintf(w, "  revoked %s %s", e.RevokedAt.Format(time.RFC3339), e.Reason)
+		}
+		if len(e.Scope) > 0 {
+			fmt.Fprintf(w, "  scope %s", strings.Join(e.Scope, ","))
+		}
+		fmt.Fprintln(w)
+	}
+	return nil
 }
