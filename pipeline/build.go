@@ -63,6 +63,10 @@ type Options struct {
 	Keys map[string]Key
 	// KeyOptions are used to load file keys (passphrase, warnings).
 	KeyOptions func(k *manifest.Key) *signer.KeyOptions
+	// BlockCache, when not nil, keeps the compressed blocks of a SquashFS
+	// image between builds (internal/blockcache). It never changes the
+	// image; tar images do not use it.
+	BlockCache squashfs.BlockCache
 	// Progress, if not nil, is told about files as they are read.
 	Progress Progress
 	// Logf, if not nil, receives notes (overlapping sources, warnings).
@@ -358,7 +362,7 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	w, err := newImageWriter(b.m, out, workers)
+	w, err := newImageWriter(b.m, out, workers, b.opts.BlockCache)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.out, err)
 	}

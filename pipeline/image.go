@@ -154,7 +154,7 @@ func squashfsXattrs(xs manifest.Xattrs) []squashfs.Xattr {
 }
 
 // newImageWriter returns the writer of the manifest's image.format.
-func newImageWriter(m *manifest.Manifest, out io.WriteSeeker, workers int) (ImageWriter, error) {
+func newImageWriter(m *manifest.Manifest, out io.WriteSeeker, workers int, cache squashfs.BlockCache) (ImageWriter, error) {
 	if m.Image.Format.IsTar() {
 		opts := tarimage.Options{Workers: workers}
 		switch m.Image.Format {
@@ -182,6 +182,7 @@ func newImageWriter(m *manifest.Manifest, out io.WriteSeeker, workers int) (Imag
 		BlockSize:   int(m.Image.BlockSize),
 		ModTime:     m.Image.Epoch,
 		Workers:     workers,
+		Cache:       cache,
 	})
 }
 

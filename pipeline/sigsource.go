@@ -257,6 +257,10 @@ func loadSignHash(path string, data []byte, h imasig.Hash, byID map[[4]byte][]*p
 type SignatureCache struct {
 	dir          string
 	hits, misses atomic.Int64
+	// Warn, when not nil, makes a failure to store a signature a warning
+	// (given once) instead of an error: the signature is still used.
+	Warn     func(msg string)
+	warnOnce sync.Once
 }
 
 // OpenSignatureCache opens (creating) the cache directory dir.
@@ -326,11 +330,15 @@ func (k *cachedKey) SignDigest(h imasig.Hash, digest []byte) ([]byte, error) {
 		return nil, fmt.Errorf("key %q made a signature that does not verify: %w", k.name, err)
 	}
 	k.c.misses.Add(1)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return nil, fmt.Errorf("signature cache: %w", err)
+	err = os.MkdirAll(filepath.Dir(p), 0o755)
+	if err == nil {
+		err = writeCacheEntry(p, val)
 	}
-	if err := writeCacheEntry(p, val); err != nil {
-		return nil, fmt.Errorf("signature cache: %w", err)
+	if err != nil {
+		if k.c.Warn == nil {
+			return nil, fmt.Errorf("signature cache: %w", err)
+		}
+		k.c.warnOnce.Do(func() { k.c.Warn(fmt.Sprintf("signature cache %s: %v; not storing signatures", k.c.dir, err)) })
 	}
 	return val, nil
 }

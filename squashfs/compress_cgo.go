@@ -150,3 +150,20 @@ func (e cLZ4Encoder) encode(dst, src []byte) ([]byte, error) {
 	}
 	return dst[:n], nil
 }
+
+// codecImpl names the library that compresses comp's blocks and its version
+// (part of a block cache key: another implementation or version may make
+// other bytes).
+func codecImpl(comp Compression) string {
+	switch comp {
+	case Gzip:
+		return "cgo zlib " + C.GoString(C.zlibVersion())
+	case XZ:
+		return "cgo liblzma " + C.GoString(C.lzma_version_string())
+	case LZ4:
+		return "cgo liblz4 " + C.GoString(C.LZ4_versionString())
+	case Zstd:
+		return "cgo libzstd of github.com/DataDog/zstd " + moduleVersion("github.com/DataDog/zstd")
+	}
+	return "none"
+}

@@ -43,6 +43,9 @@ type Options struct {
 	TailEnds bool
 	// NoExport omits the export (NFS lookup) table (mksquashfs -no-exports).
 	NoExport bool
+	// Cache, when not nil, supplies and keeps the compressed form of data
+	// and fragment blocks (see BlockCache). It never changes the image.
+	Cache BlockCache
 }
 
 // Entry describes one file of the image for Writer.Add.
@@ -156,6 +159,7 @@ type Writer struct {
 	out   io.WriteSeeker
 	opts  Options
 	codec *codec
+	cache *blockCacheUse // nil: no Options.Cache
 
 	mu        sync.Mutex // guards nodes' xattrs and the fields below during WriteData
 	root      *node
@@ -197,7 +201,11 @@ func NewWriter(w io.WriteSeeker, opts Options) (*Writer, error) {
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}
-	wr := &Writer{out: w, opts: opts, codec: c, byPath: make(map[string]*node)}
+	cache, err := newBlockCacheUse(opts.Cache, c)
+	if err != nil {
+		return nil, err
+	}
+	wr := &Writer{out: w, opts: opts, codec: c, cache: cache, byPath: make(map[string]*node)}
 	wr.root = &node{kind: kindDir, implicit: true, mode: 0o755, mtime: uint32(opts.ModTime)}
 	wr.byPath["/"] = wr.root
 	// Reserve the superblock and the compressor options block.
@@ -522,6 +530,10 @@ type Stats struct {
 	Fragments  uint32
 	Duplicates int    // regular files stored as a copy of an earlier one
 	BytesUsed  uint64 // image size before padding to 4 KiB
+	// With Options.Cache: blocks taken from the cache, blocks compressed
+	// (and offered to it), and cache entries that did not decompress to
+	// their block's content (compressed again: counted in CacheMisses too).
+	CacheHits, CacheMisses, CacheRejected int
 }
 
 // errNotPrepared is returned when Close finds entries never prepared.

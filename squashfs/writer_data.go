@@ -138,7 +138,7 @@ func (w *Writer) runData(ctx context.Context) error {
 	win := newWindow(ctx, windowSize(bs, workers))
 	defer win.stop()
 	bufs := newBlockBuffers(bs, windowSize(bs, workers)+2*workers+4)
-	comp := startCompressors(ctx, w.codec, bufs, workers)
+	comp := startCompressors(ctx, w.codec, w.cache, bufs, workers)
 	defer comp.close()
 
 	rd := &blockReader{w: w, ctx: ctx, win: win, bufs: bufs, comp: comp, zero: make([]byte, bs), ready: make(chan struct{})}
@@ -291,13 +291,14 @@ func (f *freeList) put(b []byte) {
 type compressPool struct {
 	ctx   context.Context
 	codec *codec
+	cache *blockCacheUse // nil: none
 	bufs  *blockBuffers
 	jobs  chan *item
 	wg    sync.WaitGroup
 }
 
-func startCompressors(ctx context.Context, c *codec, bufs *blockBuffers, workers int) *compressPool {
-	p := &compressPool{ctx: ctx, codec: c, bufs: bufs, jobs: make(chan *item, workers)}
+func startCompressors(ctx context.Context, c *codec, cache *blockCacheUse, bufs *blockBuffers, workers int) *compressPool {
+	p := &compressPool{ctx: ctx, codec: c, cache: cache, bufs: bufs, jobs: make(chan *item, workers)}
 	for range workers {
 		p.wg.Add(1)
 		go p.work()
@@ -316,6 +317,10 @@ func (p *compressPool) work() {
 // compress sets it.out, it.comp and it.err.
 func (p *compressPool) compress(it *item) {
 	dst := p.bufs.out.get()
+	if p.cache != nil {
+		it.out, it.comp, it.err = p.cache.compress(p.codec, dst, it.raw)
+		return
+	}
 	it.out, it.comp, it.err = p.codec.compress(dst, it.raw)
 }
 

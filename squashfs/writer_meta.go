@@ -183,7 +183,13 @@ func (w *Writer) writeTables() (Stats, error) {
 	if err := w.finishImage(sb); err != nil {
 		return Stats{}, err
 	}
-	return Stats{Inodes: sb.Inodes, Fragments: sb.Fragments, Duplicates: w.dups, BytesUsed: sb.BytesUsed}, nil
+	st := Stats{Inodes: sb.Inodes, Fragments: sb.Fragments, Duplicates: w.dups, BytesUsed: sb.BytesUsed}
+	if u := w.cache; u != nil {
+		u.mu.Lock()
+		st.CacheHits, st.CacheMisses, st.CacheRejected = u.hits, u.misses, u.rejections
+		u.mu.Unlock()
+	}
+	return st, nil
 }
 
 // number gives inode numbers in the order inodes are written: depth first,

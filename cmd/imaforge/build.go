@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"github.com/imaforge/imaforge/internal/blockcache"
 	"github.com/imaforge/imaforge/internal/runstats"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/pipeline"
@@ -35,7 +36,9 @@ func init() {
 			&cli.BoolFlag{Name: "strict", Usage: "treat warnings (an override matching nothing) as errors"},
 			&cli.IntFlag{Name: "workers", Usage: "goroutines reading, compressing and signing (0: all cores)"},
 			&cli.StringSliceFlag{Name: "signatures", Usage: "sign with no key: take every signature from `FILE` (a `ceremony sign` response or `evmctl sign_hash` output; repeatable), each verified"},
-			&cli.StringFlag{Name: "signature-cache", Usage: "reuse signatures of earlier builds kept in `DIR` (keyed by certificate, hash and digest; verified before use) and add new ones"},
+			&cli.StringFlag{Name: "cache", Usage: "reuse the signatures and compressed blocks of earlier builds kept in `DIR` (each verified before use; blocks in DIR/blocks, trimmed to --cache-max) and add new ones"},
+			&cli.StringFlag{Name: "cache-max", Value: "2G", Usage: "trim the blocks --cache keeps to `SIZE`, least recently used first"},
+			&cli.StringFlag{Name: "signature-cache", Usage: "reuse signatures of earlier builds kept in `DIR` (keyed by certificate, hash and digest; verified before use) and add new ones (--cache DIR does this and keeps blocks)"},
 			&cli.StringFlag{Name: "max-spool", Usage: "fail a build whose tarball sources would spool more than `SIZE` (e.g. 2G) of member data to $TMPDIR (holes and runs of zeros are free)"},
 			&cli.BoolFlag{Name: "allow-key-in-source", Usage: "warn about, instead of refusing, a source directory that would pack a private key file the manifest names"},
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a Go CPU profile to `FILE` (for benchmarks)"},
@@ -118,6 +121,10 @@ func runBuild(c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	blockReport, err := blockCacheFlags(c, &opts)
+	if err != nil {
+		return err
+	}
 	if c.String("rauc-bundle") != "" && c.String("rauc-compatible") == "" {
 		return usageErrf("build: --rauc-bundle needs --rauc-compatible")
 	}
@@ -130,6 +137,9 @@ func runBuild(c *cli.Context) (err error) {
 		return err
 	}
 	elapsed := time.Since(start)
+	if quiet || c.Bool("json") {
+		blockReport(io.Discard) // trims the cache
+	}
 	if out := c.String("rauc-bundle"); out != "" {
 		if err := writeRAUCBundle(c, m, out, "rauc-"); err != nil {
 			return err
@@ -146,11 +156,41 @@ func runBuild(c *cli.Context) (err error) {
 		}
 		fmt.Fprintf(c.App.Writer, "  image sha256 %s\n  record %s\n", res.Record.Image.SHA256, res.RecordPath)
 		sigReport(c.App.Writer)
+		blockReport(c.App.Writer)
 		if !res.Record.Reproducible {
 			fmt.Fprintln(c.App.Writer, "  note: a key signs with random nonces; a rebuild will not give the same bytes")
 		}
 	}
 	return nil
+}
+
+// blockCacheFlags sets opts.BlockCache from --cache and --cache-max. A
+// cache that cannot be used is a warning (through logf), never an error: the
+// build then compresses every block. The returned function trims the cache
+// (after the build) and prints its use. Warnings show even with --quiet.
+func blockCacheFlags(c *cli.Context, opts *pipeline.Options) (func(io.Writer), error) {
+	dir := c.String("cache")
+	if dir == "" {
+		return func(io.Writer) {}, nil
+	}
+	limit, err := parseSize(c.String("cache-max"))
+	if err != nil || limit <= 0 {
+		return nil, usageErrf("--cache-max: want a size such as 500M or 2G, got %q", c.String("cache-max"))
+	}
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(c.App.ErrWriter, "imaforge: warning: "+format+"\n", args...)
+	}
+	bc := blockcache.Open(dir, int64(limit), func(msg string) { logf("%s", msg) })
+	opts.BlockCache = bc
+	return func(w io.Writer) {
+		kept, err := bc.Trim()
+		if err != nil {
+			logf("%v", err)
+		}
+		st := bc.Stats()
+		fmt.Fprintf(w, "  block cache %s: %d reused, %d compressed (%d damaged, not used), %s kept\n",
+			bc.Dir(), st.Hits, st.Misses, st.Damaged, humanBytes(kept))
+	}, nil
 }
 
 // startCPUProfile writes a CPU profile to path until stop is called.

@@ -589,7 +589,7 @@ func confirm(r io.Reader) (bool, error) {
 }
 
 // signatureFlags fills opts.Keys from build's --signatures and
-// --signature-cache flags. The returned function prints the cache's use.
+// --signature-cache (or --cache) flags. The returned function prints the cache's use.
 func signatureFlags(c *cli.Context, m *manifest.Manifest, opts *pipeline.Options) (func(io.Writer), error) {
 	report := func(io.Writer) {}
 	if files := c.StringSlice("signatures"); len(files) > 0 {
@@ -602,10 +602,23 @@ func signatureFlags(c *cli.Context, m *manifest.Manifest, opts *pipeline.Options
 		}
 		opts.Keys = keys
 	}
-	if dir := c.String("signature-cache"); dir != "" {
+	dir := c.String("signature-cache")
+	shared := dir == "" && c.String("cache") != ""
+	if shared {
+		dir = c.String("cache") // the same layout: DIR/<certificate sha256>/...
+	}
+	if dir != "" {
 		cache, err := pipeline.OpenSignatureCache(dir)
+		if err != nil && shared {
+			// --cache: a cache that cannot be used is a warning
+			fmt.Fprintf(c.App.ErrWriter, "imaforge: warning: %v; signing without it\n", err)
+			return report, nil
+		}
 		if err != nil {
 			return nil, err
+		}
+		if shared {
+			cache.Warn = func(msg string) { fmt.Fprintf(c.App.ErrWriter, "imaforge: warning: %s\n", msg) }
 		}
 		keys, err := pipeline.CacheKeys(m, cache, opts.Keys, func(k *manifest.Key) (pipeline.Key, error) {
 			return pipeline.LoadKey(k, pipeline.DefaultKeyOptions(k, opts.Logf), 0)

@@ -7,7 +7,8 @@ package main
 var examples = map[string]string{
 	"build": `imaforge build firmware.yaml
 imaforge build firmware.yaml --json --quiet > summary.json
-imaforge build firmware.yaml --signatures response.json   # after an offline ceremony`,
+imaforge build firmware.yaml --signatures response.json   # after an offline ceremony
+imaforge build firmware.yaml --cache ~/.cache/imaforge     # reuse signatures and compressed blocks`,
 	"verify": `imaforge verify out/firmware.sqsh --root pki/root/root.pem --intermediate pki/owner/owner-ca.pem
 imaforge verify out/firmware.sqsh --cert keys/ima.pem --json
 imaforge verify out/firmware.sqsh --trust-manifest firmware.yaml --record out/firmware.sqsh.record.json`,

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Incremental rebuilds (issue 22 item 5): `imaforge build --cache DIR` after
+# one file of the tree changed, against the cold build, in the same run.
+#
+#   scripts/bench-cache.sh [TREE]     # run from the project root
+#
+#   TREE   default: the Go toolchain tree, $(go env GOROOT) (copied, so one
+#          file can be changed); TREE=$(go env GOROOT)/src is a quicker one
+#   COMPS  compressor:level pairs (default "zstd:15 xz:0")
+#   FILE   the file changed, relative to TREE (default src/fmt/print.go, a
+#          file in a fragment block in the middle of the image order)
+#
+# Rows, per compressor (CPU = user+sys seconds of the whole build, with
+# /usr/bin/time; wall in seconds):
+#   cold        build without a cache (the reference)
+#   fill        build with an empty --cache (cold, plus storing every block
+#               and signature)
+#   same-size   after overwriting one byte of FILE (its size unchanged):
+#               one block compressed, one signature made
+#   grown       after appending a line to FILE: its fragment block and
+#               every later one (their packing shifted) compressed again
+# Each rebuild's image is compared with a cold build of the same tree: the
+# script fails if they differ. The goal is warm/cold <= 0.10 (CPU and
+# wall). The machine may be shared: the load is printed and put in each row.
+set -euo pipefail
+ROOT=$(pwd)
+TREE=${1:-$(go env GOROOT)}
+COMPS=${COMPS:-"zstd:15 xz:0"}
+FILE=${FILE:-src/fmt/print.go}
+IMAFORGE=${IMAFORGE:-$ROOT/bin/imaforge}
+for t in openssl /usr/bin/time cmp; do
+  command -v $t >/dev/null || { echo "bench-cache: missing $t (make deps)" >&2; exit 1; }
+done
+[ -x "$IMAFORGE" ] || make build >/dev/null
+# shellcheck source=scripts/bench-lib.sh
+if [ -f "$ROOT/scripts/bench-lib.sh" ]; then . "$ROOT/scripts/bench-lib.sh"; else bench_row() { :; }; fi
+W=$(mktemp -d "${TMPDIR:-/tmp}/bench-cache.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$W/k.key" -out "$W/k.pem" -days 30 -subj "/CN=bench" \
+  -addext subjectKeyIdentifier=hash -addext keyUsage=critical,digitalSignature 2>/dev/null
+cp -a "$TREE/." "$W/tree"
+[ -f "$W/tree/$FILE" ] || { echo "bench-cache: no $FILE in $TREE (set FILE)" >&2; exit 1; }
+files=$(find "$W/tree" -type f | wc -l)
+bytes=$(du -sb "$W/tree" | cut -f1)
+
+# run LABEL ARGS...: one build; prints "wall cpu" and checks nothing.
+run() {
+  local label=$1; shift
+  /usr/bin/time -f "%e %U %S" -o "$W/time" "$IMAFORGE" build --quiet "$@" "$W/m.yaml"
+  read -r wall user sys <"$W/time"
+  echo "$wall $(echo "$user + $sys" | bc)"
+}
+
+echo "bench-cache: $TREE ($files files, $((bytes >> 20)) MiB), changing $FILE; load $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs"
+printf '%-10s %-10s %8s %8s %8s %8s\n' comp row wall_s cpu_s wall/cold cpu/cold
+for cl in $COMPS; do
+  comp=${cl%%:*} level=${cl#*:}
+  lv=""; [ "$level" != 0 ] && lv=", level: $level"
+  cat >"$W/m.yaml" <<YAML
+version: 1
+image: {output: $W/out/image.sqsh, compression: $comp$lv, epoch: 0, owner: {uid: 0, gid: 0}}
+hash: sha256
+keys: {k: {cert: $W/k.pem, key: $W/k.key}}
+sources: [{from: $W/tree/, to: /}]
+rules: [{match: "/**", key: k}]
+YAML
+  name="$comp${level/#0/}"; [ "$level" != 0 ] && name="$comp-$level"
+  cp "$W/tree/$FILE" "$W/orig"
+  rm -rf "$W/cache"
+  read -r cw cc < <(run cold)
+  printf '%-10s %-10s %8.2f %8.2f\n' "$name" cold "$cw" "$cc"
+  read -r fw fc < <(run fill --cache "$W/cache")
+  printf '%-10s %-10s %8.2f %8.2f %8.2f %8.2f\n' "$name" fill "$fw" "$fc" "$(echo "$fw / $cw" | bc -l)" "$(echo "$fc / $cc" | bc -l)"
+  for change in same-size grown; do
+    cp "$W/orig" "$W/tree/$FILE"
+    case $change in
+    same-size) printf 'X' | dd of="$W/tree/$FILE" bs=1 seek=100 conv=notrunc 2>/dev/null ;;
+    grown) echo "// changed" >>"$W/tree/$FILE" ;;
+    esac
+    read -r ww wc < <(run "$change" --cache "$W/cache")
+    cp "$W/out/image.sqsh" "$W/warm.sqsh"
+    run check >/dev/null # the cold build of the changed tree
+    cmp -s "$W/warm.sqsh" "$W/out/image.sqsh" || { echo "bench-cache: $name $change: the cached rebuild differs from the cold build" >&2; exit 1; }
+    printf '%-10s %-10s %8.2f %8.2f %8.2f %8.2f   (image = cold build)\n' "$name" "$change" "$ww" "$wc" "$(echo "$ww / $cw" | bc -l)" "$(echo "$wc / $cc" | bc -l)"
+    bench_row incremental "Go tree $name, --cache rebuild, one file $change" "CPU s" "$wc" "$cc" "cold build, same run" 0.10
+    bench_row incremental "Go tree $name, --cache rebuild, one file $change" "wall s" "$ww" "$cw" "cold build, same run" 0.10
+  done
+  cp "$W/orig" "$W/tree/$FILE"
+done
+echo "cache: $(du -sh "$W/cache" | cut -f1) after the last compressor; load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,0 +1,161 @@
+package squashfs
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"runtime/debug"
+	"sync"
+)
+
+// BlockCache keeps the compressed form of data and fragment blocks across
+// builds (Options.Cache), so a rebuild compresses only the blocks whose
+// content changed. The Writer asks for a block by its BlockKey and checks
+// every answer by decompressing it and comparing it with the block's
+// content: an entry that does not decompress to exactly that content is
+// never written into an image, it is compressed again and stored anew. A
+// cache that fails (unreadable, unwritable, full) only makes the build
+// cold: its methods return no errors, and the image never depends on them.
+// Methods are called from several goroutines at once.
+type BlockCache interface {
+	// Get returns the stored bytes of the block, in dst's storage when
+	// they fit, and whether they are compressed; ok is false on a miss.
+	Get(key BlockKey, dst []byte) (stored []byte, compressed, ok bool)
+	// Put stores what the block compressed to (stored is the content
+	// itself when compressed is false). It may keep nothing.
+	Put(key BlockKey, stored []byte, compressed bool)
+	// Reject tells the cache that its entry for key did not decompress to
+	// the block's content (the Writer then Puts a fresh one).
+	Reject(key BlockKey)
+}
+
+// BlockKey names a block's compressed form: the SHA-256 of the codec's
+// identity (CodecIdentity) and the block's content.
+type BlockKey [sha256.Size]byte
+
+// CodecIdentity is everything that decides the bytes a block compresses to:
+// the compressor, its effective level, the block size, the options record
+// and the implementation with its version (the cgo build's C libraries and
+// the pure-Go build's packages compress differently).
+func (w *Writer) CodecIdentity() string { return w.codec.identity() }
+
+func (c *codec) identity() string {
+	name := c.comp.String()
+	if ci, ok := CompressorInfoOf(c.comp); ok {
+		name = ci.Name
+	}
+	return fmt.Sprintf("%s level %d, block size %d, options %x, %s", name, c.level, c.blockSize, c.options(), codecImpl(c.comp))
+}
+
+// moduleVersion is the version of module path linked into this binary, ""
+// if unknown.
+func moduleVersion(path string) string {
+	moduleVersions.once.Do(func() {
+		moduleVersions.m = map[string]string{}
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			for _, d := range bi.Deps {
+				if d.Replace != nil {
+					d = d.Replace
+				}
+				moduleVersions.m[d.Path] = d.Version + " " + d.Sum
+			}
+		}
+	})
+	return moduleVersions.m[path]
+}
+
+var moduleVersions struct {
+	once sync.Once
+	m    map[string]string
+}
+
+// blockCacheUse joins a Writer's codec with its BlockCache: it makes the
+// keys and checks what the cache returns.
+type blockCacheUse struct {
+	cache  BlockCache
+	prefix []byte // "imaforge block v1\n" + identity + "\n"
+	dec    *decompressor
+	decBuf sync.Pool
+
+	mu                       sync.Mutex
+	hits, misses, rejections int
+}
+
+func newBlockCacheUse(cache BlockCache, c *codec) (*blockCacheUse, error) {
+	if cache == nil || c.comp == CompNone {
+		return nil, nil
+	}
+	dec, err := newDecompressor(c.comp, nil)
+	if err != nil {
+		return nil, err
+	}
+	u := &blockCacheUse{cache: cache, dec: dec,
+		prefix: []byte("imaforge block v1\n" + c.identity() + "\n")}
+	u.decBuf.New = func() any { return make([]byte, 0, c.blockSize+1) }
+	return u, nil
+}
+
+func (u *blockCacheUse) key(raw []byte) BlockKey {
+	h := sha256.New()
+	h.Write(u.prefix)
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(len(raw)))
+	h.Write(n[:])
+	h.Write(raw)
+	var k BlockKey
+	h.Sum(k[:0])
+	return k
+}
+
+// compress is codec.compress answered from the cache when it holds an entry
+// that decompresses to raw.
+func (u *blockCacheUse) compress(c *codec, dst, raw []byte) ([]byte, bool, error) {
+	if len(raw) == 0 {
+		return c.compress(dst, raw)
+	}
+	k := u.key(raw)
+	if stored, comp, ok := u.cache.Get(k, dst); ok {
+		if u.check(raw, stored, comp) {
+			u.count(&u.hits)
+			if !comp {
+				return raw, false, nil
+			}
+			return stored, true, nil
+		}
+		u.cache.Reject(k)
+		u.count(&u.rejections)
+	}
+	u.count(&u.misses)
+	out, comp, err := c.compress(dst, raw)
+	if err != nil {
+		return nil, false, err
+	}
+	u.cache.Put(k, out, comp)
+	return out, comp, nil
+}
+
+// check reports whether a cached block decompresses to raw (and is smaller
+// than it, as a compressed block must be).
+func (u *blockCacheUse) check(raw, stored []byte, comp bool) bool {
+	if !comp {
+		return bytes.Equal(stored, raw)
+	}
+	if len(stored) >= len(raw) {
+		return false
+	}
+	buf := u.decBuf.Get().([]byte)
+	got, err := u.dec.decompress(buf, stored, len(raw))
+	ok := err == nil && bytes.Equal(got, raw)
+	if err == nil {
+		buf = got
+	}
+	u.decBuf.Put(buf[:0])
+	return ok
+}
+
+func (u *blockCacheUse) count(n *int) {
+	u.mu.Lock()
+	*n++
+	u.mu.Unlock()
+}
