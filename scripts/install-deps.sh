@@ -50,6 +50,7 @@ PKGS=(
   dbus-daemon:dbus-daemon
   xxd:xxd
   jq:jq
+  shellcheck:shellcheck
   # the second judge kernel of the e2e (scripts/kernel-e2e/build-kernel.sh)
   linux-source-6.1:/usr/src/linux-source-6.1.tar.xz
   flex:flex

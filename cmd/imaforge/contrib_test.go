@@ -166,7 +166,7 @@ func TestYoctoClass(t *testing.T) {
 		"IMA_EVM_ROOT_CA": filepath.Join(keys, "root.pem"), "IMAFORGE_CRLS": filepath.Join(keys, "root.crl"),
 		"IMAFORGE_UNSIGNED": "/var/**",
 	}
-	run := func(vars map[string]string) (string, error) {
+	script := func(vars map[string]string) string {
 		var s strings.Builder
 		s.WriteString("bbnote() { echo \"NOTE: $*\"; }\nbbfatal() { echo \"ERROR: $*\" >&2; exit 1; }\n")
 		for k, v := range vars {
@@ -174,9 +174,13 @@ func TestYoctoClass(t *testing.T) {
 		}
 		s.WriteString(defaults)
 		fmt.Fprintf(&s, "imaforge_build_image() {\n%s}\nimaforge_build_image\n", body)
-		out, err := exec.Command(sh, "-e", "-c", s.String()).CombinedOutput()
+		return s.String()
+	}
+	run := func(vars map[string]string) (string, error) {
+		out, err := exec.Command(sh, "-e", "-c", script(vars)).CombinedOutput()
 		return string(out), err
 	}
+	shellcheck(t, "imaforge.bbclass:imaforge_build_image", script(vars))
 	out, err := run(vars)
 	if err != nil {
 		t.Fatalf("imaforge_build_image: %v\n%s", err, out)
@@ -231,6 +235,9 @@ func TestBuildrootPostImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b, err := os.ReadFile(script)
+	must(t, err)
+	shellcheck(t, "post-image.sh", string(b))
 	base := filepath.Join(dir, "output")
 	images := filepath.Join(base, "images")
 	for _, d := range []string{images, filepath.Join(base, "build"), filepath.Join(dir, "buildroot")} {
@@ -338,12 +345,16 @@ func TestCIJobs(t *testing.T) {
 	}
 	var g struct {
 		Variables map[string]string
-		Job       struct{ Script []string } `yaml:"firmware-image"`
+		Job       struct {
+			BeforeScript []string `yaml:"before_script"`
+			Script       []string
+		} `yaml:"firmware-image"`
 	}
 	if err := yaml.Unmarshal(gl, &g); err != nil {
 		t.Fatal(err)
 	}
 	glVars, glJob := g.Variables, g.Job
+	shellcheck(t, "gitlab-ci.yml firmware-image", strings.Join(append(g.Job.BeforeScript, g.Job.Script...), "\n"))
 	jobs := map[string][]ciStep{}
 	for _, s := range w.Jobs["image"].Steps {
 		if s.Run != "" && s.Name != "Install imaforge" {
@@ -413,9 +424,20 @@ func TestCIJobs(t *testing.T) {
 	}
 }
 
+// shellcheck runs shellcheck on a POSIX sh script: no finding at all.
+func shellcheck(t *testing.T, name, script string) {
+	t.Helper()
+	cmd := exec.Command(testenv.NeedTool(t, "shellcheck"), "-s", "sh", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("shellcheck %s: %v\n%s", name, err, out)
+	}
+}
+
+// lintWorkflow runs actionlint, with shellcheck on the run: scripts.
 func lintWorkflow(t *testing.T, content []byte) []*actionlint.Error {
 	t.Helper()
-	l, err := actionlint.NewLinter(io.Discard, &actionlint.LinterOptions{})
+	l, err := actionlint.NewLinter(io.Discard, &actionlint.LinterOptions{Shellcheck: testenv.NeedTool(t, "shellcheck")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ abspath() {
 	esac
 }
 
-key= cert= manifest= compression=zstd roots= inters= crls= unsigned=
+key='' cert='' manifest='' compression=zstd roots='' inters='' crls='' unsigned=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--key) key=$(abspath "$2"); shift ;;
@@ -65,7 +65,7 @@ out=$BINARIES_DIR/rootfs.imaforge.sqsh
 rm -rf "$work"
 mkdir -p "$work"
 
-owner=
+owner=''
 if [ -f "$BINARIES_DIR/rootfs.tar" ]; then
 	ln -s "$BINARIES_DIR/rootfs.tar" "$work/rootfs.tar"
 	echo "imaforge: signing $BINARIES_DIR/rootfs.tar"
@@ -78,8 +78,10 @@ fi
 if [ -n "$manifest" ]; then
 	sed "s|^\(  output:\).*|\1 $out|" "$manifest" > "$work/firmware.yaml"
 else
-	[ -n "$key" ] && [ -n "$cert" ] && [ -n "$roots" ] ||
-		{ echo "post-image.sh: give --key, --cert and --root (or --manifest)" >&2; exit 2; }
+	if [ -z "$key" ] || [ -z "$cert" ] || [ -z "$roots" ]; then
+		echo "post-image.sh: give --key, --cert and --root (or --manifest)" >&2
+		exit 2
+	fi
 	{
 		echo "version: 1"
 		echo "image:"

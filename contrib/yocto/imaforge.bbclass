@@ -79,10 +79,10 @@ imaforge_build_image () {
 				echo "trust:"
 				echo "  roots: [${IMAFORGE_ROOT_CA}]"
 				if [ -n "${IMAFORGE_INTERMEDIATES}" ]; then
-					echo "  intermediates: [$(echo ${IMAFORGE_INTERMEDIATES} | sed 's/ /, /g')]"
+					echo "  intermediates: [$(echo "${IMAFORGE_INTERMEDIATES}" | xargs | sed 's/ /, /g')]"
 				fi
 				if [ -n "${IMAFORGE_CRLS}" ]; then
-					echo "  crls: [$(echo ${IMAFORGE_CRLS} | sed 's/ /, /g')]"
+					echo "  crls: [$(echo "${IMAFORGE_CRLS}" | xargs | sed 's/ /, /g')]"
 				fi
 			fi
 			echo "keys:"
@@ -103,6 +103,7 @@ imaforge_build_image () {
 	fi
 
 	bbnote "imaforge: signing ${IMAGE_ROOTFS} into $out"
+	# shellcheck disable=SC2086 # IMAFORGE_BUILD_FLAGS is several words
 	"${IMAFORGE}" build ${IMAFORGE_BUILD_FLAGS} --quiet "$work/firmware.yaml" ||
 		bbfatal "imaforge build failed (manifest $work/firmware.yaml)"
 	rm -f "$work/rootfs.tar"
