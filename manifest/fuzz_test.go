@@ -22,6 +22,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("version: 1\nsources: [{from: a}]\nentries: [{path: /dev/x, type: block, major: 1, minor: 2}]\n"))
 	f.Add([]byte("a: &x [*x, *x]\n"))
 	f.Add([]byte("version: 1\nimage: {block_size: 1M, level: 3, compression: xz}\nsources: [{from: /}]\n"))
+	f.Add([]byte("version: 1\nimage: {format: tar, evm_xattrs: [security.ima, security.SMACK64, [x]]}\nsources: [{from: /}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := Parse("f.yaml", data)
 		if err != nil {

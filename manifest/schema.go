@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/squashfs"
 )
 
@@ -28,7 +29,7 @@ var fieldDocs = map[string]string{
 
 	"Image.output":        "Path of the image on the build host, relative to the manifest's directory.",
 	"Image.format":        "Output format: squashfs (default), or a POSIX pax archive tar, tar.gz or tar.zst carrying security.ima and security.evm as SCHILY.xattr records.",
-	"Image.evm_xattrs":    "The target kernel's EVM-protected xattrs, in its order: debian-6.1 (default: selinux, apparmor, ima, capability), evmctl (adds SMACK64), all.",
+	"Image.evm_xattrs":    "The target kernel's EVM-protected xattrs, in its order: debian-6.1 (default: selinux, apparmor, ima, capability), evmctl (adds SMACK64), all, or a list of the names in the kernel's order (security.ima and security.capability required).",
 	"Image.compression":   "SquashFS compressor (default gzip).",
 	"Image.level":         levelDescription(),
 	"Image.block_size":    "Data block size: a power of two from 4K to 1M, as bytes or with a K or M suffix (default 128K).",
@@ -138,6 +139,12 @@ func (g *schemaGen) typeSchema(t reflect.Type) map[string]any {
 	switch t {
 	case reflect.TypeFor[ImageFormat]():
 		return map[string]any{"type": "string", "enum": strs(ImageFormats())}
+	case reflect.TypeFor[EVMXattrList]():
+		profiles := strings.Split(profileNames(), ", ")
+		return map[string]any{"oneOf": []any{
+			map[string]any{"type": "string", "enum": profiles},
+			map[string]any{"type": "array", "items": map[string]any{"type": "string", "enum": []string(imasig.EVMXattrsAll)}, "uniqueItems": true},
+		}}
 	case reflect.TypeFor[Compression]():
 		return map[string]any{"type": "string", "enum": strs(Compressions())}
 	case reflect.TypeFor[Hash]():

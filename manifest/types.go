@@ -112,10 +112,11 @@ type Image struct {
 	// Format is the output format: squashfs (the default), or a POSIX pax
 	// archive tar, tar.gz or tar.zst that installs with its xattrs.
 	Format ImageFormat `yaml:"format"`
-	// EVMXattrs names the target kernel's list of EVM-protected xattrs
-	// (signer.EVMProfiles): debian-6.1 (the default), evmctl, all.
-	EVMXattrs   string      `yaml:"evm_xattrs"`
-	Compression Compression `yaml:"compression"`
+	// EVMXattrs is the target kernel's list of EVM-protected xattrs: a
+	// known configuration (debian-6.1, the default; evmctl; all) or a
+	// written list (EVMXattrList).
+	EVMXattrs   EVMXattrList `yaml:"evm_xattrs"`
+	Compression Compression  `yaml:"compression"`
 	// Level is the compression level; nil selects the compressor's default
 	// (see Compression.DefaultLevel).
 	Level     *int      `yaml:"level"`

@@ -144,12 +144,7 @@ func (v *validator) image() {
 			}
 		}
 	}
-	if im.EVMXattrs == "" {
-		im.EVMXattrs = "debian-6.1"
-	}
-	if !slices.Contains([]string{"debian-6.1", "evmctl", "all"}, im.EVMXattrs) {
-		c.add(im.FieldPos("evm_xattrs"), ErrInvalid, "image.evm_xattrs: %q is not one of debian-6.1, evmctl, all", im.EVMXattrs)
-	}
+	im.EVMXattrs.validate(c, im.FieldPos("evm_xattrs"))
 	if im.Level != nil && im.Format.IsTar() {
 		lo, hi, _ := im.Format.TarLevelRange()
 		switch {

@@ -371,8 +371,8 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 	if b.opts.Progress != nil {
 		b.opts.Progress.Start(b.lay.toRead, b.lay.total)
 	}
-	evmList, ok := imasig.EVMProfiles[b.m.Image.EVMXattrs]
-	if !ok {
+	evmList := b.m.Image.EVMXattrs.Names
+	if len(evmList) == 0 {
 		evmList = imasig.EVMXattrsDebian61
 	}
 	seal := &sealer{h: b.h, evm: evmList, pool: pool}

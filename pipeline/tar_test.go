@@ -223,3 +223,36 @@ func TestBuildTarBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildEVMXattrList: image.evm_xattrs written as a list gives the
+// bytes of the named configuration with the same list, and another list
+// (one that protects security.selinux, which a file carries) other bytes.
+func TestBuildEVMXattrList(t *testing.T) {
+	p := tarProject(t)
+	writeTree(t, filepath.Join(p.dir, "a"), sortedPaths(false), 0o755)
+	body := fmt.Sprintf(tarManifest, "tar", "a", "sha256") +
+		"entries:\n  - {path: /etc/conf, type: file, xattrs: {security.selinux: \"system_u:object_r:etc_t:s0\"}}\n"
+	if !strings.Contains(body, "/etc/conf") {
+		t.Fatal("no entry")
+	}
+	image := func(list string) []byte {
+		t.Helper()
+		b := strings.Replace(body, "  epoch:", "  evm_xattrs: "+list+"\n  epoch:", 1)
+		res, err := build(t, p.manifest(t, "", "", b), 2)
+		if err != nil {
+			t.Fatalf("evm_xattrs %s: %v", list, err)
+		}
+		data, err := os.ReadFile(res.ImagePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	named := image("evmctl")
+	if written := image("[security.selinux, security.SMACK64, security.apparmor, security.ima, security.capability]"); !bytes.Equal(named, written) {
+		t.Error("the written list gives other bytes than evm_xattrs: evmctl")
+	}
+	if other := image("[security.ima, security.capability]"); bytes.Equal(named, other) {
+		t.Error("a list without security.selinux gives the same EVM signatures for a file that has it")
+	}
+}

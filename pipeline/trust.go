@@ -127,7 +127,7 @@ var ErrKernelCannotVerify = errors.New("the target kernel cannot verify it")
 // CONFIG_CRYPTO_ECDSA; the hash must be one imasig can sign with (sha1 is
 // refused by the signer already).
 func checkEVMKey(m *manifest.Manifest, k Key) error {
-	if m.Image.EVMXattrs != "debian-6.1" {
+	if m.Image.EVMXattrs.Profile != "debian-6.1" {
 		return nil
 	}
 	if _, ok := k.Cert().PublicKey.(*rsa.PublicKey); !ok {
