@@ -98,6 +98,19 @@ func completionTree(app *cli.App) []completionNode {
 	return nodes
 }
 
+// eachStep calls fn for each step of the scripts' walk over the words typed:
+// key is "PATH|WORD" (the command path so far and a subcommand name or
+// alias), next the command path it leads to; in the tree's order.
+func eachStep(nodes []completionNode, fn func(key, next string)) {
+	for _, n := range nodes {
+		for _, s := range n.subs {
+			if next, ok := n.next[s]; ok {
+				fn(n.path+"|"+s, next)
+			}
+		}
+	}
+}
+
 // writeBashCompletion writes a bash completion function generated from the
 // command tree: the words before the cursor that name commands select the
 // node; a word starting with "-" completes its flags, another its
@@ -112,13 +125,7 @@ _imaforge() {
         case "$path|$w" in
 `)
 	nodes := completionTree(app)
-	for _, n := range nodes {
-		for _, s := range n.subs {
-			if next, ok := n.next[s]; ok {
-				fmt.Fprintf(&b, "        %q) path=%q ;;\n", n.path+"|"+s, next)
-			}
-		}
-	}
+	eachStep(nodes, func(key, next string) { fmt.Fprintf(&b, "        %q) path=%q ;;\n", key, next) })
 	b.WriteString(`        esac
     done
     case "$path" in
@@ -158,13 +165,9 @@ _imaforge() {
         case "$cmdpath|$w" in
 `)
 	nodes := completionTree(app)
-	for _, n := range nodes {
-		for _, s := range n.subs {
-			if next, ok := n.next[s]; ok {
-				fmt.Fprintf(&b, "            %s) cmdpath=%s ;;\n", zshQuote(n.path+"|"+s), zshQuote(next))
-			}
-		}
-	}
+	eachStep(nodes, func(key, next string) {
+		fmt.Fprintf(&b, "            %s) cmdpath=%s ;;\n", zshQuote(key), zshQuote(next))
+	})
 	b.WriteString(`        esac
     done
     case "$cmdpath" in
@@ -215,13 +218,9 @@ function __imaforge_path
         switch "$path|$w"
 `)
 	nodes := completionTree(app)
-	for _, n := range nodes {
-		for _, s := range n.subs {
-			if next, ok := n.next[s]; ok {
-				fmt.Fprintf(&b, "            case %s\n                set path %s\n", fishQuote(n.path+"|"+s), fishQuote(next))
-			}
-		}
-	}
+	eachStep(nodes, func(key, next string) {
+		fmt.Fprintf(&b, "            case %s\n                set path %s\n", fishQuote(key), fishQuote(next))
+	})
 	b.WriteString(`        end
     end
     echo $path
