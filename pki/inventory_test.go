@@ -345,3 +345,40 @@ func FuzzParseInventory(f *testing.F) {
 		}
 	})
 }
+
+// TestInventoryLockFailsClosed: a lock held too long, or one that cannot
+// be taken, stops the change; nothing is read or written without it.
+func TestInventoryLockFailsClosed(t *testing.T) {
+	h := newHierarchy(t, P256)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "owner-ca.index")
+	held, err := OpenInventory(path, h.owner.Cert, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	old := LockTimeout
+	LockTimeout = 100 * time.Millisecond
+	defer func() { LockTimeout = old }()
+	if _, err := OpenInventory(path, h.owner.Cert, true, nil); !errors.Is(err, ErrInventoryBusy) || !strings.Contains(err.Error(), "owner-ca.index.lock") {
+		t.Errorf("second open while locked: %v", err)
+	}
+	if err := CreateInventory(path, h.owner.Cert, nil, true); !errors.Is(err, ErrInventoryBusy) {
+		t.Errorf("create while locked: %v", err)
+	}
+	held.Close()
+	if err := held.Save(); err == nil {
+		t.Error("Save after Close succeeded")
+	}
+	// A lock file that is a symlink (O_NOFOLLOW) is not followed.
+	other := filepath.Join(dir, "elsewhere")
+	if err := os.Symlink(other, filepath.Join(dir, "x.index.lock")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenInventory(filepath.Join(dir, "x.index"), h.owner.Cert, true, nil); err == nil {
+		t.Error("lock through a symlink taken")
+	}
+	if _, err := os.Lstat(other); err == nil {
+		t.Error("symlinked lock target created")
+	}
+}

@@ -637,7 +637,7 @@ func pkiVerify(c *cli.Context) error {
 		}
 		pub = key.Public()
 	}
-	res := &pkiVerifyResult{Cert: path, At: now.UTC(), Paths: c.StringSlice("path")}
+	res := &pkiVerifyResult{Cert: path, At: now.UTC().Truncate(time.Second), Paths: c.StringSlice("path")}
 	chain, err := ts.CheckSigner(cert, pub, now)
 	if err == nil {
 		res.Warnings = chain.Warnings
