@@ -150,7 +150,7 @@ func (s *sealer) seal(fs *fileState) (manifest.Xattrs, error) {
 	if fs.sig == nil {
 		return nil, fmt.Errorf("%s: internal: sealed before its content was read", fs.entry.Path)
 	}
-	<-fs.sig.done
+	fs.sig.wait()
 	if fs.sig.err != nil {
 		return nil, fmt.Errorf("sign %s with key %q: %w", fs.entry.Path, fs.key, fs.sig.err)
 	}
@@ -169,7 +169,7 @@ func (s *sealer) seal(fs *fileState) (manifest.Xattrs, error) {
 			return nil, fmt.Errorf("EVM signature of %s: %w", e.Path, err)
 		}
 		fs.evm = s.pool.submit(evmPoolKey(fs.evmKey), d)
-		<-fs.evm.done
+		fs.evm.wait()
 		if fs.evm.err != nil {
 			return nil, fmt.Errorf("EVM-sign %s with key %q: %w", e.Path, fs.evmKey, fs.evm.err)
 		}
@@ -553,6 +553,9 @@ func (r *hashingReader) Close() error {
 		return fmt.Errorf("%s: read %d bytes, expected %d: %w", r.fs.entry.Path, r.n, r.fs.entry.Size, rootfs.ErrModified)
 	}
 	r.fs.digest = r.h.Sum(nil)
+	// Read exactly once: the content handle is not kept to the end of a
+	// large build.
+	r.fs.entry.Content = nil
 	if r.fs.key != "" {
 		r.fs.sig = r.pool.submit(r.fs.key, r.fs.digest)
 	}

@@ -31,14 +31,19 @@ type sigKey struct {
 }
 
 // sigResult is a signature that is, or will be, computed. value and err are
-// valid after done is closed.
+// valid once wait returns. One is kept per unique (key, digest) until the
+// image is written, so it is small: a WaitGroup, not a channel (96 bytes
+// more per file).
 type sigResult struct {
 	key    string
 	digest []byte
-	done   chan struct{}
+	done   sync.WaitGroup
 	value  []byte
 	err    error
 }
+
+// wait blocks until the signature is made.
+func (r *sigResult) wait() { r.done.Wait() }
 
 func newSignPool(ctx context.Context, keys map[string]signFunc, workers int) *signPool {
 	if workers < 1 {
@@ -59,7 +64,7 @@ func newSignPool(ctx context.Context, keys map[string]signFunc, workers int) *si
 				} else {
 					r.value, r.err = p.keys[r.key](r.digest)
 				}
-				close(r.done)
+				r.done.Done()
 			}
 		}()
 	}
@@ -73,7 +78,8 @@ func (p *signPool) submit(key string, digest []byte) *sigResult {
 	p.mu.Lock()
 	r, ok := p.results[k]
 	if !ok {
-		r = &sigResult{key: key, digest: digest, done: make(chan struct{})}
+		r = &sigResult{key: key, digest: digest}
+		r.done.Add(1)
 		p.results[k] = r
 		p.unique++
 	}

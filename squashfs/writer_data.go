@@ -370,6 +370,7 @@ func (rd *blockReader) readFile(i int, f *node) (err error) {
 		return win.put(f.firstSeq, it)
 	}
 	r, err := f.open()
+	f.open = nil // read once: what it holds is not kept until Close
 	if err != nil {
 		return &PathError{Path: name(), Err: err}
 	}
