@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -656,9 +655,7 @@ func pkiVerify(c *cli.Context) error {
 	}
 	res.OK = err == nil
 	if c.Bool("json") {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		if jerr := enc.Encode(res); jerr != nil {
+		if jerr := printJSON(c.App.Writer, res); jerr != nil {
 			return jerr
 		}
 		for _, warn := range res.Warnings {
@@ -714,9 +711,7 @@ func pkiList(c *cli.Context) error {
 	l := inv.List(at)
 	w := c.App.Writer
 	if c.Bool("json") {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(l)
+		return printJSON(w, l)
 	}
 	fmt.Fprintf(w, "CA %s: %d certificates, last CRL number %s (expiry judged at %s)\n", l.CA, len(l.Certs), l.CRLNumber, l.At.Format(time.RFC3339))
 	for _, e := range l.Certs {
