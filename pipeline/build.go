@@ -694,6 +694,9 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 		Files:        []RecordFile{},
 		Keys:         []RecordKey{},
 	}
+	if rec.Image.Codec, err = imageCodec(m); err != nil {
+		return nil, err
+	}
 	if m.Image.Format.IsTar() {
 		rec.Image.Format, rec.Image.Compression, rec.Image.BlockSize = string(m.Image.Format), "", 0
 		_, _, rec.Image.Level = m.Image.Format.TarLevelRange()

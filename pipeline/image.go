@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"runtime/debug"
 
 	"golang.org/x/sys/unix"
 
@@ -153,6 +154,37 @@ func squashfsXattrs(xs manifest.Xattrs) []squashfs.Xattr {
 	return out
 }
 
+// imageCodec names the implementation that compresses the image (nil for
+// an uncompressed one): the C library of the squashfs compressor
+// (squashfs.EncoderOf), or for tar.gz and tar.zst the Go module
+// klauspost/compress, which both builds of imaforge use.
+func imageCodec(m *manifest.Manifest) (*squashfs.Encoder, error) {
+	if m.Image.Format.IsTar() {
+		if m.Image.Format == manifest.FormatTar {
+			return nil, nil
+		}
+		const mod = "github.com/klauspost/compress"
+		e := &squashfs.Encoder{Library: mod, Version: "unknown", Linkage: "go"}
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			for _, d := range bi.Deps {
+				if d.Path == mod {
+					e.Version = d.Version
+				}
+			}
+		}
+		return e, nil
+	}
+	comp, err := compression(m.Image.Compression)
+	if err != nil {
+		return nil, err
+	}
+	e, err := squashfs.EncoderOf(comp)
+	if err != nil || e == (squashfs.Encoder{}) {
+		return nil, err
+	}
+	return &e, nil
+}
+
 // newImageWriter returns the writer of the manifest's image.format.
 func newImageWriter(m *manifest.Manifest, out io.WriteSeeker, workers int, cache squashfs.BlockCache) (ImageWriter, error) {
 	if m.Image.Format.IsTar() {
@@ -175,6 +207,9 @@ func newImageWriter(m *manifest.Manifest, out io.WriteSeeker, workers int, cache
 	comp, err := compression(m.Image.Compression)
 	if err != nil {
 		return nil, m.Errorf(m.Image.Pos, err, "image.compression")
+	}
+	if _, err := squashfs.EncoderOf(comp); err != nil {
+		return nil, m.Errorf(m.Image.FieldPos("compression"), err, "image.compression %s", comp)
 	}
 	return newSquashfsImage(out, squashfs.Options{
 		Compression: comp,

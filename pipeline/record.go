@@ -10,6 +10,7 @@ import (
 	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/jsonrecord"
 	"github.com/imaforge/imaforge/rootfs"
+	"github.com/imaforge/imaforge/squashfs"
 	"github.com/imaforge/imaforge/verify"
 	"golang.org/x/sys/unix"
 )
@@ -88,6 +89,10 @@ type RecordImage struct {
 	Level       int    `json:"level"`
 	BlockSize   int    `json:"block_size"`
 	Epoch       int64  `json:"epoch"`
+	// Codec names the compressor's implementation and version, which the
+	// image bytes depend on (docs/reproducibility.md); absent when nothing
+	// is compressed.
+	Codec *squashfs.Encoder `json:"codec,omitempty"`
 }
 
 // RecordKey describes a signing key used by the build.

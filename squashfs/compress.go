@@ -1,7 +1,3 @@
-// The pure-Go encoders below are the !cgo build's (compress_nocgo.go);
-// staticcheck checks the cgo build, where they are unused.
-//lint:file-ignore U1000 used by the !cgo build
-
 package squashfs
 
 import (
@@ -37,6 +33,42 @@ const (
 	DefaultZstdLevel = 15 // ZSTD_DEFAULT_COMPRESSION_LEVEL
 )
 
+// Encoder names the implementation that compresses one compressor's blocks
+// in this build of imaforge. Equal bytes need an equal Encoder: the same
+// library at the same version (docs/reproducibility.md).
+type Encoder struct {
+	// Library is the C library: "zlib", "libzstd", "liblzma" or "liblz4".
+	Library string `json:"library"`
+	// Version is the library's own version, asked at run time (zlibVersion,
+	// ZSTD_versionNumber, lzma_version_string, LZ4_versionString): with a
+	// shared library it is the one loaded, not the one compiled against.
+	Version string `json:"version"`
+	// Linkage says how the library is in the binary: "static" or "shared"
+	// (the system's), and for libzstd the Go module that bundles it.
+	Linkage string `json:"linkage"`
+}
+
+// ErrNoEncoder marks a compressor this build of imaforge refuses to write:
+// a build without cgo has only pure-Go encoders, which give other bytes than
+// the C libraries of the cgo build (and of mksquashfs), so an image would
+// depend on how imaforge itself was compiled.
+var ErrNoEncoder = errors.New("squashfs: compressor not available in this build")
+
+// codecImpl names the library that compresses comp's blocks, its version
+// and linkage (part of a block cache key: another implementation or version
+// may make other bytes); "none" without one.
+func codecImpl(comp Compression) string {
+	e, err := EncoderOf(comp)
+	if err != nil || e == (Encoder{}) {
+		return "none"
+	}
+	s := e.Library + " " + e.Version + " " + e.Linkage
+	if comp == Zstd {
+		s += " github.com/DataDog/zstd " + moduleVersion("github.com/DataDog/zstd")
+	}
+	return s
+}
+
 // blockEncoder compresses one block; it is used by one goroutine at a time.
 // encode may reuse dst's storage and returns the compressed bytes.
 type blockEncoder interface {
@@ -67,6 +99,9 @@ func newCodec(comp Compression, level, blockSize int) (*codec, error) {
 		c.level = ci.DefaultLevel
 	} else if err := ci.CheckLevel(level); err != nil {
 		return nil, fmt.Errorf("squashfs: %w", err)
+	}
+	if _, err := EncoderOf(comp); err != nil {
+		return nil, err
 	}
 	switch comp {
 	case CompNone:
@@ -159,123 +194,6 @@ func (c *codec) compress(dst, src []byte) ([]byte, bool, error) {
 		return src, false, nil
 	}
 	return out, true, nil
-}
-
-// zlibEncoder is gzip_wrapper.c's compress2 equivalent.
-type zlibEncoder struct {
-	buf bytes.Buffer
-	w   *zlib.Writer
-}
-
-func newZlibEncoder(level int) (*zlibEncoder, error) {
-	e := &zlibEncoder{}
-	w, err := zlib.NewWriterLevel(&e.buf, level)
-	if err != nil {
-		return nil, err
-	}
-	e.w = w
-	return e, nil
-}
-
-func (e *zlibEncoder) encode(dst, src []byte) ([]byte, error) {
-	e.buf = *bytes.NewBuffer(dst[:0])
-	e.w.Reset(&e.buf)
-	if _, err := e.w.Write(src); err != nil {
-		return nil, err
-	}
-	if err := e.w.Close(); err != nil {
-		return nil, err
-	}
-	return e.buf.Bytes(), nil
-}
-
-// xzEncoder writes one .xz stream per block (xz_wrapper.c: LZMA2, CRC32,
-// dictionary = block size).
-type xzEncoder struct {
-	cfg xz.WriterConfig
-	buf bytes.Buffer
-}
-
-func newXZEncoder(blockSize int) (*xzEncoder, error) {
-	e := &xzEncoder{cfg: xz.WriterConfig{DictCap: blockSize, CheckSum: xz.CRC32, BlockSize: int64(blockSize) * 2}}
-	if err := e.cfg.Verify(); err != nil {
-		return nil, err
-	}
-	return e, nil
-}
-
-func (e *xzEncoder) encode(dst, src []byte) ([]byte, error) {
-	e.buf = *bytes.NewBuffer(dst[:0])
-	w, err := e.cfg.NewWriter(&e.buf)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := w.Write(src); err != nil {
-		return nil, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	return e.buf.Bytes(), nil
-}
-
-// lz4Encoder makes raw LZ4 blocks (lz4_wrapper.c LZ4_compress_default, or
-// LZ4_compress_HC with -Xhc).
-type lz4Encoder struct {
-	level int
-	fast  lz4.Compressor
-	hc    lz4.CompressorHC
-}
-
-func newLZ4Encoder(level int) *lz4Encoder {
-	e := &lz4Encoder{level: level}
-	if level > 0 {
-		e.hc.Level = lz4.CompressionLevel(1 << (8 + min(level, 9)))
-	}
-	return e
-}
-
-func (e *lz4Encoder) encode(dst, src []byte) ([]byte, error) {
-	bound := lz4.CompressBlockBound(len(src))
-	if cap(dst) < bound {
-		dst = make([]byte, bound)
-	}
-	dst = dst[:bound]
-	var n int
-	var err error
-	if e.level > 0 {
-		n, err = e.hc.CompressBlock(src, dst)
-	} else {
-		n, err = e.fast.CompressBlock(src, dst)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if n == 0 { // incompressible
-		return src, nil
-	}
-	return dst[:n], nil
-}
-
-// klauspostZstdEncoder is the pure-Go zstd path.
-type klauspostZstdEncoder struct{ e *zstd.Encoder }
-
-func newKlauspostZstdEncoder(level, blockSize int) (*klauspostZstdEncoder, error) {
-	win := zstd.MinWindowSize
-	for win < blockSize {
-		win <<= 1
-	}
-	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
-		zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false), zstd.WithWindowSize(win),
-		zstd.WithSingleSegment(true), zstd.WithLowerEncoderMem(true))
-	if err != nil {
-		return nil, err
-	}
-	return &klauspostZstdEncoder{e: e}, nil
-}
-
-func (e *klauspostZstdEncoder) encode(dst, src []byte) ([]byte, error) {
-	return e.e.EncodeAll(src, dst[:0]), nil
 }
 
 // decompressor decompresses blocks of one compressor; safe for concurrent use.

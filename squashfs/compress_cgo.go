@@ -4,6 +4,8 @@ package squashfs
 
 /*
 #cgo LDFLAGS: -lz -llzma -llz4
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -54,11 +56,37 @@ static long sq_lz4(int hc, const void *src, int n, void *dst, int cap) {
 	if (hc > 0) return LZ4_compress_HC(src, dst, n, cap, hc);
 	return LZ4_compress_default(src, dst, n, cap);
 }
+
+// ZSTD_versionNumber is libzstd's (zstd.h), linked in by github.com/DataDog/zstd.
+unsigned ZSTD_versionNumber(void);
+
+static unsigned sq_zstd_version(void) { return ZSTD_versionNumber(); }
+
+// sq_object names the object (the executable, or a shared library) that
+// holds the code at fn, to tell a statically linked library from a shared one.
+static const char *sq_object(const void *fn) {
+	Dl_info info;
+	if (dladdr(fn, &info) == 0 || info.dli_fname == NULL) return "";
+	return info.dli_fname;
+}
+
+static const char *sq_object_of(int lib) {
+	switch (lib) {
+	case 0: return sq_object((const void *)sq_object);
+	case 1: return sq_object((const void *)zlibVersion);
+	case 2: return sq_object((const void *)ZSTD_versionNumber);
+	case 3: return sq_object((const void *)lzma_version_string);
+	case 4: return sq_object((const void *)LZ4_versionString);
+	}
+	return "";
+}
 */
 import "C"
 
 import (
 	"errors"
+	"fmt"
+	"path/filepath"
 	"runtime"
 	"unsafe"
 
@@ -72,6 +100,35 @@ import (
 // compressors (klauspost/compress, ulikunitz/xz; used without cgo) are not.
 // Decompression is pure Go in both builds.
 const cgoCompressors = true
+
+// EncoderOf names the C library that compresses comp's blocks, its version
+// as the library reports it at run time, and whether it is linked into the
+// executable or loaded from a shared library. CompNone gives the zero
+// Encoder.
+func EncoderOf(comp Compression) (Encoder, error) {
+	var e Encoder
+	var lib C.int
+	switch comp {
+	case CompNone:
+		return Encoder{}, nil
+	case Gzip:
+		e, lib = Encoder{Library: "zlib", Version: C.GoString(C.zlibVersion())}, 1
+	case Zstd:
+		v := uint(C.sq_zstd_version())
+		e, lib = Encoder{Library: "libzstd", Version: fmt.Sprintf("%d.%d.%d", v/10000, v/100%100, v%100)}, 2
+	case XZ:
+		e, lib = Encoder{Library: "liblzma", Version: C.GoString(C.lzma_version_string())}, 3
+	case LZ4:
+		e, lib = Encoder{Library: "liblz4", Version: C.GoString(C.LZ4_versionString())}, 4
+	default:
+		return Encoder{}, fmt.Errorf("%w: %v", ErrUnsupportedCompression, comp)
+	}
+	e.Linkage = "static"
+	if obj := C.GoString(C.sq_object_of(lib)); obj != C.GoString(C.sq_object_of(0)) {
+		e.Linkage = "shared " + filepath.Base(obj)
+	}
+	return e, nil
+}
 
 type cZstdEncoder struct {
 	ctx   datadog.Ctx
@@ -149,21 +206,4 @@ func (e cLZ4Encoder) encode(dst, src []byte) ([]byte, error) {
 		return src, nil // does not shrink: stored
 	}
 	return dst[:n], nil
-}
-
-// codecImpl names the library that compresses comp's blocks and its version
-// (part of a block cache key: another implementation or version may make
-// other bytes).
-func codecImpl(comp Compression) string {
-	switch comp {
-	case Gzip:
-		return "cgo zlib " + C.GoString(C.zlibVersion())
-	case XZ:
-		return "cgo liblzma " + C.GoString(C.lzma_version_string())
-	case LZ4:
-		return "cgo liblz4 " + C.GoString(C.LZ4_versionString())
-	case Zstd:
-		return "cgo libzstd of github.com/DataDog/zstd " + moduleVersion("github.com/DataDog/zstd")
-	}
-	return "none"
 }

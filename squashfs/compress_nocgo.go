@@ -2,33 +2,35 @@
 
 package squashfs
 
-// Without cgo, blocks are compressed in pure Go: zstd by klauspost/compress
-// (levels mapped by zstd.EncoderLevelFromZstd), gzip by klauspost/compress's
-// zlib, xz by ulikunitz/xz, lz4 by pierrec/lz4. The images are valid and reproducible but a few
-// percent (xz: about 13%) larger than mksquashfs's at the same settings.
+import "fmt"
+
+// Without cgo there are no C compressors, and the pure-Go ones
+// (klauspost/compress, ulikunitz/xz, pierrec/lz4) give other bytes than
+// zlib, libzstd, liblzma and liblz4 for the same input: an image would then
+// depend on how imaforge was compiled. So this build writes uncompressed
+// images only and refuses every compressor with ErrNoEncoder (reading is
+// pure Go in both builds). docs/reproducibility.md.
 const cgoCompressors = false
 
-func newZstdEncoder(level, blockSize int) (blockEncoder, error) {
-	return newKlauspostZstdEncoder(level, blockSize)
-}
-
-func newGzipEncoder(level int) (blockEncoder, error) { return newZlibEncoder(level) }
-
-func newXZBlockEncoder(blockSize int) (blockEncoder, error) { return newXZEncoder(blockSize) }
-
-func newLZ4BlockEncoder(level int) (blockEncoder, error) { return newLZ4Encoder(level), nil }
-
-// codecImpl names the library that compresses comp's blocks and its version
-// (part of a block cache key: another implementation or version may make
-// other bytes).
-func codecImpl(comp Compression) string {
-	switch comp {
-	case Gzip, Zstd:
-		return "go github.com/klauspost/compress " + moduleVersion("github.com/klauspost/compress")
-	case XZ:
-		return "go github.com/ulikunitz/xz " + moduleVersion("github.com/ulikunitz/xz")
-	case LZ4:
-		return "go github.com/pierrec/lz4/v4 " + moduleVersion("github.com/pierrec/lz4/v4")
+// EncoderOf returns the zero Encoder for CompNone and ErrNoEncoder for any
+// other compressor.
+func EncoderOf(comp Compression) (Encoder, error) {
+	if comp == CompNone {
+		return Encoder{}, nil
 	}
-	return "none"
+	return Encoder{}, fmt.Errorf("%w: %v compression needs the cgo build of imaforge (this one was built with "+
+		"CGO_ENABLED=0; its pure-Go %v encoder would give other image bytes than the release build): use a release binary "+
+		"or the .deb, build with CGO_ENABLED=1 and the zlib, liblzma, liblz4 and libssl headers (README, Install), "+
+		"or set image.compression: none", ErrNoEncoder, comp, comp)
 }
+
+func newZstdEncoder(level, blockSize int) (blockEncoder, error) {
+	_, err := EncoderOf(Zstd)
+	return nil, err
+}
+
+func newGzipEncoder(level int) (blockEncoder, error) { _, err := EncoderOf(Gzip); return nil, err }
+
+func newXZBlockEncoder(blockSize int) (blockEncoder, error) { _, err := EncoderOf(XZ); return nil, err }
+
+func newLZ4BlockEncoder(level int) (blockEncoder, error) { _, err := EncoderOf(LZ4); return nil, err }
