@@ -453,9 +453,14 @@ func shareLinkedState(files map[string]*fileState) {
 // the record (last: it names the image digest) as one set (docs/build.md,
 // "Outputs").
 func (b *buildRun) publishOutputs(ctx context.Context, pub *publish.Output, img *atomicfile.File, sidecars []sidecar, rec *Record) error {
-	recData, err := rec.Marshal()
+	// The record is streamed to a file, not held as bytes (Record.WriteTo).
+	recFile, err := atomicfile.Create(b.out+SuffixRecord, 0o644)
 	if err != nil {
 		return err
+	}
+	defer recFile.Abort()
+	if _, err := rec.WriteTo(recFile); err != nil {
+		return fmt.Errorf("write %s: %w", b.out+SuffixRecord, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -478,7 +483,7 @@ func (b *buildRun) publishOutputs(ctx context.Context, pub *publish.Output, img 
 			return err
 		}
 	}
-	if err := set.AddBytes(SuffixRecord, recData); err != nil {
+	if err := set.AddFile(SuffixRecord, recFile); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {

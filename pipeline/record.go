@@ -1,13 +1,16 @@
 package pipeline
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/imaforge/imaforge/imasig"
+	"github.com/imaforge/imaforge/internal/countio"
 	"github.com/imaforge/imaforge/internal/jsonrecord"
 	"github.com/imaforge/imaforge/rootfs"
 	"github.com/imaforge/imaforge/squashfs"
@@ -126,6 +129,65 @@ type RecordFile struct {
 
 // Marshal encodes the record as indented JSON with a final newline.
 func (r *Record) Marshal() ([]byte, error) { return jsonrecord.Marshal(r) }
+
+// WriteTo writes the bytes Marshal returns, encoding the files and entries
+// one at a time, so that a build of a million files does not hold its
+// record's JSON (about 300 bytes per file, twice while encoding) in memory.
+func (r *Record) WriteTo(w io.Writer) (int64, error) {
+	cw := &countio.Writer{W: w}
+	bw := bufio.NewWriterSize(cw, 64<<10)
+	head := *r
+	head.Files, head.Entries = []RecordFile{}, nil
+	hb, err := jsonrecord.Marshal(&head)
+	if err != nil {
+		return cw.N, err
+	}
+	// "files" is a top-level field, always present; "entries" (omitted
+	// when empty) follows it.
+	const slot = "\n  \"files\": []"
+	i := bytes.Index(hb, []byte(slot))
+	if i < 0 {
+		return cw.N, errors.New("build record: no files slot")
+	}
+	bw.Write(hb[:i+len(slot)-1])
+	if err := writeArray(bw, r.Files); err != nil {
+		return cw.N, err
+	}
+	if len(r.Entries) > 0 {
+		bw.WriteString(",\n  \"entries\": [")
+		if err := writeArray(bw, r.Entries); err != nil {
+			return cw.N, err
+		}
+	}
+	bw.Write(hb[i+len(slot):])
+	err = bw.Flush()
+	return cw.N, err
+}
+
+// writeArray writes the elements of a top-level array in jsonrecord's form
+// and the closing bracket, after the opening one.
+func writeArray[T any](w *bufio.Writer, xs []T) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("    ", "  ")
+	enc.SetEscapeHTML(false)
+	for i := range xs {
+		buf.Reset()
+		if err := enc.Encode(&xs[i]); err != nil {
+			return err
+		}
+		if i > 0 {
+			w.WriteByte(',')
+		}
+		w.WriteString("\n    ")
+		w.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+	}
+	if len(xs) > 0 {
+		w.WriteString("\n  ")
+	}
+	_, err := w.WriteString("]")
+	return err
+}
 
 // RecordVerity is the dm-verity hash tree of the image: the image file is
 // the data device (its first DataBlocks 4 KiB blocks, the SquashFS image)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/pki"
+	"github.com/imaforge/imaforge/rootfs"
 	"github.com/imaforge/imaforge/verify"
 )
 
@@ -406,6 +407,10 @@ func FuzzParseRecord(f *testing.F) {
 		if err != nil {
 			return // a value the encoder refuses (an unknown type number cannot be parsed, so this is rare)
 		}
+		var streamed bytes.Buffer
+		if _, err := rec.WriteTo(&streamed); err != nil || !bytes.Equal(streamed.Bytes(), out) {
+			t.Fatalf("WriteTo (%v) differs from Marshal:\n%s\n%s", err, streamed.Bytes(), out)
+		}
 		back, err := ParseRecord(out)
 		if err != nil {
 			t.Fatalf("re-encoded record does not parse: %v\n%s", err, out)
@@ -418,4 +423,35 @@ func FuzzParseRecord(f *testing.F) {
 			t.Fatalf("Expected lists %d paths, the record %d", len(exp.Entries), len(rec.Files)+len(rec.Policy)+len(rec.Entries))
 		}
 	})
+}
+
+// WriteTo, which streams the files and entries, writes Marshal's bytes: with
+// no files, files only, entries, policy, verity and signature files (whose
+// "files" list must not be taken for the top-level one).
+func TestRecordWriteTo(t *testing.T) {
+	meta := RecordMeta{Type: RecordType(rootfs.TypeReg), Mode: 0o4755}
+	for name, rec := range map[string]*Record{
+		"empty": {Format: RecordFormat, Files: []RecordFile{}, Keys: []RecordKey{}},
+		"files": {Format: RecordFormat, Hash: "sha256", Keys: []RecordKey{{Name: "k", Files: 2}},
+			Files: []RecordFile{{Path: "/a<b>", RecordMeta: meta, Size: 1, Digest: "00"}, {Path: "/c", Digest: "01", Key: "k"}}},
+		"all": {Format: RecordFormat, Keys: []RecordKey{},
+			Files:     []RecordFile{{Path: "/a", Digest: "00"}},
+			Entries:   []RecordEntry{{Path: "/", RecordMeta: RecordMeta{Type: RecordType(rootfs.TypeDir), Mode: 0o755}}, {Path: "/l", RecordMeta: RecordMeta{Type: RecordType(rootfs.TypeSymlink)}, Target: "a"}},
+			Policy:    []RecordPolicy{{Name: "p", Path: "/p", Digest: "00"}},
+			Verity:    &RecordVerity{Hash: "sha256"},
+			Signature: &RecordSignature{Key: "k", Files: []string{"x.cms", "y.cms"}}},
+	} {
+		want, err := rec.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		n, err := rec.WriteTo(&got)
+		if err != nil || n != int64(got.Len()) {
+			t.Fatalf("%s: WriteTo = %d, %v (wrote %d)", name, n, err, got.Len())
+		}
+		if !bytes.Equal(got.Bytes(), want) {
+			t.Errorf("%s: WriteTo differs from Marshal:\n%s\nwant\n%s", name, got.Bytes(), want)
+		}
+	}
 }
