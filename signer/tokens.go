@@ -2,6 +2,7 @@ package signer
 
 import (
 	"fmt"
+	"sync"
 
 	relicconfig "github.com/sassoftware/relic/v8/config"
 	"github.com/sassoftware/relic/v8/lib/passprompt"
@@ -29,9 +30,18 @@ func tokenTypes() []string {
 	return ts
 }
 
+// openMu serializes opening tokens. PKCS#11 login state belongs to the
+// token and the process: relic logs a new session in unless the token
+// already is, so two keys of one token opened side by side (a build opens
+// its keys concurrently) both try C_Login and the second fails with
+// CKR_USER_ALREADY_LOGGED_IN (seen with tpm2-pkcs11, TestBuildKeyInTPM).
+var openMu sync.Mutex
+
 // openToken opens the token named name of cfg with the token types linked
 // into this program (relic's token/open.Token, without linking every type).
 func openToken(cfg *relicconfig.Config, name string, prompt passprompt.PasswordGetter) (token.Token, error) {
+	openMu.Lock()
+	defer openMu.Unlock()
 	tcfg, err := cfg.GetToken(name)
 	if err != nil {
 		return nil, err
