@@ -209,6 +209,23 @@ func TestYoctoClass(t *testing.T) {
 		t.Error("do_image run again gave other bytes")
 	}
 
+	// IMAFORGE_MANIFEST: the user's manifest, its output replaced by the
+	// deploy path; its sources name the rootfs tarball
+	own := filepath.Join(dir, "own.yaml")
+	must(t, os.WriteFile(own, []byte("version: 1\nimage:\n  output: somewhere/else.sqsh\n  compression: gzip\n  owner: {uid: 0, gid: 0}\n"+
+		"trust: {roots: ["+filepath.Join(keys, "root.pem")+"], crls: ["+filepath.Join(keys, "root.crl")+"]}\n"+
+		"keys:\n  dev: {cert: "+filepath.Join(keys, "ima.pem")+", key: "+filepath.Join(keys, "ima.key")+"}\n"+
+		"sources:\n  - {from: rootfs.tar, to: /}\nrules:\n  - {match: /**, key: dev}\n"), 0o644))
+	vars["IMAFORGE_MANIFEST"] = own
+	vars["IMAGE_NAME"] = "own"
+	if out, err := run(vars); err != nil {
+		t.Fatalf("with IMAFORGE_MANIFEST: %v\n%s", err, out)
+	}
+	if signed := signedPaths(verifyOK(t, filepath.Join(deploy, "own.rootfs.imaforge"), keys)); !signed["/var/log/messages"] {
+		t.Errorf("with IMAFORGE_MANIFEST (every file signed): %v", signed)
+	}
+	delete(vars, "IMAFORGE_MANIFEST")
+
 	// no key: bbfatal, nothing deployed
 	vars["IMGDEPLOYDIR"] = filepath.Join(dir, "deploy2")
 	vars["IMA_EVM_PRIVKEY"] = ""
