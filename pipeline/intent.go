@@ -4,12 +4,30 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/policy"
 	"github.com/imaforge/imaforge/rootfs"
+	"github.com/imaforge/imaforge/verify"
 )
 
-// checkIntent looks for what the user cannot have meant, once the rules
+// checkIntent reports intentWarnings: each is a warning (logf); with
+// strict, they fail the build together, each at its manifest position.
+// Build, MakePlan and Check call it, so the three print the same warnings.
+func checkIntent(m *manifest.Manifest, lay *layout, strict bool, logf func(string, ...any)) error {
+	ws := intentWarnings(m, lay)
+	if strict && len(ws) > 0 {
+		return fmt.Errorf("--strict: %w", errors.Join(ws...))
+	}
+	for _, w := range ws {
+		logf("warning: %v", w)
+	}
+	return nil
+}
+
+// intentWarnings looks for what the user cannot have meant, once the rules
 // have given every regular file its key and before anything is read:
 //
 //   - a rule that decides no file: it matches none (a typo such as
@@ -17,19 +35,15 @@ import (
 //     every file it matches was taken by an earlier rule (shadowed);
 //   - a key no rule, policy fragment or image signature uses;
 //   - a manifest without trust:, whose keys nothing checks (chain, dates,
-//     revocation) before they sign.
+//     revocation) before they sign;
+//   - a file of the image that the build's own policy fragments would make
+//     the kernel refuse (verify.Predict: the prediction verify makes).
 //
-// Each is a warning (logf); with strict, they fail the build together, each
-// at its manifest position.
-func checkIntent(m *manifest.Manifest, lay *layout, strict bool, logf func(string, ...any)) error {
+// Each is an error at its manifest position.
+func intentWarnings(m *manifest.Manifest, lay *layout) []error {
 	var errs []error
 	report := func(p manifest.Pos, format string, args ...any) {
-		err := m.Errorf(p, nil, format, args...)
-		if strict {
-			errs = append(errs, err)
-			return
-		}
-		logf("warning: %v", err)
+		errs = append(errs, m.Errorf(p, nil, format, args...))
 	}
 	var paths []string
 	for _, e := range lay.entries {
@@ -77,8 +91,68 @@ func checkIntent(m *manifest.Manifest, lay *layout, strict bool, logf func(strin
 	if m.Trust == nil && len(m.Keys) > 0 {
 		report(manifest.Pos{Line: 1, Col: 1}, "no trust: section: the keys' certificates are not checked against a root, their dates or CRLs before they sign")
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("--strict: %w", errors.Join(errs...))
+	refusals(m, lay, report)
+	return errs
+}
+
+// refusals reports, per rule of the build's policy fragments, the files
+// of the image the kernel would refuse under them (verify.Predict).
+func refusals(m *manifest.Manifest, lay *layout, report func(manifest.Pos, string, ...any)) {
+	if len(lay.frags) == 0 {
+		return
 	}
-	return nil
+	kernel := m.Kernel
+	if kernel == "" {
+		kernel = DefaultKernel
+	}
+	kv, err := policy.ParseVersion(kernel)
+	if err != nil {
+		return // renderPolicy refused it already
+	}
+	h, _ := imasig.ParseHash(string(m.Hash))
+	pols := make([]verify.PolicyFile, len(lay.frags))
+	byName := make(map[string]*manifest.PolicyFragment, len(lay.frags))
+	isFrag := make(map[string]bool, len(lay.frags))
+	for i, f := range lay.frags {
+		pols[i] = verify.PolicyFile{Name: f.src.Name, Data: f.data}
+		byName[f.src.Name] = f.src
+		isFrag[f.src.Path] = true
+	}
+	var files []verify.PlannedFile
+	for _, e := range lay.entries {
+		if e.Type != rootfs.TypeReg {
+			continue
+		}
+		fs := lay.files[e.Path]
+		files = append(files, verify.PlannedFile{Path: e.Path, Mode: e.Mode, UID: e.UID, GID: e.GID,
+			Signed: fs != nil && fs.key != "", Hash: h, Policy: isFrag[e.Path]})
+	}
+	type group struct {
+		r     verify.Refusal
+		count int
+	}
+	var order []string
+	groups := map[string]*group{}
+	for _, r := range verify.Predict(files, pols, kv) {
+		g, ok := groups[r.Rule]
+		if !ok {
+			g = &group{r: r}
+			groups[r.Rule] = g
+			order = append(order, r.Rule)
+		}
+		g.count++
+	}
+	for _, rule := range order {
+		g := groups[rule]
+		pos := m.Pos
+		name := g.r.Policy
+		if pf, ok := byName[name]; ok {
+			pos = pf.Pos
+		}
+		more := ""
+		if g.count > 1 {
+			more = fmt.Sprintf(" and %d more files", g.count-1)
+		}
+		report(pos, "policy fragment %q would make the kernel refuse %s%s of this image: %s", name, g.r.Path, more, strings.TrimPrefix(g.r.Message, "the kernel would refuse it: "))
+	}
 }

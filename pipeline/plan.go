@@ -75,6 +75,9 @@ func MakePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkIntent(m, lay, opts.Strict, logf); err != nil { // the build's warnings (intent.go)
+		return nil, err
+	}
 	frags, used := lay.frags, lay.used
 	type item struct {
 		e      *rootfs.Entry

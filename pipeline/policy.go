@@ -42,6 +42,7 @@ func renderPolicy(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...
 		return nil, m.Errorf(m.FieldPos("kernel"), err, "kernel")
 	}
 	var out []*fragment
+	var errs []error // every fragment's error, not the first one's only
 	for i := range m.Policy {
 		pf := &m.Policy[i]
 		f := policy.Fragment{Name: pf.Name, Path: pf.Path, Key: pf.Key, Presets: pf.Presets}
@@ -53,7 +54,8 @@ func renderPolicy(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...
 		}
 		data, warnings, err := f.Check(v)
 		if err != nil {
-			return nil, fragmentError(m, pf, f, kernel, err)
+			errs = append(errs, fragmentError(m, pf, f, kernel, err))
+			continue
 		}
 		for _, w := range warnings {
 			if p, ok := rulePos(pf, f, w.Pos); ok {
@@ -63,8 +65,9 @@ func renderPolicy(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...
 			logf("warning: policy fragment %q: %s", pf.Name, w)
 		}
 		if e, ok := tree.Lookup(pf.Path); ok {
-			return nil, m.Errorf(pf.FieldPos("path"), nil,
-				"policy fragment %q: %s is also provided by %s", pf.Name, pf.Path, e.Origin)
+			errs = append(errs, m.Errorf(pf.FieldPos("path"), nil,
+				"policy fragment %q: %s is also provided by %s", pf.Name, pf.Path, e.Origin))
+			continue
 		}
 		out = append(out, &fragment{
 			src:  pf,
@@ -77,6 +80,9 @@ func renderPolicy(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...
 				Content: bytesContent(data),
 			},
 		})
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return out, nil
 }

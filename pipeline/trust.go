@@ -97,25 +97,26 @@ func (opts *Options) checkKeys(m *manifest.Manifest, keys map[string]Key, files 
 	}
 	sort.Strings(paths)
 	evmChecked := map[string]bool{}
+	var errs []error // every refused path, not the first one only
 	for _, p := range paths {
 		f := files[p]
 		if err := allows[f.key](p); err != nil {
-			return m.Errorf(f.pos, err, "key %q may not sign %s", f.key, p)
+			errs = append(errs, m.Errorf(f.pos, err, "key %q may not sign %s", f.key, p))
 		}
 		if f.evmKey == "" {
 			continue
 		}
 		if err := allows[f.evmKey](p); err != nil {
-			return m.Errorf(f.pos, err, "EVM key %q may not sign %s", f.evmKey, p)
+			errs = append(errs, m.Errorf(f.pos, err, "EVM key %q may not sign %s", f.evmKey, p))
 		}
 		if !evmChecked[f.evmKey] {
 			evmChecked[f.evmKey] = true
 			if err := checkEVMKey(m, keys[f.evmKey]); err != nil {
-				return m.Errorf(f.pos, err, "EVM key %q", f.evmKey)
+				errs = append(errs, m.Errorf(f.pos, err, "EVM key %q", f.evmKey))
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // ErrKernelCannotVerify: the target kernel cannot check a signature made

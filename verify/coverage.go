@@ -94,7 +94,7 @@ func (v *verifier) coverage(files []*FileResult, rules []policy.Rule) {
 			continue
 		}
 		r := &rules[d.Index]
-		a := &Appraisal{Rule: r.Pos.String() + ": " + r.String(), Uncertain: d.Uncertain}
+		a := &Appraisal{Rule: r.Pos.String() + ": " + r.String(), Uncertain: d.Uncertain, source: r.Pos.File}
 		if d.Type != policy.AppraiseAny {
 			a.Type = d.Type.String()
 		}

@@ -112,6 +112,8 @@ type Appraisal struct {
 	// Uncertain: a rule with LSM conditions, which cannot be evaluated off
 	// the device, came before the deciding rule.
 	Uncertain bool `json:"uncertain,omitempty"`
+
+	source string // the name of the deciding rule's policy file
 }
 
 // FileResult is the verdict on one regular file.

@@ -261,3 +261,48 @@ func TestRootlessBadInput(t *testing.T) {
 		t.Errorf("warning: exit %d\n%s", code, errOut)
 	}
 }
+
+// TestManifestCheckAllErrors: manifest check runs the checks past parsing
+// (certificates, policy lint) and prints every problem at once, each at its
+// file:line:col, exit 2 (was: exit 0, "ok", as only the YAML was checked).
+func TestManifestCheckAllErrors(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "src", "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "src", "bin", "app"), []byte("app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m := filepath.Join(dir, "m.yaml")
+	if err := os.WriteFile(m, []byte(`version: 1
+image: {output: out/img.sqsh}
+keys:
+  a: {cert: nope-a.pem, key: a.key}
+  b: {cert: nope-b.pem, key: b.key}
+sources: [{from: src/}]
+rules: [{match: /**, key: a}]
+policy:
+  - name: one
+    path: /etc/ima/one.policy
+    key: b
+    rules: "appraise func=NO_SUCH_HOOK"
+  - name: two
+    path: /etc/ima/two.policy
+    key: b
+    rules: "measure fowner=x"
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := runCLI(t, "manifest", "check", m)
+	for _, want := range []string{m + ":4:6: key \"a\"", m + ":5:6: key \"b\"", m + ":12:12: policy fragment \"one\"", m + ":16:12: policy fragment \"two\""} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q", want)
+		}
+	}
+	if code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+	if t.Failed() {
+		t.Logf("stderr:\n%s", errOut)
+	}
+}
