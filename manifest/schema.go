@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/imaforge/imaforge/imasig"
-	"github.com/imaforge/imaforge/squashfs"
+	"github.com/imaforge/imaforge/squashfs/compinfo"
 )
 
 // fieldDocs describes every manifest field, keyed by "Type.yaml_key". The
@@ -236,5 +236,5 @@ func (g *schemaGen) structSchema(t reflect.Type) map[string]any {
 
 // levelDescription describes image.level from squashfs's compressor table.
 func levelDescription() string {
-	return "Compression level: " + squashfs.LevelSummary() + "; lz4 0 is the fast compressor, 1-12 high compression. Omitted: the default."
+	return "Compression level: " + compinfo.LevelSummary() + "; lz4 0 is the fast compressor, 1-12 high compression. Omitted: the default."
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/bmatcuk/doublestar/v4"
 	"gopkg.in/yaml.v3"
 
-	"github.com/imaforge/imaforge/squashfs"
+	"github.com/imaforge/imaforge/squashfs/compinfo"
 )
 
 // Compression is the SquashFS compressor of the image.
@@ -65,11 +65,11 @@ func (f ImageFormat) TarLevelRange() (min, max, def int) {
 // DefaultCompression is used when the manifest names none (as mksquashfs).
 const DefaultCompression = Gzip
 
-// Compressions lists the accepted compressor names (squashfs.Compressors,
-// the one table of compressors and levels).
+// Compressions lists the accepted compressor names (compinfo.All, which
+// squashfs.Compressors returns: the one table of compressors and levels).
 func Compressions() []Compression {
 	var out []Compression
-	for _, ci := range squashfs.Compressors() {
+	for _, ci := range compinfo.All() {
 		out = append(out, Compression(ci.Name))
 	}
 	return out
@@ -77,12 +77,12 @@ func Compressions() []Compression {
 
 // Info returns the compressor's entry in squashfs's table; false for a
 // name the writer does not know.
-func (c Compression) Info() (squashfs.CompressorInfo, bool) {
-	sc, err := squashfs.ParseCompression(string(c))
+func (c Compression) Info() (compinfo.Info, bool) {
+	sc, err := compinfo.Parse(string(c))
 	if err != nil {
-		return squashfs.CompressorInfo{}, false
+		return compinfo.Info{}, false
 	}
-	return squashfs.CompressorInfoOf(sc)
+	return compinfo.Of(sc)
 }
 
 // DefaultLevel is the level used when the manifest sets none (0 for a
@@ -95,7 +95,7 @@ func (c Compression) DefaultLevel() int {
 func (c *Compression) decodeScalar(n *yaml.Node) error {
 	v := Compression(n.Value)
 	if _, ok := v.Info(); !ok {
-		return fmt.Errorf("unknown compression %q (want one of %s)", n.Value, squashfs.CompressorNames(", "))
+		return fmt.Errorf("unknown compression %q (want one of %s)", n.Value, compinfo.Names(", "))
 	}
 	*c = v
 	return nil

@@ -11,6 +11,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 	"github.com/ulikunitz/xz"
+
+	"github.com/imaforge/imaforge/squashfs/compinfo"
 )
 
 // Compressors, as squashfs-tools (gzip_wrapper.c, zstd_wrapper.c,
@@ -29,8 +31,8 @@ import (
 
 // Default levels, as mksquashfs 4.5 uses them.
 const (
-	DefaultGzipLevel = 9  // GZIP_DEFAULT_COMPRESSION_LEVEL
-	DefaultZstdLevel = 15 // ZSTD_DEFAULT_COMPRESSION_LEVEL
+	DefaultGzipLevel = compinfo.DefaultGzipLevel
+	DefaultZstdLevel = compinfo.DefaultZstdLevel
 )
 
 // Encoder names the implementation that compresses one compressor's blocks

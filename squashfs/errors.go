@@ -3,6 +3,8 @@ package squashfs
 import (
 	"errors"
 	"fmt"
+
+	"github.com/imaforge/imaforge/squashfs/compinfo"
 )
 
 // Sentinel errors. Every *FormatError matches ErrFormat with errors.Is.
@@ -12,7 +14,7 @@ var (
 	// ErrTruncated marks a record cut short by the end of its buffer.
 	ErrTruncated = errors.New("squashfs: record truncated")
 	// ErrUnsupportedCompression marks a compressor id this package cannot handle.
-	ErrUnsupportedCompression = errors.New("squashfs: unsupported compression")
+	ErrUnsupportedCompression = compinfo.ErrUnsupported
 	// ErrSizeMismatch is returned when a regular file's content is not
 	// exactly Entry.Size bytes long.
 	ErrSizeMismatch = errors.New("squashfs: file size changed")

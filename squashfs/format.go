@@ -23,6 +23,8 @@ package squashfs
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/imaforge/imaforge/squashfs/compinfo"
 )
 
 var le = binary.LittleEndian
@@ -66,50 +68,24 @@ const (
 	FlagUncompressedIDs       = 0x0800 // SQUASHFS_NOID
 )
 
-// Compression is a compressor id (squashfs_fs.h ZLIB_COMPRESSION etc.).
-type Compression uint16
+// Compression is a compressor id (squashfs_fs.h ZLIB_COMPRESSION etc.),
+// defined with the compressor table in package compinfo.
+type Compression = compinfo.Compression
 
-// Compressor ids.
+// Compressor ids (see compinfo).
 const (
-	CompNone Compression = 0x100 // not an on-disk id: the writer stores every block uncompressed and records gzip
-	Gzip     Compression = 1     // ZLIB_COMPRESSION: zlib streams (RFC 1950)
-	LZMA     Compression = 2     // LZMA_COMPRESSION (legacy; the reader only)
-	LZO      Compression = 3     // LZO_COMPRESSION (the reader only)
-	XZ       Compression = 4     // XZ_COMPRESSION: .xz streams, LZMA2, CRC32 check
-	LZ4      Compression = 5     // LZ4_COMPRESSION: raw LZ4 blocks (no frame)
-	Zstd     Compression = 6     // ZSTD_COMPRESSION: zstd frames
+	CompNone = compinfo.CompNone
+	Gzip     = compinfo.Gzip
+	LZMA     = compinfo.LZMA
+	LZO      = compinfo.LZO
+	XZ       = compinfo.XZ
+	LZ4      = compinfo.LZ4
+	Zstd     = compinfo.Zstd
 )
-
-func (c Compression) String() string {
-	switch c {
-	case CompNone:
-		return "none"
-	case Gzip:
-		return "gzip"
-	case LZMA:
-		return "lzma"
-	case LZO:
-		return "lzo"
-	case XZ:
-		return "xz"
-	case LZ4:
-		return "lz4"
-	case Zstd:
-		return "zstd"
-	}
-	return fmt.Sprintf("compression(%d)", uint16(c))
-}
 
 // ParseCompression maps a name as mksquashfs's -comp takes it ("gzip",
 // "zstd", "xz", "lz4") or "none" to a Compression.
-func ParseCompression(s string) (Compression, error) {
-	for _, c := range []Compression{CompNone, Gzip, XZ, LZ4, Zstd} {
-		if c.String() == s {
-			return c, nil
-		}
-	}
-	return 0, fmt.Errorf("%w: %q (want gzip, zstd, xz, lz4 or none)", ErrUnsupportedCompression, s)
-}
+func ParseCompression(s string) (Compression, error) { return compinfo.Parse(s) }
 
 // Superblock is struct squashfs_super_block, at offset 0 of the image.
 type Superblock struct {
