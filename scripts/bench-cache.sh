@@ -4,11 +4,13 @@
 #
 #   scripts/bench-cache.sh [TREE]     # run from the project root
 #
-#   TREE   default: the Go toolchain tree, $(go env GOROOT) (copied, so one
-#          file can be changed); TREE=$(go env GOROOT)/src is a quicker one
-#   COMPS  compressor:level pairs (default "zstd:15 xz:0")
-#   FILE   the file changed, relative to TREE (default src/fmt/print.go, a
-#          file in a fragment block in the middle of the image order)
+#   TREE   default $CACHE_TREE, else the Go toolchain tree, $(go env GOROOT)
+#          (copied, so one file can be changed); $(go env GOROOT)/src is a
+#          quicker one (scripts/bench.sh --quick uses it)
+#   CACHE_COMPS  compressor:level pairs (default "zstd:15 xz:0")
+#   FILE   the file changed, relative to TREE (default src/fmt/print.go, or
+#          fmt/print.go in a src tree: a file in a fragment block in the
+#          middle of the image order)
 #
 # Rows, per compressor (CPU = user+sys seconds of the whole build, with
 # /usr/bin/time; wall in seconds):
@@ -24,9 +26,12 @@
 # wall). The machine may be shared: the load is printed and put in each row.
 set -euo pipefail
 ROOT=$(pwd)
-TREE=${1:-$(go env GOROOT)}
-COMPS=${COMPS:-"zstd:15 xz:0"}
-FILE=${FILE:-src/fmt/print.go}
+TREE=${1:-${CACHE_TREE:-$(go env GOROOT)}}
+COMPS=${CACHE_COMPS:-"zstd:15 xz:0"}
+if [ -z "${FILE:-}" ]; then
+  FILE=src/fmt/print.go; [ -f "$TREE/$FILE" ] || FILE=fmt/print.go
+fi
+label="Go tree"; [ "$(cd "$TREE" && pwd)" = "$(cd "$(go env GOROOT)" && pwd)" ] || label=$(basename "$TREE")
 IMAFORGE=${IMAFORGE:-$ROOT/bin/imaforge}
 for t in openssl /usr/bin/time cmp; do
   command -v $t >/dev/null || { echo "bench-cache: missing $t (make deps)" >&2; exit 1; }
@@ -82,8 +87,8 @@ YAML
     run check >/dev/null # the cold build of the changed tree
     cmp -s "$W/warm.sqsh" "$W/out/image.sqsh" || { echo "bench-cache: $name $change: the cached rebuild differs from the cold build" >&2; exit 1; }
     printf '%-10s %-10s %8.2f %8.2f %8.2f %8.2f   (image = cold build)\n' "$name" "$change" "$ww" "$wc" "$(echo "$ww / $cw" | bc -l)" "$(echo "$wc / $cc" | bc -l)"
-    bench_row incremental "Go tree $name, --cache rebuild, one file $change" "CPU s" "$wc" "$cc" "cold build, same run" 0.10
-    bench_row incremental "Go tree $name, --cache rebuild, one file $change" "wall s" "$ww" "$cw" "cold build, same run" 0.10
+    bench_row incremental "$label $name, --cache rebuild, one file $change" "CPU s" "$wc" "$cc" "cold build, same run" 0.10
+    bench_row incremental "$label $name, --cache rebuild, one file $change" "wall s" "$ww" "$cw" "cold build, same run" 0.10
   done
   cp "$W/orig" "$W/tree/$FILE"
 done
