@@ -29,6 +29,7 @@ import (
 
 	"github.com/imaforge/imaforge/internal/countio"
 	"github.com/imaforge/imaforge/internal/memlimit"
+	"github.com/imaforge/imaforge/service"
 )
 
 // commands is filled by register calls in the init functions of the
@@ -85,6 +86,13 @@ const (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == service.WorkerCommand {
+		// relic's server (imaforge serve) starting a PKCS#11 token worker
+		if err := service.RunWorker(os.Args[2:]); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		memlimit.Follow(defaultMemoryLimit, memoryLimitFactor)
 	}

@@ -1,0 +1,152 @@
+package service
+
+import (
+	"crypto"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/rs/zerolog/hlog"
+	"github.com/sassoftware/relic/v8/cmdline/shared"
+	"github.com/sassoftware/relic/v8/lib/certloader"
+	"github.com/sassoftware/relic/v8/signers"
+
+	"github.com/imaforge/imaforge/pki"
+	"github.com/imaforge/imaforge/signer"
+)
+
+// ProblemBase prefixes the type of every problem document the module
+// answers (RFC 7807).
+const ProblemBase = "https://imaforge.dev/problems/"
+
+// Refusal is a request the module refused: nothing of its batch was
+// signed. It is the relic handler's answer (relic serves an error that is
+// an http.Handler as it is): a problem document with Status.
+type Refusal struct {
+	Status int    `json:"status"`
+	Type   string `json:"type"`
+	Detail string `json:"detail"`
+}
+
+func (r *Refusal) Error() string {
+	return fmt.Sprintf("HTTP %d %s: %s", r.Status, r.Type, r.Detail)
+}
+
+// ServeHTTP writes the refusal and logs it in the server log.
+func (r *Refusal) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	hlog.FromRequest(req).Warn().Str("problem", r.Type).Str("detail", r.Detail).
+		Str("key", req.URL.Query().Get("key")).Msg("ima signing request refused")
+	blob, _ := json.Marshal(r)
+	rw.Header().Set("Content-Type", "application/problem+json")
+	rw.WriteHeader(r.Status)
+	_, _ = rw.Write(blob)
+}
+
+// The problem types of Refusal.
+const (
+	ProblemBadRequest = ProblemBase + "bad-request"
+	ProblemOutOfScope = ProblemBase + "out-of-scope"
+	ProblemNoScope    = ProblemBase + "unreadable-scope"
+	ProblemSign       = ProblemBase + "sign-failed"
+)
+
+func init() {
+	signers.Register(&signers.Signer{
+		Name:      SigType,
+		CertTypes: signers.CertTypeX509,
+		Sign:      signRequest,
+	})
+}
+
+// signRequest is the module's Sign: body is the request, cert the key's
+// (its private key and the certificate chain of the relic key
+// configuration).
+func signRequest(body io.Reader, cert *certloader.Certificate, opts signers.SignOpts) ([]byte, error) {
+	raw, err := io.ReadAll(io.LimitReader(body, MaxBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("read request: %w", err)
+	}
+	resp, ref := Sign(raw, cert.KeyName, cert.Signer(), cert.Certificates)
+	if ref != nil {
+		opts.Audit.Attributes["ima.refused"] = ref.Type
+		opts.Audit.Attributes["ima.detail"] = ref.Detail
+		opts.Audit.Attributes["ima.request_digest"] = RequestDigest(raw)
+		if err := appendAudit(opts); err != nil {
+			return nil, err
+		}
+		return nil, ref
+	}
+	paths := make([]string, len(resp.items))
+	for i, it := range resp.items {
+		paths[i] = it.Path
+	}
+	opts.Audit.Attributes["ima.request_digest"] = resp.RequestDigest
+	opts.Audit.Attributes["ima.count"] = len(paths)
+	opts.Audit.Attributes["ima.paths"] = paths
+	opts.Audit.SetMimeType("application/json")
+	return json.Marshal(resp.Response)
+}
+
+// appendAudit writes a refusal's audit record where relic writes those of
+// signatures (the configuration's auditFile).
+func appendAudit(opts signers.SignOpts) error {
+	if c := shared.CurrentConfig; c != nil && c.AuditFile != "" {
+		return opts.Audit.AppendTo(c.AuditFile)
+	}
+	return nil
+}
+
+type signed struct {
+	Response
+	items []Item
+}
+
+// Sign checks and signs one request body with key, whose certificate chain
+// (leaf first) is chain. A refused request signs nothing and returns the
+// Refusal; so does a signature failure (the batch is answered whole or not
+// at all).
+func Sign(body []byte, keyName string, key crypto.Signer, chain []*x509.Certificate) (*signed, *Refusal) {
+	items, err := ParseRequest(body)
+	if err != nil {
+		return nil, &Refusal{Status: http.StatusBadRequest, Type: ProblemBadRequest, Detail: err.Error()}
+	}
+	if len(chain) == 0 || key == nil {
+		return nil, &Refusal{Status: http.StatusInternalServerError, Type: ProblemNoScope, Detail: "key " + keyName + " has no certificate"}
+	}
+	if ref := checkScope(items, chain); ref != nil {
+		return nil, ref
+	}
+	s, err := signer.New(key, chain[0])
+	if err != nil {
+		return nil, &Refusal{Status: http.StatusInternalServerError, Type: ProblemSign, Detail: err.Error()}
+	}
+	out := &signed{Response: Response{RequestDigest: RequestDigest(body), Key: keyName, Values: make([][]byte, len(items))}, items: items}
+	for i, it := range items {
+		v, err := s.SignDigest(it.Hash, it.Digest)
+		if err != nil {
+			return nil, &Refusal{Status: http.StatusInternalServerError, Type: ProblemSign, Detail: fmt.Sprintf("entry %d: %v", i, err)}
+		}
+		out.Values[i] = v
+	}
+	return out, nil
+}
+
+// checkScope refuses the batch if a path is outside the scope of any
+// certificate of the chain; an unreadable scope refuses it too.
+func checkScope(items []Item, chain []*x509.Certificate) *Refusal {
+	for _, c := range chain {
+		s, err := pki.ParseScope(c)
+		if err != nil {
+			return &Refusal{Status: http.StatusInternalServerError, Type: ProblemNoScope, Detail: err.Error()}
+		}
+		for i, it := range items {
+			if !s.Allows(it.Path) {
+				return &Refusal{Status: http.StatusForbidden, Type: ProblemOutOfScope,
+					Detail: fmt.Sprintf("entry %d: %s is outside the scope %s of %q: %v", i, it.Path, s, c.Subject.String(), pki.ErrOutOfScope)}
+			}
+		}
+	}
+	return nil
+}

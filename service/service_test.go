@@ -1,0 +1,170 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/imaforge/imaforge/imasig"
+)
+
+func digest(s string) []byte { d := sha256.Sum256([]byte(s)); return d[:] }
+
+func newClient(t *testing.T, f *fixture, who string) *Client {
+	t.Helper()
+	c, err := NewClient(context.Background(), f.ClientConfig(who), ClientOptions{Retries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// rawPost sends body as the client who would, bypassing Client (a patched
+// client), and returns the status and body.
+func rawPost(t *testing.T, f *fixture, who, key string, body []byte) (int, string) {
+	t.Helper()
+	tc := &tls.Config{InsecureSkipVerify: true}
+	if who != "" {
+		cert, err := tls.LoadX509KeyPair(f.Path(who+"-client.pem"), f.Path(who+"-client.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+	q := url.Values{"key": {key}, "sigtype": {SigType}, "filename": {"x"}}
+	resp, err := hc.Post(f.URL(0)+"/sign?"+q.Encode(), "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.String()
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestService(t *testing.T) {
+	f := newFixture(t, 1)
+	serveInProcess(t, f, 0)
+	ctx := context.Background()
+
+	t.Run("sign", func(t *testing.T) {
+		c := newClient(t, f, "mfr")
+		d512 := sha512.Sum512([]byte("b"))
+		entries := []Entry{
+			NewEntry("/usr/bin/a", imasig.SHA256, digest("a")),
+			NewEntry("/usr/bin/b", imasig.SHA512, d512[:]),
+			NewEntry("/opt/tenant/c", imasig.SHA256, digest("c")),
+		}
+		vals, err := c.Sign(ctx, "mfr", entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		digests := [][]byte{digest("a"), d512[:], digest("c")}
+		for i, v := range vals {
+			if err := imasig.Verify(v, digests[i], f.mfr.Cert); err != nil {
+				t.Errorf("value %d: %v", i, err)
+			}
+		}
+		if err := imasig.Verify(vals[0], digests[0], f.tenant.Cert); err == nil {
+			t.Error("value verifies with the tenant's certificate")
+		}
+		tc := newClient(t, f, "tenant")
+		vals, err = tc.Sign(ctx, "tenant", entries[2:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := imasig.Verify(vals[0], digests[2], f.tenant.Cert); err != nil {
+			t.Error(err)
+		}
+		if a := readFile(t, f.Path("audit0.jsonl")); !strings.Contains(a, `"/opt/tenant/c"`) || !strings.Contains(a, `"client.name":"tenant-ci"`) {
+			t.Errorf("audit lacks the tenant's signature:\n%s", a)
+		}
+	})
+
+	good, _ := json.Marshal(Request{Entries: []Entry{NewEntry("/opt/tenant/ok", imasig.SHA256, digest("ok"))}})
+	big := Request{}
+	for range MaxBatch + 1 {
+		big.Entries = append(big.Entries, NewEntry("/opt/tenant/x", imasig.SHA256, digest("x")))
+	}
+	bigBody, _ := json.Marshal(big)
+	short := NewEntry("/opt/tenant/x", imasig.SHA256, digest("x"))
+	short.Digest = short.Digest[:40]
+	unknown := NewEntry("/opt/tenant/x", imasig.SHA256, digest("x"))
+	unknown.Hash = "md17"
+	sha1 := NewEntry("/opt/tenant/x", imasig.SHA256, digest("x")[:20])
+	sha1.Hash = "sha1"
+	body := func(es ...Entry) []byte { b, _ := json.Marshal(Request{Entries: es}); return b }
+	escape := body(NewEntry("/opt/tenant/ok", imasig.SHA256, digest("ok")), NewEntry("/etc/shadow", imasig.SHA256, digest("evil")))
+
+	refusals := []struct {
+		name, who, key string
+		body           []byte
+		status         int
+		log, audit     string // expected in the server log, the audit file
+	}{
+		{"tenant asks the manufacturer key", "tenant", "mfr", good, 403, "access to key denied", ""},
+		{"path outside the tenant scope", "tenant", "tenant", escape, 403, "out-of-scope", `"ima.refused":"` + ProblemOutOfScope},
+		{"manufacturer CI cannot widen the tenant key's scope", "mfr", "tenant", escape, 403, "out-of-scope", `"client.name":"mfr-ci"`},
+		{"no client certificate", "", "tenant", good, 401, "certificate-required", ""},
+		{"unknown client certificate", "stranger", "tenant", good, 401, "certificate-not-recognized", ""},
+		{"malformed", "tenant", "tenant", []byte(`{"entries":[{"path":`), 400, "bad-request", `"ima.refused":"` + ProblemBadRequest},
+		{"unknown field", "tenant", "tenant", []byte(`{"entries":[],"scope":"/**"}`), 400, "bad-request", ""},
+		{"wrong digest length", "tenant", "tenant", body(short), 400, "bad-request", ""},
+		{"unknown hash", "tenant", "tenant", body(unknown), 400, "bad-request", ""},
+		{"sha1 refused", "tenant", "tenant", body(sha1), 400, "bad-request", ""},
+		{"relative path", "tenant", "tenant", body(NewEntry("opt/tenant/x", imasig.SHA256, digest("x"))), 400, "bad-request", ""},
+		{"oversized batch", "tenant", "tenant", bigBody, 400, "bad-request", ""},
+	}
+	for _, r := range refusals {
+		t.Run(r.name, func(t *testing.T) {
+			before := readFile(t, f.Path("audit0.jsonl"))
+			status, resp := rawPost(t, f, r.who, r.key, r.body)
+			if status != r.status {
+				t.Fatalf("status %d, want %d: %s", status, r.status, resp)
+			}
+			after := readFile(t, f.Path("audit0.jsonl"))
+			added := strings.TrimPrefix(after, before)
+			if strings.Contains(added, `"ima.count"`) {
+				t.Errorf("a refused request was signed: %s", added)
+			}
+			if r.audit != "" && !strings.Contains(added, r.audit) {
+				t.Errorf("audit lacks %q: %s", r.audit, added)
+			}
+			if log := readFile(t, f.Path("server0.log")); !strings.Contains(log, r.log) {
+				t.Errorf("server log lacks %q", r.log)
+			}
+			// the server keeps serving
+			status, resp = rawPost(t, f, "tenant", "tenant", good)
+			if status != 200 || !strings.Contains(resp, RequestDigest(good)) {
+				t.Fatalf("after the refusal: %d %s", status, resp)
+			}
+		})
+	}
+
+	t.Run("client error names server and key", func(t *testing.T) {
+		c := newClient(t, f, "tenant")
+		_, err := c.Sign(ctx, "mfr", []Entry{NewEntry("/opt/tenant/x", imasig.SHA256, digest("x"))})
+		if err == nil || !errors.Is(err, ErrRemote) || !strings.Contains(err.Error(), f.URL(0)) || !strings.Contains(err.Error(), `"mfr"`) || !strings.Contains(err.Error(), "403") {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
