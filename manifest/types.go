@@ -174,12 +174,13 @@ type Key struct {
 	RelicConfig string `yaml:"relic_config"`
 }
 
-// Ref parses Key (keyref.Parse): a key file, "relic:NAME" or a pkcs11: URI.
+// Ref parses Key (keyref.Parse): a key file, "relic:NAME", a pkcs11: URI or
+// "remote:NAME" (a signing service's key).
 // Validation has checked it, so in a loaded manifest only an empty Key
 // fails.
 func (k *Key) Ref() (keyref.Ref, error) { return keyref.Parse(k.Key) }
 
-// Backend returns how the key is reached: "file", "relic" or "pkcs11"
+// Backend returns how the key is reached: "file", "relic", "pkcs11" or "remote"
 // (keyref.Scheme); "file" for a reference that does not parse.
 func (k *Key) Backend() string {
 	r, err := k.Ref()

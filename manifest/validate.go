@@ -198,8 +198,10 @@ func (v *validator) keys() {
 			switch {
 			case err != nil:
 				c.add(k.FieldPos("key"), ErrInvalid, "keys.%s.key: %v", name, err)
-			case k.RelicConfig != "" && ref.Scheme != keyref.Relic:
-				c.add(k.FieldPos("relic_config"), ErrInvalid, "keys.%s: relic_config needs key: relic:NAME", name)
+			case k.RelicConfig != "" && !ref.NeedsRelicConfig():
+				c.add(k.FieldPos("relic_config"), ErrInvalid, "keys.%s: relic_config needs key: relic:NAME or remote:NAME", name)
+			case k.RelicConfig == "" && ref.Scheme == keyref.Remote:
+				c.add(k.FieldPos("key"), ErrMissing, "keys.%s: key: remote:NAME needs relic_config, a relic client configuration (docs/service.md)", name)
 			}
 		} else if k.RelicConfig != "" {
 			c.add(k.FieldPos("relic_config"), ErrInvalid, "keys.%s: relic_config needs key: relic:NAME", name)

@@ -168,7 +168,7 @@ func (s *sealer) seal(fs *fileState) (manifest.Xattrs, error) {
 		if err != nil {
 			return nil, fmt.Errorf("EVM signature of %s: %w", e.Path, err)
 		}
-		fs.evm = s.pool.submit(evmPoolKey(fs.evmKey), d)
+		fs.evm = s.pool.submit(evmPoolKey(fs.evmKey), e.Path, d)
 		fs.evm.wait()
 		if fs.evm.err != nil {
 			return nil, fmt.Errorf("EVM-sign %s with key %q: %w", e.Path, fs.evmKey, fs.evm.err)
@@ -335,14 +335,46 @@ func (b *buildRun) openSigners() error {
 	return nil
 }
 
+// PathKey is a Key that signs a file's digest only with its image path: a
+// signing service's key (service.RemoteKey), which checks the path against
+// the key's scope on the server. Keys wrapping others (the signature
+// cache) implement it by passing the path on.
+type PathKey interface {
+	Key
+	SignPath(h imasig.Hash, path string, digest []byte) ([]byte, error)
+}
+
+// signWith signs digest of the file at path with s: by path when s is a
+// PathKey that needs it.
+func signWith(s Key, h imasig.Hash, path string, digest []byte) ([]byte, error) {
+	if pk, ok := s.(PathKey); ok && needsPath(s) {
+		return pk.SignPath(h, path, digest)
+	}
+	return s.SignDigest(h, digest)
+}
+
+// needsPath reports whether s, or the key it wraps, is a remote key.
+func needsPath(s Key) bool {
+	if np, ok := s.(interface{ NeedsPath() bool }); ok {
+		return np.NeedsPath()
+	}
+	_, ok := s.(PathKey)
+	return ok
+}
+
+// remoteWorkers is the sign pool's size when a key signs through a
+// service: the workers only wait for answers, and the key batches what
+// they ask at once.
+const remoteWorkers = 512
+
 // signFuncs are the sign pool's functions: each key's security.ima values
 // under its name, its EVM values under evmPoolKey(name).
 func signFuncs(h imasig.Hash, signers map[string]Key) map[string]signFunc {
 	fns := make(map[string]signFunc, 2*len(signers))
 	for name, s := range signers {
-		fns[name] = func(d []byte) ([]byte, error) { return s.SignDigest(h, d) }
-		fns[evmPoolKey(name)] = func(d []byte) ([]byte, error) {
-			v, err := s.SignDigest(h, d)
+		fns[name] = func(p string, d []byte) ([]byte, error) { return signWith(s, h, p, d) }
+		fns[evmPoolKey(name)] = func(p string, d []byte) ([]byte, error) {
+			v, err := signWith(s, h, p, d)
 			if err != nil {
 				return nil, err
 			}
@@ -366,7 +398,13 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.out, err)
 	}
-	pool := newSignPool(ctx, signFuncs(b.h, b.signers), workers)
+	poolWorkers := workers
+	for _, s := range b.signers {
+		if needsPath(s) {
+			poolWorkers = max(workers, remoteWorkers)
+		}
+	}
+	pool := newSignPool(ctx, signFuncs(b.h, b.signers), poolWorkers)
 	defer pool.close()
 	if b.opts.Progress != nil {
 		b.opts.Progress.Start(b.lay.toRead, b.lay.total)
@@ -562,7 +600,7 @@ func (r *hashingReader) Close() error {
 	// large build.
 	r.fs.entry.Content = nil
 	if r.fs.key != "" {
-		r.fs.sig = r.pool.submit(r.fs.key, r.fs.digest)
+		r.fs.sig = r.pool.submit(r.fs.key, r.fs.entry.Path, r.fs.digest)
 	}
 	if r.progress != nil {
 		r.progress.Add(1, r.n)

@@ -5,8 +5,10 @@ import (
 	"sync"
 )
 
-// signFunc signs a file digest and returns the complete security.ima value.
-type signFunc func(digest []byte) ([]byte, error)
+// signFunc signs a file digest and returns the complete security.ima value;
+// path is the image path of the first file with that digest (a signing
+// service checks it against the key's scope).
+type signFunc func(path string, digest []byte) ([]byte, error)
 
 // signPool signs each unique (key, digest) pair exactly once, on a fixed
 // number of workers, while the data of later files is still being read and
@@ -36,6 +38,7 @@ type sigKey struct {
 // more per file).
 type sigResult struct {
 	key    string
+	path   string
 	digest []byte
 	done   sync.WaitGroup
 	value  []byte
@@ -62,7 +65,7 @@ func newSignPool(ctx context.Context, keys map[string]signFunc, workers int) *si
 				if err := ctx.Err(); err != nil {
 					r.err = err
 				} else {
-					r.value, r.err = p.keys[r.key](r.digest)
+					r.value, r.err = p.keys[r.key](r.path, r.digest)
 				}
 				r.done.Done()
 			}
@@ -71,14 +74,14 @@ func newSignPool(ctx context.Context, keys map[string]signFunc, workers int) *si
 	return p
 }
 
-// submit asks for the signature of digest with the named key and returns its
-// (possibly shared) result.
-func (p *signPool) submit(key string, digest []byte) *sigResult {
+// submit asks for the signature of digest, of the file at image path, with
+// the named key and returns its (possibly shared) result.
+func (p *signPool) submit(key, path string, digest []byte) *sigResult {
 	k := sigKey{key, string(digest)}
 	p.mu.Lock()
 	r, ok := p.results[k]
 	if !ok {
-		r = &sigResult{key: key, digest: digest}
+		r = &sigResult{key: key, path: path, digest: digest}
 		r.done.Add(1)
 		p.results[k] = r
 		p.unique++

@@ -20,7 +20,9 @@ import (
 	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/boundedfile"
 	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/service"
 	"github.com/imaforge/imaforge/signer"
+	"github.com/imaforge/imaforge/signer/keyref"
 )
 
 // ErrNoSignature: a build from precomputed signatures met a digest that
@@ -28,14 +30,23 @@ import (
 var ErrNoSignature = errors.New("no signature for this digest")
 
 // LoadKey opens the signing key of a manifest key: a PEM file, a relic key
-// ("relic:NAME" with relic_config) or a PKCS#11 URI, checked against the
-// key's certificate. ko.Passphrase is the file passphrase or the token PIN.
+// ("relic:NAME" with relic_config), a PKCS#11 URI, checked against the
+// key's certificate, or a signing service's key ("remote:NAME" with
+// relic_config the relic client configuration; a service.RemoteKey, whose
+// every signature is verified against the key's certificate). ko.Passphrase is the file passphrase or the token PIN.
 // A token key signs in sessions parallel sessions (0: GOMAXPROCS); its
 // sessions end when the process does.
 func LoadKey(k *manifest.Key, ko *signer.KeyOptions, sessions int) (Key, error) {
 	ref, err := k.Ref()
 	if err != nil {
 		return nil, err
+	}
+	if ref.Scheme == keyref.Remote {
+		cert, err := signer.LoadCertificate(k.Cert)
+		if err != nil {
+			return nil, err
+		}
+		return service.OpenRemoteKey(context.Background(), k.RelicConfig, ref.Name, cert, service.RemoteOptions{})
 	}
 	if sessions <= 0 {
 		sessions = runtime.GOMAXPROCS(0)
@@ -301,9 +312,20 @@ type cachedKey struct {
 	next func() (Key, error)
 	key  Key
 	err  error
+	// remote: the key is a signing service's, which signs by path.
+	remote bool
 }
 
+// NeedsPath reports whether the wrapped key signs by path (PathKey).
+func (k *cachedKey) NeedsPath() bool { return k.remote }
+
 func (k *cachedKey) SignDigest(h imasig.Hash, digest []byte) ([]byte, error) {
+	return k.SignPath(h, "", digest)
+}
+
+// SignPath returns the cached value of digest, else the wrapped key's
+// (signWith: by path for a remote key), verified and added to the cache.
+func (k *cachedKey) SignPath(h imasig.Hash, path string, digest []byte) ([]byte, error) {
 	p := k.c.path(k.cert, h, digest)
 	if val, err := boundedfile.ReadFile(p, boundedfile.SmallLimit); err == nil {
 		if ceremony.VerifyValue(k.v, h, val, digest) == nil {
@@ -322,7 +344,7 @@ func (k *cachedKey) SignDigest(h imasig.Hash, digest []byte) ([]byte, error) {
 	if k.err != nil {
 		return nil, k.err
 	}
-	val, err := k.key.SignDigest(h, digest)
+	val, err := signWith(k.key, h, path, digest)
 	if err != nil {
 		return nil, err
 	}
@@ -405,6 +427,9 @@ func CacheKeys(m *manifest.Manifest, cache *SignatureCache, keys map[string]Key,
 		ck, err := cache.Wrap(name, cert, next)
 		if err != nil {
 			return nil, m.Errorf(k.Pos, err, "key %q", name)
+		}
+		if ref, err := k.Ref(); err == nil && ref.Scheme == keyref.Remote {
+			ck.(*cachedKey).remote = true
 		}
 		out[name] = ck
 	}

@@ -222,6 +222,8 @@ func Open(ctx context.Context, ref keyref.Ref, opts *OpenOptions) (crypto.Signer
 	case keyref.File:
 		key, err := LoadPrivateKey(ref.Path, &KeyOptions{Passphrase: opts.PIN, Warn: opts.Warn})
 		return key, nil, err
+	case keyref.Remote:
+		return nil, nil, &TokenError{Ref: ref.Raw, Op: "open", Err: errors.New("a remote: key (a signing service's) signs image files only, through build (package service)")}
 	}
 	return nil, nil, fmt.Errorf("%w: %q", keyref.ErrInvalid, ref.Raw)
 }

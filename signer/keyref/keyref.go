@@ -1,7 +1,7 @@
 // Package keyref parses the references that name a private key everywhere
 // imaforge signs (manifest keys, build, plan, ceremony, file sign, policy
-// sign, pki issue|revoke|crl): a key file path, "relic:NAME" or an RFC 7512
-// "pkcs11:" URI. It only parses; signer.Open opens what a Ref names. It
+// sign, pki issue|revoke|crl): a key file path, "relic:NAME", an RFC 7512
+// "pkcs11:" URI or "remote:NAME" (a key of a signing service). It only parses; signer.Open opens what a Ref names. It
 // links no key backend, so the manifest can check references with it.
 package keyref
 
@@ -27,12 +27,17 @@ const (
 	// PKCS11: an RFC 7512 PKCS#11 URI, for example
 	// "pkcs11:token=fw;object=ima?module-path=/usr/lib/softhsm/libsofthsm2.so".
 	PKCS11
+	// Remote: "remote:NAME", key NAME of a signing service (imaforge serve,
+	// docs/service.md) reached through the remote section of a relic client
+	// configuration file (url or directoryUrl, the client certificate).
+	Remote
 )
 
 // The prefixes of the schemes other than File.
 const (
 	RelicPrefix  = "relic:"
 	PKCS11Prefix = "pkcs11:"
+	RemotePrefix = "remote:"
 )
 
 // String returns "file", "relic" or "pkcs11".
@@ -44,6 +49,8 @@ func (s Scheme) String() string {
 		return "relic"
 	case PKCS11:
 		return "pkcs11"
+	case Remote:
+		return "remote"
 	}
 	return fmt.Sprintf("Scheme(%d)", int(s))
 }
@@ -58,7 +65,7 @@ type Ref struct {
 	Raw string
 	// Path is the key file (File).
 	Path string
-	// Name is the relic key name (Relic).
+	// Name is the relic key name (Relic, Remote).
 	Name string
 	// PKCS11 holds the URI's attributes (PKCS11).
 	PKCS11 *PKCS11URI
@@ -70,6 +77,11 @@ func (r Ref) String() string { return r.Raw }
 // IsToken reports whether the key is held in a token (relic or PKCS#11),
 // not in a file.
 func (r Ref) IsToken() bool { return r.Scheme == Relic || r.Scheme == PKCS11 }
+
+// NeedsRelicConfig reports whether the reference names a key of a relic
+// configuration file (the key's relic_config): Relic (a token
+// configuration) or Remote (a client configuration).
+func (r Ref) NeedsRelicConfig() bool { return r.Scheme == Relic || r.Scheme == Remote }
 
 // PKCS11URI is an RFC 7512 URI as imaforge matches it. Path attributes:
 // token, serial, object, id, and type (only "private": the key signs);
@@ -101,6 +113,12 @@ func Parse(s string) (Ref, error) {
 		r.Name = strings.TrimPrefix(s, RelicPrefix)
 		if r.Name == "" || strings.ContainsAny(r.Name, " \t\n/") {
 			return r, fmt.Errorf("%w: %q: want relic:NAME, NAME a key of the relic configuration", ErrInvalid, s)
+		}
+	case strings.HasPrefix(s, RemotePrefix):
+		r.Scheme = Remote
+		r.Name = strings.TrimPrefix(s, RemotePrefix)
+		if r.Name == "" || strings.ContainsAny(r.Name, " \t\n/?&#") {
+			return r, fmt.Errorf("%w: %q: want remote:NAME, NAME a key of the signing service", ErrInvalid, s)
 		}
 	case strings.HasPrefix(s, PKCS11Prefix):
 		r.Scheme = PKCS11

@@ -17,6 +17,7 @@ func TestParse(t *testing.T) {
 		{"keys/ima.key", File, Ref{Path: "keys/ima.key"}, nil},
 		{"/abs/ima.pem", File, Ref{Path: "/abs/ima.pem"}, nil},
 		{"relic:ima", Relic, Ref{Name: "ima"}, nil},
+		{"remote:tenant-a", Remote, Ref{Name: "tenant-a"}, nil},
 		{"pkcs11:token=fw;object=ima?module-path=/usr/lib/softhsm/libsofthsm2.so", PKCS11, Ref{},
 			&PKCS11URI{Token: "fw", Object: "ima", ModulePath: "/usr/lib/softhsm/libsofthsm2.so"}},
 		{"pkcs11:serial=0123;id=%01%02;type=private", PKCS11, Ref{}, &PKCS11URI{Serial: "0123", ID: []byte{1, 2}}},
@@ -30,8 +31,11 @@ func TestParse(t *testing.T) {
 			if r.Scheme != tc.scheme || r.Raw != tc.in || r.String() != tc.in || r.Path != tc.want.Path || r.Name != tc.want.Name {
 				t.Errorf("got %+v", r)
 			}
-			if r.IsToken() != (tc.scheme != File) {
+			if r.IsToken() != (tc.scheme == Relic || tc.scheme == PKCS11) {
 				t.Errorf("IsToken = %v", r.IsToken())
+			}
+			if r.NeedsRelicConfig() != (tc.scheme == Relic || tc.scheme == Remote) {
+				t.Errorf("NeedsRelicConfig = %v", r.NeedsRelicConfig())
 			}
 			if (r.PKCS11 == nil) != (tc.uri == nil) {
 				t.Fatalf("PKCS11 = %+v, want %+v", r.PKCS11, tc.uri)
@@ -51,6 +55,8 @@ func TestParseRejects(t *testing.T) {
 		{"", "empty"},
 		{"relic:", "want relic:NAME"},
 		{"relic:a b", "want relic:NAME"},
+		{"remote:", "want remote:NAME"},
+		{"remote:a/b", "want remote:NAME"},
 		{"pkcs11:token=fw", "need an object"},
 		{"pkcs11:token=fw;object=ima?pin-value=1234", "pin-value is not accepted"},
 		{"pkcs11:object=ima;pin-value=1234", "pin-value is not accepted"},
@@ -85,7 +91,7 @@ func TestParseRejects(t *testing.T) {
 // and has exactly the parts its scheme needs.
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{"k.pem", "relic:ima", "pkcs11:token=fw;object=ima?module-path=/m.so",
-		"pkcs11:id=%01", "pkcs11:object=a?pin-value=1", "relic:", ""} {
+		"pkcs11:id=%01", "pkcs11:object=a?pin-value=1", "relic:", "remote:k", ""} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -104,6 +110,10 @@ func FuzzParse(f *testing.F) {
 		case Relic:
 			if r.Name == "" || RelicPrefix+r.Name != s {
 				t.Fatalf("relic ref %+v", r)
+			}
+		case Remote:
+			if r.Name == "" || RemotePrefix+r.Name != s {
+				t.Fatalf("remote ref %+v", r)
 			}
 		case PKCS11:
 			if r.PKCS11 == nil || (r.PKCS11.Object == "" && len(r.PKCS11.ID) == 0) {
