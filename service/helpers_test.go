@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,6 +58,13 @@ keys:
 // serveInProcess runs server i of f in this process until the test ends.
 func serveInProcess(t testing.TB, f *fixture, i int) {
 	t.Helper()
+	t.Cleanup(startInProcess(t, f, i))
+}
+
+// startInProcess starts server i of f in this process and returns the
+// function that stops it (once).
+func startInProcess(t testing.TB, f *fixture, i int) func() {
+	t.Helper()
 	cfg, err := LoadServerConfig(f.ServerConfig(i))
 	if err != nil {
 		t.Fatal(err)
@@ -64,11 +72,14 @@ func serveInProcess(t testing.TB, f *fixture, i int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, cfg, false) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
 	testservice.WaitHealthy(t, f.URL(i), 30*time.Second)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		})
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -167,4 +168,49 @@ func TestService(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+}
+
+// TestClientFailover: a client configured with two servers signs while
+// only one is up, moves to the other when that one stops, uses a restarted
+// server again, and fails naming the servers when none is up.
+func TestClientFailover(t *testing.T) {
+	f := newFixture(t, 2)
+	ctx := context.Background()
+	stop1 := startInProcess(t, f, 1)
+	c := newClient(t, f, "mfr") // server 0 is down: the directory comes from server 1
+	if got := len(c.Servers()); got != 2 {
+		t.Fatalf("servers %v", c.Servers())
+	}
+	sign := func(step string) error {
+		t.Helper()
+		for i := range 4 { // both rotation starts
+			d := digest(fmt.Sprintf("%s-%d", step, i))
+			vals, err := c.Sign(ctx, "mfr", []Entry{NewEntry("/usr/bin/x", imasig.SHA256, d)})
+			if err != nil {
+				return err
+			}
+			if err := imasig.Verify(vals[0], d, f.mfr.Cert); err != nil {
+				t.Fatalf("%s: %v", step, err)
+			}
+		}
+		return nil
+	}
+	if err := sign("server 1 only"); err != nil {
+		t.Fatal(err)
+	}
+	stop0 := startInProcess(t, f, 0)
+	stop1()
+	if err := sign("server 0 only"); err != nil {
+		t.Fatal(err)
+	}
+	stop1 = startInProcess(t, f, 1) // restarted
+	stop0()
+	if err := sign("restarted server 1"); err != nil {
+		t.Fatal(err)
+	}
+	stop1()
+	err := sign("none")
+	if err == nil || !strings.Contains(err.Error(), "after 1 rounds over 2 servers") || !strings.Contains(err.Error(), "127.0.0.1") {
+		t.Fatalf("with no server: %v", err)
+	}
 }
