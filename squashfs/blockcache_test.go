@@ -60,6 +60,8 @@ func cacheEntries() []Entry {
 	return es
 }
 
+// buildStats packs entries (in the given order) and returns the image and
+// its Stats.
 func buildStats(t testing.TB, es []Entry, opts Options) ([]byte, Stats) {
 	t.Helper()
 	var m memFile

@@ -93,23 +93,8 @@ func sampleEntries() []Entry {
 // build packs entries (in the given order) and returns the image.
 func build(t testing.TB, es []Entry, opts Options) []byte {
 	t.Helper()
-	var m memFile
-	w, err := NewWriter(&m, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range es {
-		if err := w.Add(e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.WriteData(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return m.b
+	img, _ := buildStats(t, es, opts)
+	return img
 }
 
 func sum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:8]) }
