@@ -24,7 +24,13 @@ for t in evmctl mksquashfs openssl /usr/bin/time zstd; do
 done
 LEVELS=${LEVELS:-"15 3"}
 trees=("$@"); [ ${#trees[@]} -gt 0 ] || trees=(go small large)
-work=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/imaforge-bench.XXXXXX")}
+# BENCH_DIR is kept (other bench scripts keep their trees there): only a
+# temporary directory made here is removed.
+if [ -n "${BENCH_DIR:-}" ]; then
+  work=$BENCH_DIR/peer; mkdir -p "$work"
+else
+  work=$(mktemp -d "${TMPDIR:-/tmp}/imaforge-bench.XXXXXX")
+fi
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/keys"
 key=$work/keys/k.key cert=$work/keys/k.pem
