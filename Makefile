@@ -11,7 +11,7 @@ GOTESTFLAGS ?= -count=1 -timeout 40m
 # cgo's default -O2 (scripts/bench-squashfs.sh, zstd level 15, large files).
 export CGO_CFLAGS ?= -O3
 
-.PHONY: all build test unit race acceptance e2e demo bench bench-quick fuzz lint deps clean
+.PHONY: all build test unit race acceptance e2e demo bench bench-quick fuzz lint deps clean release release-test
 
 all: build
 
@@ -30,7 +30,7 @@ deps:
 
 # The whole suite: peers installed, unit and peer tests, the kernel end to end,
 # and the shared acceptance checks when ../shared is present.
-test: deps build lint unit race e2e acceptance
+test: deps build lint unit race e2e release-test acceptance
 
 # IMAFORGE_TEST_HUGE: the reader's >4 GiB sparse-file test against mksquashfs.
 unit:
@@ -45,6 +45,16 @@ race:
 
 e2e: build
 	scripts/kernel-e2e/run.sh
+
+# Release artifacts in dist/ (docs/release.md): self-contained linux
+# amd64/arm64 binaries, .debs, SHA256SUMS and a .sig of each, made with the
+# Ed25519 key RELEASE_SIGNING_KEY names. release-test makes them with a
+# throwaway key and installs the .deb in a clean Debian 12 chroot.
+release:
+	VERSION=$(VERSION) COMMIT=$(COMMIT) scripts/release.sh
+
+release-test:
+	VERSION=$(VERSION) COMMIT=$(COMMIT) scripts/release-test.sh
 
 acceptance: build
 	scripts/acceptance.sh $(SHARED)
@@ -83,4 +93,4 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

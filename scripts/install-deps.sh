@@ -56,11 +56,23 @@ PKGS=(
   flex:flex
   bison:bison
   libelf-dev:/usr/include/libelf.h
+  # make release and release-test (docs/release.md): the arm64 cross build
+  # (its static libraries via Debian multiarch), qemu-user to run it, and
+  # debootstrap for the clean Debian 12 chroot the .deb is installed in
+  debootstrap:debootstrap
+  gcc-aarch64-linux-gnu:aarch64-linux-gnu-gcc
+  libc6-dev-arm64-cross:/usr/aarch64-linux-gnu/lib/libc.so
+  qemu-user:qemu-aarch64
+  zlib1g-dev:arm64:/usr/lib/aarch64-linux-gnu/libz.a
+  liblzma-dev:arm64:/usr/lib/aarch64-linux-gnu/liblzma.a
+  liblz4-dev:arm64:/usr/lib/aarch64-linux-gnu/liblz4.a
+  libssl-dev:arm64:/usr/lib/aarch64-linux-gnu/libcrypto.a
 )
 
 missing=()
 for entry in "${PKGS[@]}"; do
-  pkg=${entry%%:*} probe=${entry#*:}
+  # package[:arch]:probe (the probe is a command or an absolute path)
+  pkg=${entry%:*} probe=${entry##*:}
   if [[ $probe == /* ]]; then
     [ -e "$probe" ] || missing+=("$pkg")
   else
@@ -88,6 +100,12 @@ fi
 
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# apt verifies indexes as the _apt user in $TMPDIR: /tmp must be sticky and
+# world-writable for that, which some containers' /tmp is not.
+if [ ! -k "${TMPDIR:-/tmp}" ]; then export TMPDIR=/var/tmp; fi
+if [[ " ${missing[*]}" == *:arm64* ]] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  dpkg --add-architecture arm64
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "install-deps: done"
