@@ -41,7 +41,9 @@ openssl pkey -in "$key" -noout -text 2>/dev/null | grep -q '^ED25519 Private-Key
 debversion() {
   local v=${1#v}
   v=${v/-dirty/+dirty}
-  [[ $v =~ ^[0-9] ]] || v="0.0~git$v"
+  if [[ ! $v =~ ^[0-9] ]] || [[ ${v%+dirty} =~ ^[0-9a-f]{7,40}$ && ! ${v%+dirty} =~ ^[0-9.]+$ ]]; then
+    v="0.0~git$v"
+  fi
   echo "${v//-/.}"
 }
 DEBVERSION=$(debversion "$VERSION")
