@@ -75,9 +75,11 @@ build() { # arch -> $OUT/imaforge-VERSION-linux-arch
   echo "release: building $bin"
   # The -L goes to the final link only (-extldflags), so the cgo packages
   # compile as in make build and come from the Go build cache. A cross
-  # build asks pkg-config about the target's libcrypto.
+  # build asks pkg-config about the target's libcrypto, without its -L (a
+  # -L/usr/lib/TRIPLET before ours would link libcrypto.so).
   local benv=(CGO_ENABLED=1 GOOS=linux GOARCH="$arch")
-  [ "$arch" = "$host" ] || benv+=(CC="$cc" PKG_CONFIG_LIBDIR="/usr/lib/$tri/pkgconfig:/usr/share/pkgconfig")
+  [ "$arch" = "$host" ] || benv+=(CC="$cc" PKG_CONFIG_LIBDIR="/usr/lib/$tri/pkgconfig:/usr/share/pkgconfig"
+    PKG_CONFIG_SYSTEM_LIBRARY_PATH="/usr/lib/$tri")
   env "${benv[@]}" $GO build -trimpath -buildvcs=false \
     -ldflags "-s -w -X main.version=$VERSION -X main.commit=$COMMIT -linkmode=external '-extldflags=-L$static'" \
     -o "$bin" ./cmd/imaforge
