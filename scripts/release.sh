@@ -73,13 +73,22 @@ build() { # arch -> $OUT/imaforge-VERSION-linux-arch
   done
   bin=$OUT/imaforge-$VERSION-linux-$arch
   echo "release: building $bin"
-  # The -L goes to the final link only (-extldflags), so the cgo packages
-  # compile as in make build and come from the Go build cache. A cross
-  # build asks pkg-config about the target's libcrypto, without its -L (a
-  # -L/usr/lib/TRIPLET before ours would link libcrypto.so).
+  # Native: the -L goes to the final link only (-extldflags), so the cgo
+  # packages compile as in make build and come from the Go build cache.
+  # Cross: pkg-config gives -L/usr/lib/TRIPLET for the target's libcrypto,
+  # which would precede ours and link libcrypto.so, and the go command does
+  # not key its cache on pkg-config's output; so the -L goes first, in
+  # CGO_LDFLAGS (a fixed path, to keep the cache), and pkg-config is told
+  # that directory is a system one.
   local benv=(CGO_ENABLED=1 GOOS=linux GOARCH="$arch")
-  [ "$arch" = "$host" ] || benv+=(CC="$cc" PKG_CONFIG_LIBDIR="/usr/lib/$tri/pkgconfig:/usr/share/pkgconfig"
-    PKG_CONFIG_SYSTEM_LIBRARY_PATH="/usr/lib/$tri")
+  if [ "$arch" != "$host" ]; then
+    local fixed=$PWD/.cache/release/static-$arch
+    mkdir -p "$fixed"
+    rm -f "$fixed"/*.a
+    for lib in z lzma lz4 crypto; do ln -sfn "/usr/lib/$tri/lib$lib.a" "$fixed/lib$lib.a"; done
+    benv+=(CC="$cc" CGO_LDFLAGS="-L$fixed" PKG_CONFIG_LIBDIR="/usr/lib/$tri/pkgconfig:/usr/share/pkgconfig"
+      PKG_CONFIG_SYSTEM_LIBRARY_PATH="/usr/lib/$tri")
+  fi
   env "${benv[@]}" $GO build -trimpath -buildvcs=false \
     -ldflags "-s -w -X main.version=$VERSION -X main.commit=$COMMIT -linkmode=external '-extldflags=-L$static'" \
     -o "$bin" ./cmd/imaforge
