@@ -53,8 +53,12 @@ e2e: build
 release:
 	VERSION=$(VERSION) COMMIT=$(COMMIT) scripts/release.sh
 
+# make test checks amd64 only: under qemu-aarch64 the arm64 binary did not
+# finish `imaforge version` (docs/release.md); RELEASE_TEST_ARCHES="amd64 arm64"
+# adds it.
+RELEASE_TEST_ARCHES ?= amd64
 release-test:
-	VERSION=$(VERSION) COMMIT=$(COMMIT) scripts/release-test.sh
+	RELEASE_ARCHES="$(RELEASE_TEST_ARCHES)" VERSION=$(VERSION) COMMIT=$(COMMIT) scripts/release-test.sh
 
 acceptance: build
 	scripts/acceptance.sh $(SHARED)

@@ -110,7 +110,8 @@ echo "release-test: the .deb installs (the Dockerfile's RUN line) in a clean Deb
 # 6. arm64, when built: it runs under qemu-user.
 if arm=$(ls "$dist"/imaforge-*-linux-arm64 2>/dev/null); then
   command -v qemu-aarch64 >/dev/null || fail "qemu-aarch64 missing (qemu-user; scripts/install-deps.sh)"
-  qemu-aarch64 -L /usr/aarch64-linux-gnu "$arm" version | grep -q '^imaforge ' || fail "the arm64 binary does not run under qemu-aarch64"
+  timeout 300 qemu-aarch64 -L /usr/aarch64-linux-gnu "$arm" version | grep -q '^imaforge ' ||
+    fail "the arm64 binary does not run under qemu-aarch64 (within 300 s)"
   dpkg-deb -I "$dist"/imaforge_*_arm64.deb | grep -q 'Architecture: arm64' || fail "arm64 .deb"
   echo "release-test: the arm64 binary runs under qemu-aarch64"
 fi
