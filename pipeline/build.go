@@ -627,24 +627,9 @@ func (opts *Options) loadKeys(m *manifest.Manifest, used map[string]bool) (map[s
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ko := opts.keyOptions(k)
-			var warned []string
-			if opts.Strict {
-				// --strict: a key file others may read is an error.
-				prev := ko.Warn
-				ko.Warn = func(msg string) {
-					warned = append(warned, msg)
-					if prev != nil {
-						prev(msg)
-					}
-				}
-			}
-			s, err := loadKey(k, ko)
-			if err == nil && len(warned) > 0 {
-				err = fmt.Errorf("--strict: %s", strings.Join(warned, "; "))
-			}
+			s, err := openKey(m, k, opts.keyOptions(k), opts.Strict)
 			if err != nil {
-				errs[i] = m.Errorf(k.Pos, err, "key %q", name)
+				errs[i] = err
 				return
 			}
 			mu.Lock()
@@ -683,6 +668,39 @@ func DefaultKeyOptions(k *manifest.Key, logf func(string, ...any)) *signer.KeyOp
 		ko.Warn = func(msg string) { logf("warning: %s", msg) }
 	}
 	return ko
+}
+
+// openKey opens manifest key k with ko; under strict a warning while
+// opening it (a key file others may read) is an error. Errors name the key
+// at its manifest line.
+func openKey(m *manifest.Manifest, k *manifest.Key, ko *signer.KeyOptions, strict bool) (Key, error) {
+	var warned []string
+	if strict {
+		// --strict: a key file others may read is an error.
+		prev := ko.Warn
+		ko.Warn = func(msg string) {
+			warned = append(warned, msg)
+			if prev != nil {
+				prev(msg)
+			}
+		}
+	}
+	s, err := loadKey(k, ko)
+	if err == nil && len(warned) > 0 {
+		closeKey(s)
+		err = fmt.Errorf("--strict: %s", strings.Join(warned, "; "))
+	}
+	if err != nil {
+		return nil, m.Errorf(k.Pos, err, "key %q", k.Name)
+	}
+	return s, nil
+}
+
+// closeKey releases a key that holds resources (token sessions).
+func closeKey(k Key) {
+	if c, ok := k.(io.Closer); ok {
+		c.Close()
+	}
 }
 
 // loadKey opens a file key, or a relic/PKCS#11 token key (LoadKey).

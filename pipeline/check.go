@@ -7,6 +7,7 @@ import (
 
 	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/signer"
 )
 
 // CheckOptions configure Check.
@@ -18,12 +19,19 @@ type CheckOptions struct {
 	Logf func(format string, args ...any)
 	// Now is the time certificates must be valid at (nil: time.Now).
 	Now func() time.Time
+	// OpenKeys also opens every key's private key as the build would (its
+	// passphrase or PIN from KeyOptions) and checks that it matches the
+	// key's certificate, then closes it again.
+	OpenKeys bool
+	// KeyOptions gives a key's passphrase and warning sink when OpenKeys
+	// is set (nil: DefaultKeyOptions with Logf).
+	KeyOptions func(*manifest.Key) *signer.KeyOptions
 }
 
 // Check runs every check of a build of m that reads no file content: the
 // walk of the sources, entries and overrides; the rendering and lint of
-// the policy fragments; the keys' certificates (no private key is opened,
-// so no passphrase or PIN is needed); the trust store, chains, dates,
+// the policy fragments; the keys' certificates (and, with OpenKeys, their
+// private keys; without it no passphrase or PIN is needed); the trust store, chains, dates,
 // revocation and scopes of the keys that sign; and the warnings Build and
 // MakePlan print (intentWarnings). It returns every error found, joined,
 // each at its manifest position, not the first one only.
@@ -45,6 +53,9 @@ func Check(ctx context.Context, m *manifest.Manifest, opts CheckOptions) error {
 			continue
 		}
 		certs[name] = &precomputed{name: name, cert: cert, hash: h}
+		if opts.OpenKeys {
+			errs = append(errs, opts.openKey(m, m.Keys[name])...)
+		}
 	}
 	ko := &Options{Now: opts.Now, Logf: logf}
 	_, tree, err := walkManifest(ctx, m, opts.Strict, 0)
@@ -84,4 +95,21 @@ func Check(ctx context.Context, m *manifest.Manifest, opts CheckOptions) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// openKey opens k's private key as Build does (checked against its
+// certificate by signer.OpenSigner) and closes it; its error, if any.
+func (opts CheckOptions) openKey(m *manifest.Manifest, k *manifest.Key) []error {
+	var ko *signer.KeyOptions
+	if opts.KeyOptions != nil {
+		ko = opts.KeyOptions(k)
+	} else {
+		ko = DefaultKeyOptions(k, opts.Logf)
+	}
+	s, err := openKey(m, k, ko, opts.Strict)
+	if err != nil {
+		return []error{err}
+	}
+	closeKey(s)
+	return nil
 }

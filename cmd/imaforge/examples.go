@@ -35,7 +35,8 @@ imaforge file verify --cert ima.pem --xattr -v rootfs/usr/bin/*`,
 	"init": `imaforge init myproduct
 imaforge init                          # in the current directory`,
 	"manifest check": `imaforge manifest check firmware.yaml
-imaforge manifest check --walk --strict firmware.yaml`,
+imaforge manifest check --walk --strict firmware.yaml
+imaforge manifest check --keys firmware.yaml`,
 	"manifest ls": `imaforge manifest ls -v firmware.yaml
 imaforge manifest ls --keys firmware.yaml   # which rule and key sign each file`,
 	"manifest schema": `imaforge manifest schema > manifest.schema.json`,

@@ -32,15 +32,17 @@ func init() {
 				ArgsUsage: "MANIFEST",
 				Description: "Parses and validates the manifest, walks the sources as a build would (missing\n" +
 					"sources, type conflicts, symlink loops), renders and lints the policy fragments,\n" +
-					"loads the keys' certificates (no private key: no passphrase or PIN), checks the\n" +
+					"loads the keys' certificates (no private key unless --keys), checks the\n" +
 					"trust chains, dates, revocation and scopes, and prints the build's warnings (a rule\n" +
 					"matching no file or shadowed, an unused key, no trust:, a file the build's own\n" +
 					"policy fragments would make the kernel refuse). Prints every problem as\n" +
 					"file:line:col: message and exits 2 when there is one; --strict makes the warnings\n" +
-					"errors. --walk also prints the tree's counts.",
+					"errors. --walk also prints the tree's counts; --keys also opens every private key\n" +
+					"(its passphrase or PIN as build takes it) and checks it against its certificate.",
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "walk", Usage: "print the counts of the walked tree (entries, regular files, overlaps)"},
 					&cli.BoolFlag{Name: "strict", Usage: "treat warnings as errors, as build --strict does"},
+					&cli.BoolFlag{Name: "keys", Usage: "also open every private key as build does (passphrase or PIN from the manifest's passphrase_env/passphrase_file, else a prompt) and check it matches its certificate"},
 				},
 				Action: runManifestCheck,
 			},
@@ -97,7 +99,7 @@ func runManifestCheck(c *cli.Context) error {
 		return err
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(c.App.ErrWriter, "imaforge: "+format+"\n", args...) }
-	if err := pipeline.Check(c.Context, m, pipeline.CheckOptions{Strict: c.Bool("strict"), Logf: logf}); err != nil {
+	if err := pipeline.Check(c.Context, m, pipeline.CheckOptions{Strict: c.Bool("strict"), Logf: logf, OpenKeys: c.Bool("keys")}); err != nil {
 		// Check reads no file content: what fails is what the manifest
 		// says or names (exit 2).
 		return usageErr(err)
