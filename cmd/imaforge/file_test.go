@@ -245,8 +245,8 @@ func TestSignWithoutCert(t *testing.T) {
 	if code, out, errOut := run(t, "file", "verify", "--cert", sk("rsa2048.der"), "--sigfile", files[1]); code != 0 {
 		t.Fatalf("file verify: exit %d\n%s%s", code, out, errOut)
 	}
-	if evmctl, err := exec.LookPath("evmctl"); err == nil || testenv.InCI() {
-		evmctl = testenv.NeedTool(t, "evmctl")
+	if _, err := exec.LookPath("evmctl"); err == nil || testenv.InCI() {
+		evmctl := testenv.NeedTool(t, "evmctl")
 		if out, err := exec.Command(evmctl, "ima_verify", "--sigfile", "--key", sk("rsa2048.der"), files[1]).CombinedOutput(); err != nil {
 			t.Errorf("evmctl ima_verify: %v\n%s", err, out)
 		}

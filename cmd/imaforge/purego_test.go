@@ -104,11 +104,11 @@ func TestOneBuildOneImage(t *testing.T) {
 
 	for _, comp := range []string{"zstd", "gzip", "xz", "lz4"} {
 		m := withRules(manifest("  output: out/img.sqsh\n  compression: " + comp + "\n"))
-		code, stderr, img, rec := build("imaforge-cgo1", m)
+		code, stderr, _, rec := build("imaforge-cgo1", m)
 		if code != 0 || !bytes.Contains(rec, []byte(`"codec": {`)) {
 			t.Fatalf("%s, cgo build: exit %d, record has no codec\n%s\n%s", comp, code, stderr, rec)
 		}
-		code, stderr, img, rec = build("imaforge-cgo0", m)
+		code, stderr, img, rec := build("imaforge-cgo0", m)
 		if code != 2 || img != nil || rec != nil ||
 			!strings.Contains(stderr, "m.yaml:4:16") || !strings.Contains(stderr, comp+" compression needs the cgo build") ||
 			!strings.Contains(stderr, "CGO_ENABLED=1") || !strings.Contains(stderr, "image.compression: none") {

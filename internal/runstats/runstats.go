@@ -12,7 +12,6 @@ import (
 	"os"
 	"runtime/metrics"
 	"runtime/pprof"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -39,7 +38,6 @@ type Sampler struct {
 	profile  string
 	stop     chan struct{}
 	done     chan struct{}
-	mu       sync.Mutex
 	peak     uint64
 	heapProf []byte // the heap profile taken at the peak
 }
