@@ -104,7 +104,7 @@ func ParseRequest(body []byte) ([]Item, error) {
 	}
 	items := make([]Item, len(req.Entries))
 	for i, e := range req.Entries {
-		it, err := e.parse()
+		it, err := e.Parse()
 		if err != nil {
 			return nil, fmt.Errorf("%w: entry %d (%q): %w", ErrBadRequest, i, e.Path, err)
 		}
@@ -113,7 +113,8 @@ func ParseRequest(body []byte) ([]Item, error) {
 	return items, nil
 }
 
-func (e Entry) parse() (Item, error) {
+// Parse checks one entry of a request and decodes it.
+func (e Entry) Parse() (Item, error) {
 	if e.Path == "" || e.Path[0] != '/' || len(e.Path) > MaxPath || path.Clean(e.Path) != e.Path {
 		return Item{}, fmt.Errorf("path must be absolute and clean, at most %d bytes", MaxPath)
 	}

@@ -58,8 +58,8 @@ imaforge policy lint --json ima-policy`,
 	"policy verify": `imaforge policy verify --cert ima.pem ima-policy`,
 	"rauc bundle":   `imaforge rauc bundle --compatible "ACME Box" --version 2.1 -o out/update.raucb firmware.yaml`,
 	"rauc verify":   `imaforge rauc verify out/update.raucb --root pki/root/root.pem`,
-	"serve": `imaforge serve --test /etc/imaforge/service.yaml   # check the configuration, open the tokens
-imaforge serve /etc/imaforge/service.yaml`,
+	"serve": `imaforge-serve serve --test /etc/imaforge/service.yaml   # check the configuration, open the tokens
+imaforge-serve serve /etc/imaforge/service.yaml             # bin/imaforge-serve: the build with the service`,
 	"squashfs pack": `imaforge squashfs pack rootfs/ out/rootfs.sqsh --comp zstd --epoch 1700000000 --all-root`,
 	"squashfs ls":   `imaforge squashfs ls -l --xattrs out/firmware.sqsh`,
 	"version":       `imaforge version`,

@@ -29,7 +29,6 @@ import (
 
 	"github.com/imaforge/imaforge/internal/countio"
 	"github.com/imaforge/imaforge/internal/memlimit"
-	"github.com/imaforge/imaforge/service"
 )
 
 // commands is filled by register calls in the init functions of the
@@ -85,13 +84,13 @@ const (
 	memoryLimitFactor  = 1.5
 )
 
+// workerMain, set in the build with the signing service (serve_relic.go),
+// runs relic's PKCS#11 token worker and exits when args ask for one.
+var workerMain func(args []string)
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == service.WorkerCommand {
-		// relic's server (imaforge serve) starting a PKCS#11 token worker
-		if err := service.RunWorker(os.Args[2:]); err != nil {
-			os.Exit(1)
-		}
-		os.Exit(0)
+	if workerMain != nil {
+		workerMain(os.Args) // returns unless this process is a token worker
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		memlimit.Follow(defaultMemoryLimit, memoryLimitFactor)

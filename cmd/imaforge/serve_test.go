@@ -1,3 +1,5 @@
+//go:build imaforge_serve
+
 package main
 
 import (
@@ -72,6 +74,13 @@ pinfile: %s
 	for i := range servers {
 		servers[i] = startServe(t, env, f.ServerConfig(i), &logs[i])
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i := range logs {
+				t.Logf("server %d log:\n%s", i, logs[i].String())
+			}
+		}
+	})
 	for i := range servers {
 		testservice.WaitHealthy(t, f.URL(i), 60*time.Second)
 	}

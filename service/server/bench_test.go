@@ -1,4 +1,4 @@
-package service
+package server
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/imaforge/imaforge/service"
 
 	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/signer"
@@ -35,19 +37,19 @@ func BenchmarkSign(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	entries := func(client, round int) []Entry {
-		es := make([]Entry, benchBatch)
+	entries := func(client, round int) []service.Entry {
+		es := make([]service.Entry, benchBatch)
 		for i := range es {
 			var buf [12]byte
 			binary.LittleEndian.PutUint32(buf[0:], uint32(client))
 			binary.LittleEndian.PutUint32(buf[4:], uint32(round))
 			binary.LittleEndian.PutUint32(buf[8:], uint32(i))
 			d := sha256.Sum256(buf[:])
-			es[i] = NewEntry(fmt.Sprintf("/usr/bin/f%d", i), imasig.SHA256, d[:])
+			es[i] = service.NewEntry(fmt.Sprintf("/usr/bin/f%d", i), imasig.SHA256, d[:])
 		}
 		return es
 	}
-	run := func(b *testing.B, clients int, sign func(c int, es []Entry) error) {
+	run := func(b *testing.B, clients int, sign func(c int, es []service.Entry) error) {
 		b.ResetTimer()
 		cpu0, t0 := cpuSeconds(), time.Now()
 		var wg sync.WaitGroup
@@ -75,9 +77,9 @@ func BenchmarkSign(b *testing.B) {
 	}
 	for _, clients := range []int{1, 4, 8} {
 		b.Run(fmt.Sprintf("local/clients=%d", clients), func(b *testing.B) {
-			run(b, clients, func(_ int, es []Entry) error {
+			run(b, clients, func(_ int, es []service.Entry) error {
 				for _, e := range es {
-					it, err := e.parse()
+					it, err := e.Parse()
 					if err != nil {
 						return err
 					}
@@ -89,15 +91,15 @@ func BenchmarkSign(b *testing.B) {
 			})
 		})
 		b.Run(fmt.Sprintf("service/clients=%d", clients), func(b *testing.B) {
-			cl := make([]*Client, clients)
+			cl := make([]*service.Client, clients)
 			for i := range cl {
-				c, err := NewClient(context.Background(), f.ClientConfig("mfr"), ClientOptions{Retries: 1})
+				c, err := service.NewClient(context.Background(), f.ClientConfig("mfr"), service.ClientOptions{Retries: 1})
 				if err != nil {
 					b.Fatal(err)
 				}
 				cl[i] = c
 			}
-			run(b, clients, func(c int, es []Entry) error {
+			run(b, clients, func(c int, es []service.Entry) error {
 				_, err := cl[c].Sign(context.Background(), "mfr", es)
 				return err
 			})

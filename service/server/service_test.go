@@ -1,4 +1,4 @@
-package service
+package server
 
 import (
 	"bytes"
@@ -15,21 +15,23 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imaforge/imaforge/service"
+
 	"github.com/imaforge/imaforge/imasig"
 )
 
 func digest(s string) []byte { d := sha256.Sum256([]byte(s)); return d[:] }
 
-func newClient(t *testing.T, f *fixture, who string) *Client {
+func newClient(t *testing.T, f *fixture, who string) *service.Client {
 	t.Helper()
-	c, err := NewClient(context.Background(), f.ClientConfig(who), ClientOptions{Retries: 1})
+	c, err := service.NewClient(context.Background(), f.ClientConfig(who), service.ClientOptions{Retries: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-// rawPost sends body as the client who would, bypassing Client (a patched
+// rawPost sends body as the client who would, bypassing service.Client (a patched
 // client), and returns the status and body.
 func rawPost(t *testing.T, f *fixture, who, key string, body []byte) (int, string) {
 	t.Helper()
@@ -42,7 +44,7 @@ func rawPost(t *testing.T, f *fixture, who, key string, body []byte) (int, strin
 		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
-	q := url.Values{"key": {key}, "sigtype": {SigType}, "filename": {"x"}}
+	q := url.Values{"key": {key}, "sigtype": {service.SigType}, "filename": {"x"}}
 	resp, err := hc.Post(f.URL(0)+"/sign?"+q.Encode(), "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -70,10 +72,10 @@ func TestService(t *testing.T) {
 	t.Run("sign", func(t *testing.T) {
 		c := newClient(t, f, "mfr")
 		d512 := sha512.Sum512([]byte("b"))
-		entries := []Entry{
-			NewEntry("/usr/bin/a", imasig.SHA256, digest("a")),
-			NewEntry("/usr/bin/b", imasig.SHA512, d512[:]),
-			NewEntry("/opt/tenant/c", imasig.SHA256, digest("c")),
+		entries := []service.Entry{
+			service.NewEntry("/usr/bin/a", imasig.SHA256, digest("a")),
+			service.NewEntry("/usr/bin/b", imasig.SHA512, d512[:]),
+			service.NewEntry("/opt/tenant/c", imasig.SHA256, digest("c")),
 		}
 		vals, err := c.Sign(ctx, "mfr", entries)
 		if err != nil {
@@ -101,20 +103,20 @@ func TestService(t *testing.T) {
 		}
 	})
 
-	good, _ := json.Marshal(Request{Entries: []Entry{NewEntry("/opt/tenant/ok", imasig.SHA256, digest("ok"))}})
-	big := Request{}
-	for range MaxBatch + 1 {
-		big.Entries = append(big.Entries, NewEntry("/opt/tenant/x", imasig.SHA256, digest("x")))
+	good, _ := json.Marshal(service.Request{Entries: []service.Entry{service.NewEntry("/opt/tenant/ok", imasig.SHA256, digest("ok"))}})
+	big := service.Request{}
+	for range service.MaxBatch + 1 {
+		big.Entries = append(big.Entries, service.NewEntry("/opt/tenant/x", imasig.SHA256, digest("x")))
 	}
 	bigBody, _ := json.Marshal(big)
-	short := NewEntry("/opt/tenant/x", imasig.SHA256, digest("x"))
+	short := service.NewEntry("/opt/tenant/x", imasig.SHA256, digest("x"))
 	short.Digest = short.Digest[:40]
-	unknown := NewEntry("/opt/tenant/x", imasig.SHA256, digest("x"))
+	unknown := service.NewEntry("/opt/tenant/x", imasig.SHA256, digest("x"))
 	unknown.Hash = "md17"
-	sha1 := NewEntry("/opt/tenant/x", imasig.SHA256, digest("x")[:20])
+	sha1 := service.NewEntry("/opt/tenant/x", imasig.SHA256, digest("x")[:20])
 	sha1.Hash = "sha1"
-	body := func(es ...Entry) []byte { b, _ := json.Marshal(Request{Entries: es}); return b }
-	escape := body(NewEntry("/opt/tenant/ok", imasig.SHA256, digest("ok")), NewEntry("/etc/shadow", imasig.SHA256, digest("evil")))
+	body := func(es ...service.Entry) []byte { b, _ := json.Marshal(service.Request{Entries: es}); return b }
+	escape := body(service.NewEntry("/opt/tenant/ok", imasig.SHA256, digest("ok")), service.NewEntry("/etc/shadow", imasig.SHA256, digest("evil")))
 
 	refusals := []struct {
 		name, who, key string
@@ -132,7 +134,7 @@ func TestService(t *testing.T) {
 		{"wrong digest length", "tenant", "tenant", body(short), 400, "bad-request", ""},
 		{"unknown hash", "tenant", "tenant", body(unknown), 400, "bad-request", ""},
 		{"sha1 refused", "tenant", "tenant", body(sha1), 400, "bad-request", ""},
-		{"relative path", "tenant", "tenant", body(NewEntry("opt/tenant/x", imasig.SHA256, digest("x"))), 400, "bad-request", ""},
+		{"relative path", "tenant", "tenant", body(service.NewEntry("opt/tenant/x", imasig.SHA256, digest("x"))), 400, "bad-request", ""},
 		{"oversized batch", "tenant", "tenant", bigBody, 400, "bad-request", ""},
 	}
 	for _, r := range refusals {
@@ -155,7 +157,7 @@ func TestService(t *testing.T) {
 			}
 			// the server keeps serving
 			status, resp = rawPost(t, f, "tenant", "tenant", good)
-			if status != 200 || !strings.Contains(resp, RequestDigest(good)) {
+			if status != 200 || !strings.Contains(resp, service.RequestDigest(good)) {
 				t.Fatalf("after the refusal: %d %s", status, resp)
 			}
 		})
@@ -163,8 +165,8 @@ func TestService(t *testing.T) {
 
 	t.Run("client error names server and key", func(t *testing.T) {
 		c := newClient(t, f, "tenant")
-		_, err := c.Sign(ctx, "mfr", []Entry{NewEntry("/opt/tenant/x", imasig.SHA256, digest("x"))})
-		if err == nil || !errors.Is(err, ErrRemote) || !strings.Contains(err.Error(), f.URL(0)) || !strings.Contains(err.Error(), `"mfr"`) || !strings.Contains(err.Error(), "403") {
+		_, err := c.Sign(ctx, "mfr", []service.Entry{service.NewEntry("/opt/tenant/x", imasig.SHA256, digest("x"))})
+		if err == nil || !errors.Is(err, service.ErrRemote) || !strings.Contains(err.Error(), f.URL(0)) || !strings.Contains(err.Error(), `"mfr"`) || !strings.Contains(err.Error(), "403") {
 			t.Fatalf("got %v", err)
 		}
 	})
@@ -185,7 +187,7 @@ func TestClientFailover(t *testing.T) {
 		t.Helper()
 		for i := range 4 { // both rotation starts
 			d := digest(fmt.Sprintf("%s-%d", step, i))
-			vals, err := c.Sign(ctx, "mfr", []Entry{NewEntry("/usr/bin/x", imasig.SHA256, d)})
+			vals, err := c.Sign(ctx, "mfr", []service.Entry{service.NewEntry("/usr/bin/x", imasig.SHA256, d)})
 			if err != nil {
 				return err
 			}

@@ -1,4 +1,4 @@
-package service
+package server
 
 import (
 	"crypto"
@@ -14,6 +14,7 @@ import (
 	"github.com/sassoftware/relic/v8/signers"
 
 	"github.com/imaforge/imaforge/pki"
+	"github.com/imaforge/imaforge/service"
 	"github.com/imaforge/imaforge/signer"
 )
 
@@ -54,7 +55,7 @@ const (
 
 func init() {
 	signers.Register(&signers.Signer{
-		Name:      SigType,
+		Name:      service.SigType,
 		CertTypes: signers.CertTypeX509,
 		Sign:      signRequest,
 	})
@@ -64,7 +65,7 @@ func init() {
 // (its private key and the certificate chain of the relic key
 // configuration).
 func signRequest(body io.Reader, cert *certloader.Certificate, opts signers.SignOpts) ([]byte, error) {
-	raw, err := io.ReadAll(io.LimitReader(body, MaxBody+1))
+	raw, err := io.ReadAll(io.LimitReader(body, service.MaxBody+1))
 	if err != nil {
 		return nil, fmt.Errorf("read request: %w", err)
 	}
@@ -72,7 +73,7 @@ func signRequest(body io.Reader, cert *certloader.Certificate, opts signers.Sign
 	if ref != nil {
 		opts.Audit.Attributes["ima.refused"] = ref.Type
 		opts.Audit.Attributes["ima.detail"] = ref.Detail
-		opts.Audit.Attributes["ima.request_digest"] = RequestDigest(raw)
+		opts.Audit.Attributes["ima.request_digest"] = service.RequestDigest(raw)
 		if err := appendAudit(opts); err != nil {
 			return nil, err
 		}
@@ -99,8 +100,8 @@ func appendAudit(opts signers.SignOpts) error {
 }
 
 type signed struct {
-	Response
-	items []Item
+	service.Response
+	items []service.Item
 }
 
 // Sign checks and signs one request body with key, whose certificate chain
@@ -108,7 +109,7 @@ type signed struct {
 // Refusal; so does a signature failure (the batch is answered whole or not
 // at all).
 func Sign(body []byte, keyName string, key crypto.Signer, chain []*x509.Certificate) (*signed, *Refusal) {
-	items, err := ParseRequest(body)
+	items, err := service.ParseRequest(body)
 	if err != nil {
 		return nil, &Refusal{Status: http.StatusBadRequest, Type: ProblemBadRequest, Detail: err.Error()}
 	}
@@ -122,7 +123,7 @@ func Sign(body []byte, keyName string, key crypto.Signer, chain []*x509.Certific
 	if err != nil {
 		return nil, &Refusal{Status: http.StatusInternalServerError, Type: ProblemSign, Detail: err.Error()}
 	}
-	out := &signed{Response: Response{RequestDigest: RequestDigest(body), Key: keyName, Values: make([][]byte, len(items))}, items: items}
+	out := &signed{Response: service.Response{RequestDigest: service.RequestDigest(body), Key: keyName, Values: make([][]byte, len(items))}, items: items}
 	for i, it := range items {
 		v, err := s.SignDigest(it.Hash, it.Digest)
 		if err != nil {
@@ -135,7 +136,7 @@ func Sign(body []byte, keyName string, key crypto.Signer, chain []*x509.Certific
 
 // checkScope refuses the batch if a path is outside the scope of any
 // certificate of the chain; an unreadable scope refuses it too.
-func checkScope(items []Item, chain []*x509.Certificate) *Refusal {
+func checkScope(items []service.Item, chain []*x509.Certificate) *Refusal {
 	for _, c := range chain {
 		s, err := pki.ParseScope(c)
 		if err != nil {
