@@ -173,29 +173,7 @@ func tarArchive(ctx context.Context, r io.ReaderAt, size int64, opts Options) (*
 }
 
 // tarFileMode is a member's type and permission bits as an fs.FileMode (a
-// hard link is its target's regular file).
+// hard link is its target's regular file), as archive/tar maps them.
 func tarFileMode(m *tarimage.Member) fs.FileMode {
-	mode := fs.FileMode(m.Mode & 0o777)
-	switch m.Typeflag {
-	case tar.TypeDir:
-		mode |= fs.ModeDir
-	case tar.TypeSymlink:
-		mode |= fs.ModeSymlink
-	case tar.TypeChar:
-		mode |= fs.ModeDevice | fs.ModeCharDevice
-	case tar.TypeBlock:
-		mode |= fs.ModeDevice
-	case tar.TypeFifo:
-		mode |= fs.ModeNamedPipe
-	}
-	if m.Mode&0o4000 != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m.Mode&0o2000 != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m.Mode&0o1000 != 0 {
-		mode |= fs.ModeSticky
-	}
-	return mode
+	return (&tar.Header{Typeflag: m.Typeflag, Mode: int64(m.Mode)}).FileInfo().Mode()
 }
