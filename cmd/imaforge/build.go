@@ -149,8 +149,8 @@ func runBuild(c *cli.Context) (err error) {
 		return printBuildJSON(c.App.Writer, res, elapsed)
 	}
 	if !quiet {
-		fmt.Fprintf(c.App.Writer, "built %s: %d files (%d signed, %d unique signatures), %s of content -> %s image in %.2fs\n",
-			res.ImagePath, res.Files, res.Signed, res.Signatures, humanBytes(res.Bytes), humanBytes(res.Record.Image.Size), elapsed.Seconds())
+		fmt.Fprintf(c.App.Writer, "built %s: %s (%d signed, %s), %s of content -> %s image in %.2fs\n",
+			res.ImagePath, count(int64(res.Files), "file"), res.Signed, count(int64(res.Signatures), "unique signature"), humanBytes(res.Bytes), humanBytes(res.Record.Image.Size), elapsed.Seconds())
 		for _, k := range res.Record.Keys {
 			fmt.Fprintf(c.App.Writer, "  key %-16s id %s  %5d files  %5d signatures  %s\n", k.Name, k.KeyID, k.Files, k.Signatures, k.Subject)
 		}

@@ -302,7 +302,7 @@ func runCeremonyShow(c *cli.Context) error {
 	}
 	for i := range req.Keys {
 		k := &req.Keys[i]
-		fmt.Fprintf(w, "key %s: %d files, %d digests\n", k.Name, k.Files, len(k.Digests))
+		fmt.Fprintf(w, "key %s: %s, %s\n", k.Name, count(int64(k.Files), "file"), count(int64(len(k.Digests)), "digest"))
 		if k.Paths == nil {
 			fmt.Fprintf(w, "  (the request lists no paths: planned by an older imaforge)\n")
 			continue

@@ -77,3 +77,14 @@ func TestPermuteArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestCount(t *testing.T) {
+	for _, c := range []struct {
+		n    int64
+		want string
+	}{{0, "0 files"}, {1, "1 file"}, {2, "2 files"}, {15036, "15036 files"}} {
+		if got := count(c.n, "file"); got != c.want {
+			t.Errorf("count(%d) = %q, want %q", c.n, got, c.want)
+		}
+	}
+}

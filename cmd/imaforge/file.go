@@ -81,8 +81,8 @@ func fileSign(c *cli.Context) error {
 		return err
 	}
 	id := s.KeyID()
-	_, err = fmt.Fprintf(c.App.Writer, "signed %d files (%s, key id %x, %s, %s) into %s\n",
-		n.Load(), h, id[:], s.KeyType(), s.Backend(), storeDesc(store))
+	_, err = fmt.Fprintf(c.App.Writer, "signed %s (%s, key id %x, %s, %s) into %s\n",
+		count(n.Load(), "file"), h, id[:], s.KeyType(), s.Backend(), storeDesc(store))
 	return err
 }
 
@@ -124,7 +124,7 @@ func fileVerify(c *cli.Context) error {
 	if failed > 0 {
 		return fmt.Errorf("%d of %d files failed verification", failed, len(files))
 	}
-	_, err = fmt.Fprintf(c.App.Writer, "verified %d files (%s)\n", len(files), storeDesc(store))
+	_, err = fmt.Fprintf(c.App.Writer, "verified %s (%s)\n", count(int64(len(files)), "file"), storeDesc(store))
 	return err
 }
 

@@ -558,7 +558,7 @@ func pkiExport(c *cli.Context) error {
 	for _, warn := range res.Warnings {
 		fmt.Fprintf(c.App.ErrWriter, "imaforge: warning: %s\n", warn)
 	}
-	fmt.Fprintf(w, "wrote %d certificates and %s to %s\n", len(res.Loaded), strings.Join(res.Files, ", "), c.String("out"))
+	fmt.Fprintf(w, "wrote %s and %s to %s\n", count(int64(len(res.Loaded)), "certificate"), strings.Join(res.Files, ", "), c.String("out"))
 	return nil
 }
 
@@ -713,7 +713,7 @@ func pkiList(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(w, l)
 	}
-	fmt.Fprintf(w, "CA %s: %d certificates, last CRL number %s (expiry judged at %s)\n", l.CA, len(l.Certs), l.CRLNumber, l.At.Format(time.RFC3339))
+	fmt.Fprintf(w, "CA %s: %s, last CRL number %s (expiry judged at %s)\n", l.CA, count(int64(len(l.Certs)), "certificate"), l.CRLNumber, l.At.Format(time.RFC3339))
 	for _, e := range l.Certs {
 		if e.Subject == "" {
 			fmt.Fprintf(w, "%-13s serial %s (certificate not known: imported from the CRL)  revoked %s %s\n", e.Status, e.Serial, e.RevokedAt.Format(time.RFC3339), e.Reason)
