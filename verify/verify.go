@@ -532,19 +532,13 @@ func (v *verifier) checkSignature(f *FileResult, sig *imasig.Signature, digest [
 	}
 }
 
-// chainReason maps pki's reasons for refusing a certificate to a Reason.
+// chainReason maps pki's reason for refusing a certificate (pki.ReasonOf)
+// to a Reason: the five reasons both vocabularies share keep their name,
+// every other refusal is an untrusted chain.
 func chainReason(err error) Reason {
-	switch {
-	case errors.Is(err, pki.ErrRevoked):
-		return ReasonRevoked
-	case errors.Is(err, pki.ErrRevocationUnknown):
-		return ReasonRevocationUnknown
-	case errors.Is(err, pki.ErrExpired):
-		return ReasonExpired
-	case errors.Is(err, pki.ErrNotYetValid):
-		return ReasonNotYetValid
-	case errors.Is(err, pki.ErrOutOfScope):
-		return ReasonOutOfScope
+	switch r := Reason(pki.ReasonOf(err)); r {
+	case ReasonRevoked, ReasonRevocationUnknown, ReasonExpired, ReasonNotYetValid, ReasonOutOfScope:
+		return r
 	}
 	return ReasonUntrustedChain
 }
