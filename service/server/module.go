@@ -9,7 +9,6 @@ import (
 	"net/http"
 
 	"github.com/rs/zerolog/hlog"
-	"github.com/sassoftware/relic/v8/cmdline/shared"
 	"github.com/sassoftware/relic/v8/lib/certloader"
 	"github.com/sassoftware/relic/v8/signers"
 
@@ -74,9 +73,10 @@ func signRequest(body io.Reader, cert *certloader.Certificate, opts signers.Sign
 		opts.Audit.Attributes["ima.refused"] = ref.Type
 		opts.Audit.Attributes["ima.detail"] = ref.Detail
 		opts.Audit.Attributes["ima.request_digest"] = service.RequestDigest(raw)
-		if err := appendAudit(opts); err != nil {
+		if err := publishAudit(opts.Audit); err != nil {
 			return nil, err
 		}
+		markAudited(opts.Context())
 		return nil, ref
 	}
 	paths := make([]string, len(resp.items))
@@ -88,15 +88,6 @@ func signRequest(body io.Reader, cert *certloader.Certificate, opts signers.Sign
 	opts.Audit.Attributes["ima.paths"] = paths
 	opts.Audit.SetMimeType("application/json")
 	return json.Marshal(resp.Response)
-}
-
-// appendAudit writes a refusal's audit record where relic writes those of
-// signatures (the configuration's auditFile).
-func appendAudit(opts signers.SignOpts) error {
-	if c := shared.CurrentConfig; c != nil && c.AuditFile != "" {
-		return opts.Audit.AppendTo(c.AuditFile)
-	}
-	return nil
 }
 
 type signed struct {

@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 
 	"github.com/sassoftware/relic/v8/cmdline/shared"
 	_ "github.com/sassoftware/relic/v8/cmdline/workercmd" // the "worker" command of PKCS#11 token workers
 	"github.com/sassoftware/relic/v8/config"
-	"github.com/sassoftware/relic/v8/server/daemon"
 )
 
 // WorkerCommand is the first argument with which relic's server starts a
@@ -52,24 +50,14 @@ func Serve(ctx context.Context, cfg *config.Config, test bool) error {
 	// relic's signature audit (and the worker processes) read the
 	// configuration from here.
 	shared.CurrentConfig = cfg
-	d, err := daemon.New(cfg, test)
+	d, err := newDaemon(cfg, test)
 	if err != nil {
 		return fmt.Errorf("start relic server: %w", err)
 	}
-	if test {
+	if d == nil { // test
 		return nil
 	}
-	done := make(chan error, 1)
-	go func() { done <- d.Serve() }()
-	select {
-	case err := <-done:
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-		return err
-	case <-ctx.Done():
-		return d.Close()
-	}
+	return d.serve(ctx)
 }
 
 // RunWorker runs relic's PKCS#11 token worker (args: CONFIG TOKEN), as

@@ -122,20 +122,22 @@ func TestService(t *testing.T) {
 		name, who, key string
 		body           []byte
 		status         int
-		log, audit     string // expected in the server log, the audit file
+		log            string // expected in the server log
+		audit, audit2  string // expected in the one audit record the refusal adds
 	}{
-		{"tenant asks the manufacturer key", "tenant", "mfr", good, 403, "access to key denied", ""},
-		{"path outside the tenant scope", "tenant", "tenant", escape, 403, "out-of-scope", `"ima.refused":"` + ProblemOutOfScope},
-		{"manufacturer CI cannot widen the tenant key's scope", "mfr", "tenant", escape, 403, "out-of-scope", `"client.name":"mfr-ci"`},
-		{"no client certificate", "", "tenant", good, 401, "certificate-required", ""},
-		{"unknown client certificate", "stranger", "tenant", good, 401, "certificate-not-recognized", ""},
-		{"malformed", "tenant", "tenant", []byte(`{"entries":[{"path":`), 400, "bad-request", `"ima.refused":"` + ProblemBadRequest},
-		{"unknown field", "tenant", "tenant", []byte(`{"entries":[],"scope":"/**"}`), 400, "bad-request", ""},
-		{"wrong digest length", "tenant", "tenant", body(short), 400, "bad-request", ""},
-		{"unknown hash", "tenant", "tenant", body(unknown), 400, "bad-request", ""},
-		{"sha1 refused", "tenant", "tenant", body(sha1), 400, "bad-request", ""},
-		{"relative path", "tenant", "tenant", body(service.NewEntry("opt/tenant/x", imasig.SHA256, digest("x"))), 400, "bad-request", ""},
-		{"oversized batch", "tenant", "tenant", bigBody, 400, "bad-request", ""},
+		{"tenant asks the manufacturer key", "tenant", "mfr", good, 403, "access to key denied", `"ima.refused":"https://relic.sas.com/forbidden"`, `"client.name":"tenant-ci"`},
+		{"path outside the tenant scope", "tenant", "tenant", escape, 403, "out-of-scope", `"ima.refused":"` + ProblemOutOfScope, `"client.name":"tenant-ci"`},
+		{"manufacturer CI cannot widen the tenant key's scope", "mfr", "tenant", escape, 403, "out-of-scope", `"ima.refused":"` + ProblemOutOfScope, `"client.name":"mfr-ci"`},
+		{"no client certificate", "", "tenant", good, 401, "certificate-required", `"ima.refused":"https://relic.sas.com/certificate-required"`, `"client.certificate":"none"`},
+		{"unknown client certificate", "stranger", "tenant", good, 401, "certificate-not-recognized", `"ima.refused":"https://relic.sas.com/certificate-not-recognized"`, `"client.subject":"/CN=stranger-client"`},
+		{"unknown key", "tenant", "nosuchkey", good, 403, "key not found", `"ima.refused":"https://relic.sas.com/forbidden"`, `"sig.keyname":"nosuchkey"`},
+		{"malformed", "tenant", "tenant", []byte(`{"entries":[{"path":`), 400, "bad-request", `"ima.refused":"` + ProblemBadRequest, `"ima.request_digest"`},
+		{"unknown field", "tenant", "tenant", []byte(`{"entries":[],"scope":"/**"}`), 400, "bad-request", `"ima.refused":"` + ProblemBadRequest, `"client.name":"tenant-ci"`},
+		{"wrong digest length", "tenant", "tenant", body(short), 400, "bad-request", `"ima.refused":"` + ProblemBadRequest, `"client.name":"tenant-ci"`},
+		{"unknown hash", "tenant", "tenant", body(unknown), 400, "bad-request", `"ima.refused":"` + ProblemBadRequest, `"client.name":"tenant-ci"`},
+		{"sha1 refused", "tenant", "tenant", body(sha1), 400, "bad-request", `"ima.refused":"` + ProblemBadRequest, `"client.name":"tenant-ci"`},
+		{"relative path", "tenant", "tenant", body(service.NewEntry("opt/tenant/x", imasig.SHA256, digest("x"))), 400, "bad-request", `"ima.refused":"` + ProblemBadRequest, `"client.name":"tenant-ci"`},
+		{"oversized batch", "tenant", "tenant", bigBody, 400, "bad-request", `"ima.refused":"` + ProblemBadRequest, `"client.name":"tenant-ci"`},
 	}
 	for _, r := range refusals {
 		t.Run(r.name, func(t *testing.T) {
@@ -149,8 +151,13 @@ func TestService(t *testing.T) {
 			if strings.Contains(added, `"ima.count"`) {
 				t.Errorf("a refused request was signed: %s", added)
 			}
-			if r.audit != "" && !strings.Contains(added, r.audit) {
-				t.Errorf("audit lacks %q: %s", r.audit, added)
+			if n := strings.Count(added, "\n"); n != 1 {
+				t.Errorf("the refusal added %d audit records, want 1: %s", n, added)
+			}
+			for _, want := range []string{r.audit, r.audit2} {
+				if !strings.Contains(added, want) {
+					t.Errorf("audit lacks %s: %s", want, added)
+				}
 			}
 			if log := readFile(t, f.Path("server0.log")); !strings.Contains(log, r.log) {
 				t.Errorf("server log lacks %q", r.log)
@@ -170,6 +177,41 @@ func TestService(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+}
+
+// TestServiceAuditFailsClosed: with an audit file that cannot be written
+// (a directory) nothing is signed and no refusal goes unrecorded silently:
+// a batch that would be signed, a refusal by the ima module and a refusal
+// by relic (the role does not allow the key) each answer 500, and the
+// server log says why.
+func TestServiceAuditFailsClosed(t *testing.T) {
+	f := newFixture(t, 1)
+	if err := os.Mkdir(f.Path("audit0.jsonl"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	serveInProcess(t, f, 0)
+	good, _ := json.Marshal(service.Request{Entries: []service.Entry{service.NewEntry("/opt/tenant/ok", imasig.SHA256, digest("ok"))}})
+	escape, _ := json.Marshal(service.Request{Entries: []service.Entry{service.NewEntry("/etc/shadow", imasig.SHA256, digest("evil"))}})
+	for _, c := range []struct {
+		name, who, key string
+		body           []byte
+		want, log      string // in the answer, in the server log
+	}{
+		{"signature", "tenant", "tenant", good, "unhandled exception", "writing audit log"},
+		{"module refusal", "tenant", "tenant", escape, "unhandled exception", "write audit record"},
+		{"relic refusal", "tenant", "mfr", good, ProblemAuditFailed, "refusal not audited"},
+		{"no client certificate", "", "tenant", good, ProblemAuditFailed, "refusal not audited"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			status, resp := rawPost(t, f, c.who, c.key, c.body)
+			if status != http.StatusInternalServerError || strings.Contains(resp, "values") || !strings.Contains(resp, c.want) {
+				t.Errorf("status %d, want 500 with %q: %s", status, c.want, resp)
+			}
+			if log := readFile(t, f.Path("server0.log")); !strings.Contains(log, c.log) {
+				t.Errorf("server log lacks %q:\n%s", c.log, log)
+			}
+		})
+	}
 }
 
 // TestClientFailover: a client configured with two servers signs while
