@@ -4,9 +4,13 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/rs/zerolog/hlog"
 	"github.com/sassoftware/relic/v8/lib/certloader"
@@ -68,7 +72,7 @@ func signRequest(body io.Reader, cert *certloader.Certificate, opts signers.Sign
 	if err != nil {
 		return nil, fmt.Errorf("read request: %w", err)
 	}
-	resp, ref := Sign(raw, cert.KeyName, cert.Signer(), cert.Certificates)
+	resp, ref := sign(raw, cert.KeyName, cert.Signer(), cert.Certificates, func() (*signer.Signer, error) { return signerFor(cert) })
 	if ref != nil {
 		opts.Audit.Attributes["ima.refused"] = ref.Type
 		opts.Audit.Attributes["ima.detail"] = ref.Detail
@@ -100,6 +104,12 @@ type signed struct {
 // Refusal; so does a signature failure (the batch is answered whole or not
 // at all).
 func Sign(body []byte, keyName string, key crypto.Signer, chain []*x509.Certificate) (*signed, *Refusal) {
+	return sign(body, keyName, key, chain, func() (*signer.Signer, error) { return signer.New(key, chain[0]) })
+}
+
+// sign is Sign with the signer that newSigner makes (signRequest's signs
+// with libcrypto for a file token's RSA key).
+func sign(body []byte, keyName string, key crypto.Signer, chain []*x509.Certificate, newSigner func() (*signer.Signer, error)) (*signed, *Refusal) {
 	items, err := service.ParseRequest(body)
 	if err != nil {
 		return nil, &Refusal{Status: http.StatusBadRequest, Type: ProblemBadRequest, Detail: err.Error()}
@@ -110,19 +120,51 @@ func Sign(body []byte, keyName string, key crypto.Signer, chain []*x509.Certific
 	if ref := checkScope(items, chain); ref != nil {
 		return nil, ref
 	}
-	s, err := signer.New(key, chain[0])
+	s, err := newSigner()
 	if err != nil {
 		return nil, &Refusal{Status: http.StatusInternalServerError, Type: ProblemSign, Detail: err.Error()}
 	}
-	out := &signed{Response: service.Response{RequestDigest: service.RequestDigest(body), Key: keyName, Values: make([][]byte, len(items))}, items: items}
-	for i, it := range items {
-		v, err := s.SignDigest(it.Hash, it.Digest)
-		if err != nil {
-			return nil, &Refusal{Status: http.StatusInternalServerError, Type: ProblemSign, Detail: fmt.Sprintf("entry %d: %v", i, err)}
-		}
-		out.Values[i] = v
+	out := &signed{Response: service.Response{RequestDigest: service.RequestDigest(body), Key: keyName}, items: items}
+	if out.Values, err = signItems(s, items); err != nil {
+		return nil, &Refusal{Status: http.StatusInternalServerError, Type: ProblemSign, Detail: err.Error()}
 	}
 	return out, nil
+}
+
+// signItems signs items on up to GOMAXPROCS goroutines, so that one
+// client's batch uses every core (and every session of a token worker). The
+// first failure stops it: the batch is answered whole or not at all.
+func signItems(s *signer.Signer, items []service.Item) ([][]byte, error) {
+	vals := make([][]byte, len(items))
+	workers := min(runtime.GOMAXPROCS(0), len(items))
+	var next atomic.Int64
+	var failed atomic.Bool
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !failed.Load() {
+				i := int(next.Add(1) - 1)
+				if i >= len(items) {
+					return
+				}
+				v, err := s.SignDigest(items[i].Hash, items[i].Digest)
+				if err != nil {
+					errs[w] = fmt.Errorf("entry %d: %w", i, err)
+					failed.Store(true)
+					return
+				}
+				vals[i] = v
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return vals, nil
 }
 
 // checkScope refuses the batch if a path is outside the scope of any
