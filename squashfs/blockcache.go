@@ -90,6 +90,7 @@ func newBlockCacheUse(cache BlockCache, c *codec) (*blockCacheUse, error) {
 	if err != nil {
 		return nil, err
 	}
+	dec.cxz = c.comp == XZ && cgoCompressors
 	u := &blockCacheUse{cache: cache, dec: dec,
 		prefix: []byte("imaforge block v1\n" + c.identity() + "\n")}
 	u.decBuf.New = func() any { return make([]byte, 0, c.blockSize+1) }
@@ -109,9 +110,11 @@ func (u *blockCacheUse) key(raw []byte) BlockKey {
 }
 
 // compress is codec.compress answered from the cache when it holds an entry
-// that decompresses to raw.
+// that decompresses to raw. Data, fragment and metadata blocks (the inode,
+// directory, xattr and lookup tables' 8 KiB units) all go through it. A nil
+// u (no cache) is codec.compress.
 func (u *blockCacheUse) compress(c *codec, dst, raw []byte) ([]byte, bool, error) {
-	if len(raw) == 0 {
+	if u == nil || len(raw) == 0 {
 		return c.compress(dst, raw)
 	}
 	k := u.key(raw)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+
+	"github.com/ulikunitz/xz"
 )
 
 // mapCache is an in-memory BlockCache.
@@ -205,5 +207,87 @@ func TestCodecIdentity(t *testing.T) {
 	}
 	if !bytes.Contains([]byte(base), []byte("zstd")) {
 		t.Errorf("identity %q does not name the implementation", base)
+	}
+}
+
+// TestBlockCacheMetadata: metadata blocks (inode, directory, xattr tables)
+// are cached too: an image of empty files with xattrs and no data block is
+// served from the cache on the second build, with the cold build's bytes.
+func TestBlockCacheMetadata(t *testing.T) {
+	for _, comp := range []Compression{Zstd, XZ} {
+		t.Run(comp.String(), func(t *testing.T) {
+			var es []Entry
+			for i := range 400 {
+				es = append(es, Entry{Path: fmt.Sprintf("/d%02d/empty-file-%04d", i%7, i), Mode: 0o644,
+					Xattrs: []Xattr{{Name: "security.ima", Value: bytes.Repeat([]byte{byte(i)}, 64)}}})
+			}
+			opts := Options{Compression: comp, ModTime: 1700000000}
+			cold := build(t, es, opts)
+			c := &mapCache{}
+			opts.Cache = c
+			fill, st := buildStats(t, es, opts)
+			if !bytes.Equal(fill, cold) || st.CacheMisses < 3 || len(c.m) < 3 {
+				t.Fatalf("fill: same image %v, %+v, %d entries (want the metadata blocks)", bytes.Equal(fill, cold), st, len(c.m))
+			}
+			warm, st2 := buildStats(t, es, opts)
+			if !bytes.Equal(warm, cold) || st2.CacheMisses != 0 || st2.CacheHits != st.CacheMisses+st.CacheHits {
+				t.Fatalf("warm: same image %v, %+v after %+v", bytes.Equal(warm, cold), st2, st)
+			}
+		})
+	}
+}
+
+// TestXZCheckStrict: the block cache checks xz entries with liblzma and
+// accepts only what sq_xz writes: one stream with a CRC32 check, spanning
+// the entry, decoding to at most the block's length. A stream the pure-Go
+// reader would accept (CRC64 check) is refused, and so are trailing bytes,
+// truncation and a longer output.
+func TestXZCheckStrict(t *testing.T) {
+	if !cgoCompressors {
+		t.Skip("no xz encoder without cgo") // nothing is checked either
+	}
+	raw := bytes.Repeat([]byte("integrity measurement architecture\n"), 300)
+	c, err := newCodec(XZ, 0, 128<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, comp, err := c.compress(nil, raw)
+	if err != nil || !comp {
+		t.Fatal(err, comp)
+	}
+	d, err := newDecompressor(XZ, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cxz = true
+	if got, err := d.decompress(nil, good, len(raw)); err != nil || !bytes.Equal(got, raw) {
+		t.Fatalf("sq_xz's own block: %v", err)
+	}
+	var crc64 bytes.Buffer
+	xw, err := xz.WriterConfig{CheckSum: xz.CRC64}.NewWriter(&crc64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xw.Write(raw)
+	xw.Close()
+	pure, _ := newDecompressor(XZ, nil)
+	if got, err := pure.decompress(nil, crc64.Bytes(), len(raw)); err != nil || !bytes.Equal(got, raw) {
+		t.Fatalf("the CRC64 stream does not decode in pure Go (test is void): %v", err)
+	}
+	flipped := bytes.Clone(good)
+	flipped[len(flipped)/2] ^= 1
+	for name, src := range map[string][]byte{
+		"crc64 check":    crc64.Bytes(),
+		"trailing bytes": append(bytes.Clone(good), 0, 0, 0, 0),
+		"truncated":      good[:len(good)-1],
+		"flipped bit":    flipped,
+		"empty":          nil,
+	} {
+		if got, err := d.decompress(nil, src, len(raw)); err == nil {
+			t.Errorf("%s: accepted (%d bytes)", name, len(got))
+		}
+	}
+	if _, err := d.decompress(nil, good, len(raw)-1); err == nil {
+		t.Errorf("output longer than max: accepted")
 	}
 }

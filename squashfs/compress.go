@@ -202,6 +202,10 @@ func (c *codec) compress(dst, src []byte) ([]byte, bool, error) {
 type decompressor struct {
 	comp Compression
 	zstd *zstd.Decoder
+	// cxz: decode xz with liblzma (cDecodeXZ), strictly (one stream with a
+	// CRC32 check, as sq_xz writes it). Only the block cache's check sets
+	// it; reading an image stays pure Go.
+	cxz bool
 }
 
 // newDecompressor returns a decompressor for the compressor id of an image.
@@ -231,6 +235,11 @@ func newDecompressor(comp Compression, opts []byte) (*decompressor, error) {
 	return d, nil
 }
 
+// errXZDecode is any failure of the strict liblzma check (decompressor.cxz):
+// another stream layout, a damaged stream, trailing bytes, more than max
+// bytes of output, or a dictionary above the memory limit.
+var errXZDecode = errors.New("xz: not one CRC32 stream decoding to the block (liblzma)")
+
 // errTooLarge reports a block that decompresses to more than allowed.
 var errTooLarge = errors.New("decompressed block larger than allowed")
 
@@ -248,6 +257,13 @@ func (d *decompressor) decompress(dst, src []byte, max int) ([]byte, error) {
 		}
 		return readBounded(dst, r, max)
 	case XZ:
+		if d.cxz {
+			// Stream flags (xz file format 2.1.1.2): no flags, check CRC32.
+			if len(src) < 12 || src[6] != 0 || src[7] != 1 {
+				return nil, errXZDecode
+			}
+			return cDecodeXZ(dst, src, max)
+		}
 		r, err := xz.NewReader(bytes.NewReader(src))
 		if err != nil {
 			return nil, err

@@ -316,12 +316,7 @@ func (p *compressPool) work() {
 
 // compress sets it.out, it.comp and it.err.
 func (p *compressPool) compress(it *item) {
-	dst := p.bufs.out.get()
-	if p.cache != nil {
-		it.out, it.comp, it.err = p.cache.compress(p.codec, dst, it.raw)
-		return
-	}
-	it.out, it.comp, it.err = p.codec.compress(dst, it.raw)
+	it.out, it.comp, it.err = p.cache.compress(p.codec, p.bufs.out.get(), it.raw)
 }
 
 // submit queues it for compression.

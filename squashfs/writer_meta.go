@@ -12,6 +12,7 @@ import (
 // (compressed bytes emitted before the current block) << 16 | offset.
 type mdWriter struct {
 	codec   *codec
+	cache   *blockCacheUse // nil: none
 	buf     []byte
 	emitted uint64   // bytes emitted so far: the relative start of the current block
 	starts  []uint64 // relative start of every emitted block
@@ -20,8 +21,8 @@ type mdWriter struct {
 	rec     []byte
 }
 
-func newMdWriter(c *codec, emit func([]byte) error) *mdWriter {
-	return &mdWriter{codec: c, buf: make([]byte, 0, MetadataSize), emit: emit}
+func newMdWriter(c *codec, cache *blockCacheUse, emit func([]byte) error) *mdWriter {
+	return &mdWriter{codec: c, cache: cache, buf: make([]byte, 0, MetadataSize), emit: emit}
 }
 
 // ref returns the reference of the next byte written.
@@ -59,7 +60,7 @@ func (m *mdWriter) flush() error {
 	if len(m.buf) == 0 {
 		return nil
 	}
-	out, comp, err := m.codec.compress(m.scratch, m.buf)
+	out, comp, err := m.cache.compress(m.codec, m.scratch, m.buf)
 	if err != nil {
 		return err
 	}
@@ -250,8 +251,8 @@ type inodeWriter struct {
 // returns where each starts.
 func (w *Writer) writeInodesAndDirs(t *tableState) (inodeStart, dirStart uint64, err error) {
 	inodeStart = w.pos
-	iw := &inodeWriter{w: w, t: t, inodes: newMdWriter(w.codec, w.write), written: make([]bool, len(t.order)+1)}
-	iw.dirs = newMdWriter(w.codec, func(b []byte) error { iw.dirBuf = append(iw.dirBuf, b...); return nil })
+	iw := &inodeWriter{w: w, t: t, inodes: newMdWriter(w.codec, w.cache, w.write), written: make([]bool, len(t.order)+1)}
+	iw.dirs = newMdWriter(w.codec, w.cache, func(b []byte) error { iw.dirBuf = append(iw.dirBuf, b...); return nil })
 	if err := iw.dir(w.root, uint32(len(t.order)+1)); err != nil {
 		return 0, 0, err
 	}
@@ -506,7 +507,7 @@ func (w *Writer) listing(d *node) ([]byte, []DirIndex, error) {
 // before the list (the xattr id table header).
 func (w *Writer) writeLookupTable(records, pre []byte) (uint64, error) {
 	var starts []uint64
-	md := newMdWriter(w.codec, func(b []byte) error {
+	md := newMdWriter(w.codec, w.cache, func(b []byte) error {
 		starts = append(starts, w.pos)
 		return w.write(b)
 	})
@@ -534,7 +535,7 @@ func (w *Writer) writeXattrs(t *tableState) (uint64, error) {
 		return InvalidBlock, nil
 	}
 	kvStart := w.pos
-	kv := newMdWriter(w.codec, w.write)
+	kv := newMdWriter(w.codec, w.cache, w.write)
 	values := make(map[[sha256.Size]byte]uint64)
 	var ids, b []byte
 	for _, set := range t.xsets {
