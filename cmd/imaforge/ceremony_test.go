@@ -159,6 +159,12 @@ func (p *ceremonyProject) take(t *testing.T, name string) (string, string) {
 // content read back; unsigned paths must carry no value.
 func verifyImage(t *testing.T, img string, signed, unsigned []string) {
 	t.Helper()
+	verifyImageWith(t, img, absKey(t, "rsa2048.der"), signed, unsigned)
+}
+
+// verifyImageWith is verifyImage with the certificate der (DER file).
+func verifyImageWith(t *testing.T, img, der string, signed, unsigned []string) {
+	t.Helper()
 	evmctl := testenv.NeedTool(t, "evmctl")
 	r, err := squashfs.OpenReader(img)
 	if err != nil {
@@ -195,7 +201,7 @@ func verifyImage(t *testing.T, img string, signed, unsigned []string) {
 		if err := os.WriteFile(f+signer.SigFileSuffix, v, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if out, err := exec.Command(evmctl, "ima_verify", "--sigfile", "--key", absKey(t, "rsa2048.der"), f).CombinedOutput(); err != nil {
+		if out, err := exec.Command(evmctl, "ima_verify", "--sigfile", "--key", der, f).CombinedOutput(); err != nil {
 			t.Errorf("evmctl ima_verify %s: %v\n%s", name, err, out)
 		}
 	}

@@ -3,56 +3,196 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/imaforge/imaforge/internal/testpki"
 	"github.com/imaforge/imaforge/internal/testservice"
+	"github.com/imaforge/imaforge/pki"
 )
 
-// startServe starts "imaforge serve config" and returns the process; the
-// test's end stops it (SIGTERM, then SIGKILL).
-func startServe(t *testing.T, env []string, config string, log *bytes.Buffer) *exec.Cmd {
-	t.Helper()
-	cmd := child(env, "serve", config)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	return cmd
+// proc is a child imaforge process (a server or a build) with its output.
+type proc struct {
+	cmd  *exec.Cmd
+	out  bytes.Buffer
+	done chan struct{}
+	code int
 }
 
-// TestServiceBuild: two imaforge serve instances over one SoftHSM2 token;
-// eight concurrent builds signing through them give the image built with
-// the same key as a PEM file, byte for byte, while one server is SIGKILLed
-// mid-way; evmctl verifies a sample. With every server down a build fails
-// after its retries, naming the server and key, and leaves no image.
+// startProc starts "imaforge args..." with env; the test's end stops it
+// (SIGCONT, SIGTERM, then SIGKILL).
+func startProc(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: child(env, args...), done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		err := p.cmd.Wait()
+		if ee, ok := err.(*exec.ExitError); ok {
+			p.code = ee.ExitCode()
+		} else if err != nil {
+			p.code = -1
+		}
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGCONT)
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(20 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill SIGKILLs p and waits for it.
+func (p *proc) kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !p.exited() {
+		t.Fatal(err)
+	}
+	<-p.done
+}
+
+// signalAll sends sig to every process of ps still running.
+func signalAll(ps []*proc, sig syscall.Signal) {
+	for _, p := range ps {
+		if !p.exited() {
+			_ = p.cmd.Process.Signal(sig)
+		}
+	}
+}
+
+// waitFor polls cond every 5 ms until it holds, failing t after timeout.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %v", what, timeout)
+		}
+	}
+}
+
+// auditRecords returns the records of a relic audit file (none if it does
+// not exist).
+func auditRecords(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, 16<<20)
+	for sc.Scan() {
+		var r map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			// a line being written: the caller polls again
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// signedBatches counts the signed batches of an audit file.
+func signedBatches(t *testing.T, path string) int {
+	n := 0
+	for _, r := range auditRecords(t, path) {
+		if _, ok := r["ima.count"]; ok {
+			n++
+		}
+	}
+	return n
+}
+
+// TestServiceBuild: two imaforge serve instances over one SoftHSM2 token
+// holding a manufacturer key and a tenant key (its certificate issued by
+// the owner CA with the scope /opt/tenant/**); the manufacturer CI and the
+// tenant CI each have their own client certificate and role, and the
+// tenant's role allows only the tenant key. Eight concurrent builds, four
+// of each, give the images built with the same keys as files, byte for
+// byte, while server 0 is SIGKILLed, restarted while the builds still run
+// and then server 1 is SIGKILLed, so that the builds finish through the
+// restarted server; evmctl verifies an image of each. The builds are
+// paused (SIGSTOP) while the servers change, so each phase is certain to
+// happen mid-build. The tenant CI asking for the manufacturer key is
+// refused and audited; the signature cache works with every server down;
+// with every server down a build fails after its retries, naming the
+// servers and the key, and leaves no image.
 func TestServiceBuild(t *testing.T) {
 	hsm, env := softHSMForCLI(t)
 	p := newCeremonyProject(t, nil, 300)
+
+	// The tenant key: issued by the owner CA, scoped, in the same token.
+	h := testpki.New(t, "Test Root", "Test Owner")
+	scope, err := pki.NewScope([]string{"/opt/tenant/**"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkiDir := filepath.Join(p.dir, "pki")
+	if err := os.Mkdir(pkiDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tenantKey := testpki.Issue(t, pki.Request{Role: pki.RoleIMA, Name: "tenant-ima", KeyType: pki.RSA2048, Scope: scope}, h.OwnerIssuer(), pki.Options{})
+	testpki.Write(t, pkiDir, "tenant", tenantKey, false)
+	hsm.ImportKey(t, "fw", "1234", filepath.Join(pkiDir, "tenant.key"), "tenant", "03")
+
+	tenantManifest := func(name, key string) string {
+		m := filepath.Join(p.dir, name+".yaml")
+		testservice.WriteFile(t, m, fmt.Sprintf(`version: 1
+image: {output: out/%s.sqsh, compression: zstd, level: 3, epoch: 1700000000, owner: {uid: 0, gid: 0}}
+hash: sha256
+keys:
+  tenant: {cert: %s, %s}
+sources: [{from: rootfs/, to: /opt/tenant/}]
+rules:
+  - {match: /opt/tenant/var/**, sign: false}
+  - {match: /opt/tenant/**, key: tenant}
+`, name, filepath.Join(pkiDir, "tenant.pem"), key))
+		return m
+	}
+	var tenantSigned, tenantUnsigned []string
+	for _, s := range p.signed {
+		tenantSigned = append(tenantSigned, "opt/tenant/"+s)
+	}
+	for _, s := range p.unsigned {
+		tenantUnsigned = append(tenantUnsigned, "opt/tenant/"+s)
+	}
+
+	// The images built with the keys as files.
 	if code, out, errOut := run(t, "build", "--quiet", p.pemYAML); code != 0 {
 		t.Fatalf("pem build: exit %d\n%s%s", code, out, errOut)
 	}
-	pemImg, want := p.take(t, "pem.sqsh")
+	pemImg, wantMfr := p.take(t, "pem.sqsh")
 	verifyImage(t, pemImg, p.signed, p.unsigned)
+	if code, out, errOut := run(t, "build", "--quiet", tenantManifest("tenant-local", "key: "+filepath.Join(pkiDir, "tenant.key"))); code != 0 {
+		t.Fatalf("tenant key file build: exit %d\n%s%s", code, out, errOut)
+	}
+	wantTenant := fileSHA256(t, filepath.Join(p.dir, "out", "tenant-local.sqsh"))
 
 	pins := filepath.Join(p.dir, "pins.yaml")
 	testservice.WriteFile(t, pins, "hsm: \"1234\"\n")
@@ -67,17 +207,24 @@ keys:
     label: "ima"
     x509certificate: %s
     roles: [mfr]
+  tenant:
+    token: hsm
+    label: "tenant"
+    x509certificate: %s
+    roles: [tenant]
 pinfile: %s
-`, hsm.Module, absKey(t, "rsa2048.pem"), pins))
-	var logs [2]bytes.Buffer
-	var servers [2]*exec.Cmd
+`, hsm.Module, absKey(t, "rsa2048.pem"), filepath.Join(pkiDir, "tenant.pem"), pins))
+	audit := func(i int) string { return f.Path(fmt.Sprintf("audit%d.jsonl", i)) }
+	var servers [2]*proc
+	var logs []*bytes.Buffer
 	for i := range servers {
-		servers[i] = startServe(t, env, f.ServerConfig(i), &logs[i])
+		servers[i] = startProc(t, env, "serve", f.ServerConfig(i))
+		logs = append(logs, &servers[i].out)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for i := range logs {
-				t.Logf("server %d log:\n%s", i, logs[i].String())
+			for i, l := range logs {
+				t.Logf("server log %d:\n%s", i, l.String())
 			}
 		}
 	})
@@ -93,83 +240,154 @@ pinfile: %s
 	if !strings.Contains(string(pem), keyLine) {
 		t.Fatal("manifest shape changed")
 	}
-	manifest := func(n int) string {
-		s := strings.Replace(string(pem), keyLine, "key: remote:mfr, relic_config: "+f.ClientConfig("mfr"), 1)
+	// mfrManifest signs with remote:mfr as the client who.
+	mfrManifest := func(n int, who string) string {
+		s := strings.Replace(string(pem), keyLine, "key: remote:mfr, relic_config: "+f.ClientConfig(who), 1)
 		s = strings.Replace(s, "output: out/firmware.sqsh", fmt.Sprintf("output: out/remote%d.sqsh", n), 1)
 		m := filepath.Join(p.dir, fmt.Sprintf("remote%d.yaml", n))
 		testservice.WriteFile(t, m, s)
 		return m
 	}
 
+	// Eight builds, even ones the manufacturer's, odd ones the tenant's.
 	const builds = 8
-	var wg sync.WaitGroup
-	results := make([]string, builds)
-	codes := make([]int, builds)
-	for n := range builds {
-		m := manifest(n)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			codes[n], results[n] = runChild(t, env, "build", "--quiet", m)
-		}()
-	}
-	// SIGKILL server 0 once it has signed a batch
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if b, _ := os.ReadFile(f.Path("audit0.jsonl")); bytes.Contains(b, []byte(`"ima.count"`)) {
-			break
+	image := func(n int) string {
+		if n%2 == 0 {
+			return filepath.Join(p.dir, "out", fmt.Sprintf("remote%d.sqsh", n))
 		}
-		time.Sleep(5 * time.Millisecond)
+		return filepath.Join(p.dir, "out", fmt.Sprintf("tenant%d.sqsh", n))
 	}
-	if err := servers[0].Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
+	var procs []*proc
 	for n := range builds {
-		if codes[n] != 0 {
-			t.Errorf("build %d: exit %d\n%s", n, codes[n], results[n])
+		m := mfrManifest(n, "mfr")
+		if n%2 == 1 {
+			m = tenantManifest(fmt.Sprintf("tenant%d", n), "key: remote:tenant, relic_config: "+f.ClientConfig("tenant"))
+		}
+		procs = append(procs, startProc(t, env, "build", "--quiet", m))
+	}
+	allExited := func() bool {
+		for _, b := range procs {
+			if !b.exited() {
+				return false
+			}
+		}
+		return true
+	}
+	running := func() int {
+		n := 0
+		for _, b := range procs {
+			if !b.exited() {
+				n++
+			}
+		}
+		return n
+	}
+
+	// 1. Both servers serve until server 0 has signed a batch; then the
+	// builds pause, server 0 is SIGKILLed with requests in flight, and the
+	// builds go on.
+	waitFor(t, "server 0 signs a batch", 120*time.Second, func() bool { return signedBatches(t, audit(0)) > 0 || allExited() })
+	signalAll(procs, syscall.SIGSTOP)
+	servers[0].kill(t)
+	before1 := signedBatches(t, audit(1))
+	signalAll(procs, syscall.SIGCONT)
+
+	// 2. Server 1 alone signs a batch; the builds pause again, server 0
+	// is restarted, server 1 SIGKILLed: what is left can only be signed by
+	// the restarted server.
+	waitFor(t, "server 1 signs a batch after server 0 died", 120*time.Second, func() bool { return signedBatches(t, audit(1)) > before1 || allExited() })
+	signalAll(procs, syscall.SIGSTOP)
+	left := running()
+	if left == 0 {
+		t.Fatal("every build finished before server 0 was restarted")
+	}
+	servers[0] = startProc(t, env, "serve", f.ServerConfig(0))
+	logs = append(logs, &servers[0].out)
+	testservice.WaitHealthy(t, f.URL(0), 60*time.Second)
+	servers[1].kill(t)
+	before0 := signedBatches(t, audit(0))
+	signalAll(procs, syscall.SIGCONT)
+	for _, b := range procs {
+		<-b.done
+	}
+	after0 := signedBatches(t, audit(0))
+	if after0 <= before0 {
+		t.Errorf("the restarted server 0 signed nothing for the %d builds still running", left)
+	}
+	t.Logf("%d builds running when server 0 was restarted; it signed %d batches for them", left, after0-before0)
+
+	for n, b := range procs {
+		if b.code != 0 {
+			t.Errorf("build %d: exit %d\n%s", n, b.code, b.out.String())
 			continue
 		}
-		img := filepath.Join(p.dir, "out", fmt.Sprintf("remote%d.sqsh", n))
-		if got := fileSHA256(t, img); got != want {
-			t.Errorf("build %d through the service differs from the PEM build", n)
+		want := wantMfr
+		if n%2 == 1 {
+			want = wantTenant
+		}
+		if got := fileSHA256(t, image(n)); got != want {
+			t.Errorf("build %d through the service differs from the build with the key file", n)
 		}
 	}
-	verifyImage(t, filepath.Join(p.dir, "out", "remote7.sqsh"), p.signed, p.unsigned)
-	audit := 0
-	for i := range servers {
-		b, _ := os.ReadFile(f.Path(fmt.Sprintf("audit%d.jsonl", i)))
-		audit += strings.Count(string(b), `"ima.count"`)
-	}
-	if audit == 0 {
-		t.Error("no signature in the audit files")
-	}
-	t.Logf("%d signed batches in the audit files", audit)
+	verifyImage(t, image(0), p.signed, p.unsigned)
+	verifyImageWith(t, image(1), filepath.Join(pkiDir, "tenant.der"), tenantSigned, tenantUnsigned)
 
-	// the signature cache works with a remote key: filled through the
-	// service, then a build with every server down reuses it
+	// Every signed batch is audited, each client used only its own key.
+	batches := map[string]int{}
+	for i := range servers {
+		for _, r := range auditRecords(t, audit(i)) {
+			if _, ok := r["ima.count"]; !ok {
+				continue
+			}
+			who, key := r["client.name"], r["sig.keyname"]
+			batches[fmt.Sprintf("%v/%v", who, key)]++
+			if (who == "tenant-ci") != (key == "tenant") {
+				t.Errorf("client %v signed with key %v", who, key)
+			}
+		}
+	}
+	if batches["mfr-ci/mfr"] == 0 || batches["tenant-ci/tenant"] == 0 {
+		t.Errorf("signed batches per client/key: %v", batches)
+	}
+	t.Logf("signed batches per client/key: %v", batches)
+
+	// The tenant CI asking for the manufacturer key: refused by relic's
+	// roles, not retried, audited.
+	code, out := runChild(t, env, "build", "--quiet", mfrManifest(60, "tenant"))
+	if code != 1 || !strings.Contains(out, "403") || !strings.Contains(out, `key "mfr"`) || !strings.Contains(out, f.URL(0)) {
+		t.Errorf("tenant CI with the manufacturer key: exit %d\n%s", code, out)
+	}
+	mustNotExist(t, image(60), "refused build")
+	refused := false
+	for _, r := range auditRecords(t, audit(0)) {
+		if r["ima.refused"] == "https://relic.sas.com/forbidden" && r["client.name"] == "tenant-ci" && r["sig.keyname"] == "mfr" {
+			refused = true
+		}
+	}
+	if !refused {
+		t.Error("the tenant CI's refusal is not in the audit file")
+	}
+
+	// The signature cache works with a remote key: filled through the
+	// service, then a build with every server down reuses it.
 	cache := filepath.Join(p.dir, "sigcache")
-	cached := manifest(50)
+	cached := mfrManifest(50, "mfr")
 	if code, out := runChild(t, env, "build", "--quiet", "--signature-cache", cache, cached); code != 0 {
 		t.Fatalf("cached build: exit %d\n%s", code, out)
 	}
-	servers[1].Process.Signal(syscall.SIGKILL)
-	servers[1].Process.Wait()
+	servers[0].kill(t)
 	if code, out := runChild(t, env, "build", "--quiet", "--signature-cache", cache, cached); code != 0 {
 		t.Fatalf("build from the cache with no server: exit %d\n%s", code, out)
 	}
-	if got := fileSHA256(t, filepath.Join(p.dir, "out", "remote50.sqsh")); got != want {
+	if got := fileSHA256(t, image(50)); got != wantMfr {
 		t.Error("build from the signature cache differs from the PEM build")
 	}
 
-	// the only servers are down: the build fails after its retries and
-	// publishes nothing
-	m := manifest(99)
-	code, out := runChild(t, env, "build", "--quiet", m)
+	// Every server is down: the build fails after its retries and
+	// publishes nothing.
+	code, out = runChild(t, env, "build", "--quiet", mfrManifest(99, "mfr"))
 	if code != 1 || !strings.Contains(out, "after 3 rounds over 2 servers") || !strings.Contains(out, "signing service") || !strings.Contains(out, `key "mfr"`) || !strings.Contains(out, "127.0.0.1") {
 		t.Errorf("build with no server: exit %d\n%s", code, out)
 	}
-	if _, err := os.Stat(filepath.Join(p.dir, "out", "remote99.sqsh")); !os.IsNotExist(err) {
-		t.Errorf("a failed build left an image: %v", err)
-	}
+	mustNotExist(t, image(99), "failed build")
 }
