@@ -5,7 +5,7 @@
 # `scripts/bench-report.sh readme out/bench.json` puts the table into README.md.
 #
 # usage: scripts/bench.sh [--quick] [PART...]
-#   PART: peer squashfs million cache (default: all; a helper adding a part adds
+#   PART: peer squashfs million cache service (default: all; a helper adding a part adds
 #   it to PARTS below). --quick shrinks every tree for development
 #   (5,000 small files, 2 large files of 10-14 MiB, a 100,000-file "million"
 #   row, the Go tree's runtime and crypto sources); the full mode is for a
@@ -13,7 +13,7 @@
 # Needs root (evmctl writes security.ima) and the peers from `make deps`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PARTS=(peer squashfs million cache)
+PARTS=(peer squashfs million cache service)
 mode=full
 if [ "${1:-}" = --quick ]; then
   mode=quick; shift
@@ -22,6 +22,7 @@ if [ "${1:-}" = --quick ]; then
   export LEVELS=${LEVELS:-3} PEER_TREES=${PEER_TREES:-"small large"}
   export FILES=${FILES:-100000} RATIO_FILES=${RATIO_FILES:-5000}
   CACHE_TREE=${CACHE_TREE:-$(go env GOROOT)/src}; export CACHE_TREE CACHE_COMPS=${CACHE_COMPS:-zstd:15}
+  export SERVICE_FILES=${SERVICE_FILES:-5000}
 fi
 [ $# -gt 0 ] && PARTS=("$@")
 out=${BENCH_OUT:-out/bench.json}

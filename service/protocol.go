@@ -10,7 +10,10 @@
 // digest as a security.ima v2 value (imasig, type 0x03 version 2) and
 // answers a Response naming the SHA-256 of the request body. A bad batch is
 // refused whole with a problem document (RFC 7807) and nothing in it is
-// signed.
+// signed. A larger batch (up to MaxStream entries) is sent as a stream of
+// entries, one JSON object a line (FormatNDJSON, ReadStream), with the
+// same all-or-nothing rule; its answer is a line per value and a last line
+// naming the request digest (StreamLine).
 package service
 
 import (

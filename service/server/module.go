@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/x509"
 	"encoding/json"
@@ -57,26 +58,42 @@ const (
 )
 
 func init() {
-	signers.Register(&signers.Signer{
+	s := &signers.Signer{
 		Name:      service.SigType,
 		CertTypes: signers.CertTypeX509,
 		Sign:      signRequest,
-	})
+	}
+	s.Flags().String(service.FormatParam, service.FormatJSON, "request format: json (one object) or ndjson (a stream of entries)")
+	signers.Register(s)
 }
 
 // signRequest is the module's Sign: body is the request, cert the key's
 // (its private key and the certificate chain of the relic key
 // configuration).
 func signRequest(body io.Reader, cert *certloader.Certificate, opts signers.SignOpts) ([]byte, error) {
-	raw, err := io.ReadAll(io.LimitReader(body, service.MaxBody+1))
-	if err != nil {
-		return nil, fmt.Errorf("read request: %w", err)
+	var parse func() ([]service.Item, string, error)
+	switch format := opts.Flags.GetString(service.FormatParam); format {
+	case service.FormatJSON:
+		raw, err := io.ReadAll(io.LimitReader(body, service.MaxBody+1))
+		if err != nil {
+			return nil, fmt.Errorf("read request: %w", err)
+		}
+		parse = func() ([]service.Item, string, error) {
+			items, err := service.ParseRequest(raw)
+			return items, service.RequestDigest(raw), err
+		}
+	case service.FormatNDJSON:
+		parse = func() ([]service.Item, string, error) { return service.ReadStream(body) }
+	default:
+		parse = func() ([]service.Item, string, error) {
+			return nil, "", fmt.Errorf("%w: unknown %s %q (json, ndjson)", service.ErrBadRequest, service.FormatParam, format)
+		}
 	}
-	resp, ref := sign(raw, cert.KeyName, cert.Signer(), cert.Certificates, func() (*signer.Signer, error) { return signerFor(cert) })
+	resp, digest, ref := sign(parse, cert.KeyName, cert.Signer(), cert.Certificates, func() (*signer.Signer, error) { return signerFor(cert) })
 	if ref != nil {
 		opts.Audit.Attributes["ima.refused"] = ref.Type
 		opts.Audit.Attributes["ima.detail"] = ref.Detail
-		opts.Audit.Attributes["ima.request_digest"] = service.RequestDigest(raw)
+		opts.Audit.Attributes["ima.request_digest"] = digest
 		if err := publishAudit(opts.Audit); err != nil {
 			return nil, err
 		}
@@ -90,8 +107,28 @@ func signRequest(body io.Reader, cert *certloader.Certificate, opts signers.Sign
 	opts.Audit.Attributes["ima.request_digest"] = resp.RequestDigest
 	opts.Audit.Attributes["ima.count"] = len(paths)
 	opts.Audit.Attributes["ima.paths"] = paths
+	if opts.Flags.GetString(service.FormatParam) == service.FormatNDJSON {
+		opts.Audit.SetMimeType("application/x-ndjson")
+		return encodeStreamResponse(resp.Response)
+	}
 	opts.Audit.SetMimeType("application/json")
 	return json.Marshal(resp.Response)
+}
+
+// encodeStreamResponse is the answer to a streamed request: a StreamLine
+// per value, then the one naming the request digest and the count.
+func encodeStreamResponse(r service.Response) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	for _, v := range r.Values {
+		if err := enc.Encode(service.StreamLine{Value: v}); err != nil {
+			return nil, err
+		}
+	}
+	if err := enc.Encode(service.StreamLine{RequestDigest: r.RequestDigest, Key: r.Key, Count: len(r.Values)}); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 type signed struct {
@@ -104,31 +141,38 @@ type signed struct {
 // Refusal; so does a signature failure (the batch is answered whole or not
 // at all).
 func Sign(body []byte, keyName string, key crypto.Signer, chain []*x509.Certificate) (*signed, *Refusal) {
-	return sign(body, keyName, key, chain, func() (*signer.Signer, error) { return signer.New(key, chain[0]) })
+	parse := func() ([]service.Item, string, error) {
+		items, err := service.ParseRequest(body)
+		return items, service.RequestDigest(body), err
+	}
+	out, _, ref := sign(parse, keyName, key, chain, func() (*signer.Signer, error) { return signer.New(key, chain[0]) })
+	return out, ref
 }
 
-// sign is Sign with the signer that newSigner makes (signRequest's signs
-// with libcrypto for a file token's RSA key).
-func sign(body []byte, keyName string, key crypto.Signer, chain []*x509.Certificate, newSigner func() (*signer.Signer, error)) (*signed, *Refusal) {
-	items, err := service.ParseRequest(body)
+// sign is Sign of the request that parse reads (a JSON batch or a stream,
+// every entry read and checked before anything is signed), with the signer
+// that newSigner makes (signRequest's signs with libcrypto for a file
+// token's RSA key). It returns the request digest also with a refusal.
+func sign(parse func() ([]service.Item, string, error), keyName string, key crypto.Signer, chain []*x509.Certificate, newSigner func() (*signer.Signer, error)) (*signed, string, *Refusal) {
+	items, digest, err := parse()
 	if err != nil {
-		return nil, &Refusal{Status: http.StatusBadRequest, Type: ProblemBadRequest, Detail: err.Error()}
+		return nil, digest, &Refusal{Status: http.StatusBadRequest, Type: ProblemBadRequest, Detail: err.Error()}
 	}
 	if len(chain) == 0 || key == nil {
-		return nil, &Refusal{Status: http.StatusInternalServerError, Type: ProblemNoScope, Detail: "key " + keyName + " has no certificate"}
+		return nil, digest, &Refusal{Status: http.StatusInternalServerError, Type: ProblemNoScope, Detail: "key " + keyName + " has no certificate"}
 	}
 	if ref := checkScope(items, chain); ref != nil {
-		return nil, ref
+		return nil, digest, ref
 	}
 	s, err := newSigner()
 	if err != nil {
-		return nil, &Refusal{Status: http.StatusInternalServerError, Type: ProblemSign, Detail: err.Error()}
+		return nil, digest, &Refusal{Status: http.StatusInternalServerError, Type: ProblemSign, Detail: err.Error()}
 	}
-	out := &signed{Response: service.Response{RequestDigest: service.RequestDigest(body), Key: keyName}, items: items}
+	out := &signed{Response: service.Response{RequestDigest: digest, Key: keyName}, items: items}
 	if out.Values, err = signItems(s, items); err != nil {
-		return nil, &Refusal{Status: http.StatusInternalServerError, Type: ProblemSign, Detail: err.Error()}
+		return nil, digest, &Refusal{Status: http.StatusInternalServerError, Type: ProblemSign, Detail: err.Error()}
 	}
-	return out, nil
+	return out, digest, nil
 }
 
 // signItems signs items on up to GOMAXPROCS goroutines, so that one

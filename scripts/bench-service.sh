@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# The signing service (issue 20) against local signing with the same key on
+# the same machine, in the same run.
+#
+#   scripts/bench-service.sh [N]    # run from the project root
+#
+#   N  small files of the build (default 50000; SERVICE_FILES also sets it)
+#
+# Rows (scripts/bench-lib.sh):
+#   sigs/s, 1, 4 and 8 clients: BenchmarkSign (package service/server: a
+#        relic server in the benchmark's process, a file-token RSA-2048 key,
+#        batches of 256, each client one batch at a time) against signing the
+#        same digests locally with the same key; the service's wall time per
+#        signature over local's (goal 1.0 below 8 clients: the service is not
+#        the bottleneck) and its CPU per signature (client + server) over
+#        local's.
+#   build: `imaforge build` of N small files (0-4 KiB, distinct contents)
+#        whose key is remote:mfr of one bin/imaforge-serve on 127.0.0.1 (a
+#        file-token key: the same RSA-2048 key file) against the same build
+#        with the key file; wall time (goal 1.5x) and CPU time (user+sys of
+#        the build and of the server), and the two images must be byte-equal.
+# The server is started here (free loopback port, certificates made with
+# openssl in a temporary directory) and stopped at the end.
+set -euo pipefail
+N=${1:-${SERVICE_FILES:-50000}}
+ROOT=$(pwd)
+IMAFORGE=${IMAFORGE:-$ROOT/bin/imaforge}
+SERVE=${IMAFORGE_SERVE:-$ROOT/bin/imaforge-serve}
+BENCHTIME=${SERVICE_BENCHTIME:-16x}
+KEY=$ROOT/testdata/signer/keys/rsa2048.key
+CERT=$ROOT/testdata/signer/keys/rsa2048.pem
+# shellcheck source=scripts/bench-lib.sh
+. "$ROOT/scripts/bench-lib.sh"
+for t in openssl curl python3 go jq; do
+  command -v $t >/dev/null || { echo "bench-service: missing $t (make deps)" >&2; exit 1; }
+done
+[ -x "$IMAFORGE" ] && [ -x "$SERVE" ] || make build >/dev/null
+W=$(mktemp -d "${TMPDIR:-/tmp}/bench-service.XXXXXX")
+SPID=
+cleanup() {
+  if [ -n "$SPID" ]; then
+    kill -TERM "$SPID" 2>/dev/null || true
+    wait "$SPID" 2>/dev/null || true
+  fi
+  rm -rf "$W"
+}
+trap cleanup EXIT
+load() { cut -d' ' -f1 /proc/loadavg; }
+echo "bench-service: $N small files, RSA-2048 file key, sha256; $(nproc) CPUs, load $(load)"
+
+# 1. signatures per second, 1/4/8 clients (same process, same run).
+echo "BenchmarkSign (-benchtime $BENCHTIME per row) ..."
+CGO_CFLAGS=${CGO_CFLAGS:--O3} go test -tags imaforge_serve -run '^$' -bench 'BenchmarkSign$' \
+  -benchtime "$BENCHTIME" ./service/server/ >"$W/bench.txt" 2>&1 ||
+  { cat "$W/bench.txt" >&2; echo "bench-service: BenchmarkSign failed" >&2; exit 1; }
+grep '^BenchmarkSign/' "$W/bench.txt"
+printf '%-10s %12s %12s %9s %14s %14s %9s\n' clients "local sig/s" "service sig/s" "wall" "local CPU ms" "service CPU ms" "CPU"
+for c in 1 4 8; do
+  # BenchmarkSign/local/clients=1-2  16  ns/op  X cpu-ms/sig  Y sigs/s
+  read -r lcpu lrate < <(awk -v c="clients=$c" '$1 ~ "/local/"c"-" {for (i=1;i<NF;i++) {if ($(i+1)=="cpu-ms/sig") a=$i; if ($(i+1)=="sigs/s") b=$i}; print a, b}' "$W/bench.txt")
+  read -r scpu srate < <(awk -v c="clients=$c" '$1 ~ "/service/"c"-" {for (i=1;i<NF;i++) {if ($(i+1)=="cpu-ms/sig") a=$i; if ($(i+1)=="sigs/s") b=$i}; print a, b}' "$W/bench.txt")
+  [ -n "$lrate" ] && [ -n "$srate" ] || { echo "bench-service: no BenchmarkSign row for $c clients" >&2; exit 1; }
+  lms=$(python3 -c "print(1000/$lrate)") sms=$(python3 -c "print(1000/$srate)")
+  printf '%-10s %12.0f %12.0f %8.2fx %14.3f %14.3f %8.2fx\n' "$c" "$lrate" "$srate" \
+    "$(python3 -c "print($sms/$lms)")" "$lcpu" "$scpu" "$(python3 -c "print($scpu/$lcpu)")"
+  goal=1.0
+  [ "$c" -ge 8 ] && goal=-
+  bench_row service "sign, $c client(s), batches of 256, RSA-2048 file key" "wall ms/sig" "$sms" "$lms" \
+    "local signing, same key, $c client(s)" "$goal" "service $srate sig/s, local $lrate sig/s"
+  bench_row service "sign, $c client(s), batches of 256, RSA-2048 file key" "CPU ms/sig" "$scpu" "$lcpu" \
+    "local signing, same key, $c client(s)" - "client + server CPU"
+done
+
+# 2. the N-file build, local key against the service.
+python3 - "$W/rootfs" "$N" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(20)
+for i in range(n):
+    d = os.path.join(root, "usr/lib/d%03d" % (i // 500))
+    if i % 500 == 0:
+        os.makedirs(d)
+    with open(os.path.join(d, "f%06d" % i), "wb") as f:
+        f.write(b"%d\n" % i + rnd.randbytes(rnd.randrange(0, 4096)))
+PY
+# TLS: a self-signed server certificate for 127.0.0.1 and a client one.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-tls \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$W/tls.key" -out "$W/tls.pem" 2>/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ci \
+  -addext extendedKeyUsage=clientAuth -keyout "$W/ci.key" -out "$W/ci.pem" 2>/dev/null
+FP=$(openssl x509 -in "$W/ci.pem" -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1)
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$W/server.yaml" <<EOF
+tokens:
+  file: {type: file}
+keys:
+  mfr: {token: file, keyfile: $KEY, x509certificate: $CERT, roles: [ci]}
+server:
+  listen: 127.0.0.1:$PORT
+  keyfile: $W/tls.key
+  certfile: $W/tls.pem
+  logfile: $W/server.log
+clients:
+  $FP: {nickname: bench-ci, roles: [ci]}
+auditfile: $W/audit.jsonl
+EOF
+cat >"$W/client.yaml" <<EOF
+remote:
+  url: https://127.0.0.1:$PORT
+  certfile: $W/ci.pem
+  keyfile: $W/ci.key
+  cacert: $W/tls.pem
+EOF
+manifest() { # NAME KEYSPEC
+  cat >"$W/$1.yaml" <<EOF
+version: 1
+image: {output: out/$1.sqsh, compression: zstd, level: 3, epoch: 1700000000, owner: {uid: 0, gid: 0}}
+hash: sha256
+keys:
+  mfr: {cert: $CERT, $2}
+sources: [{from: rootfs/, to: /}]
+rules:
+  - {match: /**, key: mfr}
+EOF
+}
+manifest local "key: $KEY"
+manifest remote "key: 'remote:mfr', relic_config: $W/client.yaml"
+
+"$SERVE" serve "$W/server.yaml" >"$W/serve.out" 2>&1 &
+SPID=$!
+for _ in $(seq 600); do
+  curl -sfk "https://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
+  kill -0 "$SPID" 2>/dev/null || { cat "$W/serve.out" >&2; echo "bench-service: imaforge-serve exited" >&2; exit 1; }
+  sleep 0.1
+done
+curl -sfk "https://127.0.0.1:$PORT/health" >/dev/null || { echo "bench-service: server not healthy" >&2; exit 1; }
+
+# proc_cpu PID: user+sys seconds of a running process (and its reaped children)
+proc_cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15+$16+$17)/hz}' "/proc/$1/stat"; }
+# timed NAME CMD...: WALL_NAME, CPU_NAME (user+sys of CMD), LOAD_NAME
+timed() {
+  local name=$1 t0 t1 TIMEFORMAT='%U %S'; shift
+  printf -v "LOAD_$name" '%s' "$(load)"
+  t0=$(date +%s.%N)
+  { time "$@" >"$W/$name.out" 2>&1; } 2>"$W/t" || { cat "$W/$name.out" >&2; echo "bench-service: $name failed: $*" >&2; exit 1; }
+  t1=$(date +%s.%N)
+  printf -v "WALL_$name" '%s' "$(python3 -c "print($t1 - $t0)")"
+  printf -v "CPU_$name" '%s' "$(python3 -c "import sys; u,s=map(float,open(sys.argv[1]).read().split()); print(u+s)" "$W/t")"
+}
+REPS=${SERVICE_REPS:-1}
+best_local= best_remote=
+for r in $(seq "$REPS"); do
+  rm -rf "$W/out"
+  timed local "$IMAFORGE" build --quiet "$W/local.yaml"
+  s0=$(proc_cpu "$SPID")
+  timed remote "$IMAFORGE" build --quiet "$W/remote.yaml"
+  s1=$(proc_cpu "$SPID")
+  SCPU=$(python3 -c "print($s1 - $s0)")
+  cmp -s "$W/out/local.sqsh" "$W/out/remote.sqsh" ||
+    { echo "bench-service: FAIL: the image built through the service differs from the local-key image" >&2; exit 1; }
+  echo "build $r: local ${WALL_local}s wall ${CPU_local}s CPU (load $LOAD_local); service ${WALL_remote}s wall, build ${CPU_remote}s + server ${SCPU}s CPU (load $LOAD_remote)"
+  if [ -z "$best_local" ] || python3 -c "import sys; sys.exit(not ($WALL_local < $best_local))"; then best_local=$WALL_local bl_cpu=$CPU_local; fi
+  if [ -z "$best_remote" ] || python3 -c "import sys; sys.exit(not ($WALL_remote < $best_remote))"; then best_remote=$WALL_remote br_cpu=$CPU_remote br_scpu=$SCPU; fi
+done
+count=$(grep -c '"ima.count"' "$W/audit.jsonl" || true)
+TOTAL=$(python3 -c "print($br_cpu + $br_scpu)")
+printf '%-44s %9s %9s\n' "" "wall s" "CPU s"
+printf '%-44s %9.2f %9.2f\n' "build, local key file" "$best_local" "$bl_cpu"
+printf '%-44s %9.2f %9.2f  (build %.2f + server %.2f)\n' "build, remote:mfr through imaforge-serve" "$best_remote" "$TOTAL" "$br_cpu" "$br_scpu"
+printf 'ratio: wall %.2fx (goal 1.5x), CPU %.2fx; %s signed batches in the audit file; images byte-equal\n' \
+  "$(python3 -c "print($best_remote/$best_local)")" "$(python3 -c "print($TOTAL/$bl_cpu)")" "$count"
+bench_row service "build, $N small files, zstd-3, remote:mfr via 127.0.0.1" "wall s" "$best_remote" "$best_local" \
+  "the same build with the key file" 1.5 "best of $REPS; CPU build+server $TOTAL s vs local $bl_cpu s"
+bench_row service "build, $N small files, zstd-3, remote:mfr via 127.0.0.1" "CPU s" "$TOTAL" "$bl_cpu" \
+  "the same build with the key file" - "user+sys of the build + the server"
