@@ -98,38 +98,91 @@ const (
 )
 
 // node is one directory entry of the tree; hard links share the inode fields
-// of their target (link).
+// of their target (ext.link). It is kept small (144 bytes on 64-bit, allocated in
+// slabs), since a Writer holds one per entry until Close: what only
+// directories, symlinks, devices and hard links need is in ext, a regular
+// file's block list is a range of Writer.blockWords, and its sparse byte
+// count follows from that list.
 type node struct {
-	name     string
-	parent   *node
-	children []*node // directories, sorted by name bytes before writing
-	kind     kind
-	implicit bool // a directory implied by a descendant, not added
-	mode     uint16
-	uid, gid uint32
-	mtime    uint32
-	size     int64
-	open     func() (io.ReadCloser, error)
-	target   string // symlink target or LinkTo path
-	rdev     uint32
-	link     *node // kindLink: the resolved inode holder
-	xattrs   []Xattr
+	name   string
+	parent *node
+	ext    *nodeExt // directories, symlinks, devices and hard links
+	open   func() (io.ReadCloser, error)
+	xattrs []Xattr
+	size   int64
 
 	// data layout, set by WriteData
-	start        uint64
-	blocks       []uint32
-	frag         uint32
-	fragOff      uint32
-	sparse       uint64
-	firstSeq     int64
-	dupCandidate bool // another regular file has the same size
+	start    uint64
+	firstSeq int64
+	blockAt  uint32 // the file's block list: blockWords[blockAt:][:w.blockCount(size)]
 
 	// inode, set by Close
-	nlink  uint32
-	ino    uint32
-	ref    uint64
-	xattr  uint32
-	subdir uint32
+	ref uint64
+
+	uid, gid, mtime uint32
+	frag, fragOff   uint32
+	nlink, ino      uint32
+	xattr           uint32
+
+	mode  uint16
+	kind  kind
+	flags nodeFlags
+}
+
+// nodeFlags are a node's yes-or-no properties.
+type nodeFlags uint8
+
+const (
+	implicit     nodeFlags = 1 << iota // a directory implied by a descendant, not added
+	dupCandidate                       // another regular file has the same size
+)
+
+// is reports whether n has flag f.
+func (n *node) is(f nodeFlags) bool { return n.flags&f != 0 }
+
+// set sets or clears flag f.
+func (n *node) set(f nodeFlags, on bool) {
+	if on {
+		n.flags |= f
+	} else {
+		n.flags &^= f
+	}
+}
+
+// nodeExt holds the fields of a node that regular files do not need.
+type nodeExt struct {
+	children []*node // directories, sorted by name bytes before writing
+	target   string  // symlink target or LinkTo path
+	rdev     uint32
+	link     *node // kindLink: the resolved inode holder
+}
+
+// nodeSlab is how many nodes are allocated at once.
+const nodeSlab = 1024
+
+// newNode returns a zero node from the current slab (w.mu held).
+func (w *Writer) newNode() *node {
+	if len(w.slab) == cap(w.slab) {
+		w.slab = make([]node, 0, nodeSlab)
+	}
+	w.slab = append(w.slab, node{})
+	return &w.slab[len(w.slab)-1]
+}
+
+// children returns a directory's entries.
+func (n *node) children() []*node {
+	if n.ext == nil {
+		return nil
+	}
+	return n.ext.children
+}
+
+// addChild appends c to directory d's entries.
+func (d *node) addChild(c *node) {
+	if d.ext == nil {
+		d.ext = &nodeExt{}
+	}
+	d.ext.children = append(d.ext.children, c)
 }
 
 // Writer writes a SquashFS image. Add every entry (any order), call WriteData
@@ -153,8 +206,8 @@ type node struct {
 //
 // Memory: data is streamed through a fixed window of blocks (at most 32 MiB
 // of block buffers, and at least 2 per worker); per entry the Writer keeps
-// its metadata (about 400 bytes with its path, plus its xattrs and 4 bytes
-// per data block) until Close.
+// its metadata (a 144-byte node and its path in a map, plus its xattrs and
+// 4 bytes per data block) until Close.
 type Writer struct {
 	out   io.WriteSeeker
 	opts  Options
@@ -169,6 +222,10 @@ type Writer struct {
 	closed    bool
 	failed    error   // WriteData's error: the image cannot be finished
 	files     []*node // regular files with content, in tree order
+	slab      []node  // nodes are allocated from it (newNode)
+	// blockWords holds every regular file's block list (block size
+	// words), each file's contiguous, in commit order (node.blockAt).
+	blockWords []uint32
 
 	pos       uint64 // next write offset in out
 	maxPos    uint64 // largest offset written (for truncation after a roll-back)
@@ -206,7 +263,7 @@ func NewWriter(w io.WriteSeeker, opts Options) (*Writer, error) {
 		return nil, err
 	}
 	wr := &Writer{out: w, opts: opts, codec: c, cache: cache, byPath: make(map[string]*node)}
-	wr.root = &node{kind: kindDir, implicit: true, mode: 0o755, mtime: uint32(opts.ModTime)}
+	wr.root = &node{kind: kindDir, flags: implicit, mode: 0o755, mtime: uint32(opts.ModTime), ext: &nodeExt{}}
 	wr.byPath["/"] = wr.root
 	// Reserve the superblock and the compressor options block.
 	head := make([]byte, SuperblockSize)
@@ -295,6 +352,7 @@ func (w *Writer) Add(e Entry) error {
 		return perr(p, "not an absolute clean path")
 	}
 	n := &node{uid: e.UID, gid: e.GID}
+	var ext *nodeExt
 	if e.ModTime < 0 || e.ModTime > math.MaxUint32 {
 		return perr(p, "modification time %d outside 0..2^32-1", e.ModTime)
 	}
@@ -318,7 +376,7 @@ func (w *Writer) Add(e Entry) error {
 		if !strings.HasPrefix(e.LinkTo, "/") || path.Clean(e.LinkTo) != e.LinkTo || e.LinkTo == p {
 			return perr(p, "bad hard link target %q", e.LinkTo)
 		}
-		n.kind, n.target = kindLink, e.LinkTo
+		n.kind, ext = kindLink, &nodeExt{target: e.LinkTo}
 	case t == 0:
 		if e.Size < 0 || (e.Open == nil && e.Size != 0) {
 			return perr(p, "regular file of size %d without content", e.Size)
@@ -330,7 +388,7 @@ func (w *Writer) Add(e Entry) error {
 		if len(e.Target) == 0 || len(e.Target) > MaxSymlinkLen {
 			return perr(p, "symlink target of %d bytes (want 1..%d)", len(e.Target), MaxSymlinkLen)
 		}
-		n.kind, n.target = kindSymlink, e.Target
+		n.kind, ext = kindSymlink, &nodeExt{target: e.Target}
 	case t == fs.ModeDevice, t == fs.ModeDevice|fs.ModeCharDevice:
 		n.kind = kindBlock
 		if t&fs.ModeCharDevice != 0 {
@@ -341,7 +399,7 @@ func (w *Writer) Add(e Entry) error {
 		if major > 0xfff || minor > 0xfffff {
 			return perr(p, "device number %d:%d does not fit SquashFS's 32-bit encoding", major, minor)
 		}
-		n.rdev = EncodeDev(major, minor)
+		ext = &nodeExt{rdev: EncodeDev(major, minor)}
 	case t == fs.ModeNamedPipe:
 		n.kind = kindFifo
 	case t == fs.ModeSocket:
@@ -353,10 +411,10 @@ func (w *Writer) Add(e Entry) error {
 		if n.kind != kindDir {
 			return perr(p, "the root must be a directory")
 		}
-		if !w.root.implicit {
+		if !w.root.is(implicit) {
 			return perr(p, "added twice")
 		}
-		w.root.implicit = false
+		w.root.set(implicit, false)
 		w.root.mode, w.root.uid, w.root.gid, w.root.mtime, w.root.xattrs = n.mode, n.uid, n.gid, n.mtime, n.xattrs
 		return nil
 	}
@@ -369,19 +427,21 @@ func (w *Writer) Add(e Entry) error {
 		return err
 	}
 	if old, ok := w.byPath[p]; ok {
-		if !old.implicit || n.kind != kindDir {
-			if old.implicit {
+		if !old.is(implicit) || n.kind != kindDir {
+			if old.is(implicit) {
 				return perr(p, "is a directory (a parent of another entry)")
 			}
 			return perr(p, "added twice")
 		}
-		old.implicit = false
+		old.set(implicit, false)
 		old.mode, old.uid, old.gid, old.mtime, old.xattrs = n.mode, n.uid, n.gid, n.mtime, n.xattrs
 		return nil
 	}
-	n.name, n.parent = name, parent
-	parent.children = append(parent.children, n)
-	w.byPath[p] = n
+	nn := w.newNode()
+	*nn = *n
+	nn.name, nn.parent, nn.ext = name, parent, ext
+	parent.addChild(nn)
+	w.byPath[p] = nn
 	return nil
 }
 
@@ -398,8 +458,9 @@ func (w *Writer) dirFor(p string) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &node{name: name, parent: parent, kind: kindDir, implicit: true, mode: 0o755, mtime: uint32(w.opts.ModTime)}
-	parent.children = append(parent.children, n)
+	n := w.newNode()
+	*n = node{name: name, parent: parent, kind: kindDir, flags: implicit, mode: 0o755, mtime: uint32(w.opts.ModTime)}
+	parent.addChild(n)
 	w.byPath[p] = n
 	return n, nil
 }
@@ -440,10 +501,10 @@ func (w *Writer) SetXattrs(p string, xs []Xattr) error {
 		return perr(p, "no such entry")
 	}
 	if n.kind == kindLink {
-		if n.link == nil {
-			return perr(p, "hard link not resolved yet (call SetXattrs on %s, or after WriteData)", n.target)
+		if n.ext.link == nil {
+			return perr(p, "hard link not resolved yet (call SetXattrs on %s, or after WriteData)", n.ext.target)
 		}
-		n = n.link
+		n = n.ext.link
 	}
 	n.xattrs = xs
 	return nil
@@ -460,8 +521,8 @@ func (w *Writer) prepare() error {
 	var walk func(d *node)
 	var links []*node
 	walk = func(d *node) {
-		slices.SortFunc(d.children, func(a, b *node) int { return strings.Compare(a.name, b.name) })
-		for _, c := range d.children {
+		slices.SortFunc(d.children(), func(a, b *node) int { return strings.Compare(a.name, b.name) })
+		for _, c := range d.children() {
 			switch c.kind {
 			case kindDir:
 				walk(c)
@@ -476,9 +537,9 @@ func (w *Writer) prepare() error {
 	for _, l := range links {
 		t := l
 		for i := 0; t.kind == kindLink; i++ {
-			next, ok := w.byPath[t.target]
+			next, ok := w.byPath[t.ext.target]
 			if !ok {
-				return perr(w.pathOf(l), "hard link to %s, which was not added", t.target)
+				return perr(w.pathOf(l), "hard link to %s, which was not added", t.ext.target)
 			}
 			if i > len(links) {
 				return perr(w.pathOf(l), "hard link loop")
@@ -486,7 +547,7 @@ func (w *Writer) prepare() error {
 			t = next
 		}
 		if t.kind == kindDir {
-			return perr(w.pathOf(l), "hard link to directory %s", l.target)
+			return perr(w.pathOf(l), "hard link to directory %s", l.ext.target)
 		}
 		if len(l.xattrs) > 0 {
 			if len(t.xattrs) > 0 {
@@ -494,7 +555,7 @@ func (w *Writer) prepare() error {
 			}
 			t.xattrs, l.xattrs = l.xattrs, nil
 		}
-		l.link = t
+		l.ext.link = t
 	}
 	return nil
 }

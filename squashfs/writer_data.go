@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -109,7 +110,7 @@ func (w *Writer) planData() int64 {
 	}
 	var total int64
 	for _, f := range w.files {
-		f.dupCandidate = sizes[f.size] > 1 && f.size > 0
+		f.set(dupCandidate, sizes[f.size] > 1 && f.size > 0)
 		f.firstSeq = total
 		n, _ := w.itemsOf(f.size)
 		total += n
@@ -356,7 +357,7 @@ func (rd *blockReader) readFile(i int, f *node) (err error) {
 		return err
 	}
 	var h hash.Hash = nopHash{}
-	if f.dupCandidate {
+	if f.is(dupCandidate) {
 		h = sha256.New()
 	}
 	if f.open == nil {
@@ -496,6 +497,10 @@ func (c *committer) commit(it *item) error {
 	if c.cur != f {
 		c.cur, c.wrote, c.tail = f, false, nil
 		f.frag = InvalidFragment
+		if len(w.blockWords) > math.MaxUint32 {
+			return fmt.Errorf("squashfs: more than 2^32 data blocks")
+		}
+		f.blockAt = uint32(len(w.blockWords))
 		if it.kind == itemData || it.kind == itemSparse {
 			// fragment blocks filled so far go first, so that this file's
 			// blocks are contiguous and last (for a roll-back)
@@ -510,26 +515,27 @@ func (c *committer) commit(it *item) error {
 		if err := w.write(it.out); err != nil {
 			return err
 		}
-		f.blocks = append(f.blocks, uint32(MakeBlockSizeWord(len(it.out), it.comp)))
+		w.blockWords = append(w.blockWords, uint32(MakeBlockSizeWord(len(it.out), it.comp)))
 		c.wrote = true
 	case itemSparse:
-		f.blocks = append(f.blocks, 0)
-		f.sparse += uint64(len(it.raw))
+		w.blockWords = append(w.blockWords, 0)
 	case itemTail:
 		c.tail = it.raw
 	}
 	if it.last {
 		key := dupKey{it.sum, f.size}
-		if g, ok := c.dedup[key]; ok && f.dupCandidate {
+		if g, ok := c.dedup[key]; ok && f.is(dupCandidate) {
 			if c.wrote {
 				if err := w.seekTo(f.start); err != nil {
 					return err
 				}
 			}
-			f.start, f.blocks, f.frag, f.fragOff, f.sparse = g.start, g.blocks, g.frag, g.fragOff, g.sparse
+			// this file's blocks are the last listed: drop them too
+			w.blockWords = w.blockWords[:f.blockAt]
+			f.start, f.blockAt, f.frag, f.fragOff = g.start, g.blockAt, g.frag, g.fragOff
 			c.dups++
 		} else {
-			if f.dupCandidate {
+			if f.is(dupCandidate) {
 				c.dedup[key] = f
 			}
 			if c.tail != nil {

@@ -81,7 +81,7 @@ func (m *mdWriter) flush() error {
 // holder returns the node carrying the inode of directory entry n.
 func holder(n *node) *node {
 	if n.kind == kindLink {
-		return n.link
+		return n.ext.link
 	}
 	return n
 }
@@ -200,11 +200,11 @@ func (w *Writer) writeTables() (Stats, error) {
 func (t *tableState) number(root *node) error {
 	var walk func(d *node)
 	walk = func(d *node) {
-		d.subdir = 0
-		for _, c := range d.children {
+		subdir := uint32(0)
+		for _, c := range d.children() {
 			if c.kind == kindDir {
 				walk(c)
-				d.subdir++
+				subdir++
 				continue
 			}
 			h := holder(c)
@@ -216,7 +216,7 @@ func (t *tableState) number(root *node) error {
 		}
 		t.order = append(t.order, d)
 		d.ino = uint32(len(t.order))
-		d.nlink = 2 + d.subdir
+		d.nlink = 2 + subdir
 	}
 	walk(root)
 	if uint64(len(t.order)) >= math.MaxUint32 {
@@ -282,7 +282,7 @@ func (iw *inodeWriter) inode(n *node, dirInode []byte) error {
 
 // dir writes the inodes of d's subtree, d's listing, then d's inode.
 func (iw *inodeWriter) dir(d *node, parentIno uint32) error {
-	for _, c := range d.children {
+	for _, c := range d.children() {
 		if c.kind == kindDir {
 			if err := iw.dir(c, d.ino); err != nil {
 				return err
@@ -431,26 +431,66 @@ func (w *Writer) inodeRecord(b []byte, n *node, t *tableState) ([]byte, error) {
 	}
 	switch n.kind {
 	case kindReg:
-		if ext || n.nlink > 1 || n.size > math.MaxUint32 || n.start > math.MaxUint32 || n.sparse > 0 {
+		blocks := w.blocksOf(n)
+		sparse := w.sparseBytes(n.size, blocks)
+		if ext || n.nlink > 1 || n.size > math.MaxUint32 || n.start > math.MaxUint32 || sparse > 0 {
 			hdr.Type = TypeExtReg
-			in := ExtRegInode{InodeHeader: hdr, StartBlock: n.start, FileSize: uint64(n.size), Sparse: n.sparse,
-				Nlink: n.nlink, Fragment: n.frag, Offset: n.fragOff, Xattr: n.xattr, Blocks: n.blocks}
+			in := ExtRegInode{InodeHeader: hdr, StartBlock: n.start, FileSize: uint64(n.size), Sparse: sparse,
+				Nlink: n.nlink, Fragment: n.frag, Offset: n.fragOff, Xattr: n.xattr, Blocks: blocks}
 			return in.appendTo(b), nil
 		}
 		in := RegInode{InodeHeader: hdr, StartBlock: uint32(n.start), Fragment: n.frag, Offset: n.fragOff,
-			FileSize: uint32(n.size), Blocks: n.blocks}
+			FileSize: uint32(n.size), Blocks: blocks}
 		return in.appendTo(b), nil
 	case kindSymlink:
-		in := SymlinkInode{InodeHeader: hdr, Nlink: n.nlink, Target: []byte(n.target), Xattr: n.xattr}
+		in := SymlinkInode{InodeHeader: hdr, Nlink: n.nlink, Target: []byte(n.ext.target), Xattr: n.xattr}
 		return in.appendTo(b), nil
 	case kindBlock, kindChar:
-		in := DevInode{InodeHeader: hdr, Nlink: n.nlink, Rdev: n.rdev, Xattr: n.xattr}
+		in := DevInode{InodeHeader: hdr, Nlink: n.nlink, Rdev: n.ext.rdev, Xattr: n.xattr}
 		return in.appendTo(b), nil
 	case kindFifo, kindSocket:
 		in := IPCInode{InodeHeader: hdr, Nlink: n.nlink, Xattr: n.xattr}
 		return in.appendTo(b), nil
 	}
 	return nil, perr(w.pathOf(n), "internal: no inode for kind %d", n.kind)
+}
+
+// blockCount is the number of data blocks (block size words) of a regular
+// file of size n: every stream item but a tail packed into a fragment.
+func (w *Writer) blockCount(n int64) int {
+	if n == 0 {
+		return 0
+	}
+	count, tail := w.itemsOf(n)
+	if tail {
+		count--
+	}
+	return int(count)
+}
+
+// blocksOf returns regular file n's block list, once WriteData has
+// committed it.
+func (w *Writer) blocksOf(n *node) []uint32 {
+	c := w.blockCount(n.size)
+	if c == 0 {
+		return nil
+	}
+	at := int(n.blockAt)
+	return w.blockWords[at : at+c : at+c]
+}
+
+// sparseBytes is what a file of size n with these blocks does not store:
+// the length of every all-zero block (size word 0; a stored block is never
+// empty), as the ExtRegInode's sparse field counts it.
+func (w *Writer) sparseBytes(n int64, blocks []uint32) uint64 {
+	bs := int64(w.opts.BlockSize)
+	var sparse uint64
+	for i, b := range blocks {
+		if b == 0 {
+			sparse += uint64(min(bs, n-int64(i)*bs))
+		}
+	}
+	return sparse
 }
 
 // listing encodes directory d's entries (headers and entries, as mksquashfs's
@@ -469,7 +509,7 @@ func (w *Writer) listing(d *node) ([]byte, []DirIndex, error) {
 		hdrIno   uint32
 		base     int
 	)
-	for _, c := range d.children {
+	for _, c := range d.children() {
 		h := holder(c)
 		blk, off := SplitRef(h.ref)
 		esize := DirEntrySize + len(c.name)
