@@ -150,9 +150,8 @@ func (s *sealer) seal(fs *fileState) (manifest.Xattrs, error) {
 	if fs.sig == nil {
 		return nil, fmt.Errorf("%s: internal: sealed before its content was read", fs.entry.Path)
 	}
-	fs.sig.wait()
-	if fs.sig.err != nil {
-		return nil, fmt.Errorf("sign %s with key %q: %w", fs.entry.Path, fs.key, fs.sig.err)
+	if err := s.pool.wait(fs.sig); err != nil {
+		return nil, fmt.Errorf("sign %s with key %q: %w", fs.entry.Path, fs.key, err)
 	}
 	xs := slices.DeleteFunc(slices.Clone(fs.entry.Xattrs), func(x manifest.Xattr) bool {
 		return fs.evmKey != "" && x.Name == imasig.EVMXattrName
@@ -169,9 +168,8 @@ func (s *sealer) seal(fs *fileState) (manifest.Xattrs, error) {
 			return nil, fmt.Errorf("EVM signature of %s: %w", e.Path, err)
 		}
 		fs.evm = s.pool.submit(evmPoolKey(fs.evmKey), e.Path, d)
-		fs.evm.wait()
-		if fs.evm.err != nil {
-			return nil, fmt.Errorf("EVM-sign %s with key %q: %w", e.Path, fs.evmKey, fs.evm.err)
+		if err := s.pool.wait(fs.evm); err != nil {
+			return nil, fmt.Errorf("EVM-sign %s with key %q: %w", e.Path, fs.evmKey, err)
 		}
 		xs = append(xs, manifest.Xattr{Name: imasig.EVMXattrName, Value: fs.evm.value})
 	}
@@ -415,8 +413,14 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 	}
 	seal := &sealer{h: b.h, evm: evmList, pool: pool}
 	res := &Result{ImagePath: b.out, Overlaps: b.tree.Overlaps, Warnings: b.tree.Warnings, Bytes: b.lay.total}
+	next := 0 // b.lay.files[next] is the next regular file's state
 	for _, e := range b.lay.entries {
-		if err := w.Add(b.imageEntry(e, seal, res)); err != nil {
+		var fs *fileState
+		if e.Type == rootfs.TypeReg {
+			fs = &b.lay.files[next]
+			next++
+		}
+		if err := w.Add(b.imageEntry(e, fs, seal, res)); err != nil {
 			return nil, err
 		}
 	}
@@ -442,8 +446,9 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 // imageEntry is e as the image writer takes it. A regular file's Open
 // hashes its content and submits the digest for signing (opener); its Seal
 // waits for the signatures. A hard link other than its group's primary
-// points at the primary. It counts regular and signed files in res.
-func (b *buildRun) imageEntry(e *rootfs.Entry, seal *sealer, res *Result) ImageEntry {
+// points at the primary. It counts regular and signed files in res. fs is
+// a regular file's state.
+func (b *buildRun) imageEntry(e *rootfs.Entry, fs *fileState, seal *sealer, res *Result) ImageEntry {
 	ie := ImageEntry{
 		Path:    e.Path,
 		Mode:    e.FileMode(),
@@ -459,15 +464,14 @@ func (b *buildRun) imageEntry(e *rootfs.Entry, seal *sealer, res *Result) ImageE
 		ie.Major, ie.Minor = e.Major, e.Minor
 	case rootfs.TypeReg:
 		res.Files++
-		fs := b.lay.files[e.Path]
 		if fs.key != "" {
 			res.Signed++
 		}
-		if p := b.lay.primary[e.Link]; e.Link != 0 && p != e.Path {
+		if p := b.lay.primary[e.Link]; e.Link != 0 && p != fs {
 			// Hard links share their primary's inode, digest and
 			// signatures.
-			fs.link = b.lay.files[p]
-			return ImageEntry{Path: e.Path, LinkTo: p, ModTime: b.m.Image.Epoch}
+			fs.link = p
+			return ImageEntry{Path: e.Path, LinkTo: p.entry.Path, ModTime: b.m.Image.Epoch}
 		}
 		ie.Open = b.opts.opener(fs, b.h, seal.pool)
 		if fs.key != "" {
@@ -479,9 +483,9 @@ func (b *buildRun) imageEntry(e *rootfs.Entry, seal *sealer, res *Result) ImageE
 
 // shareLinkedState gives every hard link, once the image is written, its
 // primary's digest and signatures (the record lists each path).
-func shareLinkedState(files map[string]*fileState) {
-	for _, fs := range files {
-		if fs.link != nil {
+func shareLinkedState(files fileStates) {
+	for i := range files {
+		if fs := &files[i]; fs.link != nil {
 			fs.digest, fs.sig, fs.evm = fs.link.digest, fs.link.sig, fs.link.evm
 		}
 	}
@@ -727,7 +731,7 @@ func compression(c manifest.Compression) (squashfs.Compression, error) {
 func level(m *manifest.Manifest) int { return m.Image.CompressionLevel() }
 
 // record assembles the build record once the image is complete.
-func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags []*fragment, files map[string]*fileState,
+func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags []*fragment, files fileStates,
 	signers map[string]Key, h imasig.Hash, img *os.File, out string) (*Record, error) {
 	if _, err := img.Seek(0, io.SeekStart); err != nil {
 		return nil, err
@@ -787,11 +791,10 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 			rec.Keys[len(rec.Keys)-1].Precomputed = p.Sources()
 		}
 	}
-	sigs := make(map[sigKey]bool)
 	isFrag := make(map[string]int)
 	for _, f := range frags {
 		isFrag[f.src.Path] = len(rec.Policy)
-		fs := files[f.src.Path]
+		fs := files.lookup(f.src.Path)
 		rec.Policy = append(rec.Policy, RecordPolicy{
 			Name:   f.src.Name,
 			Path:   f.src.Path,
@@ -800,16 +803,19 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 			KeyID:  rec.Keys[keyIndex[fs.key]].KeyID,
 		})
 	}
+	next := 0 // files[next] is the next regular file's state
 	for _, e := range entries {
+		var fs *fileState
+		if e.Type == rootfs.TypeReg {
+			fs = &files[next]
+			next++
+		}
 		if i, ok := isFrag[e.Path]; ok {
 			rec.Policy[i].RecordMeta = recordMeta(e)
 			continue
 		}
-		fs, ok := files[e.Path]
-		if !ok {
-			if e.Type != rootfs.TypeReg {
-				rec.Entries = append(rec.Entries, RecordEntry{Path: e.Path, RecordMeta: recordMeta(e), Target: e.Target, Major: e.Major, Minor: e.Minor})
-			}
+		if fs == nil {
+			rec.Entries = append(rec.Entries, RecordEntry{Path: e.Path, RecordMeta: recordMeta(e), Target: e.Target, Major: e.Major, Minor: e.Minor})
 			continue
 		}
 		rf := RecordFile{Path: e.Path, RecordMeta: recordMeta(e), Size: e.Size, Digest: hex.EncodeToString(fs.digest), EVMKey: fs.evmKey}
@@ -817,9 +823,13 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 			k := &rec.Keys[keyIndex[fs.key]]
 			rf.Key, rf.KeyID = fs.key, k.KeyID
 			k.Files++
-			sk := sigKey{fs.key, string(fs.digest)}
-			if !sigs[sk] {
-				sigs[sk] = true
+			// one result per unique (key, digest): identical files
+			// share it
+			if fs.sig == nil {
+				return nil, fmt.Errorf("%s: internal: signed file without a signature", e.Path)
+			}
+			if !fs.sig.counted {
+				fs.sig.counted = true
 				k.Signatures++
 			}
 		}

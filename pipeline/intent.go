@@ -119,13 +119,11 @@ func refusals(m *manifest.Manifest, lay *layout, report func(manifest.Pos, strin
 		isFrag[f.src.Path] = true
 	}
 	var files []verify.PlannedFile
-	for _, e := range lay.entries {
-		if e.Type != rootfs.TypeReg {
-			continue
-		}
-		fs := lay.files[e.Path]
+	for i := range lay.files {
+		fs := &lay.files[i]
+		e := fs.entry
 		files = append(files, verify.PlannedFile{Path: e.Path, Mode: e.Mode, UID: e.UID, GID: e.GID,
-			Signed: fs != nil && fs.key != "", Hash: h, Policy: isFrag[e.Path]})
+			Signed: fs.key != "", Hash: h, Policy: isFrag[e.Path]})
 	}
 	type group struct {
 		r     verify.Refusal

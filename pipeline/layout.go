@@ -42,12 +42,12 @@ type layout struct {
 	// entries are the tree's and the policy fragments', sorted by
 	// rootfs.ComparePaths.
 	entries []*rootfs.Entry
-	// files holds every regular file by path with its key ("": unsigned)
-	// and the rule or policy fragment that set it.
-	files map[string]*fileState
-	// primary maps a hard-link group to its first path, the one whose
+	// files holds every regular file with its key ("": unsigned) and the
+	// rule or policy fragment that set it, in the order of entries.
+	files fileStates
+	// primary maps a hard-link group to its first file, the one whose
 	// content is read.
-	primary map[uint32]string
+	primary map[uint32]*fileState
 	// used names the keys that sign at least one file.
 	used map[string]bool
 	// hits counts the regular files each rule decided (first match).
@@ -76,34 +76,43 @@ func layOut(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...any)) 
 	}
 	slices.SortFunc(entries, func(a, b *rootfs.Entry) int { return rootfs.ComparePaths(a.Path, b.Path) })
 
+	regular := 0
+	for _, e := range entries {
+		if e.Type == rootfs.TypeReg {
+			regular++
+		}
+	}
 	l := &layout{
 		frags:   frags,
 		entries: entries,
-		files:   make(map[string]*fileState),
-		primary: make(map[uint32]string),
+		files:   make(fileStates, 0, regular), // never grown: pointers into it stay valid
+		primary: make(map[uint32]*fileState),
 		used:    make(map[string]bool),
 		hits:    make(map[*manifest.Rule]int),
 	}
+	fragOf := make(map[*rootfs.Entry]*fragment, len(frags))
 	for _, f := range frags {
-		l.files[f.src.Path] = &fileState{entry: &f.entry, key: f.src.Key, pos: f.src.Pos}
+		fragOf[&f.entry] = f
 	}
 	for _, e := range entries {
 		if e.Type != rootfs.TypeReg {
 			continue
 		}
-		fs, ok := l.files[e.Path]
-		if !ok {
+		l.files = append(l.files, fileState{entry: e})
+		fs := &l.files[len(l.files)-1]
+		if f, ok := fragOf[e]; ok {
+			fs.key, fs.pos = f.src.Key, f.src.Pos
+		} else {
 			r, err := m.RuleFor(e.Path)
 			if err != nil {
 				return nil, err
 			}
 			l.hits[r]++
-			fs = &fileState{entry: e, pos: r.Pos}
+			fs.pos = r.Pos
 			if r.Sign == nil || *r.Sign {
 				fs.key = r.Key
 				fs.evmKey = r.EVMKeyName()
 			}
-			l.files[e.Path] = fs
 		}
 		if fs.key != "" {
 			l.used[fs.key] = true
@@ -114,20 +123,34 @@ func layOut(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...any)) 
 		if e.Link != 0 {
 			if first, ok := l.primary[e.Link]; ok {
 				// Hard links share one inode, so one security.ima.
-				if k := l.files[first].key; k != fs.key {
+				if k := first.key; k != fs.key {
 					return nil, m.Errorf(fs.pos, nil, "%s is a hard link to %s, which the rules sign with key %q, not %q",
-						e.Path, first, k, fs.key)
+						e.Path, first.entry.Path, k, fs.key)
 				}
-				if k := l.files[first].evmKey; k != fs.evmKey {
+				if k := first.evmKey; k != fs.evmKey {
 					return nil, m.Errorf(fs.pos, nil, "%s is a hard link to %s, whose EVM key the rules make %q, not %q",
-						e.Path, first, k, fs.evmKey)
+						e.Path, first.entry.Path, k, fs.evmKey)
 				}
 				continue
 			}
-			l.primary[e.Link] = e.Path
+			l.primary[e.Link] = fs
 		}
 		l.toRead++
 		l.total += e.Size
 	}
 	return l, nil
+}
+
+// fileStates is the layout's regular files in image order
+// (rootfs.ComparePaths), held by value: a build of a million files keeps
+// one small struct per file, not a pointer, an allocation and a map entry.
+type fileStates []fileState
+
+// lookup returns the state of the regular file at image path p, or nil.
+func (fs fileStates) lookup(p string) *fileState {
+	i, ok := slices.BinarySearchFunc(fs, p, func(f fileState, p string) int { return rootfs.ComparePaths(f.entry.Path, p) })
+	if !ok {
+		return nil
+	}
+	return &fs[i]
 }

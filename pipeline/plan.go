@@ -90,12 +90,10 @@ func MakePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 	var toRead []*item
 	var total int64
 	files := 0
-	for _, e := range lay.entries {
-		if e.Type != rootfs.TypeReg {
-			continue
-		}
+	for i := range lay.files {
+		e := lay.files[i].entry
 		files++
-		it := &item{e: e, key: lay.files[e.Path].key}
+		it := &item{e: e, key: lay.files[i].key}
 		items = append(items, it)
 		if e.Link != 0 {
 			if p, ok := primary[e.Link]; ok {

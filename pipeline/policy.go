@@ -138,7 +138,7 @@ func (b bytesContent) Open() (io.ReadCloser, error) {
 // security.ima value, evmctl's --sigfile convention) by file name, for
 // IMAGE.policy/ (installation on a read-write filesystem); nil without
 // fragments.
-func policyFiles(frags []*fragment, files map[string]*fileState) map[string][]byte {
+func policyFiles(frags []*fragment, files fileStates) map[string][]byte {
 	if len(frags) == 0 {
 		return nil
 	}
@@ -146,7 +146,7 @@ func policyFiles(frags []*fragment, files map[string]*fileState) map[string][]by
 	for _, fr := range frags {
 		name := path.Base(fr.src.Path)
 		out[name] = fr.data
-		out[name+".sig"] = files[fr.src.Path].sig.value
+		out[name+".sig"] = files.lookup(fr.src.Path).sig.value
 	}
 	return out
 }

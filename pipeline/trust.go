@@ -5,7 +5,9 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/imaforge/imaforge/manifest"
@@ -23,7 +25,7 @@ import (
 //   - every file must lie inside the scope of its key's certificate and of
 //     the CAs above it (pki's scope extension), so a tenant key cannot sign
 //     the base system even with a hand-edited manifest.
-func (opts *Options) checkKeys(m *manifest.Manifest, keys map[string]Key, files map[string]*fileState) error {
+func (opts *Options) checkKeys(m *manifest.Manifest, keys map[string]Key, files fileStates) error {
 	now := time.Now()
 	if opts.Now != nil {
 		now = opts.Now()
@@ -89,17 +91,18 @@ func (opts *Options) checkKeys(m *manifest.Manifest, keys map[string]Key, files 
 	if err := checkTenantSigners(m, keys); err != nil {
 		return err
 	}
-	paths := make([]string, 0, len(files))
-	for p, f := range files {
-		if f.key != "" {
-			paths = append(paths, p)
+	signed := make([]*fileState, 0, len(files))
+	for i := range files {
+		if files[i].key != "" {
+			signed = append(signed, &files[i])
 		}
 	}
-	sort.Strings(paths)
+	// errors in byte order of the paths
+	slices.SortFunc(signed, func(a, b *fileState) int { return strings.Compare(a.entry.Path, b.entry.Path) })
 	evmChecked := map[string]bool{}
 	var errs []error // every refused path, not the first one only
-	for _, p := range paths {
-		f := files[p]
+	for _, f := range signed {
+		p := f.entry.Path
 		if err := allows[f.key](p); err != nil {
 			errs = append(errs, m.Errorf(f.pos, err, "key %q may not sign %s", f.key, p))
 		}
