@@ -38,37 +38,57 @@ func (h *HostFile) Size() int64 { return h.size }
 func (h *HostFile) Mtime() int64 { return h.mtime }
 
 // Open opens the file and checks it is the one walked, unchanged.
+//
+// The reader works on the bare descriptor (open, fstat, read, fstat,
+// close), not an *os.File: os.OpenFile would add two fcntl calls to make the
+// descriptor non-blocking, a failing epoll_ctl (a regular file cannot be
+// polled), and File.Fd two more fcntl calls to make it blocking again, five
+// of eleven system calls per file in a build of small files.
 func (h *HostFile) Open() (io.ReadCloser, error) {
 	p := h.HostPath()
-	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOATIME, 0)
+	fd, err := openRead(p, unix.O_NOATIME)
 	if err != nil {
 		// O_NOATIME is refused for files the caller does not own.
-		f, err = os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+		fd, err = openRead(p, 0)
 	}
 	if err != nil {
-		return nil, err
+		return nil, &os.PathError{Op: "open", Path: p, Err: err}
 	}
-	r := &hostReader{f: f, h: h}
+	r := &hostReader{fd: fd, h: h}
 	if err := r.check(); err != nil {
-		f.Close()
+		unix.Close(fd)
 		return nil, err
 	}
 	return r, nil
+}
+
+func openRead(p string, flags int) (int, error) {
+	for {
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|flags, 0)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
 }
 
 func (h *HostFile) modified(what string) error {
 	return fmt.Errorf("%s: %w: %s", h.HostPath(), ErrModified, what)
 }
 
+// hostReader reads a HostFile through its descriptor; Close must be called
+// (it closes the descriptor).
 type hostReader struct {
-	f *os.File
-	h *HostFile
-	n int64
+	fd     int
+	h      *HostFile
+	n      int64
+	closed bool
 }
 
+// check fails unless the open file is the one walked, with its size and
+// modification time.
 func (r *hostReader) check() error {
 	var st unix.Stat_t
-	if err := unix.Fstat(int(r.f.Fd()), &st); err != nil {
+	if err := unix.Fstat(r.fd, &st); err != nil {
 		return &os.PathError{Op: "fstat", Path: r.h.HostPath(), Err: err}
 	}
 	switch {
@@ -83,22 +103,41 @@ func (r *hostReader) check() error {
 }
 
 func (r *hostReader) Read(p []byte) (int, error) {
-	n, err := r.f.Read(p)
+	if r.closed {
+		return 0, os.ErrClosed
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, err := unix.Read(r.fd, p)
+	for err == unix.EINTR {
+		n, err = unix.Read(r.fd, p)
+	}
+	if err != nil {
+		return 0, &os.PathError{Op: "read", Path: r.h.HostPath(), Err: err}
+	}
 	r.n += int64(n)
 	if r.n > r.h.size {
 		return n, r.h.modified(fmt.Sprintf("grew beyond %d bytes", r.h.size))
 	}
-	if err == io.EOF && r.n < r.h.size {
-		return n, r.h.modified(fmt.Sprintf("shrank to %d bytes, was %d", r.n, r.h.size))
+	if n == 0 {
+		if r.n < r.h.size {
+			return 0, r.h.modified(fmt.Sprintf("shrank to %d bytes, was %d", r.n, r.h.size))
+		}
+		return 0, io.EOF
 	}
-	return n, err
+	return n, nil
 }
 
 // Close checks the file again and closes it.
 func (r *hostReader) Close() error {
+	if r.closed {
+		return os.ErrClosed
+	}
+	r.closed = true
 	err := r.check()
-	if cerr := r.f.Close(); err == nil {
-		err = cerr
+	if cerr := unix.Close(r.fd); err == nil && cerr != nil {
+		err = &os.PathError{Op: "close", Path: r.h.HostPath(), Err: cerr}
 	}
 	return err
 }

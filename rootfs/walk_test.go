@@ -531,3 +531,52 @@ func TestDirectoryCycle(t *testing.T) {
 		t.Errorf("walk over a bind-mount cycle: %v", err)
 	}
 }
+
+// TestHostReaderDescriptors: a host file's reader gives the content, closes
+// its descriptor on Close (a second Close is an error, not a second close of
+// a number another file may have by then) and on a failed Open.
+func TestHostReaderDescriptors(t *testing.T) {
+	p := newProject(t)
+	p.file("r/a", "content of a\n", 0o644)
+	p.file("r/b", "bb", 0o644)
+	tr, err := p.walk("sources:\n  - from: r\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := tr.Lookup("/a")
+	b, _ := tr.Lookup("/b")
+	os.WriteFile(p.path("r/b"), []byte("bbb"), 0o644) // b: changed before its Open
+	fds := func() int {
+		es, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd")
+		}
+		return len(es)
+	}
+	before := fds()
+	for range 200 {
+		r, err := a.Content.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(r)
+		if err != nil || string(got) != "content of a\n" {
+			t.Fatalf("read %q, %v", got, err)
+		}
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Close(); err == nil {
+			t.Fatal("second Close: no error")
+		}
+		if _, err := r.Read(make([]byte, 1)); err == nil {
+			t.Fatal("Read after Close: no error")
+		}
+		if _, err := b.Content.Open(); !errors.Is(err, ErrModified) {
+			t.Fatalf("changed file: %v", err)
+		}
+	}
+	if after := fds(); after > before+2 {
+		t.Errorf("%d descriptors open before, %d after 400 opens", before, after)
+	}
+}
