@@ -156,13 +156,20 @@ func squashfsXattrs(xs manifest.Xattrs) []squashfs.Xattr {
 
 // imageCodec names the implementation that compresses the image (nil for
 // an uncompressed one): the C library of the squashfs compressor
-// (squashfs.EncoderOf), or for tar.gz and tar.zst the Go module
-// klauspost/compress, which both builds of imaforge use.
+// (squashfs.EncoderOf), libzstd for tar.zst (squashfs.NewZstdStream), or
+// for tar.gz the Go module klauspost/compress, which both builds of
+// imaforge use.
 func imageCodec(m *manifest.Manifest) (*squashfs.Encoder, error) {
-	if m.Image.Format.IsTar() {
-		if m.Image.Format == manifest.FormatTar {
-			return nil, nil
+	switch m.Image.Format {
+	case manifest.FormatTar:
+		return nil, nil
+	case manifest.FormatTarZst:
+		e, err := squashfs.EncoderOf(squashfs.Zstd)
+		if err != nil {
+			return nil, err
 		}
+		return &e, nil
+	case manifest.FormatTarGz:
 		const mod = "github.com/klauspost/compress"
 		e := &squashfs.Encoder{Library: mod, Version: "unknown", Linkage: "go"}
 		if bi, ok := debug.ReadBuildInfo(); ok {
@@ -199,7 +206,9 @@ func newImageWriter(m *manifest.Manifest, out io.WriteSeeker, workers int, cache
 			opts.Level = *m.Image.Level
 		}
 		w, err := tarimage.NewWriter(out, opts)
-		if err != nil {
+		if errors.Is(err, squashfs.ErrNoEncoder) {
+			return nil, m.Errorf(m.Image.FieldPos("format"), err, "image.format %s", m.Image.Format)
+		} else if err != nil {
 			return nil, m.Errorf(m.Image.FieldPos("level"), err, "image.format %s", m.Image.Format)
 		}
 		return &tarImage{w: w}, nil

@@ -94,6 +94,13 @@ func TestBuildTarReproducible(t *testing.T) {
 			if ra.Record.Image.Format != format || ra.Record.Image.Compression != "" {
 				t.Errorf("record image %+v", ra.Record.Image)
 			}
+			// The codec is the implementation that made the bytes: libzstd
+			// for tar.zst (as for zstd SquashFS), klauspost/compress for
+			// tar.gz, none for tar.
+			want := map[string]string{"tar": "", "tar.gz": "github.com/klauspost/compress", "tar.zst": "libzstd"}[format]
+			if c := ra.Record.Image.Codec; (c == nil) != (want == "") || (c != nil && (c.Library != want || c.Version == "")) {
+				t.Errorf("record image.codec %+v, want library %q", c, want)
+			}
 			if ra.Signed != 6 || ra.Files != 7 {
 				t.Errorf("%d of %d files signed", ra.Signed, ra.Files)
 			}

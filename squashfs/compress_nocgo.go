@@ -2,7 +2,10 @@
 
 package squashfs
 
-import "fmt"
+import (
+	"fmt"
+	"io"
+)
 
 // Without cgo there are no C compressors, and the pure-Go ones
 // (klauspost/compress, ulikunitz/xz, pierrec/lz4) give other bytes than
@@ -18,10 +21,21 @@ func EncoderOf(comp Compression) (Encoder, error) {
 	if comp == CompNone {
 		return Encoder{}, nil
 	}
-	return Encoder{}, fmt.Errorf("%w: %v compression needs the cgo build of imaforge (this one was built with "+
-		"CGO_ENABLED=0; its pure-Go %v encoder would give other image bytes than the release build): use a release binary "+
+	return Encoder{}, noEncoder(comp.String()+" compression", "set image.compression: none")
+}
+
+// noEncoder is ErrNoEncoder for what (a compressor, "zstd compression", or
+// an image format, "tar.zst"), naming the ways out, the last being other.
+func noEncoder(what, other string) error {
+	return fmt.Errorf("%w: %s needs the cgo build of imaforge (this one was built with "+
+		"CGO_ENABLED=0; its pure-Go encoder would give other image bytes than the release build): use a release binary "+
 		"or the .deb, build with CGO_ENABLED=1 and the zlib, liblzma, liblz4 and libssl headers (README, Install), "+
-		"or set image.compression: none", ErrNoEncoder, comp, comp)
+		"or %s", ErrNoEncoder, what, other)
+}
+
+// newZstdStream refuses: tar.zst needs libzstd (NewZstdStream).
+func newZstdStream(w io.Writer, level, threads int) (io.WriteCloser, error) {
+	return nil, noEncoder("tar.zst", "set image.format: tar or tar.gz")
 }
 
 func newZstdEncoder(level, blockSize int) (blockEncoder, error) {

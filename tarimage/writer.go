@@ -38,10 +38,10 @@ import (
 	"unicode/utf8"
 
 	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/imaforge/imaforge/internal/countio"
+	"github.com/imaforge/imaforge/squashfs"
 )
 
 // Compression of the whole archive.
@@ -63,6 +63,11 @@ func (c Compression) String() string {
 	}
 	return ""
 }
+
+// ZstdThreads is how many threads of libzstd's own compress a tar.zst
+// archive beside the goroutine that writes it (squashfs.NewZstdStream: the
+// bytes are the same for any number from 1 up).
+var ZstdThreads = 1
 
 // Options configure a Writer.
 type Options struct {
@@ -186,13 +191,9 @@ func NewWriter(w io.Writer, opts Options) (*Writer, error) {
 		if lvl == 0 {
 			lvl = 3
 		}
-		if lvl < 1 || lvl > 22 {
-			return nil, fmt.Errorf("tar.zst level %d outside 1..22", lvl)
-		}
-		zw, err := zstd.NewWriter(dst, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(lvl)),
-			zstd.WithEncoderConcurrency(opts.Workers), zstd.WithEncoderCRC(true))
+		zw, err := squashfs.NewZstdStream(dst, lvl, ZstdThreads)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("tar.zst: %w", err)
 		}
 		tw.comp, dst = zw, zw
 	default:
@@ -382,20 +383,16 @@ func (w *Writer) read(j *job) {
 		j.err = fmt.Errorf("%s: %w", e.Path, err)
 		return
 	}
-	var dst io.Writer
 	if e.Size <= w.opts.MemFile {
-		j.buf = make([]byte, 0, e.Size)
-		dst = (*sliceWriter)(&j.buf)
+		j.buf, err = readExact(r, e.Size)
 	} else {
-		f, err := os.CreateTemp(w.opts.SpoolDir, "imaforge-tar-spool-*")
-		if err != nil {
+		if j.spool, err = os.CreateTemp(w.opts.SpoolDir, "imaforge-tar-spool-*"); err != nil {
 			r.Close()
 			j.err = fmt.Errorf("%s: spool: %w", e.Path, err)
 			return
 		}
-		j.spool, dst = f, f
+		err = copyExact(j.spool, r, e.Size)
 	}
-	err = copyExact(dst, r, e.Size)
 	if cerr := r.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -412,15 +409,46 @@ func (w *Writer) read(j *job) {
 	j.xattrs = e.Xattrs
 }
 
+// copyBufs are copyExact's buffers: larger than io.Copy's 32 KiB (fewer
+// system calls for a spooled file), and reused rather than one per file.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// copyBuffered copies r to dst through a buffer of copyBufs.
+func copyBuffered(dst io.Writer, r io.Reader) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	// The wrappers hide ReaderFrom and WriterTo, which would copy through
+	// a 32 KiB buffer of their own.
+	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{r}, *bp)
+}
+
 // copyExact copies exactly n bytes from r and checks that r ends there.
 func copyExact(dst io.Writer, r io.Reader, n int64) error {
-	k, err := io.CopyN(dst, r, n)
+	k, err := copyBuffered(dst, io.LimitReader(r, n))
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("%w: content ended after %d bytes, %d declared", ErrSizeMismatch, k, n)
-		}
 		return err
 	}
+	if k < n {
+		return fmt.Errorf("%w: content ended after %d bytes, %d declared", ErrSizeMismatch, k, n)
+	}
+	return checkEnd(r, n)
+}
+
+// readExact reads exactly n bytes from r into a new slice (no copy through
+// a buffer) and checks that r ends there.
+func readExact(r io.Reader, n int64) ([]byte, error) {
+	buf := make([]byte, n)
+	if k, err := io.ReadFull(r, buf); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("%w: content ended after %d bytes, %d declared", ErrSizeMismatch, k, n)
+		}
+		return nil, err
+	}
+	return buf, checkEnd(r, n)
+}
+
+// checkEnd checks that r, from which n bytes were read, has no more.
+func checkEnd(r io.Reader, n int64) error {
 	var one [1]byte
 	if m, err := io.ReadFull(r, one[:]); m != 0 {
 		return fmt.Errorf("%w: content longer than the declared %d bytes", ErrSizeMismatch, n)
@@ -428,14 +456,6 @@ func copyExact(dst io.Writer, r io.Reader, n int64) error {
 		return err
 	}
 	return nil
-}
-
-// sliceWriter appends to a slice made with the capacity needed.
-type sliceWriter []byte
-
-func (s *sliceWriter) Write(p []byte) (int, error) {
-	*s = append(*s, p...)
-	return len(p), nil
 }
 
 func removeSpool(f *os.File) {
@@ -493,7 +513,7 @@ func (w *Writer) writeFile(j *job) error {
 	}
 	if j.spool != nil {
 		defer removeSpool(j.spool)
-		n, err := io.Copy(w.tw, j.spool)
+		n, err := copyBuffered(w.tw, j.spool)
 		w.stats.Spooled += n
 		if err != nil {
 			return fmt.Errorf("%s: spool: %w", e.Path, err)

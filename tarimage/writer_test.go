@@ -10,12 +10,18 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/imaforge/imaforge/internal/testenv"
+	"github.com/imaforge/imaforge/squashfs"
 )
 
 // content is a reader that counts opens and closes and checks that it is
@@ -205,15 +211,21 @@ func TestWriterReadBack(t *testing.T) {
 }
 
 // TestWriterDeterministic: the bytes depend on the entries only, not on
-// workers, memory limits (spooling) or compression concurrency; gzip and
-// zstd output decompresses to the plain archive.
+// workers, memory limits (spooling) or libzstd's threads; gzip and zstd
+// output decompresses to the plain archive.
 func TestWriterDeterministic(t *testing.T) {
 	for _, c := range []Compression{None, Gzip, Zstd} {
 		t.Run(fmt.Sprint(c), func(t *testing.T) {
+			if c == Zstd && !cgoZstd() {
+				t.Skip("no tar.zst without cgo (TestZstdNeedsCgo)")
+			}
 			a, _, _ := build(t, Options{Compression: c, Workers: 1})
+			threads := ZstdThreads
+			ZstdThreads = 3
 			b, _, _ := build(t, Options{Compression: c, Workers: 4, MemFile: 1 << 10, Window: 4 << 10, SpoolDir: t.TempDir()})
+			ZstdThreads = threads
 			if !bytes.Equal(a, b) {
-				t.Fatal("archives differ with workers and spooling")
+				t.Fatal("archives differ with workers, spooling and libzstd's threads")
 			}
 			plain, _, _ := build(t, Options{})
 			var r io.Reader = bytes.NewReader(a)
@@ -303,5 +315,73 @@ func TestWriterSizeAndSealErrors(t *testing.T) {
 				t.Errorf("spool files left: %v", left)
 			}
 		})
+	}
+}
+
+// cgoZstd reports whether this build writes tar.zst (libzstd, cgo).
+func cgoZstd() bool {
+	_, err := squashfs.EncoderOf(squashfs.Zstd)
+	return err == nil
+}
+
+// TestZstdNeedsCgo: without cgo, tar.zst is refused with
+// squashfs.ErrNoEncoder (klauspost/compress would give other bytes than
+// libzstd), naming tar.zst and the ways out, as compressed SquashFS is.
+func TestZstdNeedsCgo(t *testing.T) {
+	_, err := NewWriter(io.Discard, Options{Compression: Zstd})
+	if cgoZstd() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if !errors.Is(err, squashfs.ErrNoEncoder) || !strings.Contains(err.Error(), "tar.zst needs the cgo build") ||
+		!strings.Contains(err.Error(), "image.format: tar or tar.gz") {
+		t.Fatalf("without cgo: %v, want ErrNoEncoder naming tar.zst and the other formats", err)
+	}
+}
+
+// TestZstdPeer: the zstd tool tests the archive (frame checksum included),
+// lists it as one frame with an XXH64 check, and decompresses it to the
+// plain archive; GNU tar and bsdtar list its members.
+func TestZstdPeer(t *testing.T) {
+	if !cgoZstd() {
+		t.Skip("no tar.zst without cgo (TestZstdNeedsCgo)")
+	}
+	zstdTool := testenv.NeedTool(t, "zstd")
+	gnutar := testenv.NeedTool(t, "tar")
+	bsdtar := testenv.NeedTool(t, "bsdtar")
+	a, _, _ := build(t, Options{Compression: Zstd, Workers: 2})
+	plain, _, _ := build(t, Options{})
+	f := filepath.Join(t.TempDir(), "a.tar.zst")
+	if err := os.WriteFile(f, a, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(zstdTool, "-t", f).CombinedOutput(); err != nil {
+		t.Fatalf("zstd -t: %v\n%s", err, out)
+	}
+	out, err := exec.Command(zstdTool, "-lv", f).CombinedOutput()
+	if err != nil || !regexp.MustCompile(`# Zstandard Frames: 1\b`).Match(out) || !regexp.MustCompile(`Check: XXH64`).Match(out) {
+		t.Errorf("zstd -lv: %v\n%s\nwant one frame with an XXH64 check", err, out)
+	}
+	got, err := exec.Command(zstdTool, "-dc", f).Output()
+	if err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("zstd -dc: %v; %d bytes, want the plain archive's %d", err, len(got), len(plain))
+	}
+	// A flipped byte in the last block is caught (by the block or the
+	// frame checksum).
+	bad := bytes.Clone(a)
+	bad[len(bad)-6] ^= 0x40
+	if err := os.WriteFile(f+".bad", bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if exec.Command(zstdTool, "-t", f+".bad").Run() == nil {
+		t.Error("zstd -t accepts a corrupted archive")
+	}
+	for _, tool := range [][]string{{gnutar, "--zstd", "-tf", f}, {bsdtar, "-tf", f}} {
+		out, err := exec.Command(tool[0], tool[1:]...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "./bin/suid\n") || !strings.Contains(string(out), "./unsigned-large\n") {
+			t.Errorf("%v: %v\n%s", tool, err, out)
+		}
 	}
 }
