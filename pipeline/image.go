@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"runtime/debug"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -124,21 +125,28 @@ func (s *squashfsImage) WriteData(ctx context.Context) error { return s.w.WriteD
 
 func (s *squashfsImage) Close() (ImageStats, error) {
 	// Seals wait for signatures and may sign (EVM): run them side by
-	// side, then report the first failure in image order.
-	xs := make([]manifest.Xattrs, len(s.seals))
-	errs := make([]error, len(s.seals))
+	// side, each handing its xattrs to the writer at once (not holding
+	// them all), then report the first failure in image order.
+	var mu sync.Mutex
+	first, firstErr := len(s.seals), error(nil)
 	_ = parallel.ForEach(context.Background(), len(s.seals), s.workers, func(_ context.Context, i int) error {
-		xs[i], errs[i] = s.seals[i].seal()
+		xs, err := s.seals[i].seal()
+		if err == nil {
+			err = s.w.SetXattrs(s.seals[i].path, squashfsXattrs(xs))
+		}
+		if err != nil {
+			mu.Lock()
+			if i < first {
+				first, firstErr = i, err
+			}
+			mu.Unlock()
+		}
 		return nil
 	})
-	for i, x := range s.seals {
-		if errs[i] != nil {
-			return ImageStats{}, errs[i]
-		}
-		if err := s.w.SetXattrs(x.path, squashfsXattrs(xs[i])); err != nil {
-			return ImageStats{}, err
-		}
+	if firstErr != nil {
+		return ImageStats{}, firstErr
 	}
+	s.seals = nil
 	st, err := s.w.Finish()
 	if err != nil {
 		return ImageStats{}, err

@@ -216,7 +216,10 @@ type Writer struct {
 
 	mu        sync.Mutex // guards nodes' xattrs and the fields below during WriteData
 	root      *node
-	byPath    map[string]*node
+	// dirs finds directories by path; other entries are found in their
+	// directory's children (lookup), so a million files need no map
+	// entry each.
+	dirs map[string]*node
 	prepared  bool
 	wroteData bool
 	closed    bool
@@ -262,9 +265,9 @@ func NewWriter(w io.WriteSeeker, opts Options) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	wr := &Writer{out: w, opts: opts, codec: c, cache: cache, byPath: make(map[string]*node)}
+	wr := &Writer{out: w, opts: opts, codec: c, cache: cache, dirs: make(map[string]*node)}
 	wr.root = &node{kind: kindDir, flags: implicit, mode: 0o755, mtime: uint32(opts.ModTime), ext: &nodeExt{}}
-	wr.byPath["/"] = wr.root
+	wr.dirs["/"] = wr.root
 	// Reserve the superblock and the compressor options block.
 	head := make([]byte, SuperblockSize)
 	if o := c.options(); o != nil {
@@ -337,7 +340,9 @@ func perr(p string, format string, args ...any) error {
 // Add records an entry (metadata only; content is read by WriteData). Entries
 // may come in any order. Missing parent directories are implied with mode
 // 0755, owner 0:0 and Options.ModTime; adding the directory later (before
-// WriteData) replaces those. Adding a path twice is an error.
+// WriteData) replaces those. Adding a path twice is an error: Add reports it
+// when the two come one after the other (as in path order), WriteData
+// otherwise.
 func (w *Writer) Add(e Entry) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -426,7 +431,7 @@ func (w *Writer) Add(e Entry) error {
 	if err != nil {
 		return err
 	}
-	if old, ok := w.byPath[p]; ok {
+	if old, ok := w.dirs[p]; ok {
 		if !old.is(implicit) || n.kind != kindDir {
 			if old.is(implicit) {
 				return perr(p, "is a directory (a parent of another entry)")
@@ -437,20 +442,57 @@ func (w *Writer) Add(e Entry) error {
 		old.mode, old.uid, old.gid, old.mtime, old.xattrs = n.mode, n.uid, n.gid, n.mtime, n.xattrs
 		return nil
 	}
+	if parent.lastChildIs(name) {
+		// In path order a repeated path follows itself; prepare finds
+		// the others.
+		return perr(p, "added twice")
+	}
 	nn := w.newNode()
 	*nn = *n
 	nn.name, nn.parent, nn.ext = name, parent, ext
 	parent.addChild(nn)
-	w.byPath[p] = nn
+	if nn.kind == kindDir {
+		w.dirs[p] = nn
+	}
+	return nil
+}
+
+// lastChildIs reports whether directory d's last added entry is name.
+func (d *node) lastChildIs(name string) bool {
+	cs := d.children()
+	return len(cs) > 0 && cs[len(cs)-1].name == name
+}
+
+// lookup returns the entry at the clean absolute path p, or nil: a
+// directory from w.dirs, anything else by name in its directory's entries
+// (binary search once prepare has sorted them, else a linear search).
+func (w *Writer) lookup(p string) *node {
+	if d, ok := w.dirs[p]; ok {
+		return d
+	}
+	dir, name := path.Split(p)
+	parent, ok := w.dirs[path.Clean(dir)]
+	if !ok || name == "" {
+		return nil
+	}
+	cs := parent.children()
+	if w.prepared {
+		if i, ok := slices.BinarySearchFunc(cs, name, func(c *node, name string) int { return strings.Compare(c.name, name) }); ok {
+			return cs[i]
+		}
+		return nil
+	}
+	for i := len(cs) - 1; i >= 0; i-- {
+		if cs[i].name == name {
+			return cs[i]
+		}
+	}
 	return nil
 }
 
 // dirFor returns the directory node at p, implying missing ones.
 func (w *Writer) dirFor(p string) (*node, error) {
-	if n, ok := w.byPath[p]; ok {
-		if n.kind != kindDir {
-			return nil, perr(p, "is not a directory but has entries below it")
-		}
+	if n, ok := w.dirs[p]; ok {
 		return n, nil
 	}
 	dir, name := path.Split(p)
@@ -458,10 +500,14 @@ func (w *Writer) dirFor(p string) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if parent.lastChildIs(name) {
+		// (a non-directory; prepare finds one added earlier)
+		return nil, perr(p, "is not a directory but has entries below it")
+	}
 	n := w.newNode()
 	*n = node{name: name, parent: parent, kind: kindDir, flags: implicit, mode: 0o755, mtime: uint32(w.opts.ModTime)}
 	parent.addChild(n)
-	w.byPath[p] = n
+	w.dirs[p] = n
 	return n, nil
 }
 
@@ -485,7 +531,8 @@ func (w *Writer) checkXattrs(p string, xs []Xattr) error {
 
 // SetXattrs replaces the xattrs of the entry at path (for a hard link, of
 // its shared inode). It may be called concurrently with itself and with
-// WriteData, up to Close.
+// WriteData, up to Close. Before WriteData it searches the entry's
+// directory from its last entry, after it by binary search.
 func (w *Writer) SetXattrs(p string, xs []Xattr) error {
 	if err := w.checkXattrs(p, xs); err != nil {
 		return err
@@ -496,8 +543,8 @@ func (w *Writer) SetXattrs(p string, xs []Xattr) error {
 	if w.closed {
 		return ErrClosed
 	}
-	n, ok := w.byPath[p]
-	if !ok {
+	n := w.lookup(p)
+	if n == nil {
 		return perr(p, "no such entry")
 	}
 	if n.kind == kindLink {
@@ -520,9 +567,14 @@ func (w *Writer) prepare() error {
 	w.prepared = true
 	var walk func(d *node)
 	var links []*node
+	var dup *node
 	walk = func(d *node) {
-		slices.SortFunc(d.children(), func(a, b *node) int { return strings.Compare(a.name, b.name) })
-		for _, c := range d.children() {
+		cs := d.children()
+		slices.SortFunc(cs, func(a, b *node) int { return strings.Compare(a.name, b.name) })
+		for i, c := range cs {
+			if i > 0 && c.name == cs[i-1].name && dup == nil {
+				dup = c
+			}
 			switch c.kind {
 			case kindDir:
 				walk(c)
@@ -534,11 +586,14 @@ func (w *Writer) prepare() error {
 		}
 	}
 	walk(w.root)
+	if dup != nil {
+		return perr(w.pathOf(dup), "added twice")
+	}
 	for _, l := range links {
 		t := l
 		for i := 0; t.kind == kindLink; i++ {
-			next, ok := w.byPath[t.ext.target]
-			if !ok {
+			next := w.lookup(t.ext.target)
+			if next == nil {
 				return perr(w.pathOf(l), "hard link to %s, which was not added", t.ext.target)
 			}
 			if i > len(links) {
@@ -576,13 +631,16 @@ func (w *Writer) pathOf(n *node) string {
 // sortXattrs returns xs sorted by name (the stored order).
 func sortXattrs(xs []Xattr) []Xattr {
 	xs = slices.Clone(xs)
-	slices.SortFunc(xs, func(a, b Xattr) int {
-		if c := strings.Compare(a.Name, b.Name); c != 0 {
-			return c
-		}
-		return bytes.Compare(a.Value, b.Value)
-	})
+	slices.SortFunc(xs, compareXattrs)
 	return xs
+}
+
+// compareXattrs orders xattrs by name, then value.
+func compareXattrs(a, b Xattr) int {
+	if c := strings.Compare(a.Name, b.Name); c != 0 {
+		return c
+	}
+	return bytes.Compare(a.Value, b.Value)
 }
 
 // Stats describe a finished image.

@@ -71,6 +71,7 @@ func (w *Writer) WriteData(ctx context.Context) error {
 	}
 	w.wroteData = true
 	if err := w.prepare(); err != nil {
+		w.failed = err
 		w.mu.Unlock()
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 )
 
 // mdWriter builds a table of metadata blocks (MetadataHeader + at most 8 KiB
@@ -130,7 +131,9 @@ func (t *tableState) xattrID(xs []Xattr) uint32 {
 	if len(xs) == 0 {
 		return InvalidXattr
 	}
-	xs = sortXattrs(xs)
+	if !slices.IsSortedFunc(xs, compareXattrs) {
+		xs = sortXattrs(xs)
+	}
 	h := sha256.New()
 	var b []byte
 	for _, x := range xs {
@@ -230,6 +233,7 @@ func (t *tableState) number(root *node) error {
 			return err
 		}
 		n.xattr = t.xattrID(n.xattrs)
+		n.xattrs = nil // in t.xsets if new
 	}
 	return nil
 }

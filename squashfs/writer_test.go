@@ -281,8 +281,12 @@ func TestAddErrors(t *testing.T) {
 			t.Errorf("%s: Add: %v, want a *PathError", tc.name, last)
 		}
 	}
-	// hard link problems surface at WriteData
+	// hard link problems, and a path added twice but not in a row,
+	// surface at WriteData, and the image cannot be finished
+	f := Entry{Path: "/b", Mode: 0o644}
 	for _, es := range [][]Entry{
+		{ok, f, ok},
+		{ok, f, {Path: "/a/c", Mode: 0o644}},
 		{{Path: "/l", LinkTo: "/missing"}},
 		{{Path: "/d", Mode: fs.ModeDir}, {Path: "/l", LinkTo: "/d"}},
 		{{Path: "/l1", LinkTo: "/l2"}, {Path: "/l2", LinkTo: "/l1"}},
@@ -294,6 +298,9 @@ func TestAddErrors(t *testing.T) {
 		}
 		if err := w.WriteData(context.Background()); err == nil {
 			t.Errorf("%v: WriteData succeeded", es)
+		}
+		if err := w.Close(); err == nil {
+			t.Errorf("%v: Close after a failed WriteData succeeded", es)
 		}
 	}
 	for _, o := range []Options{{BlockSize: 1000}, {BlockSize: 2 << 20}, {Compression: Gzip, Level: 12}, {ModTime: -5}} {
