@@ -214,12 +214,12 @@ type Writer struct {
 	codec *codec
 	cache *blockCacheUse // nil: no Options.Cache
 
-	mu        sync.Mutex // guards nodes' xattrs and the fields below during WriteData
-	root      *node
+	mu   sync.Mutex // guards nodes' xattrs and the fields below during WriteData
+	root *node
 	// dirs finds directories by path; other entries are found in their
 	// directory's children (lookup), so a million files need no map
 	// entry each.
-	dirs map[string]*node
+	dirs      map[string]*node
 	prepared  bool
 	wroteData bool
 	closed    bool
