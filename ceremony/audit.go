@@ -71,9 +71,11 @@ type AuditKey struct {
 	// reported when opened (its serial number, label, maker and model).
 	Token    *signer.TokenIdentity `json:"token,omitempty"`
 	Reported *signer.TokenInfo     `json:"reported,omitempty"`
-	Digests  int                   `json:"digests"`
-	Signed   int                   `json:"signed"`  // signatures made in this run
-	Resumed  int                   `json:"resumed"` // taken from an earlier, interrupted run
+	// Service lists the servers of a signing service's key (remote:NAME).
+	Service []string `json:"service,omitempty"`
+	Digests int      `json:"digests"`
+	Signed  int      `json:"signed"`  // signatures made in this run
+	Resumed int      `json:"resumed"` // taken from an earlier, interrupted run
 }
 
 // Operator names the person running the ceremony: the login user, and the

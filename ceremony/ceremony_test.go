@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -388,5 +390,76 @@ func TestParseUnknownHash(t *testing.T) {
 		if !errors.Is(err, ErrFormat) || !errors.Is(err, imasig.ErrUnsupportedHash) || !strings.Contains(err.Error(), "hash: ") {
 			t.Errorf("%s with hash nosuch: %v", what, err)
 		}
+	}
+}
+
+// fakeRemote is a RemoteSigner signing with s, recording each path asked.
+type fakeRemote struct {
+	s     *signer.Signer
+	wrong *signer.Signer // signs with this key instead, when set
+	mu    sync.Mutex
+	paths map[string]int
+}
+
+func (f *fakeRemote) Cert() *x509.Certificate { return f.s.Cert() }
+func (f *fakeRemote) Servers() []string       { return []string{"https://127.0.0.1:1"} }
+func (f *fakeRemote) Close() error            { return nil }
+func (f *fakeRemote) SignPath(h imasig.Hash, p string, d []byte) ([]byte, error) {
+	f.mu.Lock()
+	f.paths[p]++
+	f.mu.Unlock()
+	if f.wrong != nil {
+		return f.wrong.SignDigest(h, d)
+	}
+	return f.s.SignDigest(h, d)
+}
+
+// TestSignRemote: a signing service's key signs each digest once per image
+// path of the request (the service checks each against the key's scope),
+// every value verified; a value by another key fails the ceremony, and so
+// does a digest without a path.
+func TestSignRemote(t *testing.T) {
+	req, signers, _ := testRequest(t, 3)
+	k := &req.Keys[1]
+	k.Paths = map[string][]string{}
+	for i, d := range k.Digests {
+		k.Paths[d] = []string{fmt.Sprintf("/opt/tenant/a%d", i), fmt.Sprintf("/opt/tenant/b%d", i)}
+	}
+	if _, err := req.Marshal(); err != nil {
+		t.Fatal(err)
+	}
+	remote := &fakeRemote{s: signers["tenant"], paths: map[string]int{}}
+	opts := SignOptions{Signers: map[string]*signer.Signer{"manufacturer": signers["manufacturer"]},
+		Remote: map[string]RemoteSigner{"tenant": remote}, Journal: filepath.Join(t.TempDir(), "j")}
+	res, err := Sign(context.Background(), req, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(remote.paths) != 6 || res.Signed["tenant"] != 3 {
+		t.Errorf("paths asked %v, signed %v", remote.paths, res.Signed)
+	}
+	for p, n := range remote.paths {
+		if n != 1 {
+			t.Errorf("%s asked %d times", p, n)
+		}
+	}
+	if err := CheckResponse(req, res.Response); err != nil {
+		t.Error(err)
+	}
+
+	remote.wrong = signers["manufacturer"]
+	opts.Journal = filepath.Join(t.TempDir(), "j")
+	if _, err := Sign(context.Background(), req, opts); err == nil || !strings.Contains(err.Error(), "/opt/tenant/") {
+		t.Errorf("a value by another key: %v", err)
+	}
+
+	remote.wrong = nil
+	delete(k.Paths, k.Digests[0])
+	if _, err := req.Marshal(); err != nil {
+		t.Fatal(err)
+	}
+	opts.Journal = filepath.Join(t.TempDir(), "j")
+	if _, err := Sign(context.Background(), req, opts); !errors.Is(err, ErrMismatch) {
+		t.Errorf("a digest without a path: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package ceremony
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,7 +10,9 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/signer"
+	"github.com/imaforge/imaforge/signer/keyref"
 )
 
 // ErrDeclined: the operator did not confirm the ceremony.
@@ -29,6 +32,12 @@ type RunOptions struct {
 	// the reference in the request; without either a key is relic:NAME.
 	Keys        map[string]string
 	RelicConfig string
+	// OpenRemote opens a signing service's key (remote:NAME, docs/service.md)
+	// with the relic client configuration RelicConfig for the request key's
+	// certificate; nil refuses remote keys. package service provides it
+	// (service.OpenRemoteKey); ceremony does not import it (service verifies
+	// values with this package).
+	OpenRemote func(name, relicConfig string, cert *x509.Certificate) (RemoteSigner, error)
 	// PIN is the PIN of every token (and a key file's passphrase);
 	// TokenPIN, when not nil, chooses one per token (signer.OpenOptions).
 	PIN      signer.Passphrase
@@ -52,6 +61,18 @@ type OpenedKey struct {
 	Ref      string
 	Token    *signer.TokenIdentity // as configured; nil for a key file
 	Reported *signer.TokenInfo     // as the PKCS#11 token reported itself
+	Service  []string              // the servers of a remote key
+}
+
+// RemoteSigner is a signing service's key (service.RemoteKey). The service
+// signs a digest only for a named image path, which it checks against the
+// scope of the key's certificate.
+type RemoteSigner interface {
+	Cert() *x509.Certificate
+	SignPath(h imasig.Hash, path string, digest []byte) ([]byte, error)
+	// Servers lists the servers the key is signed by, for the audit.
+	Servers() []string
+	Close() error
 }
 
 // RunResult is a finished (or already answered) ceremony.
@@ -157,14 +178,14 @@ func Run(ctx context.Context, opts RunOptions) (res *RunResult, err error) {
 		return err
 	}
 
-	signers, keys, closeKeys, err := openKeys(req, opts, sessions)
+	signers, remote, keys, closeKeys, err := openKeys(req, opts, sessions)
 	defer closeKeys()
 	if err != nil {
 		return nil, failed(err)
 	}
 	res.Keys = keys
 	for i, k := range keys {
-		rec.Keys[i].Ref, rec.Keys[i].Token, rec.Keys[i].Reported = k.Ref, k.Token, k.Reported
+		rec.Keys[i].Ref, rec.Keys[i].Token, rec.Keys[i].Reported, rec.Keys[i].Service = k.Ref, k.Token, k.Reported, k.Service
 	}
 
 	if opts.Confirm != nil {
@@ -187,7 +208,7 @@ func Run(ctx context.Context, opts RunOptions) (res *RunResult, err error) {
 	rec.Started = res.AuditHead
 
 	so := SignOptions{
-		Signers: signers, Tokens: map[string]signer.TokenIdentity{},
+		Signers: signers, Remote: remote, Tokens: map[string]signer.TokenIdentity{},
 		Journal: journal, Workers: sessions, Tool: opts.Tool, Progress: opts.Progress,
 	}
 	for _, k := range keys {
@@ -232,8 +253,10 @@ func KeyRef(k *RequestKey, override string) string {
 }
 
 // openKeys opens a signer for every request key, each checked against the
-// request's certificate. The returned function closes the token sessions.
-func openKeys(req *Request, opts RunOptions, sessions int) (map[string]*signer.Signer, []OpenedKey, func(), error) {
+// request's certificate, or a RemoteSigner for a remote key (whose values
+// are checked as they come). The returned function closes the token
+// sessions and remote keys.
+func openKeys(req *Request, opts RunOptions, sessions int) (map[string]*signer.Signer, map[string]RemoteSigner, []OpenedKey, func(), error) {
 	var closers []func() error
 	closeAll := func() {
 		for _, c := range closers {
@@ -241,15 +264,26 @@ func openKeys(req *Request, opts RunOptions, sessions int) (map[string]*signer.S
 		}
 	}
 	signers := map[string]*signer.Signer{}
+	remote := map[string]RemoteSigner{}
 	var keys []OpenedKey
 	for i := range req.Keys {
 		k := &req.Keys[i]
 		ref := KeyRef(k, opts.Keys[k.Name])
+		if r, err := keyref.Parse(ref); err == nil && r.Scheme == keyref.Remote {
+			rs, err := openRemote(k, r.Name, opts)
+			if err != nil {
+				return nil, nil, nil, closeAll, err
+			}
+			closers = append(closers, rs.Close)
+			remote[k.Name] = rs
+			keys = append(keys, OpenedKey{Name: k.Name, Ref: ref, Service: rs.Servers()})
+			continue
+		}
 		priv, _, err := signer.OpenKey(ref, opts.RelicConfig, &signer.OpenOptions{
 			PIN: opts.PIN, TokenPIN: opts.TokenPIN, Sessions: sessions, Warn: opts.Warn,
 		})
 		if err != nil {
-			return nil, nil, closeAll, fmt.Errorf("key %q: %w", k.Name, err)
+			return nil, nil, nil, closeAll, fmt.Errorf("key %q: %w", k.Name, err)
 		}
 		ok := OpenedKey{Name: k.Name, Ref: ref}
 		if tk, isToken := priv.(*signer.TokenKey); isToken {
@@ -259,10 +293,31 @@ func openKeys(req *Request, opts RunOptions, sessions int) (map[string]*signer.S
 		}
 		s, err := signer.New(priv, k.Certificate())
 		if err != nil {
-			return nil, nil, closeAll, fmt.Errorf("key %q: %s is not the key of the request's certificate (key id %s, %s): %w", k.Name, ref, k.KeyID, k.Subject, err)
+			return nil, nil, nil, closeAll, fmt.Errorf("key %q: %s is not the key of the request's certificate (key id %s, %s): %w", k.Name, ref, k.KeyID, k.Subject, err)
 		}
 		signers[k.Name] = s
 		keys = append(keys, ok)
 	}
-	return signers, keys, closeAll, nil
+	return signers, remote, keys, closeAll, nil
+}
+
+// openRemote opens request key k as key name of a signing service. The
+// service signs by path: every digest needs the paths of the request.
+func openRemote(k *RequestKey, name string, opts RunOptions) (RemoteSigner, error) {
+	switch {
+	case opts.OpenRemote == nil:
+		return nil, fmt.Errorf("key %q: remote:%s: this program cannot reach a signing service", k.Name, name)
+	case opts.RelicConfig == "":
+		return nil, fmt.Errorf("key %q: remote:%s needs the relic client configuration of the signing service (--relic-config, docs/service.md)", k.Name, name)
+	}
+	for _, d := range k.Digests {
+		if len(k.Paths[d]) == 0 {
+			return nil, fmt.Errorf("key %q: %w: remote:%s signs by image path, and the request names no path for digest %s", k.Name, ErrMismatch, name, d)
+		}
+	}
+	rs, err := opts.OpenRemote(name, opts.RelicConfig, k.Certificate())
+	if err != nil {
+		return nil, fmt.Errorf("key %q: %w", k.Name, err)
+	}
+	return rs, nil
 }

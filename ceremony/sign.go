@@ -2,6 +2,7 @@ package ceremony
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"sync"
@@ -18,6 +19,11 @@ type SignOptions struct {
 	// with the request key's certificate (signer.New refuses a token key
 	// that is not the certificate's).
 	Signers map[string]*signer.Signer
+	// Remote signs for each request key that is a signing service's
+	// (instead of Signers): each digest once per image path of the request
+	// (the service checks every path against the key's scope), the values
+	// verified, the first kept.
+	Remote map[string]RemoteSigner
 	// Tokens describes the token behind each key, copied to the response.
 	Tokens map[string]signer.TokenIdentity
 	// Journal is the journal path (normally the response path +
@@ -53,13 +59,20 @@ func Sign(ctx context.Context, req *Request, opts SignOptions) (*SignResult, err
 	}
 	res := &SignResult{Signed: map[string]int{}, Resumed: map[string]int{}}
 	verifiers := map[string]*imasig.Verifier{}
+	workers := opts.Workers
 	for _, k := range req.Keys {
-		s := opts.Signers[k.Name]
-		if s == nil {
+		var cert *x509.Certificate
+		if s := opts.Signers[k.Name]; s != nil {
+			cert = s.Cert()
+		} else if rs := opts.Remote[k.Name]; rs != nil {
+			cert = rs.Cert()
+			// a service batches concurrent signatures
+			workers = max(workers, remoteWorkers)
+		} else {
 			return nil, fmt.Errorf("no signer for key %q", k.Name)
 		}
-		if !s.Cert().Equal(k.Certificate()) {
-			return nil, fmt.Errorf("key %q: %w: signer certificate %q is not the request's (%s)", k.Name, ErrMismatch, s.Cert().Subject, k.Subject)
+		if !cert.Equal(k.Certificate()) {
+			return nil, fmt.Errorf("key %q: %w: signer certificate %q is not the request's (%s)", k.Name, ErrMismatch, cert.Subject, k.Subject)
 		}
 		v, err := imasig.NewVerifier(k.Certificate())
 		if err != nil {
@@ -101,12 +114,13 @@ func Sign(ctx context.Context, req *Request, opts SignOptions) (*SignResult, err
 	type job struct {
 		key    string
 		digest string
+		paths  []string
 	}
 	var jobs []job
 	for _, k := range req.Keys {
 		for _, d := range k.Digests {
 			if _, ok := values[k.Name][d]; !ok {
-				jobs = append(jobs, job{k.Name, d})
+				jobs = append(jobs, job{k.Name, d, k.Paths[d]})
 			}
 		}
 	}
@@ -115,12 +129,18 @@ func Sign(ctx context.Context, req *Request, opts SignOptions) (*SignResult, err
 	done.Store(int64(total - len(jobs)))
 
 	var mu sync.Mutex // guards values and res.Signed
-	err = parallel.ForEach(ctx, len(jobs), opts.Workers, func(_ context.Context, i int) error {
+	err = parallel.ForEach(ctx, len(jobs), workers, func(_ context.Context, i int) error {
 		jb := jobs[i]
 		d, _ := hex.DecodeString(jb.digest)
-		val, err := opts.Signers[jb.key].SignDigest(h, d)
-		if err == nil {
-			err = VerifyValue(verifiers[jb.key], h, val, d)
+		var val []byte
+		var err error
+		if rs := opts.Remote[jb.key]; rs != nil {
+			val, err = signRemote(rs, verifiers[jb.key], h, jb.paths, d)
+		} else {
+			val, err = opts.Signers[jb.key].SignDigest(h, d)
+			if err == nil {
+				err = VerifyValue(verifiers[jb.key], h, val, d)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("key %q digest %s: %w", jb.key, jb.digest, err)
@@ -168,6 +188,32 @@ func Sign(ctx context.Context, req *Request, opts SignOptions) (*SignResult, err
 	}
 	res.Response = resp
 	return res, nil
+}
+
+// remoteWorkers is how many signatures of a remote key are asked at once:
+// enough to fill the client's batches.
+const remoteWorkers = 512
+
+// signRemote signs digest d with a remote key once per image path, each
+// value verified, and returns the first.
+func signRemote(rs RemoteSigner, v *imasig.Verifier, h imasig.Hash, paths []string, d []byte) ([]byte, error) {
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("%w: the request names no image path for the digest: a signing service signs by path", ErrMismatch)
+	}
+	var first []byte
+	for _, p := range paths {
+		val, err := rs.SignPath(h, p, d)
+		if err == nil {
+			err = VerifyValue(v, h, val, d)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		if first == nil {
+			first = val
+		}
+	}
+	return first, nil
 }
 
 // CheckResponse checks that resp answers req: the same request digest and

@@ -89,6 +89,9 @@ func OpenRemoteKey(ctx context.Context, clientConfig, name string, cert *x509.Ce
 // KeyID returns the key id of the certificate.
 func (k *RemoteKey) KeyID() [4]byte { return imasig.KeyID(k.cert) }
 
+// Servers returns the servers the key is signed by, in order.
+func (k *RemoteKey) Servers() []string { return k.c.Servers() }
+
 // Cert returns the key's certificate (the manifest's).
 func (k *RemoteKey) Cert() *x509.Certificate { return k.cert }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"github.com/imaforge/imaforge/ceremony"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/pipeline"
+	"github.com/imaforge/imaforge/service"
 	"github.com/imaforge/imaforge/signer"
 )
 
@@ -151,6 +153,9 @@ func runCeremonySign(c *cli.Context) error {
 		Keys: refs, RelicConfig: c.String("relic-config"),
 		PIN: pins.global(), TokenPIN: pins.forToken,
 		Sessions: c.Int("sessions"), Tool: "imaforge " + v, Warn: warnFunc(c),
+		OpenRemote: func(name, relicConfig string, cert *x509.Certificate) (ceremony.RemoteSigner, error) {
+			return service.OpenRemoteKey(c.Context, relicConfig, name, cert, service.RemoteOptions{})
+		},
 	}
 	if !c.Bool("yes") {
 		opts.Confirm = func(keys []ceremony.OpenedKey) (bool, error) {
@@ -458,6 +463,8 @@ func runCeremonyAuditVerify(c *cli.Context) error {
 func printOpenedKeys(w io.Writer, keys []ceremony.OpenedKey) {
 	for _, k := range keys {
 		switch {
+		case k.Service != nil:
+			fmt.Fprintf(w, "  key %s: %s at %s\n", k.Name, k.Ref, strings.Join(k.Service, ", "))
 		case k.Token == nil:
 			fmt.Fprintf(w, "  key %s: %s\n", k.Name, k.Ref)
 		case k.Reported != nil:

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaforge/imaforge/ceremony"
 	"github.com/imaforge/imaforge/internal/testpki"
 	"github.com/imaforge/imaforge/internal/testservice"
 	"github.com/imaforge/imaforge/pki"
@@ -390,4 +391,124 @@ pinfile: %s
 		t.Errorf("build with no server: exit %d\n%s", code, out)
 	}
 	mustNotExist(t, image(99), "failed build")
+}
+
+// TestCeremonyRemote: plan and ceremony sign with a remote: key (a
+// signing service's) give, through build --signatures with every server
+// down, the image built with the key file; the audit transcript names the
+// service; the tenant CI's client certificate cannot sign the
+// manufacturer's request.
+func TestCeremonyRemote(t *testing.T) {
+	p := newCeremonyProject(t, nil, 12)
+	if code, out, errOut := run(t, "build", "--quiet", p.pemYAML); code != 0 {
+		t.Fatalf("pem build: exit %d\n%s%s", code, out, errOut)
+	}
+	_, want := p.take(t, "pem.sqsh")
+	f := testservice.New(t, 1, fmt.Sprintf(`tokens:
+  file:
+    type: file
+keys:
+  mfr:
+    token: file
+    keyfile: %s
+    x509certificate: %s
+    roles: [mfr]
+`, absKey(t, "rsa2048.key"), absKey(t, "rsa2048.pem")))
+	server := startProc(t, nil, "serve", f.ServerConfig(0))
+	testservice.WaitHealthy(t, f.URL(0), 60*time.Second)
+	pem, err := os.ReadFile(p.pemYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := filepath.Join(p.dir, "remote.yaml")
+	testservice.WriteFile(t, remote, strings.Replace(string(pem), "key: "+absKey(t, "rsa2048.key"), "key: remote:mfr, relic_config: "+f.ClientConfig("mfr"), 1))
+
+	req := filepath.Join(p.dir, "request.json")
+	if code, out, errOut := run(t, "plan", remote, "-o", req); code != 0 {
+		t.Fatalf("plan: exit %d\n%s%s", code, out, errOut)
+	}
+	r, err := ceremony.ReadRequest(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Keys) != 1 || r.Keys[0].Ref != "remote:mfr" {
+		t.Fatalf("request keys %+v", r.Keys)
+	}
+	resp := filepath.Join(p.dir, "response.json")
+	audit := filepath.Join(p.dir, "audit.jsonl")
+	// The operator confirms, shown the key's service.
+	cmd := child(nil, "ceremony", "sign", req, "--relic-config", f.ClientConfig("mfr"), "-o", resp, "--audit", audit)
+	cmd.Stdin = strings.NewReader("y\n")
+	cout, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(cout), fmt.Sprintf("signed %d digests", len(r.Keys[0].Digests))) {
+		t.Fatalf("ceremony sign: %v\n%s", err, cout)
+	}
+	if !strings.Contains(string(cout), "key manufacturer: remote:mfr at "+f.URL(0)) {
+		t.Errorf("the ceremony does not show the service:\n%s", cout)
+	}
+	// The service audited the batches, signed for the manufacturer CI.
+	if a := readAudit(t, f.Path("audit0.jsonl")); !strings.Contains(a, `"client.name":"mfr-ci"`) || !strings.Contains(a, `"/bin/tool011"`) {
+		t.Errorf("service audit:\n%s", a)
+	}
+	// The transcript: started and complete, naming the key's reference
+	// and the service.
+	b, _ := os.ReadFile(audit)
+	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
+	var rec ceremony.AuditRecord
+	if len(lines) != 2 || json.Unmarshal(lines[1], &rec) != nil {
+		t.Fatalf("audit transcript:\n%s", b)
+	}
+	if rec.Outcome != "complete" || rec.Keys[0].Ref != "remote:mfr" || len(rec.Keys[0].Service) != 1 || rec.Keys[0].Service[0] != f.URL(0) ||
+		rec.Keys[0].Signed != len(r.Keys[0].Digests) || rec.Keys[0].Token != nil {
+		t.Errorf("audit record %+v", rec)
+	}
+	if code, vout, verr := run(t, "ceremony", "audit", "verify", audit); code != 0 {
+		t.Errorf("audit verify: exit %d\n%s%s", code, vout, verr)
+	}
+	if code, vout, verr := run(t, "ceremony", "verify", req, resp); code != 0 {
+		t.Errorf("ceremony verify: exit %d\n%s%s", code, vout, verr)
+	}
+
+	// The tenant CI's certificate may not use the manufacturer key: the
+	// ceremony fails naming the server and key, audited, no response.
+	bad := filepath.Join(p.dir, "tenant-response.json")
+	code, out := runChild(t, nil, "ceremony", "sign", req, "--relic-config", f.ClientConfig("tenant"), "-o", bad, "--yes", "--audit", audit)
+	if code != 1 || !strings.Contains(out, "403") || !strings.Contains(out, `key "mfr"`) || !strings.Contains(out, f.URL(0)) {
+		t.Errorf("tenant CI ceremony: exit %d\n%s", code, out)
+	}
+	mustNotExist(t, bad, "refused ceremony")
+	if b, _ := os.ReadFile(audit); !strings.Contains(string(b), `"outcome":"failed: `) {
+		t.Errorf("the refused ceremony is not in the transcript:\n%s", b)
+	}
+	// A remote key needs the client configuration.
+	code, out = runChild(t, nil, "ceremony", "sign", req, "-o", bad, "--yes", "--audit", audit)
+	if code != 1 || !strings.Contains(out, "needs the relic client configuration") {
+		t.Errorf("ceremony without --relic-config: exit %d\n%s", code, out)
+	}
+
+	// With every server down: build --signatures takes the response.
+	server.kill(t)
+	if code, out := runChild(t, nil, "build", "--quiet", remote, "--signatures", resp); code != 0 {
+		t.Fatalf("build --signatures: exit %d\n%s", code, out)
+	}
+	img, got := p.take(t, "ceremony.sqsh")
+	if got != want {
+		t.Errorf("remote ceremony build %s, PEM build %s", got, want)
+	}
+	verifyImage(t, img, p.signed, p.unsigned)
+	// and a ceremony fails after its retries, naming server and key.
+	code, out = runChild(t, nil, "ceremony", "sign", req, "--relic-config", f.ClientConfig("mfr"), "-o", bad, "--yes", "--audit", audit)
+	if code != 1 || !strings.Contains(out, "after 3 rounds over 1 servers") || !strings.Contains(out, `key "mfr"`) || !strings.Contains(out, f.URL(0)) {
+		t.Errorf("ceremony with no server: exit %d\n%s", code, out)
+	}
+	mustNotExist(t, bad, "failed ceremony")
+}
+
+func readAudit(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
