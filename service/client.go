@@ -197,9 +197,16 @@ func (e *transientError) Unwrap() error { return e.err }
 // retried. The values are as the server made them: the caller verifies
 // them.
 func (c *Client) Sign(ctx context.Context, key string, entries []Entry) ([][]byte, error) {
+	vals, _, err := c.SignAt(ctx, key, entries)
+	return vals, err
+}
+
+// SignAt is Sign that also returns the server that answered, so that an
+// error about a value can name it.
+func (c *Client) SignAt(ctx context.Context, key string, entries []Entry) ([][]byte, string, error) {
 	body, err := json.Marshal(Request{Entries: entries})
 	if err != nil {
-		return nil, err
+		return nil, "", fmt.Errorf("%w: key %q: %w", ErrRemote, key, err)
 	}
 	return c.send(ctx, key, FormatJSON, body, len(entries))
 }
@@ -210,12 +217,15 @@ func (c *Client) Sign(ctx context.Context, key string, entries []Entry) ([][]byt
 func (c *Client) SignStream(ctx context.Context, key string, entries []Entry) ([][]byte, error) {
 	body, err := EncodeStream(entries)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: key %q: %w", ErrRemote, key, err)
 	}
-	return c.send(ctx, key, FormatNDJSON, body, len(entries))
+	vals, _, err := c.send(ctx, key, FormatNDJSON, body, len(entries))
+	return vals, err
 }
 
-func (c *Client) send(ctx context.Context, key, format string, body []byte, n int) ([][]byte, error) {
+// send returns the values and the server that answered; every error
+// names the server(s) and the key.
+func (c *Client) send(ctx context.Context, key, format string, body []byte, n int) ([][]byte, string, error) {
 	want := RequestDigest(body)
 	wait := c.opts.Backoff
 	var last error
@@ -224,7 +234,7 @@ func (c *Client) send(ctx context.Context, key, format string, body []byte, n in
 		if round > 0 {
 			select {
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return nil, "", fmt.Errorf("%w (servers %s, key %q): %w, after: %w", ErrRemote, strings.Join(c.servers, ", "), key, ctx.Err(), last)
 			case <-time.After(wait):
 			}
 			wait *= 2
@@ -233,19 +243,16 @@ func (c *Client) send(ctx context.Context, key, format string, body []byte, n in
 			srv := c.servers[(start+i)%len(c.servers)]
 			vals, err := c.post(ctx, srv, key, format, body, want, n)
 			if err == nil {
-				return vals, nil
+				return vals, srv, nil
 			}
 			last = fmt.Errorf("%w %s, key %q: %w", ErrRemote, srv, key, err)
 			var te *transientError
-			if !errors.As(err, &te) {
-				return nil, last
-			}
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+			if !errors.As(err, &te) || ctx.Err() != nil {
+				return nil, "", last
 			}
 		}
 	}
-	return nil, fmt.Errorf("%w (after %d rounds over %d servers)", last, c.opts.Retries, len(c.servers))
+	return nil, "", fmt.Errorf("%w (after %d rounds over %d servers)", last, c.opts.Retries, len(c.servers))
 }
 
 func (c *Client) post(ctx context.Context, srv, key, format string, body []byte, want string, n int) ([][]byte, error) {

@@ -64,11 +64,11 @@ func OpenRemoteKey(ctx context.Context, clientConfig, name string, cert *x509.Ce
 	}
 	v, err := imasig.NewVerifier(cert)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: key %q: %w", ErrRemote, name, err)
 	}
 	c, err := NewClient(ctx, clientConfig, opts.ClientOptions)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("key %q: %w", name, err)
 	}
 	if opts.Batch <= 0 || opts.Batch > MaxBatch {
 		opts.Batch = 256
@@ -170,14 +170,14 @@ func (k *RemoteKey) send(batch []*pendingSig) {
 	for i, ps := range batch {
 		entries[i] = ps.e
 	}
-	vals, err := k.c.Sign(context.Background(), k.name, entries)
+	vals, srv, err := k.c.SignAt(context.Background(), k.name, entries)
 	for i, ps := range batch {
 		switch {
 		case err != nil:
 			ps.err = err
 		default:
 			if verr := ceremony.VerifyValue(k.v, ps.h, vals[i], ps.d); verr != nil {
-				ps.err = fmt.Errorf("%w: key %q: the value returned for %s does not verify against the manifest's certificate: %w", ErrRemote, k.name, ps.e.Path, verr)
+				ps.err = fmt.Errorf("%w %s, key %q: the value returned for %s does not verify against the manifest's certificate: %w", ErrRemote, srv, k.name, ps.e.Path, verr)
 			} else {
 				ps.value = vals[i]
 			}

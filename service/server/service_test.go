@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -209,6 +210,49 @@ func TestServiceAuditFailsClosed(t *testing.T) {
 			}
 			if log := readFile(t, f.Path("server0.log")); !strings.Contains(log, c.log) {
 				t.Errorf("server log lacks %q:\n%s", c.log, log)
+			}
+		})
+	}
+}
+
+// TestClientErrors: every error of the client names the key and the
+// server (or, before any server is known, the client configuration).
+func TestClientErrors(t *testing.T) {
+	f := newFixture(t, 1)
+	serveInProcess(t, f, 0)
+	ctx := context.Background()
+	entry := []service.Entry{service.NewEntry("/opt/tenant/x", imasig.SHA256, digest("x"))}
+	remote := func(config, key string, cert *x509.Certificate) error {
+		k, err := service.OpenRemoteKey(ctx, config, key, cert, service.RemoteOptions{ClientOptions: service.ClientOptions{Retries: 1}})
+		if err != nil {
+			return err
+		}
+		defer k.Close()
+		_, err = k.SignPath(imasig.SHA256, "/opt/tenant/x", digest("x"))
+		return err
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	for _, c := range []struct {
+		name string
+		err  error
+		want []string
+	}{
+		{"refused", func() error { _, err := newClient(t, f, "tenant").Sign(ctx, "mfr", entry); return err }(), []string{f.URL(0), `key "mfr"`, "403"}},
+		// the server signs with the tenant key, the manifest says mfr's
+		{"value does not verify", remote(f.ClientConfig("mfr"), "tenant", f.mfr.Cert), []string{f.URL(0), `key "tenant"`, "/opt/tenant/x", "does not verify"}},
+		{"cancelled", func() error { _, err := newClient(t, f, "mfr").Sign(cancelled, "mfr", entry); return err }(), []string{f.URL(0), `key "mfr"`, "context canceled"}},
+		{"no configuration", remote(f.Path("nonexistent.yaml"), "mfr", f.mfr.Cert), []string{f.Path("nonexistent.yaml"), `key "mfr"`}},
+		{"no certificate", remote(f.ClientConfig("mfr"), "mfr", nil), []string{`key "mfr"`, "no certificate"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.err == nil || !errors.Is(c.err, service.ErrRemote) {
+				t.Fatalf("got %v", c.err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(c.err.Error(), w) {
+					t.Errorf("%v: lacks %q", c.err, w)
+				}
 			}
 		})
 	}
