@@ -37,14 +37,16 @@ func init() {
 				"Signatures are journaled in RESPONSE.journal as they are made: an interrupted ceremony run\n" +
 				"again resumes without signing anything twice.\n" +
 				"PINs come from --pin-env, --pin-file (per token with TOKEN=...), a token's pin in the relic\n" +
-				"configuration, or a terminal prompt naming the token; never from the command line.",
+				"configuration, or a terminal prompt naming the token; never from the command line.\n" +
+				"A key remote:NAME is a signing service's (docs/service.md): --relic-config is then the relic\n" +
+				"client configuration, and each digest is signed once per image path of the request.",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "relic-config", Usage: "relic configuration `FILE` naming tokens and keys"},
+				&cli.StringFlag{Name: "relic-config", Usage: "relic configuration `FILE` naming tokens and keys (for remote:NAME keys, the client configuration)"},
 				&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "response `FILE` (required)"},
 				&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "sign without asking for confirmation"},
 				&cli.StringFlag{Name: "audit", Usage: "audit transcript `FILE` to append to (default RESPONSE.audit.jsonl)"},
 				&cli.IntFlag{Name: "sessions", Usage: "token sessions signing in parallel (0: all cores)"},
-				&cli.StringSliceFlag{Name: "key", Usage: "`NAME=REF`: sign the request key NAME with REF (relic:KEY, pkcs11:URI or a key file)"},
+				&cli.StringSliceFlag{Name: "key", Usage: "`NAME=REF`: sign the request key NAME with REF (relic:KEY, remote:KEY, pkcs11:URI or a key file)"},
 				&cli.StringSliceFlag{Name: "pin-env", Usage: "read the token PIN from environment variable `[TOKEN=]VAR` (TOKEN: a relic token name or token label; without it, every token)"},
 				&cli.StringSliceFlag{Name: "pin-file", Usage: "read the token PIN from the first line of `[TOKEN=]FILE`"},
 				&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but the summary and errors"},

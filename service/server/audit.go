@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"sync/atomic"
 
@@ -101,6 +102,9 @@ func refusalRecord(cfg *config.Config, req *http.Request, status int, body []byt
 	a["http.status"] = status
 	a["http.request"] = req.Method + " " + req.URL.Path
 	a["client.ip"] = req.RemoteAddr
+	if host, _, err := net.SplitHostPort(req.RemoteAddr); err == nil {
+		a["client.ip"] = host // as relic records it
+	}
 	if f := q.Get("filename"); f != "" {
 		a["client.filename"] = f
 	}
