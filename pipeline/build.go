@@ -119,25 +119,27 @@ type Key interface {
 	Deterministic() bool
 }
 
-// fileState is what the build learns about one regular file while it is read.
+// fileState is what the build learns about one regular file while it is
+// read. A build holds one per file to its end (80 bytes, in one slice):
+// what only some files need is elsewhere (a hard link's primary in
+// layout.primary, the EVM signature in the xattrs it was made for).
 type fileState struct {
 	entry  *rootfs.Entry
-	pos    manifest.Pos // the rule or policy fragment that set key
-	key    string       // empty: unsigned
-	evmKey string       // empty: no security.evm
+	pos    *manifest.Pos // the rule or policy fragment that set key
+	key    string        // empty: unsigned
+	evmKey string        // empty: no security.evm
 	digest []byte
 	sig    *sigResult
-	evm    *sigResult
-	link   *fileState // a hard link's primary, whose inode it shares
 }
 
 // sealer completes a regular file's xattrs once its content has been read:
 // its security.ima and, where a rule asks, its portable security.evm over
 // the declared owner, mode and protected xattrs (imasig.EVMDigest).
 type sealer struct {
-	h    imasig.Hash
-	evm  imasig.EVMXattrs
-	pool *signPool
+	h        imasig.Hash
+	evm      imasig.EVMXattrs
+	pool     *signPool
+	progress Progress
 }
 
 // evmPoolKey names a key's EVM signatures in the sign pool; manifest key
@@ -167,11 +169,11 @@ func (s *sealer) seal(fs *fileState) (manifest.Xattrs, error) {
 		if err != nil {
 			return nil, fmt.Errorf("EVM signature of %s: %w", e.Path, err)
 		}
-		fs.evm = s.pool.submit(evmPoolKey(fs.evmKey), e.Path, d)
-		if err := s.pool.wait(fs.evm); err != nil {
+		evm := s.pool.submit(evmPoolKey(fs.evmKey), e.Path, d)
+		if err := s.pool.wait(evm); err != nil {
 			return nil, fmt.Errorf("EVM-sign %s with key %q: %w", e.Path, fs.evmKey, err)
 		}
-		xs = append(xs, manifest.Xattr{Name: imasig.EVMXattrName, Value: fs.evm.value})
+		xs = append(xs, manifest.Xattr{Name: imasig.EVMXattrName, Value: evm.value})
 	}
 	slices.SortFunc(xs, func(a, b manifest.Xattr) int { return strings.Compare(a.Name, b.Name) })
 	return xs, nil
@@ -411,7 +413,7 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 	if len(evmList) == 0 {
 		evmList = imasig.EVMXattrsDebian61
 	}
-	seal := &sealer{h: b.h, evm: evmList, pool: pool}
+	seal := &sealer{h: b.h, evm: evmList, pool: pool, progress: b.opts.Progress}
 	res := &Result{ImagePath: b.out, Overlaps: b.tree.Overlaps, Warnings: b.tree.Warnings, Bytes: b.lay.total}
 	next := 0 // b.lay.files[next] is the next regular file's state
 	for _, e := range b.lay.entries {
@@ -427,6 +429,10 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 	if err := w.WriteData(ctx); err != nil {
 		return nil, err
 	}
+	// Every file digest has been submitted: only EVM digests (SquashFS
+	// seals, in Close) are still to come, and a million results need not
+	// stay findable while the tables are written.
+	pool.forget()
 	stats, err := w.Close()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.out, err)
@@ -435,7 +441,7 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 	if b.opts.Progress != nil {
 		b.opts.Progress.Done()
 	}
-	shareLinkedState(b.lay.files)
+	shareLinkedState(b.lay.files, b.lay.primary)
 	res.Signatures = pool.unique
 	if stats.Squashfs != nil {
 		res.Stats = *stats.Squashfs
@@ -470,10 +476,9 @@ func (b *buildRun) imageEntry(e *rootfs.Entry, fs *fileState, seal *sealer, res 
 		if p := b.lay.primary[e.Link]; e.Link != 0 && p != fs {
 			// Hard links share their primary's inode, digest and
 			// signatures.
-			fs.link = p
 			return ImageEntry{Path: e.Path, LinkTo: p.entry.Path, ModTime: b.m.Image.Epoch}
 		}
-		ie.Open = b.opts.opener(fs, b.h, seal.pool)
+		ie.Open = seal.opener(fs)
 		if fs.key != "" {
 			ie.Seal = func() (manifest.Xattrs, error) { return seal.seal(fs) }
 		}
@@ -483,10 +488,11 @@ func (b *buildRun) imageEntry(e *rootfs.Entry, fs *fileState, seal *sealer, res 
 
 // shareLinkedState gives every hard link, once the image is written, its
 // primary's digest and signatures (the record lists each path).
-func shareLinkedState(files fileStates) {
+func shareLinkedState(files fileStates, primary map[uint32]*fileState) {
 	for i := range files {
-		if fs := &files[i]; fs.link != nil {
-			fs.digest, fs.sig, fs.evm = fs.link.digest, fs.link.sig, fs.link.evm
+		fs := &files[i]
+		if p := primary[fs.entry.Link]; fs.entry.Link != 0 && p != fs {
+			fs.digest, fs.sig = p.digest, p.sig
 		}
 	}
 }
@@ -557,18 +563,20 @@ func OutputPath(m *manifest.Manifest) string {
 // opener wraps a file's content so that the bytes the image writer reads are
 // hashed on the way, and the signature is requested as soon as the last byte
 // has been read (when the writer closes the reader).
-func (opts *Options) opener(fs *fileState, h imasig.Hash, pool *signPool) func() (io.ReadCloser, error) {
+// The function is held for every file until it is read, so it captures
+// only s and fs.
+func (s *sealer) opener(fs *fileState) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) {
 		rc, err := fs.entry.Content.Open()
 		if err != nil {
 			return nil, err
 		}
-		hh, err := h.New()
+		hh, err := s.h.New()
 		if err != nil {
 			rc.Close()
 			return nil, err
 		}
-		return &hashingReader{rc: rc, h: hh, fs: fs, pool: pool, progress: opts.Progress}, nil
+		return &hashingReader{rc: rc, h: hh, fs: fs, pool: s.pool, progress: s.progress}, nil
 	}
 }
 

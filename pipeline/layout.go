@@ -101,14 +101,14 @@ func layOut(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...any)) 
 		l.files = append(l.files, fileState{entry: e})
 		fs := &l.files[len(l.files)-1]
 		if f, ok := fragOf[e]; ok {
-			fs.key, fs.pos = f.src.Key, f.src.Pos
+			fs.key, fs.pos = f.src.Key, &f.src.Pos
 		} else {
 			r, err := m.RuleFor(e.Path)
 			if err != nil {
 				return nil, err
 			}
 			l.hits[r]++
-			fs.pos = r.Pos
+			fs.pos = &r.Pos
 			if r.Sign == nil || *r.Sign {
 				fs.key = r.Key
 				fs.evmKey = r.EVMKeyName()
@@ -124,11 +124,11 @@ func layOut(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...any)) 
 			if first, ok := l.primary[e.Link]; ok {
 				// Hard links share one inode, so one security.ima.
 				if k := first.key; k != fs.key {
-					return nil, m.Errorf(fs.pos, nil, "%s is a hard link to %s, which the rules sign with key %q, not %q",
+					return nil, m.Errorf(*fs.pos, nil, "%s is a hard link to %s, which the rules sign with key %q, not %q",
 						e.Path, first.entry.Path, k, fs.key)
 				}
 				if k := first.evmKey; k != fs.evmKey {
-					return nil, m.Errorf(fs.pos, nil, "%s is a hard link to %s, whose EVM key the rules make %q, not %q",
+					return nil, m.Errorf(*fs.pos, nil, "%s is a hard link to %s, whose EVM key the rules make %q, not %q",
 						e.Path, first.entry.Path, k, fs.evmKey)
 				}
 				continue

@@ -150,6 +150,16 @@ func (p *signPool) wait(r *sigResult) error {
 	return p.errs[r]
 }
 
+// forget stops finding the results submitted so far: a later submit of the
+// same pair signs it again. The build calls it once every file digest has
+// been submitted, so that the lookup does not stay in memory while the
+// image's tables are written.
+func (p *signPool) forget() {
+	p.mu.Lock()
+	p.results = make(map[sigFP]*sigResult)
+	p.mu.Unlock()
+}
+
 // close stops accepting work and waits for every signature. Calls after
 // the first do nothing.
 func (p *signPool) close() {

@@ -104,18 +104,18 @@ func (opts *Options) checkKeys(m *manifest.Manifest, keys map[string]Key, files 
 	for _, f := range signed {
 		p := f.entry.Path
 		if err := allows[f.key](p); err != nil {
-			errs = append(errs, m.Errorf(f.pos, err, "key %q may not sign %s", f.key, p))
+			errs = append(errs, m.Errorf(*f.pos, err, "key %q may not sign %s", f.key, p))
 		}
 		if f.evmKey == "" {
 			continue
 		}
 		if err := allows[f.evmKey](p); err != nil {
-			errs = append(errs, m.Errorf(f.pos, err, "EVM key %q may not sign %s", f.evmKey, p))
+			errs = append(errs, m.Errorf(*f.pos, err, "EVM key %q may not sign %s", f.evmKey, p))
 		}
 		if !evmChecked[f.evmKey] {
 			evmChecked[f.evmKey] = true
 			if err := checkEVMKey(m, keys[f.evmKey]); err != nil {
-				errs = append(errs, m.Errorf(f.pos, err, "EVM key %q", f.evmKey))
+				errs = append(errs, m.Errorf(*f.pos, err, "EVM key %q", f.evmKey))
 			}
 		}
 	}

@@ -130,6 +130,9 @@ func (b *builder) build() (*Tree, error) {
 		linkByPath[b.entries[i].Path] = k
 	}
 	b.index, b.links, b.implied = nil, nil, nil
+	// The entries are kept to the end of a build: without the spare
+	// capacity append left (up to a quarter of a million files' entries).
+	b.entries = append(make([]Entry, 0, len(b.entries)), b.entries...)
 	t := &Tree{Entries: b.entries, Overlaps: b.overl, Warnings: b.warn, Spooled: b.spooled, Skipped: b.skipped}
 	sort.Slice(t.Entries, func(i, j int) bool { return ComparePaths(t.Entries[i].Path, t.Entries[j].Path) < 0 })
 	groupLinks(t, linkByPath)

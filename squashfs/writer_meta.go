@@ -1,8 +1,9 @@
 package squashfs
 
 import (
-	"crypto/sha256"
+	"bytes"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"math"
 	"slices"
@@ -107,11 +108,16 @@ func (n *node) basicType() InodeType {
 
 // tableState holds what Close computes before writing the tables.
 type tableState struct {
-	order    []*node // inode holders by inode number
-	ids      []uint32
-	idIndex  map[uint32]uint16
-	xsets    [][]Xattr // distinct xattr sets, by xattr id
-	xsetByID map[[sha256.Size]byte]uint32
+	order   []*node // inode holders by inode number
+	ids     []uint32
+	idIndex map[uint32]uint16
+	xsets   [][]Xattr // distinct xattr sets, by xattr id
+	// xsetByHash finds a set's id by the set's hash: the first id with
+	// that hash; xsetNext[id] is the next (id+1; 0: none). A signed
+	// file's set is its own, so this is one small entry per file.
+	xsetByHash map[uint64]uint32
+	xsetNext   []uint32
+	seed       maphash.Seed
 }
 
 func (t *tableState) id(v uint32) (uint16, error) {
@@ -134,23 +140,39 @@ func (t *tableState) xattrID(xs []Xattr) uint32 {
 	if !slices.IsSortedFunc(xs, compareXattrs) {
 		xs = sortXattrs(xs)
 	}
-	h := sha256.New()
-	var b []byte
+	var h maphash.Hash
+	h.SetSeed(t.seed)
 	for _, x := range xs {
-		b = le.AppendUint32(b[:0], uint32(len(x.Name)))
-		b = append(b, x.Name...)
-		b = le.AppendUint32(b, uint32(len(x.Value)))
-		h.Write(b)
+		maphash.WriteComparable(&h, len(x.Name))
+		h.WriteString(x.Name)
+		maphash.WriteComparable(&h, len(x.Value))
 		h.Write(x.Value)
 	}
-	var k [sha256.Size]byte
-	h.Sum(k[:0])
-	if id, ok := t.xsetByID[k]; ok {
-		return id
+	k := h.Sum64()
+	if collideHashes {
+		k = 0
+	}
+	first, ok := t.xsetByHash[k]
+	if ok {
+		for id := first; ; {
+			if slices.EqualFunc(t.xsets[id], xs, func(a, b Xattr) bool { return a.Name == b.Name && bytes.Equal(a.Value, b.Value) }) {
+				return id
+			}
+			if t.xsetNext[id] == 0 {
+				break
+			}
+			id = t.xsetNext[id] - 1
+		}
 	}
 	id := uint32(len(t.xsets))
 	t.xsets = append(t.xsets, xs)
-	t.xsetByID[k] = id
+	t.xsetNext = append(t.xsetNext, 0)
+	if ok {
+		t.xsetNext[id] = t.xsetNext[first] // after first in its chain
+		t.xsetNext[first] = id + 1
+	} else {
+		t.xsetByHash[k] = id
+	}
 	return id
 }
 
@@ -158,7 +180,7 @@ func (t *tableState) xattrID(xs []Xattr) uint32 {
 // inode and directory tables, the fragment, export, id and xattr tables, the
 // padding and the superblock, in that order.
 func (w *Writer) writeTables() (Stats, error) {
-	t := &tableState{idIndex: make(map[uint32]uint16), xsetByID: make(map[[sha256.Size]byte]uint32)}
+	t := &tableState{idIndex: make(map[uint32]uint16), xsetByHash: make(map[uint64]uint32), seed: maphash.MakeSeed()}
 	if err := t.number(w.root); err != nil {
 		return Stats{}, err
 	}
@@ -569,6 +591,59 @@ func (w *Writer) writeLookupTable(records, pre []byte) (uint64, error) {
 	return at, w.write(list)
 }
 
+// collideHashes makes every xattr set and value hash 0 (tests: the image
+// must not change).
+var collideHashes = false
+
+// valueRefs finds where an xattr value was first stored, as a map from
+// the value's bytes would, in less memory (a signed file's security.ima is
+// a value of its own): by a 64-bit hash of the value, the bytes compared
+// with the value the entry points at in the xattr sets; a value whose hash
+// an earlier, different value has goes in an exact map.
+type valueRefs struct {
+	t        *tableState
+	seed     maphash.Seed
+	first    map[uint64]valueAt
+	collided map[string]uint64
+}
+
+// valueAt is a stored value: xattr x of set, and its reference.
+type valueAt struct {
+	set, x uint32
+	ref    uint64
+}
+
+func newValueRefs(t *tableState) *valueRefs {
+	return &valueRefs{t: t, seed: maphash.MakeSeed(), first: make(map[uint64]valueAt), collided: make(map[string]uint64)}
+}
+
+// find returns the reference of v if it was stored, and v's hash for add.
+func (vr *valueRefs) find(v []byte) (ref uint64, seen bool, hash uint64) {
+	hash = maphash.Bytes(vr.seed, v)
+	if collideHashes {
+		hash = 0
+	}
+	at, ok := vr.first[hash]
+	if !ok {
+		return 0, false, hash
+	}
+	if bytes.Equal(vr.t.xsets[at.set][at.x].Value, v) {
+		return at.ref, true, hash
+	}
+	ref, seen = vr.collided[string(v)]
+	return ref, seen, hash
+}
+
+// add records that v (xattr x of set set, with the hash find gave) is
+// stored at ref.
+func (vr *valueRefs) add(hash uint64, v []byte, set, x int, ref uint64) {
+	if _, ok := vr.first[hash]; !ok {
+		vr.first[hash] = valueAt{uint32(set), uint32(x), ref}
+		return
+	}
+	vr.collided[string(v)] = ref
+}
+
 // writeXattrs writes the xattr key/value table, the xattr ids and the xattr
 // id table (kernel fs/squashfs/xattr.c, xattr_id.c). A value already stored
 // (longer than the 8-byte reference that replaces it) is stored once and
@@ -580,15 +655,14 @@ func (w *Writer) writeXattrs(t *tableState) (uint64, error) {
 	}
 	kvStart := w.pos
 	kv := newMdWriter(w.codec, w.cache, w.write)
-	values := make(map[[sha256.Size]byte]uint64)
+	values := newValueRefs(t)
 	var ids, b []byte
-	for _, set := range t.xsets {
+	for si, set := range t.xsets {
 		ref := kv.ref()
 		var size uint32
-		for _, x := range set {
+		for xi, x := range set {
 			prefix, name, _ := SplitXattrName(x.Name)
-			sum := sha256.Sum256(x.Value)
-			vref, seen := values[sum]
+			vref, seen, hash := values.find(x.Value)
 			key := XattrKey{Type: prefix, Name: []byte(name)}
 			if seen && len(x.Value) > 8 {
 				key.Type |= XattrValueOOL
@@ -605,7 +679,7 @@ func (w *Writer) writeXattrs(t *tableState) (uint64, error) {
 					return 0, err
 				}
 				if !seen {
-					values[sum] = kv.ref()
+					values.add(hash, x.Value, si, xi, kv.ref())
 				}
 				v := XattrValue{Value: x.Value}
 				b = v.appendTo(b[:0])
