@@ -20,7 +20,9 @@
 #        with the key file; wall time (goal 1.5x) and CPU time (user+sys of
 #        the build and of the server), and the two images must be byte-equal.
 # The server is started here (free loopback port, certificates made with
-# openssl in a temporary directory) and stopped at the end.
+# openssl in a temporary directory) and stopped at the end. SERVICE_PROFILE=DIR
+# records CPU profiles of the service build and of the server with perf
+# (DIR/build.perf, DIR/server.perf; the build's CPU figure then includes perf).
 set -euo pipefail
 N=${1:-${SERVICE_FILES:-50000}}
 ROOT=$(pwd)
@@ -153,7 +155,16 @@ for r in $(seq "$REPS"); do
   rm -rf "$W/out"
   timed local "$IMAFORGE" build --quiet "$W/local.yaml"
   s0=$(proc_cpu "$SPID")
-  timed remote "$IMAFORGE" build --quiet "$W/remote.yaml"
+  if [ -n "${SERVICE_PROFILE:-}" ]; then
+    # CPU profiles of both processes: perf report -i DIR/server.perf, DIR/build.perf
+    mkdir -p "$SERVICE_PROFILE"
+    perf record -q -F 499 -g -p "$SPID" -o "$SERVICE_PROFILE/server.perf" 2>/dev/null &
+    PERF=$!
+    timed remote perf record -q -F 499 -g -o "$SERVICE_PROFILE/build.perf" -- "$IMAFORGE" build --quiet "$W/remote.yaml"
+    kill -INT $PERF; wait $PERF || true
+  else
+    timed remote "$IMAFORGE" build --quiet "$W/remote.yaml"
+  fi
   s1=$(proc_cpu "$SPID")
   SCPU=$(python3 -c "print($s1 - $s0)")
   cmp -s "$W/out/local.sqsh" "$W/out/remote.sqsh" ||

@@ -11,6 +11,7 @@ import (
 
 	"github.com/imaforge/imaforge/ceremony"
 	"github.com/imaforge/imaforge/imasig"
+	"github.com/imaforge/imaforge/signer"
 )
 
 // RemoteOptions tune a RemoteKey. Zero values take the defaults.
@@ -35,6 +36,9 @@ type RemoteKey struct {
 	name string
 	cert *x509.Certificate
 	v    *imasig.Verifier
+	// rsa verifies the values of an RSA key through libcrypto (nil for
+	// other keys): crypto/rsa's verify was 22% of a build's CPU.
+	rsa  *signer.RSAVerifier
 	opts RemoteOptions
 
 	queue chan *pendingSig
@@ -80,6 +84,7 @@ func OpenRemoteKey(ctx context.Context, clientConfig, name string, cert *x509.Ce
 		opts.Linger = 2 * time.Millisecond
 	}
 	k := &RemoteKey{c: c, name: name, cert: cert, v: v, opts: opts,
+		rsa:   rsaVerifier(cert),
 		queue: make(chan *pendingSig, opts.Batch*opts.Concurrency), stop: make(chan struct{})}
 	k.wg.Add(1)
 	go k.batcher()
@@ -176,7 +181,7 @@ func (k *RemoteKey) send(batch []*pendingSig) {
 		case err != nil:
 			ps.err = err
 		default:
-			if verr := ceremony.VerifyValue(k.v, ps.h, vals[i], ps.d); verr != nil {
+			if verr := k.verify(ps.h, vals[i], ps.d); verr != nil {
 				ps.err = fmt.Errorf("%w %s, key %q: the value returned for %s does not verify against the manifest's certificate: %w", ErrRemote, srv, k.name, ps.e.Path, verr)
 			} else {
 				ps.value = vals[i]
@@ -184,4 +189,36 @@ func (k *RemoteKey) send(batch []*pendingSig) {
 		}
 		close(ps.done)
 	}
+}
+
+func rsaVerifier(cert *x509.Certificate) *signer.RSAVerifier {
+	if pub, ok := cert.PublicKey.(*rsa.PublicKey); ok {
+		return signer.NewRSAVerifier(pub)
+	}
+	return nil
+}
+
+// verify checks that val is a v2 signature over digest d, made with h, by
+// the manifest's certificate, as ceremony.VerifyValue does: the value's
+// hash must be h and its key id the certificate's.
+func (k *RemoteKey) verify(h imasig.Hash, val, d []byte) error {
+	if k.rsa == nil {
+		return ceremony.VerifyValue(k.v, h, val, d)
+	}
+	sig, err := imasig.ParseSignature(val)
+	if err != nil {
+		return err
+	}
+	switch {
+	case sig.Hash != h:
+		return fmt.Errorf("%w: signature over a %s digest, want %s", ceremony.ErrMismatch, sig.Hash, h)
+	case sig.KeyID != k.KeyID():
+		return &imasig.InvalidSignatureError{KeyID: sig.KeyID, Err: fmt.Errorf("%w %x", imasig.ErrUnknownKeyID, sig.KeyID[:])}
+	case len(d) != h.Size():
+		return fmt.Errorf("%w: %s digest of %d bytes (want %d)", imasig.ErrFormat, h, len(d), h.Size())
+	}
+	if err := k.rsa.Verify(h, d, sig.Sig); err != nil {
+		return &imasig.InvalidSignatureError{KeyID: sig.KeyID, Err: err}
+	}
+	return nil
 }

@@ -3,6 +3,7 @@
 package signer
 
 import (
+	"crypto"
 	"crypto/rsa"
 	"errors"
 )
@@ -13,4 +14,8 @@ const LibcryptoAvailable = false
 
 func newLibcryptoRSA(*rsa.PrivateKey) (rsaBackend, error) {
 	return nil, errors.New("built without cgo: RSA signs with crypto/rsa")
+}
+
+func newLibcryptoRSAVerifier(*rsa.PublicKey) (func(h crypto.Hash, digest, sig []byte) bool, error) {
+	return nil, errors.New("built without cgo: RSA verifies with crypto/rsa")
 }

@@ -27,6 +27,9 @@ type Signer struct {
 	// rsaFast signs with the system libcrypto when the key is an
 	// *rsa.PrivateKey and the program was built with cgo; nil otherwise.
 	rsaFast rsaBackend
+	// rsaCheck verifies what an external RSA key (an HSM) makes, through
+	// libcrypto; nil for other keys.
+	rsaCheck *RSAVerifier
 
 	detOnce sync.Once
 	det     bool
@@ -81,6 +84,8 @@ func newSigner(key crypto.Signer, cert *x509.Certificate, keyID [4]byte) *Signer
 		if b, err := newLibcryptoRSA(k); err == nil {
 			s.rsaFast = b
 		}
+	} else if p, ok := s.pub.(*rsa.PublicKey); ok {
+		s.rsaCheck = NewRSAVerifier(p)
 	}
 	return s
 }
@@ -179,7 +184,13 @@ func (s *Signer) Sign(h imasig.Hash, digest []byte) (*imasig.Signature, error) {
 		if err == nil {
 			// Catch backends returning another encoding (PKCS#11 gives raw
 			// r||s for ECDSA) before a bad value reaches an image.
-			if verr := imasig.VerifyDigest(s.pub, h, digest, raw); verr != nil {
+			var verr error
+			if s.rsaCheck != nil {
+				verr = s.rsaCheck.Verify(h, digest, raw)
+			} else {
+				verr = imasig.VerifyDigest(s.pub, h, digest, raw)
+			}
+			if verr != nil {
 				return nil, fmt.Errorf("key backend %T made a signature that does not verify: %w", s.key, verr)
 			}
 		}
