@@ -9,8 +9,8 @@ import (
 	"sync"
 )
 
-// BlockCache keeps the compressed form of data and fragment blocks across
-// builds (Options.Cache), so a rebuild compresses only the blocks whose
+// BlockCache keeps the compressed form of data, fragment and metadata blocks
+// across builds (Options.Cache), so a rebuild compresses only the blocks whose
 // content changed. The Writer asks for a block by its BlockKey and checks
 // every answer by decompressing it and comparing it with the block's
 // content: an entry that does not decompress to exactly that content is

@@ -1,5 +1,5 @@
 // Package blockcache is the on-disk store behind squashfs.BlockCache: the
-// compressed form of SquashFS data and fragment blocks kept between builds
+// compressed form of SquashFS data, fragment and metadata blocks kept between builds
 // (`imaforge build --cache DIR`, in DIR/blocks), so that a rebuild
 // compresses only the blocks whose content changed.
 //
