@@ -384,6 +384,38 @@ func signFuncs(h imasig.Hash, signers map[string]Key) map[string]signFunc {
 	return fns
 }
 
+// batchKey is a Key that signs several digests in one call
+// (signer.Signer: libcrypto RSA in one cgo call per batch).
+type batchKey interface {
+	SignDigests(h imasig.Hash, digests [][]byte) ([][]byte, error)
+}
+
+// batchFuncs are the sign pool's batch functions, for the keys that are
+// batchKeys and sign by digest, under the names signFuncs gives.
+func batchFuncs(h imasig.Hash, signers map[string]Key) map[string]batchFunc {
+	fns := make(map[string]batchFunc)
+	for name, s := range signers {
+		bk, ok := s.(batchKey)
+		if !ok || needsPath(s) {
+			continue
+		}
+		fns[name] = func(ds [][]byte) ([][]byte, error) { return bk.SignDigests(h, ds) }
+		fns[evmPoolKey(name)] = func(ds [][]byte) ([][]byte, error) {
+			vs, err := bk.SignDigests(h, ds)
+			if err != nil {
+				return nil, err
+			}
+			for i, v := range vs {
+				if vs[i], err = imasig.EVMValue(v); err != nil {
+					return nil, err
+				}
+			}
+			return vs, nil
+		}
+	}
+	return fns
+}
+
 // writeImage writes the image to out. It is the build's concurrent stage:
 // the image writer's workers read, hash (hashingReader) and compress the
 // files; each file's digest goes to the sign pool as its reader closes; the
@@ -404,7 +436,7 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 			poolWorkers = max(workers, remoteWorkers)
 		}
 	}
-	pool := newSignPool(ctx, signFuncs(b.h, b.signers), poolWorkers)
+	pool := newSignPool(ctx, signFuncs(b.h, b.signers), batchFuncs(b.h, b.signers), poolWorkers)
 	defer pool.close()
 	if b.opts.Progress != nil {
 		b.opts.Progress.Start(b.lay.toRead, b.lay.total)

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+
+	"github.com/imaforge/imaforge/signer"
 )
 
 // signFunc signs a file digest and returns the complete security.ima value;
@@ -25,8 +27,9 @@ type signFunc func(path string, digest []byte) ([]byte, error)
 // result is told apart by a flag under the pool's lock, not by a channel or
 // WaitGroup of its own; errors (rare) are kept aside.
 type signPool struct {
-	names []string   // key names, by index
-	fns   []signFunc // by key index
+	names []string    // key names, by index
+	fns   []signFunc  // by key index
+	batch []batchFunc // by key index; nil: the key signs one at a time
 	index map[string]uint32
 
 	mu       sync.Mutex
@@ -72,7 +75,14 @@ type sigJob struct {
 	path string
 }
 
-func newSignPool(ctx context.Context, keys map[string]signFunc, workers int) *signPool {
+// batchFunc signs several digests of one key at once (one value per digest,
+// the bytes its signFunc gives).
+type batchFunc func(digests [][]byte) ([][]byte, error)
+
+// newSignPool starts workers signing with keys; batch, which may be nil or
+// lack keys, gives the keys that sign several digests in one call (a
+// libcrypto RSA key: one cgo transition per batch).
+func newSignPool(ctx context.Context, keys map[string]signFunc, batch map[string]batchFunc, workers int) *signPool {
 	if workers < 1 {
 		workers = 1
 	}
@@ -87,28 +97,96 @@ func newSignPool(ctx context.Context, keys map[string]signFunc, workers int) *si
 		p.index[name] = uint32(len(p.names))
 		p.names = append(p.names, name)
 		p.fns = append(p.fns, fn)
+		p.batch = append(p.batch, batch[name])
 	}
 	for range workers {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
+			js := make([]sigJob, 0, batchSize)
 			for j := range p.jobs {
-				var value []byte
-				err := ctx.Err()
-				if err == nil {
-					value, err = p.fns[j.r.key](j.path, j.r.digest)
+				js = append(js[:0], j)
+				if p.batch[j.r.key] != nil {
+					js = p.more(js, workers)
 				}
-				p.mu.Lock()
-				j.r.value, j.r.done = value, true
-				if err != nil {
-					p.errs[j.r] = err
-				}
-				p.finished.Broadcast()
-				p.mu.Unlock()
+				p.sign(ctx, js)
 			}
 		}()
 	}
 	return p
+}
+
+// batchSize bounds a batch: 8 RSA-2048 signatures take about 2 ms.
+const batchSize = signer.BatchSize
+
+// more adds to js the jobs already queued, up to a batch, and no more than
+// the worker's share of the queue (so that the last jobs are not all taken
+// by one worker while the others wait).
+func (p *signPool) more(js []sigJob, workers int) []sigJob {
+	n := min(batchSize, 1+len(p.jobs)/workers)
+	for len(js) < n {
+		select {
+		case j, ok := <-p.jobs:
+			if !ok {
+				return js
+			}
+			js = append(js, j)
+		default:
+			return js
+		}
+	}
+	return js
+}
+
+// sign makes the signatures of js, the jobs of one key with a batchFunc
+// together, and marks them done.
+func (p *signPool) sign(ctx context.Context, js []sigJob) {
+	values := make([][]byte, len(js))
+	errs := make([]error, len(js))
+	var digests [][]byte
+	var at []int
+	for i, j := range js {
+		if err := ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		bf := p.batch[j.r.key]
+		if bf == nil || len(js) == 1 {
+			values[i], errs[i] = p.fns[j.r.key](j.path, j.r.digest)
+			continue
+		}
+		if len(at) > 0 && js[at[0]].r.key != j.r.key {
+			p.signBatch(js, at, digests, values, errs)
+			digests, at = digests[:0], at[:0]
+		}
+		digests, at = append(digests, j.r.digest), append(at, i)
+	}
+	if len(at) > 0 {
+		p.signBatch(js, at, digests, values, errs)
+	}
+	p.mu.Lock()
+	for i, j := range js {
+		j.r.value, j.r.done = values[i], true
+		if errs[i] != nil {
+			p.errs[j.r] = errs[i]
+		}
+	}
+	p.finished.Broadcast()
+	p.mu.Unlock()
+}
+
+// signBatch signs digests, those of jobs js[at[k]] (all of one key), in one
+// call; on an error each is signed alone, so the error is its own.
+func (p *signPool) signBatch(js []sigJob, at []int, digests, values [][]byte, errs []error) {
+	key := js[at[0]].r.key
+	vals, err := p.batch[key](digests)
+	for k, i := range at {
+		if err == nil && len(vals) == len(at) {
+			values[i] = vals[k]
+		} else {
+			values[i], errs[i] = p.fns[key](js[i].path, js[i].r.digest)
+		}
+	}
 }
 
 // submit asks for the signature of digest, of the file at image path, with

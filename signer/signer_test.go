@@ -201,3 +201,47 @@ func (r rawRS) Sign(_ io.Reader, d []byte, _ crypto.SignerOpts) ([]byte, error) 
 	}
 	return der[len(der)-64:], nil // not DER
 }
+
+// TestSignDigests: a batch gives the values SignDigest gives, for every key
+// type (libcrypto RSA in one call, the others one by one), and refuses a
+// digest of the wrong length or an unsupported hash.
+func TestSignDigests(t *testing.T) {
+	for _, k := range allKeys {
+		s := loadSigner(t, k)
+		for _, h := range signHashes {
+			var ds [][]byte
+			for i := range BatchSize + 3 {
+				hh, _ := h.New()
+				hh.Write([]byte{byte(i), byte(h)})
+				ds = append(ds, hh.Sum(nil))
+			}
+			vals, err := s.SignDigests(h, ds)
+			if err != nil || len(vals) != len(ds) {
+				t.Fatalf("%s %s: %d values, %v", k, h, len(vals), err)
+			}
+			for i, d := range ds {
+				v, err := imasig.Parse(vals[i])
+				sig, ok := v.(*imasig.Signature)
+				if err != nil || !ok {
+					t.Fatalf("%s %s: value %d: %v", k, h, i, err)
+				}
+				if err := imasig.VerifyDigest(s.Public(), h, d, sig.Sig); err != nil {
+					t.Fatalf("%s %s: value %d does not verify: %v", k, h, i, err)
+				}
+				if !s.Deterministic() {
+					continue
+				}
+				one, err := s.SignDigest(h, d)
+				if err != nil || !bytes.Equal(one, vals[i]) {
+					t.Fatalf("%s %s: value %d differs from SignDigest's (%v)", k, h, i, err)
+				}
+			}
+			if _, err := s.SignDigests(h, append(ds[:2:2], ds[0][:h.Size()-1])); err == nil {
+				t.Errorf("%s %s: a short digest was signed", k, h)
+			}
+		}
+		if _, err := s.SignDigests(imasig.SHA1, [][]byte{make([]byte, 20), make([]byte, 20)}); err == nil {
+			t.Errorf("%s: sha1 batch signed", k)
+		}
+	}
+}
