@@ -76,7 +76,8 @@ func (h *HostFile) modified(what string) error {
 }
 
 // hostReader reads a HostFile through its descriptor; Close must be called
-// (it closes the descriptor).
+// (it closes the descriptor, and its check is what tells a file changed
+// after the walk: Read may end at the walked size without noticing).
 type hostReader struct {
 	fd     int
 	h      *HostFile
@@ -108,6 +109,13 @@ func (r *hostReader) Read(p []byte) (int, error) {
 	}
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if r.n == r.h.size {
+		// The walked size is read: end here without a read(2) that would
+		// only find the end. A file that grew meanwhile fails Close's
+		// check (size and modification time), as does any change after
+		// the last read.
+		return 0, io.EOF
 	}
 	n, err := unix.Read(r.fd, p)
 	for err == unix.EINTR {
