@@ -57,12 +57,13 @@ PKGS=(
   bison:bison
   libelf-dev:/usr/include/libelf.h
   # make release and release-test (docs/release.md): the arm64 cross build
-  # (its static libraries via Debian multiarch), qemu-user to run it, and
-  # debootstrap for the clean Debian 12 chroot the .deb is installed in
+  # (its static libraries via Debian multiarch), debootstrap for the clean
+  # Debian 12 chroots the .debs are installed in, and qemu-user-static to
+  # run the arm64 one (registered with binfmt_misc by release-test.sh)
   debootstrap:debootstrap
   gcc-aarch64-linux-gnu:aarch64-linux-gnu-gcc
   libc6-dev-arm64-cross:/usr/aarch64-linux-gnu/lib/libc.so
-  qemu-user:qemu-aarch64
+  qemu-user-static:qemu-aarch64-static
   zlib1g-dev:arm64:/usr/lib/aarch64-linux-gnu/libz.a
   liblzma-dev:arm64:/usr/lib/aarch64-linux-gnu/liblzma.a
   liblz4-dev:arm64:/usr/lib/aarch64-linux-gnu/liblz4.a
