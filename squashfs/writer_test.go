@@ -20,6 +20,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata")
@@ -457,5 +458,45 @@ func TestXattrHashCollisions(t *testing.T) {
 		if !slices.EqualFunc(xs, sortXattrs(e.Xattrs), func(a, b Xattr) bool { return a.Name == b.Name && bytes.Equal(a.Value, b.Value) }) {
 			t.Errorf("%s: xattrs %q, want %q", e.Path, xs, e.Xattrs)
 		}
+	}
+}
+
+// TestNodeSize: a Writer holds one node per entry until Close (a million
+// files, a million nodes), so the node must not grow back (issue 22: 232
+// bytes before, 144 now, on 64-bit).
+func TestNodeSize(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("sizes are for 64-bit")
+	}
+	if got := unsafe.Sizeof(node{}); got > 144 {
+		t.Errorf("node is %d bytes, want at most 144", got)
+	}
+}
+
+// TestDupTable: the duplicate index matches a file only on its whole
+// digest and its size, whatever the probe start shares.
+func TestDupTable(t *testing.T) {
+	files := []*node{{size: 10}, {size: 10}, {size: 11}, {size: 10}}
+	dt := newDupTable(files, len(files))
+	var a, b [sha256.Size]byte
+	a[31], b[31] = 1, 2 // same first 8 bytes, other digests
+	if j, slot := dt.find(&a, 10); j != -1 {
+		t.Fatalf("empty table found %d", j)
+	} else {
+		dt.add(0, &a, slot)
+	}
+	if j, slot := dt.find(&b, 10); j != -1 {
+		t.Errorf("another digest with the same prefix found file %d", j)
+	} else {
+		dt.add(1, &b, slot)
+	}
+	if j, _ := dt.find(&a, 11); j != -1 {
+		t.Errorf("the same digest with another size found file %d", j)
+	}
+	if j, _ := dt.find(&b, 10); j != 1 {
+		t.Errorf("found %d, want file 1", j)
+	}
+	if j, _ := dt.find(&a, 10); j != 0 {
+		t.Errorf("found %d, want file 0", j)
 	}
 }
