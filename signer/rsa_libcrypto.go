@@ -17,29 +17,8 @@ static EVP_PKEY *imaforge_rsa_dup(EVP_PKEY *pkey) {
 	return EVP_PKEY_dup(pkey);
 }
 
-// imaforge_rsa_sign makes an RSA PKCS#1 v1.5 signature over a DigestInfo
-// for dgst. Returns 1 on success.
-static int imaforge_rsa_sign(EVP_PKEY *pkey, int nid, const unsigned char *dgst,
-		size_t dlen, unsigned char *sig, size_t *siglen) {
-	const EVP_MD *md = EVP_get_digestbynid(nid);
-	EVP_PKEY_CTX *ctx;
-	int ok;
-
-	if (md == NULL)
-		return 0;
-	ctx = EVP_PKEY_CTX_new(pkey, NULL);
-	if (ctx == NULL)
-		return 0;
-	ok = EVP_PKEY_sign_init(ctx) > 0 &&
-	     EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) > 0 &&
-	     EVP_PKEY_CTX_set_signature_md(ctx, md) > 0 &&
-	     EVP_PKEY_sign(ctx, sig, siglen, dgst, dlen) > 0;
-	EVP_PKEY_CTX_free(ctx);
-	return ok;
-}
-
-// imaforge_rsa_sign_batch makes n signatures as imaforge_rsa_sign does, with
-// one context: digest i is dgst[i*dlen:], its signature goes to
+// imaforge_rsa_sign_batch makes n RSA PKCS#1 v1.5 signatures over the
+// DigestInfo of each digest, with one context: digest i is dgst[i*dlen:], its signature goes to
 // sig[i*siglen:] and must be exactly siglen bytes. Returns 1 when all are made.
 static int imaforge_rsa_sign_batch(EVP_PKEY *pkey, int nid, const unsigned char *dgst,
 		size_t dlen, size_t n, unsigned char *sig, size_t siglen) {
@@ -62,6 +41,13 @@ static int imaforge_rsa_sign_batch(EVP_PKEY *pkey, int nid, const unsigned char 
 	}
 	EVP_PKEY_CTX_free(ctx);
 	return ok;
+}
+
+// imaforge_rsa_sign makes an RSA PKCS#1 v1.5 signature over a DigestInfo
+// for dgst, of exactly siglen bytes (the modulus length). Returns 1 on success.
+static int imaforge_rsa_sign(EVP_PKEY *pkey, int nid, const unsigned char *dgst,
+		size_t dlen, unsigned char *sig, size_t siglen) {
+	return imaforge_rsa_sign_batch(pkey, nid, dgst, dlen, 1, sig, siglen);
 }
 */
 import "C"
@@ -174,11 +160,10 @@ func (b *libcryptoRSA) signPKCS1v15(h crypto.Hash, digest []byte) ([]byte, error
 	}
 	defer func() { b.pkeys <- pkey }()
 	sig := make([]byte, b.size)
-	n := C.size_t(len(sig))
 	ok := C.imaforge_rsa_sign(pkey, nid, (*C.uchar)(unsafe.Pointer(&digest[0])), C.size_t(len(digest)),
-		(*C.uchar)(unsafe.Pointer(&sig[0])), &n)
+		(*C.uchar)(unsafe.Pointer(&sig[0])), C.size_t(len(sig)))
 	runtime.KeepAlive(b)
-	if ok != 1 || int(n) != len(sig) {
+	if ok != 1 {
 		return nil, errors.New("libcrypto: RSA signing failed")
 	}
 	return sig, nil

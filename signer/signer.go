@@ -176,12 +176,9 @@ func (s *Signer) SignDigests(h imasig.Hash, digests [][]byte) ([][]byte, error) 
 		}
 		return vals, nil
 	}
-	if !h.SigningAllowed() || !h.Available() {
-		return nil, fmt.Errorf("%w: %s cannot be used to sign (use sha256, sha384 or sha512)", imasig.ErrUnsupportedHash, h)
-	}
 	for _, d := range digests {
-		if len(d) != h.Size() {
-			return nil, fmt.Errorf("%w: %s digest of %d bytes (want %d)", imasig.ErrFormat, h, len(d), h.Size())
+		if err := checkDigest(h, d); err != nil {
+			return nil, err
 		}
 	}
 	raws, err := bb.signPKCS1v15Batch(h.CryptoHash(), digests)
@@ -206,11 +203,8 @@ const BatchSize = 8
 
 // Sign is SignDigest returning the decoded Signature.
 func (s *Signer) Sign(h imasig.Hash, digest []byte) (*imasig.Signature, error) {
-	if !h.SigningAllowed() || !h.Available() {
-		return nil, fmt.Errorf("%w: %s cannot be used to sign (use sha256, sha384 or sha512)", imasig.ErrUnsupportedHash, h)
-	}
-	if len(digest) != h.Size() {
-		return nil, fmt.Errorf("%w: %s digest of %d bytes (want %d)", imasig.ErrFormat, h, len(digest), h.Size())
+	if err := checkDigest(h, digest); err != nil {
+		return nil, err
 	}
 	var raw []byte
 	var err error
@@ -244,6 +238,17 @@ func (s *Signer) Sign(h imasig.Hash, digest []byte) (*imasig.Signature, error) {
 		return nil, fmt.Errorf("sign %s digest with %s: %w", h, imasig.DescribeKey(s.pub), err)
 	}
 	return &imasig.Signature{Kind: imasig.TypeSignature, Version: imasig.SigVersion2, Hash: h, KeyID: s.keyID, Sig: raw}, nil
+}
+
+// checkDigest refuses a hash that may not sign and a digest not of its size.
+func checkDigest(h imasig.Hash, digest []byte) error {
+	if !h.SigningAllowed() || !h.Available() {
+		return fmt.Errorf("%w: %s cannot be used to sign (use sha256, sha384 or sha512)", imasig.ErrUnsupportedHash, h)
+	}
+	if len(digest) != h.Size() {
+		return fmt.Errorf("%w: %s digest of %d bytes (want %d)", imasig.ErrFormat, h, len(digest), h.Size())
+	}
+	return nil
 }
 
 // rsaBackend is an alternative RSA PKCS#1 v1.5 implementation; it must give
