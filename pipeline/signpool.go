@@ -25,18 +25,22 @@ type signFunc func(path string, digest []byte) ([]byte, error)
 // the pool's state is kept small: results are found by (key index, the
 // digest's first 8 bytes), with the whole digest compared; a finished
 // result is told apart by a flag under the pool's lock, not by a channel or
-// WaitGroup of its own; errors (rare) are kept aside.
+// WaitGroup of its own; errors (rare) are kept aside, and so are the
+// channels of results someone waits for before they are done (a tar
+// build's Seals wait for each file's signature as soon as it is read: one
+// Cond broadcast per signature woke every waiting Seal, thousands, each
+// time).
 type signPool struct {
 	names []string    // key names, by index
 	fns   []signFunc  // by key index
 	batch []batchFunc // by key index; nil: the key signs one at a time
 	index map[string]uint32
 
-	mu       sync.Mutex
-	finished *sync.Cond // on mu: a result became done
-	results  map[sigFP]*sigResult
-	errs     map[*sigResult]error
-	unique   int
+	mu      sync.Mutex
+	results map[sigFP]*sigResult
+	errs    map[*sigResult]error
+	waiting map[*sigResult]chan struct{} // closed when the result is done
+	unique  int
 
 	jobs      chan sigJob
 	wg        sync.WaitGroup
@@ -92,7 +96,7 @@ func newSignPool(ctx context.Context, keys map[string]signFunc, batch map[string
 		errs:    make(map[*sigResult]error),
 		jobs:    make(chan sigJob, 4096),
 	}
-	p.finished = sync.NewCond(&p.mu)
+	p.waiting = make(map[*sigResult]chan struct{})
 	for name, fn := range keys {
 		p.index[name] = uint32(len(p.names))
 		p.names = append(p.names, name)
@@ -170,8 +174,11 @@ func (p *signPool) sign(ctx context.Context, js []sigJob) {
 		if errs[i] != nil {
 			p.errs[j.r] = errs[i]
 		}
+		if ch, ok := p.waiting[j.r]; ok {
+			close(ch)
+			delete(p.waiting, j.r)
+		}
 	}
-	p.finished.Broadcast()
 	p.mu.Unlock()
 }
 
@@ -221,10 +228,17 @@ func (p *signPool) submit(key, path string, digest []byte) *sigResult {
 // wait blocks until r is signed and returns the signing error, if any.
 func (p *signPool) wait(r *sigResult) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	for !r.done {
-		p.finished.Wait()
+	if !r.done {
+		ch, ok := p.waiting[r]
+		if !ok {
+			ch = make(chan struct{})
+			p.waiting[r] = ch
+		}
+		p.mu.Unlock()
+		<-ch
+		p.mu.Lock()
 	}
+	defer p.mu.Unlock()
 	return p.errs[r]
 }
 

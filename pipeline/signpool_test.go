@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
@@ -87,3 +88,55 @@ func TestSignPoolBatches(t *testing.T) {
 		}
 	}
 }
+
+// poolWaiters submits n digests and waits for each on a goroutine of its
+// own, as a tar build's Seals do, twice for every fourth; the key fails
+// every seventh digest. Signing starts once 4,000 (the pool's queue holds
+// 4,096) or half are submitted, so most waiters wait before it is done.
+func poolWaiters(tb testing.TB, n int) {
+	bad := errors.New("refused")
+	gate := make(chan struct{})
+	fns := map[string]signFunc{"k": func(path string, d []byte) ([]byte, error) {
+		<-gate
+		if d[0]%7 == 0 {
+			return nil, bad
+		}
+		return append([]byte("sig:"), d...), nil
+	}}
+	p := newSignPool(context.Background(), fns, nil, 2)
+	defer p.close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := range n {
+		if i == min(n/2, 4000) {
+			close(gate)
+		}
+		d := sha256.Sum256(fmt.Append(nil, i))
+		r := p.submit("k", fmt.Sprint("/f", i), d[:])
+		for range 1 + i%4/3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := p.wait(r)
+				switch {
+				case d[0]%7 == 0 && !errors.Is(err, bad):
+					errs <- fmt.Errorf("%d: %v, want the key's error", i, err)
+				case d[0]%7 != 0 && (err != nil || string(r.value) != "sig:"+string(d[:])):
+					errs <- fmt.Errorf("%d: %v, value %q", i, err, r.value)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		tb.Error(err)
+	}
+	if len(p.waiting) != 0 {
+		tb.Errorf("%d waiting channels left", len(p.waiting))
+	}
+}
+
+// TestSignPoolWaiters: every waiter, several on one result too, gets its
+// result's value or error, whether it waits before or after the signing.
+func TestSignPoolWaiters(t *testing.T) { poolWaiters(t, 3000) }
