@@ -133,7 +133,7 @@ func runCeremonySign(c *cli.Context) error {
 	}
 	req, err := ceremony.ReadRequest(reqPath)
 	if err != nil {
-		return err
+		return inputErr(err)
 	}
 	for name := range refs {
 		if req.Key(name) == nil {
@@ -365,7 +365,7 @@ func runCeremonyVerify(c *cli.Context) error {
 	}
 	resp, err := ceremony.ReadResponse(args[1])
 	if err != nil {
-		return err
+		return inputErr(err)
 	}
 	if err := ceremony.CheckResponse(req, resp); err != nil {
 		return fmt.Errorf("%s does not answer %s: %w", args[1], args[0], err)

@@ -78,7 +78,7 @@ func fileSign(c *cli.Context) error {
 	var n atomic.Int64
 	err = signer.SignFiles(c.Context, s, h, store, files, c.Int("jobs"), func(string, []byte) { n.Add(1) })
 	if err != nil {
-		return err
+		return inputErr(err) // a FILE that does not exist is an input error
 	}
 	id := s.KeyID()
 	_, err = fmt.Fprintf(c.App.Writer, "signed %s (%s, key id %x, %s, %s) into %s\n",
@@ -99,7 +99,7 @@ func fileVerify(c *cli.Context) error {
 	for _, path := range c.StringSlice("cert") {
 		certs, err := signer.LoadCertificates(path)
 		if err != nil {
-			return err
+			return inputErr(err)
 		}
 		for _, cert := range certs {
 			if err := v.Add(cert); err != nil {

@@ -113,7 +113,7 @@ func TestFileBadInput(t *testing.T) {
 			[]string{filepath.Join(dir, "nokey.pem"), "no such file"}},
 		{"encrypted key without passphrase source", sign(sk("p256-pkcs8-enc.key"), sk("p256.pem"), files...), 1,
 			[]string{sk("p256-pkcs8-enc.key"), "passphrase"}},
-		{"file to sign missing", sign(sk("rsa2048.key"), sk("rsa2048.pem"), missing), 1,
+		{"file to sign missing", sign(sk("rsa2048.key"), sk("rsa2048.pem"), missing), 2, // an input error
 			[]string{missing, "no such file"}},
 		{"file to sign is a directory", sign(sk("rsa2048.key"), sk("rsa2048.pem"), dir), 1,
 			[]string{dir + ": hash: not a regular file"}},
@@ -135,7 +135,7 @@ func TestFileBadInput(t *testing.T) {
 			[]string{missing}},
 		{"wrong certificate", []string{"file", "verify", "--cert", sk("p256.pem"), "--sigfile", files[0]}, 1,
 			[]string{files[0] + ": invalid signature", "no certificate with the signature's key id"}},
-		{"unreadable certificate", []string{"file", "verify", "--cert", filepath.Join(dir, "nocert.pem"), "--sigfile", files[0]}, 1,
+		{"unreadable certificate", []string{"file", "verify", "--cert", filepath.Join(dir, "nocert.pem"), "--sigfile", files[0]}, 2,
 			[]string{filepath.Join(dir, "nocert.pem")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

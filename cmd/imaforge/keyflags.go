@@ -117,7 +117,7 @@ func addCertFiles(paths []string, add func(*x509.Certificate) error) error {
 	for _, p := range paths {
 		certs, err := signer.LoadCertificates(p)
 		if err != nil {
-			return err
+			return inputErr(err)
 		}
 		for _, cert := range certs {
 			if err := add(cert); err != nil {

@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"sort"
@@ -53,6 +54,16 @@ func usageErr(err error) error { return &exitError{code: 2, err: err} }
 
 // usageErrf formats a usage error.
 func usageErrf(format string, args ...any) error { return usageErr(fmt.Errorf(format, args...)) }
+
+// inputErr marks err as an input error (exit 2) when an input the command
+// line names does not exist or may not be read; any other error (a read that
+// fails midway, content that fails a check) keeps exit 1.
+func inputErr(err error) error {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+		return usageErr(err)
+	}
+	return err
+}
 
 func newApp() *cli.App {
 	sort.Slice(commands, func(i, j int) bool { return commands[i].Name < commands[j].Name })

@@ -181,7 +181,7 @@ func days(c *cli.Context, name string) (time.Duration, error) {
 func loadIssuer(c *cli.Context) (pki.Issuer, func(), error) {
 	cert, err := signer.LoadCertificate(c.String("ca"))
 	if err != nil {
-		return pki.Issuer{}, nil, err
+		return pki.Issuer{}, nil, inputErr(err)
 	}
 	key, err := openKey(c, "ca-key", "ca-")
 	if err != nil {
@@ -450,7 +450,7 @@ func pkiRevoke(c *cli.Context) error {
 	for _, p := range c.StringSlice("cert") {
 		cs, err := signer.LoadCertificates(p)
 		if err != nil {
-			return err
+			return inputErr(err)
 		}
 		certs = append(certs, cs...)
 	}
@@ -508,12 +508,13 @@ func pkiCRL(c *cli.Context) error {
 // trustStore loads the trust store of the --root, --intermediate and --crl
 // flags (relative paths from the working directory).
 func trustStore(c *cli.Context) (*pki.TrustStore, error) {
-	return pki.LoadTrustStore(pki.TrustConfig{
+	ts, err := pki.LoadTrustStore(pki.TrustConfig{
 		Roots:         c.StringSlice("root"),
 		Intermediates: c.StringSlice("intermediate"),
 		CRLs:          c.StringSlice("crl"),
 		Revocation:    c.String("revocation"),
 	}, "")
+	return ts, inputErr(err)
 }
 
 // revocationFlag sets the trust store's revocation mode: by default every
@@ -619,7 +620,7 @@ func pkiVerify(c *cli.Context) error {
 	path := c.Args().First()
 	cert, err := signer.LoadCertificate(path)
 	if err != nil {
-		return err
+		return inputErr(err)
 	}
 	ts, err := trustStore(c)
 	if err != nil {
@@ -699,7 +700,7 @@ func pkiList(c *cli.Context) error {
 	}
 	ca, err := signer.LoadCertificate(c.String("ca"))
 	if err != nil {
-		return err
+		return inputErr(err)
 	}
 	inv, err := pki.ReadInventory(indexPathFor(c), ca)
 	if errors.Is(err, pki.ErrNoInventory) {

@@ -85,7 +85,7 @@ func lintFiles(c *cli.Context, files []string) error {
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			return err
+			return inputErr(err)
 		}
 		ds := policy.LintTarget(f, data, t)
 		lf := lintedFile{File: f, OK: policy.Errors(ds) == nil, Diagnostics: []lintDiagnostic{}}
@@ -207,7 +207,7 @@ func policyFmt(c *cli.Context) error {
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			return err
+			return inputErr(err)
 		}
 		rules, err := policy.ParseFor(f, data, v)
 		if err != nil {

@@ -75,7 +75,7 @@ func squashfsPack(c *cli.Context) error {
 		return usageErrf("--block-size: %v", err)
 	}
 	if fi, err := os.Stat(dir); err != nil {
-		return err
+		return inputErr(err)
 	} else if !fi.IsDir() {
 		return usageErrf("%s is not a directory", dir)
 	}

@@ -29,7 +29,7 @@ func squashfsLs(c *cli.Context) error {
 	}
 	r, err := squashfs.OpenReader(c.Args().First())
 	if err != nil {
-		return err
+		return inputErr(err)
 	}
 	defer r.Close()
 	return r.List(c.App.Writer, squashfs.ListOptions{Long: c.Bool("l"), Xattrs: c.Bool("xattrs")})
