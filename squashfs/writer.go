@@ -233,6 +233,7 @@ type Writer struct {
 
 	pos       uint64 // next write offset in out
 	maxPos    uint64 // largest offset written (for truncation after a roll-back)
+	wbuf      []byte // written bytes not yet in out, ending at pos (flush)
 	fragments []FragmentEntry
 	dups      int // files stored once for several entries (for Stats)
 }
@@ -284,18 +285,52 @@ func NewWriter(w io.WriteSeeker, opts Options) (*Writer, error) {
 	return wr, nil
 }
 
-// write appends p at w.pos.
+// writeBufSize is how many bytes write gathers before it writes them to
+// out: one write(2) per block cost a system call per 20-60 KB of image
+// (10,000 for an image of 1.3 GB of large files), one per MiB does not.
+const writeBufSize = 1 << 20
+
+// write appends p at w.pos. The bytes reach out by flush, at the latest
+// before a seek.
 func (w *Writer) write(p []byte) error {
-	if _, err := w.out.Write(p); err != nil {
-		return fmt.Errorf("squashfs: writing image: %w", err)
+	if len(w.wbuf)+len(p) > writeBufSize {
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
+	if len(p) >= writeBufSize {
+		if _, err := w.out.Write(p); err != nil {
+			return fmt.Errorf("squashfs: writing image: %w", err)
+		}
+	} else {
+		if w.wbuf == nil {
+			w.wbuf = make([]byte, 0, writeBufSize)
+		}
+		w.wbuf = append(w.wbuf, p...)
 	}
 	w.pos += uint64(len(p))
 	w.maxPos = max(w.maxPos, w.pos)
 	return nil
 }
 
+// flush writes the gathered bytes to out.
+func (w *Writer) flush() error {
+	if len(w.wbuf) == 0 {
+		return nil
+	}
+	_, err := w.out.Write(w.wbuf)
+	w.wbuf = w.wbuf[:0]
+	if err != nil {
+		return fmt.Errorf("squashfs: writing image: %w", err)
+	}
+	return nil
+}
+
 // seekTo moves the write offset back to off (rolling back a duplicate).
 func (w *Writer) seekTo(off uint64) error {
+	if err := w.flush(); err != nil {
+		return err
+	}
 	if _, err := w.out.Seek(int64(off), io.SeekStart); err != nil {
 		return fmt.Errorf("squashfs: rolling back a duplicate: %w", err)
 	}

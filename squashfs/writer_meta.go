@@ -424,6 +424,9 @@ func (w *Writer) finishImage(sb Superblock) error {
 			return err
 		}
 	}
+	if err := w.flush(); err != nil {
+		return err
+	}
 	end := w.pos
 	if end < w.maxPos {
 		if tr, ok := w.out.(interface{ Truncate(int64) error }); ok {
@@ -431,6 +434,8 @@ func (w *Writer) finishImage(sb Superblock) error {
 				return fmt.Errorf("squashfs: %w", err)
 			}
 		} else if err := w.write(make([]byte, w.maxPos-end)); err != nil { // no Truncate: zero the rest
+			return err
+		} else if err := w.flush(); err != nil {
 			return err
 		}
 	}
