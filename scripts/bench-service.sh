@@ -22,9 +22,13 @@
 # The server is started here (free loopback port, certificates made with
 # openssl in a temporary directory) and stopped at the end. SERVICE_PROFILE=DIR
 # records CPU profiles of the service build and of the server with perf
-# (DIR/build.perf, DIR/server.perf; the build's CPU figure then includes perf).
+# (DIR/build.perf, DIR/server.perf; the build's CPU figure then includes perf)
+# and of the whole machine during the remote:hsm build (DIR/hsm.perf).
 set -euo pipefail
 N=${1:-${SERVICE_FILES:-50000}}
+# the same builds with the key in SoftHSM2 (relic:ima locally, remote:hsm
+# through the server's PKCS#11 token), HSM_N files; 0 skips them
+HSM_N=${SERVICE_HSM_FILES:-10000}
 ROOT=$(pwd)
 IMAFORGE=${IMAFORGE:-$ROOT/bin/imaforge}
 SERVE=${IMAFORGE_SERVE:-$ROOT/bin/imaforge-serve}
@@ -37,6 +41,11 @@ for t in openssl curl python3 go jq; do
   command -v $t >/dev/null || { echo "bench-service: missing $t (make deps)" >&2; exit 1; }
 done
 [ -x "$IMAFORGE" ] && [ -x "$SERVE" ] || make build >/dev/null
+MODULE=
+for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so; do
+  [ -f "$m" ] && MODULE=$m && break
+done
+[ "$HSM_N" = 0 ] || [ -n "$MODULE" ] || { echo "bench-service: no libsofthsm2.so (make deps; SERVICE_HSM_FILES=0 skips the HSM rows)" >&2; exit 1; }
 W=$(mktemp -d "${TMPDIR:-/tmp}/bench-service.XXXXXX")
 SPID=
 cleanup() {
@@ -74,7 +83,8 @@ for c in 1 4 8; do
 done
 
 # 2. the N-file build, local key against the service.
-python3 - "$W/rootfs" "$N" <<'PY'
+gen_tree() { # DIR N
+python3 - "$1" "$2" <<'PY'
 import os, random, sys
 root, n = sys.argv[1], int(sys.argv[2])
 rnd = random.Random(20)
@@ -85,6 +95,8 @@ for i in range(n):
     with open(os.path.join(d, "f%06d" % i), "wb") as f:
         f.write(b"%d\n" % i + rnd.randbytes(rnd.randrange(0, 4096)))
 PY
+}
+gen_tree "$W/rootfs" "$N"
 # TLS: a self-signed server certificate for 127.0.0.1 and a client one.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-tls \
   -addext subjectAltName=IP:127.0.0.1 -keyout "$W/tls.key" -out "$W/tls.pem" 2>/dev/null
@@ -92,11 +104,35 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
   -addext extendedKeyUsage=clientAuth -keyout "$W/ci.key" -out "$W/ci.pem" 2>/dev/null
 FP=$(openssl x509 -in "$W/ci.pem" -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+HSM_TOKEN='' HSM_KEY=''
+if [ "$HSM_N" -gt 0 ]; then
+  # SoftHSM2 holding the same key (so every image is the same)
+  mkdir -p "$W/tokens"
+  printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$W" >"$W/softhsm2.conf"
+  export SOFTHSM2_CONF=$W/softhsm2.conf BENCH_PIN=1234
+  softhsm2-util --init-token --free --label bench --pin 1234 --so-pin 123456 >/dev/null
+  openssl pkcs8 -topk8 -nocrypt -in "$KEY" -out "$W/ima-p8.key"
+  softhsm2-util --import "$W/ima-p8.key" --token bench --label ima --id 01 --pin 1234 >/dev/null
+  printf 'hsm: "1234"\n' >"$W/pins.yaml"
+  chmod 600 "$W/pins.yaml"
+  HSM_TOKEN="  hsm: {type: pkcs11, provider: $MODULE, label: bench}"
+  HSM_KEY="  hsm: {token: hsm, label: ima, x509certificate: $CERT, roles: [ci]}"
+  cat >"$W/relic.yaml" <<EOF
+tokens:
+$HSM_TOKEN
+keys:
+  ima: {token: hsm, label: ima}
+EOF
+  gen_tree "$W/rootfs-hsm" "$HSM_N"
+fi
 cat >"$W/server.yaml" <<EOF
 tokens:
   file: {type: file}
+$HSM_TOKEN
 keys:
   mfr: {token: file, keyfile: $KEY, x509certificate: $CERT, roles: [ci]}
+$HSM_KEY
+pinfile: $W/pins.yaml
 server:
   listen: 127.0.0.1:$PORT
   keyfile: $W/tls.key
@@ -113,20 +149,22 @@ remote:
   keyfile: $W/ci.key
   cacert: $W/tls.pem
 EOF
-manifest() { # NAME KEYSPEC
+manifest() { # NAME KEYSPEC [TREE]
   cat >"$W/$1.yaml" <<EOF
 version: 1
 image: {output: out/$1.sqsh, compression: zstd, level: 3, epoch: 1700000000, owner: {uid: 0, gid: 0}}
 hash: sha256
 keys:
   mfr: {cert: $CERT, $2}
-sources: [{from: rootfs/, to: /}]
+sources: [{from: ${3:-rootfs}/, to: /}]
 rules:
   - {match: /**, key: mfr}
 EOF
 }
 manifest local "key: $KEY"
 manifest remote "key: 'remote:mfr', relic_config: $W/client.yaml"
+manifest localhsm "key: 'relic:ima', relic_config: $W/relic.yaml, passphrase_env: BENCH_PIN" rootfs-hsm
+manifest remotehsm "key: 'remote:hsm', relic_config: $W/client.yaml" rootfs-hsm
 
 "$SERVE" serve "$W/server.yaml" >"$W/serve.out" 2>&1 &
 SPID=$!
@@ -137,8 +175,14 @@ for _ in $(seq 600); do
 done
 curl -sfk "https://127.0.0.1:$PORT/health" >/dev/null || { echo "bench-service: server not healthy" >&2; exit 1; }
 
-# proc_cpu PID: user+sys seconds of a running process (and its reaped children)
-proc_cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15+$16+$17)/hz}' "/proc/$1/stat"; }
+# proc_cpu PID: user+sys seconds of a running process, its reaped children
+# and its live children (relic's PKCS#11 token workers)
+proc_cpu() {
+  local kids
+  kids=$(awk -v pp="$1" '$4 == pp {print FILENAME}' /proc/[0-9]*/stat 2>/dev/null || true)
+  # shellcheck disable=SC2086
+  awk -v hz="$(getconf CLK_TCK)" '{t += $14+$15+$16+$17} END {print t/hz}' "/proc/$1/stat" $kids
+}
 # timed NAME CMD...: WALL_NAME, CPU_NAME (user+sys of CMD), LOAD_NAME
 timed() {
   local name=$1 t0 t1 TIMEFORMAT='%U %S'; shift
@@ -150,7 +194,7 @@ timed() {
   printf -v "CPU_$name" '%s' "$(python3 -c "import sys; u,s=map(float,open(sys.argv[1]).read().split()); print(u+s)" "$W/t")"
 }
 REPS=${SERVICE_REPS:-1}
-best_local= best_remote=
+best_local='' best_remote=''
 for r in $(seq "$REPS"); do
   rm -rf "$W/out"
   timed local "$IMAFORGE" build --quiet "$W/local.yaml"
@@ -184,3 +228,33 @@ bench_row service "build, $N small files, zstd-3, remote:mfr via 127.0.0.1" "wal
   "the same build with the key file" 1.5 "best of $REPS; CPU build+server $TOTAL s vs local $bl_cpu s"
 bench_row service "build, $N small files, zstd-3, remote:mfr via 127.0.0.1" "CPU s" "$TOTAL" "$bl_cpu" \
   "the same build with the key file" - "user+sys of the build + the server"
+
+# 3. the same with the key in SoftHSM2: relic:ima in the build against
+# remote:hsm (the server's PKCS#11 token, signing in relic's token worker).
+if [ "$HSM_N" -gt 0 ]; then
+  timed localhsm "$IMAFORGE" build --quiet "$W/localhsm.yaml"
+  s0=$(proc_cpu "$SPID")
+  if [ -n "${SERVICE_PROFILE:-}" ]; then
+    # the whole machine (server, token worker, build): perf report --comms
+    perf record -q -a -F 499 -g -o "$SERVICE_PROFILE/hsm.perf" 2>/dev/null &
+    PERF=$!
+    timed remotehsm "$IMAFORGE" build --quiet "$W/remotehsm.yaml"
+    kill -INT $PERF; wait $PERF || true
+  else
+    timed remotehsm "$IMAFORGE" build --quiet "$W/remotehsm.yaml"
+  fi
+  s1=$(proc_cpu "$SPID")
+  HCPU=$(python3 -c "print($s1 - $s0)")
+  cmp -s "$W/out/localhsm.sqsh" "$W/out/remotehsm.sqsh" ||
+    { echo "bench-service: FAIL: the image built through the service's HSM key differs from the local HSM build" >&2; exit 1; }
+  HTOTAL=$(python3 -c "print($CPU_remotehsm + $HCPU)")
+  printf '%-44s %9.2f %9.2f  (load %s)\n' "build, $HSM_N files, relic:ima (SoftHSM2)" "$WALL_localhsm" "$CPU_localhsm" "$LOAD_localhsm"
+  printf '%-44s %9.2f %9.2f  (build %.2f + server and token worker %.2f; load %s)\n' "build, $HSM_N files, remote:hsm" \
+    "$WALL_remotehsm" "$HTOTAL" "$CPU_remotehsm" "$HCPU" "$LOAD_remotehsm"
+  printf 'ratio: wall %.2fx (goal 1.5x), CPU %.2fx; images byte-equal\n' \
+    "$(python3 -c "print($WALL_remotehsm/$WALL_localhsm)")" "$(python3 -c "print($HTOTAL/$CPU_localhsm)")"
+  bench_row service "build, $HSM_N small files, zstd-3, remote:hsm (SoftHSM2) via 127.0.0.1" "wall s" "$WALL_remotehsm" "$WALL_localhsm" \
+    "the same build with relic:ima (SoftHSM2)" 1.5 "CPU build+server+worker $HTOTAL s vs local $CPU_localhsm s"
+  bench_row service "build, $HSM_N small files, zstd-3, remote:hsm (SoftHSM2) via 127.0.0.1" "CPU s" "$HTOTAL" "$CPU_localhsm" \
+    "the same build with relic:ima (SoftHSM2)" - "user+sys of the build + the server and its token worker"
+fi
