@@ -21,9 +21,8 @@
 #        the build and of the server), and the two images must be byte-equal.
 # The server is started here (free loopback port, certificates made with
 # openssl in a temporary directory) and stopped at the end. SERVICE_PROFILE=DIR
-# records CPU profiles of the service build and of the server with perf
-# (DIR/build.perf, DIR/server.perf; the build's CPU figure then includes perf)
-# and of the whole machine during the remote:hsm build (DIR/hsm.perf).
+# records perf CPU profiles of the whole machine during the service builds
+# (DIR/remote.perf, DIR/remotehsm.perf; `perf report --comms imaforge-serve`).
 set -euo pipefail
 N=${1:-${SERVICE_FILES:-50000}}
 # the same builds with the key in SoftHSM2 (relic:ima locally, remote:hsm
@@ -193,22 +192,28 @@ timed() {
   printf -v "WALL_$name" '%s' "$(python3 -c "print($t1 - $t0)")"
   printf -v "CPU_$name" '%s' "$(python3 -c "import sys; u,s=map(float,open(sys.argv[1]).read().split()); print(u+s)" "$W/t")"
 }
+# profiled NAME: timed NAME of the build of $W/NAME.yaml; with SERVICE_PROFILE,
+# a perf profile of the whole machine meanwhile (DIR/NAME.perf: the build is
+# comm imaforge, the server and its token workers imaforge-serve)
+profiled() {
+  if [ -z "${SERVICE_PROFILE:-}" ]; then
+    timed "$1" "$IMAFORGE" build --quiet "$W/$1.yaml"
+    return
+  fi
+  mkdir -p "$SERVICE_PROFILE"
+  perf record -q -a -F 499 -g -o "$SERVICE_PROFILE/$1.perf" 2>/dev/null &
+  local perf=$!
+  timed "$1" "$IMAFORGE" build --quiet "$W/$1.yaml"
+  kill -INT $perf
+  wait $perf || true
+}
 REPS=${SERVICE_REPS:-1}
 best_local='' best_remote=''
 for r in $(seq "$REPS"); do
   rm -rf "$W/out"
   timed local "$IMAFORGE" build --quiet "$W/local.yaml"
   s0=$(proc_cpu "$SPID")
-  if [ -n "${SERVICE_PROFILE:-}" ]; then
-    # CPU profiles of both processes: perf report -i DIR/server.perf, DIR/build.perf
-    mkdir -p "$SERVICE_PROFILE"
-    perf record -q -F 499 -g -p "$SPID" -o "$SERVICE_PROFILE/server.perf" 2>/dev/null &
-    PERF=$!
-    timed remote perf record -q -F 499 -g -o "$SERVICE_PROFILE/build.perf" -- "$IMAFORGE" build --quiet "$W/remote.yaml"
-    kill -INT $PERF; wait $PERF || true
-  else
-    timed remote "$IMAFORGE" build --quiet "$W/remote.yaml"
-  fi
+  profiled remote
   s1=$(proc_cpu "$SPID")
   SCPU=$(python3 -c "print($s1 - $s0)")
   cmp -s "$W/out/local.sqsh" "$W/out/remote.sqsh" ||
@@ -234,15 +239,7 @@ bench_row service "build, $N small files, zstd-3, remote:mfr via 127.0.0.1" "CPU
 if [ "$HSM_N" -gt 0 ]; then
   timed localhsm "$IMAFORGE" build --quiet "$W/localhsm.yaml"
   s0=$(proc_cpu "$SPID")
-  if [ -n "${SERVICE_PROFILE:-}" ]; then
-    # the whole machine (server, token worker, build): perf report --comms
-    perf record -q -a -F 499 -g -o "$SERVICE_PROFILE/hsm.perf" 2>/dev/null &
-    PERF=$!
-    timed remotehsm "$IMAFORGE" build --quiet "$W/remotehsm.yaml"
-    kill -INT $PERF; wait $PERF || true
-  else
-    timed remotehsm "$IMAFORGE" build --quiet "$W/remotehsm.yaml"
-  fi
+  profiled remotehsm
   s1=$(proc_cpu "$SPID")
   HCPU=$(python3 -c "print($s1 - $s0)")
   cmp -s "$W/out/localhsm.sqsh" "$W/out/remotehsm.sqsh" ||
