@@ -103,7 +103,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
   -addext extendedKeyUsage=clientAuth -keyout "$W/ci.key" -out "$W/ci.pem" 2>/dev/null
 FP=$(openssl x509 -in "$W/ci.pem" -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-HSM_TOKEN='' HSM_KEY=''
+HSM_TOKEN='' HSM_KEY='' HSM_PINS=''
 if [ "$HSM_N" -gt 0 ]; then
   # SoftHSM2 holding the same key (so every image is the same)
   mkdir -p "$W/tokens"
@@ -116,6 +116,7 @@ if [ "$HSM_N" -gt 0 ]; then
   chmod 600 "$W/pins.yaml"
   HSM_TOKEN="  hsm: {type: pkcs11, provider: $MODULE, label: bench}"
   HSM_KEY="  hsm: {token: hsm, label: ima, x509certificate: $CERT, roles: [ci]}"
+  HSM_PINS="pinfile: $W/pins.yaml"
   cat >"$W/relic.yaml" <<EOF
 tokens:
 $HSM_TOKEN
@@ -131,7 +132,7 @@ $HSM_TOKEN
 keys:
   mfr: {token: file, keyfile: $KEY, x509certificate: $CERT, roles: [ci]}
 $HSM_KEY
-pinfile: $W/pins.yaml
+$HSM_PINS
 server:
   listen: 127.0.0.1:$PORT
   keyfile: $W/tls.key
