@@ -96,16 +96,8 @@ func fileVerify(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, path := range c.StringSlice("cert") {
-		certs, err := signer.LoadCertificates(path)
-		if err != nil {
-			return inputErr(err)
-		}
-		for _, cert := range certs {
-			if err := v.Add(cert); err != nil {
-				return &signer.FileError{Path: path, Op: "read certificate", Err: err}
-			}
-		}
+	if err := addCertFiles(c.StringSlice("cert"), v.Add); err != nil {
+		return err
 	}
 	jobs := c.Int("jobs")
 	if jobs <= 0 {
