@@ -208,17 +208,23 @@ profiled() {
   kill -INT $perf
   wait $perf || true
 }
+# pair LOCAL REMOTE: both builds, the server's CPU (with its token workers)
+# during REMOTE in SCPU; the two images must be byte-equal
+pair() {
+  local s0 s1
+  timed "$1" "$IMAFORGE" build --quiet "$W/$1.yaml"
+  s0=$(proc_cpu "$SPID")
+  profiled "$2"
+  s1=$(proc_cpu "$SPID")
+  SCPU=$(python3 -c "print($s1 - $s0)")
+  cmp -s "$W/out/$1.sqsh" "$W/out/$2.sqsh" ||
+    { echo "bench-service: FAIL: the image of the $2 build differs from the $1 build's" >&2; exit 1; }
+}
 REPS=${SERVICE_REPS:-1}
 best_local='' best_remote=''
 for r in $(seq "$REPS"); do
   rm -rf "$W/out"
-  timed local "$IMAFORGE" build --quiet "$W/local.yaml"
-  s0=$(proc_cpu "$SPID")
-  profiled remote
-  s1=$(proc_cpu "$SPID")
-  SCPU=$(python3 -c "print($s1 - $s0)")
-  cmp -s "$W/out/local.sqsh" "$W/out/remote.sqsh" ||
-    { echo "bench-service: FAIL: the image built through the service differs from the local-key image" >&2; exit 1; }
+  pair local remote
   echo "build $r: local ${WALL_local}s wall ${CPU_local}s CPU (load $LOAD_local); service ${WALL_remote}s wall, build ${CPU_remote}s + server ${SCPU}s CPU (load $LOAD_remote)"
   if [ -z "$best_local" ] || python3 -c "import sys; sys.exit(not ($WALL_local < $best_local))"; then best_local=$WALL_local bl_cpu=$CPU_local; fi
   if [ -z "$best_remote" ] || python3 -c "import sys; sys.exit(not ($WALL_remote < $best_remote))"; then best_remote=$WALL_remote br_cpu=$CPU_remote br_scpu=$SCPU; fi
@@ -238,13 +244,8 @@ bench_row service "build, $N small files, zstd-3, remote:mfr via 127.0.0.1" "CPU
 # 3. the same with the key in SoftHSM2: relic:ima in the build against
 # remote:hsm (the server's PKCS#11 token, signing in relic's token worker).
 if [ "$HSM_N" -gt 0 ]; then
-  timed localhsm "$IMAFORGE" build --quiet "$W/localhsm.yaml"
-  s0=$(proc_cpu "$SPID")
-  profiled remotehsm
-  s1=$(proc_cpu "$SPID")
-  HCPU=$(python3 -c "print($s1 - $s0)")
-  cmp -s "$W/out/localhsm.sqsh" "$W/out/remotehsm.sqsh" ||
-    { echo "bench-service: FAIL: the image built through the service's HSM key differs from the local HSM build" >&2; exit 1; }
+  pair localhsm remotehsm
+  HCPU=$SCPU
   HTOTAL=$(python3 -c "print($CPU_remotehsm + $HCPU)")
   printf '%-44s %9.2f %9.2f  (load %s)\n' "build, $HSM_N files, relic:ima (SoftHSM2)" "$WALL_localhsm" "$CPU_localhsm" "$LOAD_localhsm"
   printf '%-44s %9.2f %9.2f  (build %.2f + server and token worker %.2f; load %s)\n' "build, $HSM_N files, remote:hsm" \
