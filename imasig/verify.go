@@ -22,13 +22,25 @@ type DigestSigner interface {
 // selected by key id as the kernel selects keys in its IMA keyring. SHA-1
 // signatures verify (old images); new ones are never made with it.
 type Verifier struct {
-	byID map[[4]byte][]*x509.Certificate
+	byID map[[4]byte][]verifierKey
+}
+
+// DigestVerifier checks signatures of one public key over a digest, as
+// VerifyDigest does (an error wrapping ErrBadSignature when sig does not
+// verify); *signer.RSAVerifier is one, through libcrypto.
+type DigestVerifier interface {
+	Verify(h Hash, digest, sig []byte) error
+}
+
+type verifierKey struct {
+	cert *x509.Certificate
+	dv   DigestVerifier // nil: VerifyDigest
 }
 
 // NewVerifier returns a Verifier over certs. A certificate whose key IMA
 // cannot use (Ed25519, RSA-1024, ...) is an error wrapping ErrUnsupportedKey.
 func NewVerifier(certs ...*x509.Certificate) (*Verifier, error) {
-	v := &Verifier{byID: make(map[[4]byte][]*x509.Certificate)}
+	v := &Verifier{byID: make(map[[4]byte][]verifierKey)}
 	for _, c := range certs {
 		if err := v.Add(c); err != nil {
 			return nil, err
@@ -39,11 +51,17 @@ func NewVerifier(certs ...*x509.Certificate) (*Verifier, error) {
 
 // Add adds a certificate.
 func (v *Verifier) Add(cert *x509.Certificate) error {
+	return v.AddWith(cert, nil)
+}
+
+// AddWith adds a certificate whose signatures dv checks instead of
+// VerifyDigest (nil: VerifyDigest).
+func (v *Verifier) AddWith(cert *x509.Certificate, dv DigestVerifier) error {
 	if err := CheckKey(cert.PublicKey); err != nil {
 		return fmt.Errorf("certificate %q: %w", cert.Subject.String(), err)
 	}
 	id := KeyID(cert)
-	v.byID[id] = append(v.byID[id], cert)
+	v.byID[id] = append(v.byID[id], verifierKey{cert: cert, dv: dv})
 	return nil
 }
 
@@ -91,13 +109,18 @@ func (v *Verifier) verify(sig *Signature, digest []byte) error {
 	if len(digest) != sig.Hash.Size() {
 		return fmt.Errorf("%w: %s digest of %d bytes (want %d)", ErrFormat, sig.Hash, len(digest), sig.Hash.Size())
 	}
-	certs := v.byID[sig.KeyID]
-	if len(certs) == 0 {
+	keys := v.byID[sig.KeyID]
+	if len(keys) == 0 {
 		return fmt.Errorf("%w %x", ErrUnknownKeyID, sig.KeyID[:])
 	}
 	var err error
-	for _, c := range certs {
-		if err = VerifyDigest(c.PublicKey, sig.Hash, digest, sig.Sig); err == nil {
+	for _, k := range keys {
+		if k.dv != nil {
+			err = k.dv.Verify(sig.Hash, digest, sig.Sig)
+		} else {
+			err = VerifyDigest(k.cert.PublicKey, sig.Hash, digest, sig.Sig)
+		}
+		if err == nil {
 			return nil
 		}
 	}

@@ -295,7 +295,7 @@ func (c *SignatureCache) path(cert *x509.Certificate, h imasig.Hash, digest []by
 // what is missing, adding it. next is called at the first miss only, so a
 // build served entirely from the cache opens no key (and asks no PIN).
 func (c *SignatureCache) Wrap(name string, cert *x509.Certificate, next func() (Key, error)) (Key, error) {
-	v, err := imasig.NewVerifier(cert)
+	v, err := signer.NewVerifier(cert)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package signer
 import (
 	"crypto"
 	"crypto/rsa"
+	"crypto/x509"
 	"fmt"
 
 	"github.com/imaforge/imaforge/imasig"
@@ -47,4 +48,24 @@ func (v *RSAVerifier) Verify(h imasig.Hash, digest, sig []byte) error {
 		return fmt.Errorf("%w (RSA-%d, %s)", imasig.ErrBadSignature, v.pub.N.BitLen(), h)
 	}
 	return nil
+}
+
+// NewVerifier returns an imasig.Verifier over certs that checks the
+// signatures of RSA keys through their RSAVerifier (libcrypto where the
+// build has it) and the others as imasig does.
+func NewVerifier(certs ...*x509.Certificate) (*imasig.Verifier, error) {
+	v, err := imasig.NewVerifier()
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range certs {
+		var dv imasig.DigestVerifier
+		if pub, ok := c.PublicKey.(*rsa.PublicKey); ok {
+			dv = NewRSAVerifier(pub)
+		}
+		if err := v.AddWith(c, dv); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
 }
