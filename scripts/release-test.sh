@@ -61,7 +61,7 @@ printf '\x00' | dd of="$work/tampered.deb" bs=1 seek=100 conv=notrunc status=non
 if openssl pkeyutl -verify -pubin -inkey "$work/pub.pem" -rawin -in "$work/tampered.deb" -sigfile "$deb.sig" >/dev/null 2>&1; then
   fail "a changed .deb still verifies"
 fi
-(cd "$work" && sed "s|$(basename "$deb")|tampered.deb|" "$dist/SHA256SUMS" | grep tampered.deb | sha256sum --quiet -c - 2>/dev/null) &&
+(cd "$work" && sed "s|$(basename "$deb")|tampered.deb|" "$dist/SHA256SUMS" | grep tampered.deb | sha256sum --quiet -c - >/dev/null 2>&1) &&
   fail "a changed .deb still matches SHA256SUMS"
 echo "release-test: $n signatures and SHA256SUMS verify; a changed byte fails both"
 

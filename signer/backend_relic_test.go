@@ -39,6 +39,17 @@ func TestRelicPKCS11(t *testing.T) {
 		ceremonytest.RelicKey{Name: "fresh", Token: "fresh", TokenLabel: "fresh", Label: "ima"},
 		ceremonytest.RelicKey{Name: "gone", Token: "gone", TokenLabel: "no-such-token", Label: "ima"},
 	)
+	if !withCgo {
+		// Without cgo no PKCS#11 module can be loaded: every token key fails
+		// to open, naming the key, the module and the cause.
+		for _, ref := range []string{"relic:ima", "pkcs11:token=fw;object=ima?module-path=" + hsm.Module} {
+			_, _, err := OpenKey(ref, cfg, &OpenOptions{PIN: relicPIN("1234")})
+			if err == nil || !strings.Contains(err.Error(), "without cgo") || !strings.Contains(err.Error(), hsm.Module) {
+				t.Errorf("%s without cgo: %v", ref, err)
+			}
+		}
+		return
+	}
 	cert := loadCert(t, "rsa2048.pem")
 	ref, err := New(loadKey(t, "rsa2048.key"), cert)
 	if err != nil {
