@@ -74,15 +74,18 @@ demo: deps build
 # Benchmarks, never timed assertions: Go Benchmark* functions, signing against
 # evmctl and the HSM, tar; last scripts/bench.sh, every figure of issue 22
 # (the build against the peer and the signing floor, squashfs pack against
-# mksquashfs, a million files) in one table of ratios to the peer or limit
-# measured in the same run, also written to out/bench.json. bench-quick: that
-# table only, on small trees (development).
+# mksquashfs, a million files, incremental rebuilds, the signing service) in
+# one table of ratios to the peer or limit measured in the same run, RUNS
+# times (a column per run), also written to out/bench.json. bench-quick: that
+# table only, on small trees (development). docs/bench.md: the parts, their
+# cost, `scripts/bench-report.sh readme` for the README's table.
+RUNS ?= 2
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
 	scripts/bench-sign.sh
 	scripts/bench-hsm.sh
 	scripts/bench-tar.sh
-	scripts/bench.sh
+	scripts/bench.sh --runs $(RUNS)
 
 bench-quick: build
 	scripts/bench.sh --quick

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the scripts/bench-*.sh scripts (source it): one JSON row per
 # figure, so that `make bench` (scripts/bench.sh) prints every figure of
 # issue 22 in one table and writes it as out/bench.json.
@@ -10,7 +11,7 @@
 #
 #   {"item":"large","name":"8 files of 64-256 MiB, zstd-3","figure":"wall s",
 #    "ours":3.8,"ref":3.22,"ref_name":"peer: cp + evmctl + mksquashfs",
-#    "ratio":1.18,"goal":0.5,"met":false,"load":2.31,"note":""}
+#    "ratio":1.18,"goal":0.5,"met":false,"load":2.31,"note":"","run":1}
 #
 #   item      which goal of issue 22: large, small, pack, million,
 #             incremental, service (or peer: a tree with no goal but "ahead
@@ -20,6 +21,8 @@
 #             the goal, or null for a figure reported without a goal
 #   load      the 1-minute load average when the row was measured
 #   note      free text (the peer's parts, bytes per file, ...)
+#   run       $BENCH_RUN (default 1): scripts/bench.sh --runs N measures
+#             every row N times, and the table shows one column per run
 #
 # Usage: bench_row ITEM NAME FIGURE OURS REF REF_NAME GOAL [NOTE]
 # (GOAL "-" for none).
@@ -29,12 +32,13 @@ bench_row() {
   [ "$goal" = - ] && goal=null
   jq -nc --arg item "$item" --arg name "$name" --arg figure "$figure" \
     --argjson ours "$(bench_num "$ours")" --argjson ref "$(bench_num "$ref")" --arg ref_name "$ref_name" \
-    --argjson goal "$goal" --argjson load "$(cut -d' ' -f1 /proc/loadavg)" --arg note "$note" '
+    --argjson goal "$goal" --argjson load "$(cut -d' ' -f1 /proc/loadavg)" --arg note "$note" \
+    --argjson run "${BENCH_RUN:-1}" '
     {item: $item, name: $name, figure: $figure, ours: $ours, ref: $ref, ref_name: $ref_name,
      ratio: (if $ref == 0 then null else ($ours / $ref * 10000 | round / 10000) end),
      goal: $goal,
      met: (if $goal == null or $ref == 0 then null else ($ours / $ref <= $goal) end),
-     load: $load, note: $note}' >>"$BENCH_JSON"
+     load: $load, note: $note, run: $run}' >>"$BENCH_JSON"
 }
 
 # bench_num X: X as a JSON number (bc prints ".5" and "-.5").

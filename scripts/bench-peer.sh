@@ -24,14 +24,16 @@ for t in evmctl mksquashfs openssl /usr/bin/time zstd; do
 done
 LEVELS=${LEVELS:-"15 3"}
 trees=("$@"); [ ${#trees[@]} -gt 0 ] || trees=(go small large)
-# BENCH_DIR is kept (other bench scripts keep their trees there): only a
-# temporary directory made here is removed.
+# BENCH_DIR is kept (other bench scripts keep their trees there): the
+# trees are kept in BENCH_DIR/peer-trees for the next run (scripts/bench.sh
+# --runs), the scratch files removed. Without it, a temporary directory.
 if [ -n "${BENCH_DIR:-}" ]; then
-  work=$BENCH_DIR/peer; mkdir -p "$work"
+  work=$BENCH_DIR/peer trees_dir=$BENCH_DIR/peer-trees
 else
-  work=$(mktemp -d "${TMPDIR:-/tmp}/imaforge-bench.XXXXXX")
+  work=$(mktemp -d "${TMPDIR:-/tmp}/imaforge-bench.XXXXXX") trees_dir=
 fi
 trap 'rm -rf "$work"' EXIT
+mkdir -p "$work" "${trees_dir:-$work}"
 mkdir -p "$work/keys"
 key=$work/keys/k.key cert=$work/keys/k.pem
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$key" -out "$cert" -days 30 -subj "/CN=bench" \
@@ -49,12 +51,34 @@ for i in range(n):
         f.write(r.randbytes(r.randrange(512, 4096)) * 2)  # 1-8 KiB, half compressible
 PY
     ;;
-    large) mkdir -p "$2"; for i in $(seq 1 "${LARGE_FILES:-8}"); do
-        mb=$(echo "(64 + ($i * 37) % 193) * ${LARGE_SCALE:-1} / 1" | bc)
-        # compressible: repeated random chunks
-        head -c $((mb << 20)) < <(while :; do head -c 65536 /dev/urandom | tee /dev/null; head -c 65536 /dev/zero; done) >"$2/big$i"
-      done ;;
+    large) python3 - "$2" "${LARGE_FILES:-8}" "${LARGE_SCALE:-1}" <<'PY'
+import os, random, sys
+root, n, scale = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]); r = random.Random(2)
+os.makedirs(root)
+for i in range(1, n + 1):
+    left = int((64 + (i * 37) % 193) * scale) << 20
+    with open(os.path.join(root, f"big{i}"), "wb") as f:
+        while left > 0:  # half compressible: 64 KiB random, 64 KiB zeros
+            chunk = (r.randbytes(65536) + bytes(65536))[:left]
+            f.write(chunk); left -= len(chunk)
+PY
+    ;;
   esac
+}
+
+# tree_dir NAME: the tree NAME, made once (kept in BENCH_DIR/peer-trees, named
+# by its size, when BENCH_DIR is set)
+tree_dir() {
+  local d
+  case $1 in
+    small) d=${trees_dir:-$work}/small-${SMALL_FILES:-50000} ;;
+    large) d=${trees_dir:-$work}/large-${LARGE_FILES:-8}x${LARGE_SCALE:-1} ;;
+    *) d=${trees_dir:-$work}/$1 ;;
+  esac
+  if [ ! -f "$d.done" ]; then
+    rm -rf "$d"; make_tree "$1" "$d"; touch "$d.done"
+  fi
+  echo "$d"
 }
 
 # measure LABEL CMD...: prints "wall cpu maxrss_kib" and appends to the log
@@ -70,13 +94,14 @@ rsa=$(openssl speed -multi "$(nproc)" -seconds 2 rsa2048 2>/dev/null | awk '/^rs
 
 printf '%-6s %-5s %-9s %9s %9s %10s %12s\n' tree level tool wall_s cpu_s peak_mib image_bytes
 for tree in "${trees[@]}"; do
-  src=$work/src-$tree
-  rm -rf "$src"; make_tree "$tree" "$src"
+  src=$(tree_dir "$tree")
+  # the peer pipeline: copy, sign in place, pack; the copy and its
+  # signatures do not depend on the level: made once, packed at each level
+  rm -rf "$work/copy"
+  read -r w1 c1 m1 < <(measure cp-$tree cp -a "$src" "$work/copy")
+  read -r w2 c2 m2 < <(measure evmctl-$tree evmctl ima_sign -r -a sha256 --key "$key" "$work/copy")
   for level in $LEVELS; do
-    # the peer pipeline: copy, sign in place, pack
-    rm -rf "$work/copy" "$work/peer.sqsh"
-    read -r w1 c1 m1 < <(measure cp-$tree cp -a "$src" "$work/copy")
-    read -r w2 c2 m2 < <(measure evmctl-$tree evmctl ima_sign -r -a sha256 --key "$key" "$work/copy")
+    rm -f "$work/peer.sqsh"
     read -r w3 c3 m3 < <(measure mksquashfs-$tree mksquashfs "$work/copy" "$work/peer.sqsh" -noappend -no-progress \
       -xattrs -reproducible -mkfs-time 0 -all-time 0 -all-root -comp zstd -Xcompression-level "$level")
     pw=$(printf %.2f "$(echo "$w1 + $w2 + $w3" | bc)"); pc=$(printf %.2f "$(echo "$c1 + $c2 + $c3" | bc)")
@@ -112,12 +137,15 @@ YAML
     if [ "$tree/$level" = small/3 ] && [ -n "$rsa" ]; then
       floor=$(echo "${SMALL_FILES:-50000} / $rsa" | bc -l)
       bench_row small "$label, zstd-$level, RSA-2048" "wall s" "$ow" "$floor" \
-        "signing floor: files / openssl speed -multi $(nproc) rsa2048 ($rsa/s)" 1.3 "CPU ${oc} s"
+        "signing floor: files / openssl speed -multi $(nproc) rsa2048" 1.3 "CPU ${oc} s; $rsa signatures/s"
     fi
   done
-  rm -rf "$src" "$work/copy"
+  rm -rf "$work/copy"
+  [ -n "$trees_dir" ] || rm -rf "$src" "$src.done"
 done
 
+# printed only (no row): once per scripts/bench.sh invocation
+[ "${BENCH_RUN:-1}" = 1 ] || exit 0
 echo
 echo "machine limits ($(nproc) cores):"
 echo "  sha256:   $(openssl speed -multi "$(nproc)" -seconds 2 -bytes 16384 sha256 2>/dev/null | awk '/^sha256/ {print $NF}') (bytes/s x1000, 16 KiB blocks)"

@@ -10,8 +10,8 @@
 #   generated ones (small: 5,000 files; large: 8 files of 6-25 MiB; go: GOROOT/src/{runtime,crypto}
 #   and pkg/tool) for a loaded machine.
 #   BENCH_COMPS overrides the list of "comp:level" pairs.
-#   BENCH_JSON: one row per cell for `make bench` (scripts/bench-lib.sh),
-#   ours/mksquashfs wall time, goal <= 1 (issue 22 item 3).
+#   BENCH_JSON: two rows per cell for `make bench` (scripts/bench-lib.sh),
+#   ours/mksquashfs wall time and CPU time, goal <= 1 (issue 22 item 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
@@ -97,8 +97,10 @@ for tree in "${trees[@]}"; do
     printf "%-8s %-8s | %8s %8s %7d %11d | %8s %8s %7d %11d | %6.3f %6.3f %6.3f %6.4f\n" \
       "$name" "$comp:$level" "$mw" "$mc" $((mm / 1024)) "$ms" "$ow" "$oc" $((om / 1024)) "$os" \
       "$(echo "$ow / $mw" | bc -l)" "$(echo "$oc / $mc" | bc -l)" "$(echo "$om / $mm" | bc -l)" "$(echo "$os / $ms" | bc -l)"
-    bench_row pack "$name ($(find "$tree" -type f | wc -l) files), $comp:$level" "wall s" "$ow" "$mw" "mksquashfs" 1 \
+    cell="$name ($(find "$tree" -type f | wc -l) files), $comp:$level"
+    bench_row pack "$cell" "wall s" "$ow" "$mw" "mksquashfs" 1 \
       "CPU ${oc} s vs ${mc} s; size ratio $(printf %.4f "$(echo "$os / $ms" | bc -l)")"
+    bench_row pack "$cell" "CPU s" "$oc" "$mc" "mksquashfs" 1 "user+sys; peak RSS $((om / 1024)) MiB vs $((mm / 1024)) MiB"
     rm -f "$WORK/m.sqsh" "$WORK/o.sqsh"
   done
 done
