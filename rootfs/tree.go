@@ -18,6 +18,7 @@ import (
 	"io/fs"
 	"sort"
 
+	"github.com/imaforge/imaforge/internal/fsmode"
 	"github.com/imaforge/imaforge/manifest"
 )
 
@@ -100,17 +101,7 @@ type Entry struct {
 
 // FileMode returns the entry's type and permission bits as an fs.FileMode.
 func (e *Entry) FileMode() fs.FileMode {
-	m := e.Type.fsType() | fs.FileMode(e.Mode&0o777)
-	if e.Mode&0o4000 != 0 {
-		m |= fs.ModeSetuid
-	}
-	if e.Mode&0o2000 != 0 {
-		m |= fs.ModeSetgid
-	}
-	if e.Mode&0o1000 != 0 {
-		m |= fs.ModeSticky
-	}
-	return m
+	return e.Type.fsType() | fsmode.FromPerm(uint32(e.Mode))
 }
 
 // Rdev returns the device number in the Linux encoding used by SquashFS

@@ -3,6 +3,8 @@ package squashfs
 import (
 	"fmt"
 	"io/fs"
+
+	"github.com/imaforge/imaforge/internal/fsmode"
 )
 
 // inode is the reader's in-memory view of any inode type, decoded from the
@@ -45,16 +47,7 @@ func (in *inode) isDir() bool { return in.typ.Basic() == TypeDir }
 // mode returns the Go file mode: type bits from the inode type, permission
 // bits and setuid/setgid/sticky from the header.
 func (in *inode) mode() fs.FileMode {
-	m := fs.FileMode(in.perm & 0o777)
-	if in.perm&0o4000 != 0 {
-		m |= fs.ModeSetuid
-	}
-	if in.perm&0o2000 != 0 {
-		m |= fs.ModeSetgid
-	}
-	if in.perm&0o1000 != 0 {
-		m |= fs.ModeSticky
-	}
+	m := fsmode.FromPerm(uint32(in.perm))
 	switch in.typ.Basic() {
 	case TypeDir:
 		m |= fs.ModeDir

@@ -41,6 +41,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/imaforge/imaforge/internal/countio"
+	"github.com/imaforge/imaforge/internal/fsmode"
 	"github.com/imaforge/imaforge/squashfs"
 )
 
@@ -532,20 +533,11 @@ func (w *Writer) writeFile(j *job) error {
 func (w *Writer) writeHeader(e *Entry, xattrs []Xattr, size int64) error {
 	h := &tar.Header{
 		Name:    memberName(e.Path, e.Mode.IsDir()),
-		Mode:    int64(e.Mode.Perm()),
+		Mode:    int64(fsmode.Perm(e.Mode)),
 		Uid:     int(e.UID),
 		Gid:     int(e.GID),
 		ModTime: time.Unix(e.ModTime, 0),
 		Format:  tar.FormatPAX,
-	}
-	if e.Mode&fs.ModeSetuid != 0 {
-		h.Mode |= 0o4000
-	}
-	if e.Mode&fs.ModeSetgid != 0 {
-		h.Mode |= 0o2000
-	}
-	if e.Mode&fs.ModeSticky != 0 {
-		h.Mode |= 0o1000
 	}
 	switch {
 	case e.LinkTo != "":

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/imaforge/imaforge/imasig"
+	"github.com/imaforge/imaforge/internal/fsmode"
 	"github.com/imaforge/imaforge/policy"
 	"github.com/imaforge/imaforge/squashfs"
 	"github.com/imaforge/imaforge/tarimage"
@@ -80,17 +81,7 @@ func unixMode(m fs.FileMode) uint32 {
 	case m&fs.ModeSocket != 0:
 		t = unix.S_IFSOCK
 	}
-	out := t | uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		out |= unix.S_ISUID
-	}
-	if m&fs.ModeSetgid != 0 {
-		out |= unix.S_ISGID
-	}
-	if m&fs.ModeSticky != 0 {
-		out |= unix.S_ISVTX
-	}
-	return out
+	return t | fsmode.Perm(m)
 }
 
 // tarArchive verifies a tar, tar.gz or tar.zst archive (package tarimage)
