@@ -120,22 +120,30 @@ type Key interface {
 }
 
 // fileState is what the build learns about one regular file while it is
-// read. A build holds one per file to its end (80 bytes, in one slice):
+// read. A build holds one per file to its end (48 bytes, in one slice):
 // what only some files need is elsewhere (a hard link's primary in
-// layout.primary, the EVM signature in the xattrs it was made for).
+// layout.primary, the EVM signature in the xattrs it was made for), and
+// what a rule decides for all its files is one fileRule they share.
 type fileState struct {
+	*fileRule
 	entry  *rootfs.Entry
-	pos    *manifest.Pos // the rule or policy fragment that set key
-	key    string        // empty: unsigned
-	evmKey string        // empty: no security.evm
 	digest []byte
 	sig    *sigResult
+}
+
+// fileRule is what a rule or policy fragment decides for its files: their
+// key and EVM key. Every file a rule decides points at the same fileRule.
+type fileRule struct {
+	pos    *manifest.Pos // the rule or policy fragment
+	key    string        // empty: unsigned
+	evmKey string        // empty: no security.evm
 }
 
 // sealer completes a regular file's xattrs once its content has been read:
 // its security.ima and, where a rule asks, its portable security.evm over
 // the declared owner, mode and protected xattrs (imasig.EVMDigest).
 type sealer struct {
+	files    fileStates // by the index ImageEntry.File gives
 	h        imasig.Hash
 	evm      imasig.EVMXattrs
 	pool     *signPool
@@ -145,6 +153,13 @@ type sealer struct {
 // evmPoolKey names a key's EVM signatures in the sign pool; manifest key
 // names have no ':'.
 func evmPoolKey(name string) string { return "evm:" + name }
+
+// Seal waits for the signatures of s.files[i] and returns its complete
+// xattrs, sorted by name.
+func (s *sealer) Seal(i int) (manifest.Xattrs, error) { return s.seal(&s.files[i]) }
+
+// Path returns the image path of s.files[i].
+func (s *sealer) Path(i int) string { return s.files[i].entry.Path }
 
 // seal waits for the file's signatures and returns its complete xattrs,
 // sorted by name.
@@ -454,16 +469,16 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 	if len(evmList) == 0 {
 		evmList = imasig.EVMXattrsDebian61
 	}
-	seal := &sealer{h: b.h, evm: evmList, pool: pool, progress: b.opts.Progress}
+	seal := &sealer{files: b.lay.files, h: b.h, evm: evmList, pool: pool, progress: b.opts.Progress}
 	res := &Result{ImagePath: b.out, Overlaps: b.tree.Overlaps, Warnings: b.tree.Warnings, Bytes: b.lay.total}
 	next := 0 // b.lay.files[next] is the next regular file's state
 	for _, e := range b.lay.entries {
-		var fs *fileState
+		fi := -1
 		if e.Type == rootfs.TypeReg {
-			fs = &b.lay.files[next]
+			fi = next
 			next++
 		}
-		if err := w.Add(b.imageEntry(e, fs, seal, res)); err != nil {
+		if err := w.Add(b.imageEntry(e, fi, seal, res)); err != nil {
 			return nil, err
 		}
 	}
@@ -493,9 +508,9 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 // imageEntry is e as the image writer takes it. A regular file's Open
 // hashes its content and submits the digest for signing (opener); its Seal
 // waits for the signatures. A hard link other than its group's primary
-// points at the primary. It counts regular and signed files in res. fs is
-// a regular file's state.
-func (b *buildRun) imageEntry(e *rootfs.Entry, fs *fileState, seal *sealer, res *Result) ImageEntry {
+// points at the primary. It counts regular and signed files in res. fi is
+// a regular file's index in b.lay.files (-1 for other entries).
+func (b *buildRun) imageEntry(e *rootfs.Entry, fi int, seal *sealer, res *Result) ImageEntry {
 	ie := ImageEntry{
 		Path:    e.Path,
 		Mode:    e.FileMode(),
@@ -510,6 +525,7 @@ func (b *buildRun) imageEntry(e *rootfs.Entry, fs *fileState, seal *sealer, res 
 	case rootfs.TypeBlock, rootfs.TypeChar:
 		ie.Major, ie.Minor = e.Major, e.Minor
 	case rootfs.TypeReg:
+		fs := &b.lay.files[fi]
 		res.Files++
 		if fs.key != "" {
 			res.Signed++
@@ -521,7 +537,7 @@ func (b *buildRun) imageEntry(e *rootfs.Entry, fs *fileState, seal *sealer, res 
 		}
 		ie.Open = seal.opener(fs)
 		if fs.key != "" {
-			ie.Seal = func() (manifest.Xattrs, error) { return seal.seal(fs) }
+			ie.Seal, ie.File = seal, fi
 		}
 	}
 	return ie
@@ -854,6 +870,8 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 			KeyID:  rec.Keys[keyIndex[fs.key]].KeyID,
 		})
 	}
+	// The first pass checks and counts; the files themselves are made
+	// again, one at a time, while the record is written (Record.files).
 	next := 0 // files[next] is the next regular file's state
 	for _, e := range entries {
 		var fs *fileState
@@ -869,10 +887,8 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 			rec.Entries = append(rec.Entries, RecordEntry{Path: e.Path, RecordMeta: recordMeta(e), Target: e.Target, Major: e.Major, Minor: e.Minor})
 			continue
 		}
-		rf := RecordFile{Path: e.Path, RecordMeta: recordMeta(e), Size: e.Size, Digest: hex.EncodeToString(fs.digest), EVMKey: fs.evmKey}
 		if fs.key != "" {
 			k := &rec.Keys[keyIndex[fs.key]]
-			rf.Key, rf.KeyID = fs.key, k.KeyID
 			k.Files++
 			// one result per unique (key, digest): identical files
 			// share it
@@ -884,7 +900,27 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 				k.Signatures++
 			}
 		}
-		rec.Files = append(rec.Files, rf)
+	}
+	keys := rec.Keys
+	rec.files = func(yield func(RecordFile) bool) {
+		next := 0
+		for _, e := range entries {
+			if e.Type != rootfs.TypeReg {
+				continue
+			}
+			fs := &files[next]
+			next++
+			if _, ok := isFrag[e.Path]; ok {
+				continue
+			}
+			rf := RecordFile{Path: e.Path, RecordMeta: recordMeta(e), Size: e.Size, Digest: hex.EncodeToString(fs.digest), EVMKey: fs.evmKey}
+			if fs.key != "" {
+				rf.Key, rf.KeyID = fs.key, keys[keyIndex[fs.key]].KeyID
+			}
+			if !yield(rf) {
+				return
+			}
+		}
 	}
 	return rec, nil
 }

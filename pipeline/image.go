@@ -61,10 +61,21 @@ type ImageEntry struct {
 	LinkTo string
 	// Xattrs are the entry's xattrs before any signature.
 	Xattrs manifest.Xattrs
-	// Seal, when not nil, returns the complete xattrs of a regular file
-	// (Xattrs plus its security.ima and security.evm), waiting for the
-	// signatures; it may be called only after Open's reader was closed.
-	Seal func() (manifest.Xattrs, error)
+	// Seal, when not nil, gives the complete xattrs of a regular file
+	// (Xattrs plus its security.ima and security.evm): Seal.Seal(File),
+	// which waits for the signatures, may be called only after Open's
+	// reader was closed. One Sealer and an index, not a function per file:
+	// a million files kept a closure each until the image's tables.
+	Seal Sealer
+	File int
+}
+
+// Sealer completes the xattrs of the regular files of a build, by index.
+type Sealer interface {
+	// Seal returns file's complete xattrs, sorted by name.
+	Seal(file int) (manifest.Xattrs, error)
+	// Path returns file's image path.
+	Path(file int) string
 }
 
 // ImageStats describes a finished image.
@@ -80,12 +91,8 @@ type ImageStats struct {
 type squashfsImage struct {
 	w       *squashfs.Writer
 	workers int
-	seals   []sealed
-}
-
-type sealed struct {
-	path string
-	seal func() (manifest.Xattrs, error)
+	sealer  Sealer
+	seals   []int32 // the files to seal, by Sealer index
 }
 
 func newSquashfsImage(out io.WriteSeeker, opts squashfs.Options) (*squashfsImage, error) {
@@ -116,7 +123,11 @@ func (s *squashfsImage) Add(e ImageEntry) error {
 		se.Rdev = unix.Mkdev(e.Major, e.Minor)
 	}
 	if e.Seal != nil {
-		s.seals = append(s.seals, sealed{e.Path, e.Seal})
+		if s.sealer != nil && s.sealer != e.Seal {
+			return fmt.Errorf("%s: internal: a second Sealer", e.Path)
+		}
+		s.sealer = e.Seal
+		s.seals = append(s.seals, int32(e.File))
 	}
 	return s.w.Add(se)
 }
@@ -130,9 +141,10 @@ func (s *squashfsImage) Close() (ImageStats, error) {
 	var mu sync.Mutex
 	first, firstErr := len(s.seals), error(nil)
 	_ = parallel.ForEach(context.Background(), len(s.seals), s.workers, func(_ context.Context, i int) error {
-		xs, err := s.seals[i].seal()
+		f := int(s.seals[i])
+		xs, err := s.sealer.Seal(f)
 		if err == nil {
-			err = s.w.SetXattrs(s.seals[i].path, squashfsXattrs(xs))
+			err = s.w.SetXattrs(s.sealer.Path(f), squashfsXattrs(xs))
 		}
 		if err != nil {
 			mu.Lock()
@@ -250,9 +262,9 @@ func (t *tarImage) Add(e ImageEntry) error {
 		Size: e.Size, Open: e.Open, Target: e.Target, Major: e.Major, Minor: e.Minor, LinkTo: e.LinkTo,
 		Xattrs: tarXattrs(e.Xattrs),
 	}
-	if seal := e.Seal; seal != nil {
+	if seal, f := e.Seal, e.File; seal != nil {
 		te.Seal = func() ([]tarimage.Xattr, error) {
-			xs, err := seal()
+			xs, err := seal.Seal(f)
 			return tarXattrs(xs), err
 		}
 	}

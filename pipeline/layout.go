@@ -90,6 +90,15 @@ func layOut(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...any)) 
 		used:    make(map[string]bool),
 		hits:    make(map[*manifest.Rule]int),
 	}
+	rules := make(map[fileRule]*fileRule)
+	intern := func(r fileRule) *fileRule {
+		if p, ok := rules[r]; ok {
+			return p
+		}
+		p := &r
+		rules[r] = p
+		return p
+	}
 	fragOf := make(map[*rootfs.Entry]*fragment, len(frags))
 	for _, f := range frags {
 		fragOf[&f.entry] = f
@@ -98,22 +107,23 @@ func layOut(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...any)) 
 		if e.Type != rootfs.TypeReg {
 			continue
 		}
-		l.files = append(l.files, fileState{entry: e})
-		fs := &l.files[len(l.files)-1]
+		var fr fileRule
 		if f, ok := fragOf[e]; ok {
-			fs.key, fs.pos = f.src.Key, &f.src.Pos
+			fr.key, fr.pos = f.src.Key, &f.src.Pos
 		} else {
 			r, err := m.RuleFor(e.Path)
 			if err != nil {
 				return nil, err
 			}
 			l.hits[r]++
-			fs.pos = &r.Pos
+			fr.pos = &r.Pos
 			if r.Sign == nil || *r.Sign {
-				fs.key = r.Key
-				fs.evmKey = r.EVMKeyName()
+				fr.key = r.Key
+				fr.evmKey = r.EVMKeyName()
 			}
 		}
+		l.files = append(l.files, fileState{fileRule: intern(fr), entry: e})
+		fs := &l.files[len(l.files)-1]
 		if fs.key != "" {
 			l.used[fs.key] = true
 		}

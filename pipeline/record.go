@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
+	"slices"
 	"strconv"
 
 	"github.com/imaforge/imaforge/imasig"
@@ -42,7 +44,9 @@ type Record struct {
 	Reproducible bool        `json:"reproducible"`
 	Keys         []RecordKey `json:"keys"`
 	// Files lists the regular files of the image in image order, policy
-	// fragments aside (hard links once per path).
+	// fragments aside (hard links once per path). A build's record leaves
+	// it empty and yields them from the build's state while it is written
+	// (FileList returns them).
 	Files []RecordFile `json:"files"`
 	// Entries lists every other entry of the image (directories, the root
 	// "/" first, symlinks, devices, fifos, sockets) in image order (v2).
@@ -56,6 +60,24 @@ type Record struct {
 	// Signature describes the detached CMS signatures beside the image
 	// (image.signature_key).
 	Signature *RecordSignature `json:"signature,omitempty"`
+
+	// files, when set, yields the regular files in place of Files: a build
+	// of a million files makes each one as it is written, never holding
+	// them all (about 170 bytes per file with its digest in hex).
+	files iter.Seq[RecordFile]
+}
+
+// FileList returns the regular files of the record, made one by one for a
+// build's record.
+func (r *Record) FileList() []RecordFile {
+	if r.files == nil {
+		return r.Files
+	}
+	fs := []RecordFile{}
+	for f := range r.files {
+		fs = append(fs, f)
+	}
+	return fs
 }
 
 // RecordPolicy is one policy fragment of the image.
@@ -128,7 +150,14 @@ type RecordFile struct {
 }
 
 // Marshal encodes the record as indented JSON with a final newline.
-func (r *Record) Marshal() ([]byte, error) { return jsonrecord.Marshal(r) }
+func (r *Record) Marshal() ([]byte, error) {
+	if r.files == nil {
+		return jsonrecord.Marshal(r)
+	}
+	var b bytes.Buffer
+	_, err := r.WriteTo(&b)
+	return b.Bytes(), err
+}
 
 // WriteTo writes the bytes Marshal returns, encoding the files and entries
 // one at a time, so that a build of a million files does not hold its
@@ -150,12 +179,16 @@ func (r *Record) WriteTo(w io.Writer) (int64, error) {
 		return cw.N, errors.New("build record: no files slot")
 	}
 	bw.Write(hb[:i+len(slot)-1])
-	if err := writeArray(bw, r.Files); err != nil {
+	files := r.files
+	if files == nil {
+		files = slices.Values(r.Files)
+	}
+	if err := writeArray(bw, files); err != nil {
 		return cw.N, err
 	}
 	if len(r.Entries) > 0 {
 		bw.WriteString(",\n  \"entries\": [")
-		if err := writeArray(bw, r.Entries); err != nil {
+		if err := writeArray(bw, slices.Values(r.Entries)); err != nil {
 			return cw.N, err
 		}
 	}
@@ -166,23 +199,25 @@ func (r *Record) WriteTo(w io.Writer) (int64, error) {
 
 // writeArray writes the elements of a top-level array in jsonrecord's form
 // and the closing bracket, after the opening one.
-func writeArray[T any](w *bufio.Writer, xs []T) error {
+func writeArray[T any](w *bufio.Writer, xs iter.Seq[T]) error {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetIndent("    ", "  ")
 	enc.SetEscapeHTML(false)
-	for i := range xs {
+	n := 0
+	for x := range xs {
 		buf.Reset()
-		if err := enc.Encode(&xs[i]); err != nil {
+		if err := enc.Encode(&x); err != nil {
 			return err
 		}
-		if i > 0 {
+		if n > 0 {
 			w.WriteByte(',')
 		}
+		n++
 		w.WriteString("\n    ")
 		w.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 	}
-	if len(xs) > 0 {
+	if n > 0 {
 		w.WriteString("\n  ")
 	}
 	_, err := w.WriteString("]")
@@ -335,7 +370,8 @@ func (r *Record) Expected(name string) (*verify.Expected, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: hash: %w", ErrRecordFormat, err)
 	}
-	exp := &verify.Expected{Name: name, Hash: h, Entries: make([]verify.Entry, 0, len(r.Files)+len(r.Policy)+len(r.Entries))}
+	files := r.FileList()
+	exp := &verify.Expected{Name: name, Hash: h, Entries: make([]verify.Entry, 0, len(files)+len(r.Policy)+len(r.Entries))}
 	add := func(p string, m RecordMeta, size int64, digest string) (*verify.Entry, error) {
 		t, ok := stType[m.Type]
 		if !ok {
@@ -344,7 +380,7 @@ func (r *Record) Expected(name string) (*verify.Expected, error) {
 		exp.Entries = append(exp.Entries, verify.Entry{Path: p, Type: t, Mode: uint32(m.Mode), UID: m.UID, GID: m.GID, Size: size, Digest: digest})
 		return &exp.Entries[len(exp.Entries)-1], nil
 	}
-	for _, f := range r.Files {
+	for _, f := range files {
 		if _, err := add(f.Path, f.RecordMeta, f.Size, f.Digest); err != nil {
 			return nil, err
 		}

@@ -53,7 +53,7 @@ func TestPlanMatchesBuild(t *testing.T) {
 	req := plan.Request
 	want := map[string][]string{}
 	files := map[string]int{}
-	for _, f := range res.Record.Files {
+	for _, f := range res.Record.FileList() {
 		if f.Key != "" {
 			want[f.Key] = append(want[f.Key], f.Digest)
 			files[f.Key]++
@@ -72,7 +72,7 @@ func TestPlanMatchesBuild(t *testing.T) {
 			t.Errorf("key %q: plan %d files %v, build %d files %v", rk.Name, k.Files, k.Digests, files[rk.Name], w)
 		}
 	}
-	if len(req.Keys) != len(res.Record.Keys) || req.Manifest.SHA256 != res.Record.Manifest.SHA256 || req.Files != len(res.Record.Files)+len(res.Record.Policy) {
+	if len(req.Keys) != len(res.Record.Keys) || req.Manifest.SHA256 != res.Record.Manifest.SHA256 || req.Files != len(res.Record.FileList())+len(res.Record.Policy) {
 		t.Errorf("request %+v vs record %+v", req, res.Record)
 	}
 	if len(req.Policy) != 1 || req.Policy[0].Key != "manufacturer" || req.Policy[0].Path != res.Record.Policy[0].Path {
