@@ -69,6 +69,9 @@ YAML
   echo "$wall $(printf %.2f "$(echo "$user + $sys" | bc)") $(jq -r '"\(.max_rss_bytes) \(.live_heap_peak_bytes) \(.gc_cpu_s) \(.gc_fraction)"' "$work/st.json")"
 }
 
+if [ -n "${BENCH_TREES_ONLY:-}" ]; then # scripts/bench.sh: the trees only
+  make_tree "$RATIO_FILES" >/dev/null; make_tree "$FILES" >/dev/null; exit 0
+fi
 read -r sw sc srss slive sgc sfrac < <(build "$RATIO_FILES")
 read -r bw bc brss blive bgc bfrac < <(build "$FILES")
 n=$(printf "%'d" "$FILES") rn=$(printf "%'d" "$RATIO_FILES")

@@ -89,6 +89,11 @@ measure() {
   awk '{ printf "%.2f %.2f %d\n", $1, $2 + $3, $4 }' "$work/time"
 }
 
+if [ -n "${BENCH_TREES_ONLY:-}" ]; then # scripts/bench.sh: the trees only
+  for tree in "${trees[@]}"; do tree_dir "$tree" >/dev/null; done
+  exit 0
+fi
+
 # The signing floor first, so that the small-file rows can use it.
 rsa=$(openssl speed -multi "$(nproc)" -seconds 2 rsa2048 2>/dev/null | awk '/^rsa 2048/ {print $(NF-1)}')
 

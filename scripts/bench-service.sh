@@ -58,6 +58,32 @@ trap cleanup EXIT
 load() { cut -d' ' -f1 /proc/loadavg; }
 echo "bench-service: $N small files, RSA-2048 file key, sha256; $(nproc) CPUs, load $(load)"
 
+# The trees of the builds (section 2 and 3); with BENCH_DIR
+# (scripts/bench.sh) kept there for the next run, and BENCH_TREES_ONLY=1
+# makes them and stops.
+gen_tree() { # DIR N: DIR, made once
+  [ -f "$1.done" ] && return
+  rm -rf "$1"
+  python3 - "$1" "$2" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(20)
+for i in range(n):
+    d = os.path.join(root, "usr/lib/d%03d" % (i // 500))
+    if i % 500 == 0:
+        os.makedirs(d)
+    with open(os.path.join(d, "f%06d" % i), "wb") as f:
+        f.write(b"%d\n" % i + rnd.randbytes(rnd.randrange(0, 4096)))
+PY
+  touch "$1.done"
+}
+TREES=${BENCH_DIR:+$BENCH_DIR/service-trees}; TREES=${TREES:-$W}
+mkdir -p "$TREES"
+ROOTFS=$TREES/rootfs-$N ROOTFS_HSM=$TREES/rootfs-hsm-$HSM_N
+gen_tree "$ROOTFS" "$N"
+[ "$HSM_N" = 0 ] || gen_tree "$ROOTFS_HSM" "$HSM_N"
+[ -z "${BENCH_TREES_ONLY:-}" ] || exit 0
+
 # 1. signatures per second, 1/4/8 clients (same process, same run).
 echo "BenchmarkSign (-benchtime $BENCHTIME per row) ..."
 CGO_CFLAGS=${CGO_CFLAGS:--O3} go test -tags imaforge_serve -run '^$' -bench 'BenchmarkSign$' \
@@ -82,20 +108,6 @@ for c in 1 4 8; do
 done
 
 # 2. the N-file build, local key against the service.
-gen_tree() { # DIR N
-python3 - "$1" "$2" <<'PY'
-import os, random, sys
-root, n = sys.argv[1], int(sys.argv[2])
-rnd = random.Random(20)
-for i in range(n):
-    d = os.path.join(root, "usr/lib/d%03d" % (i // 500))
-    if i % 500 == 0:
-        os.makedirs(d)
-    with open(os.path.join(d, "f%06d" % i), "wb") as f:
-        f.write(b"%d\n" % i + rnd.randbytes(rnd.randrange(0, 4096)))
-PY
-}
-gen_tree "$W/rootfs" "$N"
 # TLS: a self-signed server certificate for 127.0.0.1 and a client one.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-tls \
   -addext subjectAltName=IP:127.0.0.1 -keyout "$W/tls.key" -out "$W/tls.pem" 2>/dev/null
@@ -123,7 +135,6 @@ $HSM_TOKEN
 keys:
   ima: {token: hsm, label: ima}
 EOF
-  gen_tree "$W/rootfs-hsm" "$HSM_N"
 fi
 cat >"$W/server.yaml" <<EOF
 tokens:
@@ -156,15 +167,15 @@ image: {output: out/$1.sqsh, compression: zstd, level: 3, epoch: 1700000000, own
 hash: sha256
 keys:
   mfr: {cert: $CERT, $2}
-sources: [{from: ${3:-rootfs}/, to: /}]
+sources: [{from: ${3:-$ROOTFS}/, to: /}]
 rules:
   - {match: /**, key: mfr}
 EOF
 }
 manifest local "key: $KEY"
 manifest remote "key: 'remote:mfr', relic_config: $W/client.yaml"
-manifest localhsm "key: 'relic:ima', relic_config: $W/relic.yaml, passphrase_env: BENCH_PIN" rootfs-hsm
-manifest remotehsm "key: 'remote:hsm', relic_config: $W/client.yaml" rootfs-hsm
+manifest localhsm "key: 'relic:ima', relic_config: $W/relic.yaml, passphrase_env: BENCH_PIN" "$ROOTFS_HSM"
+manifest remotehsm "key: 'remote:hsm', relic_config: $W/client.yaml" "$ROOTFS_HSM"
 
 "$SERVE" serve "$W/server.yaml" >"$W/serve.out" 2>&1 &
 SPID=$!

@@ -65,6 +65,7 @@ for i in range(8):
 EOF
   trees=("$DATA/go" "$DATA/small" "$DATA/large")
 fi
+[ -z "${BENCH_TREES_ONLY:-}" ] || exit 0 # scripts/bench.sh: the trees only
 
 # measure NAME CMD...: prints "wall cpu rss_kb" from /usr/bin/time -v
 measure() {
