@@ -103,11 +103,11 @@ for tree in "${trees[@]}"; do
   # the peer pipeline: copy, sign in place, pack; the copy and its
   # signatures do not depend on the level: made once, packed at each level
   rm -rf "$work/copy"
-  read -r w1 c1 m1 < <(measure cp-$tree cp -a "$src" "$work/copy")
-  read -r w2 c2 m2 < <(measure evmctl-$tree evmctl ima_sign -r -a sha256 --key "$key" "$work/copy")
+  read -r w1 c1 m1 < <(measure "cp-$tree" cp -a "$src" "$work/copy")
+  read -r w2 c2 m2 < <(measure "evmctl-$tree" evmctl ima_sign -r -a sha256 --key "$key" "$work/copy")
   for level in $LEVELS; do
     rm -f "$work/peer.sqsh"
-    read -r w3 c3 m3 < <(measure mksquashfs-$tree mksquashfs "$work/copy" "$work/peer.sqsh" -noappend -no-progress \
+    read -r w3 c3 m3 < <(measure "mksquashfs-$tree" mksquashfs "$work/copy" "$work/peer.sqsh" -noappend -no-progress \
       -xattrs -reproducible -mkfs-time 0 -all-time 0 -all-root -comp zstd -Xcompression-level "$level")
     pw=$(printf %.2f "$(echo "$w1 + $w2 + $w3" | bc)"); pc=$(printf %.2f "$(echo "$c1 + $c2 + $c3" | bc)")
     pm=$(( (m1 > m2 ? (m1 > m3 ? m1 : m3) : (m2 > m3 ? m2 : m3)) / 1024 ))
@@ -124,7 +124,7 @@ YAML
     # as for the peer, removing the previous image is not timed (replacing
     # a 650 MB image took 0.3-2.8 s of page-cache invalidation here)
     rm -f "$work/ours.sqsh" "$work/ours.sqsh.record.json"
-    read -r ow oc om < <(measure imaforge-$tree "$IMAFORGE" build --quiet "$work/m.yaml")
+    read -r ow oc om < <(measure "imaforge-$tree" "$IMAFORGE" build --quiet "$work/m.yaml")
     os=$(stat -c %s "$work/ours.sqsh")
     printf '%-6s %-5s %-9s %9s %9s %10s %12s   (copy %ss + evmctl %ss + mksquashfs %ss)\n' "$tree" "$level" peer "$pw" "$pc" "$pm" "$ps" "$w1" "$w2" "$w3"
     printf '%-6s %-5s %-9s %9s %9s %10s %12s\n' "$tree" "$level" imaforge "$ow" "$oc" "$((om / 1024))" "$os"
