@@ -8,7 +8,8 @@
 #          commit, CPUs, mode and number of runs into OUT.json
 #        scripts/bench-report.sh merge OUT.json IN.json...
 #          one OUT.json of several, their runs renumbered 1, 2, ... in order
-#          (two invocations of scripts/bench.sh taken as two runs)
+#          (two invocations of scripts/bench.sh taken as two runs; the
+#          trees' time, run 0, stays run 0)
 #        scripts/bench-report.sh table OUT.json
 #          prints the Markdown table
 #        scripts/bench-report.sh readme OUT.json [README.md]
@@ -75,7 +76,7 @@ merge)
     reduce .[] as $d ({base: 0, doc: (.[0] | .rows = [] | .parts = [])};
       .base as $b
       | .doc.rows += [$d.rows[] | .run = (.run // 1) + $b]
-      | .doc.parts += [($d.parts // [])[] | .run += $b]
+      | .doc.parts += [($d.parts // [])[] | if .run == 0 then . else .run += $b end]
       | .doc.date = $d.date | .doc.commit = $d.commit
       | .base += ($d | runs))
     | .doc + {runs: .base}' "$@" >"$out.tmp"
@@ -93,5 +94,5 @@ readme)
     /^<!-- bench:begin -->$/ { skip = 1 }' "$readme" >"$readme.tmp"
   rm "$readme.table"
   mv "$readme.tmp" "$readme" ;;
-*) sed -n '2,17p' "$0" >&2; exit 2 ;;
+*) sed -n '2,18p' "$0" >&2; exit 2 ;;
 esac

@@ -129,8 +129,8 @@ func TestBenchReportMerge(t *testing.T) {
 		t.Errorf("rows per run = %v, want %v", count, want)
 	}
 	parts := got["parts"].([]any)
-	if len(parts) != 12 || parts[11].(map[string]any)["run"] != 4.0 {
-		t.Errorf("parts = %v, want 12 with the last in run 4", parts)
+	if len(parts) != 14 || parts[13].(map[string]any)["run"] != 4.0 || parts[7].(map[string]any)["run"] != 0.0 {
+		t.Errorf("parts = %v, want 14, the trees' in run 0 and the last in run 4", parts)
 	}
 	table, _ := run(t, false, nil, "bench-report.sh", "table", out)
 	if !strings.Contains(table, "| run 4: ratio (ours / ref) |") || !strings.Contains(table, "| **no**, yes, **no**, yes |") {
