@@ -16,6 +16,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -134,9 +135,10 @@ type fileState struct {
 // fileRule is what a rule or policy fragment decides for its files: their
 // key and EVM key. Every file a rule decides points at the same fileRule.
 type fileRule struct {
-	pos    *manifest.Pos // the rule or policy fragment
-	key    string        // empty: unsigned
-	evmKey string        // empty: no security.evm
+	pos      *manifest.Pos // the rule or policy fragment
+	key      string        // empty: unsigned
+	evmKey   string        // empty: no security.evm
+	fragment bool          // a policy fragment's (its signature stays: policyFiles)
 }
 
 // sealer completes a regular file's xattrs once its content has been read:
@@ -155,8 +157,18 @@ type sealer struct {
 func evmPoolKey(name string) string { return "evm:" + name }
 
 // Seal waits for the signatures of s.files[i] and returns its complete
-// xattrs, sorted by name.
-func (s *sealer) Seal(i int) (manifest.Xattrs, error) { return s.seal(&s.files[i]) }
+// xattrs, sorted by name. The file's sign-pool result is dropped (a
+// SquashFS image keeps the value in its xattr table until Close; the record
+// counts signatures from the pool, signPool.uniqueOf), except a policy
+// fragment's, whose value is also written beside the image.
+func (s *sealer) Seal(i int) (manifest.Xattrs, error) {
+	fs := &s.files[i]
+	xs, err := s.seal(fs)
+	if err == nil && !fs.fragment {
+		fs.sig = nil
+	}
+	return xs, err
+}
 
 // Path returns the image path of s.files[i].
 func (s *sealer) Path(i int) string { return s.files[i].entry.Path }
@@ -257,7 +269,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	// other).
 	synced := make(chan error, 1)
 	go func() { synced <- img.File.Sync() }()
-	rec, err := opts.record(b.m, b.lay.entries, b.lay.frags, b.lay.files, b.signers, b.h, img.File, b.out)
+	rec, err := opts.record(b.m, b.lay.entries, b.lay.frags, b.lay.files, b.signers, b.uniqueSigs, b.h, img.File, b.out)
 	if serr := <-synced; err == nil && serr != nil {
 		err = fmt.Errorf("sync %s: %w", b.out, serr)
 	}
@@ -288,6 +300,9 @@ type buildRun struct {
 	lay  *layout
 	// set by openSigners: every key used, by manifest name
 	signers map[string]Key
+	// set by writeImage: the unique digests each key signed (files and
+	// policy fragments)
+	uniqueSigs map[string]int
 }
 
 // lockOutput checks the output path against the manifest's inputs, creates
@@ -499,6 +514,10 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 	}
 	shareLinkedState(b.lay.files, b.lay.primary)
 	res.Signatures = pool.unique
+	b.uniqueSigs = make(map[string]int)
+	for k := range b.lay.used {
+		b.uniqueSigs[k] = pool.uniqueOf(k)
+	}
 	if stats.Squashfs != nil {
 		res.Stats = *stats.Squashfs
 	}
@@ -797,7 +816,7 @@ func level(m *manifest.Manifest) int { return m.Image.CompressionLevel() }
 
 // record assembles the build record once the image is complete.
 func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags []*fragment, files fileStates,
-	signers map[string]Key, h imasig.Hash, img *os.File, out string) (*Record, error) {
+	signers map[string]Key, uniqueSigs map[string]int, h imasig.Hash, img *os.File, out string) (*Record, error) {
 	if _, err := img.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
@@ -888,17 +907,29 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 			continue
 		}
 		if fs.key != "" {
-			k := &rec.Keys[keyIndex[fs.key]]
-			k.Files++
-			// one result per unique (key, digest): identical files
-			// share it
-			if fs.sig == nil {
-				return nil, fmt.Errorf("%s: internal: signed file without a signature", e.Path)
+			if fs.digest == nil {
+				return nil, fmt.Errorf("%s: internal: signed file without a digest", e.Path)
 			}
-			if !fs.sig.counted {
-				fs.sig.counted = true
-				k.Signatures++
-			}
+			rec.Keys[keyIndex[fs.key]].Files++
+		}
+	}
+	// One signature per unique (key, digest): the pool's count, less the
+	// pairs only policy fragments have (the record counts files' signatures).
+	for i := range rec.Keys {
+		rec.Keys[i].Signatures = uniqueSigs[rec.Keys[i].Name]
+	}
+	for i, f := range frags {
+		fs := files.lookup(f.src.Path)
+		if fs.key == "" || slices.ContainsFunc(frags[:i], func(g *fragment) bool {
+			o := files.lookup(g.src.Path)
+			return o.key == fs.key && bytes.Equal(o.digest, fs.digest)
+		}) {
+			continue
+		}
+		if !slices.ContainsFunc(files, func(o fileState) bool {
+			return !o.fragment && o.key == fs.key && bytes.Equal(o.digest, fs.digest)
+		}) {
+			rec.Keys[keyIndex[fs.key]].Signatures--
 		}
 	}
 	keys := rec.Keys

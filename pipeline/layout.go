@@ -109,7 +109,7 @@ func layOut(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...any)) 
 		}
 		var fr fileRule
 		if f, ok := fragOf[e]; ok {
-			fr.key, fr.pos = f.src.Key, &f.src.Pos
+			fr.key, fr.pos, fr.fragment = f.src.Key, &f.src.Pos, true
 		} else {
 			r, err := m.RuleFor(e.Path)
 			if err != nil {

@@ -145,3 +145,66 @@ func mustVersion(t *testing.T, s string) policy.Version {
 	}
 	return v
 }
+
+// TestRecordSignatureCounts: a key's "signatures" in the record is the
+// number of distinct digests among the regular files it signs, whether or
+// not a policy fragment has the same content (the build counts them from
+// the sign pool, which also signed the fragment, not from each file's
+// result, which it drops once the file is sealed).
+func TestRecordSignatureCounts(t *testing.T) {
+	var fragment []byte
+	for _, withCopy := range []bool{false, true} {
+		t.Run(fmt.Sprint("copy=", withCopy), func(t *testing.T) {
+			p := newProject(t)
+			src := filepath.Join(p.dir, "src")
+			writeTree(t, src, sortedPaths(false), 0o755)
+			if withCopy { // a regular file with the fragment's bytes
+				if err := os.WriteFile(filepath.Join(src, "usr", "frag-copy"), fragment, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			text := fmt.Sprintf(manifestTmpl, "gzip", "src") +
+				fmt.Sprintf(policySection, "measure func=BPRM_CHECK fsmagic=0x73717368 template=ima-sig")
+			res, err := build(t, p.manifest(t, "", "", text), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := squashfs.OpenReader(res.ImagePath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer img.Close()
+			if fragment, err = img.ReadFile("etc/ima/policy.d/50-acme.policy"); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(res.RecordPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, err := ParseRecord(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			distinct := map[string]map[string]bool{}
+			for _, f := range rec.Files {
+				if f.Key != "" {
+					if distinct[f.Key] == nil {
+						distinct[f.Key] = map[string]bool{}
+					}
+					distinct[f.Key][f.Digest] = true
+				}
+			}
+			if withCopy && !distinct["manufacturer"][rec.Policy[0].Digest] {
+				t.Fatal("the copy of the fragment is not a file the manufacturer signs")
+			}
+			for _, k := range rec.Keys {
+				if k.Signatures != len(distinct[k.Name]) {
+					t.Errorf("key %s: %d signatures, want %d (distinct digests)", k.Name, k.Signatures, len(distinct[k.Name]))
+				}
+			}
+			if res.Signatures != len(distinct["manufacturer"])+len(distinct["tenant"])+map[bool]int{false: 1, true: 0}[withCopy] {
+				t.Errorf("result: %d unique signatures", res.Signatures)
+			}
+		})
+	}
+}

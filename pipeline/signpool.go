@@ -41,6 +41,7 @@ type signPool struct {
 	errs    map[*sigResult]error
 	waiting map[*sigResult]chan struct{} // closed when the result is done
 	unique  int
+	perKey  []int // unique pairs by key index
 
 	jobs      chan sigJob
 	wg        sync.WaitGroup
@@ -70,7 +71,6 @@ type sigResult struct {
 	value   []byte
 	key     uint32
 	done    bool // under signPool.mu
-	counted bool // the record has counted it (one goroutine, after the pool)
 }
 
 // sigJob is one signature to make.
@@ -103,6 +103,7 @@ func newSignPool(ctx context.Context, keys map[string]signFunc, batch map[string
 		p.fns = append(p.fns, fn)
 		p.batch = append(p.batch, batch[name])
 	}
+	p.perKey = make([]int, len(p.names))
 	for range workers {
 		p.wg.Add(1)
 		go func() {
@@ -220,6 +221,7 @@ func (p *signPool) submit(key, path string, digest []byte) *sigResult {
 	r := &sigResult{digest: digest, key: ki, next: head}
 	p.results[fp] = r
 	p.unique++
+	p.perKey[ki]++
 	p.mu.Unlock()
 	p.jobs <- sigJob{r, path}
 	return r
@@ -240,6 +242,17 @@ func (p *signPool) wait(r *sigResult) error {
 	}
 	defer p.mu.Unlock()
 	return p.errs[r]
+}
+
+// uniqueOf returns how many unique digests the named key was asked to sign.
+func (p *signPool) uniqueOf(key string) int {
+	ki, ok := p.index[key]
+	if !ok {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.perKey[ki]
 }
 
 // forget stops finding the results submitted so far: a later submit of the
