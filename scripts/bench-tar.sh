@@ -15,7 +15,11 @@ IMAFORGE=${IMAFORGE:-$PWD/bin/imaforge}
 tree=${1:-$(go env GOROOT)}
 tree=$(cd "$tree" && pwd)
 RUNS=${RUNS:-3}
-work=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/imaforge-bench-tar.XXXXXX")}
+# a directory of its own under BENCH_DIR (removed at the end: BENCH_DIR may
+# hold scripts/bench.sh's trees)
+work=${BENCH_DIR:+$BENCH_DIR/tar}
+work=${work:-$(mktemp -d "${TMPDIR:-/tmp}/imaforge-bench-tar.XXXXXX")}
+mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/keys"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/keys/k.key" -out "$work/keys/k.pem" -days 30 \
