@@ -100,7 +100,7 @@ for pp in "${pids[@]}"; do
 done
 sync
 s=$(($(date +%s) - t0))
-echo "<== the trees: ${s} s, exit $rc ($(du -sh "$BENCH_DIR" | cut -f1))"
+echo "<== the trees: ${s} s, exit $rc"
 log_part 0 trees "$s" "$rc"
 [ $rc = 0 ] || exit 1
 [ $trees_only = 0 ] || exit 0
