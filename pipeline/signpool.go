@@ -66,11 +66,11 @@ func fingerprint(digest []byte) uint64 {
 // digest, shared, not copied), next another pair whose fingerprint is the
 // same (practically never).
 type sigResult struct {
-	digest  []byte
-	next    *sigResult
-	value   []byte
-	key     uint32
-	done    bool // under signPool.mu
+	digest []byte
+	next   *sigResult
+	value  []byte
+	key    uint32
+	done   bool // under signPool.mu
 }
 
 // sigJob is one signature to make.
