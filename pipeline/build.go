@@ -42,6 +42,7 @@ import (
 	"github.com/imaforge/imaforge/internal/publish"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/rootfs"
+	"github.com/imaforge/imaforge/service"
 	"github.com/imaforge/imaforge/signer"
 	"github.com/imaforge/imaforge/squashfs"
 )
@@ -402,9 +403,9 @@ func needsPath(s Key) bool {
 }
 
 // remoteWorkers is the sign pool's size when a key signs through a
-// service: the workers only wait for answers, and the key batches what
-// they ask at once.
-const remoteWorkers = 512
+// service: the workers only wait for answers, and the key sends what they
+// ask at once as a few large streamed batches.
+const remoteWorkers = service.DefaultInFlight
 
 // signFuncs are the sign pool's functions: each key's security.ima values
 // under its name, its EVM values under evmPoolKey(name).

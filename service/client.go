@@ -215,12 +215,20 @@ func (c *Client) SignAt(ctx context.Context, key string, entries []Entry) ([][]b
 // stream (FormatNDJSON): the server reads it an entry at a time and the
 // answer is read a value at a time. Retries and failover are Sign's.
 func (c *Client) SignStream(ctx context.Context, key string, entries []Entry) ([][]byte, error) {
+	vals, _, err := c.SignStreamAt(ctx, key, entries)
+	return vals, err
+}
+
+// SignStreamAt is SignStream that also returns the server that answered.
+func (c *Client) SignStreamAt(ctx context.Context, key string, entries []Entry) ([][]byte, string, error) {
+	if len(entries) > MaxStream {
+		return nil, "", fmt.Errorf("%w: key %q: %d entries, at most %d in one stream", ErrRemote, key, len(entries), MaxStream)
+	}
 	body, err := EncodeStream(entries)
 	if err != nil {
-		return nil, fmt.Errorf("%w: key %q: %w", ErrRemote, key, err)
+		return nil, "", fmt.Errorf("%w: key %q: %w", ErrRemote, key, err)
 	}
-	vals, _, err := c.send(ctx, key, FormatNDJSON, body, len(entries))
-	return vals, err
+	return c.send(ctx, key, FormatNDJSON, body, len(entries))
 }
 
 // send returns the values and the server that answered; every error

@@ -14,13 +14,25 @@ import (
 	"github.com/imaforge/imaforge/signer"
 )
 
+// The defaults of RemoteOptions. A build asks a RemoteKey for up to
+// DefaultInFlight signatures at once (pipeline's sign pool), so that
+// DefaultConcurrency streamed batches of up to DefaultBatch entries can be
+// in flight.
+const (
+	DefaultBatch       = 1024
+	DefaultConcurrency = 3
+	DefaultInFlight    = DefaultBatch * DefaultConcurrency
+)
+
 // RemoteOptions tune a RemoteKey. Zero values take the defaults.
 type RemoteOptions struct {
 	ClientOptions
-	// Batch is the most entries one request carries (default 256, at most
-	// MaxBatch).
+	// Batch is the most entries one request carries (default DefaultBatch,
+	// at most MaxStream): each is sent as a streamed request
+	// (FormatNDJSON).
 	Batch int
-	// Concurrency is how many batches are in flight at once (default 8).
+	// Concurrency is how many batches are in flight at once (default
+	// DefaultConcurrency).
 	Concurrency int
 	// Linger is how long a partial batch waits for more entries (default
 	// 2ms).
@@ -73,11 +85,11 @@ func OpenRemoteKey(ctx context.Context, clientConfig, name string, cert *x509.Ce
 	if err != nil {
 		return nil, fmt.Errorf("key %q: %w", name, err)
 	}
-	if opts.Batch <= 0 || opts.Batch > MaxBatch {
-		opts.Batch = 256
+	if opts.Batch <= 0 || opts.Batch > MaxStream {
+		opts.Batch = DefaultBatch
 	}
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = 8
+		opts.Concurrency = DefaultConcurrency
 	}
 	if opts.Linger <= 0 {
 		opts.Linger = 2 * time.Millisecond
@@ -179,7 +191,7 @@ func (k *RemoteKey) send(batch []*pendingSig) {
 	for i, ps := range batch {
 		entries[i] = ps.e
 	}
-	vals, srv, err := k.c.SignAt(context.Background(), k.name, entries)
+	vals, srv, err := k.c.SignStreamAt(context.Background(), k.name, entries)
 	for i, ps := range batch {
 		switch {
 		case err != nil:

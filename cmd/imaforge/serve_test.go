@@ -333,8 +333,13 @@ pinfile: %s
 	verifyImage(t, image(0), p.signed, p.unsigned)
 	verifyImageWith(t, image(1), filepath.Join(pkiDir, "tenant.der"), tenantSigned, tenantUnsigned)
 
-	// Every signed batch is audited, each client used only its own key.
+	// Every signed batch is audited, was sent as a stream, each client
+	// used only its own key, and every file of the builds is in the audit
+	// records once per build (four per key; identical files share one
+	// signature, asked for with the path of one of them), more often only
+	// when its batch was in flight to a server that was killed.
 	batches := map[string]int{}
+	signedPaths := map[string]int{}
 	for i := range servers {
 		for _, r := range auditRecords(t, audit(i)) {
 			if _, ok := r["ima.count"]; !ok {
@@ -345,8 +350,31 @@ pinfile: %s
 			if (who == "tenant-ci") != (key == "tenant") {
 				t.Errorf("client %v signed with key %v", who, key)
 			}
+			if r["content-type"] != "application/x-ndjson" {
+				t.Errorf("a build sent a batch as %v, not as a stream", r["content-type"])
+			}
+			paths, _ := r["ima.paths"].([]any)
+			for _, p := range paths {
+				signedPaths[fmt.Sprintf("%v %v", key, p)]++
+			}
 		}
 	}
+	again := 0
+	for key, prefix := range map[string]string{"mfr": "/", "tenant": "/opt/tenant/"} {
+		byContent := map[string]int{}
+		for _, s := range p.signed {
+			byContent[fileSHA256(t, filepath.Join(p.rootfs, s))] += signedPaths[key+" "+prefix+s]
+		}
+		for c, n := range byContent {
+			switch {
+			case n < 4:
+				t.Errorf("key %s, content %.12s: signed %d times for 4 builds", key, c, n)
+			case n > 4:
+				again += n - 4
+			}
+		}
+	}
+	t.Logf("paths signed again after a server was killed: %d", again)
 	if batches["mfr-ci/mfr"] == 0 || batches["tenant-ci/tenant"] == 0 {
 		t.Errorf("signed batches per client/key: %v", batches)
 	}

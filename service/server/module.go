@@ -1,7 +1,7 @@
 package server
 
 import (
-	"bytes"
+	"bufio"
 	"crypto"
 	"crypto/x509"
 	"encoding/json"
@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/rs/zerolog/hlog"
+	"github.com/sassoftware/relic/v8/lib/audit"
 	"github.com/sassoftware/relic/v8/lib/certloader"
 	"github.com/sassoftware/relic/v8/signers"
 
@@ -69,10 +70,13 @@ func init() {
 
 // signRequest is the module's Sign: body is the request, cert the key's
 // (its private key and the certificate chain of the relic key
-// configuration).
+// configuration). A JSON request is answered whole, as relic's modules
+// answer; a streamed one (FormatNDJSON) as it is signed (streamAnswer),
+// once its audit record is written.
 func signRequest(body io.Reader, cert *certloader.Certificate, opts signers.SignOpts) ([]byte, error) {
 	var parse func() ([]service.Item, string, error)
-	switch format := opts.Flags.GetString(service.FormatParam); format {
+	format := opts.Flags.GetString(service.FormatParam)
+	switch format {
 	case service.FormatJSON:
 		raw, err := io.ReadAll(io.LimitReader(body, service.MaxBody+1))
 		if err != nil {
@@ -89,8 +93,9 @@ func signRequest(body io.Reader, cert *certloader.Certificate, opts signers.Sign
 			return nil, "", fmt.Errorf("%w: unknown %s %q (json, ndjson)", service.ErrBadRequest, service.FormatParam, format)
 		}
 	}
-	resp, digest, ref := sign(parse, cert.KeyName, cert.Signer(), cert.Certificates, func() (*signer.Signer, error) { return signerFor(cert) })
-	if ref != nil {
+	// refuse audits the refusal of the request with digest (nothing of it
+	// signed) and returns it.
+	refuse := func(ref *Refusal, digest string) ([]byte, error) {
 		opts.Audit.Attributes["ima.refused"] = ref.Type
 		opts.Audit.Attributes["ima.detail"] = ref.Detail
 		opts.Audit.Attributes["ima.request_digest"] = digest
@@ -100,35 +105,114 @@ func signRequest(body io.Reader, cert *certloader.Certificate, opts signers.Sign
 		markAudited(opts.Context())
 		return nil, ref
 	}
-	paths := make([]string, len(resp.items))
-	for i, it := range resp.items {
+	p, digest, ref := prepare(parse, cert.KeyName, cert.Signer(), cert.Certificates, func() (*signer.Signer, error) { return signerFor(cert) })
+	if ref != nil {
+		return refuse(ref, digest)
+	}
+	if format == service.FormatJSON {
+		resp, ref := p.signAll()
+		if ref != nil {
+			return refuse(ref, p.digest)
+		}
+		p.resp = &resp
+	}
+	paths := make([]string, len(p.items))
+	for i, it := range p.items {
 		paths[i] = it.Path
 	}
-	opts.Audit.Attributes["ima.request_digest"] = resp.RequestDigest
+	opts.Audit.Attributes["ima.request_digest"] = p.digest
 	opts.Audit.Attributes["ima.count"] = len(paths)
 	opts.Audit.Attributes["ima.paths"] = paths
-	if opts.Flags.GetString(service.FormatParam) == service.FormatNDJSON {
+	if format == service.FormatNDJSON {
 		opts.Audit.SetMimeType("application/x-ndjson")
-		return encodeStreamResponse(resp.Response)
-	}
-	opts.Audit.SetMimeType("application/json")
-	return json.Marshal(resp.Response)
-}
-
-// encodeStreamResponse is the answer to a streamed request: a StreamLine
-// per value, then the one naming the request digest and the count.
-func encodeStreamResponse(r service.Response) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	for _, v := range r.Values {
-		if err := enc.Encode(service.StreamLine{Value: v}); err != nil {
+		// The record first: no value leaves before it is written, and
+		// relic does not write it again (it publishes only after a Sign
+		// that returns no error).
+		if err := publishAudit(opts.Audit); err != nil {
 			return nil, err
 		}
+		return nil, &streamAnswer{p: p, key: cert.KeyName, info: opts.Audit}
 	}
-	if err := enc.Encode(service.StreamLine{RequestDigest: r.RequestDigest, Key: r.Key, Count: len(r.Values)}); err != nil {
-		return nil, err
+	opts.Audit.SetMimeType("application/json")
+	return json.Marshal(p.resp)
+}
+
+// streamChunk is how many entries of a streamed request are signed (on
+// every core) before their values are written.
+const streamChunk = 256
+
+// streamAnswer answers a streamed request whose audit record is written:
+// relic's handler serves an error that is an http.Handler as it is (its
+// server/response.go handleFunc: the module's Sign returns it, relic writes
+// no record and no blob of its own), and this one signs the entries a
+// chunk at a time and writes each chunk's values as soon as they are made,
+// then the last line naming the request digest and the count. The server
+// holds the checked request and one chunk of values, never the whole
+// answer. A signature failure cuts the answer before its last line, which
+// the client refuses whole (service.ReadStreamResponse) and sends again;
+// the failure is logged and audited (ima.failed).
+type streamAnswer struct {
+	p    *prepared
+	key  string
+	info *audit.Info
+}
+
+func (a *streamAnswer) Error() string { return "ima: streamed answer of key " + a.key }
+
+func (a *streamAnswer) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	rw.Header().Set("Content-Type", "application/x-ndjson")
+	rw.WriteHeader(http.StatusOK)
+	flush := func() {}
+	if f, ok := rw.(http.Flusher); ok {
+		flush = f.Flush
 	}
-	return b.Bytes(), nil
+	err := writeStream(rw, flush, a.p, func(items []service.Item) ([][]byte, error) { return signItems(a.p.s, items) })
+	l := hlog.FromRequest(req)
+	if err == nil {
+		l.Info().Str("key", a.key).Str("filename", req.URL.Query().Get("filename")).Int("count", len(a.p.items)).Msg("signed ima stream")
+		return
+	}
+	l.Error().Err(err).Str("key", a.key).Str("request_digest", a.p.digest).Msg("ima stream cut: signing failed")
+	// the failure's own record: the request digest, no count
+	delete(a.info.Attributes, "ima.count")
+	delete(a.info.Attributes, "ima.paths")
+	a.info.Attributes["ima.failed"] = err.Error()
+	if aerr := publishAudit(a.info); aerr != nil {
+		l.Error().Err(aerr).Str("request_digest", a.p.digest).Msg("ima stream failure not audited")
+	}
+}
+
+// writeStream writes the answer to the streamed request p: sign makes the
+// values of a chunk of entries, which are written and flushed before the
+// next chunk is signed, then the last line. On an error it stops before
+// the last line (a cut answer) and returns the error.
+func writeStream(w io.Writer, flush func(), p *prepared, sign func([]service.Item) ([][]byte, error)) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	enc := json.NewEncoder(bw)
+	for start := 0; start < len(p.items); start += streamChunk {
+		end := min(start+streamChunk, len(p.items))
+		vals, err := sign(p.items[start:end])
+		if err != nil {
+			return fmt.Errorf("entries %d-%d: %w", start, end-1, err)
+		}
+		for _, v := range vals {
+			if err := enc.Encode(service.StreamLine{Value: v}); err != nil {
+				return err
+			}
+		}
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		flush()
+	}
+	if err := enc.Encode(service.StreamLine{RequestDigest: p.digest, Key: p.key, Count: len(p.items)}); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	flush()
+	return nil
 }
 
 type signed struct {
@@ -145,15 +229,34 @@ func Sign(body []byte, keyName string, key crypto.Signer, chain []*x509.Certific
 		items, err := service.ParseRequest(body)
 		return items, service.RequestDigest(body), err
 	}
-	out, _, ref := sign(parse, keyName, key, chain, func() (*signer.Signer, error) { return signer.New(key, chain[0]) })
-	return out, ref
+	p, _, ref := prepare(parse, keyName, key, chain, func() (*signer.Signer, error) { return signer.New(key, chain[0]) })
+	if ref != nil {
+		return nil, ref
+	}
+	resp, ref := p.signAll()
+	if ref != nil {
+		return nil, ref
+	}
+	return &signed{Response: resp, items: p.items}, nil
 }
 
-// sign is Sign of the request that parse reads (a JSON batch or a stream,
-// every entry read and checked before anything is signed), with the signer
-// that newSigner makes (signRequest's signs with libcrypto for a file
-// token's RSA key). It returns the request digest also with a refusal.
-func sign(parse func() ([]service.Item, string, error), keyName string, key crypto.Signer, chain []*x509.Certificate, newSigner func() (*signer.Signer, error)) (*signed, string, *Refusal) {
+// prepared is a request read and checked whole, every path within the
+// key's scope, with the signer of its key: nothing is signed yet.
+type prepared struct {
+	digest string
+	key    string
+	items  []service.Item
+	s      *signer.Signer
+	resp   *service.Response // a JSON request's answer, once signed
+}
+
+// prepare reads the request that parse reads (a JSON batch or a stream,
+// every entry read and checked before anything is signed), checks its
+// paths against the scope of every certificate of chain and makes the
+// signer that newSigner makes (signRequest's signs with libcrypto for a
+// file token's RSA key). It returns the request digest also with a
+// refusal.
+func prepare(parse func() ([]service.Item, string, error), keyName string, key crypto.Signer, chain []*x509.Certificate, newSigner func() (*signer.Signer, error)) (*prepared, string, *Refusal) {
 	items, digest, err := parse()
 	if err != nil {
 		return nil, digest, &Refusal{Status: http.StatusBadRequest, Type: ProblemBadRequest, Detail: err.Error()}
@@ -168,11 +271,17 @@ func sign(parse func() ([]service.Item, string, error), keyName string, key cryp
 	if err != nil {
 		return nil, digest, &Refusal{Status: http.StatusInternalServerError, Type: ProblemSign, Detail: err.Error()}
 	}
-	out := &signed{Response: service.Response{RequestDigest: digest, Key: keyName}, items: items}
-	if out.Values, err = signItems(s, items); err != nil {
-		return nil, digest, &Refusal{Status: http.StatusInternalServerError, Type: ProblemSign, Detail: err.Error()}
+	return &prepared{digest: digest, key: keyName, items: items, s: s}, digest, nil
+}
+
+// signAll signs every entry of p: the Response, or a Refusal if any
+// signature fails (the batch is answered whole or not at all).
+func (p *prepared) signAll() (service.Response, *Refusal) {
+	vals, err := signItems(p.s, p.items)
+	if err != nil {
+		return service.Response{}, &Refusal{Status: http.StatusInternalServerError, Type: ProblemSign, Detail: err.Error()}
 	}
-	return out, digest, nil
+	return service.Response{RequestDigest: p.digest, Key: p.key, Values: vals}, nil
 }
 
 // signItems signs items on up to GOMAXPROCS goroutines, so that one

@@ -36,6 +36,24 @@ func newClient(t *testing.T, f *fixture, who string) *service.Client {
 // client), and returns the status and body.
 func rawPost(t *testing.T, f *fixture, who, key string, body []byte) (int, string) {
 	t.Helper()
+	return rawPostFormat(t, f, who, key, service.FormatJSON, body)
+}
+
+// rawPostFormat is rawPost of a request in format (service.FormatJSON or
+// FormatNDJSON).
+func rawPostFormat(t *testing.T, f *fixture, who, key, format string, body []byte) (int, string) {
+	t.Helper()
+	resp := rawRequest(t, f, who, key, format, body)
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.String()
+}
+
+// rawRequest sends body in format as the client who would and returns the
+// answer, its body unread.
+func rawRequest(t *testing.T, f *fixture, who, key, format string, body []byte) *http.Response {
+	t.Helper()
 	tc := &tls.Config{InsecureSkipVerify: true}
 	if who != "" {
 		cert, err := tls.LoadX509KeyPair(f.Path(who+"-client.pem"), f.Path(who+"-client.key"))
@@ -45,15 +63,12 @@ func rawPost(t *testing.T, f *fixture, who, key string, body []byte) (int, strin
 		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
-	q := url.Values{"key": {key}, "sigtype": {service.SigType}, "filename": {"x"}}
+	q := url.Values{"key": {key}, "sigtype": {service.SigType}, "filename": {"x"}, service.FormatParam: {format}}
 	resp, err := hc.Post(f.URL(0)+"/sign?"+q.Encode(), "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	b.ReadFrom(resp.Body)
-	return resp.StatusCode, b.String()
+	return resp
 }
 
 func readFile(t *testing.T, p string) string {
@@ -182,7 +197,8 @@ func TestService(t *testing.T) {
 
 // TestServiceAuditFailsClosed: with an audit file that cannot be written
 // (a directory) nothing is signed and no refusal goes unrecorded silently:
-// a batch that would be signed, a refusal by the ima module and a refusal
+// a batch that would be signed (JSON or streamed: a stream's record is
+// written before any value is), a refusal by the ima module and a refusal
 // by relic (the role does not allow the key) each answer 500, and the
 // server log says why.
 func TestServiceAuditFailsClosed(t *testing.T) {
@@ -193,19 +209,22 @@ func TestServiceAuditFailsClosed(t *testing.T) {
 	serveInProcess(t, f, 0)
 	good, _ := json.Marshal(service.Request{Entries: []service.Entry{service.NewEntry("/opt/tenant/ok", imasig.SHA256, digest("ok"))}})
 	escape, _ := json.Marshal(service.Request{Entries: []service.Entry{service.NewEntry("/etc/shadow", imasig.SHA256, digest("evil"))}})
+	stream, _ := service.EncodeStream([]service.Entry{service.NewEntry("/opt/tenant/ok", imasig.SHA256, digest("ok"))})
+	fj, fn := service.FormatJSON, service.FormatNDJSON
 	for _, c := range []struct {
-		name, who, key string
-		body           []byte
-		want, log      string // in the answer, in the server log
+		name, who, key, format string
+		body                   []byte
+		want, log              string // in the answer, in the server log
 	}{
-		{"signature", "tenant", "tenant", good, "unhandled exception", "writing audit log"},
-		{"module refusal", "tenant", "tenant", escape, "unhandled exception", "write audit record"},
-		{"relic refusal", "tenant", "mfr", good, ProblemAuditFailed, "refusal not audited"},
-		{"no client certificate", "", "tenant", good, ProblemAuditFailed, "refusal not audited"},
+		{"signature", "tenant", "tenant", fj, good, "unhandled exception", "writing audit log"},
+		{"streamed signature", "tenant", "tenant", fn, stream, "unhandled exception", "write audit record"},
+		{"module refusal", "tenant", "tenant", fj, escape, "unhandled exception", "write audit record"},
+		{"relic refusal", "tenant", "mfr", fj, good, ProblemAuditFailed, "refusal not audited"},
+		{"no client certificate", "", "tenant", fj, good, ProblemAuditFailed, "refusal not audited"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			status, resp := rawPost(t, f, c.who, c.key, c.body)
-			if status != http.StatusInternalServerError || strings.Contains(resp, "values") || !strings.Contains(resp, c.want) {
+			status, resp := rawPostFormat(t, f, c.who, c.key, c.format, c.body)
+			if status != http.StatusInternalServerError || strings.Contains(resp, "value") || !strings.Contains(resp, c.want) {
 				t.Errorf("status %d, want 500 with %q: %s", status, c.want, resp)
 			}
 			if log := readFile(t, f.Path("server0.log")); !strings.Contains(log, c.log) {

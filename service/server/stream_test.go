@@ -1,7 +1,10 @@
 package server
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -44,6 +47,22 @@ func TestServiceStream(t *testing.T) {
 		t.Errorf("audit: want one record of %d signatures: %.300s", n, added)
 	}
 
+	// The answer streams: when its first value arrives, the batch's audit
+	// record is already written.
+	body, err := service.EncodeStream(es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := rawRequest(t, f, "mfr", "mfr", service.FormatNDJSON, body)
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, `{"value":`) {
+		t.Fatalf("first line %q: %v", line, err)
+	}
+	if !strings.Contains(audit(), service.RequestDigest(body)) {
+		t.Error("a value left before the batch's audit record was written")
+	}
+	resp.Body.Close()
+
 	tc := newClient(t, f, "tenant")
 	escape, _ := entries("/opt/tenant")
 	escape[3000].Path = "/etc/shadow"
@@ -80,6 +99,50 @@ func TestServiceStream(t *testing.T) {
 			}
 			if err := imasig.Verify(vals[9], ds[9], f.tenant.Cert); err != nil {
 				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestWriteStream: the answer to a streamed request is written a chunk at a
+// time, each chunk's values flushed before the next chunk is signed, and a
+// signature failure cuts it before its last line, so the client refuses it
+// whole.
+func TestWriteStream(t *testing.T) {
+	const n = 2*streamChunk + 7
+	p := &prepared{digest: strings.Repeat("ab", 32), key: "mfr", items: make([]service.Item, n)}
+	for _, failAt := range []int{-1, 0, 1, 2} {
+		t.Run(fmt.Sprint("fail at chunk ", failAt), func(t *testing.T) {
+			var out bytes.Buffer
+			flushes, chunk := 0, 0
+			sign := func(items []service.Item) ([][]byte, error) {
+				// every earlier chunk is already written and flushed
+				if got := strings.Count(out.String(), "\n"); got != chunk*streamChunk || flushes != chunk {
+					t.Errorf("chunk %d signed with %d lines written, %d flushes", chunk, got, flushes)
+				}
+				if chunk == failAt {
+					return nil, errors.New("token gone")
+				}
+				vals := make([][]byte, len(items))
+				for i := range vals {
+					vals[i] = []byte{byte(chunk), byte(i)}
+				}
+				chunk++
+				return vals, nil
+			}
+			err := writeStream(&out, func() { flushes++ }, p, sign)
+			vals, rerr := service.ReadStreamResponse(&out, n, p.digest)
+			if failAt < 0 {
+				if err != nil || rerr != nil || len(vals) != n || vals[n-1][0] != 2 || vals[n-1][1] != 6 {
+					t.Fatalf("write %v, read %v, %d values", err, rerr, len(vals))
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "token gone") {
+				t.Errorf("write: %v", err)
+			}
+			if rerr == nil || !strings.Contains(rerr.Error(), fmt.Sprintf("after %d of %d values", failAt*streamChunk, n)) {
+				t.Errorf("a cut answer read as %d values: %v", len(vals), rerr)
 			}
 		})
 	}
