@@ -151,6 +151,9 @@ type sealer struct {
 	evm      imasig.EVMXattrs
 	pool     *signPool
 	progress Progress
+	// readAhead is the size from which a file is read ahead (readAhead.go);
+	// 0: none.
+	readAhead int64
 }
 
 // evmPoolKey names a key's EVM signatures in the sign pool; manifest key
@@ -486,6 +489,13 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 		evmList = imasig.EVMXattrsDebian61
 	}
 	seal := &sealer{files: b.lay.files, h: b.h, evm: evmList, pool: pool, progress: b.opts.Progress}
+	if !b.m.Image.Format.IsTar() && workers > 1 {
+		// SquashFS reads one file at a time in image order, and hashes
+		// it on the reading goroutine: reading ahead moves the reads
+		// beside it. The tar writer reads several large files at once
+		// already (into spool files), and one core has nothing beside.
+		seal.readAhead = readAheadMin
+	}
 	res := &Result{ImagePath: b.out, Overlaps: b.tree.Overlaps, Warnings: b.tree.Warnings, Bytes: b.lay.total}
 	next := 0 // b.lay.files[next] is the next regular file's state
 	for _, e := range b.lay.entries {
@@ -647,6 +657,9 @@ func (s *sealer) opener(fs *fileState) func() (io.ReadCloser, error) {
 		rc, err := fs.entry.Content.Open()
 		if err != nil {
 			return nil, err
+		}
+		if s.readAhead > 0 && fs.entry.Size >= s.readAhead {
+			rc = newReadAhead(rc)
 		}
 		hh, err := s.h.New()
 		if err != nil {
