@@ -159,7 +159,7 @@ func TestBuildLargeFiles(t *testing.T) {
 	img1, _ := os.ReadFile(res.ImagePath)
 	rec1, _ := os.ReadFile(res.RecordPath)
 	seen := 0
-	for _, f := range res.Record.Files {
+	for _, f := range res.Record.FileList() {
 		b, ok := content[f.Path]
 		if !ok {
 			continue
