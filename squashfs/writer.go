@@ -98,7 +98,7 @@ const (
 )
 
 // node is one directory entry of the tree; hard links share the inode fields
-// of their target (ext.link). It is kept small (144 bytes on 64-bit, allocated in
+// of their target (ext.link). It is kept small (120 bytes on 64-bit, allocated in
 // slabs), since a Writer holds one per entry until Close: what only
 // directories, symlinks, devices and hard links need is in ext, a regular
 // file's block list is a range of Writer.blockWords, and its sparse byte
@@ -108,7 +108,6 @@ type node struct {
 	parent *node
 	ext    *nodeExt // directories, symlinks, devices and hard links
 	open   func() (io.ReadCloser, error)
-	xattrs []Xattr
 	size   int64
 
 	// data layout, set by WriteData
@@ -123,6 +122,7 @@ type node struct {
 	frag, fragOff   uint32
 	nlink, ino      uint32
 	xattr           uint32
+	xs              uint32 // the node's xattrs before Close: Writer.xsets[xs-1] (0: none)
 
 	mode  uint16
 	kind  kind
@@ -206,7 +206,7 @@ func (d *node) addChild(c *node) {
 //
 // Memory: data is streamed through a fixed window of blocks (at most 32 MiB
 // of block buffers, and at least 2 per worker); per entry the Writer keeps
-// its metadata (a 144-byte node, a directory also its path in a map, plus
+// its metadata (a 120-byte node, a directory also its path in a map, plus
 // its xattrs and 4 bytes per data block) until Close; Close keeps, per
 // distinct xattr set, a slice of it and a small hash entry.
 type Writer struct {
@@ -220,7 +220,11 @@ type Writer struct {
 	// dirs finds directories by path; other entries are found in their
 	// directory's children (lookup), so a million files need no map
 	// entry each.
-	dirs      map[string]*node
+	dirs map[string]*node
+	// xsets holds the xattrs of nodes until Close numbers them (node.xs):
+	// a regular file's are set only at the end, by SetXattrs, so a node
+	// keeps an index, not a slice header, while the data is written.
+	xsets     [][]Xattr
 	prepared  bool
 	wroteData bool
 	closed    bool
@@ -411,7 +415,7 @@ func (w *Writer) Add(e Entry) error {
 	if err := w.checkXattrs(p, e.Xattrs); err != nil {
 		return err
 	}
-	n.xattrs = slices.Clone(e.Xattrs)
+	n.xs = w.keepXattrs(0, slices.Clone(e.Xattrs))
 	switch t := e.Mode.Type(); {
 	case e.LinkTo != "":
 		if !strings.HasPrefix(e.LinkTo, "/") || path.Clean(e.LinkTo) != e.LinkTo || e.LinkTo == p {
@@ -456,7 +460,7 @@ func (w *Writer) Add(e Entry) error {
 			return perr(p, "added twice")
 		}
 		w.root.set(implicit, false)
-		w.root.mode, w.root.uid, w.root.gid, w.root.mtime, w.root.xattrs = n.mode, n.uid, n.gid, n.mtime, n.xattrs
+		w.root.mode, w.root.uid, w.root.gid, w.root.mtime, w.root.xs = n.mode, n.uid, n.gid, n.mtime, n.xs
 		return nil
 	}
 	dir, name := path.Split(p)
@@ -475,7 +479,7 @@ func (w *Writer) Add(e Entry) error {
 			return perr(p, "added twice")
 		}
 		old.set(implicit, false)
-		old.mode, old.uid, old.gid, old.mtime, old.xattrs = n.mode, n.uid, n.gid, n.mtime, n.xattrs
+		old.mode, old.uid, old.gid, old.mtime, old.xs = n.mode, n.uid, n.gid, n.mtime, n.xs
 		return nil
 	}
 	if parent.lastChildIs(name) {
@@ -589,8 +593,30 @@ func (w *Writer) SetXattrs(p string, xs []Xattr) error {
 		}
 		n = n.ext.link
 	}
-	n.xattrs = xs
+	n.xs = w.keepXattrs(n.xs, xs)
 	return nil
+}
+
+// keepXattrs stores xs as the xattrs of a node whose index was at (0:
+// none) and returns its new index (w.mu held).
+func (w *Writer) keepXattrs(at uint32, xs []Xattr) uint32 {
+	switch {
+	case at != 0:
+		w.xsets[at-1] = xs
+		return at
+	case len(xs) == 0:
+		return 0
+	}
+	w.xsets = append(w.xsets, xs)
+	return uint32(len(w.xsets))
+}
+
+// xattrsOf returns n's xattrs before Close numbers them.
+func (w *Writer) xattrsOf(n *node) []Xattr {
+	if n.xs == 0 {
+		return nil
+	}
+	return w.xsets[n.xs-1]
 }
 
 // prepare sorts the tree, resolves hard links and lists the regular files in
@@ -640,11 +666,11 @@ func (w *Writer) prepare() error {
 		if t.kind == kindDir {
 			return perr(w.pathOf(l), "hard link to directory %s", l.ext.target)
 		}
-		if len(l.xattrs) > 0 {
-			if len(t.xattrs) > 0 {
+		if len(w.xattrsOf(l)) > 0 {
+			if len(w.xattrsOf(t)) > 0 {
 				return perr(w.pathOf(l), "xattrs given on two links of one inode")
 			}
-			t.xattrs, l.xattrs = l.xattrs, nil
+			t.xs, l.xs = l.xs, 0
 		}
 		l.ext.link = t
 	}

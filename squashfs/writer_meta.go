@@ -181,9 +181,10 @@ func (t *tableState) xattrID(xs []Xattr) uint32 {
 // padding and the superblock, in that order.
 func (w *Writer) writeTables() (Stats, error) {
 	t := &tableState{idIndex: make(map[uint32]uint16), xsetByHash: make(map[uint64]uint32), seed: maphash.MakeSeed()}
-	if err := t.number(w.root); err != nil {
+	if err := t.number(w.root, w.xsets); err != nil {
 		return Stats{}, err
 	}
+	w.xsets = nil // in t.xsets
 	var sb Superblock
 	var err error
 	sb.InodeTableStart, sb.DirectoryTableStart, err = w.writeInodesAndDirs(t)
@@ -222,7 +223,7 @@ func (w *Writer) writeTables() (Stats, error) {
 // a directory's entries by name (a subdirectory's whole subtree in its
 // place), each directory after its entries, so the root is last. It counts
 // links and subdirectories, and indexes the ids and xattr sets.
-func (t *tableState) number(root *node) error {
+func (t *tableState) number(root *node, xsets [][]Xattr) error {
 	var walk func(d *node)
 	walk = func(d *node) {
 		subdir := uint32(0)
@@ -254,8 +255,12 @@ func (t *tableState) number(root *node) error {
 		if _, err := t.id(n.gid); err != nil {
 			return err
 		}
-		n.xattr = t.xattrID(n.xattrs)
-		n.xattrs = nil // in t.xsets if new
+		if n.xs == 0 {
+			n.xattr = InvalidXattr
+			continue
+		}
+		n.xattr = t.xattrID(xsets[n.xs-1])
+		xsets[n.xs-1] = nil // in t.xsets if new
 	}
 	return nil
 }
