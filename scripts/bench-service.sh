@@ -15,9 +15,11 @@
 #        relic server in the benchmark's process, a file-token RSA-2048 key,
 #        batches of 256, each client one batch at a time) against signing the
 #        same digests locally with the same key; the service's wall time per
-#        signature over local's (goal 1.0 below 8 clients: the service is not
-#        the bottleneck) and its CPU per signature (client + server) over
-#        local's.
+#        signature over local's and its CPU per signature (client + server)
+#        over local's. "The service is not the bottleneck below 8 clients on
+#        2 cores" is the goals of the 1- and 4-client rows: wall <= 1.0x
+#        (indicative under load) and CPU <= 1.15x (the service adds at most
+#        15% to the signing the cores do).
 #   build: `imaforge build` of N small files (0-4 KiB, distinct contents)
 #        whose key is remote:mfr of one bin/imaforge-serve on 127.0.0.1 (a
 #        file-token key: the same RSA-2048 key file) against the same build
@@ -50,13 +52,13 @@ for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libso
 done
 [ "$HSM_N" = 0 ] || [ -n "$MODULE" ] || { echo "bench-service: no libsofthsm2.so (make deps; SERVICE_HSM_FILES=0 skips the HSM rows)" >&2; exit 1; }
 W=$(mktemp -d "${TMPDIR:-/tmp}/bench-service.XXXXXX")
-SPID=
+SPID= TOKDIR=
 cleanup() {
   if [ -n "$SPID" ]; then
     kill -TERM "$SPID" 2>/dev/null || true
     wait "$SPID" 2>/dev/null || true
   fi
-  rm -rf "$W"
+  rm -rf "$W" ${TOKDIR:+"$TOKDIR"}
 }
 trap cleanup EXIT
 load() { cut -d' ' -f1 /proc/loadavg; }
@@ -105,12 +107,17 @@ for c in 1 4 8; do
   lms=$(python3 -c "print(1000/$lrate)") sms=$(python3 -c "print(1000/$srate)")
   printf '%-10s %12.0f %12.0f %8.2fx %14.3f %14.3f %8.2fx\n' "$c" "$lrate" "$srate" \
     "$(python3 -c "print($sms/$lms)")" "$lcpu" "$scpu" "$(python3 -c "print($scpu/$lcpu)")"
-  goal=1.0
-  [ "$c" -ge 8 ] && goal=-
+  # "The service is not the bottleneck below 8 clients on 2 cores": with
+  # 1 and 4 clients (a) it signs as fast as local signing (wall per
+  # signature <= 1.0x; indicative only on a loaded machine) and (b) it adds
+  # at most 15% CPU per signature (client + server <= 1.15x local's: the
+  # cores sign, they do not serve), the figure that holds under load.
+  goal=1.0 cgoal=1.15
+  [ "$c" -ge 8 ] && goal=- cgoal=-
   bench_row service "sign, $c client(s), batches of 256, RSA-2048 file key" "wall ms/sig" "$sms" "$lms" \
     "local signing, same key, $c client(s)" "$goal" "service $srate sig/s, local $lrate sig/s"
   bench_row service "sign, $c client(s), batches of 256, RSA-2048 file key" "CPU ms/sig" "$scpu" "$lcpu" \
-    "local signing, same key, $c client(s)" - "client + server CPU"
+    "local signing, same key, $c client(s)" "$cgoal" "client + server CPU; not the bottleneck below 8 clients: <= 1.15x"
 done
 }
 [ "$BENCHTIME" = 0 ] || bench_sign
@@ -126,8 +133,15 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 HSM_TOKEN='' HSM_KEY='' HSM_PINS=''
 if [ "$HSM_N" -gt 0 ]; then
   # SoftHSM2 holding the same key (so every image is the same)
-  mkdir -p "$W/tokens"
-  printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$W" >"$W/softhsm2.conf"
+  # the token directory on tmpfs when there is one (SoftHSM2's file object
+  # store opens and reads its object files on every operation), for both
+  # builds of the pair
+  TOKDIR=$W/tokens
+  if [ -z "${SERVICE_TOKEN_DISK:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    TOKDIR=$(mktemp -d /dev/shm/bench-service-tokens.XXXXXX)
+  fi
+  mkdir -p "$TOKDIR"
+  printf 'directories.tokendir = %s\nobjectstore.backend = %s\nlog.level = ERROR\n' "$TOKDIR" "${SERVICE_OBJECTSTORE:-file}" >"$W/softhsm2.conf"
   export SOFTHSM2_CONF=$W/softhsm2.conf BENCH_PIN=1234
   softhsm2-util --init-token --free --label bench --pin 1234 --so-pin 123456 >/dev/null
   openssl pkcs8 -topk8 -nocrypt -in "$KEY" -out "$W/ima-p8.key"
@@ -154,6 +168,7 @@ $HSM_KEY
 $HSM_PINS
 server:
   listen: 127.0.0.1:$PORT
+  numworkers: ${SERVICE_NUMWORKERS:-$(nproc)}
   keyfile: $W/tls.key
   certfile: $W/tls.pem
   logfile: $W/server.log

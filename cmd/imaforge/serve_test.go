@@ -332,6 +332,13 @@ pinfile: %s
 	}
 	verifyImage(t, image(0), p.signed, p.unsigned)
 	verifyImageWith(t, image(1), filepath.Join(pkiDir, "tenant.der"), tenantSigned, tenantUnsigned)
+	// the servers signed in their own process (relic's p11token sessions),
+	// not through relic's token worker
+	for i := range servers {
+		if l, _ := os.ReadFile(f.Path(fmt.Sprintf("server%d.log", i))); len(l) == 0 || bytes.Contains(l, []byte("not opened in the server process")) {
+			t.Errorf("server %d signed through relic's token worker (or logged nothing):\n%s", i, l)
+		}
+	}
 
 	// Every signed batch is audited, was sent as a stream, each client
 	// used only its own key, and every file of the builds is in the audit

@@ -27,13 +27,17 @@ var fileSigners sync.Map // key name -> *signer.Signer
 // file token without a rate limit (relic's limiter counts operations on the
 // token's key) it is the cached libcrypto signer, used only while its public
 // key is the one relic's token gives and its certificate is the chain's
-// leaf: a replaced key file or certificate is read again. Otherwise (a
-// PKCS#11 token, an ECDSA key, a PKCS#12 file, anything that does not load
-// or match) it is a signer over relic's token key.
+// leaf: a replaced key file or certificate is read again. For a PKCS#11
+// token's key it is the key opened in this process (pkcs11Signer) while it
+// matches. Otherwise (an ECDSA file key, a PKCS#12 file, anything that does
+// not open, load or match) it is a signer over relic's token key.
 func signerFor(cert *certloader.Certificate) (*signer.Signer, error) {
 	tokKey := cert.Signer()
 	leaf := cert.Certificates[0]
 	if s := fileSigner(cert.KeyName, tokKey.Public(), leaf); s != nil {
+		return s, nil
+	}
+	if s := pkcs11Signer(cert.KeyName, tokKey.Public(), leaf); s != nil {
 		return s, nil
 	}
 	return signer.New(tokKey, leaf)
