@@ -666,18 +666,36 @@ func (s *sealer) opener(fs *fileState) func() (io.ReadCloser, error) {
 			rc.Close()
 			return nil, err
 		}
-		return &hashingReader{rc: rc, h: hh, fs: fs, pool: s.pool, progress: s.progress}, nil
+		return &hashingReader{rc: rc, h: hh, sha256: s.h == imasig.SHA256, fs: fs, pool: s.pool, progress: s.progress}, nil
 	}
 }
 
+// hashingReader is a file's content as the image writer reads it: it hashes
+// every byte it returns, and at Close sets the file's digest and submits it
+// for signing. With SHA-256 it is a squashfs.ContentSHA256: the SquashFS
+// writer takes the digest (SumSHA256) to find duplicate files instead of
+// hashing the content again.
 type hashingReader struct {
 	rc       io.ReadCloser
 	h        hash.Hash
+	sha256   bool   // h is SHA-256
+	sum      []byte // h.Sum after sumN bytes (SumSHA256), for Close
+	sumN     int64
 	n        int64
 	fs       *fileState
 	pool     *signPool
 	progress Progress
 	closed   atomic.Bool
+}
+
+// HashesSHA256 reports whether the file is hashed with SHA-256.
+func (r *hashingReader) HashesSHA256() bool { return r.sha256 }
+
+// SumSHA256 is the SHA-256 of the bytes read so far (HashesSHA256 true).
+func (r *hashingReader) SumSHA256() (sum [sha256.Size]byte) {
+	r.sum, r.sumN = r.h.Sum(r.sum[:0]), r.n
+	copy(sum[:], r.sum)
+	return sum
 }
 
 func (r *hashingReader) Read(p []byte) (int, error) {
@@ -697,7 +715,11 @@ func (r *hashingReader) Close() error {
 	if r.n != r.fs.entry.Size {
 		return fmt.Errorf("%s: read %d bytes, expected %d: %w", r.fs.entry.Path, r.n, r.fs.entry.Size, rootfs.ErrModified)
 	}
-	r.fs.digest = r.h.Sum(nil)
+	if r.sum != nil && r.sumN == r.n {
+		r.fs.digest = r.sum
+	} else {
+		r.fs.digest = r.h.Sum(nil)
+	}
 	// Read exactly once: the content handle is not kept to the end of a
 	// large build.
 	r.fs.entry.Content = nil

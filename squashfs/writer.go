@@ -67,7 +67,9 @@ type Entry struct {
 	// to EOF once and closes it; the reader may tee the bytes (into a hash)
 	// and learn from Close that they were all read. nil means empty content
 	// (Size must be 0). Open is called from WriteData's reader goroutines,
-	// several at once for different entries.
+	// several at once for different entries. A reader that is a
+	// ContentSHA256 and hashes with SHA-256 gives the digest that finds
+	// duplicate files, so the content is not hashed a second time.
 	Open func() (io.ReadCloser, error)
 	// Target is a symlink's target (1..4095 bytes).
 	Target string

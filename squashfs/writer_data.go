@@ -362,9 +362,6 @@ func (rd *blockReader) readFile(i int, f *node) (err error) {
 		return err
 	}
 	var h hash.Hash = nopHash{}
-	if f.is(dupCandidate) {
-		h = sha256.New()
-	}
 	if f.open == nil {
 		it := &item{file: i, kind: itemEmpty, last: true, done: rd.ready}
 		h.Sum(it.sum[:0])
@@ -374,6 +371,12 @@ func (rd *blockReader) readFile(i int, f *node) (err error) {
 	f.open = nil // read once: what it holds is not kept until Close
 	if err != nil {
 		return &PathError{Path: name(), Err: err}
+	}
+	if f.is(dupCandidate) {
+		h = sha256.New()
+		if cs, ok := r.(ContentSHA256); ok && cs.HashesSHA256() {
+			h = readerSHA256{cs}
+		}
 	}
 	defer func() {
 		if cerr := r.Close(); cerr != nil && err == nil {
@@ -436,6 +439,29 @@ func (rd *blockReader) readFile(i int, f *node) (err error) {
 	}
 	return nil
 }
+
+// ContentSHA256 is a file's reader (Entry.Open) that hashes the bytes it
+// returns, as a build does for the file's IMA digest: when HashesSHA256
+// reports that it uses SHA-256, the writer takes SumSHA256, asked once the
+// content has been read to its end (before Close), as the digest that finds
+// duplicate files instead of hashing the same bytes again.
+type ContentSHA256 interface {
+	HashesSHA256() bool
+	SumSHA256() [sha256.Size]byte
+}
+
+// readerSHA256 is the hash.Hash of readFile for a ContentSHA256 reader:
+// writes are dropped (the reader has hashed them), Sum is the reader's.
+type readerSHA256 struct{ r ContentSHA256 }
+
+func (readerSHA256) Write(p []byte) (int, error) { return len(p), nil }
+func (h readerSHA256) Sum(b []byte) []byte {
+	s := h.r.SumSHA256()
+	return append(b, s[:]...)
+}
+func (readerSHA256) Reset()         {}
+func (readerSHA256) Size() int      { return sha256.Size }
+func (readerSHA256) BlockSize() int { return 64 }
 
 // nopHash stands in for the digest of files that cannot be duplicates.
 type nopHash struct{}

@@ -201,6 +201,44 @@ func TestDuplicatesStoredOnce(t *testing.T) {
 	}
 }
 
+// shaReader is a reader that says it hashed its content with SHA-256 and
+// gives a digest of its own choosing.
+type shaReader struct {
+	io.Reader
+	uses bool
+	sum  [sha256.Size]byte
+}
+
+func (r *shaReader) Close() error                 { return nil }
+func (r *shaReader) HashesSHA256() bool           { return r.uses }
+func (r *shaReader) SumSHA256() [sha256.Size]byte { return r.sum }
+
+// TestContentSHA256: the writer finds duplicates by the digest a
+// ContentSHA256 reader gives (two different contents it says are the same
+// are stored once: the writer did not hash them itself), and hashes the
+// content itself when the reader does not use SHA-256.
+func TestContentSHA256(t *testing.T) {
+	a, b := bytes.Repeat([]byte("a"), 5000), bytes.Repeat([]byte("b"), 5000)
+	for _, uses := range []bool{true, false} {
+		var m memFile
+		w, err := NewWriter(&m, Options{Compression: Zstd})
+		must(t, err)
+		for _, f := range []struct {
+			path string
+			data []byte
+		}{{"/a", a}, {"/b", b}} {
+			must(t, w.Add(Entry{Path: f.path, Mode: 0o644, Size: int64(len(f.data)), Open: func() (io.ReadCloser, error) {
+				return &shaReader{Reader: bytes.NewReader(f.data), uses: uses, sum: sha256.Sum256([]byte("same"))}, nil
+			}}))
+		}
+		st, err := w.Finish()
+		must(t, err)
+		if want := map[bool]int{true: 1, false: 0}[uses]; st.Duplicates != want {
+			t.Errorf("HashesSHA256 %v: Duplicates = %d, want %d", uses, st.Duplicates, want)
+		}
+	}
+}
+
 type countingReader struct {
 	r      io.Reader
 	closed *bool
