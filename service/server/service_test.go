@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imaforge/imaforge/service"
 
@@ -25,7 +26,11 @@ func digest(s string) []byte { d := sha256.Sum256([]byte(s)); return d[:] }
 
 func newClient(t *testing.T, f *fixture, who string) *service.Client {
 	t.Helper()
-	c, err := service.NewClient(context.Background(), f.ClientConfig(who), service.ClientOptions{Retries: 1})
+	// A long timeout: relic's Server.healthCheckLoop spins on a core once
+	// its server is closed ("break" leaves only its select), so every
+	// server an earlier test of this process stopped slows the later ones
+	// (a 5,000-entry stream took 127 s on a loaded machine).
+	c, err := service.NewClient(context.Background(), f.ClientConfig(who), service.ClientOptions{Retries: 1, Timeout: 10 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
