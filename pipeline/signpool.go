@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 	"sync"
 
 	"github.com/imaforge/imaforge/signer"
@@ -36,8 +37,14 @@ type signPool struct {
 	batch []batchFunc // by key index; nil: the key signs one at a time
 	index map[string]uint32
 
-	mu      sync.Mutex
-	results map[sigFP]*sigResult
+	mu sync.Mutex
+	// results finds a result by (key index, digest): an open-addressing
+	// table (nil: a free slot, at most 3/4 used) probed from the digest's
+	// first 8 bytes, 8 bytes a slot (a map from those bytes took 24 a slot
+	// and a chain field in every result).
+	results []*sigResult
+	nres    int
+	seed    maphash.Seed
 	errs    map[*sigResult]error
 	waiting map[*sigResult]chan struct{} // closed when the result is done
 	unique  int
@@ -46,12 +53,6 @@ type signPool struct {
 	jobs      chan sigJob
 	wg        sync.WaitGroup
 	closeOnce sync.Once
-}
-
-// sigFP finds a result: the key's index and the digest's first 8 bytes.
-type sigFP struct {
-	key uint32
-	fp  uint64
 }
 
 // fingerprint is the first 8 bytes of digest (zero-padded).
@@ -63,11 +64,9 @@ func fingerprint(digest []byte) uint64 {
 
 // sigResult is a signature that is, or will be, computed: its value is
 // valid once signPool.wait returns. digest is what was signed (the file's
-// digest, shared, not copied), next another pair whose fingerprint is the
-// same (practically never).
+// digest, shared, not copied).
 type sigResult struct {
 	digest []byte
-	next   *sigResult
 	value  []byte
 	key    uint32
 	done   bool // under signPool.mu
@@ -91,10 +90,10 @@ func newSignPool(ctx context.Context, keys map[string]signFunc, batch map[string
 		workers = 1
 	}
 	p := &signPool{
-		index:   make(map[string]uint32, len(keys)),
-		results: make(map[sigFP]*sigResult),
-		errs:    make(map[*sigResult]error),
-		jobs:    make(chan sigJob, 4096),
+		index: make(map[string]uint32, len(keys)),
+		errs:  make(map[*sigResult]error),
+		jobs:  make(chan sigJob, 4096),
+		seed:  maphash.MakeSeed(),
 	}
 	p.waiting = make(map[*sigResult]chan struct{})
 	for name, fn := range keys {
@@ -209,22 +208,53 @@ func (p *signPool) submit(key, path string, digest []byte) *sigResult {
 		p.mu.Unlock()
 		return r
 	}
-	fp := sigFP{ki, fingerprint(digest)}
 	p.mu.Lock()
-	head := p.results[fp]
-	for r := head; r != nil; r = r.next {
-		if bytes.Equal(r.digest, digest) {
-			p.mu.Unlock()
-			return r
-		}
+	slot := p.find(ki, digest)
+	if r := p.results[slot]; r != nil {
+		p.mu.Unlock()
+		return r
 	}
-	r := &sigResult{digest: digest, key: ki, next: head}
-	p.results[fp] = r
+	r := &sigResult{digest: digest, key: ki}
+	p.results[slot] = r
+	p.nres++
 	p.unique++
 	p.perKey[ki]++
 	p.mu.Unlock()
 	p.jobs <- sigJob{r, path}
 	return r
+}
+
+// find returns the slot of the result of (key, digest) in p.results, or
+// the free slot where it goes, growing the table first if it is 3/4 full
+// (p.mu held).
+func (p *signPool) find(key uint32, digest []byte) int {
+	if 4*(p.nres+1) > 3*len(p.results) {
+		old := p.results
+		p.results = make([]*sigResult, max(1024, 2*len(old)))
+		for _, r := range old {
+			if r != nil {
+				p.results[p.probe(r.key, r.digest)] = r
+			}
+		}
+	}
+	return p.probe(key, digest)
+}
+
+// probe returns the slot holding (key, digest) or the first free one.
+func (p *signPool) probe(key uint32, digest []byte) int {
+	mask := uint64(len(p.results) - 1)
+	// seeded: a tree made to crowd one slot does not know the seed
+	i := maphash.Comparable(p.seed, struct {
+		fp  uint64
+		key uint32
+	}{fingerprint(digest), key}) & mask
+	for {
+		r := p.results[i]
+		if r == nil || r.key == key && bytes.Equal(r.digest, digest) {
+			return int(i)
+		}
+		i = (i + 1) & mask
+	}
 }
 
 // wait blocks until r is signed and returns the signing error, if any.
@@ -261,7 +291,7 @@ func (p *signPool) uniqueOf(key string) int {
 // image's tables are written.
 func (p *signPool) forget() {
 	p.mu.Lock()
-	p.results = make(map[sigFP]*sigResult)
+	p.results, p.nres = nil, 0
 	p.mu.Unlock()
 }
 

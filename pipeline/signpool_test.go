@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -140,3 +141,48 @@ func poolWaiters(tb testing.TB, n int) {
 // TestSignPoolWaiters: every waiter, several on one result too, gets its
 // result's value or error, whether it waits before or after the signing.
 func TestSignPoolWaiters(t *testing.T) { poolWaiters(t, 3000) }
+
+// TestSignPoolLookup: the pool's table finds a pair again across its
+// growth (5,000 pairs: the table doubles three times), tells apart digests
+// that share their first 8 bytes and the same digest under another key,
+// and after forget signs a pair again.
+func TestSignPoolLookup(t *testing.T) {
+	fns := map[string]signFunc{
+		"a": func(_ string, d []byte) ([]byte, error) { return append([]byte("a:"), d...), nil },
+		"b": func(_ string, d []byte) ([]byte, error) { return append([]byte("b:"), d...), nil },
+	}
+	p := newSignPool(context.Background(), fns, nil, 2)
+	defer p.close()
+	const n = 5000
+	first := make([]*sigResult, n)
+	digest := func(i int) []byte {
+		d := make([]byte, 32) // the first 8 bytes are the same for 2k and 2k+1
+		binary.LittleEndian.PutUint64(d, uint64(i/2))
+		copy(d[8:], fmt.Append(nil, i))
+		return d
+	}
+	for i := range n {
+		first[i] = p.submit("a", "/f", digest(i))
+	}
+	other := p.submit("b", "/f", digest(0))
+	for i := range n {
+		if r := p.submit("a", "/g", digest(i)); r != first[i] {
+			t.Fatalf("pair %d: a second result", i)
+		}
+	}
+	if other == first[0] {
+		t.Error("key b shares key a's result for one digest")
+	}
+	if p.unique != n+1 || p.uniqueOf("a") != n || p.uniqueOf("b") != 1 {
+		t.Errorf("unique %d, a %d, b %d; want %d, %d, 1", p.unique, p.uniqueOf("a"), p.uniqueOf("b"), n+1, n)
+	}
+	for i, r := range first {
+		if err := p.wait(r); err != nil || string(r.value) != "a:"+string(digest(i)) {
+			t.Fatalf("pair %d: %v, %q", i, err, r.value)
+		}
+	}
+	p.forget()
+	if r := p.submit("a", "/f", digest(7)); r == first[7] {
+		t.Error("a forgotten pair was found")
+	}
+}
