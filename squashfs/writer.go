@@ -34,6 +34,14 @@ type Options struct {
 	// Workers is the number of goroutines reading and compressing data
 	// (0 means GOMAXPROCS). It never changes the image.
 	Workers int
+	// Compressors is the number of goroutines compressing blocks (0 means
+	// Workers). A compressor spends its time in a C library call, which
+	// holds an OS thread but not one of GOMAXPROCS, so more compressors
+	// than CPUs are more threads competing for the CPUs, as mksquashfs runs
+	// a block and a fragment compressor thread per CPU; on a machine
+	// shared with other work that is a larger share of it. It never
+	// changes the image.
+	Compressors int
 	// NoFragments stores tails of small files in their own blocks instead of
 	// packing them into fragment blocks (mksquashfs -no-fragments).
 	NoFragments bool
@@ -268,6 +276,9 @@ func NewWriter(w io.WriteSeeker, opts Options) (*Writer, error) {
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opts.Compressors <= 0 {
+		opts.Compressors = opts.Workers
 	}
 	cache, err := newBlockCacheUse(opts.Cache, c)
 	if err != nil {

@@ -24,7 +24,7 @@ import (
 //	in advance from the declared sizes) and may be read only inside a window
 //	of W sequence numbers past the last committed one, so memory is bounded
 //	and the lowest outstanding block can always make progress.
-//	compressors (Workers goroutines) compress full blocks and fragment blocks.
+//	compressors (Compressors goroutines) compress full blocks and fragment blocks.
 //	the committer (one goroutine) takes blocks in sequence order and writes
 //	them, packs tails into fragment blocks in that order, and rolls back a
 //	file whose content (SHA-256 and size) equals an earlier one's.
@@ -139,12 +139,12 @@ func (w *Writer) runData(ctx context.Context) error {
 		return nil
 	}
 	bs := w.opts.BlockSize
-	workers := w.opts.Workers
+	workers, compressors := w.opts.Workers, w.opts.Compressors
 	g, ctx := errgroup.WithContext(ctx)
-	win := newWindow(ctx, windowSize(bs, workers))
+	win := newWindow(ctx, windowSize(bs, max(workers, compressors)))
 	defer win.stop()
-	bufs := newBlockBuffers(bs, windowSize(bs, workers)+2*workers+4)
-	comp := startCompressors(ctx, w.codec, w.cache, bufs, workers)
+	bufs := newBlockBuffers(bs, windowSize(bs, max(workers, compressors))+2*compressors+4)
+	comp := startCompressors(ctx, w.codec, w.cache, bufs, compressors)
 	defer comp.close()
 
 	rd := &blockReader{w: w, ctx: ctx, win: win, bufs: bufs, comp: comp, zero: make([]byte, bs), ready: make(chan struct{})}
@@ -165,7 +165,7 @@ func (w *Writer) runData(ctx context.Context) error {
 	}
 	g.Go(func() error {
 		c := committer{w: w, ctx: ctx, comp: comp, bufs: bufs,
-			dedup: newDupTable(w.files, candidates), maxPending: workers + 1}
+			dedup: newDupTable(w.files, candidates), maxPending: compressors + 1}
 		return c.run(win, total)
 	})
 	return g.Wait()
