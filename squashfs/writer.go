@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/imaforge/imaforge/internal/fsmode"
 )
 
 // Options configure a Writer. The zero value is usable except for BlockSize 0,
@@ -415,16 +417,7 @@ func (w *Writer) Add(e Entry) error {
 		return perr(p, "modification time %d outside 0..2^32-1", e.ModTime)
 	}
 	n.mtime = uint32(e.ModTime)
-	n.mode = uint16(e.Mode.Perm())
-	if e.Mode&fs.ModeSetuid != 0 {
-		n.mode |= 0o4000
-	}
-	if e.Mode&fs.ModeSetgid != 0 {
-		n.mode |= 0o2000
-	}
-	if e.Mode&fs.ModeSticky != 0 {
-		n.mode |= 0o1000
-	}
+	n.mode = uint16(fsmode.Perm(e.Mode))
 	if err := w.checkXattrs(p, e.Xattrs); err != nil {
 		return err
 	}
