@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/sassoftware/relic/v8/cmdline/shared"
+	"github.com/sassoftware/relic/v8/config"
 	"github.com/sassoftware/relic/v8/lib/certloader"
 
 	"github.com/imaforge/imaforge/signer"
@@ -65,17 +66,29 @@ func fileSigner(name string, pub crypto.PublicKey, leaf *x509.Certificate) *sign
 	return s
 }
 
-func loadFileSigner(name string, pub *rsa.PublicKey, leaf *x509.Certificate) *signer.Signer {
-	cfg := shared.CurrentConfig
+// unlimitedTokenKey returns relic's configuration and the entry of key
+// name when the key's token has type typ and no rate limit (relic's limiter
+// counts the token's operations, which a signer made in this process would
+// bypass); ok is false otherwise.
+func unlimitedTokenKey(name, typ string) (cfg *config.Config, kc *config.KeyConfig, ok bool) {
+	cfg = shared.CurrentConfig
 	if cfg == nil {
-		return nil
+		return nil, nil, false
 	}
 	kc, err := cfg.GetKey(name)
-	if err != nil || kc.KeyFile == "" || kc.IsPkcs12 {
-		return nil
+	if err != nil {
+		return nil, nil, false
 	}
 	tc, err := cfg.GetToken(kc.Token)
-	if err != nil || tc.Type != "file" || tc.RateLimit != 0 {
+	if err != nil || tc.Type != typ || tc.RateLimit != 0 {
+		return nil, nil, false
+	}
+	return cfg, kc, true
+}
+
+func loadFileSigner(name string, pub *rsa.PublicKey, leaf *x509.Certificate) *signer.Signer {
+	_, kc, ok := unlimitedTokenKey(name, "file")
+	if !ok || kc.KeyFile == "" || kc.IsPkcs12 {
 		return nil
 	}
 	blob, err := os.ReadFile(kc.KeyFile)

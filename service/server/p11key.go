@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/rs/zerolog/log"
-	"github.com/sassoftware/relic/v8/cmdline/shared"
 
 	"github.com/imaforge/imaforge/signer"
 	"github.com/imaforge/imaforge/signer/keyref"
@@ -41,16 +40,8 @@ type tokenKey struct {
 // gives, and leaf's; otherwise nil, and relic's worker signs. A key that
 // does not open here is logged once and left to relic's worker.
 func pkcs11Signer(name string, pub crypto.PublicKey, leaf *x509.Certificate) *signer.Signer {
-	cfg := shared.CurrentConfig
-	if cfg == nil || cfg.Path() == "" {
-		return nil
-	}
-	kc, err := cfg.GetKey(name)
-	if err != nil {
-		return nil
-	}
-	tc, err := cfg.GetToken(kc.Token)
-	if err != nil || tc.Type != "pkcs11" || tc.RateLimit != 0 {
+	cfg, _, ok := unlimitedTokenKey(name, "pkcs11")
+	if !ok || cfg.Path() == "" {
 		return nil
 	}
 	v, _ := tokenKeys.LoadOrStore(name, &tokenKey{})
