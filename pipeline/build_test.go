@@ -141,11 +141,7 @@ func TestBuildSignsWithTheRuleKey(t *testing.T) {
 		t.Errorf("unique signatures %d, want %d", res.Signatures, len(files)-2)
 	}
 
-	img, err := squashfs.OpenReader(res.ImagePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer img.Close()
+	img := openImage(t, res.ImagePath)
 	want := map[string]*x509.Certificate{}
 	for path := range files {
 		switch {
@@ -235,11 +231,7 @@ func TestBuildEvmctlVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := squashfs.OpenReader(res.ImagePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer img.Close()
+	img := openImage(t, res.ImagePath)
 	x := t.TempDir()
 	checked := 0
 	for path := range files {

@@ -14,7 +14,6 @@ import (
 	"github.com/imaforge/imaforge/internal/testenv"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/policy"
-	"github.com/imaforge/imaforge/squashfs"
 )
 
 const policySection = `kernel: "6.1"
@@ -39,11 +38,7 @@ func TestBuildPolicyFragment(t *testing.T) {
 		t.Fatal(err)
 	}
 	const fragPath = "/etc/ima/policy.d/50-acme.policy"
-	img, err := squashfs.OpenReader(res.ImagePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer img.Close()
+	img := openImage(t, res.ImagePath)
 	inImage, err := img.ReadFile(fragPath[1:])
 	if err != nil {
 		t.Fatal(err)
@@ -169,11 +164,7 @@ func TestRecordSignatureCounts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			img, err := squashfs.OpenReader(res.ImagePath)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer img.Close()
+			img := openImage(t, res.ImagePath)
 			if fragment, err = img.ReadFile("etc/ima/policy.d/50-acme.policy"); err != nil {
 				t.Fatal(err)
 			}

@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
-
-	"github.com/imaforge/imaforge/squashfs"
 )
 
 // source is a content reader for the read-ahead tests: at most step bytes
@@ -172,10 +170,7 @@ func TestBuildLargeFiles(t *testing.T) {
 	if seen != len(content) {
 		t.Fatalf("record lists %d of the %d files", seen, len(content))
 	}
-	r, err := squashfs.OpenReader(res.ImagePath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openImage(t, res.ImagePath)
 	for name, b := range content {
 		got, err := r.ReadFile(name[1:])
 		if err != nil || !bytes.Equal(got, b) {

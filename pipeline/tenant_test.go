@@ -13,7 +13,6 @@ import (
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/pki"
 	"github.com/imaforge/imaforge/policy"
-	"github.com/imaforge/imaforge/squashfs"
 )
 
 const tenantManifest = `version: 1
@@ -81,11 +80,7 @@ func TestBuildTenantFragment(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				img, err := squashfs.OpenReader(res.ImagePath)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer img.Close()
+				img := openImage(t, res.ImagePath)
 				data, err := img.ReadFile("opt/acme/etc/acme.policy")
 				if err != nil {
 					t.Fatal(err)

@@ -19,7 +19,6 @@ import (
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/pki"
 	"github.com/imaforge/imaforge/signer"
-	"github.com/imaforge/imaforge/squashfs"
 )
 
 // hierarchy is a manufacturer root, an owner CA and IMA keys, as files.
@@ -200,11 +199,7 @@ func evmctlVerifiesWithExport(t *testing.T, h *hierarchy, image string, signedBy
 	for _, c := range res.Loaded {
 		der[c.KeyID] = filepath.Join(exp, c.File)
 	}
-	img, err := squashfs.OpenReader(image)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer img.Close()
+	img := openImage(t, image)
 	x := t.TempDir()
 	for path, base := range signedBy {
 		data, err := img.ReadFile(path)
