@@ -78,7 +78,7 @@ EOF
 # before each. UNITS/s = COUNT / wall.
 REPS=${REPS:-3}
 timed() {
-  local label=$1 units=$2 count=$3 setup=$4 best= line; shift 4
+  local label=$1 units=$2 count=$3 setup=$4 best='' line; shift 4
   for _ in $(seq "$REPS"); do
     $setup
     /usr/bin/time -f '%e %U %S %M' -o "$W/time" "$@" >"$W/log" 2>&1 || { cat "$W/log"; exit 1; }
@@ -109,11 +109,9 @@ for i in range(n):
 PY
 manifest "$W/sig/m.yaml" "$W/sig/src"
 "$IMAFORGE" plan -o "$W/sig/request.json" --quiet "$W/sig/m.yaml"
-for r in rsa2048; do
-  o1=$(openssl speed -seconds 3 $r 2>/dev/null | awk '/^rsa 2048/ {print $6}')
-  oN=$(openssl speed -seconds 3 -multi "$NP" $r 2>/dev/null | awk '/^rsa 2048/ {print $6}')
-  printf '  %-12s %34s %9.0f sig/s\n  %-12s %34s %9.0f sig/s\n' openssl-1 "" "$o1" "openssl-$NP" "" "$oN"
-done
+o1=$(openssl speed -seconds 3 rsa2048 2>/dev/null | awk '/^rsa 2048/ {print $6}')
+oN=$(openssl speed -seconds 3 -multi "$NP" rsa2048 2>/dev/null | awk '/^rsa 2048/ {print $6}')
+printf '  %-12s %34s %9.0f sig/s\n  %-12s %34s %9.0f sig/s\n' openssl-1 "" "$o1" "openssl-$NP" "" "$oN"
 fresh_response() { rm -f "$W/sig/response.json"*; }
 for s in 1 "$NP" $((2 * NP)); do
   timed "sessions-$s" sig "$N" fresh_response "$IMAFORGE" ceremony sign --yes --quiet --sessions "$s" \

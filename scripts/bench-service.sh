@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2154 # WALL_x, CPU_x and LOAD_x are set by name (printf -v) for each measured run
 # The signing service (issue 20) against local signing with the same key on
 # the same machine, in the same run.
 #
@@ -45,14 +46,14 @@ CERT=$ROOT/testdata/signer/keys/rsa2048.pem
 for t in openssl curl python3 go jq; do
   command -v $t >/dev/null || { echo "bench-service: missing $t (make deps)" >&2; exit 1; }
 done
-[ -x "$IMAFORGE" ] && [ -x "$SERVE" ] || make build >/dev/null
+if [ ! -x "$IMAFORGE" ] || [ ! -x "$SERVE" ]; then make build >/dev/null; fi
 MODULE=
 for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so; do
   [ -f "$m" ] && MODULE=$m && break
 done
 [ "$HSM_N" = 0 ] || [ -n "$MODULE" ] || { echo "bench-service: no libsofthsm2.so (make deps; SERVICE_HSM_FILES=0 skips the HSM rows)" >&2; exit 1; }
 W=$(mktemp -d "${TMPDIR:-/tmp}/bench-service.XXXXXX")
-SPID= TOKDIR=
+SPID='' TOKDIR=''
 cleanup() {
   if [ -n "$SPID" ]; then
     kill -TERM "$SPID" 2>/dev/null || true
@@ -103,7 +104,7 @@ for c in 1 4 8; do
   # BenchmarkSign/local/clients=1-2  16  ns/op  X cpu-ms/sig  Y sigs/s
   read -r lcpu lrate < <(awk -v c="clients=$c" '$1 ~ "/local/"c"-" {for (i=1;i<NF;i++) {if ($(i+1)=="cpu-ms/sig") a=$i; if ($(i+1)=="sigs/s") b=$i}; print a, b}' "$W/bench.txt")
   read -r scpu srate < <(awk -v c="clients=$c" '$1 ~ "/service/"c"-" {for (i=1;i<NF;i++) {if ($(i+1)=="cpu-ms/sig") a=$i; if ($(i+1)=="sigs/s") b=$i}; print a, b}' "$W/bench.txt")
-  [ -n "$lrate" ] && [ -n "$srate" ] || { echo "bench-service: no BenchmarkSign row for $c clients" >&2; exit 1; }
+  if [ -z "$lrate" ] || [ -z "$srate" ]; then echo "bench-service: no BenchmarkSign row for $c clients" >&2; exit 1; fi
   lms=$(python3 -c "print(1000/$lrate)") sms=$(python3 -c "print(1000/$srate)")
   printf '%-10s %12.0f %12.0f %8.2fx %14.3f %14.3f %8.2fx\n' "$c" "$lrate" "$srate" \
     "$(python3 -c "print($sms/$lms)")" "$lcpu" "$scpu" "$(python3 -c "print($scpu/$lcpu)")"

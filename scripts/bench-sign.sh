@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2154 # WALL_x, CPU_x and LOAD_x are set by name (printf -v) for each measured run
 # Signing throughput: `imaforge file sign` against `evmctl ima_sign -r` on the
 # same small files with the same RSA-2048 key, measured in the same run.
 #

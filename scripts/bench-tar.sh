@@ -65,12 +65,10 @@ run() { # LABEL FORMAT EVM: prints "wall cpu peak_mib bytes" (best CPU of RUNS)
 
 echo "tree: $tree ($(find "$tree" -type f | wc -l) files, $(du -sb "$tree" | cut -f1) bytes); load: $(cut -d' ' -f1-3 /proc/loadavg); runs: best CPU of $RUNS"
 printf '%-22s %8s %8s %9s %12s %10s %10s\n' variant wall_s cpu_s peak_mib bytes wall/sqfs cpu/sqfs
-base=$(run sqfs squashfs no)
-read -r bw bc _ _ <<<"$base"
-printf '%-22s %8s %8s %9s %12s %10s %10s\n' "squashfs zstd-3" $base 1.00 1.00
+read -r bw bc bm bb <<<"$(run sqfs squashfs no)"
+printf '%-22s %8s %8s %9s %12s %10s %10s\n' "squashfs zstd-3" "$bw" "$bc" "$bm" "$bb" 1.00 1.00
 for v in "tar.zst-3:tar.zst:no" "tar.zst-3+evm:tar.zst:evm" "tar:tar:no" "tar+evm:tar:evm"; do
   IFS=: read -r label format evm <<<"$v"
-  r=$(run "$label" "$format" "$evm")
-  read -r w c _ _ <<<"$r"
-  printf '%-22s %8s %8s %9s %12s %10s %10s\n' "$label" $r "$(echo "scale=2; $w / $bw" | bc)" "$(echo "scale=2; $c / $bc" | bc)"
+  read -r w c m b <<<"$(run "$label" "$format" "$evm")"
+  printf '%-22s %8s %8s %9s %12s %10s %10s\n' "$label" "$w" "$c" "$m" "$b" "$(echo "scale=2; $w / $bw" | bc)" "$(echo "scale=2; $c / $bc" | bc)"
 done

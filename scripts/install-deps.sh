@@ -85,7 +85,7 @@ done
 staticcheck_version=v0.8.2
 if [ ! -x "$(go env GOPATH)/bin/staticcheck" ] || ! "$(go env GOPATH)/bin/staticcheck" -version 2>/dev/null | grep -q "${staticcheck_version#v}"; then
   echo "install-deps: go install honnef.co/go/tools/cmd/staticcheck@$staticcheck_version"
-  GOFLAGS= go install "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version"
+  GOFLAGS="" go install "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version"
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

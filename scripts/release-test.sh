@@ -55,7 +55,7 @@ for f in "$dist"/*; do
     fail "$(basename "$f").sig does not verify"
   n=$((n + 1))
 done
-deb=$(ls "$dist"/imaforge_*.deb | head -1)
+deb=$(find "$dist" -maxdepth 1 -name 'imaforge_*.deb' | LC_ALL=C sort | head -1)
 cp "$deb" "$work/tampered.deb"
 printf '\x00' | dd of="$work/tampered.deb" bs=1 seek=100 conv=notrunc status=none
 if openssl pkeyutl -verify -pubin -inkey "$work/pub.pem" -rawin -in "$work/tampered.deb" -sigfile "$deb.sig" >/dev/null 2>&1; then
@@ -100,6 +100,7 @@ chroot_for() {
     zstd -dc "$cache" | tar -C "$root" --numeric-owner -xf -
   fi
   [ "$(chroot "$root" dpkg --print-architecture)" = "$arch" ] || fail "the $arch chroot is not $arch"
+  # shellcheck disable=SC2016 # ${Package} is dpkg-query's format, not the shell's
   if chroot "$root" dpkg-query -W -f '${Package}\n' | grep -- '-dev$'; then
     fail "the $arch chroot has -dev packages"
   fi
@@ -128,8 +129,9 @@ check() {
   local rec
   rec=$(find "$root/tmp/proj" -name '*.record.json' | head -1)
   [ -n "$rec" ] || fail "no build record in the $arch chroot"
-  grep -q '"library": "liblzma"' "$rec" && grep -q '"linkage": "static"' "$rec" ||
+  if ! grep -q '"library": "liblzma"' "$rec" || ! grep -q '"linkage": "static"' "$rec"; then
     fail "the $arch record does not name liblzma linked statically: $(grep -A4 '"codec"' "$rec")"
+  fi
   echo "release-test: the $arch release binary runs in a clean Debian 12 $arch and builds an xz image ($(grep -A3 '"codec"' "$rec" | tr -d ' \n'))"
   rm "$root/usr/local/bin/imaforge-bare"
 

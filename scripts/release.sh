@@ -89,7 +89,7 @@ build() { # arch -> $OUT/imaforge-VERSION-linux-arch
     benv+=(CC="$cc" CGO_LDFLAGS="-L$fixed" PKG_CONFIG_LIBDIR="/usr/lib/$tri/pkgconfig:/usr/share/pkgconfig"
       PKG_CONFIG_SYSTEM_LIBRARY_PATH="/usr/lib/$tri")
   fi
-  env "${benv[@]}" $GO build -trimpath -buildvcs=false \
+  env "${benv[@]}" "$GO" build -trimpath -buildvcs=false \
     -ldflags "-s -w -X main.version=$VERSION -X main.commit=$COMMIT -linkmode=external '-extldflags=-L$static'" \
     -o "$bin" ./cmd/imaforge
   # Self-contained: the only shared libraries are glibc's.
@@ -169,6 +169,7 @@ done
 
 # Checksums, then an Ed25519 signature of each file (deterministic: the same
 # key and bytes give the same signature).
+# shellcheck disable=SC2094 # find leaves SHA256SUMS out of the list it hashes
 (cd "$OUT" && find . -maxdepth 1 -type f ! -name SHA256SUMS ! -name '*.sig' -printf '%f\n' | LC_ALL=C sort |
   xargs sha256sum > SHA256SUMS)
 for f in "$OUT"/*; do
@@ -178,4 +179,4 @@ done
 openssl pkey -in "$key" -pubout -out "$work/release.pub.pem"
 echo "release: signed with the key whose public half is:"
 cat "$work/release.pub.pem"
-echo "release: $(ls "$OUT" | wc -l) files in $OUT"
+echo "release: $(find "$OUT" -maxdepth 1 -type f | wc -l) files in $OUT"
