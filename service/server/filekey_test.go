@@ -22,7 +22,7 @@ func TestFileKeyLibcrypto(t *testing.T) {
 		t.Skip("built without libcrypto")
 	}
 	f := newFixture(t, 1)
-	serveInProcess(t, f, 0)
+	serveInProcess(t, f, 0) // fileSigners and shared.CurrentConfig are this process's
 	fileSigners.Clear()
 	c := newClient(t, f, "mfr")
 	d := digest("fast")

@@ -1,10 +1,15 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,31 +60,87 @@ keys:
 	return f
 }
 
-// serveInProcess runs server i of f in this process until the test ends.
-func serveInProcess(t testing.TB, f *fixture, i int) {
-	t.Helper()
-	t.Cleanup(startInProcess(t, f, i))
+// serveEnv names the configuration file a re-executed test binary serves
+// (TestMain): tests run each relic server in a child process, because relic
+// v8.2.0's health-check goroutine never returns once Server.Close has run
+// (server/view_health.go: the `break` on the closed channel leaves only the
+// select, so the loop spins), and a server stopped inside the test binary
+// kept a core busy until the binary exited: 93% of this package's CPU.
+const serveEnv = "IMAFORGE_TEST_SERVE_CONFIG"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(serveEnv); path != "" {
+		os.Exit(serveChild(path))
+	}
+	os.Exit(m.Run())
 }
 
-// startInProcess starts server i of f in this process and returns the
-// function that stops it (once).
-func startInProcess(t testing.TB, f *fixture, i int) func() {
+// serveChild is a child server's main: it serves the configuration at path
+// until SIGTERM.
+func serveChild(path string) int {
+	cfg, err := LoadServerConfig(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := Serve(ctx, cfg, false); err != nil {
+		fmt.Fprintln(os.Stderr, "serve:", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs server i of f until the test ends.
+func serve(t testing.TB, f *fixture, i int) {
+	t.Helper()
+	t.Cleanup(startServer(t, f, i))
+}
+
+// startServer starts server i of f in a child process (serveEnv) and returns
+// the function that stops it (once) and fails the test if it did not exit
+// cleanly.
+func startServer(t testing.TB, f *fixture, i int) func() {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), serveEnv+"="+f.ServerConfig(i))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			if err := <-exited; err != nil {
+				t.Errorf("server %d: %v\n%s", i, err, out.String())
+			}
+		})
+	}
+	t.Cleanup(stop) // also when WaitHealthy fails
+	testservice.WaitHealthy(t, f.URL(i), 30*time.Second)
+	return stop
+}
+
+// serveInProcess runs server i of f in this process, for the tests that
+// look at the server's state (TestFileKeyLibcrypto) and BenchmarkSign, whose
+// CPU figure counts client and server together. The server stays up until
+// the binary exits: stopping it would leave relic's health-check goroutine
+// spinning (see serveEnv) for the rest of the binary's tests.
+func serveInProcess(t testing.TB, f *fixture, i int) {
 	t.Helper()
 	cfg, err := LoadServerConfig(f.ServerConfig(i))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, cfg, false) }()
+	go func() {
+		if err := Serve(context.Background(), cfg, false); err != nil {
+			fmt.Fprintf(os.Stderr, "in-process server %s: %v\n", f.URL(i), err)
+		}
+	}()
 	testservice.WaitHealthy(t, f.URL(i), 30*time.Second)
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		})
-	}
 }

@@ -87,7 +87,7 @@ func readFile(t *testing.T, p string) string {
 
 func TestService(t *testing.T) {
 	f := newFixture(t, 1)
-	serveInProcess(t, f, 0)
+	serve(t, f, 0)
 	ctx := context.Background()
 
 	t.Run("sign", func(t *testing.T) {
@@ -211,7 +211,7 @@ func TestServiceAuditFailsClosed(t *testing.T) {
 	if err := os.Mkdir(f.Path("audit0.jsonl"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	serveInProcess(t, f, 0)
+	serve(t, f, 0)
 	good, _ := json.Marshal(service.Request{Entries: []service.Entry{service.NewEntry("/opt/tenant/ok", imasig.SHA256, digest("ok"))}})
 	escape, _ := json.Marshal(service.Request{Entries: []service.Entry{service.NewEntry("/etc/shadow", imasig.SHA256, digest("evil"))}})
 	stream, _ := service.EncodeStream([]service.Entry{service.NewEntry("/opt/tenant/ok", imasig.SHA256, digest("ok"))})
@@ -243,7 +243,7 @@ func TestServiceAuditFailsClosed(t *testing.T) {
 // server (or, before any server is known, the client configuration).
 func TestClientErrors(t *testing.T) {
 	f := newFixture(t, 1)
-	serveInProcess(t, f, 0)
+	serve(t, f, 0)
 	ctx := context.Background()
 	entry := []service.Entry{service.NewEntry("/opt/tenant/x", imasig.SHA256, digest("x"))}
 	remote := func(config, key string, cert *x509.Certificate) error {
@@ -288,7 +288,7 @@ func TestClientErrors(t *testing.T) {
 func TestClientFailover(t *testing.T) {
 	f := newFixture(t, 2)
 	ctx := context.Background()
-	stop1 := startInProcess(t, f, 1)
+	stop1 := startServer(t, f, 1)
 	c := newClient(t, f, "mfr") // server 0 is down: the directory comes from server 1
 	if got := len(c.Servers()); got != 2 {
 		t.Fatalf("servers %v", c.Servers())
@@ -310,12 +310,12 @@ func TestClientFailover(t *testing.T) {
 	if err := sign("server 1 only"); err != nil {
 		t.Fatal(err)
 	}
-	stop0 := startInProcess(t, f, 0)
+	stop0 := startServer(t, f, 0)
 	stop1()
 	if err := sign("server 0 only"); err != nil {
 		t.Fatal(err)
 	}
-	stop1 = startInProcess(t, f, 1) // restarted
+	stop1 = startServer(t, f, 1) // restarted
 	stop0()
 	if err := sign("restarted server 1"); err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ import (
 // and the server goes on serving.
 func TestServiceStream(t *testing.T) {
 	f := newFixture(t, 1)
-	serveInProcess(t, f, 0)
+	serve(t, f, 0)
 	ctx := context.Background()
 	const n = service.MaxBatch + 904
 	entries := func(prefix string) ([]service.Entry, [][]byte) {
