@@ -97,14 +97,22 @@ func TestBuildCLIExitCodes(t *testing.T) {
 // everything) and expects exit 1 naming the file, and no output.
 func TestBuildUnreadableFile(t *testing.T) {
 	testenv.NeedRoot(t) // to switch to an unprivileged user below
-	gobin := testenv.NeedTool(t, "go")
 	dir := buildProject(t)
+	// This test binary runs main under the name imaforge (TestMain): a copy
+	// the unprivileged user can run.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
 	bin := filepath.Join(t.TempDir(), "imaforge")
-	if out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	if err := os.WriteFile(bin, exe, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	os.Chmod(filepath.Dir(bin), 0o755)
-	os.Chmod(bin, 0o755)
 	// The tree belongs to nobody, but one file is readable by root only.
 	filepath.Walk(dir, func(p string, _ os.FileInfo, _ error) error { return os.Lchown(p, 65534, 65534) })
 	os.Chmod(dir, 0o755)
