@@ -20,6 +20,7 @@ import (
 	"github.com/ulikunitz/xz"
 	"golang.org/x/sys/unix"
 
+	"github.com/imaforge/imaforge/internal/atomicfile"
 	"github.com/imaforge/imaforge/manifest"
 )
 
@@ -206,12 +207,12 @@ func (b *builder) walkTar(s *manifest.Source, o *Origin) error {
 			if dir == "" {
 				dir = os.TempDir()
 			}
-			sf, err := createUnlinked(dir, "imaforge-tar-*")
+			sf, err := atomicfile.CreateUnlinked(dir, "imaforge-tar-*")
 			if err != nil && b.opts.TempDir == "" && b.m.Image.Output != "" {
 				// An unprivileged build may not write $TMPDIR (or /tmp);
 				// it can write where the image goes.
 				var err2 error
-				if sf, err2 = createUnlinked(filepath.Dir(b.m.Image.Output), ".imaforge-tar-*"); err2 == nil {
+				if sf, err2 = atomicfile.CreateUnlinked(filepath.Dir(b.m.Image.Output), ".imaforge-tar-*"); err2 == nil {
 					err = nil
 				}
 			}
@@ -376,21 +377,6 @@ func allZero(p []byte) bool {
 		}
 	}
 	return true
-}
-
-// createUnlinked creates a temporary file in dir that has no name, so it is
-// gone when closed or when the process dies, even by SIGKILL: O_TMPFILE
-// where the file system has it, else a named file removed at once.
-func createUnlinked(dir, pattern string) (*os.File, error) {
-	if fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600); err == nil {
-		return os.NewFile(uintptr(fd), filepath.Join(dir, pattern)), nil
-	}
-	f, err := os.CreateTemp(dir, pattern)
-	if err != nil {
-		return nil, err
-	}
-	os.Remove(f.Name())
-	return f, nil
 }
 
 func isSparse(h *tar.Header) bool {

@@ -836,12 +836,17 @@ var xattrPrefixes = [...]string{XattrUser: "user.", XattrTrusted: "trusted.", Xa
 // id and the stored name ("ima"); ok is false for prefixes SquashFS cannot
 // store (only user., trusted. and security. exist).
 func SplitXattrName(full string) (prefix uint16, name string, ok bool) {
+	return splitXattrName(full)
+}
+
+// splitXattrName is SplitXattrName for a name as a string or as bytes.
+func splitXattrName[T string | []byte](full T) (prefix uint16, name T, ok bool) {
 	for id, p := range xattrPrefixes {
-		if len(full) > len(p) && full[:len(p)] == p {
+		if len(full) > len(p) && string(full[:len(p)]) == p {
 			return uint16(id), full[len(p):], true
 		}
 	}
-	return 0, "", false
+	return 0, name, false
 }
 
 // XattrKey is struct squashfs_xattr_entry: the key half of a key/value pair in

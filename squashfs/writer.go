@@ -56,6 +56,10 @@ type Options struct {
 	// Cache, when not nil, supplies and keeps the compressed form of data
 	// and fragment blocks (see BlockCache). It never changes the image.
 	Cache BlockCache
+	// TempDir is where the Writer keeps the entries' xattrs beyond the
+	// first 16 MiB until Close (an unlinked file; empty: $TMPDIR, or the
+	// image's directory if $TMPDIR cannot be written).
+	TempDir string
 }
 
 // Entry describes one file of the image for Writer.Add.
@@ -134,7 +138,7 @@ type node struct {
 	frag, fragOff   uint32
 	nlink, ino      uint32
 	xattr           uint32
-	xs              uint32 // the node's xattrs before Close: Writer.xsets[xs-1] (0: none)
+	xs              uint32 // the node's xattrs before Close: Writer.xattrs.at[xs-1] (0: none)
 
 	mode  uint16
 	kind  kind
@@ -218,9 +222,10 @@ func (d *node) addChild(c *node) {
 //
 // Memory: data is streamed through a fixed window of blocks (at most 32 MiB
 // of block buffers, and at least 2 per worker); per entry the Writer keeps
-// its metadata (a 120-byte node, a directory also its path in a map, plus
-// its xattrs and 4 bytes per data block) until Close; Close keeps, per
-// distinct xattr set, a slice of it and a small hash entry.
+// its metadata (a 120-byte node, a directory also its path in a map, and 4
+// bytes per data block) until Close, and its xattrs encoded in a store that
+// goes to a temporary file beyond 16 MiB (xattrStore, Options.TempDir);
+// Close keeps, per distinct xattr set, its offset and a small hash entry.
 type Writer struct {
 	out   io.WriteSeeker
 	opts  Options
@@ -233,10 +238,11 @@ type Writer struct {
 	// directory's children (lookup), so a million files need no map
 	// entry each.
 	dirs map[string]*node
-	// xsets holds the xattrs of nodes until Close numbers them (node.xs):
-	// a regular file's are set only at the end, by SetXattrs, so a node
-	// keeps an index, not a slice header, while the data is written.
-	xsets     [][]Xattr
+	// xattrs holds the xattrs of nodes until Close numbers them
+	// (node.xs): a regular file's are set only at the end, by SetXattrs,
+	// so a node keeps an index, not a slice header, while the data is
+	// written.
+	xattrs    xattrStore
 	prepared  bool
 	wroteData bool
 	closed    bool
@@ -287,6 +293,7 @@ func NewWriter(w io.WriteSeeker, opts Options) (*Writer, error) {
 		return nil, err
 	}
 	wr := &Writer{out: w, opts: opts, codec: c, cache: cache, dirs: make(map[string]*node)}
+	wr.xattrs.dir, wr.xattrs.fallback = opts.TempDir, outputDir(w)
 	wr.root = &node{kind: kindDir, flags: implicit, mode: 0o755, mtime: uint32(opts.ModTime), ext: &nodeExt{}}
 	wr.dirs["/"] = wr.root
 	// Reserve the superblock and the compressor options block.
@@ -421,7 +428,10 @@ func (w *Writer) Add(e Entry) error {
 	if err := w.checkXattrs(p, e.Xattrs); err != nil {
 		return err
 	}
-	n.xs = w.keepXattrs(0, slices.Clone(e.Xattrs))
+	var err error
+	if n.xs, err = w.xattrs.keep(0, encodeXattrs(nil, e.Xattrs)); err != nil {
+		return &PathError{Path: p, Err: err}
+	}
 	switch t := e.Mode.Type(); {
 	case e.LinkTo != "":
 		if !strings.HasPrefix(e.LinkTo, "/") || path.Clean(e.LinkTo) != e.LinkTo || e.LinkTo == p {
@@ -583,7 +593,7 @@ func (w *Writer) SetXattrs(p string, xs []Xattr) error {
 	if err := w.checkXattrs(p, xs); err != nil {
 		return err
 	}
-	xs = slices.Clone(xs)
+	enc := encodeXattrs(nil, xs)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
@@ -599,30 +609,17 @@ func (w *Writer) SetXattrs(p string, xs []Xattr) error {
 		}
 		n = n.ext.link
 	}
-	n.xs = w.keepXattrs(n.xs, xs)
+	var err error
+	if n.xs, err = w.xattrs.keep(n.xs, enc); err != nil {
+		return &PathError{Path: p, Err: err}
+	}
 	return nil
 }
 
-// keepXattrs stores xs as the xattrs of a node whose index was at (0:
-// none) and returns its new index (w.mu held).
-func (w *Writer) keepXattrs(at uint32, xs []Xattr) uint32 {
-	switch {
-	case at != 0:
-		w.xsets[at-1] = xs
-		return at
-	case len(xs) == 0:
-		return 0
-	}
-	w.xsets = append(w.xsets, xs)
-	return uint32(len(w.xsets))
-}
-
-// xattrsOf returns n's xattrs before Close numbers them.
-func (w *Writer) xattrsOf(n *node) []Xattr {
-	if n.xs == 0 {
-		return nil
-	}
-	return w.xsets[n.xs-1]
+// hasXattrs reports whether n has xattrs before Close numbers them.
+func (w *Writer) hasXattrs(n *node) (bool, error) {
+	b, _, err := w.xattrs.setOf(n.xs)
+	return len(b) > 0, err
 }
 
 // prepare sorts the tree, resolves hard links and lists the regular files in
@@ -672,8 +669,16 @@ func (w *Writer) prepare() error {
 		if t.kind == kindDir {
 			return perr(w.pathOf(l), "hard link to directory %s", l.ext.target)
 		}
-		if len(w.xattrsOf(l)) > 0 {
-			if len(w.xattrsOf(t)) > 0 {
+		lx, err := w.hasXattrs(l)
+		if err != nil {
+			return err
+		}
+		if lx {
+			tx, err := w.hasXattrs(t)
+			if err != nil {
+				return err
+			}
+			if tx {
 				return perr(w.pathOf(l), "xattrs given on two links of one inode")
 			}
 			t.xs, l.xs = l.xs, 0
@@ -751,6 +756,7 @@ func (w *Writer) Finish() (Stats, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.closed = true
+	defer w.xattrs.close()
 	if w.failed != nil {
 		return Stats{}, fmt.Errorf("squashfs: not finishing an image whose data failed: %w", w.failed)
 	}

@@ -6,7 +6,6 @@ import (
 	"hash/maphash"
 	"io"
 	"math"
-	"slices"
 )
 
 // mdWriter builds a table of metadata blocks (MetadataHeader + at most 8 KiB
@@ -111,13 +110,19 @@ type tableState struct {
 	order   []*node // inode holders by inode number
 	ids     []uint32
 	idIndex map[uint32]uint16
-	xsets   [][]Xattr // distinct xattr sets, by xattr id
+	// store holds the xattr sets; xsetAt are the distinct ones' offsets
+	// in it, by xattr id.
+	store  *xattrStore
+	xsetAt []uint64
 	// xsetByHash finds a set's id by the set's hash: the first id with
 	// that hash; xsetNext[id] is the next (id+1; 0: none). A signed
 	// file's set is its own, so this is one small entry per file.
 	xsetByHash map[uint64]uint32
 	xsetNext   []uint32
-	seed       maphash.Seed
+	// shared holds the bytes of the sets found again (by id), so a set
+	// that many files share is read back from the store once.
+	shared map[uint32][]byte
+	seed   maphash.Seed
 }
 
 func (t *tableState) id(v uint32) (uint16, error) {
@@ -133,30 +138,31 @@ func (t *tableState) id(v uint32) (uint16, error) {
 	return i, nil
 }
 
-func (t *tableState) xattrID(xs []Xattr) uint32 {
-	if len(xs) == 0 {
-		return InvalidXattr
+// xattrID returns the id of the set set (encoded, stored at off), a new one
+// if no earlier set is equal.
+func (t *tableState) xattrID(set []byte, off uint64) (uint32, error) {
+	if len(set) == 0 {
+		return InvalidXattr, nil
 	}
-	if !slices.IsSortedFunc(xs, compareXattrs) {
-		xs = sortXattrs(xs)
-	}
-	var h maphash.Hash
-	h.SetSeed(t.seed)
-	for _, x := range xs {
-		maphash.WriteComparable(&h, len(x.Name))
-		h.WriteString(x.Name)
-		maphash.WriteComparable(&h, len(x.Value))
-		h.Write(x.Value)
-	}
-	k := h.Sum64()
+	k := maphash.Bytes(t.seed, set)
 	if collideHashes {
 		k = 0
 	}
 	first, ok := t.xsetByHash[k]
 	if ok {
 		for id := first; ; {
-			if slices.EqualFunc(t.xsets[id], xs, func(a, b Xattr) bool { return a.Name == b.Name && bytes.Equal(a.Value, b.Value) }) {
-				return id
+			old, seen := t.shared[id]
+			if !seen {
+				var err error
+				if old, err = t.store.getAt(t.xsetAt[id]); err != nil {
+					return 0, err
+				}
+			}
+			if bytes.Equal(old, set) {
+				if !seen {
+					t.shared[id] = bytes.Clone(set)
+				}
+				return id, nil
 			}
 			if t.xsetNext[id] == 0 {
 				break
@@ -164,8 +170,8 @@ func (t *tableState) xattrID(xs []Xattr) uint32 {
 			id = t.xsetNext[id] - 1
 		}
 	}
-	id := uint32(len(t.xsets))
-	t.xsets = append(t.xsets, xs)
+	id := uint32(len(t.xsetAt))
+	t.xsetAt = append(t.xsetAt, off)
 	t.xsetNext = append(t.xsetNext, 0)
 	if ok {
 		t.xsetNext[id] = t.xsetNext[first] // after first in its chain
@@ -173,18 +179,20 @@ func (t *tableState) xattrID(xs []Xattr) uint32 {
 	} else {
 		t.xsetByHash[k] = id
 	}
-	return id
+	return id, nil
 }
 
 // writeTables is Close's work, with w.mu held and the data written: the
 // inode and directory tables, the fragment, export, id and xattr tables, the
 // padding and the superblock, in that order.
 func (w *Writer) writeTables() (Stats, error) {
-	t := &tableState{idIndex: make(map[uint32]uint16), xsetByHash: make(map[uint64]uint32), seed: maphash.MakeSeed()}
-	if err := t.number(w.root, w.xsets); err != nil {
+	t := &tableState{idIndex: make(map[uint32]uint16), store: &w.xattrs, xsetByHash: make(map[uint64]uint32),
+		shared: make(map[uint32][]byte), seed: maphash.MakeSeed()}
+	if err := t.number(w.root); err != nil {
 		return Stats{}, err
 	}
-	w.xsets = nil // in t.xsets
+	w.xattrs.at = nil // the sets are numbered
+	t.xsetByHash, t.xsetNext, t.shared = nil, nil, nil
 	var sb Superblock
 	var err error
 	sb.InodeTableStart, sb.DirectoryTableStart, err = w.writeInodesAndDirs(t)
@@ -223,7 +231,7 @@ func (w *Writer) writeTables() (Stats, error) {
 // a directory's entries by name (a subdirectory's whole subtree in its
 // place), each directory after its entries, so the root is last. It counts
 // links and subdirectories, and indexes the ids and xattr sets.
-func (t *tableState) number(root *node, xsets [][]Xattr) error {
+func (t *tableState) number(root *node) error {
 	var walk func(d *node)
 	walk = func(d *node) {
 		subdir := uint32(0)
@@ -255,12 +263,13 @@ func (t *tableState) number(root *node, xsets [][]Xattr) error {
 		if _, err := t.id(n.gid); err != nil {
 			return err
 		}
-		if n.xs == 0 {
-			n.xattr = InvalidXattr
-			continue
+		set, off, err := t.store.setOf(n.xs)
+		if err != nil {
+			return err
 		}
-		n.xattr = t.xattrID(xsets[n.xs-1])
-		xsets[n.xs-1] = nil // in t.xsets if new
+		if n.xattr, err = t.xattrID(set, off); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -608,50 +617,59 @@ var collideHashes = false
 // valueRefs finds where an xattr value was first stored, as a map from
 // the value's bytes would, in less memory (a signed file's security.ima is
 // a value of its own): by a 64-bit hash of the value, the bytes compared
-// with the value the entry points at in the xattr sets; a value whose hash
-// an earlier, different value has goes in an exact map.
+// with the value the entry points at in the xattr store; a value found
+// again, and a value whose hash an earlier, different value has, goes in
+// an exact map.
 type valueRefs struct {
-	t        *tableState
-	seed     maphash.Seed
-	first    map[uint64]valueAt
-	collided map[string]uint64
+	store *xattrStore
+	seed  maphash.Seed
+	first map[uint64]valueAt
+	exact map[string]uint64
 }
 
-// valueAt is a stored value: xattr x of set, and its reference.
+// valueAt is a stored value: where its bytes are in the xattr store, and
+// its reference.
 type valueAt struct {
-	set, x uint32
-	ref    uint64
+	at, ref uint64
+	n       uint32
 }
 
-func newValueRefs(t *tableState) *valueRefs {
-	return &valueRefs{t: t, seed: maphash.MakeSeed(), first: make(map[uint64]valueAt), collided: make(map[string]uint64)}
+func newValueRefs(s *xattrStore) *valueRefs {
+	return &valueRefs{store: s, seed: maphash.MakeSeed(), first: make(map[uint64]valueAt), exact: make(map[string]uint64)}
 }
 
 // find returns the reference of v if it was stored, and v's hash for add.
-func (vr *valueRefs) find(v []byte) (ref uint64, seen bool, hash uint64) {
+func (vr *valueRefs) find(v []byte) (ref uint64, seen bool, hash uint64, err error) {
 	hash = maphash.Bytes(vr.seed, v)
 	if collideHashes {
 		hash = 0
 	}
 	at, ok := vr.first[hash]
 	if !ok {
-		return 0, false, hash
+		return 0, false, hash, nil
 	}
-	if bytes.Equal(vr.t.xsets[at.set][at.x].Value, v) {
-		return at.ref, true, hash
+	if ref, ok := vr.exact[string(v)]; ok {
+		return ref, true, hash, nil
 	}
-	ref, seen = vr.collided[string(v)]
-	return ref, seen, hash
+	if int(at.n) != len(v) {
+		return 0, false, hash, nil
+	}
+	old, err := vr.store.valueAt(at.at, len(v))
+	if err != nil || !bytes.Equal(old, v) {
+		return 0, false, hash, err
+	}
+	vr.exact[string(v)] = at.ref
+	return at.ref, true, hash, nil
 }
 
-// add records that v (xattr x of set set, with the hash find gave) is
-// stored at ref.
-func (vr *valueRefs) add(hash uint64, v []byte, set, x int, ref uint64) {
+// add records that v (stored at at in the xattr store, with the hash find
+// gave) is in the table at ref.
+func (vr *valueRefs) add(hash uint64, v []byte, at, ref uint64) {
 	if _, ok := vr.first[hash]; !ok {
-		vr.first[hash] = valueAt{uint32(set), uint32(x), ref}
+		vr.first[hash] = valueAt{at: at, ref: ref, n: uint32(len(v))}
 		return
 	}
-	vr.collided[string(v)] = ref
+	vr.exact[string(v)] = ref
 }
 
 // writeXattrs writes the xattr key/value table, the xattr ids and the xattr
@@ -660,21 +678,32 @@ func (vr *valueRefs) add(hash uint64, v []byte, set, x int, ref uint64) {
 // referenced out of line, as mksquashfs does. Returns InvalidBlock when no
 // inode has xattrs.
 func (w *Writer) writeXattrs(t *tableState) (uint64, error) {
-	if len(t.xsets) == 0 {
+	if len(t.xsetAt) == 0 {
 		return InvalidBlock, nil
 	}
 	kvStart := w.pos
 	kv := newMdWriter(w.codec, w.cache, w.write)
-	values := newValueRefs(t)
+	values := newValueRefs(t.store)
 	var ids, b []byte
-	for si, set := range t.xsets {
+	var set []storedXattr
+	for _, at := range t.xsetAt {
+		enc, err := t.store.get(at)
+		if err != nil {
+			return 0, err
+		}
+		if set, err = decodeXattrs(set[:0], enc, at+uint64(uvarintLen(len(enc)))); err != nil {
+			return 0, err
+		}
 		ref := kv.ref()
 		var size uint32
-		for xi, x := range set {
-			prefix, name, _ := SplitXattrName(x.Name)
-			vref, seen, hash := values.find(x.Value)
-			key := XattrKey{Type: prefix, Name: []byte(name)}
-			if seen && len(x.Value) > 8 {
+		for _, x := range set {
+			prefix, name, _ := splitXattrName(x.name)
+			vref, seen, hash, err := values.find(x.value)
+			if err != nil {
+				return 0, err
+			}
+			key := XattrKey{Type: prefix, Name: name}
+			if seen && len(x.value) > 8 {
 				key.Type |= XattrValueOOL
 			}
 			b = key.appendTo(b[:0])
@@ -689,15 +718,15 @@ func (w *Writer) writeXattrs(t *tableState) (uint64, error) {
 					return 0, err
 				}
 				if !seen {
-					values.add(hash, x.Value, si, xi, kv.ref())
+					values.add(hash, x.value, x.valueAt, kv.ref())
 				}
-				v := XattrValue{Value: x.Value}
+				v := XattrValue{Value: x.value}
 				b = v.appendTo(b[:0])
 				if err := kv.write(b); err != nil {
 					return 0, err
 				}
 			}
-			size += uint32(len(x.Name)) + 1 + uint32(len(x.Value))
+			size += uint32(len(x.name)) + 1 + uint32(len(x.value))
 		}
 		id := XattrID{Ref: ref, Count: uint32(len(set)), Size: size}
 		ids = id.appendTo(ids)
@@ -706,6 +735,6 @@ func (w *Writer) writeXattrs(t *tableState) (uint64, error) {
 		return 0, err
 	}
 	// The header goes right before the list of block offsets.
-	hdr := XattrIDTable{TableStart: kvStart, IDs: uint32(len(t.xsets))}
+	hdr := XattrIDTable{TableStart: kvStart, IDs: uint32(len(t.xsetAt))}
 	return w.writeLookupTable(ids, hdr.appendTo(nil))
 }

@@ -169,3 +169,19 @@ func WriteFile(path string, data []byte, perm fs.FileMode) error {
 	}
 	return f.Commit()
 }
+
+// CreateUnlinked creates a temporary file in dir that has no name, so it is
+// gone when closed or when the process dies, even by SIGKILL: O_TMPFILE
+// where the file system has it, else a named file (pattern, as
+// os.CreateTemp takes it) removed at once.
+func CreateUnlinked(dir, pattern string) (*os.File, error) {
+	if fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600); err == nil {
+		return os.NewFile(uintptr(fd), filepath.Join(dir, pattern)), nil
+	}
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	return f, nil
+}

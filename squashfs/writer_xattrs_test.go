@@ -1,0 +1,145 @@
+package squashfs
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// spillEntries are files whose xattrs exercise the xattr store: a value of
+// their own each (a signature), a long value shared by many (out of line),
+// sets shared by many, a set larger than the store's window, hard links
+// with their xattrs on the link, and sets that SetXattrs replaces.
+func spillEntries() (es []Entry, later map[string][]Xattr) {
+	later = map[string][]Xattr{}
+	labels := [][]byte{bytes.Repeat([]byte("l"), 40), bytes.Repeat([]byte("m"), 41), []byte("short")}
+	for i := range 4000 {
+		p := fmt.Sprintf("/d%02d/f%04d", i%13, i)
+		xs := []Xattr{
+			{"security.ima", fmt.Appendf(nil, "%090d", i)},
+			{"user.label", labels[i%len(labels)]},
+		}
+		if i%7 == 0 {
+			xs = []Xattr{{"user.label", labels[0]}} // one set many share
+		}
+		e := Entry{Path: p, Mode: 0o644, Xattrs: xs}
+		if i%11 == 0 {
+			// Added with other xattrs, replaced by SetXattrs.
+			e.Xattrs = []Xattr{{"user.old", fmt.Appendf(nil, "old %d", i)}}
+			later[p] = xs
+		}
+		es = append(es, e)
+		if i%500 == 0 {
+			es = append(es, Entry{Path: p + ".link", LinkTo: p})
+		}
+	}
+	es = append(es, Entry{Path: "/big", Mode: 0o600, Xattrs: []Xattr{
+		{"user.a", bytes.Repeat([]byte{1}, 65536)}, {"user.b", bytes.Repeat([]byte{2}, 65536)},
+		{"user.c", bytes.Repeat([]byte{3}, 65536)}, {"user.d", bytes.Repeat([]byte{4}, 65536)},
+		{"user.e", bytes.Repeat([]byte{5}, 65536)},
+	}})
+	es = append(es, Entry{Path: "/linked", Mode: 0o644}, Entry{Path: "/linked2", LinkTo: "/linked",
+		Xattrs: []Xattr{{"security.ima", []byte("on the link")}}})
+	return es, later
+}
+
+// buildSpill builds spillEntries' image with the xattr store spilling
+// after spillAt bytes, and reports whether it used its file.
+func buildSpill(t *testing.T, spillAt int, opts Options) ([]byte, bool) {
+	t.Helper()
+	defer func(v int) { xattrSpillAt = v }(xattrSpillAt)
+	xattrSpillAt = spillAt
+	es, later := spillEntries()
+	var m memFile
+	w, err := NewWriter(&m, opts)
+	must(t, err)
+	for _, e := range es {
+		must(t, w.Add(e))
+	}
+	must(t, w.WriteData(context.Background()))
+	for p, xs := range later {
+		must(t, w.SetXattrs(p, xs))
+	}
+	spilled := w.xattrs.f != nil
+	must(t, w.Close())
+	return m.b, spilled
+}
+
+// TestXattrSpill: the image is the same whether the xattr sets stay in
+// memory or go to the temporary file (also with every hash colliding), and
+// every file reads back its own xattrs.
+func TestXattrSpill(t *testing.T) {
+	opts := Options{Compression: CompNone, BlockSize: 4096, TempDir: t.TempDir()}
+	want, spilled := buildSpill(t, 1<<40, opts)
+	if spilled {
+		t.Fatal("the store spilled with a limit of 1 TiB")
+	}
+	for _, at := range []int{0, 100_000} {
+		got, spilled := buildSpill(t, at, opts)
+		if !spilled {
+			t.Errorf("spill at %d: the store did not spill", at)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("spill at %d: image %s, in memory %s", at, sum(got), sum(want))
+		}
+	}
+	collideHashes = true
+	got, _ := buildSpill(t, 0, opts)
+	collideHashes = false
+	if !bytes.Equal(got, want) {
+		t.Errorf("spilled with colliding hashes: image %s, in memory %s", sum(got), sum(want))
+	}
+
+	z, err := NewReader(bytes.NewReader(want), int64(len(want)))
+	must(t, err)
+	es, later := spillEntries()
+	for i, e := range es {
+		if i%97 != 0 && e.Path != "/big" && !strings.HasPrefix(e.Path, "/linked") {
+			continue
+		}
+		wantXs := e.Xattrs
+		if xs, ok := later[e.Path]; ok {
+			wantXs = xs
+		}
+		if e.LinkTo != "" {
+			continue
+		}
+		if e.Path == "/linked" {
+			wantXs = []Xattr{{"security.ima", []byte("on the link")}}
+		}
+		xs, err := z.Xattrs(e.Path[1:])
+		must(t, err)
+		if !slices.EqualFunc(xs, sortXattrs(wantXs), func(a, b Xattr) bool { return a.Name == b.Name && bytes.Equal(a.Value, b.Value) }) {
+			t.Errorf("%s: %d xattrs, want %d", e.Path, len(xs), len(wantXs))
+		}
+	}
+}
+
+// TestXattrSpillFailsClosed: a temporary directory that cannot be written
+// fails the entry that needed it, and a spilled set that cannot be read
+// back fails Close: never an image with xattrs missing.
+func TestXattrSpillFailsClosed(t *testing.T) {
+	defer func(v int) { xattrSpillAt = v }(xattrSpillAt)
+	xattrSpillAt = 0
+	missing := filepath.Join(t.TempDir(), "missing")
+	w, err := NewWriter(&memFile{}, Options{Compression: CompNone, TempDir: missing})
+	must(t, err)
+	err = w.Add(Entry{Path: "/f", Mode: 0o644, Xattrs: []Xattr{{"user.a", []byte("v")}}})
+	if err == nil || !strings.Contains(err.Error(), "/f") || !strings.Contains(err.Error(), missing) {
+		t.Errorf("Add with an unwritable TempDir: %v, want an error naming the entry and the directory", err)
+	}
+
+	w, err = NewWriter(&memFile{}, Options{Compression: CompNone, TempDir: t.TempDir()})
+	must(t, err)
+	for i := range 3 {
+		must(t, w.Add(Entry{Path: fmt.Sprintf("/f%d", i), Mode: 0o644, Xattrs: []Xattr{{"user.a", fmt.Appendf(nil, "v%d", i)}}}))
+	}
+	must(t, w.xattrs.f.Close()) // the spilled sets cannot be read back
+	if err := w.Close(); err == nil || !strings.Contains(err.Error(), "reading xattrs back") {
+		t.Errorf("Close with unreadable spilled xattrs: %v, want a read error", err)
+	}
+}
