@@ -3,6 +3,7 @@ package squashfs
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"testing"
@@ -276,12 +277,28 @@ func TestXZCheckStrict(t *testing.T) {
 	}
 	flipped := bytes.Clone(good)
 	flipped[len(flipped)/2] ^= 1
+	// The block's CRC32 is checked by cDecodeXZ, not liblzma: a stream
+	// whose only damage is that field, and one of two blocks (whose first
+	// block's check the single-block layout would not find), are refused.
+	badCheck := bytes.Clone(good)
+	indexSize := (int(binary.LittleEndian.Uint32(good[len(good)-8:])) + 1) * 4
+	badCheck[len(good)-12-indexSize-1] ^= 0x80
+	twoBlocks := xzTwoBlocks(t, raw)
+	if got, err := cDecodeXZLiblzma(nil, twoBlocks, len(raw)); err != nil || !bytes.Equal(got, raw) {
+		t.Fatalf("liblzma does not decode the two-block stream (test is void): %v", err)
+	}
 	for name, src := range map[string][]byte{
-		"crc64 check":    crc64.Bytes(),
-		"trailing bytes": append(bytes.Clone(good), 0, 0, 0, 0),
-		"truncated":      good[:len(good)-1],
-		"flipped bit":    flipped,
-		"empty":          nil,
+		"crc64 check":      crc64.Bytes(),
+		"trailing bytes":   append(bytes.Clone(good), 0, 0, 0, 0),
+		"truncated":        good[:len(good)-1],
+		"flipped bit":      flipped,
+		"empty":            nil,
+		"block check":      badCheck,
+		"two blocks":       twoBlocks,
+		"index size":       append(bytes.Clone(good[:len(good)-8]), 0xff, 0xff, 0xff, 0x7f, 0, 1, 'Y', 'Z'),
+		"footer only":      good[len(good)-12:],
+		"header only":      good[:12],
+		"header and index": append(bytes.Clone(good[:12]), good[len(good)-12-indexSize:]...),
 	} {
 		if got, err := d.decompress(nil, src, len(raw)); err == nil {
 			t.Errorf("%s: accepted (%d bytes)", name, len(got))
@@ -290,4 +307,18 @@ func TestXZCheckStrict(t *testing.T) {
 	if _, err := d.decompress(nil, good, len(raw)-1); err == nil {
 		t.Errorf("output longer than max: accepted")
 	}
+}
+
+// xzTwoBlocks is raw as one xz stream of two blocks with CRC32 checks.
+func xzTwoBlocks(t testing.TB, raw []byte) []byte {
+	var b bytes.Buffer
+	xw, err := xz.WriterConfig{CheckSum: xz.CRC32, DictCap: 64 << 10, BlockSize: int64(len(raw)/2 + 1)}.NewWriter(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xw.Write(raw)
+	if err := xw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }

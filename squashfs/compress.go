@@ -2,6 +2,7 @@ package squashfs
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -240,6 +241,31 @@ func newDecompressor(comp Compression, opts []byte) (*decompressor, error) {
 // bytes of output, or a dictionary above the memory limit.
 var errXZDecode = errors.New("xz: not one CRC32 stream decoding to the block (liblzma)")
 
+// xzSingleBlockCRC32 returns the CRC32 check field of the block of src, an
+// xz stream with a CRC32 check whose index lists exactly one block, and
+// whether src is laid out so (.xz file format 1.2.1: the stream footer's
+// Backward Size gives the index's size, 2.1.2.2; the index begins with its
+// indicator 0x00 and the number of records, a multibyte integer, 4 and
+// 1.2; the block's check field is its last 4 bytes, right before the index,
+// 3). It reads only those fields: the decoder checks the rest, and the
+// index's records against the block it decoded.
+func xzSingleBlockCRC32(src []byte) (uint32, bool) {
+	const headerSize, footerSize, checkSize = 12, 12, 4
+	if len(src) < headerSize+checkSize+footerSize || src[6] != 0 || src[7] != 1 {
+		return 0, false
+	}
+	footer := src[len(src)-footerSize:]
+	indexSize := (int64(binary.LittleEndian.Uint32(footer[4:8])) + 1) * 4
+	end := int64(len(src)) - footerSize - indexSize // where the index begins
+	if end < headerSize+checkSize {
+		return 0, false
+	}
+	if index := src[end:]; index[0] != 0 || index[1] != 1 {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint32(src[end-checkSize : end]), true
+}
+
 // errTooLarge reports a block that decompresses to more than allowed.
 var errTooLarge = errors.New("decompressed block larger than allowed")
 
@@ -258,10 +284,6 @@ func (d *decompressor) decompress(dst, src []byte, max int) ([]byte, error) {
 		return readBounded(dst, r, max)
 	case XZ:
 		if d.cxz {
-			// Stream flags (xz file format 2.1.1.2): no flags, check CRC32.
-			if len(src) < 12 || src[6] != 0 || src[7] != 1 {
-				return nil, errXZDecode
-			}
 			return cDecodeXZ(dst, src, max)
 		}
 		r, err := xz.NewReader(bytes.NewReader(src))

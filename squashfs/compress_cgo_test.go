@@ -4,6 +4,7 @@ package squashfs
 
 import (
 	"bytes"
+	"errors"
 	"math/rand"
 	"testing"
 )
@@ -57,4 +58,35 @@ func TestXZEncoderKeepsMemory(t *testing.T) {
 		}
 		kept = n
 	}
+}
+
+// FuzzXZCheck: whatever the block cache's xz check (cDecodeXZ, the block's
+// CRC32 checked in Go) accepts, liblzma checking the CRC32 itself accepts
+// too, with the same output.
+func FuzzXZCheck(f *testing.F) {
+	raw := bytes.Repeat([]byte("integrity measurement architecture\n"), 300)
+	c, err := newCodec(XZ, 0, 128<<10)
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, _, err := c.compress(nil, raw)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(bytes.Clone(good), uint16(len(raw)))
+	f.Add(xzTwoBlocks(f, raw), uint16(len(raw)))
+	f.Add(bytes.Clone(good[len(good)-12:]), uint16(len(raw)))
+	f.Fuzz(func(t *testing.T, src []byte, max uint16) {
+		got, err := cDecodeXZ(nil, src, int(max))
+		if err != nil {
+			if !errors.Is(err, errXZDecode) {
+				t.Fatalf("unexpected error %v", err)
+			}
+			return
+		}
+		want, err := cDecodeXZLiblzma(nil, src, int(max))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("accepted %d bytes that liblzma's own check refuses (%v) or decodes otherwise", len(src), err)
+		}
+	})
 }

@@ -55,3 +55,6 @@ func cDecodeXZ(dst, src []byte, max int) ([]byte, error) {
 	_, err := EncoderOf(XZ)
 	return nil, err
 }
+
+// cDecodeXZLiblzma is cDecodeXZ (the tests compare the two with cgo).
+func cDecodeXZLiblzma(dst, src []byte, max int) ([]byte, error) { return cDecodeXZ(dst, src, max) }
