@@ -5,15 +5,46 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
 // hostRoot is a source directory or file on the build host: the host path
 // of an entry is from + the entry's image path after the first toLen bytes.
+//
+// A source directory's root holds a descriptor of the directory (O_PATH,
+// opened by the walk, closed with the tree): its files are opened relative
+// to it, so that the kernel resolves only the path below the source, not
+// every component of from again for each file.
 type hostRoot struct {
 	from  string
 	toLen int
+
+	mu  sync.RWMutex // held to read while opening relative to dir
+	dir int          // the directory's descriptor; -1: none, or closed
+}
+
+// newHostRoot is the root of a source file, or of a source directory
+// opened as dir (-1: none; the root owns it from then on).
+func newHostRoot(from string, toLen, dir int) *hostRoot {
+	return &hostRoot{from: from, toLen: toLen, dir: dir}
+}
+
+// Close closes the directory's descriptor; the root's files are then
+// opened by their full host paths.
+func (r *hostRoot) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dir < 0 {
+		return nil
+	}
+	err := unix.Close(r.dir)
+	r.dir = -1
+	if err != nil {
+		return &os.PathError{Op: "close", Path: r.from, Err: err}
+	}
+	return nil
 }
 
 // HostFile is a regular file on the build host, with the identity, size
@@ -37,34 +68,44 @@ func (h *HostFile) Size() int64 { return h.size }
 // when walked; it never enters the image.
 func (h *HostFile) Mtime() int64 { return h.mtime }
 
-// Open opens the file and checks it is the one walked, unchanged.
+// Open opens the file. Whether it is the one walked, unchanged, is checked
+// once its bytes are read, at Close (identity, size and modification
+// time): the bytes of a file replaced or changed since the walk are never
+// taken, as Close fails, and an fstat at Open as well would tell nothing
+// more, one system call in five per small file.
 //
-// The reader works on the bare descriptor (open, fstat, read, fstat,
-// close), not an *os.File: os.OpenFile would add two fcntl calls to make the
-// descriptor non-blocking, a failing epoll_ctl (a regular file cannot be
-// polled), and File.Fd two more fcntl calls to make it blocking again, five
-// of eleven system calls per file in a build of small files.
+// The reader works on the bare descriptor (open, read, fstat, close), not
+// an *os.File: os.OpenFile would add two fcntl calls to make the descriptor
+// non-blocking, a failing epoll_ctl (a regular file cannot be polled), and
+// File.Fd two more fcntl calls to make it blocking again.
 func (h *HostFile) Open() (io.ReadCloser, error) {
-	p := h.HostPath()
-	fd, err := openRead(p, unix.O_NOATIME)
+	fd, err := h.open(unix.O_NOATIME)
 	if err != nil {
 		// O_NOATIME is refused for files the caller does not own.
-		fd, err = openRead(p, 0)
+		fd, err = h.open(0)
 	}
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: p, Err: err}
+		return nil, &os.PathError{Op: "open", Path: h.HostPath(), Err: err}
 	}
-	r := &hostReader{fd: fd, h: h}
-	if err := r.check(); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	return r, nil
+	return &hostReader{fd: fd, h: h}, nil
 }
 
-func openRead(p string, flags int) (int, error) {
+// open opens the file relative to its source directory's descriptor while
+// the root holds one, else by its full host path.
+func (h *HostFile) open(flags int) (int, error) {
+	r := h.root
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.dir < 0 {
+		return openRead(unix.AT_FDCWD, h.HostPath(), flags)
+	}
+	// path[toLen:] is "/" and the path below the source directory
+	return openRead(r.dir, h.path[r.toLen+1:], flags)
+}
+
+func openRead(dir int, p string, flags int) (int, error) {
 	for {
-		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|flags, 0)
+		fd, err := unix.Openat(dir, p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|flags, 0)
 		if err != unix.EINTR {
 			return fd, err
 		}
@@ -86,7 +127,7 @@ type hostReader struct {
 }
 
 // check fails unless the open file is the one walked, with its size and
-// modification time.
+// modification time (at Close, once every byte is read).
 func (r *hostReader) check() error {
 	var st unix.Stat_t
 	if err := unix.Fstat(r.fd, &st); err != nil {

@@ -66,8 +66,10 @@ func (t Type) fsType() fs.FileMode {
 
 // Content is where a regular file's bytes come from. Open returns a reader
 // of exactly the entry's Size bytes; a reader of a host file fails (with an
-// error wrapping ErrModified) when the file changed since the walk: at Open,
-// when it yields more or fewer bytes than Size, and at Close.
+// error wrapping ErrModified) when the file changed since the walk: when it
+// yields more or fewer bytes than Size, and at Close, which checks the
+// file's identity, size and modification time once its bytes are read. A
+// reader's bytes are good only once its Close succeeded.
 type Content interface {
 	Open() (io.ReadCloser, error)
 }

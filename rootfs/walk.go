@@ -84,6 +84,8 @@ type builder struct {
 	outDir  devIno
 	outName string // the image's name in outDir; "" without Options.Output
 	skipped []string
+	kids    [][]hostChild // walkChildren's lists, by depth, reused
+	dirent  []byte        // walkChildren's getdents buffer
 }
 
 // isOutput reports whether name, in the host directory id, is the build's
@@ -129,7 +131,7 @@ func (b *builder) build() (*Tree, error) {
 	for i, k := range b.links {
 		linkByPath[b.entries[i].Path] = k
 	}
-	b.index, b.links, b.implied = nil, nil, nil
+	b.index, b.links, b.implied, b.kids, b.dirent = nil, nil, nil, nil, nil
 	// The entries are kept to the end of a build: without the spare
 	// capacity append left (up to a quarter of a million files' entries).
 	b.entries = append(make([]Entry, 0, len(b.entries)), b.entries...)
@@ -293,12 +295,12 @@ func (b *builder) source(i int) error {
 	if err != nil {
 		return b.m.Errorf(fromPos, err, "sources[%d].from", i)
 	}
-	root := &hostRoot{from: real, toLen: len(to)}
+	root := newHostRoot(real, len(to), -1)
 	var sys unix.Stat_t
 	if err := unix.Stat(real, &sys); err != nil {
 		return b.m.Errorf(fromPos, &os.PathError{Op: "stat", Path: real, Err: err}, "sources[%d].from", i)
 	}
-	e, link, err := b.hostEntry(root, real, to, &sys, o)
+	e, link, err := b.hostEntry(root, real, "", to, &sys, nil, o)
 	if err != nil {
 		return err
 	}
@@ -309,16 +311,28 @@ func (b *builder) source(i int) error {
 }
 
 // walkDir walks a source directory into the tree, in sorted name order.
+//
+// The directory is opened once (O_PATH) and walked from that descriptor:
+// its children are listed and stat'ed relative to their directory's
+// descriptor, and its files opened relative to the source's (hostRoot),
+// so that the kernel does not resolve every component of the source's
+// path again for each file.
 func (b *builder) walkDir(s *manifest.Source, o *Origin) error {
-	root := &hostRoot{from: s.From, toLen: len(s.To)}
+	toLen := len(s.To)
 	if s.To == "/" {
-		root.toLen = 0
+		toLen = 0
 	}
+	dir, err := openDir(unix.AT_FDCWD, s.From, unix.O_PATH)
+	if err != nil {
+		return b.m.Errorf(s.FieldPos("from"), &os.PathError{Op: "open", Path: s.From, Err: err}, "sources[%d].from", o.Index)
+	}
+	root := newHostRoot(s.From, toLen, dir)
+	b.closers = append(b.closers, root)
 	var top unix.Stat_t
-	if err := unix.Stat(s.From, &top); err != nil {
+	if err := unix.Fstat(dir, &top); err != nil {
 		return b.m.Errorf(s.FieldPos("from"), &os.PathError{Op: "stat", Path: s.From, Err: err}, "sources[%d].from", o.Index)
 	}
-	e, _, err := b.hostEntry(root, s.From, s.To, &top, o)
+	e, _, err := b.hostEntry(root, s.From, "", s.To, &top, nil, o)
 	if err != nil {
 		return err
 	}
@@ -332,35 +346,152 @@ func (b *builder) walkDir(s *manifest.Source, o *Origin) error {
 	return b.walkChildren(root, s.From, s.To, stack, o)
 }
 
-func (b *builder) walkChildren(root *hostRoot, hostDir, imageDir string, stack []devIno, o *Origin) error {
-	f, err := os.Open(hostDir)
-	if err != nil {
-		return b.m.Errorf(o.Pos, err, "sources[%d]", o.Index)
+// openDir opens a directory to read (flags 0) or as a path (O_PATH).
+func openDir(at int, p string, flags int) (int, error) {
+	for {
+		fd, err := unix.Openat(at, p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|flags, 0)
+		if err != unix.EINTR {
+			return fd, err
+		}
 	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
+}
+
+// hostChild is a name of a host directory as listChildren found it: its
+// image path, its lstat and a symlink's target, or the error that stops the
+// walk there.
+type hostChild struct {
+	name, ip string
+	output   bool // the build's own output: skipped
+	st       unix.Stat_t
+	target   string
+	err      error
+}
+
+// listChildren lists the children of the host directory hostDir (the
+// source's top when len(stack) == 1), in sorted name order, without those
+// the manifest excludes: each with its lstat and a symlink's target, all
+// read relative to the directory's descriptor, which is closed before the
+// caller descends (a deep tree does not hold one descriptor per level). The
+// list ends at the first child whose name is bad or whose lstat or readlink
+// failed, with the error. The list is b.kids[len(stack)], reused.
+func (b *builder) listChildren(root *hostRoot, hostDir, imageDir string, stack []devIno, o *Origin) ([]hostChild, error) {
+	var fd int
+	var err error
+	if len(stack) == 1 {
+		root.mu.RLock()
+		fd, err = openDir(root.dir, ".", 0)
+		root.mu.RUnlock()
+	} else {
+		// a directory lstat'ed a moment ago: not a symlink now either
+		fd, err = openDir(unix.AT_FDCWD, hostDir, unix.O_NOFOLLOW)
+	}
 	if err != nil {
-		return b.m.Errorf(o.Pos, err, "sources[%d]: reading %s", o.Index, hostDir)
+		return nil, b.m.Errorf(o.Pos, &os.PathError{Op: "open", Path: hostDir, Err: err}, "sources[%d]", o.Index)
+	}
+	defer unix.Close(fd)
+	names, err := b.readNames(fd)
+	if err != nil {
+		return nil, b.m.Errorf(o.Pos, &os.PathError{Op: "readdirent", Path: hostDir, Err: err}, "sources[%d]: reading %s", o.Index, hostDir)
 	}
 	sort.Strings(names)
+	for len(b.kids) <= len(stack) {
+		b.kids = append(b.kids, nil)
+	}
+	kids := b.kids[len(stack)][:0]
+	defer func() { b.kids[len(stack)] = kids[:0] }()
 	for _, name := range names {
 		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
-			return b.m.Errorf(o.Pos, ErrBadName, "sources[%d]: %q in %s", o.Index, name, hostDir)
+			kids = append(kids, hostChild{err: b.m.Errorf(o.Pos, ErrBadName, "sources[%d]: %q in %s", o.Index, name, hostDir)})
+			break
 		}
 		ip := imageJoin(imageDir, name)
 		if b.m.Excluded(ip) {
 			continue
 		}
-		hp := hostDir + "/" + name
+		kids = append(kids, hostChild{name: name, ip: ip})
+		k := &kids[len(kids)-1]
 		if b.isOutput(stack[len(stack)-1], name) {
-			b.skipped = append(b.skipped, hp)
+			k.output = true
 			continue
 		}
-		var st unix.Stat_t
-		if err := unix.Lstat(hp, &st); err != nil {
-			return b.m.Errorf(o.Pos, &os.PathError{Op: "lstat", Path: hp, Err: err}, "sources[%d]", o.Index)
+		if err := fstatat(fd, name, &k.st); err != nil {
+			k.err = b.m.Errorf(o.Pos, &os.PathError{Op: "lstat", Path: hostDir + "/" + name, Err: err}, "sources[%d]", o.Index)
+			break
 		}
-		e, link, err := b.hostEntry(root, hp, ip, &st, o)
+		if k.st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			if k.target, err = readlinkat(fd, name); err != nil {
+				k.err = b.m.Errorf(o.Pos, &os.PathError{Op: "readlink", Path: hostDir + "/" + name, Err: err}, "sources[%d]", o.Index)
+				break
+			}
+		}
+	}
+	return kids, nil
+}
+
+// readNames reads the names of the open directory fd, without "." and "..".
+func (b *builder) readNames(fd int) ([]string, error) {
+	if b.dirent == nil {
+		b.dirent = make([]byte, 32<<10)
+	}
+	var names []string
+	for {
+		n, err := unix.ReadDirent(fd, b.dirent)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return names, nil
+		}
+		_, _, names = unix.ParseDirent(b.dirent[:n], -1, names)
+	}
+}
+
+// fstatat lstats name in the directory dir.
+func fstatat(dir int, name string, st *unix.Stat_t) error {
+	for {
+		err := unix.Fstatat(dir, name, st, unix.AT_SYMLINK_NOFOLLOW)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// readlinkat reads the target of the symlink name in the directory dir.
+func readlinkat(dir int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dir, name, buf)
+		if err == unix.EINTR {
+			size /= 2
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+}
+
+func (b *builder) walkChildren(root *hostRoot, hostDir, imageDir string, stack []devIno, o *Origin) error {
+	kids, err := b.listChildren(root, hostDir, imageDir, stack, o)
+	if err != nil {
+		return err
+	}
+	for i := range kids {
+		k := &kids[i]
+		if k.err != nil {
+			return k.err
+		}
+		if k.output {
+			b.skipped = append(b.skipped, hostDir+"/"+k.name)
+			continue
+		}
+		e, link, err := b.hostEntry(root, hostDir, k.name, k.ip, &k.st, &k.target, o)
 		if err != nil {
 			return err
 		}
@@ -368,23 +499,32 @@ func (b *builder) walkChildren(root *hostRoot, hostDir, imageDir string, stack [
 			return err
 		}
 		if e.Type == TypeDir {
-			id := devIno{uint64(st.Dev), st.Ino}
+			hp := hostDir + "/" + k.name
+			id := devIno{uint64(k.st.Dev), k.st.Ino}
 			for _, a := range stack {
 				if a == id {
 					return b.m.Errorf(o.Pos, ErrCycle, "sources[%d]: %s is its own ancestor (a bind mount?)", o.Index, hp)
 				}
 			}
-			if err := b.walkChildren(root, hp, ip, append(stack, id), o); err != nil {
+			if err := b.walkChildren(root, hp, k.ip, append(stack, id), o); err != nil {
 				return err
 			}
+			// the deeper walk reused the lists below this depth only
 		}
 	}
 	return nil
 }
 
 // hostEntry makes the entry of a host file from its lstat (or stat, for a
-// source's top) result.
-func (b *builder) hostEntry(root *hostRoot, hp, ip string, st *unix.Stat_t, o *Origin) (Entry, *devIno, error) {
+// source's top) result. Its host path is dir + "/" + name, or dir when name
+// is empty; target, if not nil, is a symlink's target as already read.
+func (b *builder) hostEntry(root *hostRoot, dir, name, ip string, st *unix.Stat_t, target *string, o *Origin) (Entry, *devIno, error) {
+	hp := func() string { // not made for every file: most never need it
+		if name == "" {
+			return dir
+		}
+		return dir + "/" + name
+	}
 	e := Entry{Path: ip, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, Origin: o}
 	if uid, gid, ok := b.owner(); ok {
 		e.UID, e.GID = uid, gid
@@ -398,11 +538,14 @@ func (b *builder) hostEntry(root *hostRoot, hp, ip string, st *unix.Stat_t, o *O
 		e.Content = &HostFile{root: root, path: ip, dev: uint64(st.Dev), ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano()}
 	case unix.S_IFLNK:
 		e.Type = TypeSymlink
-		t, err := os.Readlink(hp)
-		if err != nil {
-			return e, nil, b.m.Errorf(o.Pos, err, "sources[%d]", o.Index)
+		if target == nil {
+			t, err := os.Readlink(hp())
+			if err != nil {
+				return e, nil, b.m.Errorf(o.Pos, err, "sources[%d]", o.Index)
+			}
+			target = &t
 		}
-		e.Target, e.Size = t, int64(len(t))
+		e.Target, e.Size = *target, int64(len(*target))
 	case unix.S_IFCHR, unix.S_IFBLK:
 		e.Type = TypeChar
 		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
@@ -414,10 +557,10 @@ func (b *builder) hostEntry(root *hostRoot, hp, ip string, st *unix.Stat_t, o *O
 	case unix.S_IFSOCK:
 		e.Type = TypeSocket
 	default:
-		return e, nil, b.m.Errorf(o.Pos, ErrUnsupportedType, "sources[%d]: %s has file type %#o", o.Index, hp, st.Mode&unix.S_IFMT)
+		return e, nil, b.m.Errorf(o.Pos, ErrUnsupportedType, "sources[%d]: %s has file type %#o", o.Index, hp(), st.Mode&unix.S_IFMT)
 	}
 	if b.m.Image.KeepXattrs {
-		x, err := readXattrs(hp)
+		x, err := readXattrs(hp())
 		if err != nil {
 			return e, nil, b.m.Errorf(o.Pos, err, "sources[%d]: reading xattrs", o.Index)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -410,24 +411,42 @@ func TestModifiedDuringRead(t *testing.T) {
 		}
 		return e.Content.Open()
 	}
+	// read reads a file to its end and closes it: the first error. A
+	// change before Open is found by the reads or, at the latest, by
+	// Close (Open does not check: HostFile.Open).
+	read := func(path string) ([]byte, error) {
+		r, err := open(path)
+		if err != nil {
+			return nil, err
+		}
+		got, err := io.ReadAll(r)
+		if cerr := r.Close(); err == nil {
+			err = cerr
+		}
+		return got, err
+	}
 	if err := os.WriteFile(p.path("r/grow"), []byte("12345"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := open("/grow"); !errors.Is(err, ErrModified) {
+	if _, err := read("/grow"); !errors.Is(err, ErrModified) {
 		t.Errorf("grown before open: %v", err)
 	}
 	os.Truncate(p.path("r/shrink"), 2)
-	if _, err := open("/shrink"); !errors.Is(err, ErrModified) {
+	if _, err := read("/shrink"); !errors.Is(err, ErrModified) {
 		t.Errorf("shrunk before open: %v", err)
 	}
 	later := time.Now().Add(time.Hour)
 	os.Chtimes(p.path("r/touch"), later, later)
-	if _, err := open("/touch"); !errors.Is(err, ErrModified) || !strings.Contains(err.Error(), p.path("r/touch")) {
+	if _, err := read("/touch"); !errors.Is(err, ErrModified) || !strings.Contains(err.Error(), p.path("r/touch")) {
 		t.Errorf("touched before open: %v", err)
 	}
-	os.Remove(p.path("r/swap"))
-	p.file("r/swap", "1234", 0o644)
-	if _, err := open("/swap"); !errors.Is(err, ErrModified) {
+	// another file (renamed over it: another inode) with the same size,
+	// bytes and modification time
+	st, _ := os.Stat(p.path("r/swap"))
+	p.file("r/swap.new", "1234", 0o644)
+	os.Chtimes(p.path("r/swap.new"), st.ModTime(), st.ModTime())
+	os.Rename(p.path("r/swap.new"), p.path("r/swap"))
+	if _, err := read("/swap"); !errors.Is(err, ErrModified) || !strings.Contains(err.Error(), "replaced") {
 		t.Errorf("replaced before open: %v", err)
 	}
 	r, err := open("/during")
@@ -536,7 +555,7 @@ func TestDirectoryCycle(t *testing.T) {
 
 // TestHostReaderDescriptors: a host file's reader gives the content, closes
 // its descriptor on Close (a second Close is an error, not a second close of
-// a number another file may have by then) and on a failed Open.
+// a number another file may have by then), also when the file changed.
 func TestHostReaderDescriptors(t *testing.T) {
 	p := newProject(t)
 	p.file("r/a", "content of a\n", 0o644)
@@ -574,8 +593,13 @@ func TestHostReaderDescriptors(t *testing.T) {
 		if _, err := r.Read(make([]byte, 1)); err == nil {
 			t.Fatal("Read after Close: no error")
 		}
-		if _, err := b.Content.Open(); !errors.Is(err, ErrModified) {
-			t.Fatalf("changed file: %v", err)
+		rb, err := b.Content.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(rb)
+		if err := rb.Close(); !errors.Is(err, ErrModified) {
+			t.Fatalf("changed file: Close %v", err)
 		}
 	}
 	// Read ends at the walked size without a read(2); a file that grew
@@ -595,5 +619,51 @@ func TestHostReaderDescriptors(t *testing.T) {
 	}
 	if after := fds(); after > before+2 {
 		t.Errorf("%d descriptors open before, %d after 400 opens", before, after)
+	}
+}
+
+// TestHostFilesOpenFromSourceDirectory: a source directory's files are
+// opened relative to the descriptor the walk took of it (the kernel does
+// not resolve the source's path again for each file), so they are the
+// walked directory's even after its path is renamed; Tree.Close closes the
+// descriptor, and the files are then opened by their full host paths.
+func TestHostFilesOpenFromSourceDirectory(t *testing.T) {
+	p := newProject(t)
+	p.file("r/sub/a", "content of a\n", 0o644)
+	p.symlink("sub/a", "r/link")
+	tr, err := p.walk("sources:\n  - from: r\n    to: /opt\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := tr.Lookup("/opt/link"); !ok || e.Target != "sub/a" {
+		t.Fatalf("symlink %+v", e)
+	}
+	e, ok := tr.Lookup("/opt/sub/a")
+	if !ok {
+		t.Fatal("/opt/sub/a missing")
+	}
+	if err := os.Rename(p.path("r"), p.path("r.moved")); err != nil {
+		t.Fatal(err)
+	}
+	read := func() (string, error) {
+		r, err := e.Content.Open()
+		if err != nil {
+			return "", err
+		}
+		got, err := io.ReadAll(r)
+		if cerr := r.Close(); err == nil {
+			err = cerr
+		}
+		return string(got), err
+	}
+	if got, err := read(); err != nil || got != "content of a\n" {
+		t.Fatalf("after the source's rename: %q, %v", got, err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = read()
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), p.path("r/sub/a")) {
+		t.Errorf("after Tree.Close, by the old path: %v", err)
 	}
 }
