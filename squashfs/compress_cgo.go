@@ -127,11 +127,19 @@ static long sq_unxz(uint64_t mem, uint32_t flags, const void *src, size_t n, voi
 }
 
 // sq_lz4 makes a raw LZ4 block as lz4_wrapper.c does: LZ4_compress_default,
-// or LZ4_compress_HC at level hc when hc > 0. Returns 0 when it does not fit.
-static long sq_lz4(int hc, const void *src, int n, void *dst, int cap) {
-	if (hc > 0) return LZ4_compress_HC(src, dst, n, cap, hc);
+// or, when hc > 0, LZ4_compress_HC at level hc. Returns 0 when it does not
+// fit. For HC, hcState is the encoder's own LZ4_streamHC_t
+// (sq_lz4_hc_state_new): LZ4_compress_HC is LZ4_compress_HC_extStateHC on
+// a state it allocates (256 KiB, malloc'd and freed per call) and resets
+// first, so keeping the state gives the same bytes without the allocation.
+static long sq_lz4(int hc, void *hcState, const void *src, int n, void *dst, int cap) {
+	if (hc > 0) return LZ4_compress_HC_extStateHC(hcState, src, dst, n, cap, hc);
 	return LZ4_compress_default(src, dst, n, cap);
 }
+
+// sq_lz4_hc_state_new allocates an LZ4 HC state (malloc's alignment is the
+// alignment LZ4_initStreamHC asks for).
+static void *sq_lz4_hc_state_new(void) { return malloc((size_t)LZ4_sizeofStateHC()); }
 
 // ZSTD_versionNumber is libzstd's (zstd.h), linked in by github.com/DataDog/zstd.
 unsigned ZSTD_versionNumber(void);
@@ -282,18 +290,32 @@ func (e *cXZEncoder) encode(dst, src []byte) ([]byte, error) {
 	return dst[:n], nil
 }
 
-type cLZ4Encoder struct{ hc int }
-
-func newLZ4BlockEncoder(level int) (blockEncoder, error) {
-	return cLZ4Encoder{hc: level}, nil // 0: LZ4_compress_default
+// cLZ4Encoder compresses with LZ4_compress_default (hc 0) or at HC level
+// hc in its own HC state (kept from one block to the next, freed when the
+// encoder is collected).
+type cLZ4Encoder struct {
+	hc    int
+	state unsafe.Pointer // LZ4_streamHC_t, when hc > 0
 }
 
-func (e cLZ4Encoder) encode(dst, src []byte) ([]byte, error) {
+func newLZ4BlockEncoder(level int) (blockEncoder, error) {
+	e := &cLZ4Encoder{hc: level} // 0: LZ4_compress_default
+	if level > 0 {
+		if e.state = C.sq_lz4_hc_state_new(); e.state == nil {
+			return nil, errors.New("lz4: out of memory")
+		}
+		runtime.AddCleanup(e, func(p unsafe.Pointer) { C.free(p) }, e.state)
+	}
+	return e, nil
+}
+
+func (e *cLZ4Encoder) encode(dst, src []byte) ([]byte, error) {
 	if cap(dst) < len(src) {
 		dst = make([]byte, len(src))
 	}
 	dst = dst[:len(src)]
-	n := C.sq_lz4(C.int(e.hc), unsafe.Pointer(&src[0]), C.int(len(src)), unsafe.Pointer(&dst[0]), C.int(len(dst)))
+	n := C.sq_lz4(C.int(e.hc), e.state, unsafe.Pointer(&src[0]), C.int(len(src)), unsafe.Pointer(&dst[0]), C.int(len(dst)))
+	runtime.KeepAlive(e)
 	if n <= 0 {
 		return src, nil // does not shrink: stored
 	}
