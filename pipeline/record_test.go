@@ -3,9 +3,11 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -454,4 +456,63 @@ func TestRecordWriteTo(t *testing.T) {
 			t.Errorf("%s: WriteTo differs from Marshal:\n%s\nwant\n%s", name, got.Bytes(), want)
 		}
 	}
+}
+
+// encodedRecordFile is f as writeArray's json.Encoder writes it.
+func encodedRecordFile(t testing.TB, f RecordFile) (string, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("    ", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(&f); err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(buf.String(), "\n"), nil
+}
+
+// checkAppendRecordFile fails unless appendRecordFile writes what the
+// encoder writes, or declines where the encoder fails.
+func checkAppendRecordFile(t testing.TB, f RecordFile) {
+	want, werr := encodedRecordFile(t, f)
+	got, ok := appendRecordFile([]byte("x"), &f)
+	switch {
+	case werr != nil && ok:
+		t.Errorf("%+v: appended %s, the encoder fails: %v", f, got, werr)
+	case werr == nil && !ok:
+		t.Errorf("%+v: declined, the encoder writes %s", f, want)
+	case ok && string(got) != "x"+want:
+		t.Errorf("%+v: appended\n%s\nwant\n%s", f, got[1:], want)
+	}
+}
+
+// TestAppendRecordFile: the files of the record, written without
+// reflection, are the encoder's bytes.
+func TestAppendRecordFile(t *testing.T) {
+	for _, f := range []RecordFile{
+		{},
+		{Path: "/a", Digest: "00"},
+		{Path: "/usr/bin/su", RecordMeta: RecordMeta{Type: RecordType(rootfs.TypeReg), Mode: 0o4755, UID: 1, GID: 4294967295}, Size: 1 << 40, Digest: "ab", Key: "k", KeyID: "01", EVMKey: "e"},
+		{Path: "/q\"u\\o\tte\x01\u2028\xff<>&", RecordMeta: RecordMeta{Type: RecordType(rootfs.TypeReg)}, Size: -1, Key: "k\"", EVMKey: "e"},
+		{Path: "/m", RecordMeta: RecordMeta{Mode: 0o7777}, KeyID: "only"},
+		{Path: "/bad-mode", RecordMeta: RecordMeta{Mode: 0o10000}},
+		{Path: "/bad-type", RecordMeta: RecordMeta{Type: 200}},
+	} {
+		checkAppendRecordFile(t, f)
+	}
+	// a mode MarshalText refuses fails WriteTo, as it fails Marshal
+	rec := &Record{Format: RecordFormat, Keys: []RecordKey{}, Files: []RecordFile{{Path: "/x", RecordMeta: RecordMeta{Mode: 0o10000}}}}
+	if _, err := rec.WriteTo(io.Discard); err == nil {
+		t.Error("WriteTo of a mode beyond 07777: no error")
+	}
+}
+
+// FuzzAppendRecordFile: appendRecordFile writes the encoder's bytes.
+func FuzzAppendRecordFile(f *testing.F) {
+	f.Add("/a", uint8(2), uint32(0o644), uint32(0), uint32(0), int64(5), "00ff", "k", "01", "")
+	f.Add("/\"\\\n\xff\u2029", uint8(0), uint32(0o10000), uint32(1), uint32(2), int64(-1), "", "", "", "e")
+	f.Add("", uint8(9), uint32(0o7777), uint32(1<<31), uint32(7), int64(1<<62), "d", "", "id", "")
+	f.Fuzz(func(t *testing.T, path string, typ uint8, mode, uid, gid uint32, size int64, digest, key, keyID, evmKey string) {
+		checkAppendRecordFile(t, RecordFile{Path: path, RecordMeta: RecordMeta{Type: RecordType(typ), Mode: RecordMode(mode), UID: uid, GID: gid},
+			Size: size, Digest: digest, Key: key, KeyID: keyID, EVMKey: evmKey})
+	})
 }
