@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 
@@ -68,6 +69,54 @@ func TestRSAVerifier(t *testing.T) {
 			if err != nil && !errors.Is(err, imasig.ErrBadSignature) {
 				t.Errorf("%s %s: %v does not wrap ErrBadSignature", k, c.name, err)
 			}
+		}
+	}
+}
+
+// TestRSAVerifierConcurrent: goroutines sharing one verifier, each mixing
+// digests (a context kept per digest) with good and bad signatures (a
+// context that failed is not reused), get every answer right.
+func TestRSAVerifierConcurrent(t *testing.T) {
+	s := loadSigner(t, "rsa2048")
+	v := NewRSAVerifier(s.Public().(*rsa.PublicKey))
+	d256 := sha256.Sum256([]byte("v"))
+	d512 := sha512.Sum512([]byte("v"))
+	sig256, err := s.Sign(imasig.SHA256, d256[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig512, err := s.Sign(imasig.SHA512, d512[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := append([]byte(nil), sig256.Sig...)
+	bad[10] ^= 1
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			for i := range 200 {
+				var err error
+				switch (g + i) % 3 {
+				case 0:
+					err = v.Verify(imasig.SHA256, d256[:], sig256.Sig)
+				case 1:
+					err = v.Verify(imasig.SHA512, d512[:], sig512.Sig)
+				case 2:
+					if v.Verify(imasig.SHA256, d256[:], bad) == nil {
+						err = errors.New("a flipped bit verified")
+					}
+				}
+				if err != nil {
+					errs <- fmt.Errorf("goroutine %d, verification %d: %w", g, i, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
 		}
 	}
 }
