@@ -154,6 +154,10 @@ type sealer struct {
 	// readAhead is the size from which a file is read ahead (readAhead.go);
 	// 0: none.
 	readAhead int64
+	// ready, when not nil, is told the index of each signed file without
+	// an EVM key once its digest is submitted (if there is room), so the
+	// SquashFS image seals it while later files are read (sealEarly).
+	ready chan int32
 }
 
 // evmPoolKey names a key's EVM signatures in the sign pool; manifest key
@@ -169,10 +173,18 @@ func (s *sealer) Seal(i int) (manifest.Xattrs, error) {
 	fs := &s.files[i]
 	xs, err := s.seal(fs)
 	if err == nil && !fs.fragment {
+		s.pool.release(fs.sig)
 		fs.sig = nil
 	}
 	return xs, err
 }
+
+// readyQueue is how many files sealer.ready holds: a file that finds it
+// full is sealed when the image is closed.
+const readyQueue = 4096
+
+// readyToSeal returns the channel sealEarly reads (nil: none).
+func (s *sealer) readyToSeal() <-chan int32 { return s.ready }
 
 // Path returns the image path of s.files[i].
 func (s *sealer) Path(i int) string { return s.files[i].entry.Path }
@@ -496,6 +508,9 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 		// already (into spool files), and one core has nothing beside.
 		seal.readAhead = readAheadMin
 	}
+	if !b.m.Image.Format.IsTar() {
+		seal.ready = make(chan int32, readyQueue)
+	}
 	res := &Result{ImagePath: b.out, Overlaps: b.tree.Overlaps, Warnings: b.tree.Warnings, Bytes: b.lay.total}
 	next := 0 // b.lay.files[next] is the next regular file's state
 	for _, e := range b.lay.entries {
@@ -565,7 +580,7 @@ func (b *buildRun) imageEntry(e *rootfs.Entry, fi int, seal *sealer, res *Result
 			// signatures.
 			return ImageEntry{Path: e.Path, LinkTo: p.entry.Path, ModTime: b.m.Image.Epoch}
 		}
-		ie.Open = seal.opener(fs)
+		ie.Open = seal.opener(fi)
 		if fs.key != "" {
 			ie.Seal, ie.File = seal, fi
 		}
@@ -651,9 +666,10 @@ func OutputPath(m *manifest.Manifest) string {
 // hashed on the way, and the signature is requested as soon as the last byte
 // has been read (when the writer closes the reader).
 // The function is held for every file until it is read, so it captures
-// only s and fs.
-func (s *sealer) opener(fs *fileState) func() (io.ReadCloser, error) {
+// only s and the file's index.
+func (s *sealer) opener(fi int) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) {
+		fs := &s.files[fi]
 		rc, err := fs.entry.Content.Open()
 		if err != nil {
 			return nil, err
@@ -666,7 +682,7 @@ func (s *sealer) opener(fs *fileState) func() (io.ReadCloser, error) {
 			rc.Close()
 			return nil, err
 		}
-		return &hashingReader{rc: rc, h: hh, sha256: s.h == imasig.SHA256, fs: fs, pool: s.pool, progress: s.progress}, nil
+		return &hashingReader{rc: rc, h: hh, sha256: s.h == imasig.SHA256, fs: fs, fi: int32(fi), pool: s.pool, ready: s.ready, progress: s.progress}, nil
 	}
 }
 
@@ -683,7 +699,9 @@ type hashingReader struct {
 	sumN     int64
 	n        int64
 	fs       *fileState
+	fi       int32 // fs's index
 	pool     *signPool
+	ready    chan int32 // sealer.ready
 	progress Progress
 	closed   atomic.Bool
 }
@@ -725,6 +743,12 @@ func (r *hashingReader) Close() error {
 	r.fs.entry.Content = nil
 	if r.fs.key != "" {
 		r.fs.sig = r.pool.submit(r.fs.key, r.fs.entry.Path, r.fs.digest)
+		if r.ready != nil && r.fs.evmKey == "" {
+			select {
+			case r.ready <- r.fi:
+			default: // sealed when the image is closed
+			}
+		}
 	}
 	if r.progress != nil {
 		r.progress.Add(1, r.n)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"runtime/debug"
+	"slices"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -93,6 +94,17 @@ type squashfsImage struct {
 	workers int
 	sealer  Sealer
 	seals   []int32 // the files to seal, by Sealer index
+	// sealed has bit f set when file f was sealed during WriteData
+	// (sealEarly).
+	sealed []uint64
+}
+
+// earlySealer is a Sealer that tells which files can be sealed while the
+// data is still written: their digests are submitted, and sealing them
+// only waits for their signatures.
+type earlySealer interface {
+	Sealer
+	readyToSeal() <-chan int32
 }
 
 func newSquashfsImage(out io.WriteSeeker, opts squashfs.Options) (*squashfsImage, error) {
@@ -132,8 +144,56 @@ func (s *squashfsImage) Add(e ImageEntry) error {
 	return s.w.Add(se)
 }
 
-func (s *squashfsImage) WriteData(ctx context.Context) error { return s.w.WriteData(ctx) }
+// WriteData writes the files' data. With an earlySealer, it seals the
+// files it is told about meanwhile, so their signatures go to the writer's
+// xattr store (and the sign pool drops them) instead of being held until
+// Close.
+func (s *squashfsImage) WriteData(ctx context.Context) error {
+	es, ok := s.sealer.(earlySealer)
+	if !ok || es.readyToSeal() == nil || len(s.seals) == 0 {
+		return s.w.WriteData(ctx)
+	}
+	s.sealed = make([]uint64, (slices.Max(s.seals)+64)/64)
+	done := make(chan struct{})
+	early := make(chan error, 1)
+	go func() { early <- s.sealEarly(es.readyToSeal(), done) }()
+	err := s.w.WriteData(ctx)
+	close(done)
+	if eerr := <-early; err == nil {
+		err = eerr
+	}
+	return err
+}
 
+// sealEarly seals the files ready names until done is closed and ready is
+// empty. A file whose Seal fails is left to Close, which reports the
+// failures in image order; an xattr the writer refuses fails WriteData.
+func (s *squashfsImage) sealEarly(ready <-chan int32, done <-chan struct{}) error {
+	var first error
+	for {
+		var f int32
+		select {
+		case f = <-ready:
+		case <-done:
+			select {
+			case f = <-ready:
+			default:
+				return first
+			}
+		}
+		xs, err := s.sealer.Seal(int(f))
+		if err != nil {
+			continue
+		}
+		if err := s.w.SetXattrs(s.sealer.Path(int(f)), squashfsXattrs(xs)); err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		s.sealed[f/64] |= 1 << (f % 64)
+	}
+}
 func (s *squashfsImage) Close() (ImageStats, error) {
 	// Seals wait for signatures and may sign (EVM): run them side by
 	// side, each handing its xattrs to the writer at once (not holding
@@ -142,6 +202,9 @@ func (s *squashfsImage) Close() (ImageStats, error) {
 	first, firstErr := len(s.seals), error(nil)
 	_ = parallel.ForEach(context.Background(), len(s.seals), s.workers, func(_ context.Context, i int) error {
 		f := int(s.seals[i])
+		if s.sealed != nil && s.sealed[f/64]&(1<<(f%64)) != 0 {
+			return nil
+		}
 		xs, err := s.sealer.Seal(f)
 		if err == nil {
 			err = s.w.SetXattrs(s.sealer.Path(f), squashfsXattrs(xs))

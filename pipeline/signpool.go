@@ -49,6 +49,11 @@ type signPool struct {
 	waiting map[*sigResult]chan struct{} // closed when the result is done
 	unique  int
 	perKey  []int // unique pairs by key index
+	// kept are the last results whose files were all sealed, a ring
+	// from keptAt (release).
+	kept   []*sigResult
+	keptAt int
+	keep   int // the ring's size: keptReleased
 
 	jobs      chan sigJob
 	wg        sync.WaitGroup
@@ -69,7 +74,11 @@ type sigResult struct {
 	digest []byte
 	value  []byte
 	key    uint32
-	done   bool // under signPool.mu
+	// refs counts the files given this result and not yet sealed
+	// (release); under signPool.mu, like done and released.
+	refs     uint32
+	done     bool
+	released bool // value dropped: every file given it was sealed
 }
 
 // sigJob is one signature to make.
@@ -94,6 +103,7 @@ func newSignPool(ctx context.Context, keys map[string]signFunc, batch map[string
 		errs:  make(map[*sigResult]error),
 		jobs:  make(chan sigJob, 4096),
 		seed:  maphash.MakeSeed(),
+		keep:  keptReleased,
 	}
 	p.waiting = make(map[*sigResult]chan struct{})
 	for name, fn := range keys {
@@ -210,19 +220,66 @@ func (p *signPool) submit(key, path string, digest []byte) *sigResult {
 	}
 	p.mu.Lock()
 	slot := p.find(ki, digest)
-	if r := p.results[slot]; r != nil {
+	r := p.results[slot]
+	switch {
+	case r != nil && !r.released:
+		r.refs++
 		p.mu.Unlock()
 		return r
+	case r != nil:
+		// Every file given r was sealed and its value dropped: sign
+		// again (the same value: signatures depend only on key and
+		// digest), counted once.
+		r = &sigResult{digest: digest, key: ki, refs: 1}
+		p.results[slot] = r
+	default:
+		r = &sigResult{digest: digest, key: ki, refs: 1}
+		p.results[slot] = r
+		p.nres++
+		p.unique++
+		p.perKey[ki]++
 	}
-	r := &sigResult{digest: digest, key: ki}
-	p.results[slot] = r
-	p.nres++
-	p.unique++
-	p.perKey[ki]++
 	p.mu.Unlock()
 	p.jobs <- sigJob{r, path}
 	return r
 }
+
+// release tells the pool that a file given r (by submit) was sealed. Once
+// every such file was, r goes into a ring of the last keptReleased such
+// results; the one it replaces there drops its value (a SquashFS image
+// keeps it in its xattr store, a tar image has written it), so a million
+// files do not hold a million values until the sign pool's lookup is
+// forgotten, while an identical file a little later (empty files, copies)
+// still shares the signature. A file whose digest's value was dropped has
+// it signed again.
+func (p *signPool) release(r *sigResult) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r.refs > 0 {
+		r.refs--
+	}
+	if r.refs != 0 || !r.done || p.errs[r] != nil {
+		return
+	}
+	if p.results == nil { // forgotten: no file can find r again
+		r.value, r.released = nil, true
+		return
+	}
+	if len(p.kept) < p.keep {
+		p.kept = append(p.kept, r)
+		return
+	}
+	if old := p.kept[p.keptAt]; old.refs == 0 {
+		old.value, old.released = nil, true
+	}
+	p.kept[p.keptAt] = r
+	p.keptAt = (p.keptAt + 1) % p.keep
+}
+
+// keptReleased is how many results of sealed files keep their values
+// (release): a build of up to this many signatures never signs a digest
+// twice.
+const keptReleased = 1 << 16
 
 // find returns the slot of the result of (key, digest) in p.results, or
 // the free slot where it goes, growing the table first if it is 3/4 full
@@ -292,6 +349,12 @@ func (p *signPool) uniqueOf(key string) int {
 func (p *signPool) forget() {
 	p.mu.Lock()
 	p.results, p.nres = nil, 0
+	for _, r := range p.kept {
+		if r.refs == 0 {
+			r.value, r.released = nil, true
+		}
+	}
+	p.kept, p.keptAt = nil, 0
 	p.mu.Unlock()
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -184,5 +185,76 @@ func TestSignPoolLookup(t *testing.T) {
 	p.forget()
 	if r := p.submit("a", "/f", digest(7)); r == first[7] {
 		t.Error("a forgotten pair was found")
+	}
+}
+
+// TestSignPoolRelease: a result's value is dropped once every file given
+// it was sealed, not before; a later file with that digest has it signed
+// again (the same value), not counted as another unique pair; a failed
+// result keeps its error.
+func TestSignPoolRelease(t *testing.T) {
+	var signed atomic.Int32
+	fns := map[string]signFunc{"a": func(_ string, d []byte) ([]byte, error) {
+		signed.Add(1)
+		if d[0] == 'x' {
+			return nil, errors.New("refused")
+		}
+		return append([]byte("a:"), d...), nil
+	}}
+	p := newSignPool(context.Background(), fns, nil, 2)
+	defer p.close()
+	p.keep = 1 // one sealed result keeps its value
+	d := []byte("digest-1")
+	r1 := p.submit("a", "/f", d)
+	r2 := p.submit("a", "/g", d)
+	if r1 != r2 {
+		t.Fatal("one digest, two results")
+	}
+	if err := p.wait(r1); err != nil {
+		t.Fatal(err)
+	}
+	p.release(r1)
+	if string(r1.value) != "a:digest-1" {
+		t.Fatalf("value %q dropped while /g is not sealed", r1.value)
+	}
+	p.release(r2)
+	if string(r1.value) != "a:digest-1" {
+		t.Fatalf("value %q dropped while it is the last sealed result", r1.value)
+	}
+	if r := p.submit("a", "/g2", d); r != r1 {
+		t.Fatal("a kept result not given again")
+	} else {
+		p.release(r)
+	}
+	other := p.submit("a", "/o", []byte("digest-2"))
+	if err := p.wait(other); err != nil {
+		t.Fatal(err)
+	}
+	p.release(other) // takes r1's place in the ring of one
+	if r1.value != nil || !r1.released {
+		t.Fatalf("value %q kept after both files were sealed and another result came", r1.value)
+	}
+	r3 := p.submit("a", "/h", d)
+	if r3 == r1 {
+		t.Fatal("a released result was given again")
+	}
+	if err := p.wait(r3); err != nil || string(r3.value) != "a:digest-1" {
+		t.Fatalf("signed again: %v, %q", err, r3.value)
+	}
+	if p.unique != 2 || p.uniqueOf("a") != 2 || signed.Load() != 3 {
+		t.Errorf("unique %d (a %d), signed %d times; want 2 and 3", p.unique, p.uniqueOf("a"), signed.Load())
+	}
+	p.release(r3)
+	p.forget()
+	if r3.value != nil || other.value != nil {
+		t.Error("values kept after forget")
+	}
+	bad := p.submit("a", "/x", []byte("x-digest"))
+	if err := p.wait(bad); err == nil {
+		t.Fatal("no error")
+	}
+	p.release(bad)
+	if err := p.wait(bad); err == nil || bad.released {
+		t.Errorf("a failed result released: %v", err)
 	}
 }

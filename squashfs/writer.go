@@ -57,7 +57,7 @@ type Options struct {
 	// and fragment blocks (see BlockCache). It never changes the image.
 	Cache BlockCache
 	// TempDir is where the Writer keeps the entries' xattrs beyond the
-	// first 16 MiB until Close (an unlinked file; empty: $TMPDIR, or the
+	// first 4 MiB until Close (an unlinked file; empty: $TMPDIR, or the
 	// image's directory if $TMPDIR cannot be written).
 	TempDir string
 }
@@ -224,7 +224,7 @@ func (d *node) addChild(c *node) {
 // of block buffers, and at least 2 per worker); per entry the Writer keeps
 // its metadata (a 120-byte node, a directory also its path in a map, and 4
 // bytes per data block) until Close, and its xattrs encoded in a store that
-// goes to a temporary file beyond 16 MiB (xattrStore, Options.TempDir);
+// goes to a temporary file beyond 4 MiB (xattrStore, Options.TempDir);
 // Close keeps, per distinct xattr set, its offset and a small hash entry.
 type Writer struct {
 	out   io.WriteSeeker

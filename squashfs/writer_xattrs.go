@@ -40,7 +40,7 @@ type xattrStore struct {
 
 // xattrSpillAt is how many bytes of xattr sets the Writer keeps in memory
 // before it moves them to a temporary file (a variable for tests).
-var xattrSpillAt = 16 << 20
+var xattrSpillAt = 4 << 20
 
 // xattrStoreBuf is the size of the write buffer after the spill and of
 // get's window.

@@ -1,0 +1,119 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/squashfs"
+)
+
+// fakeSealer seals file i with user.i = "v<i>", counting calls; its
+// readyToSeal channel is given the files an Open closed (as a build's
+// hashingReader does), all but those in late.
+type fakeSealer struct {
+	ready chan int32
+	late  map[int]bool
+	mu    sync.Mutex
+	calls map[int]int
+	fail  map[int]bool
+}
+
+func (s *fakeSealer) Seal(i int) (manifest.Xattrs, error) {
+	s.mu.Lock()
+	s.calls[i]++
+	s.mu.Unlock()
+	if s.fail[i] {
+		return nil, fmt.Errorf("/f%d: refused", i)
+	}
+	return manifest.Xattrs{{Name: "user.i", Value: fmt.Appendf(nil, "v%d", i)}}, nil
+}
+
+func (s *fakeSealer) Path(i int) string         { return fmt.Sprintf("/f%d", i) }
+func (s *fakeSealer) readyToSeal() <-chan int32 { return s.ready }
+
+type closeHook struct {
+	io.Reader
+	close func()
+}
+
+func (c closeHook) Close() error { c.close(); return nil }
+
+// sealImage writes n files sealed by s and returns the image's path and
+// Close's error.
+func sealImage(t *testing.T, s *fakeSealer, n int) (string, error) {
+	out := filepath.Join(t.TempDir(), "img.sqsh")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := newSquashfsImage(f, squashfs.Options{Compression: squashfs.CompNone, BlockSize: 4096, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		e := ImageEntry{Path: s.Path(i), Mode: 0o644, Size: 1, Seal: s, File: i, Open: func() (io.ReadCloser, error) {
+			return closeHook{strings.NewReader("x"), func() {
+				if !s.late[i] {
+					s.ready <- int32(i)
+				}
+			}}, nil
+		}}
+		if err := img.Add(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := img.WriteData(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	for i := range n {
+		if want := map[bool]int{false: 1, true: 0}[s.late[i]]; s.calls[i] != want && !s.fail[i] {
+			t.Errorf("file %d sealed %d times during WriteData, want %d", i, s.calls[i], want)
+		}
+	}
+	s.mu.Unlock()
+	_, err = img.Close()
+	return out, err
+}
+
+// TestSquashfsSealEarly: files the sealer names while the data is written
+// are sealed then, once, and the others at Close; every file gets its
+// xattrs. A file whose early Seal fails is sealed again at Close, which
+// reports the failure.
+func TestSquashfsSealEarly(t *testing.T) {
+	const n = 40
+	s := &fakeSealer{ready: make(chan int32, n), late: map[int]bool{3: true, 17: true}, calls: map[int]int{}}
+	out, err := sealImage(t, s, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if s.calls[i] != 1 {
+			t.Errorf("file %d sealed %d times", i, s.calls[i])
+		}
+	}
+	z := openImage(t, out)
+	for i := range n {
+		xs, err := z.Xattrs(fmt.Sprintf("f%d", i))
+		if err != nil || len(xs) != 1 || !bytes.Equal(xs[0].Value, fmt.Appendf(nil, "v%d", i)) {
+			t.Errorf("f%d: xattrs %q, %v", i, xs, err)
+		}
+	}
+
+	s = &fakeSealer{ready: make(chan int32, n), calls: map[int]int{}, fail: map[int]bool{5: true}}
+	if _, err := sealImage(t, s, n); err == nil || !strings.Contains(err.Error(), "/f5: refused") {
+		t.Errorf("a failing early seal: Close %v, want its error", err)
+	}
+	if s.calls[5] != 2 {
+		t.Errorf("the failing file was sealed %d times, want 2 (early, then at Close)", s.calls[5])
+	}
+}
