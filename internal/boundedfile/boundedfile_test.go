@@ -27,12 +27,38 @@ func TestReadFile(t *testing.T) {
 	if b, err := ReadFile(ok, 1000); err != nil || string(b) != "key" {
 		t.Fatalf("regular file: %q, %v", b, err)
 	}
+	// The limit itself, an empty file, and a file whose fstat size (0)
+	// is not its length (procfs): read to the end, growing the buffer.
+	if b, err := ReadFile(big, 2000); err != nil || len(b) != 2000 {
+		t.Fatalf("a file of exactly the limit: %d bytes, %v", len(b), err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := ReadFile(empty, 1000); err != nil || len(b) != 0 {
+		t.Fatalf("empty file: %q, %v", b, err)
+	}
+	want, err := os.ReadFile("/proc/self/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := ReadFile("/proc/self/cmdline", 1<<20); err != nil || string(b) != string(want) {
+		t.Fatalf("/proc/self/cmdline: %q, %v; want %q", b, err, want)
+	}
+	if _, err := ReadFile("/proc/self/status", 100); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "more than 100 bytes") {
+		t.Errorf("/proc/self/status (size 0, longer than the limit): %v, want %v", err, ErrTooLarge)
+	}
+	if _, err := ReadFile(filepath.Join(dir, "missing"), 1000); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a missing file: %v, want os.ErrNotExist", err)
+	}
 	for _, tt := range []struct {
 		path string
 		want error
 		msg  string
 	}{
 		{big, ErrTooLarge, "2000 bytes, at most 1000"},
+		{"/dev/null", ErrNotRegular, "a character device"},
 		{"/dev/zero", ErrNotRegular, "a character device"}, // grew the process to 19.9 GB
 		{fifo, ErrNotRegular, "a FIFO"},                    // hung forever
 		{dir, ErrNotRegular, "a directory"},
