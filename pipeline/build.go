@@ -267,7 +267,9 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer img.Abort()
-	integ, err := opts.startIntegrity(b.m, img.File, b.out, b.signers)
+	// The image goes to the disk while it is written (WriteBehind): the
+	// sync below then has little left to write.
+	integ, err := opts.startIntegrity(b.m, img.WriteBehind(), b.out, b.signers)
 	if err != nil {
 		return nil, err
 	}

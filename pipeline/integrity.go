@@ -29,7 +29,7 @@ import (
 // digest is known (the record), the detached CMS signatures.
 type imageIntegrity struct {
 	m      *manifest.Manifest
-	file   *os.File
+	file   verity.File
 	out    string
 	hasher *verity.BlockHasher // nil without image.verity
 	tree   *verity.Tree
@@ -39,7 +39,7 @@ type imageIntegrity struct {
 
 // startIntegrity prepares the image file f for m's integrity options and,
 // before any file is read, resolves the image signature key among keys.
-func (opts *Options) startIntegrity(m *manifest.Manifest, f *os.File, out string, keys map[string]Key) (*imageIntegrity, error) {
+func (opts *Options) startIntegrity(m *manifest.Manifest, f verity.File, out string, keys map[string]Key) (*imageIntegrity, error) {
 	ii := &imageIntegrity{m: m, file: f, out: out}
 	if name := m.Image.SignatureKey; name != "" {
 		s, err := opts.integritySigner(m, name, keys[name])

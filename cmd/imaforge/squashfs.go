@@ -126,7 +126,9 @@ func squashfsPack(c *cli.Context) error {
 	if imageTime != nil {
 		opts.ModTime = *imageTime
 	}
-	w, err := squashfs.NewWriter(f, opts)
+	// the image goes to the disk while it is written: Commit's sync then
+	// has little left to write
+	w, err := squashfs.NewWriter(f.WriteBehind(), opts)
 	if err != nil {
 		return usageErr(err)
 	}

@@ -28,6 +28,7 @@ type File struct {
 	perm    fs.FileMode
 	done    bool
 	unnamed bool // O_TMPFILE: no directory entry until Commit links one
+	behind  *Behind
 }
 
 // TempPattern is the glob pattern of the named temporary files Create makes
@@ -77,6 +78,9 @@ func (f *File) CommitTo(path string) error {
 		return fmt.Errorf("commit %s: already finished", path)
 	}
 	f.done = true
+	if f.behind != nil {
+		f.behind.stop()
+	}
 	err := f.File.Chmod(f.perm)
 	if err == nil {
 		err = f.File.Sync()
@@ -151,6 +155,9 @@ func (f *File) Abort() {
 		return
 	}
 	f.done = true
+	if f.behind != nil {
+		f.behind.stop()
+	}
 	f.File.Close()
 	if !f.unnamed {
 		os.Remove(f.File.Name())
