@@ -879,13 +879,7 @@ func level(m *manifest.Manifest) int { return m.Image.CompressionLevel() }
 // record assembles the build record once the image is complete.
 func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags []*fragment, files fileStates,
 	signers map[string]Key, uniqueSigs map[string]int, h imasig.Hash, img *os.File, out string) (*Record, error) {
-	if _, err := img.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	ih := sha256.New()
-	// 1 MiB reads, not io.Copy's 32 KiB (os.File's WriteTo): the image is
-	// read once more, whole, on the build's critical path.
-	size, err := io.CopyBuffer(ih, struct{ io.Reader }{img}, make([]byte, 1<<20))
+	isum, size, err := sha256Image(img)
 	if err != nil {
 		return nil, fmt.Errorf("hash %s: %w", out, err)
 	}
@@ -895,7 +889,7 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 		Manifest: RecordManifest{Name: filepath.Base(m.File), SHA256: hex.EncodeToString(m.Digest[:])},
 		Image: RecordImage{
 			Name:        filepath.Base(out),
-			SHA256:      hex.EncodeToString(ih.Sum(nil)),
+			SHA256:      hex.EncodeToString(isum[:]),
 			Size:        size,
 			Compression: string(m.Image.Compression),
 			Level:       level(m),
