@@ -146,6 +146,11 @@ func (w *Writer) runData(ctx context.Context) error {
 	bufs := newBlockBuffers(bs, windowSize(bs, max(workers, compressors))+2*compressors+4)
 	comp := startCompressors(ctx, w.codec, w.cache, bufs, compressors)
 	defer comp.close()
+	frags := comp
+	if n := fragmentCompressors(workers, compressors); n < compressors {
+		frags = startCompressors(ctx, w.codec, w.cache, bufs, n)
+		defer frags.close()
+	}
 
 	rd := &blockReader{w: w, ctx: ctx, win: win, bufs: bufs, comp: comp, zero: make([]byte, bs), ready: make(chan struct{})}
 	close(rd.ready)
@@ -164,11 +169,22 @@ func (w *Writer) runData(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error {
-		c := committer{w: w, ctx: ctx, comp: comp, bufs: bufs,
+		c := committer{w: w, ctx: ctx, comp: frags, bufs: bufs,
 			dedup: newDupTable(w.files, candidates), maxPending: compressors + 1}
 		return c.run(win, total)
 	})
 	return g.Wait()
+}
+
+// fragmentCompressors is how many goroutines compress fragment blocks: one
+// per worker (per CPU by default), as mksquashfs runs one fragment
+// compressor thread per CPU beside one for data blocks. With more
+// compressors than workers (squashfs pack: two per worker) fragment blocks
+// get a pool of their own that size; a tree of small files is all fragment
+// blocks, and with four compressors for two CPUs four zstd-15 contexts
+// (about 2 MiB of tables each) took turns on the two CPUs.
+func fragmentCompressors(workers, compressors int) int {
+	return max(1, min(workers, compressors))
 }
 
 // window is the bounded, ordered hand-off from the readers to the
@@ -521,7 +537,7 @@ func (t *dupTable) add(i int, sum *[sha256.Size]byte, slot int) {
 type committer struct {
 	w          *Writer
 	ctx        context.Context
-	comp       *compressPool
+	comp       *compressPool // compresses the fragment blocks
 	bufs       *blockBuffers
 	dedup      *dupTable
 	dups       int
