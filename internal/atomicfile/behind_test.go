@@ -41,19 +41,26 @@ func recordRanges(t *testing.T, fail error) func() [][2]int64 {
 	}
 }
 
+// createBehind creates a File at a fresh path and its Behind; the test
+// aborts it at its end (a no-op after Commit).
+func createBehind(t *testing.T) (f *File, w *Behind, path string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "image")
+	f, err := Create(path, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Abort)
+	return f, f.WriteBehind(), path
+}
+
 // TestWriteBehind: what a Behind writes is what was written (with seeks back
 // and a truncation, as the image writers do), every finished stretch is
 // handed to writeback once it is whole, and Commit stops the hints before it
 // syncs and renames.
 func TestWriteBehind(t *testing.T) {
 	calls := recordRanges(t, nil)
-	p := filepath.Join(t.TempDir(), "image")
-	f, err := Create(p, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Abort()
-	w := f.WriteBehind()
+	f, w, p := createBehind(t)
 	if f.WriteBehind() != w {
 		t.Fatal("a second WriteBehind made a second writer")
 	}
@@ -139,13 +146,7 @@ func TestWriteBehind(t *testing.T) {
 // it) ends the hints; the writes and Commit's own sync are unaffected.
 func TestWriteBehindFailing(t *testing.T) {
 	calls := recordRanges(t, unix.ENOSYS)
-	p := filepath.Join(t.TempDir(), "image")
-	f, err := Create(p, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Abort()
-	w := f.WriteBehind()
+	f, w, p := createBehind(t)
 	want := bytes.Repeat([]byte("imaforge"), 4*behindChunk/8)
 	for off := 0; off < len(want); off += 1 << 20 {
 		if _, err := w.Write(want[off : off+1<<20]); err != nil {
@@ -166,12 +167,8 @@ func TestWriteBehindFailing(t *testing.T) {
 // TestWriteBehindAbort: Abort stops the hints and removes the file.
 func TestWriteBehindAbort(t *testing.T) {
 	recordRanges(t, nil)
-	dir := t.TempDir()
-	f, err := Create(filepath.Join(dir, "image"), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := f.WriteBehind()
+	f, w, p := createBehind(t)
+	dir := filepath.Dir(p)
 	if _, err := w.Write(make([]byte, 2*behindChunk)); err != nil {
 		t.Fatal(err)
 	}
