@@ -25,8 +25,8 @@
 // previous outputs stand, after it the new ones will, whatever happens). The
 // move then removes the previous record, renames each output into place
 // (the record last: it names the image's digest), removes the previous
-// build's outputs the new set lacks, and removes D/.N.publish, with a
-// directory fsync after each phase.
+// build's outputs the new set lacks, renames D/.N.publish to a stage name and
+// removes it, with a directory fsync after each phase.
 //
 // A process killed during the move leaves D/.N.publish; consumers of the
 // outputs check Interrupted and refuse the set, and the next Lock (the next
@@ -353,8 +353,22 @@ func (o *Output) move(pub string) error {
 			return err
 		}
 	}
+	// The set is in place. The publish directory is renamed out of the way
+	// before it is removed: a process killed while removing it must not
+	// leave a .publish directory without its set list, which no later
+	// build could complete (the next Lock removes the retired one with the
+	// stages).
+	step("retire publish directory")
+	retired := o.hidden(".stage-published")
+	if err := os.Rename(pub, retired); err != nil {
+		return fmt.Errorf("publish %s: %w", o.Path(), err)
+	}
+	step("sync")
+	if err := atomicfile.SyncDir(o.dir); err != nil {
+		return err
+	}
 	step("remove publish directory")
-	if err := removeAll(pub); err != nil {
+	if err := removeAll(retired); err != nil {
 		return err
 	}
 	step("sync")
@@ -365,12 +379,8 @@ func (o *Output) move(pub string) error {
 // files of killed builds. The caller holds the lock, so none of them belongs
 // to a live build.
 func (o *Output) recover() error {
-	pub := o.hidden(".publish")
-	if _, err := os.Lstat(pub); err == nil {
-		if err := o.move(pub); err != nil {
-			return fmt.Errorf("completing the interrupted publish: %w", err)
-		}
-	}
+	// Strays first: the move renames the publish directory to a stage name
+	// (move), which a retired directory left by a killed build must not hold.
 	stray, _ := filepath.Glob(filepath.Join(o.dir, "."+globEscape(o.name)+".stage-*"))
 	for _, suf := range o.family {
 		tmps, _ := filepath.Glob(atomicfile.TempPattern(filepath.Join(o.dir, globEscape(o.name+suf))))
@@ -382,7 +392,15 @@ func (o *Output) recover() error {
 		}
 	}
 	if len(stray) > 0 {
-		return atomicfile.SyncDir(o.dir)
+		if err := atomicfile.SyncDir(o.dir); err != nil {
+			return err
+		}
+	}
+	pub := o.hidden(".publish")
+	if _, err := os.Lstat(pub); err == nil {
+		if err := o.move(pub); err != nil {
+			return fmt.Errorf("completing the interrupted publish: %w", err)
+		}
 	}
 	return nil
 }

@@ -146,6 +146,67 @@ func TestInterruptedAtEveryStep(t *testing.T) {
 	}
 }
 
+// TestKilledWhileRemovingPublishDir: a build killed partway through removing
+// the publish directory of a set already in place (the set list gone, other
+// leftovers such as the old policy directory not yet) leaves the new set,
+// and the next Lock cleans up after it instead of failing on the set list
+// forever (os.RemoveAll is not one step: TestPublishSIGKILL once killed a
+// build inside it).
+func TestKilledWhileRemovingPublishDir(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "img")
+	if err := publishSet(t, img, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := publishSet(t, img, 2); err != nil {
+		t.Fatal(err)
+	}
+	next := listing(t, dir)
+	os.RemoveAll(dir)
+	os.Mkdir(dir, 0o755)
+	if err := publishSet(t, img, 1); err != nil {
+		t.Fatal(err)
+	}
+	StepHook = func(s string) {
+		if s != "remove publish directory" {
+			return
+		}
+		// What a kill inside RemoveAll may leave: the set list removed,
+		// the set-aside old policy directory still there.
+		lists, _ := filepath.Glob(filepath.Join(dir, ".img.*", setFile))
+		if len(lists) != 1 {
+			t.Errorf("set lists %v", lists)
+		}
+		for _, l := range lists {
+			if _, err := os.Stat(filepath.Join(filepath.Dir(l), ".old.policy")); err != nil {
+				t.Errorf("no old policy directory beside %s: %v", l, err)
+			}
+			os.Remove(l)
+		}
+		panic(killed{})
+	}
+	func() {
+		defer func() {
+			if _, ok := recover().(killed); !ok {
+				t.Fatal("the publish was not stopped while removing its directory")
+			}
+		}()
+		publishSet(t, img, 2)
+	}()
+	StepHook = nil
+	if err := Interrupted(img); err != nil {
+		t.Errorf("the set is in place, yet: %v", err)
+	}
+	o, err := Lock(img, ".record.json", family)
+	if err != nil {
+		t.Fatalf("the next build: %v", err)
+	}
+	o.Unlock()
+	if got := listing(t, dir); got != next {
+		t.Errorf("after the next Lock: %s\nwant %s", got, next)
+	}
+}
+
 // TestLockBusy: a second lock of one output is refused naming the holder;
 // after Unlock it is free again and no lock file remains.
 func TestLockBusy(t *testing.T) {
