@@ -11,9 +11,9 @@ import (
 )
 
 // TestSHA256Image: the image hash read ahead on its own goroutine is the
-// SHA-256 and size of the whole file, at piece boundaries and between them.
+// SHA-256 and size of the whole file, at chunk boundaries and between them.
 func TestSHA256Image(t *testing.T) {
-	for _, n := range []int{0, 1, 63, imageHashPiece - 1, imageHashPiece, imageHashPiece + 1, 7*imageHashPiece + 4096 + 3} {
+	for _, n := range []int{0, 1, 63, readAheadChunk - 1, readAheadChunk, readAheadChunk + 1, 7*readAheadChunk + 4096 + 3} {
 		b := make([]byte, n)
 		for i := range b {
 			b[i] = byte(i*7 + i>>11)
@@ -48,8 +48,8 @@ func (f failingAt) ReadAt(p []byte, off int64) (int, error) {
 // wrapping the cause), never a digest of what was read before it; the
 // reading goroutine ends also when the hash stops early.
 func TestSHA256ImageReadError(t *testing.T) {
-	b := make([]byte, 9*imageHashPiece)
-	for _, at := range []int64{0, 5, imageHashPiece, 6*imageHashPiece + 17} {
+	b := make([]byte, 9*readAheadChunk)
+	for _, at := range []int64{0, 5, readAheadChunk, 6*readAheadChunk + 17} {
 		_, _, err := sha256Image(failingAt{bytes.NewReader(b), at})
 		if !errors.Is(err, errDisk) {
 			t.Fatalf("error at %d: got %v", at, err)

@@ -119,6 +119,37 @@ func (r *readAhead) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// WriteTo writes the rest of the chunks read ahead to w as they come,
+// without copying them into a caller's buffer first (io.Copy uses it; the
+// image hash hashes the chunks themselves). At the end of the source it
+// returns nil; an error that ended the reads is returned after the bytes
+// read before it.
+func (r *readAhead) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	for {
+		if len(r.rest) > 0 {
+			k, err := w.Write(r.rest)
+			n += int64(k)
+			r.rest = r.rest[k:]
+			if err != nil {
+				return n, err
+			}
+		}
+		if r.cur != nil {
+			putChunk(r.cur)
+			r.cur = nil
+		}
+		b, ok := <-r.full
+		if !ok {
+			if r.err == io.EOF {
+				return n, nil
+			}
+			return n, r.err
+		}
+		r.cur, r.rest = b, b
+	}
+}
+
 // Close stops the reads and closes the source (whose Close checks that the
 // file did not change while it was read).
 func (r *readAhead) Close() error {

@@ -99,6 +99,33 @@ func TestReadAhead(t *testing.T) {
 	}
 }
 
+// TestReadAheadWriteTo: after any number of bytes taken by Read, WriteTo
+// writes exactly the rest, and then returns nil at the end of the source or
+// the source's error.
+func TestReadAheadWriteTo(t *testing.T) {
+	boom := errors.New("disk on fire")
+	want := randomBytes(3*readAheadChunk*readAheadDepth+4097, 7)
+	for _, first := range []int{0, 1, readAheadChunk, readAheadChunk + 5} {
+		for _, srcErr := range []error{nil, boom} {
+			src := &source{r: bytes.NewReader(want), step: 65536, err: srcErr}
+			ra := newReadAhead(src)
+			head := make([]byte, first)
+			if _, err := io.ReadFull(ra, head); err != nil {
+				t.Fatal(err)
+			}
+			var tail bytes.Buffer
+			n, err := ra.WriteTo(&tail)
+			if err != srcErr || n != int64(tail.Len()) {
+				t.Errorf("after %d bytes read: WriteTo %d, %v; want the source's error %v", first, n, err, srcErr)
+			}
+			if got := append(head, tail.Bytes()...); !bytes.Equal(got, want) {
+				t.Errorf("after %d bytes read: %d bytes in all, differ from the %d of the source", first, len(got), len(want))
+			}
+			ra.Close()
+		}
+	}
+}
+
 // TestReadAheadCloseEarly: a consumer that stops reading (a size mismatch,
 // a cancelled build) closes the reader; the goroutine ends and the source
 // is closed, with no read after Close.
