@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/imaforge/imaforge/internal/rawfd"
 )
 
 // hostRoot is a source directory or file on the build host: the host path
@@ -75,9 +77,7 @@ func (h *HostFile) Mtime() int64 { return h.mtime }
 // more, one system call in five per small file.
 //
 // The reader works on the bare descriptor (open, read, fstat, close), not
-// an *os.File: os.OpenFile would add two fcntl calls to make the descriptor
-// non-blocking, a failing epoll_ctl (a regular file cannot be polled), and
-// File.Fd two more fcntl calls to make it blocking again.
+// an *os.File (see package rawfd).
 func (h *HostFile) Open() (io.ReadCloser, error) {
 	fd, err := h.open(unix.O_NOATIME)
 	if err != nil {
@@ -104,12 +104,7 @@ func (h *HostFile) open(flags int) (int, error) {
 }
 
 func openRead(dir int, p string, flags int) (int, error) {
-	for {
-		fd, err := unix.Openat(dir, p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|flags, 0)
-		if err != unix.EINTR {
-			return fd, err
-		}
-	}
+	return rawfd.Openat(dir, p, unix.O_RDONLY|unix.O_NOFOLLOW|flags)
 }
 
 func (h *HostFile) modified(what string) error {
@@ -158,10 +153,7 @@ func (r *hostReader) Read(p []byte) (int, error) {
 		// the last read.
 		return 0, io.EOF
 	}
-	n, err := unix.Read(r.fd, p)
-	for err == unix.EINTR {
-		n, err = unix.Read(r.fd, p)
-	}
+	n, err := rawfd.Read(r.fd, p)
 	if err != nil {
 		return 0, &os.PathError{Op: "read", Path: r.h.HostPath(), Err: err}
 	}

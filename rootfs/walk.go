@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/imaforge/imaforge/manifest"
+
+	"github.com/imaforge/imaforge/internal/rawfd"
 )
 
 // Options tune Walk.
@@ -348,12 +350,7 @@ func (b *builder) walkDir(s *manifest.Source, o *Origin) error {
 
 // openDir opens a directory to read (flags 0) or as a path (O_PATH).
 func openDir(at int, p string, flags int) (int, error) {
-	for {
-		fd, err := unix.Openat(at, p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|flags, 0)
-		if err != unix.EINTR {
-			return fd, err
-		}
-	}
+	return rawfd.Openat(at, p, unix.O_RDONLY|unix.O_DIRECTORY|flags)
 }
 
 // hostChild is a name of a host directory as listChildren found it: its
@@ -435,10 +432,8 @@ func (b *builder) readNames(fd int) ([]string, error) {
 	}
 	var names []string
 	for {
-		n, err := unix.ReadDirent(fd, b.dirent)
-		if err == unix.EINTR {
-			continue
-		}
+		var n int
+		err := rawfd.Retry(func() (err error) { n, err = unix.ReadDirent(fd, b.dirent); return err })
 		if err != nil {
 			return nil, err
 		}
@@ -451,23 +446,15 @@ func (b *builder) readNames(fd int) ([]string, error) {
 
 // fstatat lstats name in the directory dir.
 func fstatat(dir int, name string, st *unix.Stat_t) error {
-	for {
-		err := unix.Fstatat(dir, name, st, unix.AT_SYMLINK_NOFOLLOW)
-		if err != unix.EINTR {
-			return err
-		}
-	}
+	return rawfd.Retry(func() error { return unix.Fstatat(dir, name, st, unix.AT_SYMLINK_NOFOLLOW) })
 }
 
 // readlinkat reads the target of the symlink name in the directory dir.
 func readlinkat(dir int, name string) (string, error) {
 	for size := 256; ; size *= 2 {
 		buf := make([]byte, size)
-		n, err := unix.Readlinkat(dir, name, buf)
-		if err == unix.EINTR {
-			size /= 2
-			continue
-		}
+		var n int
+		err := rawfd.Retry(func() (err error) { n, err = unix.Readlinkat(dir, name, buf); return err })
 		if err != nil {
 			return "", err
 		}

@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/imaforge/imaforge/internal/rawfd"
 )
 
 // TreeOptions control AddTree.
@@ -104,7 +106,7 @@ func AddTree(w *Writer, dir string, opts TreeOptions) (TreeStats, error) {
 		switch fi.Mode().Type() {
 		case 0:
 			e.Size = fi.Size()
-			e.Open = func() (io.ReadCloser, error) { return openFd(p) }
+			e.Open = func() (io.ReadCloser, error) { return rawfd.Open(p) }
 		case fs.ModeSymlink:
 			if e.Target, err = os.Readlink(p); err != nil {
 				return err
@@ -174,63 +176,4 @@ func readXattrs(p string, warn func(string)) ([]Xattr, error) {
 		}
 	}
 	return sortXattrs(out), nil
-}
-
-// fdReader reads a regular file through its bare descriptor. os.Open
-// registers every file with the poller, which refuses regular files, and
-// sets and clears O_NONBLOCK around it: six system calls per file
-// (4 fcntl, epoll_ctl, and the failed add's cleanup) beside the open, the
-// reads and the close that mksquashfs makes; for 50,000 small files that
-// was 300,000 calls. Not safe for concurrent use.
-type fdReader struct {
-	fd   int
-	path string
-}
-
-// openFd opens path read-only (O_CLOEXEC, as os.Open does).
-func openFd(path string) (*fdReader, error) {
-	for {
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "open", Path: path, Err: err}
-		}
-		return &fdReader{fd: fd, path: path}, nil
-	}
-}
-
-func (r *fdReader) Read(p []byte) (int, error) {
-	if r.fd < 0 {
-		return 0, &fs.PathError{Op: "read", Path: r.path, Err: fs.ErrClosed}
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	for {
-		n, err := unix.Read(r.fd, p)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return 0, &fs.PathError{Op: "read", Path: r.path, Err: err}
-		case n == 0:
-			return 0, io.EOF
-		}
-		return n, nil
-	}
-}
-
-// Close closes the descriptor once; a second Close is an error.
-func (r *fdReader) Close() error {
-	if r.fd < 0 {
-		return &fs.PathError{Op: "close", Path: r.path, Err: fs.ErrClosed}
-	}
-	fd := r.fd
-	r.fd = -1
-	if err := unix.Close(fd); err != nil {
-		return &fs.PathError{Op: "close", Path: r.path, Err: err}
-	}
-	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"slices"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/imaforge/imaforge/internal/rawfd"
 )
 
 // Limits for the kinds of files read with ReadFile.
@@ -42,17 +44,16 @@ var ErrTooLarge = errors.New("file too large")
 // even if the file grows meanwhile. Errors are *os.PathError.
 //
 // It reads through the bare descriptor (open, fstat, read to the end,
-// close): an *os.File added two fcntl and a refused epoll_ctl per file,
-// which a rebuild from the cache paid for each of its 15,000 signature
-// cache entries.
+// close; package rawfd): an *os.File's poller setup was paid for each of the
+// 15,000 signature cache entries of a rebuild from the cache.
 func ReadFile(path string, limit int64) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	fd, err := rawfd.Openat(unix.AT_FDCWD, path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
-	if err := ignoringEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {
+	if err := rawfd.Retry(func() error { return unix.Fstat(fd, &st) }); err != nil {
 		return nil, &os.PathError{Op: "stat", Path: path, Err: err}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
@@ -69,8 +70,7 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 			data = slices.Grow(data, min(max(len(data), 512), int(limit+1)-len(data)))
 		}
 		room := data[len(data):min(cap(data), int(limit+1))]
-		var n int
-		err := ignoringEINTR(func() (err error) { n, err = unix.Read(fd, room); return err })
+		n, err := rawfd.Read(fd, room)
 		if err != nil {
 			return nil, &os.PathError{Op: "read", Path: path, Err: err}
 		}
@@ -80,14 +80,6 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 		data = data[:len(data)+n]
 	}
 	return nil, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)}
-}
-
-func ignoringEINTR(f func() error) error {
-	for {
-		if err := f(); err != unix.EINTR {
-			return err
-		}
-	}
 }
 
 func kind(mode uint32) string {

@@ -1,6 +1,4 @@
-//go:build linux
-
-package squashfs
+package rawfd
 
 import (
 	"bytes"
@@ -14,17 +12,19 @@ import (
 	"testing"
 )
 
-// TestFdReader: the bare-descriptor reader AddTree opens files with reads
+// TestReader: the bare-descriptor reader (squashfs pack opens files with it) reads
 // the whole content and then io.EOF, and every failure (a missing file, a
 // directory, a read or close after Close) is an *fs.PathError naming the
 // path, with the cause kept.
-func TestFdReader(t *testing.T) {
+func TestReader(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "f")
 	want := bytes.Repeat([]byte("integrity measurement\n"), 1000)
-	must(t, os.WriteFile(p, want, 0o644))
+	if err := os.WriteFile(p, want, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
-	r, err := openFd(p)
+	r, err := Open(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,10 +52,10 @@ func TestFdReader(t *testing.T) {
 	checkPathErr("Read after Close", err, "read", fs.ErrClosed)
 	checkPathErr("second Close", r.Close(), "close", fs.ErrClosed)
 
-	_, err = openFd(filepath.Join(dir, "missing"))
+	_, err = Open(filepath.Join(dir, "missing"))
 	checkPathErr("open of a missing file", err, "open", fs.ErrNotExist)
 
-	d, err := openFd(dir)
+	d, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
