@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/imaforge/imaforge/internal/testenv"
@@ -60,6 +61,37 @@ func New(t testing.TB) *SoftHSM {
 	}
 	t.Setenv("SOFTHSM2_CONF", h.Conf)
 	return h
+}
+
+// Copy returns a second SoftHSM2 instance holding a copy of h's tokens
+// (the same labels, serials, PINs and keys), like a second HSM holding the
+// same keys, with its own token directory and configuration. SOFTHSM2_CONF
+// is not changed: give Env to the processes that use the copy.
+//
+// Processes that log in to one token at the same time need their own copy:
+// SoftHSM2's file object store rewrites token.object on every C_Login, and a
+// process that reads it while another writes it marks the token invalid
+// ("Token integrity check failed") for the rest of its life, failing with
+// CKR_GENERAL_ERROR or not finding the token at all. Six pkcs11-tool loops
+// logging in to one token here failed 25 of 360 logins; a test that starts
+// two relic servers on one token flaked that way in CI.
+func (h *SoftHSM) Copy(t testing.TB) *SoftHSM {
+	t.Helper()
+	c := &SoftHSM{Dir: t.TempDir(), Module: h.Module}
+	tokens := filepath.Join(c.Dir, "tokens")
+	if err := os.CopyFS(tokens, os.DirFS(filepath.Join(h.Dir, "tokens"))); err != nil {
+		t.Fatal(err)
+	}
+	old, err := os.ReadFile(h.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Conf = filepath.Join(c.Dir, "softhsm2.conf")
+	conf := strings.Replace(string(old), filepath.Join(h.Dir, "tokens"), tokens, 1)
+	if err := os.WriteFile(c.Conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // Env returns the environment entry child processes need.

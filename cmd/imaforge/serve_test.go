@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -130,9 +131,10 @@ func signedBatches(t *testing.T, path string) int {
 	return n
 }
 
-// TestServiceBuild: two imaforge serve instances over one SoftHSM2 token
-// holding a manufacturer key and a tenant key (its certificate issued by
-// the owner CA with the scope /opt/tenant/**); the manufacturer CI and the
+// TestServiceBuild: two imaforge serve instances, each with a copy of one
+// SoftHSM2 token holding a manufacturer key and a tenant key (its
+// certificate issued by the owner CA with the scope /opt/tenant/**); the
+// manufacturer CI and the
 // tenant CI each have their own client certificate and role, and the
 // tenant's role allows only the tenant key. Eight concurrent builds, four
 // of each, give the images built with the same keys as files, byte for
@@ -217,9 +219,16 @@ pinfile: %s
 `, hsm.Module, absKey(t, "rsa2048.pem"), filepath.Join(pkiDir, "tenant.pem"), pins))
 	audit := func(i int) string { return f.Path(fmt.Sprintf("audit%d.jsonl", i)) }
 	var servers [2]*proc
+	// Each server has its own copy of the token, as two HSMs holding the
+	// same keys: SoftHSM2 is not safe for logins from several processes
+	// at once (ceremonytest.SoftHSM.Copy).
+	var serverEnv [len(servers)][]string
+	for i := range servers {
+		serverEnv[i] = append(slices.Clip(env), hsm.Copy(t).Env())
+	}
 	var logs []*bytes.Buffer
 	for i := range servers {
-		servers[i] = startProc(t, env, "serve", f.ServerConfig(i))
+		servers[i] = startProc(t, serverEnv[i], "serve", f.ServerConfig(i))
 		logs = append(logs, &servers[i].out)
 	}
 	t.Cleanup(func() {
@@ -302,7 +311,7 @@ pinfile: %s
 	if left == 0 {
 		t.Fatal("every build finished before server 0 was restarted")
 	}
-	servers[0] = startProc(t, env, "serve", f.ServerConfig(0))
+	servers[0] = startProc(t, serverEnv[0], "serve", f.ServerConfig(0))
 	logs = append(logs, &servers[0].out)
 	testservice.WaitHealthy(t, f.URL(0), 60*time.Second)
 	servers[1].kill(t)
