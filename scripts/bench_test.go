@@ -243,17 +243,24 @@ func TestBenchUsage(t *testing.T) {
 }
 
 // TestScriptsShellcheck: every script in scripts/ (the benchmarks, the
-// release, the dependency installer) is shellcheck-clean, notes included.
+// release, the dependency installer, the kernel end-to-end test's host and
+// guest sides) is shellcheck-clean, notes included.
 func TestScriptsShellcheck(t *testing.T) {
 	scripts, err := filepath.Glob("*.sh")
 	if err != nil || len(scripts) < 10 {
 		t.Fatalf("scripts: %v %v", scripts, err)
 	}
+	e2e, err := filepath.Glob("kernel-e2e/*.sh")
+	if err != nil || len(e2e) < 7 {
+		t.Fatalf("kernel-e2e scripts: %v %v", e2e, err)
+	}
+	scripts = append(scripts, e2e...)
+	scripts = append(scripts, "kernel-e2e/guest/lib.sh", "kernel-e2e/guest/init")
 	args := []string{"-x"}
 	for _, s := range scripts {
 		args = append(args, filepath.Join("scripts", s))
 	}
-	// From the project root: the scripts source scripts/bench-lib.sh by that path.
+	// From the project root: source directives name files by that path.
 	cmd := exec.Command(testenv.NeedTool(t, "shellcheck"), args...)
 	cmd.Dir = ".."
 	if out, err := cmd.CombinedOutput(); err != nil {

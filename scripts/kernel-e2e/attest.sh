@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The attest scenario (issue 19): remote attestation against the real kernel
 # and a software TPM. Sourced by run.sh.
 #

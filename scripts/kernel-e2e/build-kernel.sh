@@ -28,7 +28,9 @@ log() { echo "build-kernel: $*" >&2; }
 missing() { log "missing: $*"; exit 3; }
 
 ver=$(dpkg-query -W -f '${Version}' "$SRCPKG" 2>/dev/null || true)
-[ -n "$ver" ] && [ -f "$TARBALL" ] || missing "$TARBALL (apt-get install $SRCPKG; make deps installs it)"
+if [ -z "$ver" ] || [ ! -f "$TARBALL" ]; then
+  missing "$TARBALL (apt-get install $SRCPKG; make deps installs it)"
+fi
 for t in make gcc flex bison bc perl xz tar sha256sum flock; do
   command -v "$t" >/dev/null 2>&1 || missing "tool $t (make deps installs it)"
 done
@@ -72,7 +74,7 @@ while IFS= read -r line; do
     "# CONFIG_"*" is not set") want=$line; name=${line#\# }; name=${name%% *} ;;
     *) continue ;;
   esac
-  got=$(grep -E "^(# )?$name[= ]" "$obj/.config" || true)
+  got=$(grep -E "^(# )?${name}[= ]" "$obj/.config" || true)
   if [ "$got" != "$want" ] && ! { [[ $want == *"is not set" ]] && [ -z "$got" ]; }; then
     log "config: want '$want', got '${got:-absent}' (a dependency is missing?)"
     bad=1
@@ -81,7 +83,6 @@ done <"$FRAG"
 [ "$bad" = 0 ] || { log "the configuration does not hold what ${FRAG##*/} asks"; exit 1; }
 
 log "building bzImage of $SRCPKG $ver with $JOBS jobs (nice 19); this takes a while"
-t0=$(date +%s.%N)
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 /usr/bin/time -f '%e %U %S' -o "$obj/.time" \
   nice -n 19 make -C "$src" O="$obj" ARCH=x86_64 -j"$JOBS" bzImage >"$obj/build.log" 2>&1 || {

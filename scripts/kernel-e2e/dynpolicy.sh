@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The dynpolicy scenario (issue 23), sourced by run.sh: tenant images mounted
 # at run time bring policy fragments that the device appends to the running
 # policy, on the second judge kernel (build-kernel.sh: Debian's
@@ -206,6 +207,7 @@ cat $P
 echo "E2E POLICY END"
 EOF
   e2e_cpio "$r" "$d/initrd.cpio"
+  # shellcheck disable=SC2034 # e2e_boot boots $VMLINUZ: the judge kernel here
   local VMLINUZ=$JUDGE_BZIMAGE
   e2e_boot dynpolicy "$d/initrd.cpio" "ima_appraise=enforce ima_policy=secure_boot" "$d/base.sqsh" "$d/a.sqsh" "$d/b.sqsh"
   e2e_judge dynpolicy "$r/e2e/scenario.sh" || true

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The evm scenario (issue 21), sourced by run.sh after scenarios.sh.
 #
 # Kernel mechanism: a tenant package built by `imaforge build` as a pax

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Host side of the kernel end-to-end test: fetch Debian's kernel, build a busybox
 # initramfs, boot it under qemu with a SquashFS image as a read-only virtio disk,
 # and judge the machine-readable lines the guest prints. Sourced by run.sh.
@@ -30,6 +31,7 @@ e2e_die() { echo "e2e: error: $*" >&2; exit 1; }
 e2e_missing() {
   if [ "${CI:-}" = true ]; then e2e_die "$* (CI=true: a missing prerequisite is a failure)"; fi
   echo "e2e: SKIP: $* (set CI=true to make this a failure)"
+  # shellcheck disable=SC2034 # run.sh's exit trap reads it
   SUMMARY_DONE=skip
   exit 0
 }
@@ -58,15 +60,18 @@ e2e_fetch_kernel() {
   fi
   if [ -z "$pkg" ]; then
     # offline: use the newest kernel already in the cache
+    # shellcheck disable=SC2012 # Debian package file names, sorted by version
     deb=$(ls -1 "$E2E_CACHE"/linux-image-*_amd64.deb 2>/dev/null | sort -V | tail -1 || true)
     [ -n "$deb" ] || e2e_missing "cannot resolve linux-image-amd64 (apt-get update failed?) and no cached kernel"
   else
+    # shellcheck disable=SC2012 # Debian package file names, sorted by version
     deb=$(ls -1 "$E2E_CACHE"/"$pkg"_*_amd64.deb 2>/dev/null | sort -V | tail -1 || true)
     if [ -z "$deb" ]; then
       e2e_log "downloading $pkg into $E2E_CACHE"
       (cd "$E2E_CACHE" && apt-get download "$pkg" >/dev/null 2>&1) ||
         (apt-get update -qq >/dev/null 2>&1; cd "$E2E_CACHE" && apt-get download "$pkg" >/dev/null) ||
         e2e_missing "apt-get download $pkg failed"
+      # shellcheck disable=SC2012 # Debian package file names, sorted by version
       deb=$(ls -1 "$E2E_CACHE"/"$pkg"_*_amd64.deb 2>/dev/null | sort -V | tail -1 || true)
       [ -n "$deb" ] || e2e_missing "apt-get download $pkg produced no .deb"
       # a new kernel replaces the cached ones (70 MB each)
@@ -81,10 +86,14 @@ e2e_fetch_kernel() {
     dpkg-deb -x "$deb" "$x" || e2e_die "cannot extract $deb"
     touch "$x/.extracted"
   fi
+  # shellcheck disable=SC2012 # one kernel per Debian package
   VMLINUZ=$(ls -1 "$x"/boot/vmlinuz-* | head -1)
   KVER=${VMLINUZ##*/vmlinuz-}
   MODDIR=$x/lib/modules/$KVER
-  [ -f "$VMLINUZ" ] && [ -f "$MODDIR/modules.order" ] || e2e_die "unexpected layout in $deb"
+  if [ ! -f "$VMLINUZ" ] || [ ! -f "$MODDIR/modules.order" ]; then
+    e2e_die "unexpected layout in $deb"
+  fi
+  # shellcheck disable=SC2034 # run.sh logs it
   KDEB=$deb
   flock -u 9
 }
@@ -195,6 +204,7 @@ e2e_boot() {
   # says nothing about imaforge: it is retried once, visibly.
   for try in 1 2; do
     rc=0
+    # shellcheck disable=SC2086 # E2E_QEMU_EXTRA: extra qemu arguments, split on purpose
     timeout -k 5 "$E2E_TIMEOUT" qemu-system-x86_64 -accel "$E2E_ACCEL" -machine q35 -cpu max -smp 1 -m 512M \
       -nodefaults -no-user-config -display none -serial stdio -no-reboot \
       -kernel "$VMLINUZ" -initrd "$initrd" ${E2E_QEMU_EXTRA:-} \

@@ -21,6 +21,7 @@
 # Exit status: 0 when every check passed, 1 otherwise. The last line is
 # `e2e: N passed, M failed`.
 set -Eeuo pipefail
+# shellcheck source=scripts/kernel-e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 # name the command and line when set -e stops the run (not inside $(...))
 trap 'rc=$?; [ "$BASH_SUBSHELL" != 0 ] || echo "e2e: error: exit $rc at ${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND" >&2' ERR
@@ -95,9 +96,13 @@ new_initramfs() {
   echo "$r"
 }
 
+# shellcheck source=scripts/kernel-e2e/scenarios.sh
 . "$E2E_DIR/scenarios.sh"
+# shellcheck source=scripts/kernel-e2e/attest.sh
 . "$E2E_DIR/attest.sh"
+# shellcheck source=scripts/kernel-e2e/dynpolicy.sh
 . "$E2E_DIR/dynpolicy.sh"
+# shellcheck source=scripts/kernel-e2e/evm.sh
 . "$E2E_DIR/evm.sh"
 
 # dynpolicy boots the second judge kernel (build-kernel.sh, built once per
@@ -113,5 +118,6 @@ if [ -f "$WORK/timings" ]; then
   echo "e2e: boot wall times: $(tr '\n' ' ' <"$WORK/timings")(total $((T1 - T0))s)"
 fi
 SUMMARY_DONE=1
+# shellcheck disable=SC2031 # scenario_selftest counts in a subshell on purpose
 echo "e2e: $PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ]

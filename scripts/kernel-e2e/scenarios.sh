@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The e2e scenarios, one function each; sourced by run.sh after the kernel,
 # the tools and the base initramfs are ready. Each function makes its keys
 # with `imaforge pki`, its images with `imaforge build`, writes a guest script,
@@ -528,6 +529,7 @@ EOF
 # end marker and last check must fail too.
 scenario_selftest() {
   local out fails expect
+  # shellcheck disable=SC2034 # read by the scenario and e2e_judge it calls
   out=$(PASSED=0 FAILED=0 E2E_BREAK_SIG=1 E2E_VERBOSE=1; scenario_enforce selftest 2>&1; echo "E2E-SELFTEST-COUNTS $PASSED $FAILED") ||
     { echo "$out"; e2e_die "the self-test's enforce run stopped with an error"; }
   echo "$out" >"$WORK/selftest.harness.out"
@@ -547,6 +549,7 @@ scenario_selftest() {
   local script=$WORK/selftest/initramfs/e2e/scenario.sh cut=$WORK/selftest-cut.console.log last
   last=$(e2e_expected_checks "$script" | tail -n 1)
   grep -av -e '^E2E END' -e "name=$last " "$WORK/selftest.console.log" >"$cut" || true
+  # shellcheck disable=SC2034 # read by e2e_judge
   out=$(PASSED=0 FAILED=0 BOOT_RC=0 BOOT_SECONDS=0; e2e_judge selftest-cut "$script"; echo "rc=$?")
   host_check selftest.truncated-log-fails-without-end-marker yes \
     "$(grep -q '^FAIL selftest-cut: no end marker' <<<"$out" && echo yes || echo no)"

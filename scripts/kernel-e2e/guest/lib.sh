@@ -1,3 +1,4 @@
+# shellcheck shell=dash
 # Guest helpers for the scenario scripts (busybox sh).
 #
 #   check NAME WANT KIND ARGS...   runs one probe and prints
@@ -53,10 +54,10 @@ check() {
 # load_modules: loads /lib/modules/*.ko in the host-resolved order with
 # finit_module (IMA appraises a module only through a file descriptor).
 load_modules() {
-  for m in $(cat /lib/modules/order); do
-    r=$(e2e-tool insmod "/lib/modules/$m") || true
+  while read -r m || [ -n "$m" ]; do
+    r=$(e2e-tool insmod "/lib/modules/$m" </dev/null) || true
     [ "$r" = ok ] || { echo "E2E NOTE insmod $m: $r"; return 1; }
-  done
+  done </lib/modules/order
 }
 
 # restore_sigs DIR: the cpio archive cannot carry xattrs; each DIR/X.sig
