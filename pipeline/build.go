@@ -198,7 +198,7 @@ func (s *sealer) seal(fs *fileState) (manifest.Xattrs, error) {
 	if err := s.pool.wait(fs.sig); err != nil {
 		return nil, fmt.Errorf("sign %s with key %q: %w", fs.entry.Path, fs.key, err)
 	}
-	xs := slices.DeleteFunc(slices.Clone(fs.entry.Xattrs), func(x manifest.Xattr) bool {
+	xs := slices.DeleteFunc(slices.Clone(fs.entry.Xattrs()), func(x manifest.Xattr) bool {
 		return fs.evmKey != "" && x.Name == imasig.EVMXattrName
 	})
 	xs = append(xs, manifest.Xattr{Name: imasig.XattrName, Value: fs.sig.value})
@@ -565,19 +565,19 @@ func (b *buildRun) imageEntry(e *rootfs.Entry, fi int, seal *sealer, res *Result
 		GID:     e.GID,
 		ModTime: b.m.Image.Epoch,
 		Size:    e.Size,
-		Target:  e.Target,
-		Xattrs:  e.Xattrs,
+		Target:  e.Target(),
+		Xattrs:  e.Xattrs(),
 	}
 	switch e.Type {
 	case rootfs.TypeBlock, rootfs.TypeChar:
-		ie.Major, ie.Minor = e.Major, e.Minor
+		ie.Major, ie.Minor = e.Major(), e.Minor()
 	case rootfs.TypeReg:
 		fs := &b.lay.files[fi]
 		res.Files++
 		if fs.key != "" {
 			res.Signed++
 		}
-		if p := b.lay.primary[e.Link]; e.Link != 0 && p != fs {
+		if p := b.lay.primary[e.Link()]; e.Link() != 0 && p != fs {
 			// Hard links share their primary's inode, digest and
 			// signatures.
 			return ImageEntry{Path: e.Path, LinkTo: p.entry.Path, ModTime: b.m.Image.Epoch}
@@ -595,7 +595,7 @@ func (b *buildRun) imageEntry(e *rootfs.Entry, fi int, seal *sealer, res *Result
 func shareLinkedState(files fileStates, primary map[uint32]*fileState) {
 	for i := range files {
 		fs := &files[i]
-		if p := primary[fs.entry.Link]; fs.entry.Link != 0 && p != fs {
+		if p := primary[fs.entry.Link()]; fs.entry.Link() != 0 && p != fs {
 			fs.digest, fs.sig = p.digest, p.sig
 		}
 	}
@@ -959,7 +959,7 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 			continue
 		}
 		if fs == nil {
-			rec.Entries = append(rec.Entries, RecordEntry{Path: e.Path, RecordMeta: recordMeta(e), Target: e.Target, Major: e.Major, Minor: e.Minor})
+			rec.Entries = append(rec.Entries, RecordEntry{Path: e.Path, RecordMeta: recordMeta(e), Target: e.Target(), Major: e.Major(), Minor: e.Minor()})
 			continue
 		}
 		if fs.key != "" {

@@ -363,8 +363,8 @@ func checkTarEntries(m *manifest.Manifest, entries []*rootfs.Entry) error {
 			err = fmt.Errorf("%w: socket", tarimage.ErrType)
 		case tarimage.CheckName(e.Path) != nil:
 			err = tarimage.CheckName(e.Path)
-		case tarimage.CheckName(e.Target) != nil:
-			err = tarimage.CheckName(e.Target)
+		case tarimage.CheckName(e.Target()) != nil:
+			err = tarimage.CheckName(e.Target())
 		default:
 			err = tarimage.CheckOwner(e.UID, e.GID)
 		}
@@ -372,8 +372,8 @@ func checkTarEntries(m *manifest.Manifest, entries []*rootfs.Entry) error {
 			continue
 		}
 		pos := m.Image.FieldPos("format")
-		if e.Origin != nil && e.Origin.Pos.Line != 0 {
-			pos = e.Origin.Pos
+		if o := e.Origin(); o != nil && o.Pos.Line != 0 {
+			pos = o.Pos
 		}
 		errs = append(errs, m.Errorf(pos, err, "%s in image.format %s", e.Path, m.Image.Format))
 		if len(errs) == 10 {

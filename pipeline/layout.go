@@ -130,8 +130,8 @@ func layOut(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...any)) 
 		if fs.evmKey != "" {
 			l.used[fs.evmKey] = true
 		}
-		if e.Link != 0 {
-			if first, ok := l.primary[e.Link]; ok {
+		if e.Link() != 0 {
+			if first, ok := l.primary[e.Link()]; ok {
 				// Hard links share one inode, so one security.ima.
 				if k := first.key; k != fs.key {
 					return nil, m.Errorf(*fs.pos, nil, "%s is a hard link to %s, which the rules sign with key %q, not %q",
@@ -143,7 +143,7 @@ func layOut(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...any)) 
 				}
 				continue
 			}
-			l.primary[e.Link] = fs
+			l.primary[e.Link()] = fs
 		}
 		l.toRead++
 		l.total += e.Size

@@ -95,15 +95,15 @@ func MakePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 		files++
 		it := &item{e: e, key: lay.files[i].key}
 		items = append(items, it)
-		if e.Link != 0 {
-			if p, ok := primary[e.Link]; ok {
+		if e.Link() != 0 {
+			if p, ok := primary[e.Link()]; ok {
 				if p.key != it.key {
 					return nil, fmt.Errorf("%s: hard link to %s needs the same key (%q) as the file it links to (%q)", e.Path, p.e.Path, it.key, p.key)
 				}
 				it.link = p
 				continue
 			}
-			primary[e.Link] = it
+			primary[e.Link()] = it
 		}
 		if it.key != "" {
 			toRead = append(toRead, it)

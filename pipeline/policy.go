@@ -66,7 +66,7 @@ func renderPolicy(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...
 		}
 		if e, ok := tree.Lookup(pf.Path); ok {
 			errs = append(errs, m.Errorf(pf.FieldPos("path"), nil,
-				"policy fragment %q: %s is also provided by %s", pf.Name, pf.Path, e.Origin))
+				"policy fragment %q: %s is also provided by %s", pf.Name, pf.Path, e.Origin()))
 			continue
 		}
 		out = append(out, &fragment{

@@ -39,7 +39,9 @@ func (b *builder) declared(i int) error {
 		return err
 	}
 	t := declaredTypes[d.Type]
-	e := Entry{Path: d.Path, Type: t, Mode: defaultMode(t), Origin: o, Xattrs: d.Xattrs}
+	e := b.newEntry(d.Path, t, o)
+	e.Mode = defaultMode(t)
+	e.SetXattrs(d.Xattrs)
 	e.UID, e.GID, _ = b.owner()
 	if d.Mode != nil {
 		e.Mode = uint32(*d.Mode)
@@ -52,9 +54,10 @@ func (b *builder) declared(i int) error {
 	}
 	switch t {
 	case TypeSymlink:
-		e.Target, e.Size = d.Target, int64(len(d.Target))
+		e.SetTarget(d.Target)
+		e.Size = int64(len(d.Target))
 	case TypeChar, TypeBlock:
-		e.Major, e.Minor = *d.Major, *d.Minor
+		e.SetDev(*d.Major, *d.Minor)
 	case TypeReg:
 		var c []byte
 		if d.Content != nil {
@@ -106,12 +109,12 @@ func (b *builder) overrides() error {
 			}
 			for _, x := range ov.Xattrs {
 				if k, ok := xattrBy[x.Name]; ok {
-					if v, _ := e.Xattrs.Get(x.Name); string(v) != string(x.Value) {
+					if v, _ := e.Xattrs().Get(x.Name); string(v) != string(x.Value) {
 						return b.conflict(e.Path, "xattr "+x.Name, k, j)
 					}
 				}
 				xattrBy[x.Name] = j
-				e.Xattrs = setXattr(e.Xattrs, x)
+				e.SetXattrs(setXattr(e.Xattrs(), x))
 			}
 		}
 	}

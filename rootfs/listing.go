@@ -61,16 +61,16 @@ func (t *Tree) WriteListing(w io.Writer) error {
 		e := &t.Entries[i]
 		size := strconv.FormatInt(e.Size, 10)
 		if e.Type == TypeChar || e.Type == TypeBlock {
-			size = fmt.Sprintf("%d,%d", e.Major, e.Minor)
+			size = fmt.Sprintf("%d,%d", e.Major(), e.Minor())
 		}
 		fmt.Fprintf(bw, "%s %d/%d %s %s", e.LsMode(), e.UID, e.GID, size, strconv.Quote(e.Path))
 		if e.Type == TypeSymlink {
-			fmt.Fprintf(bw, " -> %s", strconv.Quote(e.Target))
+			fmt.Fprintf(bw, " -> %s", strconv.Quote(e.Target()))
 		}
-		if e.Link != 0 {
-			fmt.Fprintf(bw, " link=%d", e.Link)
+		if e.Link() != 0 {
+			fmt.Fprintf(bw, " link=%d", e.Link())
 		}
-		for _, x := range e.Xattrs {
+		for _, x := range e.Xattrs() {
 			fmt.Fprintf(bw, " %s=%x", x.Name, x.Value)
 		}
 		bw.WriteByte('\n')

@@ -449,7 +449,8 @@ func tarID(v int64, what, name string) (uint32, error) {
 // entry makes the entry of a tar member from its header.
 func (w *tarWalk) entry(h *tar.Header, ip string) (Entry, error) {
 	b := w.b
-	e := Entry{Path: ip, Mode: uint32(h.Mode) & 0o7777, Origin: w.o}
+	e := b.newEntry(ip, 0, w.o)
+	e.Mode = uint32(h.Mode) & 0o7777
 	fail := func(err error) (Entry, error) {
 		return e, b.m.Errorf(w.s.FieldPos("from"), err, "sources[%d]: %s", w.o.Index, w.s.From)
 	}
@@ -471,7 +472,8 @@ func (w *tarWalk) entry(h *tar.Header, ip string) (Entry, error) {
 	case tar.TypeDir:
 		e.Type = TypeDir
 	case tar.TypeSymlink:
-		e.Type, e.Target, e.Size = TypeSymlink, h.Linkname, int64(len(h.Linkname))
+		e.Type, e.Size = TypeSymlink, int64(len(h.Linkname))
+		e.SetTarget(h.Linkname)
 	case tar.TypeChar, tar.TypeBlock:
 		e.Type = TypeChar
 		if h.Typeflag == tar.TypeBlock {
@@ -480,7 +482,7 @@ func (w *tarWalk) entry(h *tar.Header, ip string) (Entry, error) {
 		if h.Devmajor < 0 || h.Devmajor > manifest.MaxMajor || h.Devminor < 0 || h.Devminor > manifest.MaxMinor {
 			return fail(fmt.Errorf("member %q: device %d,%d cannot be stored in SquashFS", h.Name, h.Devmajor, h.Devminor))
 		}
-		e.Major, e.Minor = uint32(h.Devmajor), uint32(h.Devminor)
+		e.SetDev(uint32(h.Devmajor), uint32(h.Devminor))
 	case tar.TypeFifo:
 		e.Type = TypeFifo
 	default:
@@ -494,9 +496,11 @@ func (w *tarWalk) entry(h *tar.Header, ip string) (Entry, error) {
 			}
 		}
 		sort.Strings(names)
+		var xs manifest.Xattrs
 		for _, n := range names {
-			e.Xattrs = append(e.Xattrs, manifest.Xattr{Name: n, Value: []byte(h.PAXRecords["SCHILY.xattr."+n])})
+			xs = append(xs, manifest.Xattr{Name: n, Value: []byte(h.PAXRecords["SCHILY.xattr."+n])})
 		}
+		e.SetXattrs(xs)
 	}
 	return e, nil
 }
@@ -534,7 +538,8 @@ func (w *tarWalk) hardLink(h *tar.Header, ip string) error {
 		b.links[i] = devIno{dev: math.MaxUint64 - uint64(w.o.Index), ino: id}
 	}
 	link := devIno{dev: math.MaxUint64 - uint64(w.o.Index), ino: id}
-	t.Path, t.Origin = ip, w.o
+	t.Path = ip
+	t.SetOrigin(w.o)
 	if err := b.implyDir(path.Dir(ip), &Origin{Kind: FromImplied, Index: w.o.Index, Pos: w.s.Pos}); err != nil {
 		return err
 	}

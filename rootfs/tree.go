@@ -74,31 +74,137 @@ type Content interface {
 	Open() (io.ReadCloser, error)
 }
 
-// Entry is one path of the image. Entries are about 150 bytes plus the path
-// and, for host files, a 64-byte HostFile.
+// Entry is one path of the image: 64 bytes on 64-bit (TestEntrySize), plus
+// the path and, for host files until read, a 64-byte HostFile. What only
+// some entries have (a symlink's target, a device's numbers, a hard-link
+// group, xattrs) and where an entry came from are in one extension record
+// that entries share: every plain file of a source points at the same one.
+// Read them through the methods (Target, Major, Minor, Link, Xattrs,
+// Origin) and change them through the setters (SetTarget, SetDev,
+// SetLink, SetXattrs, SetOrigin), which copy a shared record before
+// changing it.
 type Entry struct {
 	// Path is the absolute, clean path in the image ("/" for the root).
 	Path string
-	Type Type
+	// Size is a regular file's size, or a symlink target's length.
+	Size int64
+	// Content gives a regular file's bytes; nil for other types.
+	Content Content
 	// Mode is the permission bits with setuid, setgid and sticky (07777).
 	Mode uint32
 	UID  uint32
 	GID  uint32
-	// Size is a regular file's size, or a symlink target's length.
-	Size int64
-	// Target is a symlink's target, as stored.
-	Target string
-	// Major and Minor are a device's numbers.
-	Major, Minor uint32
-	// Link is the hard-link group: entries with the same non-zero Link are
-	// one inode. Groups are numbered from 1 in tree order.
-	Link uint32
-	// Xattrs are the extended attributes other than security.ima, sorted.
-	Xattrs manifest.Xattrs
-	// Content gives a regular file's bytes; nil for other types.
-	Content Content
-	// Origin says which part of the manifest produced the entry.
-	Origin *Origin
+	Type Type
+	x    *entryExt // shared, never changed in place; nil: none of it
+}
+
+// entryExt is what only some entries have, and the entry's origin. One
+// record is shared by many entries (Entry.edit copies it before a change).
+type entryExt struct {
+	origin       *Origin
+	xattrs       manifest.Xattrs
+	target       string
+	major, minor uint32
+	link         uint32
+}
+
+// edit returns the entry's own copy of its extension record, to change.
+func (e *Entry) edit() *entryExt {
+	x := new(entryExt)
+	if e.x != nil {
+		*x = *e.x
+	}
+	e.x = x
+	return x
+}
+
+// Target is a symlink's target, as stored.
+func (e *Entry) Target() string {
+	if e.x == nil {
+		return ""
+	}
+	return e.x.target
+}
+
+// SetTarget sets a symlink's target.
+func (e *Entry) SetTarget(t string) {
+	if e.Target() != t {
+		e.edit().target = t
+	}
+}
+
+// Major and Minor are a device's numbers.
+func (e *Entry) Major() uint32 {
+	if e.x == nil {
+		return 0
+	}
+	return e.x.major
+}
+
+// Minor: see Major.
+func (e *Entry) Minor() uint32 {
+	if e.x == nil {
+		return 0
+	}
+	return e.x.minor
+}
+
+// SetDev sets a device's numbers.
+func (e *Entry) SetDev(major, minor uint32) {
+	if e.Major() != major || e.Minor() != minor {
+		x := e.edit()
+		x.major, x.minor = major, minor
+	}
+}
+
+// Link is the hard-link group: entries with the same non-zero Link are one
+// inode. Groups are numbered from 1 in tree order.
+func (e *Entry) Link() uint32 {
+	if e.x == nil {
+		return 0
+	}
+	return e.x.link
+}
+
+// SetLink sets the hard-link group (0: none).
+func (e *Entry) SetLink(l uint32) {
+	if e.Link() != l {
+		e.edit().link = l
+	}
+}
+
+// Xattrs are the extended attributes other than security.ima, sorted. The
+// slice may be shared with other entries: do not change it in place.
+func (e *Entry) Xattrs() manifest.Xattrs {
+	if e.x == nil {
+		return nil
+	}
+	return e.x.xattrs
+}
+
+// SetXattrs sets the extended attributes (sorted, without security.ima);
+// the entry keeps xs, which must not be changed afterwards.
+func (e *Entry) SetXattrs(xs manifest.Xattrs) {
+	if len(xs) == 0 && len(e.Xattrs()) == 0 {
+		return
+	}
+	e.edit().xattrs = xs
+}
+
+// Origin says which part of the manifest produced the entry (nil: not
+// known, as for entries made by hand).
+func (e *Entry) Origin() *Origin {
+	if e.x == nil {
+		return nil
+	}
+	return e.x.origin
+}
+
+// SetOrigin sets the part of the manifest that produced the entry.
+func (e *Entry) SetOrigin(o *Origin) {
+	if e.Origin() != o {
+		e.edit().origin = o
+	}
 }
 
 // FileMode returns the entry's type and permission bits as an fs.FileMode.
@@ -109,7 +215,8 @@ func (e *Entry) FileMode() fs.FileMode {
 // Rdev returns the device number in the Linux encoding used by SquashFS
 // device inodes (new_encode_dev: minor low 8 bits, major, minor high bits).
 func (e *Entry) Rdev() uint32 {
-	return (e.Minor & 0xff) | (e.Major << 8) | ((e.Minor &^ 0xff) << 12)
+	major, minor := e.Major(), e.Minor()
+	return (minor & 0xff) | (major << 8) | ((minor &^ 0xff) << 12)
 }
 
 // OriginKind says what produced an entry.

@@ -87,6 +87,7 @@ type builder struct {
 	outName string // the image's name in outDir; "" without Options.Output
 	skipped []string
 	kids    [][]hostChild // walkChildren's lists, by depth, reused
+	ext     *entryExt     // newEntry's last: the entries of one origin share it
 	dirent  []byte        // walkChildren's getdents buffer
 }
 
@@ -177,15 +178,27 @@ func (b *builder) implyDir(p string, o *Origin) error {
 	if i, ok := b.index[p]; ok {
 		e := &b.entries[i]
 		if e.Type != TypeDir {
-			return b.m.Errorf(o.Pos, ErrTypeConflict, "%s is a %s from %s, but %s needs a directory there", p, e.Type, e.Origin, o)
+			return b.m.Errorf(o.Pos, ErrTypeConflict, "%s is a %s from %s, but %s needs a directory there", p, e.Type, e.Origin(), o)
 		}
 		return nil
 	}
 	uid, gid, _ := b.owner()
 	b.index[p] = int32(len(b.entries))
-	b.entries = append(b.entries, Entry{Path: p, Type: TypeDir, Mode: 0o755, UID: uid, GID: gid, Origin: o})
+	e := b.newEntry(p, TypeDir, o)
+	e.Mode, e.UID, e.GID = 0o755, uid, gid
+	b.entries = append(b.entries, e)
 	b.setImplied(len(b.entries)-1, true)
 	return nil
+}
+
+// newEntry is an entry at image path p, of type t, from origin o: entries
+// of one origin share one extension record until one of them is changed
+// (Entry.edit), so a plain file costs no record of its own.
+func (b *builder) newEntry(p string, t Type, o *Origin) Entry {
+	if b.ext == nil || b.ext.origin != o {
+		b.ext = &entryExt{origin: o}
+	}
+	return Entry{Path: p, Type: t, x: b.ext}
 }
 
 func (b *builder) setImplied(i int, v bool) {
@@ -218,14 +231,14 @@ func (b *builder) put(e Entry, link *devIno) error {
 	}
 	old := &b.entries[i]
 	if old.Type != e.Type {
-		return b.m.Errorf(e.Origin.Pos, ErrTypeConflict, "%s: a %s from %s and a %s from %s", e.Path, old.Type, old.Origin, e.Type, e.Origin)
+		return b.m.Errorf(e.Origin().Pos, ErrTypeConflict, "%s: a %s from %s and a %s from %s", e.Path, old.Type, old.Origin(), e.Type, e.Origin())
 	}
 	if b.isImplied(i) {
 		b.setImplied(int(i), false)
 	} else if e.Type != TypeDir {
-		b.overl = append(b.overl, Overlap{Path: e.Path, Old: old.Origin, New: e.Origin})
-	} else if old.Mode != e.Mode || old.UID != e.UID || old.GID != e.GID || !xattrsEqual(old.Xattrs, e.Xattrs) {
-		b.overl = append(b.overl, Overlap{Path: e.Path, Old: old.Origin, New: e.Origin, Metadata: true})
+		b.overl = append(b.overl, Overlap{Path: e.Path, Old: old.Origin(), New: e.Origin()})
+	} else if old.Mode != e.Mode || old.UID != e.UID || old.GID != e.GID || !xattrsEqual(old.Xattrs(), e.Xattrs()) {
+		b.overl = append(b.overl, Overlap{Path: e.Path, Old: old.Origin(), New: e.Origin(), Metadata: true})
 	}
 	*old = e
 	delete(b.links, i)
@@ -512,7 +525,8 @@ func (b *builder) hostEntry(root *hostRoot, dir, name, ip string, st *unix.Stat_
 		}
 		return dir + "/" + name
 	}
-	e := Entry{Path: ip, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, Origin: o}
+	e := b.newEntry(ip, 0, o)
+	e.Mode, e.UID, e.GID = st.Mode&0o7777, st.Uid, st.Gid
 	if uid, gid, ok := b.owner(); ok {
 		e.UID, e.GID = uid, gid
 	}
@@ -532,13 +546,14 @@ func (b *builder) hostEntry(root *hostRoot, dir, name, ip string, st *unix.Stat_
 			}
 			target = &t
 		}
-		e.Target, e.Size = *target, int64(len(*target))
+		e.SetTarget(*target)
+		e.Size = int64(len(*target))
 	case unix.S_IFCHR, unix.S_IFBLK:
 		e.Type = TypeChar
 		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
 			e.Type = TypeBlock
 		}
-		e.Major, e.Minor = unix.Major(st.Rdev), unix.Minor(st.Rdev)
+		e.SetDev(unix.Major(st.Rdev), unix.Minor(st.Rdev))
 	case unix.S_IFIFO:
 		e.Type = TypeFifo
 	case unix.S_IFSOCK:
@@ -551,7 +566,7 @@ func (b *builder) hostEntry(root *hostRoot, dir, name, ip string, st *unix.Stat_
 		if err != nil {
 			return e, nil, b.m.Errorf(o.Pos, err, "sources[%d]: reading xattrs", o.Index)
 		}
-		e.Xattrs = x
+		e.SetXattrs(x)
 	}
 	var link *devIno
 	if e.Type != TypeDir && st.Nlink > 1 {
@@ -617,15 +632,15 @@ func groupLinks(t *Tree, byPath map[string]devIno) {
 			next++
 			id = next
 			ids[k] = id
-			f.Link = id
+			f.SetLink(id)
 		}
-		e.Link = id
+		e.SetLink(id)
 	}
 }
 
 // sameInode reports whether two entries can share one inode.
 func sameInode(a, b *Entry) bool {
 	return a.Type == b.Type && a.Mode == b.Mode && a.UID == b.UID && a.GID == b.GID &&
-		a.Size == b.Size && a.Target == b.Target && a.Major == b.Major && a.Minor == b.Minor &&
-		xattrsEqual(a.Xattrs, b.Xattrs)
+		a.Size == b.Size && a.Target() == b.Target() && a.Major() == b.Major() && a.Minor() == b.Minor() &&
+		xattrsEqual(a.Xattrs(), b.Xattrs())
 }

@@ -492,11 +492,11 @@ func TestDeviceNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	e, _ := tr.Lookup("/dev/big")
-	if e.Type != TypeBlock || e.Major != 259 || e.Minor != 0x12345 || e.GID != 6 || e.Mode != 0o660 {
+	if e.Type != TypeBlock || e.Major() != 259 || e.Minor() != 0x12345 || e.GID != 6 || e.Mode != 0o660 {
 		t.Errorf("/dev/big: %+v", e)
 	}
 	e, _ = tr.Lookup("/dev/console")
-	if e.Type != TypeChar || e.Major != 5 || e.Minor != 1 {
+	if e.Type != TypeChar || e.Major() != 5 || e.Minor() != 1 {
 		t.Errorf("/dev/console: %+v", e)
 	}
 }
@@ -520,18 +520,18 @@ func TestKeepXattrs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e, _ := tr.Lookup("/f"); len(e.Xattrs) != 0 {
-		t.Errorf("xattrs kept without keep_xattrs: %v", e.Xattrs)
+	if e, _ := tr.Lookup("/f"); len(e.Xattrs()) != 0 {
+		t.Errorf("xattrs kept without keep_xattrs: %v", e.Xattrs())
 	}
 	tr, err = p.walk("image: {keep_xattrs: true}\nsources:\n  - from: r\n", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e, _ := tr.Lookup("/f")
-	if v, ok := e.Xattrs.Get("user.test"); !ok || string(v) != "\x01\x02" {
-		t.Errorf("user.test not kept: %v", e.Xattrs)
+	if v, ok := e.Xattrs().Get("user.test"); !ok || string(v) != "\x01\x02" {
+		t.Errorf("user.test not kept: %v", e.Xattrs())
 	}
-	if _, ok := e.Xattrs.Get("security.ima"); ok {
+	if _, ok := e.Xattrs().Get("security.ima"); ok {
 		t.Error("security.ima from the host was kept")
 	}
 }
@@ -635,7 +635,7 @@ func TestHostFilesOpenFromSourceDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e, ok := tr.Lookup("/opt/link"); !ok || e.Target != "sub/a" {
+	if e, ok := tr.Lookup("/opt/link"); !ok || e.Target() != "sub/a" {
 		t.Fatalf("symlink %+v", e)
 	}
 	e, ok := tr.Lookup("/opt/sub/a")
