@@ -322,3 +322,70 @@ func xzTwoBlocks(t testing.TB, raw []byte) []byte {
 	}
 	return b.Bytes()
 }
+
+// TestBlockKey: the key is the same for the same block and codec (in
+// another Writer) and changes with one byte of the block, its length and the
+// codec; keys that collide (a cache that answers every key with the last
+// entry stored) still give the cold build's image.
+func TestBlockKey(t *testing.T) {
+	use := func(o Options) *blockCacheUse {
+		w, err := NewWriter(&memFile{}, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := newBlockCacheUse(&mapCache{}, w.codec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	zstd, xz := use(Options{Compression: Zstd}), use(Options{Compression: XZ})
+	raw := bytes.Repeat([]byte("some block content "), 300)
+	k := zstd.key(raw)
+	if use(Options{Compression: Zstd}).key(bytes.Clone(raw)) != k {
+		t.Fatal("the key of the same block and codec differs between Writers")
+	}
+	flipped := bytes.Clone(raw)
+	flipped[1000] ^= 1
+	for name, other := range map[string]BlockKey{
+		"one byte": zstd.key(flipped), "longer": zstd.key(append(bytes.Clone(raw), 0)),
+		"shorter": zstd.key(raw[:len(raw)-1]), "codec": xz.key(raw),
+	} {
+		if other == k {
+			t.Errorf("%s: same key %x", name, k)
+		}
+	}
+
+	es := cacheEntries()
+	opts := Options{Compression: XZ, BlockSize: 4096, ModTime: 1700000000}
+	cold := build(t, es, opts)
+	opts.Cache = &collidingCache{}
+	got, st := buildStats(t, es, opts)
+	if !bytes.Equal(got, cold) || st.CacheRejected == 0 {
+		t.Fatalf("colliding keys: same image %v, %+v", bytes.Equal(got, cold), st)
+	}
+}
+
+// collidingCache answers every key with the last entry stored: every key
+// collides.
+type collidingCache struct {
+	mu   sync.Mutex
+	last *mapEntry
+}
+
+func (c *collidingCache) Get(_ BlockKey, dst []byte) ([]byte, bool, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.last == nil {
+		return nil, false, false
+	}
+	return append(dst[:0], c.last.stored...), c.last.comp, true
+}
+
+func (c *collidingCache) Put(_ BlockKey, stored []byte, comp bool) {
+	c.mu.Lock()
+	c.last = &mapEntry{bytes.Clone(stored), comp}
+	c.mu.Unlock()
+}
+
+func (c *collidingCache) Reject(BlockKey) {}

@@ -4,17 +4,24 @@
 // compresses only the blocks whose content changed.
 //
 // Layout: one file per block, DIR/blocks/<key hex[:2]>/<key hex>, where the
-// key is squashfs.BlockKey (SHA-256 of the codec's identity and the block's
-// content). A file is the Entry record:
+// key is squashfs.BlockKey (the block's CRCs and length and a hash of the
+// codec's identity: it finds an entry, the squashfs Writer's check proves
+// it). A file is the Entry record:
 //
 //	offset size
-//	0      8    magic "IMFBLK1\n"
+//	0      8    magic "IMFBLK2\n"
 //	8      32   the key (a file under another name is not used)
-//	40     32   SHA-256 of the stored bytes
-//	72     4    length of the stored bytes, little-endian
-//	76     1    1: the bytes are compressed; 0: the block stored as is
-//	77     3    zero
-//	80     n    the stored bytes
+//	40     4    CRC-32C of the stored bytes, little-endian
+//	44     4    length of the stored bytes, little-endian
+//	48     1    1: the bytes are compressed; 0: the block stored as is
+//	49     3    zero
+//	52     n    the stored bytes
+//
+// Version 1 ("IMFBLK1\n", a SHA-256 key and checksum) is not read: its
+// entries have other names, so a rebuild with an old cache compresses
+// every block once, and Trim removes the old entries as the least recently
+// used. The checksum only tells damage (a torn or rotten file) apart from a
+// wrong entry in the warning: the Writer's full check decides either way.
 //
 // Safety: entries are written to a temporary file in the same directory and
 // renamed into place, so a reader sees a whole entry or none, and two builds
@@ -33,12 +40,11 @@
 package blockcache
 
 import (
-	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -49,7 +55,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/imaforge/imaforge/internal/rawfd"
 	"github.com/imaforge/imaforge/squashfs"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultMaxBytes is the size the blocks are trimmed to when Open is given
@@ -64,8 +72,8 @@ type Entry struct {
 }
 
 const (
-	magic      = "IMFBLK1\n"
-	headerSize = 80
+	magic      = "IMFBLK2\n"
+	headerSize = 52
 	// maxStored bounds what Decode accepts: a block is at most 1 MiB, and
 	// its stored form is never larger than the block.
 	maxStored = squashfs.MaxBlockSize
@@ -73,12 +81,13 @@ const (
 
 var errBadEntry = errors.New("not a valid block cache entry")
 
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 // AppendTo encodes e after b.
 func (e *Entry) AppendTo(b []byte) []byte {
 	b = append(b, magic...)
 	b = append(b, e.Key[:]...)
-	sum := sha256.Sum256(e.Stored)
-	b = append(b, sum[:]...)
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(e.Stored, castagnoli))
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(e.Stored)))
 	var flag byte
 	if e.Compressed {
@@ -96,16 +105,16 @@ func Decode(b []byte) (Entry, error) {
 		return e, fmt.Errorf("%w: no header", errBadEntry)
 	}
 	copy(e.Key[:], b[8:40])
-	n := binary.LittleEndian.Uint32(b[72:76])
+	n := binary.LittleEndian.Uint32(b[44:48])
 	if n == 0 || n > maxStored || uint64(len(b)-headerSize) != uint64(n) {
 		return e, fmt.Errorf("%w: length %d for %d bytes", errBadEntry, n, len(b)-headerSize)
 	}
-	if b[76] > 1 || b[77] != 0 || b[78] != 0 || b[79] != 0 {
+	if b[48] > 1 || b[49] != 0 || b[50] != 0 || b[51] != 0 {
 		return e, fmt.Errorf("%w: unknown flags", errBadEntry)
 	}
-	e.Compressed = b[76] == 1
+	e.Compressed = b[48] == 1
 	e.Stored = b[headerSize:]
-	if sum := sha256.Sum256(e.Stored); !bytes.Equal(sum[:], b[40:72]) {
+	if crc32.Checksum(e.Stored, castagnoli) != binary.LittleEndian.Uint32(b[40:44]) {
 		return e, fmt.Errorf("%w: checksum mismatch", errBadEntry)
 	}
 	return e, nil
@@ -182,7 +191,9 @@ func (c *Cache) Get(k squashfs.BlockKey, dst []byte) ([]byte, bool, bool) {
 		return nil, false, false
 	}
 	p := c.path(k)
-	f, err := os.Open(p)
+	// A bare descriptor: os.Open would register the file with the poller
+	// (fcntl and epoll_ctl calls) for nothing (internal/rawfd).
+	r, err := rawfd.Open(p)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			c.warnOnce("read", fmt.Sprintf("block cache %s: %v; compressing instead", c.dir, err))
@@ -190,10 +201,10 @@ func (c *Cache) Get(k squashfs.BlockKey, dst []byte) ([]byte, bool, bool) {
 		c.misses.Add(1)
 		return nil, false, false
 	}
-	defer f.Close()
+	defer r.Close()
 	buf := c.bufs.Get().([]byte)
 	defer func() { c.bufs.Put(buf[:0]) }()
-	n, err := io.ReadFull(f, buf[:cap(buf)])
+	n, err := io.ReadFull(r, buf[:cap(buf)])
 	if err != io.ErrUnexpectedEOF && err != io.EOF {
 		if err == nil {
 			err = fmt.Errorf("%w: longer than any block", errBadEntry)
@@ -210,17 +221,18 @@ func (c *Cache) Get(k squashfs.BlockKey, dst []byte) ([]byte, bool, bool) {
 		return nil, false, false
 	}
 	c.hits.Add(1)
-	c.touch(f, p)
+	c.touch(r.Fd(), p)
 	return append(dst[:0], e.Stored...), e.Compressed, true
 }
 
 // touch refreshes an entry's modification time (its last use, for Trim)
 // when it is more than an hour old.
-func (c *Cache) touch(f *os.File, p string) {
+func (c *Cache) touch(fd int, p string) {
 	if c.readOnly.Load() {
 		return
 	}
-	if fi, err := f.Stat(); err == nil && time.Since(fi.ModTime()) > time.Hour {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err == nil && time.Since(time.Unix(st.Mtim.Unix())) > time.Hour {
 		now := time.Now()
 		os.Chtimes(p, now, now)
 	}

@@ -3,6 +3,8 @@ package blockcache
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -116,7 +118,8 @@ func TestDamagedEntry(t *testing.T) {
 		"truncated":    func(_ string, b []byte) []byte { return b[:len(b)-1] },
 		"header only":  func(_ string, b []byte) []byte { return b[:headerSize] },
 		"empty":        func(_ string, b []byte) []byte { return nil },
-		"flag":         func(_ string, b []byte) []byte { b[76] ^= 1; return b },
+		"flag":         func(_ string, b []byte) []byte { b[48] ^= 1; return b },
+		"crc":          func(_ string, b []byte) []byte { b[41] ^= 1; return b },
 	}
 	for name, f := range damage {
 		t.Run(name, func(t *testing.T) {
@@ -298,4 +301,40 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("decode/encode changed the bytes")
 		}
 	})
+}
+
+// TestVersion1Entry: an entry in the format of version 1 (magic "IMFBLK1",
+// SHA-256 checksum) is never read as version 2, even under the name of a
+// current key: it is a damaged entry, compressed again and replaced.
+func TestVersion1Entry(t *testing.T) {
+	dir := t.TempDir()
+	cold, _ := pack(t, tree(0), squashfs.Zstd, nil)
+	pack(t, tree(0), squashfs.Zstd, Open(dir, 0, nil))
+	p := entries(t, dir)[0]
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// version 1: magic, key, SHA-256 of the stored bytes, length, flags
+	v1 := append([]byte("IMFBLK1\n"), e.Key[:]...)
+	sum := sha256.Sum256(e.Stored)
+	v1 = append(v1, sum[:]...)
+	v1 = binary.LittleEndian.AppendUint32(v1, uint32(len(e.Stored)))
+	v1 = append(v1, 1, 0, 0, 0)
+	v1 = append(v1, e.Stored...)
+	if err := os.WriteFile(p, v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := Open(dir, 0, nil)
+	got, _ := pack(t, tree(0), squashfs.Zstd, c)
+	if !bytes.Equal(got, cold) || c.Stats().Damaged != 1 || c.Stats().Stored != 1 {
+		t.Fatalf("same image %v, %+v", bytes.Equal(got, cold), c.Stats())
+	}
+	if nb, _ := os.ReadFile(p); !bytes.Equal(nb, b) {
+		t.Fatal("the version 1 entry was not replaced")
+	}
 }

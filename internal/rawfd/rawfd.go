@@ -77,6 +77,9 @@ func (r *Reader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// Fd is the descriptor (-1 once closed), for calls such as fstat(2).
+func (r *Reader) Fd() int { return r.fd }
+
 // Close closes the descriptor once; a second Close is an error.
 func (r *Reader) Close() error {
 	if r.fd < 0 {
