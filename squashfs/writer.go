@@ -114,31 +114,35 @@ const (
 )
 
 // node is one directory entry of the tree; hard links share the inode fields
-// of their target (ext.link). It is kept small (120 bytes on 64-bit, allocated in
-// slabs), since a Writer holds one per entry until Close: what only
-// directories, symlinks, devices and hard links need is in ext, a regular
-// file's block list is a range of Writer.blockWords, and its sparse byte
-// count follows from that list.
+// of their target (ext.link). It is kept small (96 bytes on 64-bit,
+// TestNodeSize; allocated in slabs), since a Writer holds one per entry
+// until Close: what only directories, symlinks, devices and hard links need
+// is in ext, a regular file's block list is a range of Writer.blockWords,
+// and its sparse byte count follows from that list. A node has no parent
+// pointer: only error messages need a node's path, and Writer.pathOf
+// searches the tree for it. Fields used in one phase only share their
+// space with another phase's (at, xattr).
 type node struct {
-	name   string
-	parent *node
-	ext    *nodeExt // directories, symlinks, devices and hard links
-	open   func() (io.ReadCloser, error)
-	size   int64
+	name string
+	ext  *nodeExt // directories, symlinks, devices and hard links
+	open func() (io.ReadCloser, error)
+	size int64
+
+	// at is a regular file's data start (set by WriteData) until Close
+	// writes its inode, then every node's inode reference (inodeWriter).
+	at uint64
 
 	// data layout, set by WriteData
-	start    uint64
-	firstSeq int64
+	firstSeq uint32 // the file's first stream item (planData)
 	blockAt  uint32 // the file's block list: blockWords[blockAt:][:w.blockCount(size)]
-
-	// inode, set by Close
-	ref uint64
 
 	uid, gid, mtime uint32
 	frag, fragOff   uint32
 	nlink, ino      uint32
-	xattr           uint32
-	xs              uint32 // the node's xattrs before Close: Writer.xattrs.at[xs-1] (0: none)
+	// xattr is, until Close numbers the xattr sets (tableState.number),
+	// the node's xattrs in the store: Writer.xattrs.at[xattr-1] (0: none);
+	// from then on its xattr id (InvalidXattr: none).
+	xattr uint32
 
 	mode  uint16
 	kind  kind
@@ -429,7 +433,7 @@ func (w *Writer) Add(e Entry) error {
 		return err
 	}
 	var err error
-	if n.xs, err = w.xattrs.keep(0, encodeXattrs(nil, e.Xattrs)); err != nil {
+	if n.xattr, err = w.xattrs.keep(0, encodeXattrs(nil, e.Xattrs)); err != nil {
 		return &PathError{Path: p, Err: err}
 	}
 	switch t := e.Mode.Type(); {
@@ -476,7 +480,7 @@ func (w *Writer) Add(e Entry) error {
 			return perr(p, "added twice")
 		}
 		w.root.set(implicit, false)
-		w.root.mode, w.root.uid, w.root.gid, w.root.mtime, w.root.xs = n.mode, n.uid, n.gid, n.mtime, n.xs
+		w.root.mode, w.root.uid, w.root.gid, w.root.mtime, w.root.xattr = n.mode, n.uid, n.gid, n.mtime, n.xattr
 		return nil
 	}
 	dir, name := path.Split(p)
@@ -495,7 +499,7 @@ func (w *Writer) Add(e Entry) error {
 			return perr(p, "added twice")
 		}
 		old.set(implicit, false)
-		old.mode, old.uid, old.gid, old.mtime, old.xs = n.mode, n.uid, n.gid, n.mtime, n.xs
+		old.mode, old.uid, old.gid, old.mtime, old.xattr = n.mode, n.uid, n.gid, n.mtime, n.xattr
 		return nil
 	}
 	if parent.lastChildIs(name) {
@@ -505,7 +509,7 @@ func (w *Writer) Add(e Entry) error {
 	}
 	nn := w.newNode()
 	*nn = *n
-	nn.name, nn.parent, nn.ext = name, parent, ext
+	nn.name, nn.ext = name, ext
 	parent.addChild(nn)
 	if nn.kind == kindDir {
 		w.dirs[p] = nn
@@ -561,7 +565,7 @@ func (w *Writer) dirFor(p string) (*node, error) {
 		return nil, perr(p, "is not a directory but has entries below it")
 	}
 	n := w.newNode()
-	*n = node{name: name, parent: parent, kind: kindDir, flags: implicit, mode: 0o755, mtime: uint32(w.opts.ModTime)}
+	*n = node{name: name, kind: kindDir, flags: implicit, mode: 0o755, mtime: uint32(w.opts.ModTime)}
 	parent.addChild(n)
 	w.dirs[p] = n
 	return n, nil
@@ -610,7 +614,7 @@ func (w *Writer) SetXattrs(p string, xs []Xattr) error {
 		n = n.ext.link
 	}
 	var err error
-	if n.xs, err = w.xattrs.keep(n.xs, enc); err != nil {
+	if n.xattr, err = w.xattrs.keep(n.xattr, enc); err != nil {
 		return &PathError{Path: p, Err: err}
 	}
 	return nil
@@ -618,7 +622,7 @@ func (w *Writer) SetXattrs(p string, xs []Xattr) error {
 
 // hasXattrs reports whether n has xattrs before Close numbers them.
 func (w *Writer) hasXattrs(n *node) (bool, error) {
-	b, _, err := w.xattrs.setOf(n.xs)
+	b, _, err := w.xattrs.setOf(n.xattr)
 	return len(b) > 0, err
 }
 
@@ -681,21 +685,32 @@ func (w *Writer) prepare() error {
 			if tx {
 				return perr(w.pathOf(l), "xattrs given on two links of one inode")
 			}
-			t.xs, l.xs = l.xs, 0
+			t.xattr, l.xattr = l.xattr, 0
 		}
 		l.ext.link = t
 	}
 	return nil
 }
 
-// pathOf returns the image path of n.
+// pathOf returns the image path of n, found by searching the tree (nodes
+// keep no parent: only error messages need a path).
 func (w *Writer) pathOf(n *node) string {
-	if n.parent == nil {
-		return "/"
-	}
 	var parts []string
-	for ; n.parent != nil; n = n.parent {
-		parts = append(parts, n.name)
+	var find func(d *node) bool
+	find = func(d *node) bool {
+		if d == n {
+			return true
+		}
+		for _, c := range d.children() {
+			if find(c) {
+				parts = append(parts, c.name)
+				return true
+			}
+		}
+		return false
+	}
+	if !find(w.root) {
+		return "(a node not in the tree)"
 	}
 	slices.Reverse(parts)
 	return "/" + strings.Join(parts, "/")

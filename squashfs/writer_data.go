@@ -105,8 +105,9 @@ func (w *Writer) itemsOf(n int64) (count int64, tail bool) {
 
 // planData marks the files that can be duplicates (only those whose size
 // another file shares are hashed) and numbers their stream items; it returns
-// the number of items and of candidates.
-func (w *Writer) planData() (total int64, candidates int) {
+// the number of items and of candidates. A file's first item must be
+// below 2^32 (node.firstSeq): 16 TiB of data at the smallest block size.
+func (w *Writer) planData() (total int64, candidates int, err error) {
 	sizes := make(map[int64]int32, len(w.files))
 	for _, f := range w.files {
 		sizes[f.size]++
@@ -116,11 +117,14 @@ func (w *Writer) planData() (total int64, candidates int) {
 		if f.is(dupCandidate) {
 			candidates++
 		}
-		f.firstSeq = total
+		if total > math.MaxUint32 {
+			return 0, 0, fmt.Errorf("squashfs: more than 2^32 data blocks")
+		}
+		f.firstSeq = uint32(total)
 		n, _ := w.itemsOf(f.size)
 		total += n
 	}
-	return total, candidates
+	return total, candidates, nil
 }
 
 // windowSize is the number of items that may be in flight: enough to keep
@@ -134,7 +138,10 @@ func windowSize(blockSize, workers int) int {
 }
 
 func (w *Writer) runData(ctx context.Context) error {
-	total, candidates := w.planData()
+	total, candidates, err := w.planData()
+	if err != nil {
+		return err
+	}
 	if total == 0 {
 		return nil
 	}
@@ -374,14 +381,15 @@ func (rd *blockReader) readFile(i int, f *node) (err error) {
 	w, win := rd.w, rd.win
 	name := func() string { return w.pathOf(f) }
 	n, tail := w.itemsOf(f.size)
-	if err := win.wait(f.firstSeq); err != nil {
+	first := int64(f.firstSeq)
+	if err := win.wait(first); err != nil {
 		return err
 	}
 	var h hash.Hash = nopHash{}
 	if f.open == nil {
 		it := &item{file: i, kind: itemEmpty, last: true, done: rd.ready}
 		h.Sum(it.sum[:0])
-		return win.put(f.firstSeq, it)
+		return win.put(first, it)
 	}
 	r, err := f.open()
 	f.open = nil // read once: what it holds is not kept until Close
@@ -407,10 +415,10 @@ func (rd *blockReader) readFile(i int, f *node) (err error) {
 		}
 		it := &item{file: i, kind: itemEmpty, last: true, done: rd.ready}
 		h.Sum(it.sum[:0])
-		return win.put(f.firstSeq, it)
+		return win.put(first, it)
 	}
 	for b := int64(0); b < n; b++ {
-		seq := f.firstSeq + b
+		seq := first + b
 		if err := win.wait(seq); err != nil {
 			return err
 		}
@@ -592,7 +600,7 @@ func (c *committer) commit(it *item) error {
 			if err := c.drain(0); err != nil {
 				return err
 			}
-			f.start = w.pos
+			f.at = w.pos
 		}
 	}
 	switch it.kind {
@@ -615,13 +623,13 @@ func (c *committer) commit(it *item) error {
 		if gi >= 0 {
 			g := w.files[gi]
 			if c.wrote {
-				if err := w.seekTo(f.start); err != nil {
+				if err := w.seekTo(f.at); err != nil {
 					return err
 				}
 			}
 			// this file's blocks are the last listed: drop them too
 			w.blockWords = w.blockWords[:f.blockAt]
-			f.start, f.blockAt, f.frag, f.fragOff = g.start, g.blockAt, g.frag, g.fragOff
+			f.at, f.blockAt, f.frag, f.fragOff = g.at, g.blockAt, g.frag, g.fragOff
 			c.dups++
 		} else {
 			if f.is(dupCandidate) {

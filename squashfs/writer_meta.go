@@ -263,7 +263,7 @@ func (t *tableState) number(root *node) error {
 		if _, err := t.id(n.gid); err != nil {
 			return err
 		}
-		set, off, err := t.store.setOf(n.xs)
+		set, off, err := t.store.setOf(n.xattr)
 		if err != nil {
 			return err
 		}
@@ -309,7 +309,7 @@ func (w *Writer) writeInodesAndDirs(t *tableState) (inodeStart, dirStart uint64,
 // inode writes n's inode: dirInode when given (a directory's), else the
 // record inodeRecord makes.
 func (iw *inodeWriter) inode(n *node, dirInode []byte) error {
-	n.ref = iw.inodes.ref()
+	ref := iw.inodes.ref()
 	iw.written[n.ino] = true
 	var err error
 	if dirInode != nil {
@@ -317,6 +317,7 @@ func (iw *inodeWriter) inode(n *node, dirInode []byte) error {
 	} else if iw.rec, err = iw.w.inodeRecord(iw.rec[:0], n, iw.t); err != nil {
 		return err
 	}
+	n.at = ref // the data start, read by inodeRecord, is not needed again
 	return iw.inodes.write(iw.rec)
 }
 
@@ -392,7 +393,7 @@ func (w *Writer) writeFragmentTable() (uint64, error) {
 func (w *Writer) writeExportTable(t *tableState) (uint64, error) {
 	recs := make([]byte, 0, 8*len(t.order))
 	for _, n := range t.order {
-		recs = le.AppendUint64(recs, n.ref)
+		recs = le.AppendUint64(recs, n.at)
 	}
 	return w.writeLookupTable(recs, nil)
 }
@@ -412,7 +413,7 @@ func (w *Writer) fillSuperblock(sb *Superblock, t *tableState) {
 	sb.Inodes, sb.ModTime = uint32(len(t.order)), uint32(w.opts.ModTime)
 	sb.BlockSize, sb.Fragments = uint32(w.opts.BlockSize), uint32(len(w.fragments))
 	sb.Compression, sb.IDs = w.codec.id(), uint16(len(t.ids))
-	sb.RootInode, sb.BytesUsed = w.root.ref, w.pos
+	sb.RootInode, sb.BytesUsed = w.root.at, w.pos
 	sb.Flags = FlagDuplicates | w.codec.flags()
 	for sb.BlockLog = 0; 1<<sb.BlockLog < sb.BlockSize; sb.BlockLog++ {
 	}
@@ -478,13 +479,13 @@ func (w *Writer) inodeRecord(b []byte, n *node, t *tableState) ([]byte, error) {
 	case kindReg:
 		blocks := w.blocksOf(n)
 		sparse := w.sparseBytes(n.size, blocks)
-		if ext || n.nlink > 1 || n.size > math.MaxUint32 || n.start > math.MaxUint32 || sparse > 0 {
+		if ext || n.nlink > 1 || n.size > math.MaxUint32 || n.at > math.MaxUint32 || sparse > 0 {
 			hdr.Type = TypeExtReg
-			in := ExtRegInode{InodeHeader: hdr, StartBlock: n.start, FileSize: uint64(n.size), Sparse: sparse,
+			in := ExtRegInode{InodeHeader: hdr, StartBlock: n.at, FileSize: uint64(n.size), Sparse: sparse,
 				Nlink: n.nlink, Fragment: n.frag, Offset: n.fragOff, Xattr: n.xattr, Blocks: blocks}
 			return in.appendTo(b), nil
 		}
-		in := RegInode{InodeHeader: hdr, StartBlock: uint32(n.start), Fragment: n.frag, Offset: n.fragOff,
+		in := RegInode{InodeHeader: hdr, StartBlock: uint32(n.at), Fragment: n.frag, Offset: n.fragOff,
 			FileSize: uint32(n.size), Blocks: blocks}
 		return in.appendTo(b), nil
 	case kindSymlink:
@@ -556,7 +557,7 @@ func (w *Writer) listing(d *node) ([]byte, []DirIndex, error) {
 	)
 	for _, c := range d.children() {
 		h := holder(c)
-		blk, off := SplitRef(h.ref)
+		blk, off := SplitRef(h.at)
 		esize := DirEntrySize + len(c.name)
 		delta := int64(h.ino) - int64(hdrIno)
 		if hdrAt < 0 || count == DirHeaderMaxCount || blk != hdrBlock || delta > math.MaxInt16 || delta < math.MinInt16 ||

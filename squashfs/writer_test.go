@@ -501,13 +501,33 @@ func TestXattrHashCollisions(t *testing.T) {
 
 // TestNodeSize: a Writer holds one node per entry until Close (a million
 // files, a million nodes), so the node must not grow back (issue 22: 232
-// bytes before, 120 now, on 64-bit).
+// bytes, then 120, 96 now, on 64-bit).
 func TestNodeSize(t *testing.T) {
 	if unsafe.Sizeof(uintptr(0)) != 8 {
 		t.Skip("sizes are for 64-bit")
 	}
-	if got := unsafe.Sizeof(node{}); got > 120 {
-		t.Errorf("node is %d bytes, want at most 120", got)
+	if got := unsafe.Sizeof(node{}); got > 96 {
+		t.Errorf("node is %d bytes, want at most 96", got)
+	}
+}
+
+// TestPlanDataItemLimit: a file's first stream item is 32 bits in the
+// node, so planData refuses a tree whose items pass 2^32 instead of
+// wrapping (16 TiB at the smallest block size: only the sizes are read).
+func TestPlanDataItemLimit(t *testing.T) {
+	var m memFile
+	w, err := NewWriter(&m, Options{Compression: Zstd, BlockSize: MinBlockSize})
+	must(t, err)
+	for range 20 { // 20 files of 2^40 bytes: 20 * 2^28 items
+		w.files = append(w.files, &node{kind: kindReg, size: 1 << 40})
+	}
+	if _, _, err := w.planData(); err == nil || !strings.Contains(err.Error(), "2^32") {
+		t.Fatalf("planData of %d files of 1 TiB: %v, want the 2^32 limit", len(w.files), err)
+	}
+	w.files = w.files[:15] // 15 * 2^28 items, the last file's first below 2^32
+	total, _, err := w.planData()
+	if err != nil || total != 15<<28 || w.files[14].firstSeq != 14<<28 {
+		t.Fatalf("planData of 15 files: %d items, last first %d, %v", total, w.files[14].firstSeq, err)
 	}
 }
 
