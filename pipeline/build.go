@@ -504,10 +504,12 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 	}
 	seal := &sealer{files: b.lay.files, h: b.h, evm: evmList, pool: pool, progress: b.opts.Progress}
 	if !b.m.Image.Format.IsTar() && workers > 1 {
-		// SquashFS reads one file at a time in image order, and hashes
-		// it on the reading goroutine: reading ahead moves the reads
-		// beside it. The tar writer reads several large files at once
-		// already (into spool files), and one core has nothing beside.
+		// SquashFS reads one file at a time in image order. A large
+		// file hashed with SHA-256 is hashed by the writer beside its
+		// reads (squashfs.SHA256Taker); with another hash the reading
+		// goroutine hashes it, and reading ahead moves the reads beside
+		// it. The tar writer reads several large files at once already
+		// (into spool files), and one core has nothing beside.
 		seal.readAhead = readAheadMin
 	}
 	if !b.m.Image.Format.IsTar() {
@@ -676,15 +678,13 @@ func (s *sealer) opener(fi int) func() (io.ReadCloser, error) {
 		if err != nil {
 			return nil, err
 		}
-		if s.readAhead > 0 && fs.entry.Size >= s.readAhead {
-			rc = newReadAhead(rc)
-		}
 		hh, err := s.h.New()
 		if err != nil {
 			rc.Close()
 			return nil, err
 		}
-		return &hashingReader{rc: rc, h: hh, sha256: s.h == imasig.SHA256, fs: fs, fi: int32(fi), pool: s.pool, ready: s.ready, progress: s.progress}, nil
+		return &hashingReader{rc: rc, h: hh, sha256: s.h == imasig.SHA256, ahead: s.readAhead > 0 && fs.entry.Size >= s.readAhead,
+			fs: fs, fi: int32(fi), pool: s.pool, ready: s.ready, progress: s.progress}, nil
 	}
 }
 
@@ -692,14 +692,21 @@ func (s *sealer) opener(fi int) func() (io.ReadCloser, error) {
 // every byte it returns, and at Close sets the file's digest and submits it
 // for signing. With SHA-256 it is a squashfs.ContentSHA256: the SquashFS
 // writer takes the digest (SumSHA256) to find duplicate files instead of
-// hashing the content again.
+// hashing the content again; and a squashfs.SHA256Taker: the writer may
+// hash a large file itself, beside its reads, from the blocks it reads
+// into (TakeSHA256), and give the digest back (SetSHA256) before Close.
 type hashingReader struct {
-	rc       io.ReadCloser
-	h        hash.Hash
-	sha256   bool   // h is SHA-256
-	sum      []byte // h.Sum after sumN bytes (SumSHA256), for Close
-	sumN     int64
-	n        int64
+	rc     io.ReadCloser
+	h      hash.Hash
+	sha256 bool   // h is SHA-256
+	sum    []byte // h.Sum after sumN bytes (SumSHA256, SetSHA256), for Close
+	sumN   int64
+	n      int64
+	// ahead: the first Read wraps rc in a readAhead, unless the writer
+	// took the hash (its reads then go straight into its blocks).
+	ahead    bool
+	taken    bool // TakeSHA256 returned true: Read does not hash
+	given    bool // SetSHA256 was called
 	fs       *fileState
 	fi       int32 // fs's index
 	pool     *signPool
@@ -713,14 +720,43 @@ func (r *hashingReader) HashesSHA256() bool { return r.sha256 }
 
 // SumSHA256 is the SHA-256 of the bytes read so far (HashesSHA256 true).
 func (r *hashingReader) SumSHA256() (sum [sha256.Size]byte) {
+	if r.taken {
+		copy(sum[:], r.sum)
+		return sum
+	}
 	r.sum, r.sumN = r.h.Sum(r.sum[:0]), r.n
 	copy(sum[:], r.sum)
 	return sum
 }
 
+// TakeSHA256 hands the hashing to the image writer (squashfs.SHA256Taker):
+// with SHA-256, before the first Read.
+func (r *hashingReader) TakeSHA256() bool {
+	if !r.sha256 || r.n != 0 || r.taken {
+		return false
+	}
+	r.taken = true
+	return true
+}
+
+// SetSHA256 is the digest of the first n bytes read, made by the image
+// writer after TakeSHA256. Close refuses a digest of fewer bytes than were
+// read, or none.
+func (r *hashingReader) SetSHA256(sum [sha256.Size]byte, n int64) {
+	r.sum, r.sumN, r.given = append(r.sum[:0], sum[:]...), n, true
+}
+
 func (r *hashingReader) Read(p []byte) (int, error) {
+	if r.ahead {
+		r.ahead = false
+		if !r.taken {
+			r.rc = newReadAhead(r.rc)
+		}
+	}
 	n, err := r.rc.Read(p)
-	r.h.Write(p[:n])
+	if !r.taken {
+		r.h.Write(p[:n])
+	}
 	r.n += int64(n)
 	return n, err
 }
@@ -734,6 +770,11 @@ func (r *hashingReader) Close() error {
 	}
 	if r.n != r.fs.entry.Size {
 		return fmt.Errorf("%s: read %d bytes, expected %d: %w", r.fs.entry.Path, r.n, r.fs.entry.Size, rootfs.ErrModified)
+	}
+	if r.taken && (!r.given || r.sumN != r.n) {
+		// fail closed: the writer took the hash and gave none for
+		// every byte read
+		return fmt.Errorf("%s: internal: the image writer hashed %d of the %d bytes read", r.fs.entry.Path, r.sumN, r.n)
 	}
 	if r.sum != nil && r.sumN == r.n {
 		r.fs.digest = r.sum

@@ -54,3 +54,62 @@ func TestHashingReaderSHA256(t *testing.T) {
 		t.Error("a SHA-512 reader says it hashes with SHA-256")
 	}
 }
+
+// TestHashingReaderTakeSHA256: a SHA-256 reader leaves the hash to the
+// image writer when asked before its first Read (and only then); its Read
+// then hashes nothing, and Close takes the writer's digest as the file's,
+// refusing none, or one of fewer bytes than were read (fail closed). A
+// SHA-512 reader keeps its hash.
+func TestHashingReaderTakeSHA256(t *testing.T) {
+	data := bytes.Repeat([]byte("content "), 1000)
+	open := func(h imasig.Hash) (*hashingReader, *fileState) {
+		fs := &fileState{fileRule: &fileRule{}, entry: &rootfs.Entry{Path: "/f", Size: int64(len(data))}}
+		hh, err := h.New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &hashingReader{rc: io.NopCloser(bytes.NewReader(data)), h: hh, sha256: h == imasig.SHA256, fs: fs}, fs
+	}
+	given := sha256.Sum256([]byte("what the writer says"))
+
+	r, fs := open(imasig.SHA256)
+	var taker squashfs.SHA256Taker = r
+	if !taker.TakeSHA256() || taker.TakeSHA256() {
+		t.Fatal("TakeSHA256: want true once")
+	}
+	if _, err := io.ReadAll(r); err != nil {
+		t.Fatal(err)
+	}
+	if r.h.Size() != sha256.Size || !bytes.Equal(r.h.Sum(nil), sha256.New().Sum(nil)) {
+		t.Error("Read hashed the content after TakeSHA256")
+	}
+	taker.SetSHA256(given, int64(len(data)))
+	if err := r.Close(); err != nil || !bytes.Equal(fs.digest, given[:]) {
+		t.Fatalf("digest %x (%v), want the writer's %x", fs.digest, err, given)
+	}
+
+	for _, tc := range []struct {
+		name string
+		set  func(*hashingReader)
+	}{
+		{"no digest", func(*hashingReader) {}},
+		{"a digest of fewer bytes", func(r *hashingReader) { r.SetSHA256(given, int64(len(data))-1) }},
+	} {
+		r, fs := open(imasig.SHA256)
+		r.TakeSHA256()
+		io.ReadAll(r)
+		tc.set(r)
+		if err := r.Close(); err == nil || fs.digest != nil {
+			t.Errorf("%s: Close %v, digest %x: want an error and no digest", tc.name, err, fs.digest)
+		}
+	}
+
+	r, _ = open(imasig.SHA256)
+	io.CopyN(io.Discard, r, 1)
+	if r.TakeSHA256() {
+		t.Error("TakeSHA256 after a Read: want false")
+	}
+	if r, _ := open(imasig.SHA512); r.TakeSHA256() {
+		t.Error("a SHA-512 reader gave its hash away")
+	}
+}

@@ -13,7 +13,11 @@ import (
 // to a goroutine of its own, a few chunks ahead of the reader: the hash
 // still covers exactly the bytes the image writer receives (hashingReader
 // hashes what Read returns), only the system calls (and larger ones: 512 KiB
-// instead of a block) run beside it.
+// instead of a block) run beside it. With SHA-256 the SquashFS writer hashes
+// a large file itself, on a goroutine beside its reads, from the blocks it
+// reads into (squashfs.SHA256Taker): no read-ahead then, and no chunk copy.
+// A readAhead is left for the other hashes, and for the image's hash
+// (imagehash.go).
 const (
 	// readAheadMin is the size from which a file is read ahead: one
 	// goroutine and a chunk copy per file pay off only for large files

@@ -52,9 +52,10 @@ type item struct {
 	comp  bool
 	sum   [sha256.Size]byte // content digest, on the last item
 	err   error
-	done  chan struct{} // closed when out is ready
+	done  chan struct{} // closed when out is ready (and raw hashed: finish)
 	frag  int           // fragment blocks: their index
 	isFrg bool
+	extra atomic.Int32 // finish calls before the one that closes done
 }
 
 // WriteData reads every regular file's content once, in tree order, in
@@ -339,6 +340,14 @@ func (p *compressPool) work() {
 	defer p.wg.Done()
 	for it := range p.jobs {
 		p.compress(it)
+		it.finish()
+	}
+}
+
+// finish records that one of the item's users is done with it (its
+// compressor, its hashBehind); the last one closes done.
+func (it *item) finish() {
+	if it.extra.Add(-1) < 0 {
 		close(it.done)
 	}
 }
@@ -407,6 +416,15 @@ func (rd *blockReader) readFile(i int, f *node) (err error) {
 			err = &PathError{Path: name(), Err: cerr}
 		}
 	}()
+	// A large file's SHA-256 is computed beside the reads (hashBehind),
+	// when its reader lets the writer make it; the reader is closed
+	// (deferred above) only after the last block has been hashed.
+	var hb *hashBehind
+	if t, ok := r.(SHA256Taker); ok && f.size >= hashBehindMin && t.TakeSHA256() {
+		hb = startHashBehind(rd.ctx, t, len(win.ring))
+		defer hb.stop()
+		h = nopHash{}
+	}
 	bs := int64(w.opts.BlockSize)
 	if f.size == 0 {
 		var one [1]byte
@@ -453,6 +471,20 @@ func (rd *blockReader) readFile(i int, f *node) (err error) {
 			it.kind, it.done = itemSparse, rd.ready
 		default:
 			it.kind, it.done = itemData, make(chan struct{})
+		}
+		if hb != nil {
+			// the committer waits for the hash too: raw is released
+			// after the commit
+			if it.kind == itemData {
+				it.extra.Store(1)
+			} else {
+				it.done = make(chan struct{})
+			}
+			if err := hb.add(it); err != nil {
+				return err
+			}
+		}
+		if it.kind == itemData {
 			if err := rd.comp.submit(it); err != nil {
 				return err
 			}
@@ -472,6 +504,73 @@ func (rd *blockReader) readFile(i int, f *node) (err error) {
 type ContentSHA256 interface {
 	HashesSHA256() bool
 	SumSHA256() [sha256.Size]byte
+}
+
+// SHA256Taker is a file's reader (Entry.Open) that can leave the SHA-256 of
+// its content to the writer, as a build's reader does for a file's IMA
+// digest: when TakeSHA256 returns true, the reader stops hashing the bytes
+// Read returns, and the writer hashes every byte it reads from it (the
+// bytes it compresses) and gives the digest of all n of them to SetSHA256
+// before Close. The writer asks, once and before the first Read, only for
+// files of at least hashBehindMin bytes, and hashes them on a goroutine
+// beside the reads: the SHA-256 chain of a large file then runs beside its
+// reads and the window instead of between them.
+type SHA256Taker interface {
+	TakeSHA256() bool
+	SetSHA256(sum [sha256.Size]byte, n int64)
+}
+
+// hashBehindMin is the size from which a file is hashed beside its reads
+// (SHA256Taker): a goroutine and a hand-off per block pay off only for large
+// files (a tree of small files keeps its path).
+const hashBehindMin = 4 << 20
+
+// hashBehind hashes one file's blocks, in order, on a goroutine of its own,
+// and finishes each item (the committer waits for it) once its raw content
+// has been hashed. After the last block it gives the digest to the reader.
+type hashBehind struct {
+	ctx    context.Context
+	t      SHA256Taker
+	blocks chan *item
+	done   chan struct{}
+}
+
+func startHashBehind(ctx context.Context, t SHA256Taker, depth int) *hashBehind {
+	hb := &hashBehind{ctx: ctx, t: t, blocks: make(chan *item, depth), done: make(chan struct{})}
+	go hb.run()
+	return hb
+}
+
+func (hb *hashBehind) run() {
+	defer close(hb.done)
+	h := sha256.New()
+	var n int64
+	for it := range hb.blocks {
+		h.Write(it.raw)
+		n += int64(len(it.raw))
+		if it.last {
+			h.Sum(it.sum[:0])
+			hb.t.SetSHA256(it.sum, n)
+		}
+		it.finish()
+	}
+}
+
+// add queues the next block (it.raw, read and not written to again until
+// the committer releases it).
+func (hb *hashBehind) add(it *item) error {
+	select {
+	case hb.blocks <- it:
+		return nil
+	case <-hb.ctx.Done():
+		return hb.ctx.Err()
+	}
+}
+
+// stop waits until every block added has been hashed.
+func (hb *hashBehind) stop() {
+	close(hb.blocks)
+	<-hb.done
 }
 
 // readerSHA256 is the hash.Hash of readFile for a ContentSHA256 reader:

@@ -1,11 +1,16 @@
 package squashfs
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand"
 	"testing"
+	"testing/iotest"
 )
 
 // TestFragmentCompressors: with more compressors than workers (squashfs
@@ -59,5 +64,103 @@ func TestFragmentCompressors(t *testing.T) {
 		if got := sum(m.b); got != want {
 			t.Errorf("%d compressors: image %s, want %s (2 compressors)", compressors, got, want)
 		}
+	}
+}
+
+// takerReader is a reader that leaves its SHA-256 to the writer
+// (SHA256Taker) and records what the writer did with it.
+type takerReader struct {
+	io.Reader
+	took, set, setBeforeClose bool
+	sum                       [sha256.Size]byte
+	n                         int64
+	readBeforeTake            bool
+}
+
+func (r *takerReader) Read(p []byte) (int, error) {
+	if !r.took {
+		r.readBeforeTake = true
+	}
+	return r.Reader.Read(p)
+}
+func (r *takerReader) TakeSHA256() bool { r.took = true; return true }
+func (r *takerReader) SetSHA256(sum [sha256.Size]byte, n int64) {
+	r.sum, r.n, r.set = sum, n, true
+}
+func (r *takerReader) Close() error { r.setBeforeClose = r.set; return nil }
+
+// TestSHA256Taker: a file of hashBehindMin bytes or more whose reader is a
+// SHA256Taker is hashed by the writer beside the reads: the reader is asked
+// before its first Read, gets the SHA-256 of all its bytes before Close,
+// and that digest finds its duplicate; a smaller file is not asked; the
+// image is the one written from plain readers, with one worker or two.
+func TestSHA256Taker(t *testing.T) {
+	rnd := rand.New(rand.NewSource(5))
+	big := make([]byte, hashBehindMin+3*4096+1000) // full blocks, a zero block, a tail
+	rnd.Read(big)
+	clear(big[4096 : 2*4096])
+	small := big[:3000]
+	files := []struct {
+		path string
+		data []byte
+	}{{"/a", big}, {"/b", big}, {"/c", small}, {"/d", big[:hashBehindMin]}}
+	plain := make([]Entry, len(files))
+	for i, f := range files {
+		plain[i] = Entry{Path: f.path, Mode: 0o644, Size: int64(len(f.data)), Open: opener(f.data)}
+	}
+	for _, workers := range []int{1, 2} {
+		opts := Options{Compression: Zstd, BlockSize: 4096, Workers: workers}
+		want := sum(build(t, plain, opts))
+		readers := make([]*takerReader, len(files))
+		es := make([]Entry, len(files))
+		for i, f := range files {
+			es[i] = plain[i]
+			es[i].Open = func() (io.ReadCloser, error) {
+				readers[i] = &takerReader{Reader: bytes.NewReader(f.data)}
+				return readers[i], nil
+			}
+		}
+		img, st := buildStats(t, es, opts)
+		if got := sum(img); got != want {
+			t.Errorf("workers %d: image %s, want %s (plain readers)", workers, got, want)
+		}
+		if st.Duplicates != 1 {
+			t.Errorf("workers %d: Duplicates = %d, want 1", workers, st.Duplicates)
+		}
+		for i, f := range files {
+			r := readers[i]
+			if len(f.data) < hashBehindMin {
+				if r.took || r.set {
+					t.Errorf("workers %d: %s (%d bytes) was asked for its hash", workers, f.path, len(f.data))
+				}
+				continue
+			}
+			if !r.took || r.readBeforeTake || !r.setBeforeClose {
+				t.Errorf("workers %d: %s: took %v, read before %v, digest before Close %v", workers, f.path, r.took, r.readBeforeTake, r.setBeforeClose)
+			}
+			if r.sum != sha256.Sum256(f.data) || r.n != int64(len(f.data)) {
+				t.Errorf("workers %d: %s: digest %x of %d bytes, want the SHA-256 of %d", workers, f.path, r.sum, r.n, len(f.data))
+			}
+		}
+	}
+}
+
+// TestSHA256TakerReadError: a file that fails half way fails WriteData
+// naming it, and its reader gets no digest (of the bytes read so far, or
+// any).
+func TestSHA256TakerReadError(t *testing.T) {
+	data := make([]byte, 2*hashBehindMin)
+	boom := errors.New("boom")
+	r := &takerReader{Reader: io.MultiReader(bytes.NewReader(data[:hashBehindMin+100]), iotest.ErrReader(boom))}
+	w, err := NewWriter(&memFile{}, Options{Compression: Zstd, BlockSize: 4096, Workers: 2})
+	must(t, err)
+	must(t, w.Add(Entry{Path: "/big", Mode: 0o644, Size: int64(len(data)), Open: func() (io.ReadCloser, error) { return r, nil }}))
+	err = w.WriteData(context.Background())
+	var pe *PathError
+	if !errors.Is(err, boom) || !errors.As(err, &pe) || pe.Path != "/big" {
+		t.Fatalf("WriteData: %v, want boom naming /big", err)
+	}
+	if !r.took || r.set {
+		t.Errorf("took %v, digest given %v: want taken, none given", r.took, r.set)
 	}
 }
