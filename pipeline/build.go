@@ -493,7 +493,11 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 			poolWorkers = max(workers, remoteWorkers)
 		}
 	}
-	pool := newSignPool(ctx, signFuncs(b.h, b.signers), batchFuncs(b.h, b.signers), poolWorkers)
+	maxBatch := queuedBatch
+	if b.m.Image.Format.IsTar() {
+		maxBatch = waitedBatch
+	}
+	pool := newSignPool(ctx, signFuncs(b.h, b.signers), batchFuncs(b.h, b.signers), poolWorkers, maxBatch)
 	defer pool.close()
 	if b.opts.Progress != nil {
 		b.opts.Progress.Start(b.lay.toRead, b.lay.total)

@@ -13,7 +13,7 @@ import (
 )
 
 // TestSignPoolBatches: a key with a batchFunc gets the queued digests in
-// batches (at most batchSize, one key per batch), the other key one by one;
+// batches (at most waitedBatch, one key per batch), the other key one by one;
 // every result is its own digest's value; a failing batch falls back to
 // single signatures, so an error stays with its own digest.
 func TestSignPoolBatches(t *testing.T) {
@@ -49,7 +49,7 @@ func TestSignPoolBatches(t *testing.T) {
 	for _, fail := range []bool{false, true} {
 		failBatch, sizes = fail, nil
 		p := newSignPool(context.Background(), map[string]signFunc{"a": single("a"), "b": single("b")},
-			map[string]batchFunc{"a": batch}, 2)
+			map[string]batchFunc{"a": batch}, 2, waitedBatch)
 		type want struct {
 			r     *sigResult
 			value string
@@ -78,7 +78,7 @@ func TestSignPoolBatches(t *testing.T) {
 		}
 		big := 0
 		for _, n := range sizes {
-			if n > batchSize {
+			if n > waitedBatch {
 				t.Fatalf("a batch of %d", n)
 			}
 			if n > 1 {
@@ -87,6 +87,52 @@ func TestSignPoolBatches(t *testing.T) {
 		}
 		if big == 0 {
 			t.Errorf("fail=%v: no batch of more than one digest (%v)", fail, sizes)
+		}
+	}
+}
+
+// TestSignPoolBatchLimit: with a deep queue, a worker takes batches of
+// exactly the pool's limit and never more: waitedBatch (a tar build) and
+// queuedBatch (a SquashFS build, 64: one hand-off to a libcrypto signing
+// thread; it was 8 for both before).
+func TestSignPoolBatchLimit(t *testing.T) {
+	for _, c := range []struct{ limit, want int }{{waitedBatch, 8}, {queuedBatch, 64}} {
+		limit := c.limit
+		var mu sync.Mutex
+		var sizes []int
+		gate := make(chan struct{})
+		sign := func(_ string, d []byte) ([]byte, error) {
+			<-gate
+			mu.Lock()
+			sizes = append(sizes, 1)
+			mu.Unlock()
+			return d, nil
+		}
+		batch := func(ds [][]byte) ([][]byte, error) {
+			<-gate
+			mu.Lock()
+			sizes = append(sizes, len(ds))
+			mu.Unlock()
+			return ds, nil
+		}
+		p := newSignPool(context.Background(), map[string]signFunc{"k": sign}, map[string]batchFunc{"k": batch}, 1, limit)
+		var rs []*sigResult
+		for i := range 1000 {
+			rs = append(rs, p.submit("k", "/f", []byte(fmt.Sprintf("d-%d", i))))
+		}
+		close(gate)
+		p.close()
+		for i, r := range rs {
+			if err := p.wait(r); err != nil || string(r.value) != fmt.Sprintf("d-%d", i) {
+				t.Fatalf("limit %d: result %d = %q, %v", limit, i, r.value, err)
+			}
+		}
+		most, total := 0, 0
+		for _, n := range sizes {
+			most, total = max(most, n), total+n
+		}
+		if most != c.want || total != 1000 {
+			t.Errorf("limit %d: batches %v: the largest %d, %d digests in all; want %d and 1000", limit, sizes, most, total, c.want)
 		}
 	}
 }
@@ -105,7 +151,7 @@ func poolWaiters(tb testing.TB, n int) {
 		}
 		return append([]byte("sig:"), d...), nil
 	}}
-	p := newSignPool(context.Background(), fns, nil, 2)
+	p := newSignPool(context.Background(), fns, nil, 2, waitedBatch)
 	defer p.close()
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*n)
@@ -152,7 +198,7 @@ func TestSignPoolLookup(t *testing.T) {
 		"a": func(_ string, d []byte) ([]byte, error) { return append([]byte("a:"), d...), nil },
 		"b": func(_ string, d []byte) ([]byte, error) { return append([]byte("b:"), d...), nil },
 	}
-	p := newSignPool(context.Background(), fns, nil, 2)
+	p := newSignPool(context.Background(), fns, nil, 2, waitedBatch)
 	defer p.close()
 	const n = 5000
 	first := make([]*sigResult, n)
@@ -201,7 +247,7 @@ func TestSignPoolRelease(t *testing.T) {
 		}
 		return append([]byte("a:"), d...), nil
 	}}
-	p := newSignPool(context.Background(), fns, nil, 2)
+	p := newSignPool(context.Background(), fns, nil, 2, waitedBatch)
 	defer p.close()
 	p.keep = 1 // one sealed result keeps its value
 	d := []byte("digest-1")

@@ -52,7 +52,8 @@ static int imaforge_rsa_sign_batch(EVP_PKEY *pkey, int nid, const unsigned char 
 #include <stdlib.h>
 #include <unistd.h>
 
-#define IMAFORGE_RSA_BATCH 8
+// the most digests one post takes: BatchSize
+#define IMAFORGE_RSA_BATCH 64
 #define IMAFORGE_RSA_MAX_DIGEST 64
 
 typedef struct {
@@ -148,6 +149,10 @@ import (
 
 	"golang.org/x/sys/unix"
 )
+
+// One post to a signing thread takes BatchSize digests (a compile-time
+// check that the two agree).
+const _, _ = uint(C.IMAFORGE_RSA_BATCH - BatchSize), uint(BatchSize - C.IMAFORGE_RSA_BATCH)
 
 // LibcryptoAvailable reports whether this build signs RSA with the system
 // libcrypto (built with cgo and without the imaforge_purego tag).
