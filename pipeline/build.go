@@ -16,7 +16,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -129,7 +128,7 @@ type Key interface {
 type fileState struct {
 	*fileRule
 	entry  *rootfs.Entry
-	digest []byte
+	digest string // the bytes, once read (a string: 8 bytes less than a slice)
 	sig    *sigResult
 }
 
@@ -212,7 +211,7 @@ func (s *sealer) seal(fs *fileState) (manifest.Xattrs, error) {
 		if err != nil {
 			return nil, fmt.Errorf("EVM signature of %s: %w", e.Path, err)
 		}
-		evm := s.pool.submit(evmPoolKey(fs.evmKey), e.Path, d)
+		evm := s.pool.submit(evmPoolKey(fs.evmKey), e.Path, string(d))
 		if err := s.pool.wait(evm); err != nil {
 			return nil, fmt.Errorf("EVM-sign %s with key %q: %w", e.Path, fs.evmKey, err)
 		}
@@ -703,7 +702,7 @@ type hashingReader struct {
 	rc     io.ReadCloser
 	h      hash.Hash
 	sha256 bool   // h is SHA-256
-	sum    []byte // h.Sum after sumN bytes (SumSHA256, SetSHA256), for Close
+	sum    string // h.Sum after sumN bytes (SumSHA256, SetSHA256), for Close
 	sumN   int64
 	n      int64
 	// ahead: the first Read wraps rc in a readAhead, unless the writer
@@ -728,8 +727,9 @@ func (r *hashingReader) SumSHA256() (sum [sha256.Size]byte) {
 		copy(sum[:], r.sum)
 		return sum
 	}
-	r.sum, r.sumN = r.h.Sum(r.sum[:0]), r.n
-	copy(sum[:], r.sum)
+	b := r.h.Sum(nil)
+	r.sum, r.sumN = string(b), r.n
+	copy(sum[:], b)
 	return sum
 }
 
@@ -747,7 +747,7 @@ func (r *hashingReader) TakeSHA256() bool {
 // writer after TakeSHA256. Close refuses a digest of fewer bytes than were
 // read, or none.
 func (r *hashingReader) SetSHA256(sum [sha256.Size]byte, n int64) {
-	r.sum, r.sumN, r.given = append(r.sum[:0], sum[:]...), n, true
+	r.sum, r.sumN, r.given = string(sum[:]), n, true
 }
 
 func (r *hashingReader) Read(p []byte) (int, error) {
@@ -780,10 +780,10 @@ func (r *hashingReader) Close() error {
 		// every byte read
 		return fmt.Errorf("%s: internal: the image writer hashed %d of the %d bytes read", r.fs.entry.Path, r.sumN, r.n)
 	}
-	if r.sum != nil && r.sumN == r.n {
+	if r.sum != "" && r.sumN == r.n {
 		r.fs.digest = r.sum
 	} else {
-		r.fs.digest = r.h.Sum(nil)
+		r.fs.digest = string(r.h.Sum(nil))
 	}
 	// Read exactly once: the content handle is not kept to the end of a
 	// large build.
@@ -985,7 +985,7 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 		rec.Policy = append(rec.Policy, RecordPolicy{
 			Name:   f.src.Name,
 			Path:   f.src.Path,
-			Digest: hex.EncodeToString(fs.digest),
+			Digest: hex.EncodeToString([]byte(fs.digest)),
 			Key:    fs.key,
 			KeyID:  rec.Keys[keyIndex[fs.key]].KeyID,
 		})
@@ -1008,7 +1008,7 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 			continue
 		}
 		if fs.key != "" {
-			if fs.digest == nil {
+			if fs.digest == "" {
 				return nil, fmt.Errorf("%s: internal: signed file without a digest", e.Path)
 			}
 			rec.Keys[keyIndex[fs.key]].Files++
@@ -1023,12 +1023,12 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 		fs := files.lookup(f.src.Path)
 		if fs.key == "" || slices.ContainsFunc(frags[:i], func(g *fragment) bool {
 			o := files.lookup(g.src.Path)
-			return o.key == fs.key && bytes.Equal(o.digest, fs.digest)
+			return o.key == fs.key && o.digest == fs.digest
 		}) {
 			continue
 		}
 		if !slices.ContainsFunc(files, func(o fileState) bool {
-			return !o.fragment && o.key == fs.key && bytes.Equal(o.digest, fs.digest)
+			return !o.fragment && o.key == fs.key && o.digest == fs.digest
 		}) {
 			rec.Keys[keyIndex[fs.key]].Signatures--
 		}
@@ -1045,7 +1045,7 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 			if _, ok := isFrag[e.Path]; ok {
 				continue
 			}
-			rf := RecordFile{Path: e.Path, RecordMeta: recordMeta(e), Size: e.Size, Digest: hex.EncodeToString(fs.digest), EVMKey: fs.evmKey}
+			rf := RecordFile{Path: e.Path, RecordMeta: recordMeta(e), Size: e.Size, Digest: hex.EncodeToString([]byte(fs.digest)), EVMKey: fs.evmKey}
 			if fs.key != "" {
 				rf.Key, rf.KeyID = fs.key, keys[keyIndex[fs.key]].KeyID
 			}

@@ -35,7 +35,7 @@ func TestHashingReaderSHA256(t *testing.T) {
 	if !cs.HashesSHA256() || cs.SumSHA256() != want {
 		t.Fatalf("SumSHA256 %x, want %x", cs.SumSHA256(), want)
 	}
-	if err := r.Close(); err != nil || !bytes.Equal(fs.digest, want[:]) {
+	if err := r.Close(); err != nil || fs.digest != string(want[:]) {
 		t.Fatalf("digest %x (%v), want %x", fs.digest, err, want)
 	}
 
@@ -46,7 +46,7 @@ func TestHashingReaderSHA256(t *testing.T) {
 	if _, err := io.ReadAll(r); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Close(); err != nil || !bytes.Equal(fs.digest, want[:]) {
+	if err := r.Close(); err != nil || fs.digest != string(want[:]) {
 		t.Fatalf("digest after an early SumSHA256 %x (%v), want %x", fs.digest, err, want)
 	}
 
@@ -84,7 +84,7 @@ func TestHashingReaderTakeSHA256(t *testing.T) {
 		t.Error("Read hashed the content after TakeSHA256")
 	}
 	taker.SetSHA256(given, int64(len(data)))
-	if err := r.Close(); err != nil || !bytes.Equal(fs.digest, given[:]) {
+	if err := r.Close(); err != nil || fs.digest != string(given[:]) {
 		t.Fatalf("digest %x (%v), want the writer's %x", fs.digest, err, given)
 	}
 
@@ -99,7 +99,7 @@ func TestHashingReaderTakeSHA256(t *testing.T) {
 		r.TakeSHA256()
 		io.ReadAll(r)
 		tc.set(r)
-		if err := r.Close(); err == nil || fs.digest != nil {
+		if err := r.Close(); err == nil || fs.digest != "" {
 			t.Errorf("%s: Close %v, digest %x: want an error and no digest", tc.name, err, fs.digest)
 		}
 	}

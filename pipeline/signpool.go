@@ -1,11 +1,11 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"sync"
 
 	"github.com/imaforge/imaforge/signer"
@@ -35,7 +35,8 @@ type signPool struct {
 	names []string    // key names, by index
 	fns   []signFunc  // by key index
 	batch []batchFunc // by key index; nil: the key signs one at a time
-	index map[string]uint32
+	index map[string]uint16
+	given int // len of newSignPool's keys
 
 	mu sync.Mutex
 	// results finds a result by (key index, digest): an open-addressing
@@ -64,7 +65,7 @@ type signPool struct {
 }
 
 // fingerprint is the first 8 bytes of digest (zero-padded).
-func fingerprint(digest []byte) uint64 {
+func fingerprint(digest string) uint64 {
 	var b [8]byte
 	copy(b[:], digest)
 	return binary.LittleEndian.Uint64(b[:])
@@ -72,14 +73,16 @@ func fingerprint(digest []byte) uint64 {
 
 // sigResult is a signature that is, or will be, computed: its value is
 // valid once signPool.wait returns. digest is what was signed (the file's
-// digest, shared, not copied).
+// digest, shared, not copied). A build holds one per unique digest to its
+// end: 48 bytes (TestPerFileStateSize), the digest a string and the key
+// 16 bits for that.
 type sigResult struct {
-	digest []byte
+	digest string
 	value  []byte
-	key    uint32
 	// refs counts the files given this result and not yet sealed
 	// (release); under signPool.mu, like done and released.
 	refs     uint32
+	key      uint16
 	done     bool
 	released bool // value dropped: every file given it was sealed
 }
@@ -103,16 +106,20 @@ func newSignPool(ctx context.Context, keys map[string]signFunc, batch map[string
 		workers = 1
 	}
 	p := &signPool{
-		index:    make(map[string]uint32, len(keys)),
+		index:    make(map[string]uint16, len(keys)),
 		errs:     make(map[*sigResult]error),
 		jobs:     make(chan sigJob, 4096),
 		seed:     maphash.MakeSeed(),
 		keep:     keptReleased,
 		maxBatch: max(1, maxBatch),
+		given:    len(keys),
 	}
 	p.waiting = make(map[*sigResult]chan struct{})
 	for name, fn := range keys {
-		p.index[name] = uint32(len(p.names))
+		if len(keys) > math.MaxUint16+1 {
+			break // more than a result's key index holds: submit fails every file
+		}
+		p.index[name] = uint16(len(p.names))
 		p.names = append(p.names, name)
 		p.fns = append(p.fns, fn)
 		p.batch = append(p.batch, batch[name])
@@ -183,14 +190,14 @@ func (p *signPool) sign(ctx context.Context, js []sigJob) {
 		}
 		bf := p.batch[j.r.key]
 		if bf == nil || len(js) == 1 {
-			values[i], errs[i] = p.fns[j.r.key](j.path, j.r.digest)
+			values[i], errs[i] = p.fns[j.r.key](j.path, []byte(j.r.digest))
 			continue
 		}
 		if len(at) > 0 && js[at[0]].r.key != j.r.key {
 			p.signBatch(js, at, digests, values, errs)
 			digests, at = digests[:0], at[:0]
 		}
-		digests, at = append(digests, j.r.digest), append(at, i)
+		digests, at = append(digests, []byte(j.r.digest)), append(at, i)
 	}
 	if len(at) > 0 {
 		p.signBatch(js, at, digests, values, errs)
@@ -218,7 +225,7 @@ func (p *signPool) signBatch(js []sigJob, at []int, digests, values [][]byte, er
 		if err == nil && len(vals) == len(at) {
 			values[i] = vals[k]
 		} else {
-			values[i], errs[i] = p.fns[key](js[i].path, js[i].r.digest)
+			values[i], errs[i] = p.fns[key](js[i].path, []byte(js[i].r.digest))
 		}
 	}
 }
@@ -226,12 +233,12 @@ func (p *signPool) signBatch(js []sigJob, at []int, digests, values [][]byte, er
 // submit asks for the signature of digest, of the file at image path, with
 // the named key and returns its (possibly shared) result. digest must not
 // change afterwards.
-func (p *signPool) submit(key, path string, digest []byte) *sigResult {
+func (p *signPool) submit(key, path, digest string) *sigResult {
 	ki, ok := p.index[key]
 	if !ok {
 		r := &sigResult{digest: digest, done: true}
 		p.mu.Lock()
-		p.errs[r] = fmt.Errorf("internal: no signer for key %q", key)
+		p.errs[r] = fmt.Errorf("internal: no signer for key %q (%d keys given, at most %d)", key, p.given, math.MaxUint16+1)
 		p.mu.Unlock()
 		return r
 	}
@@ -301,7 +308,7 @@ const keptReleased = 1 << 16
 // find returns the slot of the result of (key, digest) in p.results, or
 // the free slot where it goes, growing the table first if it is 3/4 full
 // (p.mu held).
-func (p *signPool) find(key uint32, digest []byte) int {
+func (p *signPool) find(key uint16, digest string) int {
 	if 4*(p.nres+1) > 3*len(p.results) {
 		old := p.results
 		p.results = make([]*sigResult, max(1024, 2*len(old)))
@@ -315,16 +322,16 @@ func (p *signPool) find(key uint32, digest []byte) int {
 }
 
 // probe returns the slot holding (key, digest) or the first free one.
-func (p *signPool) probe(key uint32, digest []byte) int {
+func (p *signPool) probe(key uint16, digest string) int {
 	mask := uint64(len(p.results) - 1)
 	// seeded: a tree made to crowd one slot does not know the seed
 	i := maphash.Comparable(p.seed, struct {
 		fp  uint64
-		key uint32
+		key uint16
 	}{fingerprint(digest), key}) & mask
 	for {
 		r := p.results[i]
-		if r == nil || r.key == key && bytes.Equal(r.digest, digest) {
+		if r == nil || r.key == key && r.digest == digest {
 			return int(i)
 		}
 		i = (i + 1) & mask

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -61,7 +62,7 @@ func TestSignPoolBatches(t *testing.T) {
 			if i == 7 {
 				d = "bad-7"
 			}
-			ws = append(ws, want{p.submit(key, "/f", []byte(d)), key + ":" + d})
+			ws = append(ws, want{p.submit(key, "/f", d), key + ":" + d})
 		}
 		p.close()
 		for i, w := range ws {
@@ -118,7 +119,7 @@ func TestSignPoolBatchLimit(t *testing.T) {
 		p := newSignPool(context.Background(), map[string]signFunc{"k": sign}, map[string]batchFunc{"k": batch}, 1, limit)
 		var rs []*sigResult
 		for i := range 1000 {
-			rs = append(rs, p.submit("k", "/f", []byte(fmt.Sprintf("d-%d", i))))
+			rs = append(rs, p.submit("k", "/f", fmt.Sprintf("d-%d", i)))
 		}
 		close(gate)
 		p.close()
@@ -160,7 +161,7 @@ func poolWaiters(tb testing.TB, n int) {
 			close(gate)
 		}
 		d := sha256.Sum256(fmt.Append(nil, i))
-		r := p.submit("k", fmt.Sprint("/f", i), d[:])
+		r := p.submit("k", fmt.Sprint("/f", i), string(d[:]))
 		for range 1 + i%4/3 {
 			wg.Add(1)
 			go func() {
@@ -202,11 +203,11 @@ func TestSignPoolLookup(t *testing.T) {
 	defer p.close()
 	const n = 5000
 	first := make([]*sigResult, n)
-	digest := func(i int) []byte {
+	digest := func(i int) string {
 		d := make([]byte, 32) // the first 8 bytes are the same for 2k and 2k+1
 		binary.LittleEndian.PutUint64(d, uint64(i/2))
 		copy(d[8:], fmt.Append(nil, i))
-		return d
+		return string(d)
 	}
 	for i := range n {
 		first[i] = p.submit("a", "/f", digest(i))
@@ -250,7 +251,7 @@ func TestSignPoolRelease(t *testing.T) {
 	p := newSignPool(context.Background(), fns, nil, 2, waitedBatch)
 	defer p.close()
 	p.keep = 1 // one sealed result keeps its value
-	d := []byte("digest-1")
+	d := "digest-1"
 	r1 := p.submit("a", "/f", d)
 	r2 := p.submit("a", "/g", d)
 	if r1 != r2 {
@@ -272,7 +273,7 @@ func TestSignPoolRelease(t *testing.T) {
 	} else {
 		p.release(r)
 	}
-	other := p.submit("a", "/o", []byte("digest-2"))
+	other := p.submit("a", "/o", "digest-2")
 	if err := p.wait(other); err != nil {
 		t.Fatal(err)
 	}
@@ -295,12 +296,37 @@ func TestSignPoolRelease(t *testing.T) {
 	if r3.value != nil || other.value != nil {
 		t.Error("values kept after forget")
 	}
-	bad := p.submit("a", "/x", []byte("x-digest"))
+	bad := p.submit("a", "/x", "x-digest")
 	if err := p.wait(bad); err == nil {
 		t.Fatal("no error")
 	}
 	p.release(bad)
 	if err := p.wait(bad); err == nil || bad.released {
 		t.Errorf("a failed result released: %v", err)
+	}
+}
+
+// TestSignPoolKeyLimit: a result keeps its key's index in 16 bits, so a
+// pool given more keys than that signs nothing: every file fails, naming
+// its key, rather than being signed with another key.
+func TestSignPoolKeyLimit(t *testing.T) {
+	for _, n := range []int{1 << 16, 1<<16 + 1} {
+		fns := make(map[string]signFunc, n)
+		for i := range n {
+			k := fmt.Sprint("k", i)
+			fns[k] = func(_ string, d []byte) ([]byte, error) { return []byte(k + ":" + string(d)), nil }
+		}
+		p := newSignPool(context.Background(), fns, nil, 2, waitedBatch)
+		for _, k := range []string{"k0", fmt.Sprint("k", n-1)} {
+			r := p.submit(k, "/f", "digest")
+			err := p.wait(r)
+			switch {
+			case n <= 1<<16 && (err != nil || string(r.value) != k+":digest"):
+				t.Errorf("%d keys, %s: %v, value %q", n, k, err, r.value)
+			case n > 1<<16 && (err == nil || !strings.Contains(err.Error(), k)):
+				t.Errorf("%d keys, %s: %v, want an error naming the key", n, k, err)
+			}
+		}
+		p.close()
 	}
 }
