@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -665,5 +666,64 @@ func TestHostFilesOpenFromSourceDirectory(t *testing.T) {
 	_, err = read()
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), p.path("r/sub/a")) {
 		t.Errorf("after Tree.Close, by the old path: %v", err)
+	}
+}
+
+// TestWalkLargeDirectory: a directory of more than parallelStat children,
+// whose lstats two goroutines share, gives every child in name order with
+// its own type, mode, size and symlink target (files, symlinks and
+// directories in both halves, excluded names and the build's outputs
+// among them), and a small directory the same through one goroutine.
+func TestWalkLargeDirectory(t *testing.T) {
+	for _, n := range []int{parallelStat / 2, 3 * parallelStat} {
+		p := newProject(t)
+		type want struct {
+			typ    Type
+			mode   uint32
+			size   int64
+			target string
+		}
+		wants := map[string]want{"/": {typ: TypeDir, mode: 0o755}}
+		for i := range n {
+			name := fmt.Sprintf("c%04d", i)
+			switch i % 4 {
+			case 0, 1:
+				mode := []os.FileMode{0o644, 0o600}[i%2]
+				p.file("r/"+name, strings.Repeat("x", i), mode)
+				wants["/"+name] = want{typ: TypeReg, mode: uint32(mode), size: int64(i)}
+			case 2:
+				target := fmt.Sprintf("target-%d", i)
+				p.symlink(target, "r/"+name)
+				wants["/"+name] = want{typ: TypeSymlink, mode: 0o777, size: int64(len(target)), target: target}
+			case 3:
+				p.file("r/"+name+"/f", "f", 0o644)
+				wants["/"+name] = want{typ: TypeDir, mode: 0o755}
+				wants["/"+name+"/f"] = want{typ: TypeReg, mode: 0o644, size: 1}
+			}
+			p.file(fmt.Sprintf("r/%s.o", name), "excluded", 0o644)
+		}
+		p.file("r/out.img", "the image", 0o644)
+		m, err := p.load("sources:\n  - from: r\nexclude: [\"*.o\"]\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := Walk(context.Background(), m, Options{Output: p.path("r/out.img")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tr.Close() })
+		if len(tr.Entries) != len(wants) || len(tr.Skipped) != 1 {
+			t.Fatalf("%d children: %d entries, want %d; skipped %q", n, len(tr.Entries), len(wants), tr.Skipped)
+		}
+		for i := range tr.Entries {
+			e := &tr.Entries[i]
+			w, ok := wants[e.Path]
+			if i > 0 && ComparePaths(tr.Entries[i-1].Path, e.Path) >= 0 {
+				t.Errorf("%s after %s", e.Path, tr.Entries[i-1].Path)
+			}
+			if !ok || e.Type != w.typ || e.Mode != w.mode || e.Size != w.size || e.Target() != w.target {
+				t.Errorf("%d children: %s: %v %o %d %q, want %+v", n, e.Path, e.Type, e.Mode, e.Size, e.Target(), w)
+			}
+		}
 	}
 }
