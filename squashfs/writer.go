@@ -114,18 +114,17 @@ const (
 )
 
 // node is one directory entry of the tree; hard links share the inode fields
-// of their target (ext.link). It is kept small (96 bytes on 64-bit,
+// of their target (ext.link). It is kept small (88 bytes on 64-bit,
 // TestNodeSize; allocated in slabs), since a Writer holds one per entry
 // until Close: what only directories, symlinks, devices and hard links need
 // is in ext, a regular file's block list is a range of Writer.blockWords,
 // and its sparse byte count follows from that list. A node has no parent
 // pointer: only error messages need a node's path, and Writer.pathOf
-// searches the tree for it. Fields used in one phase only share their
+// searches the tree for it; nor a regular file's Open (Writer.opens). Fields used in one phase only share their
 // space with another phase's (at, xattr).
 type node struct {
 	name string
 	ext  *nodeExt // directories, symlinks, devices and hard links
-	open func() (io.ReadCloser, error)
 	size int64
 
 	// at is a regular file's data start (set by WriteData) until Close
@@ -133,7 +132,7 @@ type node struct {
 	at uint64
 
 	// data layout, set by WriteData
-	firstSeq uint32 // the file's first stream item (planData)
+	firstSeq uint32 // the file's first stream item (planData); until prepare, its index in Writer.opens
 	blockAt  uint32 // the file's block list: blockWords[blockAt:][:w.blockCount(size)]
 
 	uid, gid, mtime uint32
@@ -252,7 +251,12 @@ type Writer struct {
 	closed    bool
 	failed    error   // WriteData's error: the image cannot be finished
 	files     []*node // regular files with content, in tree order
-	slab      []node  // nodes are allocated from it (newNode)
+	// opens are the regular files' Open functions: in the order they were
+	// added (node.firstSeq) until prepare, then by index in files; each
+	// dropped once called, all once the data is written (a node has no
+	// field for a function dead from then on).
+	opens []func() (io.ReadCloser, error)
+	slab  []node // nodes are allocated from it (newNode)
 	// blockWords holds every regular file's block list (block size
 	// words), each file's contiguous, in commit order (node.blockAt).
 	blockWords []uint32
@@ -446,7 +450,11 @@ func (w *Writer) Add(e Entry) error {
 		if e.Size < 0 || (e.Open == nil && e.Size != 0) {
 			return perr(p, "regular file of size %d without content", e.Size)
 		}
-		n.kind, n.size, n.open = kindReg, e.Size, e.Open
+		if len(w.opens) >= math.MaxUint32 {
+			return perr(p, "more than 2^32 regular files")
+		}
+		n.kind, n.size, n.firstSeq = kindReg, e.Size, uint32(len(w.opens))
+		w.opens = append(w.opens, e.Open)
 	case t == fs.ModeDir:
 		n.kind = kindDir
 	case t == fs.ModeSymlink:
@@ -658,6 +666,11 @@ func (w *Writer) prepare() error {
 	if dup != nil {
 		return perr(w.pathOf(dup), "added twice")
 	}
+	opens := make([]func() (io.ReadCloser, error), len(w.files))
+	for i, f := range w.files {
+		opens[i] = w.opens[f.firstSeq]
+	}
+	w.opens = opens
 	for _, l := range links {
 		t := l
 		for i := 0; t.kind == kindLink; i++ {

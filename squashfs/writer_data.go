@@ -139,6 +139,7 @@ func windowSize(blockSize, workers int) int {
 }
 
 func (w *Writer) runData(ctx context.Context) error {
+	defer func() { w.opens = nil }()
 	total, candidates, err := w.planData()
 	if err != nil {
 		return err
@@ -395,13 +396,14 @@ func (rd *blockReader) readFile(i int, f *node) (err error) {
 		return err
 	}
 	var h hash.Hash = nopHash{}
-	if f.open == nil {
+	open := w.opens[i]
+	w.opens[i] = nil // read once: what it holds is not kept until Close
+	if open == nil {
 		it := &item{file: i, kind: itemEmpty, last: true, done: rd.ready}
 		h.Sum(it.sum[:0])
 		return win.put(first, it)
 	}
-	r, err := f.open()
-	f.open = nil // read once: what it holds is not kept until Close
+	r, err := open()
 	if err != nil {
 		return &PathError{Path: name(), Err: err}
 	}
