@@ -44,6 +44,12 @@ type Options struct {
 	// shared with other work that is a larger share of it. It never
 	// changes the image.
 	Compressors int
+	// FragmentCompressors, when above 0, is the number of goroutines
+	// compressing fragment blocks in a pool of their own, beside the
+	// Compressors that then compress only full data blocks: mksquashfs
+	// runs a deflator and a fragment deflator thread per CPU. 0: fragment
+	// blocks go to the Compressors. It never changes the image.
+	FragmentCompressors int
 	// NoFragments stores tails of small files in their own blocks instead of
 	// packing them into fragment blocks (mksquashfs -no-fragments).
 	NoFragments bool

@@ -150,13 +150,14 @@ func (w *Writer) runData(ctx context.Context) error {
 	bs := w.opts.BlockSize
 	workers, compressors := w.opts.Workers, w.opts.Compressors
 	g, ctx := errgroup.WithContext(ctx)
-	win := newWindow(ctx, windowSize(bs, max(workers, compressors)))
+	all := compressors + max(0, w.opts.FragmentCompressors)
+	win := newWindow(ctx, windowSize(bs, max(workers, all)))
 	defer win.stop()
-	bufs := newBlockBuffers(bs, windowSize(bs, max(workers, compressors))+2*compressors+4)
+	bufs := newBlockBuffers(bs, windowSize(bs, max(workers, all))+2*all+4)
 	comp := startCompressors(ctx, w.codec, w.cache, bufs, compressors)
 	defer comp.close()
 	frags := comp
-	if n := fragmentCompressors(workers, compressors); n < compressors {
+	if n := w.opts.FragmentCompressors; n > 0 {
 		frags = startCompressors(ctx, w.codec, w.cache, bufs, n)
 		defer frags.close()
 	}
@@ -179,21 +180,10 @@ func (w *Writer) runData(ctx context.Context) error {
 	}
 	g.Go(func() error {
 		c := committer{w: w, ctx: ctx, comp: frags, bufs: bufs,
-			dedup: newDupTable(w.files, candidates), maxPending: compressors + 1}
+			dedup: newDupTable(w.files, candidates), maxPending: all + 1}
 		return c.run(win, total)
 	})
 	return g.Wait()
-}
-
-// fragmentCompressors is how many goroutines compress fragment blocks: one
-// per worker (per CPU by default), as mksquashfs runs one fragment
-// compressor thread per CPU beside one for data blocks. With more
-// compressors than workers (squashfs pack: two per worker) fragment blocks
-// get a pool of their own that size; a tree of small files is all fragment
-// blocks, and with four compressors for two CPUs four zstd-15 contexts
-// (about 2 MiB of tables each) took turns on the two CPUs.
-func fragmentCompressors(workers, compressors int) int {
-	return max(1, min(workers, compressors))
 }
 
 // window is the bounded, ordered hand-off from the readers to the

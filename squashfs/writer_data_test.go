@@ -13,56 +13,77 @@ import (
 	"testing/iotest"
 )
 
-// TestFragmentCompressors: with more compressors than workers (squashfs
-// pack runs two per worker) fragment blocks get a pool of one compressor
-// per worker, as mksquashfs runs one fragment compressor thread per CPU, so
-// a tree of small files (all fragment blocks) never has more than Workers
-// blocks compressing at once: the codec made no more encoders than that.
-// It had Compressors (four zstd-15 contexts taking turns on two CPUs). The
-// image is the one a single shared pool writes.
+// TestFragmentCompressors: Options.FragmentCompressors gives fragment
+// blocks a pool of their own beside the Compressors (squashfs pack: one of
+// each per worker, as mksquashfs runs a deflator and a fragment deflator
+// thread per CPU). A tree of small files (all fragment blocks) never has
+// more than FragmentCompressors blocks compressing at once, a tree of large
+// files (all data blocks) never more than Compressors: the codec made no
+// more encoders than that. Before the separate pool, squashfs pack ran two
+// data compressors per worker, and a tree of large files had four zstd-15
+// contexts taking turns on two CPUs. The image is the one a single shared
+// pool writes, whatever the pools.
 func TestFragmentCompressors(t *testing.T) {
-	for _, tc := range []struct{ workers, compressors, want int }{
-		{1, 1, 1}, {1, 2, 1}, {2, 4, 2}, {2, 2, 2}, {4, 2, 2}, {3, 6, 3},
-	} {
-		if got := fragmentCompressors(tc.workers, tc.compressors); got != tc.want {
-			t.Errorf("fragmentCompressors(%d, %d) = %d, want %d", tc.workers, tc.compressors, got, tc.want)
-		}
-	}
-
 	rnd := rand.New(rand.NewSource(9))
-	var es []Entry
-	for i := range 600 {
-		data := make([]byte, 1000+rnd.Intn(2500))
+	text := func(n int) []byte {
+		data := make([]byte, n)
 		for j := range data {
 			data[j] = "abcdefgh \n"[rnd.Intn(10)] // compressible, no two alike
 		}
-		es = append(es, Entry{Path: fmt.Sprintf("/d%d/f%d", i%7, i), Mode: 0o644, Size: int64(len(data)), Open: opener(data)})
+		return data
+	}
+	var small, large []Entry
+	for i := range 600 {
+		data := text(1000 + rnd.Intn(2500))
+		small = append(small, Entry{Path: fmt.Sprintf("/d%d/f%d", i%7, i), Mode: 0o644, Size: int64(len(data)), Open: opener(data)})
+	}
+	for i := range 8 {
+		data := text(4096 * (20 + i)) // whole blocks: no tails
+		large = append(large, Entry{Path: fmt.Sprintf("/d%d/big%d", i%7, i), Mode: 0o644, Size: int64(len(data)), Open: opener(data)})
 	}
 	for i := range 7 {
-		es = append(es, Entry{Path: fmt.Sprintf("/d%d", i), Mode: fs.ModeDir | 0o755})
+		dir := Entry{Path: fmt.Sprintf("/d%d", i), Mode: fs.ModeDir | 0o755}
+		small, large = append(small, dir), append(large, dir)
 	}
-	opts := Options{Compression: Zstd, Level: 19, BlockSize: 4096, Workers: 2, Compressors: 2}
-	want := sum(build(t, es, opts))
-	for _, compressors := range []int{4, 6} {
-		o := opts
-		o.Compressors = compressors
-		var m memFile
-		w, err := NewWriter(&m, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range es {
-			must(t, w.Add(e))
-		}
-		must(t, w.WriteData(context.Background()))
-		if _, err := w.Finish(); err != nil {
-			t.Fatal(err)
-		}
-		if n := len(w.codec.free); n > o.Workers {
-			t.Errorf("%d compressors: %d fragment blocks compressed at once, want at most %d (Workers)", compressors, n, o.Workers)
-		}
-		if got := sum(m.b); got != want {
-			t.Errorf("%d compressors: image %s, want %s (2 compressors)", compressors, got, want)
+	for _, tree := range []struct {
+		name string
+		es   []Entry
+	}{{"small files", small}, {"large files", large}, {"both", append(append([]Entry(nil), large...), small[:300]...)}} {
+		opts := Options{Compression: Zstd, Level: 19, BlockSize: 4096, Workers: 2, Compressors: 2}
+		want := sum(build(t, tree.es, opts))
+		for _, pools := range []struct{ compressors, frags int }{{4, 0}, {2, 2}, {4, 2}, {1, 1}, {1, 3}, {3, 1}} {
+			o := opts
+			o.Compressors, o.FragmentCompressors = pools.compressors, pools.frags
+			var m memFile
+			w, err := NewWriter(&m, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range tree.es {
+				must(t, w.Add(e))
+			}
+			must(t, w.WriteData(context.Background()))
+			if _, err := w.Finish(); err != nil {
+				t.Fatal(err)
+			}
+			limit := pools.compressors + pools.frags
+			switch tree.name {
+			case "small files":
+				limit = pools.frags
+			case "large files":
+				limit = pools.compressors
+			}
+			if pools.frags == 0 { // one pool
+				limit = pools.compressors
+			}
+			if n := len(w.codec.free); n > limit {
+				t.Errorf("%s, %d compressors + %d fragment compressors: %d blocks compressed at once, want at most %d",
+					tree.name, pools.compressors, pools.frags, n, limit)
+			}
+			if got := sum(m.b); got != want {
+				t.Errorf("%s, %d compressors + %d fragment compressors: image %s, want %s (one pool of 2)",
+					tree.name, pools.compressors, pools.frags, got, want)
+			}
 		}
 	}
 }

@@ -36,7 +36,7 @@ func init() {
 			&cli.StringFlag{Name: "epoch", Usage: "set the image time and every entry's time to `SECONDS` (default: $SOURCE_DATE_EPOCH clamps entry times; else the newest entry time)"},
 			&cli.BoolFlag{Name: "all-root", Usage: "make every entry owned by root (0:0)"},
 			&cli.BoolFlag{Name: "no-xattrs", Usage: "do not store the xattrs found in DIR"},
-			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "parallel workers (0: one per CPU), each reading and compressing, plus a second compressor each; never changes the image"},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "parallel workers (0: one per CPU), each reading, with a data block and a fragment block compressor each; never changes the image"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing on success"},
 		},
 		Action: squashfsPack,
@@ -119,10 +119,13 @@ func squashfsPack(c *cli.Context) error {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	// Two compressors per worker, as mksquashfs runs a block and a
-	// fragment deflator thread per CPU: the same CPU time, and the same
-	// share of a machine that other work keeps busy.
-	opts := squashfs.Options{Compression: comp, Level: c.Int("level"), BlockSize: bs, Workers: workers, Compressors: 2 * workers}
+	// A block and a fragment compressor per worker, as mksquashfs runs a
+	// deflator and a fragment deflator thread per CPU: the same share of a
+	// machine that other work keeps busy, and on an idle one no more
+	// threads compressing data blocks than CPUs (more took turns on them,
+	// each evicting the other's compressor state from the CPU's cache).
+	opts := squashfs.Options{Compression: comp, Level: c.Int("level"), BlockSize: bs, Workers: workers,
+		Compressors: workers, FragmentCompressors: workers}
 	if imageTime != nil {
 		opts.ModTime = *imageTime
 	}
