@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,10 +20,12 @@ import (
 	"github.com/imaforge/imaforge/ceremony"
 	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/internal/boundedfile"
+	"github.com/imaforge/imaforge/internal/sigpack"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/service"
 	"github.com/imaforge/imaforge/signer"
 	"github.com/imaforge/imaforge/signer/keyref"
+	"golang.org/x/sys/unix"
 )
 
 // ErrNoSignature: a build from precomputed signatures met a digest that
@@ -259,20 +262,47 @@ func loadSignHash(path string, data []byte, h imasig.Hash, byID map[[4]byte][]*p
 }
 
 // SignatureCache keeps signatures made for earlier builds, keyed by
-// (certificate SHA-256, hash algorithm, digest):
+// (certificate SHA-256, hash algorithm, digest), in packs
+// (internal/sigpack):
 //
-//	DIR/<cert sha256 hex>/<hash name>/<digest hex[:2]>/<digest hex>
+//	DIR/<cert sha256 hex>/<hash name>/<time>-<random>.pack
 //
-// each file holding the raw security.ima value. Values are verified against
-// the certificate before use; a bad entry is ignored and overwritten.
+// A build reads the packs of a certificate and hash once, looks every
+// digest up in their indexes, verifies each value against the certificate
+// before use (a value that does not verify is signed again), and writes
+// what it signed as one new pack at Close. When a certificate and hash
+// have more than maxPacks packs, or one was damaged, Close merges them into
+// one. Two builds sharing a cache need no lock: packs are written whole and
+// renamed into place, and a pack a merge removes stays readable to a build
+// that opened it (two merges at once leave duplicates, merged later).
+//
+// Version 1 of the cache, one file per signature at
+// DIR/<cert sha256 hex>/<hash name>/<digest hex[:2]>/<digest hex> holding
+// the raw value, is still read when the packs have no value for a digest
+// (verified the same way), and what it gives is added to the packs; its
+// files are left for older imaforge versions sharing the directory.
 type SignatureCache struct {
 	dir          string
 	hits, misses atomic.Int64
-	// Warn, when not nil, makes a failure to store a signature a warning
-	// (given once) instead of an error: the signature is still used.
-	Warn     func(msg string)
-	warnOnce sync.Once
+	// Warn, when not nil, gets a warning (each kind once) for a damaged
+	// pack or a value that does not verify (the signatures are made
+	// again either way), and makes a failure to store signatures a
+	// warning instead of an error of Close (they are still used).
+	Warn   func(msg string)
+	warned sync.Map
+
+	mu     sync.Mutex
+	stores []*sigStore
 }
+
+// maxPacks is how many packs of one certificate and hash Close leaves
+// before it merges them: each is an open and an index lookup per build.
+const maxPacks = 8
+
+// spillAt is how many new signatures a store holds in memory before it
+// writes them as a pack (a cold build of a million files would otherwise
+// hold every value until Close).
+const spillAt = 1 << 16
 
 // OpenSignatureCache opens (creating) the cache directory dir.
 func OpenSignatureCache(dir string) (*SignatureCache, error) {
@@ -286,10 +316,190 @@ func OpenSignatureCache(dir string) (*SignatureCache, error) {
 // made (or taken from another source) and added to it.
 func (c *SignatureCache) Stats() (hits, misses int64) { return c.hits.Load(), c.misses.Load() }
 
-// path is the entry of digest made with h under a certificate's directory
-// certDir (Wrap computes it once: the certificate's SHA-256 per lookup was
-// 0.6% of the CPU of a Go-tree rebuild from the cache).
-func (c *SignatureCache) path(certDir string, h imasig.Hash, digest []byte) string {
+func (c *SignatureCache) warnf(kind, format string, args ...any) {
+	if _, seen := c.warned.LoadOrStore(kind, true); !seen && c.Warn != nil {
+		c.Warn(fmt.Sprintf(format, args...))
+	}
+}
+
+// Close writes the signatures made since OpenSignatureCache as new packs,
+// merges packs where due and closes the packs read. A failure to write is
+// an error, or a warning through Warn; the cache must not be used after.
+func (c *SignatureCache) Close() error {
+	c.mu.Lock()
+	stores := c.stores
+	c.stores = nil
+	c.mu.Unlock()
+	var first error
+	for _, s := range stores {
+		if err := s.flush(); err != nil {
+			err = fmt.Errorf("signature cache %s: %w", s.dir, err)
+			if c.Warn == nil && first == nil {
+				first = err
+			}
+			c.warnf("store", "%v; not storing signatures", err)
+		}
+		for _, p := range s.packs {
+			p.Close()
+		}
+	}
+	return first
+}
+
+// sigStore is the part of the cache of one certificate and hash:
+// DIR/<cert sha256 hex>/<hash name>.
+type sigStore struct {
+	c    *SignatureCache
+	dir  string
+	size int // digest size
+
+	once  sync.Once
+	packs []*sigpack.Pack // read-only after once, newest first
+
+	mu      sync.Mutex
+	fresh   []sigpack.Entry // made in this build, not yet in a pack
+	written []string        // packs this build wrote (spilled)
+	damaged []string        // packs that did not parse: merged away
+	stale   bool            // a pack held a value that did not verify
+}
+
+func (s *sigStore) load() {
+	s.once.Do(func() {
+		names, err := sigpack.List(s.dir)
+		if err != nil {
+			s.c.warnf("list", "signature cache %s: %v; signing again", s.dir, err)
+			return
+		}
+		for _, n := range names {
+			p, err := sigpack.Open(n)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // merged away by another build meanwhile
+			}
+			if err != nil {
+				s.c.warnf("damaged", "signature cache: %v; signing its signatures again", err)
+				s.damaged = append(s.damaged, n)
+				continue
+			}
+			s.packs = append(s.packs, p)
+		}
+	})
+}
+
+// get returns the cached value of digest that verifies with v.
+func (s *sigStore) get(v *imasig.Verifier, h imasig.Hash, digest []byte) ([]byte, bool) {
+	s.load()
+	for _, p := range s.packs {
+		val, ok, err := p.Get(digest)
+		if err != nil {
+			s.c.warnf("read", "signature cache: %v; signing again", err)
+			s.markStale()
+			continue
+		}
+		if !ok {
+			continue
+		}
+		if err := ceremony.VerifyValue(v, h, val, digest); err != nil {
+			s.c.warnf("verify", "signature cache: %s: the value of digest %x does not verify (%v); signing again", p.Path(), digest, err)
+			s.markStale()
+			continue
+		}
+		return val, true
+	}
+	return nil, false
+}
+
+func (s *sigStore) markStale() {
+	s.mu.Lock()
+	s.stale = true
+	s.mu.Unlock()
+}
+
+// add keeps a value made (or read from version 1) for the next pack.
+func (s *sigStore) add(digest, val []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fresh = append(s.fresh, sigpack.Entry{Digest: slices.Clone(digest), Value: val})
+	if len(s.fresh) >= spillAt {
+		if path, err := sigpack.Write(s.dir, s.size, s.fresh); err == nil {
+			s.written = append(s.written, path)
+		} else {
+			s.c.warnf("store", "signature cache %s: %v; not storing signatures", s.dir, err)
+		}
+		s.fresh = nil
+	}
+}
+
+// flush writes the fresh values as a pack and merges the packs when there
+// are more than maxPacks or one was damaged or stale.
+func (s *sigStore) flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.fresh) > 0 {
+		path, err := sigpack.Write(s.dir, s.size, s.fresh)
+		if err != nil {
+			return err
+		}
+		s.written = append(s.written, path)
+		s.fresh = nil
+	}
+	if len(s.packs)+len(s.written) <= maxPacks && len(s.damaged) == 0 && !s.stale {
+		return nil
+	}
+	// Merge: newest first (this build's packs, then the packs read), so
+	// a value made again replaces one that did not verify.
+	var all []sigpack.Entry
+	var merged []string
+	for _, path := range slices.Backward(s.written) {
+		p, err := sigpack.Open(path)
+		if err != nil {
+			return err
+		}
+		es, err := p.Entries()
+		p.Close()
+		if err != nil {
+			return err
+		}
+		all = append(all, es...)
+		merged = append(merged, path)
+	}
+	for _, p := range s.packs {
+		es, err := p.Entries()
+		if err != nil {
+			continue // cut short meanwhile: its values are lost, not wrong
+		}
+		all = append(all, es...)
+		merged = append(merged, p.Path())
+	}
+	if _, err := sigpack.Write(s.dir, s.size, all); err != nil {
+		return err
+	}
+	for _, path := range append(merged, s.damaged...) {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// store returns the part of the cache for the certificate directory
+// certDir and h.
+func (c *SignatureCache) store(certDir string, h imasig.Hash) *sigStore {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	dir := filepath.Join(certDir, h.String())
+	for _, s := range c.stores {
+		if s.dir == dir {
+			return s
+		}
+	}
+	s := &sigStore{c: c, dir: dir, size: h.Size()}
+	c.stores = append(c.stores, s)
+	return s
+}
+
+// legacyPath is the version 1 entry of digest made with h under a
+// certificate's directory certDir.
+func legacyPath(certDir string, h imasig.Hash, digest []byte) string {
 	d := hex.EncodeToString(digest)
 	return filepath.Join(certDir, h.String(), d[:2], d)
 }
@@ -312,6 +522,9 @@ type cachedKey struct {
 	dir  string // DIR/<cert sha256 hex>
 	v    *imasig.Verifier
 
+	mu     sync.Mutex
+	stores map[imasig.Hash]*sigStore
+
 	once sync.Once
 	next func() (Key, error)
 	key  Key
@@ -327,16 +540,35 @@ func (k *cachedKey) SignDigest(h imasig.Hash, digest []byte) ([]byte, error) {
 	return k.SignPath(h, "", digest)
 }
 
+func (k *cachedKey) store(h imasig.Hash) *sigStore {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	s := k.stores[h]
+	if s == nil {
+		s = k.c.store(k.dir, h)
+		if k.stores == nil {
+			k.stores = map[imasig.Hash]*sigStore{}
+		}
+		k.stores[h] = s
+	}
+	return s
+}
+
 // SignPath returns the cached value of digest, else the wrapped key's
 // (signWith: by path for a remote key), verified and added to the cache.
 func (k *cachedKey) SignPath(h imasig.Hash, path string, digest []byte) ([]byte, error) {
-	p := k.c.path(k.dir, h, digest)
-	if val, err := boundedfile.ReadFile(p, boundedfile.SmallLimit); err == nil {
+	s := k.store(h)
+	if val, ok := s.get(k.v, h, digest); ok {
+		k.c.hits.Add(1)
+		return val, nil
+	}
+	if val, err := boundedfile.ReadFile(legacyPath(k.dir, h, digest), boundedfile.SmallLimit); err == nil {
 		if ceremony.VerifyValue(k.v, h, val, digest) == nil {
 			k.c.hits.Add(1)
+			s.add(digest, val)
 			return val, nil
 		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	} else if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTDIR) {
 		return nil, fmt.Errorf("signature cache: %w", err)
 	}
 	k.once.Do(func() {
@@ -356,39 +588,8 @@ func (k *cachedKey) SignPath(h imasig.Hash, path string, digest []byte) ([]byte,
 		return nil, fmt.Errorf("key %q made a signature that does not verify: %w", k.name, err)
 	}
 	k.c.misses.Add(1)
-	err = os.MkdirAll(filepath.Dir(p), 0o755)
-	if err == nil {
-		err = writeCacheEntry(p, val)
-	}
-	if err != nil {
-		if k.c.Warn == nil {
-			return nil, fmt.Errorf("signature cache: %w", err)
-		}
-		k.c.warnOnce.Do(func() { k.c.Warn(fmt.Sprintf("signature cache %s: %v; not storing signatures", k.c.dir, err)) })
-	}
+	s.add(digest, val)
 	return val, nil
-}
-
-// writeCacheEntry writes a cache file through a temporary file and a
-// rename, so readers never see part of a value. It does not sync: an entry
-// lost in a crash is only signed again, and a damaged one fails
-// verification and is replaced.
-func writeCacheEntry(path string, val []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(val)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }
 
 func (k *cachedKey) KeyID() [4]byte          { return imasig.KeyID(k.cert) }

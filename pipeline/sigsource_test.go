@@ -6,14 +6,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/imaforge/imaforge/ceremony"
 	"github.com/imaforge/imaforge/imasig"
+	"github.com/imaforge/imaforge/internal/sigpack"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/signer"
 )
@@ -186,6 +189,9 @@ func TestSignatureCache(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if err := cache.Close(); err != nil {
+			t.Fatal(err)
+		}
 		return res, cache
 	}
 
@@ -200,25 +206,39 @@ func TestSignatureCache(t *testing.T) {
 		t.Fatalf("warm: %d hits %d misses, key opened %d times", h, miss, loads.Load())
 	}
 
-	// A corrupted entry: verified, refused, signed again and replaced.
-	var entries []string
-	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			entries = append(entries, path)
-		}
-		return nil
-	})
-	if len(entries) != unique {
-		t.Fatalf("%d cache entries for %d signatures", len(entries), unique)
+	// A corrupted value: verified, refused, signed again; the packs are
+	// merged, the bad value dropped.
+	packs := packFiles(t, dir)
+	if len(packs) != 2 { // one per hash algorithm of the plan's keys
+		t.Logf("packs: %v", packs)
 	}
-	b, _ := os.ReadFile(entries[0])
+	var n int
+	for _, pk := range packs {
+		p, err := sigpack.Open(pk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += p.Len()
+		p.Close()
+	}
+	if n != unique {
+		t.Fatalf("%d cache entries in %d packs for %d signatures", n, len(packs), unique)
+	}
+	b, _ := os.ReadFile(packs[0])
 	b[len(b)-1] ^= 1
-	if err := os.WriteFile(entries[0], b, 0o644); err != nil {
+	if err := os.WriteFile(packs[0], b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	res, cache = cachedBuild()
 	if h, miss := cache.Stats(); miss != 1 || h != int64(unique-1) || sha256File(t, res.ImagePath) != want {
 		t.Fatalf("corrupted entry: %d hits %d misses", h, miss)
+	}
+	if after := packFiles(t, dir); len(after) != len(packs) || slices.Contains(after, packs[0]) {
+		t.Fatalf("packs %v after a bad value in %s: not merged", after, packs[0])
+	}
+	res, cache = cachedBuild()
+	if h, miss := cache.Stats(); miss != 0 || h != int64(unique) || sha256File(t, res.ImagePath) != want {
+		t.Fatalf("after the merge: %d hits %d misses", h, miss)
 	}
 
 	// One file changed: one new signature.
@@ -230,6 +250,20 @@ func TestSignatureCache(t *testing.T) {
 	if h, miss := cache.Stats(); miss != 1 || signs.Load() != 1 || h != int64(unique-1) {
 		t.Fatalf("one file changed: %d hits %d misses %d signatures", h, miss, signs.Load())
 	}
+}
+
+// packFiles lists the signature packs under dir.
+func packFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var packs []string
+	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, sigpack.Ext) {
+			packs = append(packs, path)
+		}
+		return nil
+	})
+	slices.Sort(packs)
+	return packs
 }
 
 // TestSignatureKeysErrors: responses that do not fit the manifest are
@@ -278,5 +312,189 @@ func TestSignatureKeysErrors(t *testing.T) {
 				t.Errorf("got %v, want %v", err, c.want)
 			}
 		})
+	}
+}
+
+// cacheBuild builds m with the signature cache at dir (warnings through
+// warn, if not nil) and closes it; it returns the image's SHA-256, the
+// cache's hits and misses, and Close's error.
+func cacheBuild(t *testing.T, m *manifest.Manifest, dir string, warn func(string)) (string, int64, int64, error) {
+	t.Helper()
+	cache, err := OpenSignatureCache(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache.Warn = warn
+	keys, err := CacheKeys(m, cache, nil, func(k *manifest.Key) (Key, error) { return LoadKey(k, nil, 1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Build(context.Background(), Options{Manifest: m, ToolVersion: "test", Keys: keys})
+	cerr := cache.Close()
+	if err != nil {
+		return "", 0, 0, err
+	}
+	h, miss := cache.Stats()
+	sum, err := os.ReadFile(res.ImagePath)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	return fmt.Sprintf("%x", sha256.Sum256(sum)), h, miss, cerr
+}
+
+// TestSignatureCachePacks: version 1 entries are read and moved into a
+// pack; a damaged pack is a warning, its signatures are made again and it
+// is merged away; more than maxPacks packs are merged into one; two builds
+// sharing the cache at once are safe; a cache that cannot store is an
+// error of Close, or a warning.
+func TestSignatureCachePacks(t *testing.T) {
+	p, m := planProject(t)
+	res, err := build(t, m, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sha256File(t, res.ImagePath)
+	dir := filepath.Join(p.dir, "cache")
+	sum, _, unique, err := cacheBuild(t, m, dir, nil)
+	if err != nil || sum != want {
+		t.Fatalf("cold: %v", err)
+	}
+	check := func(name string, wantHits, wantMisses int64, warn func(string)) {
+		t.Helper()
+		sum, h, miss, err := cacheBuild(t, m, dir, warn)
+		if err != nil || sum != want || h != wantHits || miss != wantMisses {
+			t.Fatalf("%s: %d hits %d misses (want %d, %d), same image %v: %v", name, h, miss, wantHits, wantMisses, sum == want, err)
+		}
+	}
+
+	// version 1: the packs' values as one file per signature
+	for _, pk := range packFiles(t, dir) {
+		pp, err := sigpack.Open(pk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		es, _ := pp.Entries()
+		pp.Close()
+		for _, e := range es {
+			d := hex.EncodeToString(e.Digest)
+			path := filepath.Join(filepath.Dir(pk), d[:2], d)
+			os.MkdirAll(filepath.Dir(path), 0o755)
+			if err := os.WriteFile(path, e.Value, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		os.Remove(pk)
+	}
+	check("version 1", unique, 0, nil)
+	if len(packFiles(t, dir)) == 0 {
+		t.Fatal("the version 1 entries were not packed")
+	}
+	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasSuffix(path, sigpack.Ext) {
+			os.Remove(path)
+		}
+		return nil
+	})
+	check("packed from version 1", unique, 0, nil)
+
+	// a damaged pack
+	packs := packFiles(t, dir)
+	b, _ := os.ReadFile(packs[0])
+	b[20] = 1 // a reserved byte
+	os.WriteFile(packs[0], b, 0o644)
+	var warned []string
+	sum, h, miss, err := cacheBuild(t, m, dir, func(s string) { warned = append(warned, s) })
+	if err != nil || sum != want || miss == 0 || h+miss != unique || len(warned) != 1 || !strings.Contains(warned[0], packs[0]) {
+		t.Fatalf("damaged pack: %d hits %d misses, warnings %q: %v", h, miss, warned, err)
+	}
+	if slices.Contains(packFiles(t, dir), packs[0]) {
+		t.Fatal("the damaged pack was kept")
+	}
+	check("after a damaged pack", unique, 0, nil)
+
+	// more than maxPacks packs: merged into one per hash
+	before := len(packFiles(t, dir))
+	for _, pk := range packFiles(t, dir) {
+		pp, _ := sigpack.Open(pk)
+		es, _ := pp.Entries()
+		pp.Close()
+		os.Remove(pk)
+		for _, e := range slices.Concat(es, es) { // one pack per entry, twice
+			if _, err := sigpack.Write(filepath.Dir(pk), len(e.Digest), []sigpack.Entry{e}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if int64(len(packFiles(t, dir))) != 2*unique || 2*unique <= maxPacks {
+		t.Fatalf("%d packs for %d signatures (want more than %d)", len(packFiles(t, dir)), unique, maxPacks)
+	}
+	// one file changed: a new signature makes Close merge
+	conf := filepath.Join(p.dir, "src", "etc", "conf")
+	orig, _ := os.ReadFile(conf)
+	os.WriteFile(conf, []byte("key=packs\n"), 0o755)
+	_, h, miss, err = cacheBuild(t, m, dir, nil)
+	perDir := map[string]int{}
+	for _, pk := range packFiles(t, dir) {
+		perDir[filepath.Dir(pk)]++
+	}
+	if err != nil || h != unique-1 || miss != 1 || len(perDir) != before || slices.Max(slices.Collect(maps.Values(perDir))) > maxPacks {
+		t.Fatalf("merge: %d hits %d misses, packs %v (want at most %d in %d directories): %v", h, miss, perDir, maxPacks, before, err)
+	}
+	os.WriteFile(conf, orig, 0o755)
+	check("merged", unique, 0, nil)
+
+	// two builds at once, on an empty cache and on a filled one
+	for _, fresh := range []bool{true, false} {
+		if fresh {
+			os.RemoveAll(dir)
+		}
+		errs := make(chan error, 2)
+		for i := range 2 {
+			mi := *m // its own image
+			mi.Image.Output = filepath.Join(p.dir, fmt.Sprintf("concurrent-%d.sqsh", i))
+			go func() {
+				sum, _, _, err := cacheBuild(t, &mi, dir, nil)
+				if err == nil && sum != want {
+					err = errors.New("another image")
+				}
+				errs <- err
+			}()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatalf("concurrent builds (empty cache %v): %v", fresh, err)
+			}
+		}
+		check("after concurrent builds", unique, 0, nil)
+	}
+
+	// a cache that cannot store: an error of Close, or a warning
+	if os.Geteuid() != 0 {
+		ro := filepath.Join(p.dir, "ro")
+		os.MkdirAll(ro, 0o555)
+		if _, _, _, err := cacheBuild(t, m, ro, nil); err == nil {
+			t.Fatal("a read-only cache stored nothing and Close said nothing")
+		}
+		warned = nil
+		if _, _, _, err := cacheBuild(t, m, ro, func(s string) { warned = append(warned, s) }); err != nil || len(warned) != 1 {
+			t.Fatalf("read-only cache with Warn: %v, warnings %q", err, warned)
+		}
+	}
+	// a certificate directory that is a file: nothing can be stored there
+	sub := filepath.Join(p.dir, "cache2")
+	if _, _, _, err := cacheBuild(t, m, sub, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, pk := range packFiles(t, sub) {
+		certDir := filepath.Dir(filepath.Dir(pk))
+		os.RemoveAll(certDir)
+		os.WriteFile(certDir, []byte("not a directory"), 0o644)
+	}
+	warned = nil
+	if sum, _, _, err := cacheBuild(t, m, sub, func(s string) { warned = append(warned, s) }); err != nil || sum != want || len(warned) == 0 {
+		t.Fatalf("cache directory not writable: %v, warnings %q", err, warned)
+	}
+	if _, _, _, err := cacheBuild(t, m, sub, nil); err == nil {
+		t.Fatal("cache directory not writable, no Warn: no error from Close")
 	}
 }

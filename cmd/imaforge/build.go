@@ -117,7 +117,7 @@ func runBuild(c *cli.Context) (err error) {
 		}
 		opts.MaxSpool = int64(n)
 	}
-	sigReport, err := signatureFlags(c, m, &opts) // ceremony.go
+	sigReport, sigDone, err := signatureFlags(c, m, &opts) // ceremony.go
 	if err != nil {
 		return err
 	}
@@ -130,6 +130,9 @@ func runBuild(c *cli.Context) (err error) {
 	}
 	start := time.Now()
 	res, err := pipeline.Build(c.Context, opts)
+	if derr := sigDone(); err == nil && derr != nil {
+		return derr // --signature-cache could not store the signatures
+	}
 	if err != nil {
 		if isManifestError(err) {
 			return usageErr(err)

@@ -598,16 +598,18 @@ func confirm(r io.Reader) (bool, error) {
 }
 
 // signatureFlags fills opts.Keys from build's --signatures and
-// --signature-cache (or --cache) flags. The returned function prints the cache's use.
-func signatureFlags(c *cli.Context, m *manifest.Manifest, opts *pipeline.Options) (func(io.Writer), error) {
-	report := func(io.Writer) {}
+// --signature-cache (or --cache) flags. The returned report prints the
+// cache's use; done stores what the build signed (call it after the build).
+func signatureFlags(c *cli.Context, m *manifest.Manifest, opts *pipeline.Options) (report func(io.Writer), done func() error, err error) {
+	report = func(io.Writer) {}
+	done = func() error { return nil }
 	if files := c.StringSlice("signatures"); len(files) > 0 {
 		keys, err := pipeline.SignatureKeys(m, files)
 		if err != nil {
 			if isManifestError(err) {
-				return nil, usageErr(err)
+				return nil, nil, usageErr(err)
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		opts.Keys = keys
 	}
@@ -621,10 +623,10 @@ func signatureFlags(c *cli.Context, m *manifest.Manifest, opts *pipeline.Options
 		if err != nil && shared {
 			// --cache: a cache that cannot be used is a warning
 			fmt.Fprintf(c.App.ErrWriter, "imaforge: warning: %v; signing without it\n", err)
-			return report, nil
+			return report, done, nil
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if shared {
 			cache.Warn = func(msg string) { fmt.Fprintf(c.App.ErrWriter, "imaforge: warning: %s\n", msg) }
@@ -633,13 +635,14 @@ func signatureFlags(c *cli.Context, m *manifest.Manifest, opts *pipeline.Options
 			return pipeline.LoadKey(k, pipeline.DefaultKeyOptions(k, opts.Logf), 0)
 		})
 		if err != nil {
-			return nil, usageErr(err)
+			return nil, nil, usageErr(err)
 		}
 		opts.Keys = keys
+		done = cache.Close
 		report = func(w io.Writer) {
 			hits, misses := cache.Stats()
 			fmt.Fprintf(w, "  signature cache %s: %d reused, %d new\n", dir, hits, misses)
 		}
 	}
-	return report, nil
+	return report, done, nil
 }
