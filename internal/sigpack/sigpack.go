@@ -41,6 +41,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/imaforge/imaforge/internal/atomicfile"
 )
 
 const (
@@ -274,9 +276,8 @@ func List(dir string) ([]string, error) {
 }
 
 // Write writes the pack of entries into dir (creating it) under a new name
-// that sorts after the packs written before it, through a temporary file
-// and a rename. It does not sync: a pack lost in a crash only costs
-// signatures, and a damaged one fails Parse.
+// that sorts after the packs written before it, atomically
+// (internal/atomicfile: a temporary file renamed into place on success).
 func Write(dir string, d int, entries []Entry) (string, error) {
 	b, err := Encode(d, entries)
 	if err != nil {
@@ -285,20 +286,8 @@ func Write(dir string, d int, entries []Entry) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return "", err
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	path := filepath.Join(dir, fmt.Sprintf("%016x-%08x%s", time.Now().UnixNano(), rand.Uint32(), Ext))
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if err := atomicfile.WriteFile(path, b, 0o644); err != nil {
 		return "", err
 	}
 	return path, nil
