@@ -49,19 +49,26 @@ func (r *hostRoot) Close() error {
 	return nil
 }
 
+// hostDevice is a device of a source's files: every file of one source on
+// one device shares it (a walk has few), so that a HostFile is 48 bytes.
+type hostDevice struct {
+	root *hostRoot
+	dev  uint64
+}
+
 // HostFile is a regular file on the build host, with the identity, size
-// and modification time it had when the sources were walked.
+// and modification time it had when the sources were walked. A build holds
+// one per file until it is read: 48 bytes (TestHostFileSize).
 type HostFile struct {
-	root  *hostRoot
-	path  string // image path; shares bytes with Entry.Path
-	dev   uint64
+	at    *hostDevice // its source and device
+	path  string      // image path; shares bytes with Entry.Path
 	ino   uint64
 	size  int64
 	mtime int64 // nanoseconds since 1970
 }
 
 // HostPath returns the file's path on the build host.
-func (h *HostFile) HostPath() string { return h.root.from + h.path[h.root.toLen:] }
+func (h *HostFile) HostPath() string { return h.at.root.from + h.path[h.at.root.toLen:] }
 
 // Size returns the size the file had when walked.
 func (h *HostFile) Size() int64 { return h.size }
@@ -93,7 +100,7 @@ func (h *HostFile) Open() (io.ReadCloser, error) {
 // open opens the file relative to its source directory's descriptor while
 // the root holds one, else by its full host path.
 func (h *HostFile) open(flags int) (int, error) {
-	r := h.root
+	r := h.at.root
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.dir < 0 {
@@ -129,7 +136,7 @@ func (r *hostReader) check() error {
 		return &os.PathError{Op: "fstat", Path: r.h.HostPath(), Err: err}
 	}
 	switch {
-	case uint64(st.Dev) != r.h.dev || st.Ino != r.h.ino:
+	case uint64(st.Dev) != r.h.at.dev || st.Ino != r.h.ino:
 		return r.h.modified("replaced by another file")
 	case st.Size != r.h.size:
 		return r.h.modified(fmt.Sprintf("size %d, was %d", st.Size, r.h.size))

@@ -54,3 +54,27 @@ func TestEntryExtShared(t *testing.T) {
 		t.Error("setting no xattrs on an entry without any made a record")
 	}
 }
+
+// TestHostFileSize: a build holds a HostFile per host file until the file
+// is read (at the start of a million-file build's data, all of them), so
+// it must not grow back (issue 22: 64 bytes, the device in each, before;
+// 48 now, on 64-bit).
+func TestHostFileSize(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("sizes are for 64-bit")
+	}
+	if got := unsafe.Sizeof(HostFile{}); got > 48 {
+		t.Errorf("HostFile is %d bytes, want at most 48", got)
+	}
+	b := &builder{}
+	r1, r2 := &hostRoot{}, &hostRoot{}
+	if d1, d2 := b.device(r1, 1), b.device(r1, 1); d1 != d2 || d1.root != r1 || d1.dev != 1 {
+		t.Error("two files of one source and device do not share its record")
+	}
+	if d, d1 := b.device(r1, 2), b.device(r1, 1); d == d1 || d.dev != 2 || d1.dev != 1 {
+		t.Error("two devices of one source share a record")
+	}
+	if d := b.device(r2, 1); d.root != r2 || d == b.device(r1, 1) {
+		t.Error("two sources on one device share a record")
+	}
+}

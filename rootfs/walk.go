@@ -89,7 +89,9 @@ type builder struct {
 	skipped []string
 	kids    [][]hostChild // walkChildren's lists, by depth, reused
 	ext     *entryExt     // newEntry's last: the entries of one origin share it
-	dirent  []byte        // walkChildren's getdents buffer
+	devices map[hostDevice]*hostDevice
+	lastDev *hostDevice // device's last
+	dirent  []byte      // walkChildren's getdents buffer
 }
 
 // isOutput reports whether name, in the host directory id, is the build's
@@ -190,6 +192,25 @@ func (b *builder) implyDir(p string, o *Origin) error {
 	b.entries = append(b.entries, e)
 	b.setImplied(len(b.entries)-1, true)
 	return nil
+}
+
+// device returns the hostDevice of root's files on dev, shared by all of
+// them.
+func (b *builder) device(root *hostRoot, dev uint64) *hostDevice {
+	if d := b.lastDev; d != nil && d.root == root && d.dev == dev {
+		return d
+	}
+	k := hostDevice{root, dev}
+	d, ok := b.devices[k]
+	if !ok {
+		if b.devices == nil {
+			b.devices = make(map[hostDevice]*hostDevice)
+		}
+		d = &k
+		b.devices[k] = d
+	}
+	b.lastDev = d
+	return d
 }
 
 // newEntry is an entry at image path p, of type t, from origin o: entries
@@ -577,7 +598,7 @@ func (b *builder) hostEntry(root *hostRoot, dir, name, ip string, st *unix.Stat_
 	case unix.S_IFREG:
 		e.Type = TypeReg
 		e.Size = st.Size
-		e.Content = &HostFile{root: root, path: ip, dev: uint64(st.Dev), ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano()}
+		e.Content = &HostFile{at: b.device(root, uint64(st.Dev)), path: ip, ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano()}
 	case unix.S_IFLNK:
 		e.Type = TypeSymlink
 		if target == nil {
