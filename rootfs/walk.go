@@ -15,9 +15,8 @@ import (
 	"github.com/pkg/xattr"
 	"golang.org/x/sys/unix"
 
-	"github.com/imaforge/imaforge/manifest"
-
 	"github.com/imaforge/imaforge/internal/rawfd"
+	"github.com/imaforge/imaforge/manifest"
 )
 
 // Options tune Walk.
