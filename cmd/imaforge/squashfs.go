@@ -44,6 +44,12 @@ func init() {
 	register(squashfsCmd)
 }
 
+// packSyncEvery is how much of the image pack writes between two
+// fdatasync calls beside the writing (atomicfile.Behind.SyncEvery): the
+// large files' 676 MB lz4 image waited 0.32-0.44 s in the final fsync with
+// nothing else to do, 0.04-0.09 s with it (load 7).
+const packSyncEvery = 64 << 20
+
 // parseSize reads 4096, 128K, 1M, 2G.
 func parseSize(s string) (int, error) {
 	mult := 1
@@ -129,9 +135,10 @@ func squashfsPack(c *cli.Context) error {
 	if imageTime != nil {
 		opts.ModTime = *imageTime
 	}
-	// the image goes to the disk while it is written: Commit's sync then
-	// has little left to write
-	w, err := squashfs.NewWriter(f.WriteBehind(), opts)
+	// the image goes to the disk while it is written, and the disk is made
+	// to flush it every packSyncEvery bytes: Commit's sync then has little
+	// left to wait for
+	w, err := squashfs.NewWriter(f.WriteBehind().SyncEvery(packSyncEvery), opts)
 	if err != nil {
 		return usageErr(err)
 	}

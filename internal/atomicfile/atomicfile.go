@@ -78,10 +78,13 @@ func (f *File) CommitTo(path string) error {
 		return fmt.Errorf("commit %s: already finished", path)
 	}
 	f.done = true
+	var err error
 	if f.behind != nil {
-		f.behind.stop()
+		err = f.behind.stop()
 	}
-	err := f.File.Chmod(f.perm)
+	if err == nil {
+		err = f.File.Chmod(f.perm)
+	}
 	if err == nil {
 		err = f.File.Sync()
 	}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -178,5 +179,118 @@ func TestWriteBehindAbort(t *testing.T) {
 	}
 	if _, err := w.Write([]byte("x")); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("Write after Abort: %v, want os.ErrClosed", err)
+	}
+}
+
+// recordSyncs replaces dataSync for the test: each call appends "sync" to
+// the log that recordRanges' calls are counted against (fails with fail,
+// when set) and returns the number of calls so far.
+func recordSyncs(t *testing.T, fail error) func() int {
+	t.Helper()
+	var mu sync.Mutex
+	n := 0
+	orig := dataSync
+	dataSync = func(fd int) error {
+		mu.Lock()
+		n++
+		mu.Unlock()
+		if fail != nil {
+			return fail
+		}
+		return orig(fd)
+	}
+	t.Cleanup(func() { dataSync = orig })
+	return func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	}
+}
+
+// writeStretches writes k stretches of behindChunk bytes through w, each
+// once the goroutine has handed the previous one to writeback (so none is
+// merged into a larger one), and returns what was written.
+func writeStretches(t *testing.T, w *Behind, k int, ranges func() [][2]int64) []byte {
+	t.Helper()
+	var all []byte
+	for i := range k {
+		b := bytes.Repeat([]byte{byte(i + 1)}, behindChunk)
+		if _, err := w.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b...)
+		for deadline := time.Now().Add(time.Minute); len(ranges()) < i+1; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("stretch %d not handed over", i)
+			}
+		}
+	}
+	return all
+}
+
+// TestWriteBehindSyncEvery: with SyncEvery the writer calls fdatasync each
+// time that many bytes have been handed over, and never without it.
+func TestWriteBehindSyncEvery(t *testing.T) {
+	for _, tc := range []struct {
+		every     int64
+		chunks    int
+		wantSyncs int
+	}{
+		{0, 5, 0},
+		{2 * behindChunk, 5, 2},
+		{2 * behindChunk, 6, 3},
+		{behindChunk, 3, 3},
+		{10 * behindChunk, 5, 0},
+	} {
+		ranges := recordRanges(t, nil)
+		syncs := recordSyncs(t, nil)
+		f, w, p := createBehind(t)
+		if w.SyncEvery(tc.every) != w {
+			t.Fatal("SyncEvery returned another writer")
+		}
+		want := writeStretches(t, w, tc.chunks, ranges)
+		// Commit waits for the goroutine's last call, the sync after it
+		if err := f.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if n := syncs(); n != tc.wantSyncs {
+			t.Errorf("every %d, %d stretches: %d fdatasync calls, want %d", tc.every, tc.chunks, n, tc.wantSyncs)
+		}
+		if b, err := os.ReadFile(p); err != nil || !bytes.Equal(b, want) {
+			t.Fatalf("committed file differs (%v)", err)
+		}
+	}
+}
+
+// TestWriteBehindSyncError: an fdatasync that fails while the file is
+// written consumes the file's writeback error (the fsync in Commit would
+// then succeed): Commit fails with it and publishes nothing.
+func TestWriteBehindSyncError(t *testing.T) {
+	ranges := recordRanges(t, nil)
+	syncs := recordSyncs(t, unix.EIO)
+	f, w, p := createBehind(t)
+	w.SyncEvery(behindChunk)
+	writeStretches(t, w, 1, ranges)
+	for deadline := time.Now().Add(time.Minute); syncs() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no fdatasync call")
+		}
+	}
+	// the failure ended the hints: nothing more is handed over or synced
+	if _, err := w.Write(make([]byte, 2*behindChunk)); err != nil {
+		t.Fatal(err)
+	}
+	err := f.Commit()
+	if !errors.Is(err, unix.EIO) {
+		t.Fatalf("Commit after a failed fdatasync: %v, want EIO", err)
+	}
+	if !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "fdatasync") {
+		t.Errorf("error %q does not name the file and the call", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(p)); len(ents) != 0 {
+		t.Fatalf("after a failed Commit: %d entries in the directory", len(ents))
+	}
+	if n := syncs(); n != 1 {
+		t.Errorf("%d fdatasync calls, want none after the failed one", n)
 	}
 }
