@@ -130,6 +130,9 @@ func runBuild(c *cli.Context) (err error) {
 	}
 	start := time.Now()
 	res, err := pipeline.Build(c.Context, opts)
+	if err != nil {
+		blockReport(io.Discard) // keeps the blocks the failed build compressed
+	}
 	if derr := sigDone(); err == nil && derr != nil {
 		return derr // --signature-cache could not store the signatures
 	}
@@ -141,7 +144,7 @@ func runBuild(c *cli.Context) (err error) {
 	}
 	elapsed := time.Since(start)
 	if quiet || c.Bool("json") {
-		blockReport(io.Discard) // trims the cache
+		blockReport(io.Discard) // closes the cache
 	}
 	if out := c.String("rauc-bundle"); out != "" {
 		if err := writeRAUCBundle(c, m, out, "rauc-"); err != nil {
@@ -169,8 +172,9 @@ func runBuild(c *cli.Context) (err error) {
 
 // blockCacheFlags sets opts.BlockCache from --cache and --cache-max. A
 // cache that cannot be used is a warning (through logf), never an error: the
-// build then compresses every block. The returned function trims the cache
-// (after the build) and prints its use. Warnings show even with --quiet.
+// build then compresses every block. The returned function closes the cache
+// (after the build: writes its new pack, merges and trims the packs) and
+// prints its use. Warnings show even with --quiet.
 func blockCacheFlags(c *cli.Context, opts *pipeline.Options) (func(io.Writer), error) {
 	dir := c.String("cache")
 	if dir == "" {
@@ -186,7 +190,7 @@ func blockCacheFlags(c *cli.Context, opts *pipeline.Options) (func(io.Writer), e
 	bc := blockcache.Open(dir, int64(limit), func(msg string) { logf("%s", msg) })
 	opts.BlockCache = bc
 	return func(w io.Writer) {
-		kept, err := bc.Trim()
+		kept, err := bc.Close()
 		if err != nil {
 			logf("%v", err)
 		}

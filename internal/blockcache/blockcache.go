@@ -3,49 +3,42 @@
 // (`imaforge build --cache DIR`, in DIR/blocks), so that a rebuild
 // compresses only the blocks whose content changed.
 //
-// Layout: one file per block, DIR/blocks/<key hex[:2]>/<key hex>, where the
-// key is squashfs.BlockKey (the block's CRCs and length and a hash of the
-// codec's identity: it finds an entry, the squashfs Writer's check proves
-// it). A file is the Entry record:
+// Layout (version 3): a few pack files, DIR/blocks/<time>-<random>.bpk,
+// each holding many entries and a sorted index of them (pack.go gives the
+// format). An entry is found by its squashfs.BlockKey (the block's CRCs
+// and length and a hash of the codec's identity: it finds an entry, the
+// squashfs Writer's check proves it). A build opens the packs once (a
+// header and an index read each), reads each hit with one pread, and
+// writes the blocks it compressed into one new pack. Version 2 kept one
+// file per block (DIR/blocks/<kk>/<key>: 2,627 opens, reads and closes for
+// the Go tree, and a walk of them all to trim); its entries are not read,
+// a rebuild with such a cache compresses every block once, and Close
+// removes them.
 //
-//	offset size
-//	0      8    magic "IMFBLK2\n"
-//	8      32   the key (a file under another name is not used)
-//	40     4    CRC-32C of the stored bytes, little-endian
-//	44     4    length of the stored bytes, little-endian
-//	48     1    1: the bytes are compressed; 0: the block stored as is
-//	49     3    zero
-//	52     n    the stored bytes
+// Safety: a pack is written whole to a temporary file and renamed into
+// place, and never changed after, so readers need no lock, and two builds
+// sharing a cache each write their own pack. A pack whose header or index
+// does not parse, or whose index CRC fails, is reported once, not used and
+// removed at Close; an entry whose CRC-32C fails (or that cannot be read:
+// a pack cut short) is a miss, reported once per build, and the fresh entry
+// goes into the new pack, which is searched first from then on. The CRCs
+// only tell damage apart from a wrong entry in the warning: the squashfs
+// Writer decompresses every hit and compares it with the block, so not
+// even a well-formed wrong entry reaches an image. An unwritable or full
+// cache directory is reported once and the build goes on without storing.
 //
-// Version 1 ("IMFBLK1\n", a SHA-256 key and checksum) is not read: its
-// entries have other names, so a rebuild with an old cache compresses
-// every block once, and Trim removes the old entries as the least recently
-// used. The checksum only tells damage (a torn or rotten file) apart from a
-// wrong entry in the warning: the Writer's full check decides either way.
-//
-// Safety: entries are written to a temporary file in the same directory and
-// renamed into place, so a reader sees a whole entry or none, and two builds
-// sharing a cache need no lock (both write the same bytes for one key; the
-// last rename wins). A file that does not parse or whose checksum fails is a
-// miss, reported once per build and overwritten by the fresh entry; the
-// squashfs Writer also decompresses every hit and compares it with the
-// block, so not even a well-formed wrong entry reaches an image. An
-// unwritable or full cache directory is reported once and the build goes on
-// without storing.
-//
-// Size: Trim removes the least recently used entries (by modification time,
-// which a hit refreshes when it is more than an hour old) until the blocks
-// take at most the limit, and temporary files older than a day that a killed
-// build left.
+// Size: Close merges the packs into one when there are more than maxPacks
+// (all but the largest, when it holds most of the bytes) and, when the
+// packs take more than the limit, rewrites them to at most three quarters
+// of it: first the entries this build used or stored, then the others,
+// newest pack first (the least recently used are dropped first). Packs
+// another build removes meanwhile stay readable through their open
+// descriptors; one removed before it was opened is a miss.
 package blockcache
 
 import (
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/crc32"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -55,70 +48,18 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/imaforge/imaforge/internal/rawfd"
 	"github.com/imaforge/imaforge/squashfs"
-	"golang.org/x/sys/unix"
 )
 
-// DefaultMaxBytes is the size the blocks are trimmed to when Open is given
+// DefaultMaxBytes is the size the packs are trimmed to when Open is given
 // no limit: 2 GiB, the compressed blocks of several large images.
 const DefaultMaxBytes = 2 << 30
 
-// Entry is one cache file's record (see the package comment).
-type Entry struct {
-	Key        squashfs.BlockKey
-	Compressed bool
-	Stored     []byte
-}
+// maxPacks is how many packs Close leaves before it merges them.
+const maxPacks = 8
 
-const (
-	magic      = "IMFBLK2\n"
-	headerSize = 52
-	// maxStored bounds what Decode accepts: a block is at most 1 MiB, and
-	// its stored form is never larger than the block.
-	maxStored = squashfs.MaxBlockSize
-)
-
-var errBadEntry = errors.New("not a valid block cache entry")
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// AppendTo encodes e after b.
-func (e *Entry) AppendTo(b []byte) []byte {
-	b = append(b, magic...)
-	b = append(b, e.Key[:]...)
-	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(e.Stored, castagnoli))
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(e.Stored)))
-	var flag byte
-	if e.Compressed {
-		flag = 1
-	}
-	b = append(b, flag, 0, 0, 0)
-	return append(b, e.Stored...)
-}
-
-// Decode parses an entry; Stored aliases b. It checks the magic, the
-// length, the flags and the checksum of the stored bytes.
-func Decode(b []byte) (Entry, error) {
-	var e Entry
-	if len(b) < headerSize || string(b[:8]) != magic {
-		return e, fmt.Errorf("%w: no header", errBadEntry)
-	}
-	copy(e.Key[:], b[8:40])
-	n := binary.LittleEndian.Uint32(b[44:48])
-	if n == 0 || n > maxStored || uint64(len(b)-headerSize) != uint64(n) {
-		return e, fmt.Errorf("%w: length %d for %d bytes", errBadEntry, n, len(b)-headerSize)
-	}
-	if b[48] > 1 || b[49] != 0 || b[50] != 0 || b[51] != 0 {
-		return e, fmt.Errorf("%w: unknown flags", errBadEntry)
-	}
-	e.Compressed = b[48] == 1
-	e.Stored = b[headerSize:]
-	if crc32.Checksum(e.Stored, castagnoli) != binary.LittleEndian.Uint32(b[40:44]) {
-		return e, fmt.Errorf("%w: checksum mismatch", errBadEntry)
-	}
-	return e, nil
-}
+// tmpPrefix begins the names of packs being written.
+const tmpPrefix = ".tmp-"
 
 // Cache is a block store in a directory. It implements squashfs.BlockCache
 // and is safe for concurrent use, also by several processes.
@@ -131,14 +72,21 @@ type Cache struct {
 	absent   bool        // the directory could not be made: read nothing either
 	warned   sync.Map    // warning kinds already given
 
-	hits, misses, damaged, stored atomic.Int64
-	bufs                          sync.Pool
+	packs   []*pack  // newest first; read-only after Open
+	damaged []string // packs that did not parse: removed at Close
+	legacy  []string // version 2 fan-out directories: removed at Close
+
+	mu     sync.Mutex
+	w      *packWriter // this build's new pack, nil until the first Put
+	closed bool
+
+	hits, misses, damagedN, stored atomic.Int64
 }
 
 // Open uses dir/blocks as the block store (creating it), trimmed to max
-// bytes by Trim (0: DefaultMaxBytes). It does not fail: a directory that
-// cannot be created or written is reported through warn and the Cache then
-// only misses (or only reads). warn may be nil.
+// bytes by Close (0: DefaultMaxBytes), and opens its packs. It does not
+// fail: a directory that cannot be created or written is reported through
+// warn and the Cache then only misses (or only reads). warn may be nil.
 func Open(dir string, max int64, warn func(string)) *Cache {
 	if max <= 0 {
 		max = DefaultMaxBytes
@@ -147,21 +95,58 @@ func Open(dir string, max int64, warn func(string)) *Cache {
 		warn = func(string) {}
 	}
 	c := &Cache{dir: filepath.Join(dir, "blocks"), max: max, warn: warn}
-	c.bufs.New = func() any { return make([]byte, 0, headerSize+maxStored+1) }
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		c.absent = true
 		c.disable(err)
 		return c
 	}
 	// Probe writability now, so the warning comes before the build.
-	f, err := os.CreateTemp(c.dir, ".tmp-*")
-	if err != nil {
+	if f, err := os.CreateTemp(c.dir, tmpPrefix+"*"); err != nil {
 		c.disable(err)
+	} else {
+		f.Close()
+		os.Remove(f.Name())
+	}
+	des, err := os.ReadDir(c.dir)
+	if err != nil {
+		c.warnOnce("read", fmt.Sprintf("block cache %s: %v; compressing instead", c.dir, err))
 		return c
 	}
-	f.Close()
-	os.Remove(f.Name())
+	var names []string
+	for _, de := range des {
+		switch n := de.Name(); {
+		case strings.HasSuffix(n, PackExt) && !strings.HasPrefix(n, "."):
+			names = append(names, filepath.Join(c.dir, n))
+		case de.IsDir() && len(n) == 2 && isHex(n):
+			c.legacy = append(c.legacy, filepath.Join(c.dir, n))
+		}
+	}
+	slices.Sort(names) // names begin with the time they were written
+	for _, n := range slices.Backward(names) {
+		p, err := openPack(n)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // merged away by another build meanwhile
+		}
+		if err != nil {
+			c.damagedN.Add(1)
+			c.warnOnce("pack "+n, fmt.Sprintf("block cache: %v; not used, compressing its blocks again", err))
+			if errors.Is(err, ErrBadPack) {
+				c.damaged = append(c.damaged, n)
+			}
+			continue
+		}
+		c.packs = append(c.packs, p)
+	}
 	return c
+}
+
+func isHex(s string) bool {
+	for _, r := range s {
+		if !strings.ContainsRune("0123456789abcdef", r) {
+			return false
+		}
+	}
+	return true
 }
 
 // Dir is the directory the blocks are kept in.
@@ -179,76 +164,47 @@ func (c *Cache) warnOnce(kind, msg string) {
 	}
 }
 
-func (c *Cache) path(k squashfs.BlockKey) string {
-	h := hex.EncodeToString(k[:])
-	return filepath.Join(c.dir, h[:2], h)
-}
-
 // Get implements squashfs.BlockCache.
 func (c *Cache) Get(k squashfs.BlockKey, dst []byte) ([]byte, bool, bool) {
-	if c.absent {
-		c.misses.Add(1)
-		return nil, false, false
-	}
-	p := c.path(k)
-	// A bare descriptor: os.Open would register the file with the poller
-	// (fcntl and epoll_ctl calls) for nothing (internal/rawfd).
-	r, err := rawfd.Open(p)
-	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
-			c.warnOnce("read", fmt.Sprintf("block cache %s: %v; compressing instead", c.dir, err))
+	for _, p := range c.packs {
+		i := p.find(k)
+		if i < 0 {
+			continue
 		}
-		c.misses.Add(1)
-		return nil, false, false
-	}
-	defer r.Close()
-	buf := c.bufs.Get().([]byte)
-	defer func() { c.bufs.Put(buf[:0]) }()
-	n, err := io.ReadFull(r, buf[:cap(buf)])
-	if err != io.ErrUnexpectedEOF && err != io.EOF {
-		if err == nil {
-			err = fmt.Errorf("%w: longer than any block", errBadEntry)
+		stored, rec, err := p.read(i, dst)
+		if err != nil {
+			c.bad(err)
+			return nil, false, false
 		}
-		c.bad(p, err)
-		return nil, false, false
+		p.used[i].Store(true)
+		c.hits.Add(1)
+		return stored, rec.Compressed, true
 	}
-	e, err := Decode(buf[:n])
-	if err == nil && e.Key != k {
-		err = fmt.Errorf("%w: the entry of another key", errBadEntry)
-	}
-	if err != nil {
-		c.bad(p, err)
-		return nil, false, false
-	}
-	c.hits.Add(1)
-	c.touch(r.Fd(), p)
-	return append(dst[:0], e.Stored...), e.Compressed, true
-}
-
-// touch refreshes an entry's modification time (its last use, for Trim)
-// when it is more than an hour old.
-func (c *Cache) touch(fd int, p string) {
-	if c.readOnly.Load() {
-		return
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err == nil && time.Since(time.Unix(st.Mtim.Unix())) > time.Hour {
-		now := time.Now()
-		os.Chtimes(p, now, now)
-	}
-}
-
-func (c *Cache) bad(p string, err error) {
-	c.damaged.Add(1)
 	c.misses.Add(1)
-	c.warnOnce("damaged", fmt.Sprintf("block cache: %s: %v; not used, compressing the block again", p, err))
+	return nil, false, false
+}
+
+func (c *Cache) bad(err error) {
+	c.damagedN.Add(1)
+	c.misses.Add(1)
+	c.warnOnce("damaged", fmt.Sprintf("block cache: %v; not used, compressing the block again", err))
 }
 
 // Reject implements squashfs.BlockCache: the entry parsed but did not
-// decompress to its block (Put replaces it).
+// decompress to its block (Put stores a fresh one in the new pack, which
+// is searched first from then on).
 func (c *Cache) Reject(k squashfs.BlockKey) {
 	c.hits.Add(-1)
-	c.bad(c.path(k), fmt.Errorf("%w: does not decompress to the block", errBadEntry))
+	where := c.dir
+	for _, p := range c.packs {
+		if i := p.find(k); i >= 0 {
+			p.used[i].Store(false)
+			rec, _ := p.record(i)
+			where = fmt.Sprintf("%s: entry at offset %d", p.path, rec.Off)
+			break
+		}
+	}
+	c.bad(fmt.Errorf("%s: %w: does not decompress to the block", where, ErrBadPack))
 }
 
 // Put implements squashfs.BlockCache.
@@ -256,110 +212,174 @@ func (c *Cache) Put(k squashfs.BlockKey, stored []byte, compressed bool) {
 	if c.readOnly.Load() || len(stored) == 0 || len(stored) > maxStored {
 		return
 	}
-	buf := c.bufs.Get().([]byte)
-	e := Entry{Key: k, Compressed: compressed, Stored: stored}
-	buf = e.AppendTo(buf[:0])
-	err := c.write(c.path(k), buf)
-	c.bufs.Put(buf[:0])
-	if err != nil {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.readOnly.Load() {
+		return
+	}
+	if c.w == nil {
+		w, err := createPack(c.dir)
+		if err != nil {
+			c.disable(err)
+			return
+		}
+		c.w = w
+	}
+	if err := c.w.add(k, stored, compressed); err != nil {
+		c.w.abort()
+		c.w = nil
 		c.disable(err)
 		return
 	}
 	c.stored.Add(1)
 }
 
-// write puts b at p through a temporary file and a rename. It does not
-// sync: an entry lost in a crash is only compressed again, and a damaged
-// one fails Decode.
-func (c *Cache) write(p string, b []byte) error {
-	dir := filepath.Dir(p)
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if errors.Is(err, fs.ErrNotExist) {
-		if err = os.MkdirAll(dir, 0o755); err == nil {
-			f, err = os.CreateTemp(dir, ".tmp-*")
-		}
-	}
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
-}
-
 // Stats counts this process's use of the cache.
 type Stats struct {
 	Hits, Misses int64 // Misses include Damaged
-	Damaged      int64 // entries that failed a check, not used
+	Damaged      int64 // entries (and packs) that failed a check, not used
 	Stored       int64 // entries written
 }
 
 // Stats returns the counts so far.
 func (c *Cache) Stats() Stats {
-	return Stats{Hits: c.hits.Load(), Misses: c.misses.Load(), Damaged: c.damaged.Load(), Stored: c.stored.Load()}
+	return Stats{Hits: c.hits.Load(), Misses: c.misses.Load(), Damaged: c.damagedN.Load(), Stored: c.stored.Load()}
 }
 
-// Trim removes least recently used entries until the blocks take at most
-// the limit given to Open, and temporary files older than a day. Another
-// build may use the cache meanwhile: an entry it is reading stays readable
-// (POSIX unlink), one it is about to read is a miss. It returns the bytes
-// kept.
-func (c *Cache) Trim() (int64, error) {
-	type ent struct {
-		path  string
-		size  int64
-		mtime time.Time
+// Close writes the new pack of the blocks this build stored, removes
+// damaged packs, version 2 entries and temporary files older than a day
+// that killed builds left, merges the packs when there are too many and
+// trims them to the limit (see the package comment). It returns the bytes
+// the packs take. The Cache is not used after Close.
+func (c *Cache) Close() (int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, errors.New("block cache: closed twice")
 	}
-	var ents []ent
+	c.closed = true
+	defer func() {
+		for _, p := range c.packs {
+			p.close()
+		}
+	}()
+	if c.absent {
+		return 0, nil
+	}
+	var fresh *pack
+	if c.w != nil {
+		path, err := c.w.finish()
+		c.w = nil
+		if err != nil {
+			c.disable(err)
+		} else if fresh, err = openPack(path); err != nil {
+			return 0, fmt.Errorf("block cache: the pack just written: %w", err)
+		} else {
+			c.packs = append([]*pack{fresh}, c.packs...)
+			for i := range fresh.used {
+				fresh.used[i].Store(true)
+			}
+		}
+	}
 	var total int64
-	now := time.Now()
-	err := filepath.WalkDir(c.dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return nil // removed meanwhile
-		}
-		if strings.HasPrefix(d.Name(), ".tmp-") {
-			if now.Sub(fi.ModTime()) > 24*time.Hour {
-				os.Remove(p)
-			}
-			return nil
-		}
-		ents = append(ents, ent{p, fi.Size(), fi.ModTime()})
-		total += fi.Size()
-		return nil
-	})
-	if err != nil {
-		return total, fmt.Errorf("block cache %s: %w", c.dir, err)
+	for _, p := range c.packs {
+		total += p.size
 	}
-	if total <= c.max {
+	if c.readOnly.Load() {
 		return total, nil
 	}
-	slices.SortFunc(ents, func(a, b ent) int { return a.mtime.Compare(b.mtime) })
-	for _, e := range ents {
-		if total <= c.max {
-			break
+	var errs []error
+	for _, p := range append(c.damaged, c.legacy...) {
+		if err := os.RemoveAll(p); err != nil {
+			errs = append(errs, err)
 		}
-		if err := os.Remove(e.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return total, fmt.Errorf("block cache: %w", err)
+	}
+	c.removeStale()
+	if len(c.packs) > maxPacks || total > c.max {
+		kept, err := c.merge(total)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			total = kept
 		}
-		total -= e.size
+	}
+	if err := errors.Join(errs...); err != nil {
+		return total, fmt.Errorf("block cache %s: %w", c.dir, err)
 	}
 	return total, nil
+}
+
+// removeStale removes temporary files older than a day.
+func (c *Cache) removeStale() {
+	tmps, _ := filepath.Glob(filepath.Join(c.dir, tmpPrefix+"*"))
+	for _, p := range tmps {
+		if fi, err := os.Lstat(p); err == nil && time.Since(fi.ModTime()) > 24*time.Hour {
+			os.Remove(p)
+		}
+	}
+}
+
+// merge writes one pack of the entries of some or all packs and removes
+// those packs. Over the limit, it rewrites all of them, keeping at most
+// three quarters of the limit: the entries this build used or stored,
+// then the others, newest pack first. Else (too many packs) it merges all
+// but the largest pack when that one holds more than half the bytes. It
+// returns the bytes the packs then take.
+func (c *Cache) merge(total int64) (int64, error) {
+	from := c.packs
+	budget := int64(-1)
+	if total > c.max {
+		budget = c.max / 4 * 3
+	} else if big := slices.MaxFunc(c.packs, func(a, b *pack) int { return int(a.size - b.size) }); big.size*2 > total {
+		from = slices.DeleteFunc(slices.Clone(c.packs), func(p *pack) bool { return p == big })
+	}
+	w, err := createPack(c.dir)
+	if err != nil {
+		return total, err
+	}
+	var buf []byte
+	copyEntries := func(used bool) error {
+		for _, p := range from {
+			for i := range p.n {
+				if p.used[i].Load() != used || w.has[squashfs.BlockKey(p.key(i))] {
+					continue
+				}
+				stored, rec, err := p.read(i, buf)
+				if err != nil {
+					continue // damaged: not kept
+				}
+				buf = stored[:0]
+				if budget >= 0 && w.size()+int64(len(stored))+recordSize > budget {
+					continue
+				}
+				if err := w.add(rec.Key, stored, rec.Compressed); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := copyEntries(true); err != nil {
+		w.abort()
+		return total, err
+	}
+	if err := copyEntries(false); err != nil {
+		w.abort()
+		return total, err
+	}
+	newSize := w.size()
+	if _, err := w.finish(); err != nil {
+		return total, err
+	}
+	kept := newSize
+	for _, p := range c.packs {
+		if !slices.Contains(from, p) {
+			kept += p.size
+			continue
+		}
+		if err := os.Remove(p.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return kept, err
+		}
+	}
+	return kept, nil
 }

@@ -3,8 +3,8 @@ package blockcache
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -35,8 +35,23 @@ func tree(variant int) []squashfs.Entry {
 	return es
 }
 
-// pack writes the image of es to a file and returns its bytes.
-func pack(t *testing.T, es []squashfs.Entry, comp squashfs.Compression, cache squashfs.BlockCache) ([]byte, squashfs.Stats) {
+// distinct is a tree none of whose blocks another variant has.
+func distinct(variant int) []squashfs.Entry {
+	es := tree(0)
+	for i := range es[1:] {
+		var b bytes.Buffer
+		for j := 0; b.Len() < 3000+i*900; j++ {
+			fmt.Fprintf(&b, "line %d of file %d of variant %d\n", j, i, variant)
+		}
+		data := b.Bytes()
+		es[i+1].Size = int64(len(data))
+		es[i+1].Open = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
+	}
+	return es
+}
+
+// mkImage writes the image of es to a file and returns its bytes.
+func mkImage(t testing.TB, es []squashfs.Entry, comp squashfs.Compression, cache squashfs.BlockCache) ([]byte, squashfs.Stats) {
 	t.Helper()
 	f, err := os.CreateTemp(t.TempDir(), "img")
 	if err != nil {
@@ -78,8 +93,30 @@ func (w *warnings) String() string {
 	return strings.Join(w.msgs, "\n")
 }
 
+// build packs es with a cache opened on dir and closes the cache.
+func build(t *testing.T, dir string, es []squashfs.Entry, max int64, warn func(string)) ([]byte, squashfs.Stats, Stats) {
+	t.Helper()
+	c := Open(dir, max, warn)
+	img, st := mkImage(t, es, squashfs.Zstd, c)
+	if _, err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return img, st, c.Stats()
+}
+
+// packs returns the pack files in dir's cache.
+func packs(t *testing.T, dir string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "blocks", "*"+PackExt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
 // TestColdWarm: for every compressor, an image served from the on-disk
-// cache is the cold build's, byte for byte, and takes every block from it.
+// cache is the cold build's, byte for byte, and takes every block from it;
+// a build that stores nothing writes no pack.
 func TestColdWarm(t *testing.T) {
 	for _, ci := range squashfs.Compressors() {
 		if ci.Comp == squashfs.CompNone {
@@ -88,19 +125,26 @@ func TestColdWarm(t *testing.T) {
 		t.Run(ci.Name, func(t *testing.T) {
 			dir := t.TempDir()
 			var warn warnings
-			cold, _ := pack(t, tree(0), ci.Comp, nil)
+			cold, _ := mkImage(t, tree(0), ci.Comp, nil)
 			c := Open(dir, 0, warn.add)
-			fill, st := pack(t, tree(0), ci.Comp, c)
+			fill, st := mkImage(t, tree(0), ci.Comp, c)
 			if !bytes.Equal(fill, cold) || st.CacheMisses == 0 {
 				t.Fatalf("filling: equal %v, %+v", bytes.Equal(fill, cold), st)
 			}
+			kept, err := c.Close()
+			if err != nil || kept == 0 || len(packs(t, dir)) != 1 {
+				t.Fatalf("kept %d, %v, packs %q", kept, err, packs(t, dir))
+			}
 			c = Open(dir, 0, warn.add)
-			warm, st := pack(t, tree(0), ci.Comp, c)
+			warm, st := mkImage(t, tree(0), ci.Comp, c)
 			if !bytes.Equal(warm, cold) {
 				t.Fatal("the warm image differs from the cold one")
 			}
 			if cs := c.Stats(); st.CacheMisses != 0 || cs.Hits == 0 || cs.Misses != 0 || cs.Stored != 0 {
 				t.Fatalf("warm: %+v, cache %+v", st, cs)
+			}
+			if k2, err := c.Close(); err != nil || k2 != kept || len(packs(t, dir)) != 1 {
+				t.Fatalf("after the warm build: kept %d (was %d), %v, packs %q", k2, kept, err, packs(t, dir))
 			}
 			if warn.String() != "" {
 				t.Fatalf("warnings: %s", warn.String())
@@ -109,95 +153,157 @@ func TestColdWarm(t *testing.T) {
 	}
 }
 
-// TestDamagedEntry: a damaged file (a flipped byte, a truncation, a file
-// copied under another key's name) is detected, not used, reported, and
-// replaced; the image is the cold build's.
+// mangle rewrites the only pack in dir's cache with f and, when fixCRC,
+// recomputes the index CRC (a well-formed pack with wrong content).
+func mangle(t *testing.T, dir string, fixCRC bool, f func(b []byte, p *pack) []byte) string {
+	t.Helper()
+	ps := packs(t, dir)
+	if len(ps) != 1 {
+		t.Fatalf("packs %q", ps)
+	}
+	b, err := os.ReadFile(ps[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := parsePack(ps[0], bytes.NewReader(b), int64(len(b)))
+	if err != nil || p.n < 4 {
+		t.Fatalf("%v, %d records", err, p.n)
+	}
+	b = f(bytes.Clone(b), p)
+	if fixCRC {
+		binary.LittleEndian.PutUint32(b[20:], indexCRC(b[:20], b[p.end:]))
+	}
+	if err := os.WriteFile(ps[0], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return ps[0]
+}
+
+// TestDamagedEntry: an entry whose bytes are damaged, cut off, or another
+// entry's (a well-formed pack: only the squashfs Writer's check finds it) is
+// not used, reported with its pack and offset, and replaced: the next build
+// takes every block from the cache, without a warning.
 func TestDamagedEntry(t *testing.T) {
-	damage := map[string]func(p string, b []byte) []byte{
-		"flipped byte": func(_ string, b []byte) []byte { b[len(b)-3] ^= 1; return b },
-		"truncated":    func(_ string, b []byte) []byte { return b[:len(b)-1] },
-		"header only":  func(_ string, b []byte) []byte { return b[:headerSize] },
-		"empty":        func(_ string, b []byte) []byte { return nil },
-		"flag":         func(_ string, b []byte) []byte { b[48] ^= 1; return b },
-		"crc":          func(_ string, b []byte) []byte { b[41] ^= 1; return b },
+	damage := map[string]struct {
+		fix bool
+		f   func(b []byte, p *pack) []byte
+	}{
+		"flipped byte": {false, func(b []byte, p *pack) []byte {
+			r, _ := p.record(p.n / 2)
+			b[r.Off+uint64(r.Len)/2] ^= 0xff
+			return b
+		}},
+		"crc": {true, func(b []byte, p *pack) []byte { b[p.end+int64(p.n/2)*recordSize+44] ^= 1; return b }},
+		"flag": {true, func(b []byte, p *pack) []byte {
+			// the entry of a compressed block said to be stored as is
+			for i := range p.n {
+				if r, _ := p.record(i); r.Compressed {
+					b[p.end+int64(i)*recordSize+48] = 0
+					return b
+				}
+			}
+			t.Fatal("no compressed entry")
+			return nil
+		}},
+		"another entry's bytes": {true, func(b []byte, p *pack) []byte {
+			i, j := p.n/2, p.n/2+1
+			copy(b[p.end+int64(i)*recordSize+32:p.end+int64(i+1)*recordSize], b[p.end+int64(j)*recordSize+32:])
+			return b
+		}},
+	}
+	for name, d := range damage {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			cold, _ := mkImage(t, tree(0), squashfs.Zstd, nil)
+			build(t, dir, tree(0), 0, nil)
+			path := mangle(t, dir, d.fix, d.f)
+			var warn warnings
+			got, st, cs := build(t, dir, tree(0), 0, warn.add)
+			if !bytes.Equal(got, cold) {
+				t.Fatal("a damaged entry reached the image")
+			}
+			if cs.Damaged != 1 || st.CacheMisses != 1 || cs.Stored != 1 {
+				t.Fatalf("stats %+v, cache %+v", st, cs)
+			}
+			if !strings.Contains(warn.String(), path+": entry at offset ") {
+				t.Fatalf("warning %q does not name the entry in %s", warn.String(), path)
+			}
+			var again warnings
+			got, st, cs = build(t, dir, tree(0), 0, again.add)
+			if !bytes.Equal(got, cold) || st.CacheMisses != 0 || cs.Damaged != 0 || again.String() != "" {
+				t.Fatalf("the damaged entry was not replaced: %+v %+v %s", st, cs, again.String())
+			}
+		})
+	}
+}
+
+// TestDamagedPack: a pack whose header or index is damaged, or that is cut
+// short, is reported, not used (every block compressed again, the cold
+// image) and removed; the pack of the blocks compressed again serves the
+// next build.
+func TestDamagedPack(t *testing.T) {
+	damage := map[string]func(b []byte, p *pack) []byte{
+		"magic":            func(b []byte, _ *pack) []byte { b[3] ^= 0xff; return b },
+		"index offset":     func(b []byte, _ *pack) []byte { b[8]++; return b },
+		"count":            func(b []byte, _ *pack) []byte { b[16]++; return b },
+		"index crc":        func(b []byte, _ *pack) []byte { b[21] ^= 1; return b },
+		"reserved":         func(b []byte, _ *pack) []byte { b[30] = 1; return b },
+		"record key":       func(b []byte, p *pack) []byte { b[p.end+5] ^= 1; return b },
+		"cut short":        func(b []byte, _ *pack) []byte { return b[:len(b)-1] },
+		"trailing byte":    func(b []byte, _ *pack) []byte { return append(b, 0) },
+		"header only":      func(b []byte, _ *pack) []byte { return b[:packHeader] },
+		"empty":            func(b []byte, _ *pack) []byte { return nil },
+		"values cut short": func(b []byte, p *pack) []byte { return append(b[:packHeader], b[p.end:]...) },
 	}
 	for name, f := range damage {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			cold, _ := pack(t, tree(0), squashfs.Zstd, nil)
-			pack(t, tree(0), squashfs.Zstd, Open(dir, 0, nil))
-			files := entries(t, dir)
-			p := files[len(files)/2]
-			b, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(p, f(p, bytes.Clone(b)), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			cold, _ := mkImage(t, tree(0), squashfs.Zstd, nil)
+			_, _, filled := build(t, dir, tree(0), 0, nil)
+			path := mangle(t, dir, false, f)
 			var warn warnings
-			c := Open(dir, 0, warn.add)
-			got, st := pack(t, tree(0), squashfs.Zstd, c)
-			if !bytes.Equal(got, cold) {
-				t.Fatal("a damaged entry reached the image")
+			got, st, cs := build(t, dir, tree(0), 0, warn.add)
+			if !bytes.Equal(got, cold) || cs.Hits != 0 || cs.Stored != filled.Stored || st.CacheHits != 0 {
+				t.Fatalf("equal %v, %+v, cache %+v", bytes.Equal(got, cold), st, cs)
 			}
-			if cs := c.Stats(); cs.Damaged != 1 || st.CacheMisses != 1 || cs.Stored != 1 {
-				t.Fatalf("stats %+v, cache %+v", st, c.Stats())
+			if !strings.Contains(warn.String(), path) || !strings.Contains(warn.String(), "not a valid block cache pack") {
+				t.Fatalf("warning %q does not name %s", warn.String(), path)
 			}
-			if !strings.Contains(warn.String(), p) {
-				t.Fatalf("warning %q does not name %s", warn.String(), p)
+			if _, err := os.Stat(path); err == nil {
+				t.Fatal("the damaged pack was kept")
 			}
-			if nb, _ := os.ReadFile(p); !bytes.Equal(nb, b) {
-				t.Fatal("the damaged entry was not replaced")
+			var again warnings
+			got, st, _ = build(t, dir, tree(0), 0, again.add)
+			if !bytes.Equal(got, cold) || st.CacheMisses != 0 || again.String() != "" {
+				t.Fatalf("the next build: %+v, %s", st, again.String())
 			}
 		})
 	}
-	t.Run("moved", func(t *testing.T) {
-		dir := t.TempDir()
-		cold, _ := pack(t, tree(0), squashfs.Zstd, nil)
-		pack(t, tree(0), squashfs.Zstd, Open(dir, 0, nil))
-		files := entries(t, dir)
-		b, _ := os.ReadFile(files[0])
-		if err := os.WriteFile(files[1], b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		c := Open(dir, 0, nil)
-		got, _ := pack(t, tree(0), squashfs.Zstd, c)
-		if !bytes.Equal(got, cold) || c.Stats().Damaged != 1 {
-			t.Fatalf("equal %v, %+v", bytes.Equal(got, cold), c.Stats())
-		}
-	})
-}
-
-func entries(t *testing.T, dir string) []string {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "blocks", "*", "*"))
-	if err != nil || len(files) < 2 {
-		t.Fatalf("cache entries: %v %v", files, err)
-	}
-	return files
 }
 
 // TestConcurrentBuilds: builds of two different trees share one cache
 // directory at the same time, repeatedly (as two processes would: separate
-// Caches), and each gives its cold image.
+// Caches, each writing and merging packs), and each gives its cold image.
 func TestConcurrentBuilds(t *testing.T) {
 	dir := t.TempDir()
 	want := [2][]byte{}
 	for v := range 2 {
-		want[v], _ = pack(t, tree(v), squashfs.Zstd, nil)
+		want[v], _ = mkImage(t, tree(v), squashfs.Zstd, nil)
 	}
 	var wg sync.WaitGroup
-	errs := make(chan string, 16)
-	for round := range 3 {
+	errs := make(chan string, 64)
+	for round := range 6 {
 		for v := range 2 {
 			for range 2 {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					c := Open(dir, 0, func(m string) { errs <- m })
-					got, _ := pack(t, tree(v), squashfs.Zstd, c)
-					if !bytes.Equal(got, want[v]) {
+					got, _ := mkImage(t, tree(v+2*(round%3)), squashfs.Zstd, c)
+					if _, err := c.Close(); err != nil {
+						errs <- err.Error()
+					}
+					if round%3 == 0 && !bytes.Equal(got, want[v]) {
 						errs <- fmt.Sprintf("round %d variant %d: image differs", round, v)
 					}
 				}()
@@ -209,18 +315,24 @@ func TestConcurrentBuilds(t *testing.T) {
 	for e := range errs {
 		t.Error(e)
 	}
+	if n := len(packs(t, dir)); n > 2*maxPacks {
+		t.Errorf("%d packs left", n)
+	}
+	_, st, _ := build(t, dir, tree(0), 0, nil)
+	if st.CacheMisses != 0 {
+		t.Errorf("after the concurrent builds: %+v", st)
+	}
 }
 
 // TestUnwritable: a cache that cannot be created, or whose writes fail
 // (ENOTDIR here, as ENOSPC would), gives one warning and the cold image.
 func TestUnwritable(t *testing.T) {
-	cold, _ := pack(t, tree(0), squashfs.Zstd, nil)
+	cold, _ := mkImage(t, tree(0), squashfs.Zstd, nil)
 	t.Run("not a directory", func(t *testing.T) {
 		file := filepath.Join(t.TempDir(), "file")
 		os.WriteFile(file, nil, 0o644)
 		var warn warnings
-		c := Open(filepath.Join(file, "cache"), 0, warn.add)
-		got, _ := pack(t, tree(0), squashfs.Zstd, c)
+		got, _, _ := build(t, filepath.Join(file, "cache"), tree(0), 0, warn.add)
 		if !bytes.Equal(got, cold) || len(warn.msgs) != 1 || !strings.Contains(warn.msgs[0], "not a directory; building without storing") {
 			t.Fatalf("equal %v, warnings %q", bytes.Equal(got, cold), warn.msgs)
 		}
@@ -229,11 +341,13 @@ func TestUnwritable(t *testing.T) {
 		dir := t.TempDir()
 		var warn warnings
 		c := Open(dir, 0, warn.add)
-		for i := range 256 { // every fan-out directory is a file
-			os.WriteFile(filepath.Join(dir, "blocks", fmt.Sprintf("%02x", i)), nil, 0o644)
+		os.Remove(filepath.Join(dir, "blocks"))
+		os.WriteFile(filepath.Join(dir, "blocks"), nil, 0o644)
+		got, _ := mkImage(t, tree(0), squashfs.Zstd, c)
+		if _, err := c.Close(); err != nil {
+			t.Fatal(err)
 		}
-		got, _ := pack(t, tree(0), squashfs.Zstd, c)
-		if !bytes.Equal(got, cold) || len(warn.msgs) < 1 || !strings.Contains(warn.String(), "without storing") {
+		if !bytes.Equal(got, cold) || len(warn.msgs) != 1 || !strings.Contains(warn.String(), "without storing") {
 			t.Fatalf("equal %v, warnings %q", bytes.Equal(got, cold), warn.msgs)
 		}
 		if c.Stats().Stored != 0 {
@@ -242,99 +356,130 @@ func TestUnwritable(t *testing.T) {
 	})
 }
 
-// TestTrim: Trim removes the least recently used entries first, down to
-// the limit, and keeps the ones a build just used.
-func TestTrim(t *testing.T) {
+// TestEvict: over the limit, Close keeps at most three quarters of it,
+// the entries the build used first; too many packs are merged.
+func TestEvict(t *testing.T) {
 	dir := t.TempDir()
-	pack(t, tree(0), squashfs.Zstd, Open(dir, 0, nil))
-	files := entries(t, dir)
-	var total int64
-	old := time.Now().Add(-48 * time.Hour)
-	for i, p := range files {
-		fi, _ := os.Stat(p)
-		total += fi.Size()
-		ts := old.Add(time.Duration(i) * time.Minute)
-		os.Chtimes(p, ts, ts)
+	var sizes []int64
+	for v := range 12 {
+		_, _, cs := build(t, dir, distinct(v), 0, nil)
+		if cs.Stored == 0 {
+			t.Fatalf("variant %d stored nothing", v)
+		}
+		if n := len(packs(t, dir)); n > maxPacks {
+			t.Fatalf("after %d builds: %d packs", v+1, n)
+		}
+		var total int64
+		for _, p := range packs(t, dir) {
+			fi, _ := os.Stat(p)
+			total += fi.Size()
+		}
+		sizes = append(sizes, total)
 	}
-	os.WriteFile(filepath.Join(dir, "blocks", ".tmp-stale"), []byte("x"), 0o644)
-	os.Chtimes(filepath.Join(dir, "blocks", ".tmp-stale"), old, old)
-	c := Open(dir, total/2, nil)
-	kept, err := c.Trim()
-	if err != nil || kept > total/2 || kept == 0 {
-		t.Fatalf("kept %d of %d (limit %d): %v", kept, total, total/2, err)
+	// every variant is still there
+	for v := range 12 {
+		if _, st, _ := build(t, dir, distinct(v), 0, nil); st.CacheMisses != 0 {
+			t.Fatalf("variant %d: %+v", v, st)
+		}
 	}
-	if _, err := os.Stat(files[0]); err == nil {
-		t.Error("the oldest entry was kept")
+	// a limit below what the packs take: the last build's blocks stay
+	limit := sizes[len(sizes)-1] / 2
+	c := Open(dir, limit, nil)
+	mkImage(t, distinct(5), squashfs.Zstd, c)
+	kept, err := c.Close()
+	if err != nil || kept > limit/4*3 || kept == 0 {
+		t.Fatalf("kept %d (limit %d): %v", kept, limit, err)
 	}
-	if _, err := os.Stat(files[len(files)-1]); err != nil {
-		t.Error("the newest entry was removed")
+	if _, st, _ := build(t, dir, distinct(5), limit, nil); st.CacheMisses != 0 {
+		t.Fatalf("the blocks the last build used were dropped: %+v", st)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "blocks", ".tmp-stale")); err == nil {
-		t.Error("a stale temporary file was kept")
+	dropped := 0
+	for v := range 12 {
+		c := Open(dir, limit, nil)
+		_, st := mkImage(t, distinct(v), squashfs.Zstd, c)
+		if st.CacheMisses != 0 {
+			dropped++
+		}
+		// not closed: the cache stays as it was for the next variant
 	}
-	// a hit refreshes an entry older than an hour (its last use, for the
-	// next Trim)
-	last := files[len(files)-1]
-	pack(t, tree(0), squashfs.Zstd, c)
-	if fi, err := os.Stat(last); err != nil || time.Since(fi.ModTime()) > time.Hour {
-		t.Errorf("%s, used by the last build, was not refreshed: %v", last, err)
+	if dropped == 0 {
+		t.Fatal("nothing was dropped")
 	}
 }
 
-func FuzzDecode(f *testing.F) {
-	e := Entry{Compressed: true, Stored: []byte("stored bytes")}
-	f.Add(e.AppendTo(nil))
-	e = Entry{Stored: bytes.Repeat([]byte{1}, 4096)}
-	f.Add(e.AppendTo(nil))
-	if seeds, _ := filepath.Glob("testdata/*.blk"); len(seeds) > 0 {
-		for _, s := range seeds {
-			b, _ := os.ReadFile(s)
-			f.Add(b)
+// TestStale: version 2 entries (one file per block in fan-out directories)
+// are never read and are removed; a temporary pack a killed build left is
+// removed after a day.
+func TestStale(t *testing.T) {
+	dir := t.TempDir()
+	cold, _ := mkImage(t, tree(0), squashfs.Zstd, nil)
+	build(t, dir, tree(0), 0, nil)
+	// a version 2 entry under a current key's name, well-formed
+	p := filepath.Join(dir, "blocks", "ab", "ab"+strings.Repeat("0", 62))
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	os.WriteFile(p, append([]byte("IMFBLK2\n"), make([]byte, 100)...), 0o644)
+	old := time.Now().Add(-48 * time.Hour)
+	stale := filepath.Join(dir, "blocks", tmpPrefix+"123"+PackExt)
+	fresh := filepath.Join(dir, "blocks", tmpPrefix+"456"+PackExt)
+	os.WriteFile(stale, []byte("x"), 0o644)
+	os.WriteFile(fresh, []byte("x"), 0o644)
+	os.Chtimes(stale, old, old)
+	got, st, cs := build(t, dir, tree(0), 0, nil)
+	if !bytes.Equal(got, cold) || st.CacheMisses != 0 || cs.Damaged != 0 {
+		t.Fatalf("%+v %+v", st, cs)
+	}
+	for _, gone := range []string{filepath.Dir(p), stale} {
+		if _, err := os.Stat(gone); err == nil {
+			t.Errorf("%s was kept", gone)
 		}
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a temporary pack of a running build was removed: %v", err)
+	}
+}
+
+// FuzzParsePack: parsePack never panics; a pack it accepts has every entry
+// inside the values, and reading an entry fails or returns its length.
+func FuzzParsePack(f *testing.F) {
+	dir := f.TempDir()
+	for v := range 2 {
+		c := Open(dir, 0, nil)
+		mkImage(f, tree(v), squashfs.Zstd, c)
+		if _, err := c.Close(); err != nil {
+			f.Fatal(err)
+		}
+	}
+	w, err := createPack(filepath.Join(dir, "blocks"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := w.finish(); err != nil { // no entries
+		f.Fatal(err)
+	}
+	seeds, _ := filepath.Glob(filepath.Join(dir, "blocks", "*"+PackExt))
+	if len(seeds) != 3 {
+		f.Fatalf("seeds %q", seeds)
+	}
+	for _, s := range seeds {
+		b, _ := os.ReadFile(s)
+		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := Decode(b)
+		p, err := parsePack("fuzz", bytes.NewReader(b), int64(len(b)))
 		if err != nil {
+			if !errors.Is(err, ErrBadPack) {
+				t.Fatalf("error %v does not wrap ErrBadPack", err)
+			}
 			return
 		}
-		if got := e.AppendTo(nil); !bytes.Equal(got, b) {
-			t.Fatalf("decode/encode changed the bytes")
+		for i := range p.n {
+			r, _ := p.record(i)
+			if r.Off+uint64(r.Len) > uint64(p.end) || p.find(r.Key) != i {
+				t.Fatalf("record %d: %+v", i, r)
+			}
+			if got, _, err := p.read(i, nil); err == nil && len(got) != int(r.Len) {
+				t.Fatalf("record %d: read %d bytes", i, len(got))
+			}
 		}
 	})
-}
-
-// TestVersion1Entry: an entry in the format of version 1 (magic "IMFBLK1",
-// SHA-256 checksum) is never read as version 2, even under the name of a
-// current key: it is a damaged entry, compressed again and replaced.
-func TestVersion1Entry(t *testing.T) {
-	dir := t.TempDir()
-	cold, _ := pack(t, tree(0), squashfs.Zstd, nil)
-	pack(t, tree(0), squashfs.Zstd, Open(dir, 0, nil))
-	p := entries(t, dir)[0]
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := Decode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// version 1: magic, key, SHA-256 of the stored bytes, length, flags
-	v1 := append([]byte("IMFBLK1\n"), e.Key[:]...)
-	sum := sha256.Sum256(e.Stored)
-	v1 = append(v1, sum[:]...)
-	v1 = binary.LittleEndian.AppendUint32(v1, uint32(len(e.Stored)))
-	v1 = append(v1, 1, 0, 0, 0)
-	v1 = append(v1, e.Stored...)
-	if err := os.WriteFile(p, v1, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c := Open(dir, 0, nil)
-	got, _ := pack(t, tree(0), squashfs.Zstd, c)
-	if !bytes.Equal(got, cold) || c.Stats().Damaged != 1 || c.Stats().Stored != 1 {
-		t.Fatalf("same image %v, %+v", bytes.Equal(got, cold), c.Stats())
-	}
-	if nb, _ := os.ReadFile(p); !bytes.Equal(nb, b) {
-		t.Fatal("the version 1 entry was not replaced")
-	}
 }
