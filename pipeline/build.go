@@ -280,25 +280,58 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	// The image's pages go to the disk while the record hashes them: the
-	// commit's sync then finds nothing left to write (a large image's sync
-	// and its hash pass took about as long as each other, one after the
-	// other).
+	// The image's hash (the record's image.sha256) is the build's last
+	// pass over it, on one core: the record is written meanwhile, with the
+	// hash's place held and filled in once it is known
+	// (Record.writePending), while the image's pages go to the disk (the
+	// commit's sync then finds nothing left to write). Only a CMS
+	// signature beside the image (image.signature_key) needs the hash
+	// before the record can be written.
+	size, err := fileSize(img.File)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.out, err)
+	}
+	hashed := hashImage(img.File)
 	synced := make(chan error, 1)
 	go func() { synced <- img.File.Sync() }()
-	rec, err := opts.record(b.m, b.lay.entries, b.lay.frags, b.lay.files, b.signers, b.uniqueSigs, b.h, img.File, b.out)
+	rec, err := opts.record(b.m, b.lay.entries, b.lay.frags, b.lay.files, b.signers, b.uniqueSigs, b.h, size, b.out)
+	var sidecars []sidecar
+	var recFile *atomicfile.File
+	hashAt := int64(-1)
+	if err == nil && integ.signer == nil {
+		if sidecars, err = opts.finishIntegrity(integ, rec); err == nil {
+			recFile, hashAt, err = writeRecordFile(b.out+SuffixRecord, rec, true)
+		}
+	}
+	if recFile != nil {
+		defer recFile.Abort()
+	}
+	ih := <-hashed
 	if serr := <-synced; err == nil && serr != nil {
 		err = fmt.Errorf("sync %s: %w", b.out, serr)
+	}
+	if err == nil {
+		err = ih.check(b.out, size)
 	}
 	if err != nil {
 		return nil, err
 	}
-	sidecars, err := opts.finishIntegrity(integ, rec)
+	rec.Image.SHA256 = hex.EncodeToString(ih.sum[:])
+	if recFile != nil {
+		err = fillImageSHA256(recFile.File, hashAt, rec.Image.SHA256)
+	} else {
+		if sidecars, err = opts.finishIntegrity(integ, rec); err == nil {
+			recFile, _, err = writeRecordFile(b.out+SuffixRecord, rec, false)
+		}
+		if recFile != nil {
+			defer recFile.Abort()
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	res.Record = rec
-	if err := b.publishOutputs(ctx, pub, img, sidecars, rec); err != nil {
+	if err := b.publishOutputs(ctx, pub, img, sidecars, recFile); err != nil {
 		return nil, err
 	}
 	res.RecordPath = b.out + SuffixRecord
@@ -607,18 +640,9 @@ func shareLinkedState(files fileStates, primary map[uint32]*fileState) {
 }
 
 // publishOutputs publishes the image, its sidecars, the policy files and
-// the record (last: it names the image digest) as one set (docs/build.md,
-// "Outputs").
-func (b *buildRun) publishOutputs(ctx context.Context, pub *publish.Output, img *atomicfile.File, sidecars []sidecar, rec *Record) error {
-	// The record is streamed to a file, not held as bytes (Record.WriteTo).
-	recFile, err := atomicfile.Create(b.out+SuffixRecord, 0o644)
-	if err != nil {
-		return err
-	}
-	defer recFile.Abort()
-	if _, err := rec.WriteTo(recFile); err != nil {
-		return fmt.Errorf("write %s: %w", b.out+SuffixRecord, err)
-	}
+// the record (last: it names the image digest), written to recFile, as one
+// set (docs/build.md, "Outputs").
+func (b *buildRun) publishOutputs(ctx context.Context, pub *publish.Output, img *atomicfile.File, sidecars []sidecar, recFile *atomicfile.File) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -922,19 +946,17 @@ func compression(c manifest.Compression) (squashfs.Compression, error) {
 func level(m *manifest.Manifest) int { return m.Image.CompressionLevel() }
 
 // record assembles the build record once the image is complete.
+// Its image.sha256 is left empty: the image is hashed meanwhile (hashImage);
+// size is the image's.
 func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags []*fragment, files fileStates,
-	signers map[string]Key, uniqueSigs map[string]int, h imasig.Hash, img *os.File, out string) (*Record, error) {
-	isum, size, err := sha256Image(img)
-	if err != nil {
-		return nil, fmt.Errorf("hash %s: %w", out, err)
-	}
+	signers map[string]Key, uniqueSigs map[string]int, h imasig.Hash, size int64, out string) (*Record, error) {
+	var err error
 	rec := &Record{
 		Format:   RecordFormat,
 		Tool:     RecordTool{Name: "imaforge", Version: opts.ToolVersion},
 		Manifest: RecordManifest{Name: filepath.Base(m.File), SHA256: hex.EncodeToString(m.Digest[:])},
 		Image: RecordImage{
 			Name:        filepath.Base(out),
-			SHA256:      hex.EncodeToString(isum[:]),
 			Size:        size,
 			Compression: string(m.Image.Compression),
 			Level:       level(m),

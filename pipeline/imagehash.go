@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 )
 
 // The image's SHA-256 (the record's image.sha256) can only be computed once
@@ -27,4 +28,45 @@ func sha256Image(f io.ReaderAt) (sum [sha256.Size]byte, size int64, err error) {
 	}
 	h.Sum(sum[:0])
 	return sum, size, nil
+}
+
+// imageHash is what hashImage found: the image's SHA-256 and the bytes it
+// covers.
+type imageHash struct {
+	sum  [sha256.Size]byte
+	size int64
+	err  error
+}
+
+// hashImage hashes f (sha256Image) on a goroutine of its own; the channel
+// gives the result once.
+func hashImage(f io.ReaderAt) <-chan imageHash {
+	ch := make(chan imageHash, 1)
+	go func() {
+		var h imageHash
+		h.sum, h.size, h.err = sha256Image(f)
+		ch <- h
+	}()
+	return ch
+}
+
+// check fails unless the hash covers the size bytes of the image out that
+// the record names.
+func (h imageHash) check(out string, size int64) error {
+	if h.err != nil {
+		return fmt.Errorf("hash %s: %w", out, h.err)
+	}
+	if h.size != size {
+		return fmt.Errorf("hash %s: %d bytes hashed, the image has %d", out, h.size, size)
+	}
+	return nil
+}
+
+// fileSize is f's size (fstat).
+func fileSize(f *os.File) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
 }

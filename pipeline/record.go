@@ -3,15 +3,19 @@ package pipeline
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"iter"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/imaforge/imaforge/imasig"
+	"github.com/imaforge/imaforge/internal/atomicfile"
 	"github.com/imaforge/imaforge/internal/countio"
 	"github.com/imaforge/imaforge/internal/jsonrecord"
 	"github.com/imaforge/imaforge/rootfs"
@@ -165,20 +169,15 @@ func (r *Record) Marshal() ([]byte, error) {
 func (r *Record) WriteTo(w io.Writer) (int64, error) {
 	cw := &countio.Writer{W: w}
 	bw := bufio.NewWriterSize(cw, 64<<10)
-	head := *r
-	head.Files, head.Entries = []RecordFile{}, nil
-	hb, err := jsonrecord.Marshal(&head)
+	hb, err := r.marshalHead()
 	if err != nil {
 		return cw.N, err
 	}
-	// "files" is a top-level field, always present; "entries" (omitted
-	// when empty) follows it.
-	const slot = "\n  \"files\": []"
-	i := bytes.Index(hb, []byte(slot))
+	i := bytes.Index(hb, []byte(filesSlot))
 	if i < 0 {
 		return cw.N, errors.New("build record: no files slot")
 	}
-	bw.Write(hb[:i+len(slot)-1])
+	bw.Write(hb[:i+len(filesSlot)-1])
 	files := r.files
 	if files == nil {
 		files = slices.Values(r.Files)
@@ -192,9 +191,102 @@ func (r *Record) WriteTo(w io.Writer) (int64, error) {
 			return cw.N, err
 		}
 	}
-	bw.Write(hb[i+len(slot):])
+	bw.Write(hb[i+len(filesSlot):])
 	err = bw.Flush()
 	return cw.N, err
+}
+
+// filesSlot is where WriteTo writes the files into the record's head (its
+// other fields, marshalHead): "files" is a top-level field, always present;
+// "entries" (omitted when empty) follows it.
+const filesSlot = "\n  \"files\": []"
+
+// marshalHead is the record without its files and entries, the bytes
+// WriteTo writes around them.
+func (r *Record) marshalHead() ([]byte, error) {
+	head := *r
+	head.Files, head.Entries = []RecordFile{}, nil
+	return jsonrecord.Marshal(&head)
+}
+
+// pendingSHA256 holds the place of image.sha256 in a record written before
+// the image's hash is known (writePending): as long as the hex digest, and
+// never one.
+var pendingSHA256 = strings.Repeat("-", 2*sha256.Size)
+
+// writePending writes the record as WriteTo does but with pendingSHA256 as
+// image.sha256, and returns the offset of that value in what it wrote:
+// writing the hex digest there gives WriteTo's bytes with it.
+func (r *Record) writePending(w io.Writer) (int64, error) {
+	saved := r.Image.SHA256
+	defer func() { r.Image.SHA256 = saved }()
+	// The offset: where the head's bytes with the placeholder and with
+	// another value of its length first differ (whatever else in the
+	// head, a name or a path, looks like the placeholder).
+	r.Image.SHA256 = strings.Repeat("0", 2*sha256.Size)
+	other, err := r.marshalHead()
+	if err != nil {
+		return 0, err
+	}
+	r.Image.SHA256 = pendingSHA256
+	head, err := r.marshalHead()
+	if err != nil {
+		return 0, err
+	}
+	at := 0
+	for at < min(len(head), len(other)) && head[at] == other[at] {
+		at++
+	}
+	end := at + len(pendingSHA256)
+	if len(head) != len(other) || end > len(head) || string(head[at:end]) != pendingSHA256 ||
+		!bytes.Equal(head[end:], other[end:]) || end > bytes.Index(head, []byte(filesSlot)) {
+		return 0, errors.New("build record: image.sha256 not found in the record's head")
+	}
+	_, err = r.WriteTo(w)
+	return int64(at), err
+}
+
+// writeRecordFile writes rec to a new temporary file for path (committed
+// when the build's outputs are published), its pages handed to the disk as
+// they are written. With pending, the image's hash is not known yet: its
+// place is held (writePending) at the offset returned, for
+// fillImageSHA256.
+func writeRecordFile(path string, rec *Record, pending bool) (*atomicfile.File, int64, error) {
+	f, err := atomicfile.Create(path, 0o644)
+	if err != nil {
+		return nil, 0, err
+	}
+	at := int64(-1)
+	if pending {
+		at, err = rec.writePending(f.WriteBehind())
+	} else {
+		_, err = rec.WriteTo(f.WriteBehind())
+	}
+	if err != nil {
+		f.Abort()
+		return nil, 0, fmt.Errorf("write %s: %w", path, err)
+	}
+	return f, at, nil
+}
+
+// fillImageSHA256 writes the image's hex digest over the placeholder
+// writePending left at offset at of the record file f; it fails, writing
+// nothing, unless the placeholder is there.
+func fillImageSHA256(f *os.File, at int64, sum string) error {
+	if len(sum) != len(pendingSHA256) {
+		return fmt.Errorf("write %s: internal: image digest %q", f.Name(), sum)
+	}
+	held := make([]byte, len(pendingSHA256))
+	if _, err := f.ReadAt(held, at); err != nil {
+		return fmt.Errorf("read %s at offset %d: %w", f.Name(), at, err)
+	}
+	if string(held) != pendingSHA256 {
+		return fmt.Errorf("write %s: internal: no image digest placeholder at offset %d", f.Name(), at)
+	}
+	if _, err := f.WriteAt([]byte(sum), at); err != nil {
+		return fmt.Errorf("write %s at offset %d: %w", f.Name(), at, err)
+	}
+	return nil
 }
 
 // writeArray writes the elements of a top-level array in jsonrecord's form

@@ -458,6 +458,85 @@ func TestRecordWriteTo(t *testing.T) {
 	}
 }
 
+// A record written before the image's hash is known (writePending), with
+// the hash then written at the offset it gives, is WriteTo's record: also
+// when a name, a path and the manifest's digest look like the placeholder,
+// and with verity and signature fields after the files.
+func TestRecordWritePending(t *testing.T) {
+	sum := strings.Repeat("a1", 32)
+	for name, rec := range map[string]*Record{
+		"plain": {Format: RecordFormat, Image: RecordImage{Name: "img", Size: 12345}, Keys: []RecordKey{},
+			Files: []RecordFile{{Path: "/a", Digest: "00"}}},
+		"lookalikes": {Format: RecordFormat, Keys: []RecordKey{},
+			Manifest:  RecordManifest{Name: pendingSHA256, SHA256: pendingSHA256},
+			Image:     RecordImage{Name: pendingSHA256 + "\u0000", Size: 1},
+			Files:     []RecordFile{{Path: "/" + pendingSHA256, Digest: pendingSHA256}},
+			Entries:   []RecordEntry{{Path: "/", RecordMeta: RecordMeta{Type: RecordType(rootfs.TypeDir), Mode: 0o755}}},
+			Verity:    &RecordVerity{Hash: "sha256", RootHash: pendingSHA256},
+			Signature: &RecordSignature{Key: "k", Files: []string{"x.cms"}}},
+	} {
+		var got bytes.Buffer
+		at, err := rec.writePending(&got)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if rec.Image.SHA256 != "" {
+			t.Fatalf("%s: writePending left image.sha256 %q", name, rec.Image.SHA256)
+		}
+		b := got.Bytes()
+		if string(b[at:at+64]) != pendingSHA256 {
+			t.Fatalf("%s: no placeholder at offset %d: %q", name, at, b[at:at+64])
+		}
+		copy(b[at:], sum)
+		rec.Image.SHA256 = sum
+		want, err := rec.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, want) {
+			t.Errorf("%s: filled in:\n%s\nwant\n%s", name, b, want)
+		}
+	}
+}
+
+// fillImageSHA256 writes the digest over the placeholder only: not twice,
+// not at another offset, not a digest of another length.
+func TestFillImageSHA256(t *testing.T) {
+	rec := &Record{Format: RecordFormat, Keys: []RecordKey{}, Files: []RecordFile{{Path: "/a", Digest: "00"}}}
+	f, err := os.Create(filepath.Join(t.TempDir(), "r.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	at, err := rec.writePending(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := strings.Repeat("0f", 32)
+	for _, bad := range []struct {
+		at  int64
+		sum string
+	}{{at + 1, sum}, {at, sum[:62]}, {at, sum + "00"}, {1 << 20, sum}} {
+		if err := fillImageSHA256(f, bad.at, bad.sum); err == nil {
+			t.Errorf("fill %q at %d (placeholder at %d): no error", bad.sum, bad.at, at)
+		}
+	}
+	if err := fillImageSHA256(f, at, sum); err != nil {
+		t.Fatal(err)
+	}
+	if err := fillImageSHA256(f, at, strings.Repeat("ee", 32)); err == nil {
+		t.Error("filled twice: no error")
+	}
+	got, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Image.SHA256 = sum
+	if want, _ := rec.Marshal(); !bytes.Equal(got, want) {
+		t.Errorf("record file:\n%s\nwant\n%s", got, want)
+	}
+}
+
 // encodedRecordFile is f as writeArray's json.Encoder writes it.
 func encodedRecordFile(t testing.TB, f RecordFile) (string, error) {
 	var buf bytes.Buffer
