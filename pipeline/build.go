@@ -751,11 +751,18 @@ func (r *hashingReader) SumSHA256() (sum [sha256.Size]byte) {
 		copy(sum[:], r.sum)
 		return sum
 	}
-	b := r.h.Sum(nil)
+	var a [64]byte
+	b := r.h.Sum(a[:0])
 	r.sum, r.sumN = string(b), r.n
 	copy(sum[:], b)
 	return sum
 }
+
+// HeldSHA256 is the digest SumSHA256 made or SetSHA256 gave, the string
+// Close keeps as the file's digest (fileState.digest) to the build's end:
+// the SquashFS writer's duplicate index refers to it instead of copying it
+// (squashfs.HeldSHA256).
+func (r *hashingReader) HeldSHA256() string { return r.sum }
 
 // TakeSHA256 hands the hashing to the image writer (squashfs.SHA256Taker):
 // with SHA-256, before the first Read.

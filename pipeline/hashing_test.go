@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"io"
 	"testing"
+	"unsafe"
 
 	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/rootfs"
@@ -35,8 +36,14 @@ func TestHashingReaderSHA256(t *testing.T) {
 	if !cs.HashesSHA256() || cs.SumSHA256() != want {
 		t.Fatalf("SumSHA256 %x, want %x", cs.SumSHA256(), want)
 	}
+	held := r.HeldSHA256()
 	if err := r.Close(); err != nil || fs.digest != string(want[:]) {
 		t.Fatalf("digest %x (%v), want %x", fs.digest, err, want)
+	}
+	// the writer's duplicate index refers to the file's digest: the
+	// same bytes in memory, not a copy
+	if held != fs.digest || unsafe.StringData(held) != unsafe.StringData(fs.digest) {
+		t.Errorf("HeldSHA256 %x is not the file's digest %x as held", held, fs.digest)
 	}
 
 	// asked half way: Close still hashes every byte

@@ -51,6 +51,7 @@ type item struct {
 	out   []byte // what to store (compressed, or raw when not smaller)
 	comp  bool
 	sum   [sha256.Size]byte // content digest, on the last item
+	held  string            // sum as the reader holds it (heldSum), or ""
 	err   error
 	done  chan struct{} // closed when out is ready (and raw hashed: finish)
 	frag  int           // fragment blocks: their index
@@ -455,6 +456,9 @@ func (rd *blockReader) readFile(i int, f *node) (err error) {
 				return &PathError{Path: name(), Err: err}
 			}
 			h.Sum(it.sum[:0])
+			if f.is(dupCandidate) && hb == nil {
+				it.held = heldSum(r, &it.sum)
+			}
 		}
 		switch {
 		case it.last && tail:
@@ -512,6 +516,28 @@ type SHA256Taker interface {
 	SetSHA256(sum [sha256.Size]byte, n int64)
 }
 
+// HeldSHA256 is a file's reader (Entry.Open) whose owner keeps the digest
+// it made (ContentSHA256.SumSHA256) or was given (SHA256Taker.SetSHA256) in
+// memory, unchanged, until the Writer is closed, as a build keeps each
+// file's digest for its record: HeldSHA256 returns those sha256.Size bytes
+// as a string, and the duplicate index refers to it instead of holding a
+// copy (16 bytes a file instead of 32). A string that is not the digest
+// is not used.
+type HeldSHA256 interface {
+	HeldSHA256() string
+}
+
+// heldSum is the digest sum as r holds it (HeldSHA256), or "" when r does
+// not hold it or holds other bytes.
+func heldSum(r any, sum *[sha256.Size]byte) string {
+	if hr, ok := r.(HeldSHA256); ok {
+		if s := hr.HeldSHA256(); s == string(sum[:]) {
+			return s
+		}
+	}
+	return ""
+}
+
 // hashBehindMin is the size from which a file is hashed beside its reads
 // (SHA256Taker): a goroutine and a hand-off per block pay off only for large
 // files (a tree of small files keeps its path).
@@ -543,6 +569,7 @@ func (hb *hashBehind) run() {
 		if it.last {
 			h.Sum(it.sum[:0])
 			hb.t.SetSHA256(it.sum, n)
+			it.held = heldSum(hb.t, &it.sum)
 		}
 		it.finish()
 	}
@@ -588,21 +615,22 @@ func (nopHash) Size() int                   { return sha256.Size }
 func (nopHash) BlockSize() int              { return 64 }
 
 // dupTable finds an earlier file with the same content (SHA-256 and size),
-// as a map from (digest, size) to the file would, in 40 bytes per file
+// as a map from (digest, size) to the file would, in 24 bytes per file
 // rather than about 110 (a million small files of few sizes are all
-// candidates): the digests by file index (w.files), and an open-addressing
-// table of file indexes (+1; 0: empty) at most half full, probed from the
-// digest's first 8 bytes.
+// candidates): the digests by file index (w.files), each a reference to the
+// reader's own (HeldSHA256, 16 bytes) or else a copy (32), and an
+// open-addressing table of file indexes (+1; 0: empty) at most half full,
+// probed from the digest's first 8 bytes.
 type dupTable struct {
 	files []*node
-	sums  [][sha256.Size]byte
+	held  []string            // by file index; made at the first held digest
+	sums  [][sha256.Size]byte // by file index; made at the first other digest
 	slots []uint32
 }
 
 func newDupTable(files []*node, candidates int) *dupTable {
 	t := &dupTable{files: files}
 	if candidates > 0 {
-		t.sums = make([][sha256.Size]byte, len(files))
 		t.slots = make([]uint32, 1<<bits.Len(uint(2*candidates)))
 	}
 	return t
@@ -618,15 +646,34 @@ func (t *dupTable) find(sum *[sha256.Size]byte, size int64) (file, slot int) {
 		if j < 0 {
 			return -1, i
 		}
-		if t.sums[j] == *sum && t.files[j].size == size {
+		if t.files[j].size == size && t.sumIs(j, sum) {
 			return j, i
 		}
 	}
 }
 
-// add records file i, whose content has sum, at slot (from find).
-func (t *dupTable) add(i int, sum *[sha256.Size]byte, slot int) {
-	t.sums[i] = *sum
+// sumIs reports whether file j (recorded) has digest sum.
+func (t *dupTable) sumIs(j int, sum *[sha256.Size]byte) bool {
+	if t.held != nil && t.held[j] != "" {
+		return t.held[j] == string(sum[:])
+	}
+	return t.sums[j] == *sum
+}
+
+// add records file i, whose content has sum, at slot (from find); held is
+// sum as the file's reader holds it (heldSum), or "".
+func (t *dupTable) add(i int, sum *[sha256.Size]byte, held string, slot int) {
+	if held != "" && held == string(sum[:]) {
+		if t.held == nil {
+			t.held = make([]string, len(t.files))
+		}
+		t.held[i] = held
+	} else {
+		if t.sums == nil {
+			t.sums = make([][sha256.Size]byte, len(t.files))
+		}
+		t.sums[i] = *sum
+	}
 	t.slots[slot] = uint32(i + 1)
 }
 
@@ -724,7 +771,7 @@ func (c *committer) commit(it *item) error {
 			c.dups++
 		} else {
 			if f.is(dupCandidate) {
-				c.dedup.add(it.file, &it.sum, slot)
+				c.dedup.add(it.file, &it.sum, it.held, slot)
 			}
 			if c.tail != nil {
 				if err := c.pack(f, c.tail); err != nil {

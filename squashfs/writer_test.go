@@ -239,6 +239,65 @@ func TestContentSHA256(t *testing.T) {
 	}
 }
 
+// heldReader is a shaReader that holds its digest (HeldSHA256) as held.
+type heldReader struct {
+	shaReader
+	held string
+}
+
+func (r *heldReader) HeldSHA256() string { return r.held }
+
+// TestHeldSHA256: readers that hold their digests give the image plain
+// readers give, duplicates found; a held string that is not the reader's
+// digest is not taken (heldSum).
+func TestHeldSHA256(t *testing.T) {
+	a, b := bytes.Repeat([]byte("a"), 5000), bytes.Repeat([]byte("b"), 5000)
+	files := []struct {
+		path string
+		data []byte
+	}{{"/a", a}, {"/b", b}, {"/c", a}}
+	plain := make([]Entry, len(files))
+	held := make([]Entry, len(files))
+	for i, f := range files {
+		plain[i] = Entry{Path: f.path, Mode: 0o644, Size: int64(len(f.data)), Open: opener(f.data)}
+		held[i] = plain[i]
+		held[i].Open = func() (io.ReadCloser, error) {
+			s := sha256.Sum256(f.data)
+			return &heldReader{shaReader{Reader: bytes.NewReader(f.data), uses: true, sum: s}, string(s[:])}, nil
+		}
+	}
+	for _, workers := range []int{1, 2} {
+		opts := Options{Compression: Zstd, Workers: workers}
+		if want, got := sum(build(t, plain, opts)), sum(build(t, held, opts)); got != want {
+			t.Errorf("%d workers: image from held digests %x, from plain readers %x", workers, got, want)
+		}
+	}
+	var m memFile
+	w, err := NewWriter(&m, Options{Compression: Zstd})
+	must(t, err)
+	for _, e := range held {
+		must(t, w.Add(e))
+	}
+	st, err := w.Finish()
+	must(t, err)
+	if st.Duplicates != 1 {
+		t.Errorf("Duplicates = %d, want 1", st.Duplicates)
+	}
+
+	s := sha256.Sum256(a)
+	r := &heldReader{shaReader{uses: true, sum: s}, string(s[:])}
+	if got := heldSum(r, &s); got != string(s[:]) {
+		t.Errorf("heldSum of the reader's digest = %x", got)
+	}
+	r.held = strings.Repeat("x", sha256.Size)
+	if got := heldSum(r, &s); got != "" {
+		t.Errorf("heldSum took a held string that is not the digest: %q", got)
+	}
+	if got := heldSum(&r.shaReader, &s); got != "" {
+		t.Errorf("heldSum of a reader without HeldSHA256 = %q", got)
+	}
+}
+
 type countingReader struct {
 	r      io.Reader
 	closed *bool
@@ -532,29 +591,44 @@ func TestPlanDataItemLimit(t *testing.T) {
 }
 
 // TestDupTable: the duplicate index matches a file only on its whole
-// digest and its size, whatever the probe start shares.
+// digest and its size, whatever the probe start shares, whether it holds
+// a digest by reference (held) or a copy; a held string that is not the
+// digest is not taken.
 func TestDupTable(t *testing.T) {
-	files := []*node{{size: 10}, {size: 10}, {size: 11}, {size: 10}}
+	files := []*node{{size: 10}, {size: 10}, {size: 11}, {size: 10}, {size: 10}}
 	dt := newDupTable(files, len(files))
-	var a, b [sha256.Size]byte
-	a[31], b[31] = 1, 2 // same first 8 bytes, other digests
+	var a, b, c [sha256.Size]byte
+	a[31], b[31], c[31] = 1, 2, 3 // same first 8 bytes, other digests
 	if j, slot := dt.find(&a, 10); j != -1 {
 		t.Fatalf("empty table found %d", j)
 	} else {
-		dt.add(0, &a, slot)
+		dt.add(0, &a, "", slot)
 	}
 	if j, slot := dt.find(&b, 10); j != -1 {
 		t.Errorf("another digest with the same prefix found file %d", j)
 	} else {
-		dt.add(1, &b, slot)
+		dt.add(1, &b, string(b[:]), slot)
+	}
+	if dt.held == nil || dt.held[1] == "" || dt.held[0] != "" {
+		t.Errorf("held digests %q: want file 1's only", dt.held)
+	}
+	if j, slot := dt.find(&c, 10); j != -1 {
+		t.Errorf("a third digest found file %d", j)
+	} else {
+		dt.add(3, &c, string(a[:]), slot) // a held string that is not c
+	}
+	if dt.held[3] != "" || dt.sums[3] != c {
+		t.Errorf("file 3 recorded held %q, sum %x: want the copy of its digest", dt.held[3], dt.sums[3])
 	}
 	if j, _ := dt.find(&a, 11); j != -1 {
 		t.Errorf("the same digest with another size found file %d", j)
 	}
-	if j, _ := dt.find(&b, 10); j != 1 {
-		t.Errorf("found %d, want file 1", j)
-	}
-	if j, _ := dt.find(&a, 10); j != 0 {
-		t.Errorf("found %d, want file 0", j)
+	for _, tc := range []struct {
+		sum  *[sha256.Size]byte
+		want int
+	}{{&a, 0}, {&b, 1}, {&c, 3}} {
+		if j, _ := dt.find(tc.sum, 10); j != tc.want {
+			t.Errorf("find %x: %d, want file %d", tc.sum[31], j, tc.want)
+		}
 	}
 }
