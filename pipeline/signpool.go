@@ -39,12 +39,19 @@ type signPool struct {
 	given int // len of newSignPool's keys
 
 	mu sync.Mutex
-	// results finds a result by (key index, digest): an open-addressing
-	// table (nil: a free slot, at most 3/4 used) probed from the digest's
-	// first 8 bytes, 8 bytes a slot (a map from those bytes took 24 a slot
-	// and a chain field in every result).
+	// results finds a result that is not released by (key index,
+	// digest): an open-addressing table (nil: a free slot, at most 3/4
+	// used) probed from the digest's first 8 bytes, 8 bytes a slot (a map
+	// from those bytes took 24 a slot and a chain field in every result).
+	// A result leaves it once released (remove).
 	results []*sigResult
 	nres    int
+	// signed holds, by key index, the digests of the released results:
+	// a later submit of one signs it again without counting another
+	// unique pair. 16 bytes a slot (the digest's string header) instead of
+	// a 48-byte result and its 8-byte slot: a million files keep a pair
+	// each to the end of their data.
+	signed  []digestSet
 	seed    maphash.Seed
 	errs    map[*sigResult]error
 	waiting map[*sigResult]chan struct{} // closed when the result is done
@@ -244,22 +251,18 @@ func (p *signPool) submit(key, path, digest string) *sigResult {
 	}
 	p.mu.Lock()
 	slot := p.find(ki, digest)
-	r := p.results[slot]
-	switch {
-	case r != nil && !r.released:
+	if r := p.results[slot]; r != nil {
 		r.refs++
 		p.mu.Unlock()
 		return r
-	case r != nil:
-		// Every file given r was sealed and its value dropped: sign
-		// again (the same value: signatures depend only on key and
-		// digest), counted once.
-		r = &sigResult{digest: digest, key: ki, refs: 1}
-		p.results[slot] = r
-	default:
-		r = &sigResult{digest: digest, key: ki, refs: 1}
-		p.results[slot] = r
-		p.nres++
+	}
+	r := &sigResult{digest: digest, key: ki, refs: 1}
+	p.results[slot] = r
+	p.nres++
+	// A pair whose result was released (every file given it sealed, its
+	// value dropped) is signed again (the same value: signatures depend
+	// only on key and digest), counted once.
+	if int(ki) >= len(p.signed) || !p.signed[ki].has(p.seed, digest) {
 		p.unique++
 		p.perKey[ki]++
 	}
@@ -294,10 +297,84 @@ func (p *signPool) release(r *sigResult) {
 		return
 	}
 	if old := p.kept[p.keptAt]; old.refs == 0 {
-		old.value, old.released = nil, true
+		p.drop(old)
 	}
 	p.kept[p.keptAt] = r
 	p.keptAt = (p.keptAt + 1) % p.keep
+}
+
+// drop releases r, whose files were all sealed: its value is dropped, r
+// leaves the results, and its digest is kept in p.signed (p.mu held).
+func (p *signPool) drop(r *sigResult) {
+	r.value, r.released = nil, true
+	if p.results == nil {
+		return
+	}
+	if slot := p.probe(r.key, r.digest); p.results[slot] == r {
+		p.remove(slot)
+	}
+	if len(p.signed) == 0 {
+		p.signed = make([]digestSet, len(p.names))
+	}
+	p.signed[r.key].add(p.seed, r.digest)
+}
+
+// remove empties slot i of p.results; the results after it in its probe
+// run move back where their probes find them (linear probing's deletion,
+// Knuth's algorithm R: no tombstones).
+func (p *signPool) remove(i int) {
+	mask := len(p.results) - 1
+	p.results[i] = nil
+	p.nres--
+	for j := (i + 1) & mask; p.results[j] != nil; j = (j + 1) & mask {
+		r := p.results[j]
+		h := int(p.home(r.key, r.digest))
+		// r stays where it is when its home is cyclically in (i, j]
+		if i <= j && i < h && h <= j || i > j && (i < h || h <= j) {
+			continue
+		}
+		p.results[i], p.results[j] = r, nil
+		i = j
+	}
+}
+
+// digestSet is a set of digests: an open-addressing table of strings (""
+// a free slot, at most 3/4 used) probed from the digest's first 8 bytes.
+type digestSet struct {
+	slots []string
+	n     int
+}
+
+// probe returns the slot holding digest or the first free one.
+func (s *digestSet) probe(seed maphash.Seed, digest string) int {
+	mask := uint64(len(s.slots) - 1)
+	i := maphash.Comparable(seed, fingerprint(digest)) & mask
+	for s.slots[i] != "" && s.slots[i] != digest {
+		i = (i + 1) & mask
+	}
+	return int(i)
+}
+
+// has reports whether digest is in the set.
+func (s *digestSet) has(seed maphash.Seed, digest string) bool {
+	return s.n > 0 && s.slots[s.probe(seed, digest)] != ""
+}
+
+// add puts digest (not empty) in the set.
+func (s *digestSet) add(seed maphash.Seed, digest string) {
+	if 4*(s.n+1) > 3*len(s.slots) {
+		old := s.slots
+		s.slots = make([]string, max(1024, 2*len(old)))
+		for _, d := range old {
+			if d != "" {
+				s.slots[s.probe(seed, d)] = d
+			}
+		}
+	}
+	if i := s.probe(seed, digest); s.slots[i] == "" {
+		s.slots[i] = digest
+		s.n++
+	}
 }
 
 // keptReleased is how many results of sealed files keep their values
@@ -321,14 +398,19 @@ func (p *signPool) find(key uint16, digest string) int {
 	return p.probe(key, digest)
 }
 
+// home is the slot where the probe for (key, digest) starts.
+func (p *signPool) home(key uint16, digest string) uint64 {
+	// seeded: a tree made to crowd one slot does not know the seed
+	return maphash.Comparable(p.seed, struct {
+		fp  uint64
+		key uint16
+	}{fingerprint(digest), key}) & uint64(len(p.results)-1)
+}
+
 // probe returns the slot holding (key, digest) or the first free one.
 func (p *signPool) probe(key uint16, digest string) int {
 	mask := uint64(len(p.results) - 1)
-	// seeded: a tree made to crowd one slot does not know the seed
-	i := maphash.Comparable(p.seed, struct {
-		fp  uint64
-		key uint16
-	}{fingerprint(digest), key}) & mask
+	i := p.home(key, digest)
 	for {
 		r := p.results[i]
 		if r == nil || r.key == key && r.digest == digest {
@@ -372,7 +454,7 @@ func (p *signPool) uniqueOf(key string) int {
 // image's tables are written.
 func (p *signPool) forget() {
 	p.mu.Lock()
-	p.results, p.nres = nil, 0
+	p.results, p.nres, p.signed = nil, 0, nil
 	for _, r := range p.kept {
 		if r.refs == 0 {
 			r.value, r.released = nil, true

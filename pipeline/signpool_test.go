@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -303,6 +304,73 @@ func TestSignPoolRelease(t *testing.T) {
 	p.release(bad)
 	if err := p.wait(bad); err == nil || bad.released {
 		t.Errorf("a failed result released: %v", err)
+	}
+}
+
+// TestSignPoolRemove: a released result leaves the pool's table (which
+// then holds only the results still in use: a million files do not keep a
+// result each), every other result is still found after each removal,
+// whatever its probe start shares with the removed one's (digests in
+// pairs with the same first 8 bytes, and a small table full of runs), and a
+// released pair submitted again is signed again but not counted again.
+func TestSignPoolRemove(t *testing.T) {
+	fns := map[string]signFunc{
+		"a": func(_ string, d []byte) ([]byte, error) { return append([]byte("a:"), d...), nil },
+		"b": func(_ string, d []byte) ([]byte, error) { return append([]byte("b:"), d...), nil },
+	}
+	p := newSignPool(context.Background(), fns, nil, 2, waitedBatch)
+	defer p.close()
+	p.keep = 1
+	const n = 700 // the table of 1024 slots stays 3/4 full at most
+	digest := func(i int) string {
+		d := make([]byte, 32)
+		binary.LittleEndian.PutUint64(d, uint64(i/2))
+		copy(d[8:], fmt.Append(nil, i))
+		return string(d)
+	}
+	keys := []string{"a", "b"}
+	live := map[int]*sigResult{}
+	for i := range n {
+		live[i] = p.submit(keys[i%2], "/f", digest(i))
+	}
+	order := rand.New(rand.NewSource(3)).Perm(n)
+	for k, i := range order {
+		r := live[i]
+		if err := p.wait(r); err != nil {
+			t.Fatal(err)
+		}
+		p.release(r) // the previous one leaves the ring of one: dropped
+		delete(live, i)
+		if k == 0 {
+			continue
+		}
+		if prev := order[k-1]; p.results[p.probe(uint16(prev%2), digest(prev))] != nil {
+			t.Fatalf("released pair %d still in the table", prev)
+		}
+		if p.nres != len(live)+1 {
+			t.Fatalf("after %d releases the table holds %d results, want %d", k+1, p.nres, len(live)+1)
+		}
+		for j, lr := range live {
+			ki := p.index[keys[j%2]]
+			if got := p.results[p.probe(ki, digest(j))]; got != lr {
+				t.Fatalf("after releasing %d: pair %d not found", k+1, j)
+			}
+		}
+	}
+	if p.unique != n {
+		t.Fatalf("unique %d, want %d", p.unique, n)
+	}
+	i0 := order[0]
+	k0, other := keys[i0%2], keys[1-i0%2]
+	again := p.submit(k0, "/g", digest(i0))
+	if err := p.wait(again); err != nil || string(again.value) != k0+":"+digest(i0) {
+		t.Fatalf("a released pair signed again: %v, %q", err, again.value)
+	}
+	if p.unique != n || p.uniqueOf("a") != n/2 || p.uniqueOf("b") != n/2 {
+		t.Errorf("after a released pair came again: unique %d (a %d, b %d), want %d (%d, %d)", p.unique, p.uniqueOf("a"), p.uniqueOf("b"), n, n/2, n/2)
+	}
+	if r := p.submit(other, "/g", digest(i0)); p.unique != n+1 || r == again {
+		t.Errorf("the same digest under the other key: unique %d, want %d", p.unique, n+1)
 	}
 }
 
