@@ -172,7 +172,7 @@ func (s *sealer) Seal(i int) (manifest.Xattrs, error) {
 	fs := &s.files[i]
 	xs, err := s.seal(fs)
 	if err == nil && !fs.fragment {
-		s.pool.release(fs.sig)
+		s.pool.release(fs.sig, int32(i))
 		fs.sig = nil
 	}
 	return xs, err
@@ -531,6 +531,7 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 	}
 	pool := newSignPool(ctx, signFuncs(b.h, b.signers), batchFuncs(b.h, b.signers), poolWorkers, maxBatch)
 	defer pool.close()
+	pool.digestOf = func(i int32) string { return b.lay.files[i].digest }
 	if b.opts.Progress != nil {
 		b.opts.Progress.Start(b.lay.toRead, b.lay.total)
 	}

@@ -46,20 +46,21 @@ type signPool struct {
 	// A result leaves it once released (remove).
 	results []*sigResult
 	nres    int
-	// signed holds, by key index, the digests of the released results:
-	// a later submit of one signs it again without counting another
-	// unique pair. 16 bytes a slot (the digest's string header) instead of
-	// a 48-byte result and its 8-byte slot: a million files keep a pair
-	// each to the end of their data.
-	signed  []digestSet
-	seed    maphash.Seed
-	errs    map[*sigResult]error
-	waiting map[*sigResult]chan struct{} // closed when the result is done
-	unique  int
-	perKey  []int // unique pairs by key index
-	// kept are the last results whose files were all sealed, a ring
-	// from keptAt (release).
-	kept   []*sigResult
+	// signed holds, by key index, the digests of the released results,
+	// each as the index of a file that has it (digestOf): a later submit
+	// of one signs it again without counting another unique pair. 4
+	// bytes a slot, no pointer, instead of a 48-byte result and its 8-byte
+	// slot: a million files keep a pair each to the end of their data.
+	signed   []fileSet
+	digestOf func(file int32) string // the digest of a file given to release
+	seed     maphash.Seed
+	errs     map[*sigResult]error
+	waiting  map[*sigResult]chan struct{} // closed when the result is done
+	unique   int
+	perKey   []int // unique pairs by key index
+	// kept are the last results whose files were all sealed, with the
+	// last file sealed, a ring from keptAt (release).
+	kept   []keptResult
 	keptAt int
 	keep   int // the ring's size: keptReleased
 
@@ -262,7 +263,7 @@ func (p *signPool) submit(key, path, digest string) *sigResult {
 	// A pair whose result was released (every file given it sealed, its
 	// value dropped) is signed again (the same value: signatures depend
 	// only on key and digest), counted once.
-	if int(ki) >= len(p.signed) || !p.signed[ki].has(p.seed, digest) {
+	if int(ki) >= len(p.signed) || !p.signed[ki].has(p.seed, p.digestOf, digest) {
 		p.unique++
 		p.perKey[ki]++
 	}
@@ -271,7 +272,13 @@ func (p *signPool) submit(key, path, digest string) *sigResult {
 	return r
 }
 
-// release tells the pool that a file given r (by submit) was sealed. Once
+// keptResult is a result in signPool.kept and a file that has its digest.
+type keptResult struct {
+	r    *sigResult
+	file int32
+}
+
+// release tells the pool that file, given r (by submit), was sealed. Once
 // every such file was, r goes into a ring of the last keptReleased such
 // results; the one it replaces there drops its value (a SquashFS image
 // keeps it in its xattr store, a tar image has written it), so a million
@@ -279,7 +286,7 @@ func (p *signPool) submit(key, path, digest string) *sigResult {
 // forgotten, while an identical file a little later (empty files, copies)
 // still shares the signature. A file whose digest's value was dropped has
 // it signed again.
-func (p *signPool) release(r *sigResult) {
+func (p *signPool) release(r *sigResult, file int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if r.refs > 0 {
@@ -293,19 +300,20 @@ func (p *signPool) release(r *sigResult) {
 		return
 	}
 	if len(p.kept) < p.keep {
-		p.kept = append(p.kept, r)
+		p.kept = append(p.kept, keptResult{r, file})
 		return
 	}
-	if old := p.kept[p.keptAt]; old.refs == 0 {
-		p.drop(old)
+	if old := p.kept[p.keptAt]; old.r.refs == 0 {
+		p.drop(old.r, old.file)
 	}
-	p.kept[p.keptAt] = r
+	p.kept[p.keptAt] = keptResult{r, file}
 	p.keptAt = (p.keptAt + 1) % p.keep
 }
 
-// drop releases r, whose files were all sealed: its value is dropped, r
-// leaves the results, and its digest is kept in p.signed (p.mu held).
-func (p *signPool) drop(r *sigResult) {
+// drop releases r, whose files were all sealed, file among them: its
+// value is dropped, r leaves the results, and file goes into p.signed
+// (p.mu held).
+func (p *signPool) drop(r *sigResult, file int32) {
 	r.value, r.released = nil, true
 	if p.results == nil {
 		return
@@ -314,9 +322,11 @@ func (p *signPool) drop(r *sigResult) {
 		p.remove(slot)
 	}
 	if len(p.signed) == 0 {
-		p.signed = make([]digestSet, len(p.names))
+		p.signed = make([]fileSet, len(p.names))
 	}
-	p.signed[r.key].add(p.seed, r.digest)
+	if p.digestOf(file) == r.digest {
+		p.signed[r.key].add(p.seed, p.digestOf, file)
+	}
 }
 
 // remove empties slot i of p.results; the results after it in its probe
@@ -338,41 +348,42 @@ func (p *signPool) remove(i int) {
 	}
 }
 
-// digestSet is a set of digests: an open-addressing table of strings (""
-// a free slot, at most 3/4 used) probed from the digest's first 8 bytes.
-type digestSet struct {
-	slots []string
+// fileSet is a set of digests, each given as the index of a file that has
+// it (a digestOf function): an open-addressing table of file indexes (+1;
+// 0: a free slot, at most 3/4 used) probed from the digest's first 8 bytes.
+type fileSet struct {
+	slots []uint32
 	n     int
 }
 
 // probe returns the slot holding digest or the first free one.
-func (s *digestSet) probe(seed maphash.Seed, digest string) int {
+func (s *fileSet) probe(seed maphash.Seed, digestOf func(int32) string, digest string) int {
 	mask := uint64(len(s.slots) - 1)
 	i := maphash.Comparable(seed, fingerprint(digest)) & mask
-	for s.slots[i] != "" && s.slots[i] != digest {
+	for s.slots[i] != 0 && digestOf(int32(s.slots[i]-1)) != digest {
 		i = (i + 1) & mask
 	}
 	return int(i)
 }
 
 // has reports whether digest is in the set.
-func (s *digestSet) has(seed maphash.Seed, digest string) bool {
-	return s.n > 0 && s.slots[s.probe(seed, digest)] != ""
+func (s *fileSet) has(seed maphash.Seed, digestOf func(int32) string, digest string) bool {
+	return s.n > 0 && s.slots[s.probe(seed, digestOf, digest)] != 0
 }
 
-// add puts digest (not empty) in the set.
-func (s *digestSet) add(seed maphash.Seed, digest string) {
+// add puts file's digest in the set.
+func (s *fileSet) add(seed maphash.Seed, digestOf func(int32) string, file int32) {
 	if 4*(s.n+1) > 3*len(s.slots) {
 		old := s.slots
-		s.slots = make([]string, max(1024, 2*len(old)))
-		for _, d := range old {
-			if d != "" {
-				s.slots[s.probe(seed, d)] = d
+		s.slots = make([]uint32, max(1024, 2*len(old)))
+		for _, f := range old {
+			if f != 0 {
+				s.slots[s.probe(seed, digestOf, digestOf(int32(f-1)))] = f
 			}
 		}
 	}
-	if i := s.probe(seed, digest); s.slots[i] == "" {
-		s.slots[i] = digest
+	if i := s.probe(seed, digestOf, digestOf(file)); s.slots[i] == 0 {
+		s.slots[i] = uint32(file) + 1
 		s.n++
 	}
 }
@@ -455,9 +466,9 @@ func (p *signPool) uniqueOf(key string) int {
 func (p *signPool) forget() {
 	p.mu.Lock()
 	p.results, p.nres, p.signed = nil, 0, nil
-	for _, r := range p.kept {
-		if r.refs == 0 {
-			r.value, r.released = nil, true
+	for _, k := range p.kept {
+		if k.r.refs == 0 {
+			k.r.value, k.r.released = nil, true
 		}
 	}
 	p.kept, p.keptAt = nil, 0

@@ -252,6 +252,8 @@ func TestSignPoolRelease(t *testing.T) {
 	p := newSignPool(context.Background(), fns, nil, 2, waitedBatch)
 	defer p.close()
 	p.keep = 1 // one sealed result keeps its value
+	files := []string{"digest-1", "digest-2", "x-digest"}
+	p.digestOf = func(i int32) string { return files[i] }
 	d := "digest-1"
 	r1 := p.submit("a", "/f", d)
 	r2 := p.submit("a", "/g", d)
@@ -261,24 +263,24 @@ func TestSignPoolRelease(t *testing.T) {
 	if err := p.wait(r1); err != nil {
 		t.Fatal(err)
 	}
-	p.release(r1)
+	p.release(r1, 0)
 	if string(r1.value) != "a:digest-1" {
 		t.Fatalf("value %q dropped while /g is not sealed", r1.value)
 	}
-	p.release(r2)
+	p.release(r2, 0)
 	if string(r1.value) != "a:digest-1" {
 		t.Fatalf("value %q dropped while it is the last sealed result", r1.value)
 	}
 	if r := p.submit("a", "/g2", d); r != r1 {
 		t.Fatal("a kept result not given again")
 	} else {
-		p.release(r)
+		p.release(r, 0)
 	}
 	other := p.submit("a", "/o", "digest-2")
 	if err := p.wait(other); err != nil {
 		t.Fatal(err)
 	}
-	p.release(other) // takes r1's place in the ring of one
+	p.release(other, 1) // takes r1's place in the ring of one
 	if r1.value != nil || !r1.released {
 		t.Fatalf("value %q kept after both files were sealed and another result came", r1.value)
 	}
@@ -292,7 +294,7 @@ func TestSignPoolRelease(t *testing.T) {
 	if p.unique != 2 || p.uniqueOf("a") != 2 || signed.Load() != 3 {
 		t.Errorf("unique %d (a %d), signed %d times; want 2 and 3", p.unique, p.uniqueOf("a"), signed.Load())
 	}
-	p.release(r3)
+	p.release(r3, 0)
 	p.forget()
 	if r3.value != nil || other.value != nil {
 		t.Error("values kept after forget")
@@ -301,7 +303,7 @@ func TestSignPoolRelease(t *testing.T) {
 	if err := p.wait(bad); err == nil {
 		t.Fatal("no error")
 	}
-	p.release(bad)
+	p.release(bad, 2)
 	if err := p.wait(bad); err == nil || bad.released {
 		t.Errorf("a failed result released: %v", err)
 	}
@@ -328,6 +330,7 @@ func TestSignPoolRemove(t *testing.T) {
 		copy(d[8:], fmt.Append(nil, i))
 		return string(d)
 	}
+	p.digestOf = func(i int32) string { return digest(int(i)) }
 	keys := []string{"a", "b"}
 	live := map[int]*sigResult{}
 	for i := range n {
@@ -339,7 +342,7 @@ func TestSignPoolRemove(t *testing.T) {
 		if err := p.wait(r); err != nil {
 			t.Fatal(err)
 		}
-		p.release(r) // the previous one leaves the ring of one: dropped
+		p.release(r, int32(i)) // the previous one leaves the ring of one: dropped
 		delete(live, i)
 		if k == 0 {
 			continue
@@ -359,6 +362,9 @@ func TestSignPoolRemove(t *testing.T) {
 	}
 	if p.unique != n {
 		t.Fatalf("unique %d, want %d", p.unique, n)
+	}
+	if got := p.signed[0].n + p.signed[1].n; got != n-1 {
+		t.Fatalf("%d released pairs recorded by file, want %d", got, n-1)
 	}
 	i0 := order[0]
 	k0, other := keys[i0%2], keys[1-i0%2]
