@@ -104,7 +104,12 @@ func main() {
 		workerMain(os.Args) // returns unless this process is a token worker
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
-		memlimit.Follow(defaultMemoryLimit, memoryLimitFactor)
+		f, err := memlimit.Factor(memoryLimitFactor, os.Getenv)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "imaforge:", err)
+			os.Exit(2)
+		}
+		memlimit.Follow(defaultMemoryLimit, f)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	app := newApp()

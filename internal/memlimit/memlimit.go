@@ -11,10 +11,12 @@
 package memlimit
 
 import (
+	"fmt"
 	"math"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"strconv"
 	"sync/atomic"
 )
 
@@ -29,6 +31,27 @@ func Limit(live, floor uint64, factor float64) int64 {
 		return math.MaxInt64
 	}
 	return int64(l)
+}
+
+// FactorEnv names the hidden environment variable that replaces the
+// factor a program passes to Follow: for measuring the trade between peak
+// RSS and the collector's CPU (scripts/bench-million.sh), not a setting to
+// document and keep.
+const FactorEnv = "IMAFORGE_MEMLIMIT_FACTOR"
+
+// Factor is def, or the factor in FactorEnv when set: a decimal number
+// from 1.05 to 4 (a limit at the live heap would collect without pause).
+// A value outside that range or not a number is an error, not ignored.
+func Factor(def float64, env func(string) string) (float64, error) {
+	s := env(FactorEnv)
+	if s == "" {
+		return def, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(f >= 1.05 && f <= 4) {
+		return 0, fmt.Errorf("%s=%q: want a factor from 1.05 to 4", FactorEnv, s)
+	}
+	return f, nil
 }
 
 var following atomic.Bool

@@ -4,6 +4,7 @@ import (
 	"math"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"testing"
 	"time"
 )
@@ -48,4 +49,38 @@ func TestFollow(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	keep = nil
+}
+
+// TestFactor: the default without the variable; a factor from it within
+// 1.05..4; anything else refused, naming the variable.
+func TestFactor(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		want float64
+		ok   bool
+	}{
+		{"", 1.5, true},
+		{"1.25", 1.25, true},
+		{"4", 4, true},
+		{"1.05", 1.05, true},
+		{"1", 0, false},
+		{"0.5", 0, false},
+		{"5", 0, false},
+		{"NaN", 0, false},
+		{"1.3x", 0, false},
+		{"abc", 0, false},
+	} {
+		got, err := Factor(1.5, func(k string) string {
+			if k != FactorEnv {
+				t.Errorf("Factor read %s", k)
+			}
+			return tc.env
+		})
+		if tc.ok && (err != nil || got != tc.want) {
+			t.Errorf("%s=%q: %v, %v; want %v", FactorEnv, tc.env, got, err, tc.want)
+		}
+		if !tc.ok && (err == nil || !strings.Contains(err.Error(), FactorEnv)) {
+			t.Errorf("%s=%q: %v, %v; want an error naming the variable", FactorEnv, tc.env, got, err)
+		}
+	}
 }
