@@ -120,7 +120,7 @@ const (
 )
 
 // node is one directory entry of the tree; hard links share the inode fields
-// of their target (ext.link). It is kept small (88 bytes on 64-bit,
+// of their target (ext.link). It is kept small (80 bytes on 64-bit,
 // TestNodeSize; allocated in slabs), since a Writer holds one per entry
 // until Close: what only directories, symlinks, devices and hard links need
 // is in ext, a regular file's block list is a range of Writer.blockWords,
@@ -141,18 +141,44 @@ type node struct {
 	firstSeq uint32 // the file's first stream item (planData); until prepare, its index in Writer.opens
 	blockAt  uint32 // the file's block list: blockWords[blockAt:][:w.blockCount(size)]
 
-	uid, gid, mtime uint32
-	frag, fragOff   uint32
-	nlink, ino      uint32
+	mtime         uint32
+	frag, fragOff uint32
+	nlink, ino    uint32
+	own           uint32 // the permission bits and owner: Writer.owners[own]
 	// xattr is, until Close numbers the xattr sets (tableState.number),
 	// the node's xattrs in the store: Writer.xattrs.at[xattr-1] (0: none);
 	// from then on its xattr id (InvalidXattr: none).
 	xattr uint32
 
-	mode  uint16
 	kind  kind
 	flags nodeFlags
 }
+
+// owner is a node's permission bits and owner. A tree has few distinct
+// ones, so each is kept once (Writer.owners), and a node has its index:
+// 4 bytes instead of 10.
+type owner struct {
+	uid, gid uint32
+	mode     uint16
+}
+
+// dirOwner is an implicit directory's (and the root's until added):
+// Writer.owners[0], so a zero node.own.
+var dirOwner = owner{mode: 0o755}
+
+// ownerIndex returns o's index in w.owners, adding it (w.mu held).
+func (w *Writer) ownerIndex(o owner) uint32 {
+	i, ok := w.ownerIx[o]
+	if !ok {
+		i = uint32(len(w.owners))
+		w.owners = append(w.owners, o)
+		w.ownerIx[o] = i
+	}
+	return i
+}
+
+// owner is n's permission bits and owner.
+func (w *Writer) owner(n *node) owner { return w.owners[n.own] }
 
 // nodeFlags are a node's yes-or-no properties.
 type nodeFlags uint8
@@ -231,7 +257,7 @@ func (d *node) addChild(c *node) {
 //
 // Memory: data is streamed through a fixed window of blocks (at most 32 MiB
 // of block buffers, and at least 2 per worker); per entry the Writer keeps
-// its metadata (a 120-byte node, a directory also its path in a map, and 4
+// its metadata (an 80-byte node, a directory also its path in a map, and 4
 // bytes per data block) until Close, and its xattrs encoded in a store that
 // goes to a temporary file beyond 4 MiB (xattrStore, Options.TempDir);
 // Close keeps, per distinct xattr set, its offset and a small hash entry.
@@ -263,6 +289,10 @@ type Writer struct {
 	// field for a function dead from then on).
 	opens []func() (io.ReadCloser, error)
 	slab  []node // nodes are allocated from it (newNode)
+	// owners are the distinct permission bits and owners of the nodes
+	// (node.own), dirOwner first; ownerIx finds one.
+	owners  []owner
+	ownerIx map[owner]uint32
 	// blockWords holds every regular file's block list (block size
 	// words), each file's contiguous, in commit order (node.blockAt).
 	blockWords []uint32
@@ -306,9 +336,10 @@ func NewWriter(w io.WriteSeeker, opts Options) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	wr := &Writer{out: w, opts: opts, codec: c, cache: cache, dirs: make(map[string]*node)}
+	wr := &Writer{out: w, opts: opts, codec: c, cache: cache, dirs: make(map[string]*node),
+		owners: []owner{dirOwner}, ownerIx: map[owner]uint32{dirOwner: 0}}
 	wr.xattrs.dir, wr.xattrs.fallback = opts.TempDir, outputDir(w)
-	wr.root = &node{kind: kindDir, flags: implicit, mode: 0o755, mtime: uint32(opts.ModTime), ext: &nodeExt{}}
+	wr.root = &node{kind: kindDir, flags: implicit, mtime: uint32(opts.ModTime), ext: &nodeExt{}}
 	wr.dirs["/"] = wr.root
 	// Reserve the superblock and the compressor options block.
 	head := make([]byte, SuperblockSize)
@@ -432,13 +463,12 @@ func (w *Writer) Add(e Entry) error {
 	if !strings.HasPrefix(p, "/") || path.Clean(p) != p {
 		return perr(p, "not an absolute clean path")
 	}
-	n := &node{uid: e.UID, gid: e.GID}
+	n := &node{own: w.ownerIndex(owner{uid: e.UID, gid: e.GID, mode: uint16(fsmode.Perm(e.Mode))})}
 	var ext *nodeExt
 	if e.ModTime < 0 || e.ModTime > math.MaxUint32 {
 		return perr(p, "modification time %d outside 0..2^32-1", e.ModTime)
 	}
 	n.mtime = uint32(e.ModTime)
-	n.mode = uint16(fsmode.Perm(e.Mode))
 	if err := w.checkXattrs(p, e.Xattrs); err != nil {
 		return err
 	}
@@ -494,7 +524,7 @@ func (w *Writer) Add(e Entry) error {
 			return perr(p, "added twice")
 		}
 		w.root.set(implicit, false)
-		w.root.mode, w.root.uid, w.root.gid, w.root.mtime, w.root.xattr = n.mode, n.uid, n.gid, n.mtime, n.xattr
+		w.root.own, w.root.mtime, w.root.xattr = n.own, n.mtime, n.xattr
 		return nil
 	}
 	dir, name := path.Split(p)
@@ -513,7 +543,7 @@ func (w *Writer) Add(e Entry) error {
 			return perr(p, "added twice")
 		}
 		old.set(implicit, false)
-		old.mode, old.uid, old.gid, old.mtime, old.xattr = n.mode, n.uid, n.gid, n.mtime, n.xattr
+		old.own, old.mtime, old.xattr = n.own, n.mtime, n.xattr
 		return nil
 	}
 	if parent.lastChildIs(name) {
@@ -579,7 +609,7 @@ func (w *Writer) dirFor(p string) (*node, error) {
 		return nil, perr(p, "is not a directory but has entries below it")
 	}
 	n := w.newNode()
-	*n = node{name: name, kind: kindDir, flags: implicit, mode: 0o755, mtime: uint32(w.opts.ModTime)}
+	*n = node{name: name, kind: kindDir, flags: implicit, mtime: uint32(w.opts.ModTime)}
 	parent.addChild(n)
 	w.dirs[p] = n
 	return n, nil

@@ -188,7 +188,7 @@ func (t *tableState) xattrID(set []byte, off uint64) (uint32, error) {
 func (w *Writer) writeTables() (Stats, error) {
 	t := &tableState{idIndex: make(map[uint32]uint16), store: &w.xattrs, xsetByHash: make(map[uint64]uint32),
 		shared: make(map[uint32][]byte), seed: maphash.MakeSeed()}
-	if err := t.number(w.root); err != nil {
+	if err := t.number(w.root, w.owners); err != nil {
 		return Stats{}, err
 	}
 	w.xattrs.at = nil // the sets are numbered
@@ -230,8 +230,9 @@ func (w *Writer) writeTables() (Stats, error) {
 // number gives inode numbers in the order inodes are written: depth first,
 // a directory's entries by name (a subdirectory's whole subtree in its
 // place), each directory after its entries, so the root is last. It counts
-// links and subdirectories, and indexes the ids and xattr sets.
-func (t *tableState) number(root *node) error {
+// links and subdirectories, and indexes the ids (of owners, by node.own)
+// and xattr sets.
+func (t *tableState) number(root *node, owners []owner) error {
 	var walk func(d *node)
 	walk = func(d *node) {
 		subdir := uint32(0)
@@ -257,10 +258,10 @@ func (t *tableState) number(root *node) error {
 		return fmt.Errorf("squashfs: too many inodes")
 	}
 	for _, n := range t.order {
-		if _, err := t.id(n.uid); err != nil {
+		if _, err := t.id(owners[n.own].uid); err != nil {
 			return err
 		}
-		if _, err := t.id(n.gid); err != nil {
+		if _, err := t.id(owners[n.own].gid); err != nil {
 			return err
 		}
 		set, off, err := t.store.setOf(n.xattr)
@@ -362,9 +363,10 @@ func (iw *inodeWriter) dirInode(d *node, parentIno uint32, listRef, listLen uint
 	if blk > math.MaxUint32 {
 		return nil, fmt.Errorf("squashfs: directory table larger than 4 GiB")
 	}
-	hdr := InodeHeader{Mode: d.mode, ModTime: d.mtime, Number: d.ino}
-	hdr.UIDIndex, _ = iw.t.id(d.uid)
-	hdr.GIDIndex, _ = iw.t.id(d.gid)
+	o := iw.w.owner(d)
+	hdr := InodeHeader{Mode: o.mode, ModTime: d.mtime, Number: d.ino}
+	hdr.UIDIndex, _ = iw.t.id(o.uid)
+	hdr.GIDIndex, _ = iw.t.id(o.gid)
 	size := listLen + dirSizeDotEntries
 	if len(index) > 0 || size > math.MaxUint16 || d.xattr != InvalidXattr {
 		hdr.Type = TypeExtDir
@@ -468,9 +470,10 @@ func (w *Writer) finishImage(sb Superblock) error {
 
 // inodeRecord encodes the inode of a non-directory.
 func (w *Writer) inodeRecord(b []byte, n *node, t *tableState) ([]byte, error) {
-	hdr := InodeHeader{Type: n.basicType(), Mode: n.mode, ModTime: n.mtime, Number: n.ino}
-	hdr.UIDIndex, _ = t.id(n.uid)
-	hdr.GIDIndex, _ = t.id(n.gid)
+	o := w.owner(n)
+	hdr := InodeHeader{Type: n.basicType(), Mode: o.mode, ModTime: n.mtime, Number: n.ino}
+	hdr.UIDIndex, _ = t.id(o.uid)
+	hdr.GIDIndex, _ = t.id(o.gid)
 	ext := n.xattr != InvalidXattr
 	if ext {
 		hdr.Type += 7

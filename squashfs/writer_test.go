@@ -560,13 +560,14 @@ func TestXattrHashCollisions(t *testing.T) {
 
 // TestNodeSize: a Writer holds one node per entry until Close (a million
 // files, a million nodes), so the node must not grow back (issue 22: 232
-// bytes, then 120, 88 now, on 64-bit).
+// bytes, then 120, 88, 80 now, on 64-bit: owner and mode in
+// Writer.owners).
 func TestNodeSize(t *testing.T) {
 	if unsafe.Sizeof(uintptr(0)) != 8 {
 		t.Skip("sizes are for 64-bit")
 	}
-	if got := unsafe.Sizeof(node{}); got > 88 {
-		t.Errorf("node is %d bytes, want at most 88", got)
+	if got := unsafe.Sizeof(node{}); got > 80 {
+		t.Errorf("node is %d bytes, want at most 80", got)
 	}
 }
 
@@ -629,6 +630,44 @@ func TestDupTable(t *testing.T) {
 	}{{&a, 0}, {&b, 1}, {&c, 3}} {
 		if j, _ := dt.find(tc.sum, 10); j != tc.want {
 			t.Errorf("find %x: %d, want file %d", tc.sum[31], j, tc.want)
+		}
+	}
+}
+
+// TestOwnersShared: nodes keep their permission bits and owner as an index
+// into the Writer's distinct ones (the implicit directories' first); every
+// inode reads back with its own, whichever index it shares.
+func TestOwnersShared(t *testing.T) {
+	var m memFile
+	w, err := NewWriter(&m, Options{Compression: Zstd})
+	must(t, err)
+	type own struct {
+		uid, gid uint32
+		mode     fs.FileMode
+	}
+	owns := []own{{0, 0, 0o644}, {1000, 100, 0o600}, {1000, 100, fs.ModeSetuid | 0o755}, {7, 8, 0o644}}
+	want := map[string]own{"/d": {0, 0, fs.ModeDir | 0o755}}
+	for i := range 400 {
+		o := owns[i%len(owns)]
+		p := fmt.Sprintf("/d/f%03d", i)
+		must(t, w.Add(Entry{Path: p, Mode: o.mode, UID: o.uid, GID: o.gid, Size: 1, Open: opener([]byte{byte(i)})}))
+		want[p] = o
+	}
+	must(t, w.Add(Entry{Path: "/e", Mode: fs.ModeDir | 0o700, UID: 5, GID: 6}))
+	want["/e"] = own{5, 6, fs.ModeDir | 0o700}
+	if len(w.owners) != len(owns)+2 || w.owners[0] != dirOwner {
+		t.Errorf("owners %v: want the implicit directories' and %d more", w.owners, len(owns)+1)
+	}
+	_, err = w.Finish()
+	must(t, err)
+	r, err := NewReader(bytes.NewReader(m.b), int64(len(m.b)))
+	must(t, err)
+	for p, o := range want {
+		fi, err := r.Stat(p[1:])
+		must(t, err)
+		s := fi.Sys().(*InodeInfo)
+		if s.UID != o.uid || s.GID != o.gid || fi.Mode() != o.mode {
+			t.Errorf("%s: uid %d gid %d mode %v, want %d %d %v", p, s.UID, s.GID, fi.Mode(), o.uid, o.gid, o.mode)
 		}
 	}
 }
