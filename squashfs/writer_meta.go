@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"io"
 	"math"
+	"sync"
 )
 
 // mdWriter builds a table of metadata blocks (MetadataHeader + at most 8 KiB
@@ -20,17 +21,99 @@ type mdWriter struct {
 	emit    func([]byte) error
 	scratch []byte
 	rec     []byte
+	par     *mdParallel // nil: each block compressed and emitted at flush
 }
 
 func newMdWriter(c *codec, cache *blockCacheUse, emit func([]byte) error) *mdWriter {
 	return &mdWriter{codec: c, cache: cache, buf: make([]byte, 0, MetadataSize), emit: emit}
 }
 
-// ref returns the reference of the next byte written.
-func (m *mdWriter) ref() uint64 { return InodeRef(m.emitted, uint16(len(m.buf))) }
+// mdParallel compresses an mdWriter's blocks on several goroutines (or
+// checks them against the block cache: an xz hit is a decompression) and
+// emits them in order: the image is the same. A block's compressed start
+// is known only once every block before it is compressed, so such a
+// writer's positions are taken with upos and turned into refs by resolve.
+type mdParallel struct {
+	jobs    chan *mdJob
+	pending []*mdJob // flushed, not yet emitted, in order
+	flushed int      // blocks flushed
+	wg      sync.WaitGroup
+}
+
+type mdJob struct {
+	raw, out []byte
+	comp     bool
+	err      error
+	done     chan struct{}
+}
+
+// newParallelMdWriter is newMdWriter compressing on workers goroutines (1
+// or less: newMdWriter). Call stop when done with it, also after an error.
+func newParallelMdWriter(c *codec, cache *blockCacheUse, workers int, emit func([]byte) error) *mdWriter {
+	m := newMdWriter(c, cache, emit)
+	if workers <= 1 || c.comp == CompNone {
+		return m
+	}
+	m.par = &mdParallel{jobs: make(chan *mdJob, 2*workers)}
+	for range workers {
+		m.par.wg.Add(1)
+		go func() {
+			defer m.par.wg.Done()
+			for j := range m.par.jobs {
+				j.out, j.comp, j.err = cache.compress(c, nil, j.raw)
+				close(j.done)
+			}
+		}()
+	}
+	return m
+}
+
+// stop ends a parallel writer's goroutines once the blocks given to them
+// are compressed; the blocks not yet emitted are dropped.
+func (m *mdWriter) stop() {
+	if m.par != nil && m.par.jobs != nil {
+		close(m.par.jobs)
+		m.par.wg.Wait()
+		m.par.jobs = nil
+	}
+}
+
+// ref returns the reference of the next byte written. A parallel writer
+// waits for every block flushed before.
+func (m *mdWriter) ref() uint64 {
+	if err := m.drain(true); err != nil {
+		return 0 // the error comes again from the next flush
+	}
+	return InodeRef(m.emitted, uint16(len(m.buf)))
+}
+
+// upos returns the position of the next byte written, for resolve: the
+// index of its block and its offset in it.
+func (m *mdWriter) upos() uint64 { return m.offset() }
+
+// resolve returns the reference of the byte at position u (from upos),
+// waiting for the blocks before its own.
+func (m *mdWriter) resolve(u uint64) (uint64, error) {
+	k, off := u/MetadataSize, uint16(u%MetadataSize)
+	if k >= uint64(len(m.starts)) {
+		if err := m.drain(true); err != nil {
+			return 0, err
+		}
+	}
+	if k == uint64(len(m.starts)) {
+		return InodeRef(m.emitted, off), nil
+	}
+	return InodeRef(m.starts[k], off), nil
+}
 
 // offset returns the uncompressed offset of the next byte written.
-func (m *mdWriter) offset() uint64 { return uint64(len(m.starts))*MetadataSize + uint64(len(m.buf)) }
+func (m *mdWriter) offset() uint64 {
+	n := len(m.starts)
+	if m.par != nil {
+		n = m.par.flushed
+	}
+	return uint64(n)*MetadataSize + uint64(len(m.buf))
+}
 
 // blockStart returns the relative start of the block holding uncompressed
 // offset u (which must be before offset()).
@@ -56,10 +139,20 @@ func (m *mdWriter) write(p []byte) error {
 	return nil
 }
 
-// flush emits the current block, if it holds anything.
+// flush emits the current block, if it holds anything (a parallel writer
+// hands it to its goroutines and emits the blocks done so far; finish
+// emits the rest).
 func (m *mdWriter) flush() error {
 	if len(m.buf) == 0 {
 		return nil
+	}
+	if p := m.par; p != nil {
+		j := &mdJob{raw: bytes.Clone(m.buf), done: make(chan struct{})}
+		p.pending = append(p.pending, j)
+		p.flushed++
+		p.jobs <- j
+		m.buf = m.buf[:0]
+		return m.drain(false)
 	}
 	out, comp, err := m.cache.compress(m.codec, m.scratch, m.buf)
 	if err != nil {
@@ -68,6 +161,53 @@ func (m *mdWriter) flush() error {
 	if comp {
 		m.scratch = out[:0]
 	}
+	if err := m.emitBlock(out, comp); err != nil {
+		return err
+	}
+	m.buf = m.buf[:0]
+	return nil
+}
+
+// finish flushes the current block and emits every block.
+func (m *mdWriter) finish() error {
+	if err := m.flush(); err != nil {
+		return err
+	}
+	return m.drain(true)
+}
+
+// drain emits a parallel writer's blocks that are done, in order: all of
+// them when all is set, else those done so far (waiting while more than
+// the goroutines' queue are pending).
+func (m *mdWriter) drain(all bool) error {
+	p := m.par
+	if p == nil {
+		return nil
+	}
+	for len(p.pending) > 0 {
+		j := p.pending[0]
+		if !all && len(p.pending) <= cap(p.jobs) {
+			select {
+			case <-j.done:
+			default:
+				return nil
+			}
+		}
+		<-j.done
+		if j.err != nil {
+			return j.err
+		}
+		if err := m.emitBlock(j.out, j.comp); err != nil {
+			return err
+		}
+		p.pending[0] = nil
+		p.pending = p.pending[1:]
+	}
+	return nil
+}
+
+// emitBlock emits one block: its header and stored bytes.
+func (m *mdWriter) emitBlock(out []byte, comp bool) error {
 	m.rec = MetadataHeader{Size: uint16(len(out)), Uncompressed: !comp}.appendTo(m.rec[:0])
 	m.rec = append(m.rec, out...)
 	if err := m.emit(m.rec); err != nil {
@@ -75,7 +215,6 @@ func (m *mdWriter) flush() error {
 	}
 	m.starts = append(m.starts, m.emitted)
 	m.emitted += uint64(len(m.rec))
-	m.buf = m.buf[:0]
 	return nil
 }
 
@@ -632,7 +771,7 @@ type valueRefs struct {
 }
 
 // valueAt is a stored value: where its bytes are in the xattr store, and
-// its reference.
+// its position in the table (mdWriter.upos).
 type valueAt struct {
 	at, ref uint64
 	n       uint32
@@ -642,7 +781,7 @@ func newValueRefs(s *xattrStore) *valueRefs {
 	return &valueRefs{store: s, seed: maphash.MakeSeed(), first: make(map[uint64]valueAt), exact: make(map[string]uint64)}
 }
 
-// find returns the reference of v if it was stored, and v's hash for add.
+// find returns the position of v if it was stored, and v's hash for add.
 func (vr *valueRefs) find(v []byte) (ref uint64, seen bool, hash uint64, err error) {
 	hash = maphash.Bytes(vr.seed, v)
 	if collideHashes {
@@ -667,7 +806,7 @@ func (vr *valueRefs) find(v []byte) (ref uint64, seen bool, hash uint64, err err
 }
 
 // add records that v (stored at at in the xattr store, with the hash find
-// gave) is in the table at ref.
+// gave) is in the table at position ref.
 func (vr *valueRefs) add(hash uint64, v []byte, at, ref uint64) {
 	if _, ok := vr.first[hash]; !ok {
 		vr.first[hash] = valueAt{at: at, ref: ref, n: uint32(len(v))}
@@ -686,7 +825,11 @@ func (w *Writer) writeXattrs(t *tableState) (uint64, error) {
 		return InvalidBlock, nil
 	}
 	kvStart := w.pos
-	kv := newMdWriter(w.codec, w.cache, w.write)
+	// The table is most of the metadata of a signed image (a signature
+	// per file): its blocks are compressed in parallel, so positions
+	// (upos) are turned into refs once the blocks before them are.
+	kv := newParallelMdWriter(w.codec, w.cache, w.opts.Compressors, w.write)
+	defer kv.stop()
 	values := newValueRefs(t.store)
 	var ids, b []byte
 	var set []storedXattr
@@ -698,11 +841,11 @@ func (w *Writer) writeXattrs(t *tableState) (uint64, error) {
 		if set, err = decodeXattrs(set[:0], enc, at+uint64(uvarintLen(len(enc)))); err != nil {
 			return 0, err
 		}
-		ref := kv.ref()
+		pos := kv.upos()
 		var size uint32
 		for _, x := range set {
 			prefix, name, _ := splitXattrName(x.name)
-			vref, seen, hash, err := values.find(x.value)
+			vpos, seen, hash, err := values.find(x.value)
 			if err != nil {
 				return 0, err
 			}
@@ -712,6 +855,10 @@ func (w *Writer) writeXattrs(t *tableState) (uint64, error) {
 			}
 			b = key.appendTo(b[:0])
 			if key.Type&XattrValueOOL != 0 {
+				vref, err := kv.resolve(vpos)
+				if err != nil {
+					return 0, err
+				}
 				v := XattrValue{Value: le.AppendUint64(nil, vref)}
 				b = v.appendTo(b)
 				if err := kv.write(b); err != nil {
@@ -722,7 +869,7 @@ func (w *Writer) writeXattrs(t *tableState) (uint64, error) {
 					return 0, err
 				}
 				if !seen {
-					values.add(hash, x.value, x.valueAt, kv.ref())
+					values.add(hash, x.value, x.valueAt, kv.upos())
 				}
 				v := XattrValue{Value: x.value}
 				b = v.appendTo(b[:0])
@@ -732,11 +879,18 @@ func (w *Writer) writeXattrs(t *tableState) (uint64, error) {
 			}
 			size += uint32(len(x.name)) + 1 + uint32(len(x.value))
 		}
-		id := XattrID{Ref: ref, Count: uint32(len(set)), Size: size}
+		id := XattrID{Ref: pos, Count: uint32(len(set)), Size: size}
 		ids = id.appendTo(ids)
 	}
-	if err := kv.flush(); err != nil {
+	if err := kv.finish(); err != nil {
 		return 0, err
+	}
+	for i := 0; i < len(ids); i += XattrIDSize { // positions to refs
+		ref, err := kv.resolve(le.Uint64(ids[i:]))
+		if err != nil {
+			return 0, err
+		}
+		le.PutUint64(ids[i:], ref)
 	}
 	// The header goes right before the list of block offsets.
 	hdr := XattrIDTable{TableStart: kvStart, IDs: uint32(len(t.xsetAt))}

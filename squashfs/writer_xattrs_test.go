@@ -143,3 +143,27 @@ func TestXattrSpillFailsClosed(t *testing.T) {
 		t.Errorf("Close with unreadable spilled xattrs: %v, want a read error", err)
 	}
 }
+
+// TestXattrTableParallel: the xattr table's blocks, compressed on several
+// goroutines (mdParallel), make the image the one compressor makes, values
+// out of line included, and read back.
+func TestXattrTableParallel(t *testing.T) {
+	for _, comp := range []Compression{Gzip, Zstd} {
+		opts := Options{Compression: comp, BlockSize: 4096, TempDir: t.TempDir(), Workers: 1, Compressors: 1}
+		want, _ := buildSpill(t, 1<<40, opts)
+		for _, n := range []int{2, 3, 8} {
+			opts.Workers, opts.Compressors = n, n
+			got, _ := buildSpill(t, 1<<40, opts)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%v, %d compressors: image %s, with one %s", comp, n, sum(got), sum(want))
+			}
+		}
+		z, err := NewReader(bytes.NewReader(want), int64(len(want)))
+		must(t, err)
+		xs, err := z.Xattrs("d01/f3004")
+		must(t, err)
+		if len(xs) != 2 || !slices.ContainsFunc(xs, func(x Xattr) bool { return string(x.Value) == fmt.Sprintf("%090d", 3004) }) {
+			t.Fatalf("%v: xattrs %q", comp, xs)
+		}
+	}
+}
