@@ -109,14 +109,23 @@ func indexCRC(head, index []byte) uint32 {
 	return crc32.Update(crc32.Checksum(head, castagnoli), castagnoli, index)
 }
 
-// Pack is an opened pack: its index in memory, its values read on demand.
+// Pack is an opened pack: its index in memory, its values too when they
+// take at most wholeValues bytes (read at once), else read on demand.
 type Pack struct {
-	path  string
-	r     io.ReaderAt
-	d     int
-	n     int
-	index []byte
+	path   string
+	r      io.ReaderAt
+	d      int
+	n      int
+	index  []byte
+	values []byte // nil: read each value from r
+	start  int64  // the offset of values[0]
 }
+
+// wholeValues is the largest values part Parse reads at once: a pack of
+// 15,000 RSA-2048 signatures has 4 MB of them, read with one pread instead
+// of 15,000; a larger pack (a million files) is read value by value, so its
+// memory stays the index's.
+var wholeValues int64 = 16 << 20 // a variable for tests
 
 // Open reads the header and the index of the pack at path and checks them.
 // The file stays open until Close.
@@ -182,6 +191,14 @@ func Parse(path string, r io.ReaderAt, size int64) (*Pack, error) {
 			return nil, bad("entry %d: digests out of order", i)
 		}
 	}
+	if size-indexEnd <= wholeValues {
+		// One read; a pack cut short since size was taken fails here.
+		values := make([]byte, size-indexEnd)
+		if _, err := r.ReadAt(values, indexEnd); err != nil && len(values) > 0 {
+			return nil, fmt.Errorf("%s: values: %w", path, err)
+		}
+		p.values, p.start = values, indexEnd
+	}
 	return p, nil
 }
 
@@ -226,6 +243,10 @@ func (p *Pack) Get(digest []byte) (value []byte, ok bool, err error) {
 
 func (p *Pack) value(i int) ([]byte, error) {
 	off, l := p.loc(i)
+	if p.values != nil {
+		at := off - p.start
+		return p.values[at : at+int64(l) : at+int64(l)], nil
+	}
 	v := make([]byte, l)
 	if _, err := p.r.ReadAt(v, off); err != nil {
 		return nil, fmt.Errorf("%s: entry %d: %w", p.path, i, err)

@@ -20,6 +20,43 @@ func entries(n int) []Entry {
 	return es
 }
 
+// countingReader counts ReadAt calls.
+type countingReader struct {
+	r *bytes.Reader
+	n int
+}
+
+func (c *countingReader) ReadAt(p []byte, off int64) (int, error) { c.n++; return c.r.ReadAt(p, off) }
+
+// TestOneRead: a pack of a few MB is read with three reads (header, index,
+// values), whatever is looked up; a larger one with one read per value.
+func TestOneRead(t *testing.T) {
+	es := entries(2000)
+	b, err := Encode(32, es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, whole := range []bool{true, false} {
+		if !whole {
+			defer func(v int64) { wholeValues = v }(wholeValues)
+			wholeValues = int64(len(b)) / 2
+		}
+		cr := &countingReader{r: bytes.NewReader(b)}
+		p, err := Parse("PACK", cr, int64(len(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			if v, ok, err := p.Get(e.Digest); !ok || err != nil || !bytes.Equal(v, e.Value) {
+				t.Fatalf("whole %v: %x: %v %v", whole, e.Digest, ok, err)
+			}
+		}
+		if want := map[bool]int{true: 3, false: 2 + len(es)}[whole]; cr.n != want {
+			t.Fatalf("whole %v: %d reads, want %d", whole, cr.n, want)
+		}
+	}
+}
+
 // TestRoundTrip: every entry written is found with its value, digests not
 // written are not, duplicates keep the first value, and the pack lists
 // newest first.
@@ -71,7 +108,8 @@ func TestRoundTrip(t *testing.T) {
 }
 
 // TestDamaged: a pack with any of its checked fields damaged is refused,
-// naming its path; a pack cut short after Open fails Get with an error.
+// naming its path; a pack cut short before its values are read fails Parse;
+// a large one (read value by value) cut short after Open fails Get.
 func TestDamaged(t *testing.T) {
 	good, err := Encode(32, entries(20))
 	if err != nil {
@@ -107,6 +145,13 @@ func TestDamaged(t *testing.T) {
 			}
 		})
 	}
+	// values read at once: a reader shorter than the size given fails Parse
+	if _, err := Parse("PACK", bytes.NewReader(good[:len(good)-1]), int64(len(good))); err == nil || !bytes.Contains([]byte(err.Error()), []byte("PACK: values")) {
+		t.Fatalf("a pack cut short before its values were read: %v", err)
+	}
+	// values read one by one (a large pack): one cut short after Open
+	defer func(v int64) { wholeValues = v }(wholeValues)
+	wholeValues = 0
 	path := filepath.Join(t.TempDir(), "x"+Ext)
 	os.WriteFile(path, good, 0o644)
 	p, err := Open(path)
