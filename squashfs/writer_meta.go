@@ -325,7 +325,7 @@ func (t *tableState) xattrID(set []byte, off uint64) (uint32, error) {
 // inode and directory tables, the fragment, export, id and xattr tables, the
 // padding and the superblock, in that order.
 func (w *Writer) writeTables() (Stats, error) {
-	t := &tableState{idIndex: make(map[uint32]uint16), store: &w.xattrs, xsetByHash: make(map[uint64]uint32),
+	t := &tableState{idIndex: make(map[uint32]uint16), store: &w.xattrs,
 		shared: make(map[uint32][]byte), seed: maphash.MakeSeed()}
 	if err := t.number(w.root, w.owners); err != nil {
 		return Stats{}, err
@@ -396,6 +396,16 @@ func (t *tableState) number(root *node, owners []owner) error {
 	if uint64(len(t.order)) >= math.MaxUint32 {
 		return fmt.Errorf("squashfs: too many inodes")
 	}
+	// As many sets as inodes with xattrs at most, each file's its own
+	// when signed: sized once, not grown (and rehashed) a dozen times.
+	sets := 0
+	for _, n := range t.order {
+		if n.xattr != 0 {
+			sets++
+		}
+	}
+	t.xsetByHash = make(map[uint64]uint32, sets)
+	t.xsetAt, t.xsetNext = make([]uint64, 0, sets), make([]uint32, 0, sets)
 	for _, n := range t.order {
 		if _, err := t.id(owners[n.own].uid); err != nil {
 			return err
@@ -777,8 +787,10 @@ type valueAt struct {
 	n       uint32
 }
 
-func newValueRefs(s *xattrStore) *valueRefs {
-	return &valueRefs{store: s, seed: maphash.MakeSeed(), first: make(map[uint64]valueAt), exact: make(map[string]uint64)}
+// newValueRefs sizes its lookup for about sets values (a signed file's set
+// holds one of its own).
+func newValueRefs(s *xattrStore, sets int) *valueRefs {
+	return &valueRefs{store: s, seed: maphash.MakeSeed(), first: make(map[uint64]valueAt, sets), exact: make(map[string]uint64)}
 }
 
 // find returns the position of v if it was stored, and v's hash for add.
@@ -830,7 +842,7 @@ func (w *Writer) writeXattrs(t *tableState) (uint64, error) {
 	// (upos) are turned into refs once the blocks before them are.
 	kv := newParallelMdWriter(w.codec, w.cache, w.opts.Compressors, w.write)
 	defer kv.stop()
-	values := newValueRefs(t.store)
+	values := newValueRefs(t.store, len(t.xsetAt))
 	var ids, b []byte
 	var set []storedXattr
 	for _, at := range t.xsetAt {

@@ -113,6 +113,15 @@ func (s *xattrStore) keep(at uint32, enc []byte) (uint32, error) {
 		return 0, nil // no xattrs
 	}
 	off := s.size
+	if n := len(s.mem) + len(enc); n > cap(s.mem) {
+		// Twice the room (up to the spill's): append grows a large
+		// slice by a quarter, which copied the 4 MiB kept before the
+		// spill about five times over (50,000 files signed with
+		// RSA-2048: about 0.07 s of CPU in a profile).
+		m := make([]byte, len(s.mem), max(n, min(2*cap(s.mem), xattrSpillAt+xattrStoreBuf)))
+		copy(m, s.mem)
+		s.mem = m
+	}
 	s.mem = append(s.mem, enc...)
 	s.size = s.memStart + uint64(len(s.mem))
 	if err := s.spill(); err != nil {

@@ -167,3 +167,37 @@ func TestXattrTableParallel(t *testing.T) {
 		}
 	}
 }
+
+// The store's buffer grows to the spill by doubling (about a dozen copies
+// of at most 4 MiB), not by append's quarter for large slices (about
+// forty), and never far beyond the spill; what it keeps is unchanged.
+func TestXattrStoreGrowth(t *testing.T) {
+	s := &xattrStore{dir: t.TempDir()}
+	defer s.close()
+	set := encodeXattrs(nil, []Xattr{{Name: "security.ima", Value: bytes.Repeat([]byte{3}, 264)}})
+	grown, last, copied := 0, cap(s.mem), 0
+	for i := 0; s.f == nil; i++ {
+		before := len(s.mem)
+		if _, err := s.keep(0, set); err != nil {
+			t.Fatal(err)
+		}
+		if s.f == nil && cap(s.mem) != last {
+			grown++
+			copied += before
+			last = cap(s.mem)
+		}
+		if cap(s.mem) > xattrSpillAt+xattrStoreBuf {
+			t.Fatalf("set %d: buffer of %d bytes, the spill is at %d", i, cap(s.mem), xattrSpillAt)
+		}
+	}
+	t.Logf("the buffer grew %d times to the spill, copying %d bytes", grown, copied)
+	if grown > 20 || copied > 2*xattrSpillAt {
+		t.Errorf("the buffer grew %d times to the spill, copying %d bytes", grown, copied)
+	}
+	for i := range s.at {
+		got, _, err := s.setOf(uint32(i + 1))
+		if err != nil || len(got)+uvarintLen(len(got)) != len(set) || !bytes.HasSuffix(set, got) {
+			t.Fatalf("set %d: %x, %v", i, got, err)
+		}
+	}
+}
