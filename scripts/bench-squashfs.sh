@@ -15,7 +15,8 @@
 #   22 item 3). Both are shown because on a machine shared with other work
 #   the wall time also measures how many threads compete for the CPUs
 #   (mksquashfs runs two deflator threads per CPU plus reader, writer and
-#   main; pack a block and a fragment compressor per CPU plus readers), while the CPU time is
+#   main; pack a block and a fragment compressor per CPU, one for both with
+#   zstd, plus readers), while the CPU time is
 #   the work done. Our time includes the fsync of the atomic publish
 #   (temporary file, fsync, rename), which mksquashfs does not do.
 set -euo pipefail

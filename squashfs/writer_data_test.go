@@ -14,9 +14,10 @@ import (
 )
 
 // TestFragmentCompressors: Options.FragmentCompressors gives fragment
-// blocks a pool of their own beside the Compressors (squashfs pack: one of
-// each per worker, as mksquashfs runs a deflator and a fragment deflator
-// thread per CPU). A tree of small files (all fragment blocks) never has
+// blocks a pool of their own beside the Compressors (as mksquashfs runs a
+// deflator and a fragment deflator thread per CPU; squashfs pack and builds
+// use one pool, FragmentCompressors 0, where a tree of small and large
+// files never has more blocks compressing than Compressors). A tree of small files (all fragment blocks) never has
 // more than FragmentCompressors blocks compressing at once, a tree of large
 // files (all data blocks) never more than Compressors: the codec made no
 // more encoders than that. Before the separate pool, squashfs pack ran two
@@ -51,7 +52,7 @@ func TestFragmentCompressors(t *testing.T) {
 	}{{"small files", small}, {"large files", large}, {"both", append(append([]Entry(nil), large...), small[:300]...)}} {
 		opts := Options{Compression: Zstd, Level: 19, BlockSize: 4096, Workers: 2, Compressors: 2}
 		want := sum(build(t, tree.es, opts))
-		for _, pools := range []struct{ compressors, frags int }{{4, 0}, {2, 2}, {4, 2}, {1, 1}, {1, 3}, {3, 1}} {
+		for _, pools := range []struct{ compressors, frags int }{{4, 0}, {2, 0}, {2, 2}, {4, 2}, {1, 1}, {1, 3}, {3, 1}} {
 			o := opts
 			o.Compressors, o.FragmentCompressors = pools.compressors, pools.frags
 			var m memFile

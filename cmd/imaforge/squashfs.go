@@ -36,7 +36,7 @@ func init() {
 			&cli.StringFlag{Name: "epoch", Usage: "set the image time and every entry's time to `SECONDS` (default: $SOURCE_DATE_EPOCH clamps entry times; else the newest entry time)"},
 			&cli.BoolFlag{Name: "all-root", Usage: "make every entry owned by root (0:0)"},
 			&cli.BoolFlag{Name: "no-xattrs", Usage: "do not store the xattrs found in DIR"},
-			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "parallel workers (0: one per CPU), each reading, with a data block and a fragment block compressor each; never changes the image"},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "parallel workers (0: one per CPU), each reading, with a data block and a fragment block compressor each (zstd: one for both); never changes the image"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing on success"},
 		},
 		Action: squashfsPack,
@@ -49,6 +49,28 @@ func init() {
 // large files' 676 MB lz4 image waited 0.32-0.44 s in the final fsync with
 // nothing else to do, 0.04-0.09 s with it (load 7).
 const packSyncEvery = 64 << 20
+
+// packOptions are the writer's options of a pack with workers workers. Each
+// worker reads and has a data block compressor and a fragment block
+// compressor, as mksquashfs runs a deflator and a fragment deflator thread
+// per CPU, except with zstd: there data and fragment blocks share one
+// compressor per worker. On a tree of small and large files, as the Go
+// toolchain's, both pools are busy at once, and four zstd-15 contexts
+// (about 2 MiB of tables each) took turns on two CPUs, evicting each
+// other's tables from the CPU's cache: on one CPU (-j 1) one shared
+// compressor took 0.90 of the CPU time of two (GOROOT's runtime, crypto
+// and pkg/tool, four alternating pairs, load 8-9; the whole Go tree on two
+// CPUs 0.93). zlib's state is about 270 KiB: at gzip-9 one shared
+// compressor took 1-3% more (three pairs, 3/3), so the other codecs keep
+// a pool of each.
+func packOptions(comp squashfs.Compression, level, blockSize, workers int) squashfs.Options {
+	o := squashfs.Options{Compression: comp, Level: level, BlockSize: blockSize, Workers: workers,
+		Compressors: workers, FragmentCompressors: workers}
+	if comp == squashfs.Zstd {
+		o.FragmentCompressors = 0 // fragment blocks go to the Compressors
+	}
+	return o
+}
 
 // parseSize reads 4096, 128K, 1M, 2G.
 func parseSize(s string) (int, error) {
@@ -125,13 +147,7 @@ func squashfsPack(c *cli.Context) error {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	// A block and a fragment compressor per worker, as mksquashfs runs a
-	// deflator and a fragment deflator thread per CPU: the same share of a
-	// machine that other work keeps busy, and on an idle one no more
-	// threads compressing data blocks than CPUs (more took turns on them,
-	// each evicting the other's compressor state from the CPU's cache).
-	opts := squashfs.Options{Compression: comp, Level: c.Int("level"), BlockSize: bs, Workers: workers,
-		Compressors: workers, FragmentCompressors: workers}
+	opts := packOptions(comp, c.Int("level"), bs, workers)
 	if imageTime != nil {
 		opts.ModTime = *imageTime
 	}
