@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/imaforge/imaforge/internal/packfile"
 	"github.com/imaforge/imaforge/squashfs"
 )
 
@@ -54,7 +55,7 @@ const (
 // ErrBadPack is wrapped by every error about a pack's content.
 var ErrBadPack = errors.New("not a valid block cache pack")
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+var castagnoli = packfile.Castagnoli
 
 // record is one entry of a pack's index.
 type record struct {
@@ -88,9 +89,7 @@ func decodeRecord(b []byte) (record, bool) {
 	return r, b[48] <= 1 && b[49] == 0 && b[50] == 0 && b[51] == 0
 }
 
-func indexCRC(head, index []byte) uint32 {
-	return crc32.Update(crc32.Checksum(head, castagnoli), castagnoli, index)
-}
+var indexCRC = packfile.IndexCRC
 
 // pack is an opened pack: its index in memory, its values read on demand.
 type pack struct {
@@ -153,23 +152,9 @@ func parsePack(path string, r io.ReaderAt, size int64) (*pack, error) {
 // openPack opens and parses the pack at path; the file stays open until
 // close.
 func openPack(path string) (*pack, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err == nil && !fi.Mode().IsRegular() {
-		err = fmt.Errorf("%s: %w: not a regular file", path, ErrBadPack)
-	}
-	var p *pack
-	if err == nil {
-		p, err = parsePack(path, f, fi.Size())
-	}
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return p, nil
+	return packfile.Open(path, ErrBadPack, func(path string, f *os.File, size int64) (*pack, error) {
+		return parsePack(path, f, size)
+	})
 }
 
 func (p *pack) close() {

@@ -32,7 +32,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -43,6 +42,7 @@ import (
 	"time"
 
 	"github.com/imaforge/imaforge/internal/atomicfile"
+	"github.com/imaforge/imaforge/internal/packfile"
 )
 
 const (
@@ -58,8 +58,6 @@ const (
 
 // ErrBadPack is wrapped by every error about a pack's content.
 var ErrBadPack = errors.New("not a valid signature pack")
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Entry is one signature: the digest signed and the security.ima value.
 type Entry struct {
@@ -105,9 +103,7 @@ func Encode(d int, entries []Entry) ([]byte, error) {
 	return b, nil
 }
 
-func indexCRC(head, index []byte) uint32 {
-	return crc32.Update(crc32.Checksum(head, castagnoli), castagnoli, index)
-}
+var indexCRC = packfile.IndexCRC
 
 // Pack is an opened pack: its index in memory, its values too when they
 // take at most wholeValues bytes (read at once), else read on demand.
@@ -130,23 +126,9 @@ var wholeValues int64 = 16 << 20 // a variable for tests
 // Open reads the header and the index of the pack at path and checks them.
 // The file stays open until Close.
 func Open(path string) (*Pack, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err == nil && !fi.Mode().IsRegular() {
-		err = fmt.Errorf("%w: not a regular file", ErrBadPack)
-	}
-	var p *Pack
-	if err == nil {
-		p, err = Parse(path, f, fi.Size())
-	}
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return p, nil
+	return packfile.Open(path, ErrBadPack, func(path string, f *os.File, size int64) (*Pack, error) {
+		return Parse(path, f, size)
+	})
 }
 
 // Parse reads the header and index of a pack of size bytes from r; path

@@ -1,0 +1,46 @@
+// Package packfile holds what the caches' pack files share (the signature
+// packs of internal/sigpack and the block packs of internal/blockcache):
+// opening a pack as a regular file for its parser, and the CRC-32C that
+// covers a pack's header and index.
+package packfile
+
+import (
+	"fmt"
+	"hash/crc32"
+	"os"
+)
+
+// Castagnoli is the CRC-32C table (hash/crc32 uses the SSE4.2 or ARMv8 CRC
+// instructions for it where they exist).
+var Castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// IndexCRC is the CRC-32C of a pack's header fields before the CRC and of
+// its index.
+func IndexCRC(head, index []byte) uint32 {
+	return crc32.Update(crc32.Checksum(head, Castagnoli), Castagnoli, index)
+}
+
+// Open opens the pack at path and hands the file and its size to parse. A
+// path that is not a regular file is an error wrapping bad. The file is
+// closed when parse (or anything before it) fails; else what parse returns
+// owns it.
+func Open[T any](path string, bad error, parse func(path string, f *os.File, size int64) (T, error)) (T, error) {
+	var zero T
+	f, err := os.Open(path)
+	if err != nil {
+		return zero, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s: %w: not a regular file", path, bad)
+	}
+	var p T
+	if err == nil {
+		p, err = parse(path, f, fi.Size())
+	}
+	if err != nil {
+		f.Close()
+		return zero, err
+	}
+	return p, nil
+}
