@@ -621,9 +621,9 @@ func (b *buildRun) imageEntry(e *rootfs.Entry, fi int, seal *sealer, res *Result
 			// signatures.
 			return ImageEntry{Path: e.Path, LinkTo: p.entry.Path, ModTime: b.m.Image.Epoch}
 		}
-		ie.Open = seal.opener(fi)
+		ie.Opener, ie.File = seal, fi
 		if fs.key != "" {
-			ie.Seal, ie.File = seal, fi
+			ie.Seal = seal
 		}
 	}
 	return ie
@@ -694,26 +694,24 @@ func OutputPath(m *manifest.Manifest) string {
 	return out
 }
 
-// opener wraps a file's content so that the bytes the image writer reads are
-// hashed on the way, and the signature is requested as soon as the last byte
-// has been read (when the writer closes the reader).
-// The function is held for every file until it is read, so it captures
-// only s and the file's index.
-func (s *sealer) opener(fi int) func() (io.ReadCloser, error) {
-	return func() (io.ReadCloser, error) {
-		fs := &s.files[fi]
-		rc, err := fs.entry.Content.Open()
-		if err != nil {
-			return nil, err
-		}
-		hh, err := s.h.New()
-		if err != nil {
-			rc.Close()
-			return nil, err
-		}
-		return &hashingReader{rc: rc, h: hh, sha256: s.h == imasig.SHA256, ahead: s.readAhead > 0 && fs.entry.Size >= s.readAhead,
-			fs: fs, fi: int32(fi), pool: s.pool, ready: s.ready, progress: s.progress}, nil
+// OpenFile opens s.files[fi]'s content, wrapped so that the bytes the image
+// writer reads are hashed on the way, and the signature is requested as
+// soon as the last byte has been read (when the writer closes the reader).
+// The writer holds s and an index for every file until it is read
+// (ImageEntry.Opener), not a function each.
+func (s *sealer) OpenFile(fi int32) (io.ReadCloser, error) {
+	fs := &s.files[fi]
+	rc, err := fs.entry.Content.Open()
+	if err != nil {
+		return nil, err
 	}
+	hh, err := s.h.New()
+	if err != nil {
+		rc.Close()
+		return nil, err
+	}
+	return &hashingReader{rc: rc, h: hh, sha256: s.h == imasig.SHA256, ahead: s.readAhead > 0 && fs.entry.Size >= s.readAhead,
+		fs: fs, fi: fi, pool: s.pool, ready: s.ready, progress: s.progress}, nil
 }
 
 // hashingReader is a file's content as the image writer reads it: it hashes

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -53,6 +54,10 @@ type ImageEntry struct {
 	// called from any goroutine).
 	Size int64
 	Open func() (io.ReadCloser, error)
+	// Opener, instead of Open: the content is Opener.OpenFile(File). One
+	// Opener and an index, not a function per file: a SquashFS writer
+	// holds 4 bytes a file until it is read (squashfs.Entry.Opener).
+	Opener squashfs.FileOpener
 	// Target is a symlink's target.
 	Target string
 	// Major and Minor are a device's numbers.
@@ -67,6 +72,7 @@ type ImageEntry struct {
 	// which waits for the signatures, may be called only after Open's
 	// reader was closed. One Sealer and an index, not a function per file:
 	// a million files kept a closure each until the image's tables.
+	// File is Opener's index too.
 	Seal Sealer
 	File int
 }
@@ -124,12 +130,16 @@ func (s *squashfsImage) Add(e ImageEntry) error {
 		ModTime: e.ModTime,
 		Size:    e.Size,
 		Open:    e.Open,
+		Opener:  e.Opener,
+		File:    int32(e.File),
 		Target:  e.Target,
 		LinkTo:  e.LinkTo,
 		Xattrs:  squashfsXattrs(e.Xattrs),
 	}
 	if e.LinkTo != "" {
 		se = squashfs.Entry{Path: e.Path, LinkTo: e.LinkTo}
+	} else if e.Opener != nil && (e.File < 0 || e.File > math.MaxInt32) {
+		return fmt.Errorf("%s: internal: file index %d outside 0..2^31-1", e.Path, e.File)
 	}
 	if e.Mode&fs.ModeDevice != 0 {
 		se.Rdev = unix.Mkdev(e.Major, e.Minor)
@@ -324,6 +334,12 @@ func (t *tarImage) Add(e ImageEntry) error {
 		Path: e.Path, Mode: e.Mode, UID: e.UID, GID: e.GID, ModTime: e.ModTime,
 		Size: e.Size, Open: e.Open, Target: e.Target, Major: e.Major, Minor: e.Minor, LinkTo: e.LinkTo,
 		Xattrs: tarXattrs(e.Xattrs),
+	}
+	if op, f := e.Opener, e.File; op != nil && e.LinkTo == "" {
+		if f < 0 || f > math.MaxInt32 {
+			return fmt.Errorf("%s: internal: file index %d outside 0..2^31-1", e.Path, f)
+		}
+		te.Open = func() (io.ReadCloser, error) { return op.OpenFile(int32(f)) }
 	}
 	if seal, f := e.Seal, e.File; seal != nil {
 		te.Seal = func() ([]tarimage.Xattr, error) {

@@ -91,6 +91,13 @@ type Entry struct {
 	// ContentSHA256 and hashes with SHA-256 gives the digest that finds
 	// duplicate files, so the content is not hashed a second time.
 	Open func() (io.ReadCloser, error)
+	// Opener and File, instead of Open: the content is
+	// Opener.OpenFile(File), under the same terms. One Opener and an
+	// index, not a function per file: the Writer holds 4 bytes a file
+	// until it is read instead of a function and what it captures. The
+	// entries with an Opener must all have the same one.
+	Opener FileOpener
+	File   int32
 	// Target is a symlink's target (1..4095 bytes).
 	Target string
 	// Rdev is a device's number in the Linux dev_t encoding
@@ -104,6 +111,22 @@ type Entry struct {
 	// Xattrs are stored with the inode (sorted by name; SetXattrs replaces
 	// them).
 	Xattrs []Xattr
+}
+
+// FileOpener opens regular files' content by index (Entry.Opener).
+type FileOpener interface {
+	OpenFile(file int32) (io.ReadCloser, error)
+}
+
+// sameOpener reports whether a and b are the same Opener (false when
+// they cannot be compared: a slice, a map or a function).
+func sameOpener(a, b FileOpener) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
 }
 
 type kind uint8
@@ -126,7 +149,7 @@ const (
 // is in ext, a regular file's block list is a range of Writer.blockWords,
 // and its sparse byte count follows from that list. A node has no parent
 // pointer: only error messages need a node's path, and Writer.pathOf
-// searches the tree for it; nor a regular file's Open (Writer.opens). Fields used in one phase only share their
+// searches the tree for it; nor a regular file's content (Writer.sources). Fields used in one phase only share their
 // space with another phase's (at, xattr).
 type node struct {
 	name string
@@ -138,7 +161,7 @@ type node struct {
 	at uint64
 
 	// data layout, set by WriteData
-	firstSeq uint32 // the file's first stream item (planData); until prepare, its index in Writer.opens
+	firstSeq uint32 // the file's first stream item (planData); until prepare, its index in Writer.sources
 	blockAt  uint32 // the file's block list: blockWords[blockAt:][:w.blockCount(size)]
 
 	mtime         uint32
@@ -283,12 +306,16 @@ type Writer struct {
 	closed    bool
 	failed    error   // WriteData's error: the image cannot be finished
 	files     []*node // regular files with content, in tree order
-	// opens are the regular files' Open functions: in the order they were
-	// added (node.firstSeq) until prepare, then by index in files; each
-	// dropped once called, all once the data is written (a node has no
-	// field for a function dead from then on).
-	opens []func() (io.ReadCloser, error)
-	slab  []node // nodes are allocated from it (newNode)
+	// sources are the regular files' contents: in the order they were
+	// added (node.firstSeq) until prepare, then by index in files; all
+	// dropped once the data is written (a node has no field for what is
+	// dead from then on). A source is an index for opener (Entry.File),
+	// or -1-k for opens[k] (Entry.Open, nil for no content; each dropped
+	// once called).
+	sources []int32
+	opener  FileOpener
+	opens   []func() (io.ReadCloser, error)
+	slab    []node // nodes are allocated from it (newNode)
 	// owners are the distinct permission bits and owners of the nodes
 	// (node.own), dirOwner first; ownerIx finds one.
 	owners  []owner
@@ -483,14 +510,28 @@ func (w *Writer) Add(e Entry) error {
 		}
 		n.kind, ext = kindLink, &nodeExt{target: e.LinkTo}
 	case t == 0:
-		if e.Size < 0 || (e.Open == nil && e.Size != 0) {
+		if e.Size < 0 || (e.Open == nil && e.Opener == nil && e.Size != 0) {
 			return perr(p, "regular file of size %d without content", e.Size)
 		}
-		if len(w.opens) >= math.MaxUint32 {
-			return perr(p, "more than 2^32 regular files")
+		if len(w.sources) >= math.MaxInt32 || len(w.opens) >= math.MaxInt32 {
+			return perr(p, "more than 2^31 regular files")
 		}
-		n.kind, n.size, n.firstSeq = kindReg, e.Size, uint32(len(w.opens))
-		w.opens = append(w.opens, e.Open)
+		src := int32(-1 - len(w.opens))
+		switch {
+		case e.Open != nil && e.Opener != nil:
+			return perr(p, "both Open and Opener")
+		case e.Opener != nil && w.opener != nil && !sameOpener(e.Opener, w.opener):
+			return perr(p, "a second Opener")
+		case e.Opener != nil:
+			if e.File < 0 {
+				return perr(p, "Opener file index %d", e.File)
+			}
+			w.opener, src = e.Opener, e.File
+		default:
+			w.opens = append(w.opens, e.Open)
+		}
+		n.kind, n.size, n.firstSeq = kindReg, e.Size, uint32(len(w.sources))
+		w.sources = append(w.sources, src)
 	case t == fs.ModeDir:
 		n.kind = kindDir
 	case t == fs.ModeSymlink:
@@ -702,11 +743,11 @@ func (w *Writer) prepare() error {
 	if dup != nil {
 		return perr(w.pathOf(dup), "added twice")
 	}
-	opens := make([]func() (io.ReadCloser, error), len(w.files))
+	sources := make([]int32, len(w.files))
 	for i, f := range w.files {
-		opens[i] = w.opens[f.firstSeq]
+		sources[i] = w.sources[f.firstSeq]
 	}
-	w.opens = opens
+	w.sources = sources
 	for _, l := range links {
 		t := l
 		for i := 0; t.kind == kindLink; i++ {

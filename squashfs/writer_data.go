@@ -140,7 +140,7 @@ func windowSize(blockSize, workers int) int {
 }
 
 func (w *Writer) runData(ctx context.Context) error {
-	defer func() { w.opens = nil }()
+	defer func() { w.sources, w.opens = nil, nil }()
 	total, candidates, err := w.planData()
 	if err != nil {
 		return err
@@ -387,8 +387,14 @@ func (rd *blockReader) readFile(i int, f *node) (err error) {
 		return err
 	}
 	var h hash.Hash = nopHash{}
-	open := w.opens[i]
-	w.opens[i] = nil // read once: what it holds is not kept until Close
+	src := w.sources[i]
+	var open func() (io.ReadCloser, error)
+	if src < 0 {
+		open = w.opens[-1-src]
+		w.opens[-1-src] = nil // read once: what it holds is not kept until Close
+	} else {
+		open = func() (io.ReadCloser, error) { return w.opener.OpenFile(src) }
+	}
 	if open == nil {
 		it := &item{file: i, kind: itemEmpty, last: true, done: rd.ready}
 		h.Sum(it.sum[:0])

@@ -671,3 +671,65 @@ func TestOwnersShared(t *testing.T) {
 		}
 	}
 }
+
+// indexOpener opens files by index from a slice (Entry.Opener).
+type indexOpener struct{ data [][]byte }
+
+func (o *indexOpener) OpenFile(i int32) (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(o.data[i])), nil
+}
+
+// sliceOpener is an Opener that cannot be compared.
+type sliceOpener [][]byte
+
+func (o sliceOpener) OpenFile(i int32) (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(o[i])), nil
+}
+
+// TestOpener: entries whose content is an Opener and an index give the
+// image Open functions give, mixed with them or not, with one worker or
+// two; an entry with both, a second Opener or a negative index is refused.
+func TestOpener(t *testing.T) {
+	data := &indexOpener{[][]byte{[]byte("zero"), bytes.Repeat([]byte("one "), 40000), []byte("two"), bytes.Repeat([]byte("one "), 40000)}}
+	var plain, byIndex, mixed []Entry
+	for i, d := range data.data {
+		e := Entry{Path: fmt.Sprintf("/f%d", i), Mode: 0o644, Size: int64(len(d)), Open: opener(d)}
+		plain = append(plain, e)
+		e.Open, e.Opener, e.File = nil, data, int32(i)
+		byIndex = append(byIndex, e)
+		if i%2 == 0 {
+			e = plain[i]
+		}
+		mixed = append(mixed, e)
+	}
+	plain = append(plain, Entry{Path: "/empty", Mode: 0o644})
+	byIndex = append(byIndex, Entry{Path: "/empty", Mode: 0o644})
+	mixed = append(mixed, Entry{Path: "/empty", Mode: 0o644})
+	for _, workers := range []int{1, 2} {
+		opts := Options{Compression: Zstd, BlockSize: 4096, Workers: workers}
+		want := sum(build(t, plain, opts))
+		if got := sum(build(t, byIndex, opts)); got != want {
+			t.Errorf("%d workers: image from an Opener %s, from Open %s", workers, got, want)
+		}
+		if got := sum(build(t, mixed, opts)); got != want {
+			t.Errorf("%d workers: image from both %s, from Open %s", workers, got, want)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		e    Entry
+	}{
+		{"both", Entry{Path: "/x", Mode: 0o644, Size: 4, Open: opener(data.data[0]), Opener: data, File: 0}},
+		{"second Opener", Entry{Path: "/x", Mode: 0o644, Size: 4, Opener: &indexOpener{data.data}, File: 0}},
+		{"uncomparable Opener", Entry{Path: "/x", Mode: 0o644, Size: 4, Opener: sliceOpener(data.data), File: 0}},
+		{"file index", Entry{Path: "/x", Mode: 0o644, Size: 4, Opener: data, File: -1}},
+	} {
+		var m memFile
+		w, err := NewWriter(&m, Options{Compression: Zstd})
+		must(t, err)
+		must(t, w.Add(byIndex[0]))
+		if err := w.Add(tc.e); err == nil || !strings.Contains(err.Error(), "/x") {
+			t.Errorf("%s: Add = %v, want an error naming /x", tc.name, err)
+		}
+	}
+}
