@@ -191,16 +191,22 @@ func poolWaiters(tb testing.TB, n int) {
 // result's value or error, whether it waits before or after the signing.
 func TestSignPoolWaiters(t *testing.T) { poolWaiters(t, 3000) }
 
+// prefixSigners are keys whose value for a digest is the key's name, ':'
+// and the digest.
+func prefixSigners(keys ...string) map[string]signFunc {
+	fns := make(map[string]signFunc, len(keys))
+	for _, k := range keys {
+		fns[k] = func(_ string, d []byte) ([]byte, error) { return append([]byte(k+":"), d...), nil }
+	}
+	return fns
+}
+
 // TestSignPoolLookup: the pool's table finds a pair again across its
 // growth (5,000 pairs: the table doubles three times), tells apart digests
 // that share their first 8 bytes and the same digest under another key,
 // and after forget signs a pair again.
 func TestSignPoolLookup(t *testing.T) {
-	fns := map[string]signFunc{
-		"a": func(_ string, d []byte) ([]byte, error) { return append([]byte("a:"), d...), nil },
-		"b": func(_ string, d []byte) ([]byte, error) { return append([]byte("b:"), d...), nil },
-	}
-	p := newSignPool(context.Background(), fns, nil, 2, waitedBatch)
+	p := newSignPool(context.Background(), prefixSigners("a", "b"), nil, 2, waitedBatch)
 	defer p.close()
 	const n = 5000
 	first := make([]*sigResult, n)
@@ -316,11 +322,7 @@ func TestSignPoolRelease(t *testing.T) {
 // pairs with the same first 8 bytes, and a small table full of runs), and a
 // released pair submitted again is signed again but not counted again.
 func TestSignPoolRemove(t *testing.T) {
-	fns := map[string]signFunc{
-		"a": func(_ string, d []byte) ([]byte, error) { return append([]byte("a:"), d...), nil },
-		"b": func(_ string, d []byte) ([]byte, error) { return append([]byte("b:"), d...), nil },
-	}
-	p := newSignPool(context.Background(), fns, nil, 2, waitedBatch)
+	p := newSignPool(context.Background(), prefixSigners("a", "b"), nil, 2, waitedBatch)
 	defer p.close()
 	p.keep = 1
 	const n = 700 // the table of 1024 slots stays 3/4 full at most
