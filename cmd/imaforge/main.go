@@ -90,9 +90,19 @@ func newApp() *cli.App {
 // a limit, 143 MiB with it, same wall time) but made large ones collect
 // without pause once their live heap neared it (200,000 files: 50 of 74
 // CPU-seconds in the collector).
+//
+// The factor trades peak RSS (about the limit: factor times the live heap)
+// against collections (one per factor-1 times the live heap allocated). A
+// million small files (scripts/bench-million.sh's tree, zstd-3, ECDSA
+// P-256, about 355-380 B/file live; load 11-16, one run each, the hidden
+// IMAFORGE_MEMLIMIT_FACTOR): at 1.5 peak RSS 538 MiB, 83 collections, GC
+// share 0.077; at 1.4 465 MiB, 111, 0.090; at 1.3 444 MiB, 151, 0.107.
+// The binary before at 1.5 in the same minutes: 599-622 MiB, 77-79, 0.075-
+// 0.082 (0.040-0.045 on a quiet machine). 1.4 keeps a million files under
+// 512 MiB with the collector's share about 1.1-1.2 times 1.5's.
 const (
 	defaultMemoryLimit = 100 << 20
-	memoryLimitFactor  = 1.5
+	memoryLimitFactor  = 1.4
 )
 
 // workerMain, set in the build with the signing service (serve_relic.go),
