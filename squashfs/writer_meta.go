@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"io"
 	"math"
+	"math/bits"
 	"sync"
 )
 
@@ -772,25 +773,41 @@ var collideHashes = false
 // a value of its own): by a 64-bit hash of the value, the bytes compared
 // with the value the entry points at in the xattr store; a value found
 // again, and a value whose hash an earlier, different value has, goes in
-// an exact map.
+// an exact map. The entries by hash are an open-addressing table of
+// indexes (+1; 0: free, at most half full) into a list of entries: 40
+// bytes a value at a million, where a map took about 87.
 type valueRefs struct {
 	store *xattrStore
 	seed  maphash.Seed
-	first map[uint64]valueAt
+	vals  []valueAt
+	slots []uint32
 	exact map[string]uint64
 }
 
-// valueAt is a stored value: where its bytes are in the xattr store, and
-// its position in the table (mdWriter.upos).
+// valueAt is a stored value: its hash, where its bytes are in the xattr
+// store, and its position in the table (mdWriter.upos).
 type valueAt struct {
-	at, ref uint64
-	n       uint32
+	hash, at, ref uint64
+	n             uint32
 }
 
 // newValueRefs sizes its lookup for about sets values (a signed file's set
 // holds one of its own).
 func newValueRefs(s *xattrStore, sets int) *valueRefs {
-	return &valueRefs{store: s, seed: maphash.MakeSeed(), first: make(map[uint64]valueAt, sets), exact: make(map[string]uint64)}
+	return &valueRefs{store: s, seed: maphash.MakeSeed(), vals: make([]valueAt, 0, sets),
+		slots: make([]uint32, 1<<bits.Len(uint(2*max(sets, 8)))), exact: make(map[string]uint64)}
+}
+
+// lookup returns the index in vr.vals of the first value stored with hash,
+// or -1, and the slot where it is or would go.
+func (vr *valueRefs) lookup(hash uint64) (int, int) {
+	mask := len(vr.slots) - 1
+	for i := int(hash) & mask; ; i = (i + 1) & mask {
+		j := int(vr.slots[i]) - 1
+		if j < 0 || vr.vals[j].hash == hash {
+			return j, i
+		}
+	}
 }
 
 // find returns the position of v if it was stored, and v's hash for add.
@@ -799,10 +816,11 @@ func (vr *valueRefs) find(v []byte) (ref uint64, seen bool, hash uint64, err err
 	if collideHashes {
 		hash = 0
 	}
-	at, ok := vr.first[hash]
-	if !ok {
+	j, _ := vr.lookup(hash)
+	if j < 0 {
 		return 0, false, hash, nil
 	}
+	at := vr.vals[j]
 	if ref, ok := vr.exact[string(v)]; ok {
 		return ref, true, hash, nil
 	}
@@ -820,11 +838,21 @@ func (vr *valueRefs) find(v []byte) (ref uint64, seen bool, hash uint64, err err
 // add records that v (stored at at in the xattr store, with the hash find
 // gave) is in the table at position ref.
 func (vr *valueRefs) add(hash uint64, v []byte, at, ref uint64) {
-	if _, ok := vr.first[hash]; !ok {
-		vr.first[hash] = valueAt{at: at, ref: ref, n: uint32(len(v))}
+	j, slot := vr.lookup(hash)
+	if j >= 0 || len(vr.vals) >= math.MaxUint32-1 {
+		vr.exact[string(v)] = ref
 		return
 	}
-	vr.exact[string(v)] = ref
+	if 2*(len(vr.vals)+1) > len(vr.slots) {
+		vr.slots = make([]uint32, 2*len(vr.slots))
+		for k, e := range vr.vals {
+			_, sl := vr.lookup(e.hash)
+			vr.slots[sl] = uint32(k + 1)
+		}
+		_, slot = vr.lookup(hash)
+	}
+	vr.vals = append(vr.vals, valueAt{hash: hash, at: at, ref: ref, n: uint32(len(v))})
+	vr.slots[slot] = uint32(len(vr.vals))
 }
 
 // writeXattrs writes the xattr key/value table, the xattr ids and the xattr

@@ -201,3 +201,28 @@ func TestXattrStoreGrowth(t *testing.T) {
 		}
 	}
 }
+
+// TestValueRefsTable: the values' table by hash finds the first value of
+// every hash across its growth (sized for 1, given 1,000), whatever the
+// probe start shares; a second value with a hash goes to the exact map.
+func TestValueRefsTable(t *testing.T) {
+	vr := newValueRefs(nil, 1)
+	const n = 1000
+	hash := func(i int) uint64 { return uint64(i%7)<<60 | uint64(i)*16 } // neighbouring probe starts
+	for i := range n {
+		vr.add(hash(i), []byte{byte(i)}, uint64(i), uint64(10*i))
+	}
+	vr.add(hash(3), []byte("other"), 77, 770)
+	if len(vr.vals) != n || len(vr.slots) < 2*n || vr.exact["other"] != 770 {
+		t.Fatalf("%d entries in %d slots, exact %v", len(vr.vals), len(vr.slots), vr.exact)
+	}
+	for i := range n {
+		j, _ := vr.lookup(hash(i))
+		if j < 0 || vr.vals[j].at != uint64(i) || vr.vals[j].ref != uint64(10*i) || vr.vals[j].n != 1 {
+			t.Fatalf("hash of value %d: entry %d", i, j)
+		}
+	}
+	if j, _ := vr.lookup(1<<59 + 1); j >= 0 {
+		t.Errorf("a hash never added found entry %d", j)
+	}
+}
