@@ -125,14 +125,14 @@ func runBuild(c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// Every return closes the block cache: a failed build's blocks, or a
+	// good build's whose signature cache could not store, are kept.
+	defer blockReport(io.Discard)
 	if c.String("rauc-bundle") != "" && c.String("rauc-compatible") == "" {
 		return usageErrf("build: --rauc-bundle needs --rauc-compatible")
 	}
 	start := time.Now()
 	res, err := pipeline.Build(c.Context, opts)
-	if err != nil {
-		blockReport(io.Discard) // keeps the blocks the failed build compressed
-	}
 	if derr := sigDone(); err == nil && derr != nil {
 		return derr // --signature-cache could not store the signatures
 	}
@@ -143,9 +143,6 @@ func runBuild(c *cli.Context) (err error) {
 		return err
 	}
 	elapsed := time.Since(start)
-	if quiet || c.Bool("json") {
-		blockReport(io.Discard) // closes the cache
-	}
 	if out := c.String("rauc-bundle"); out != "" {
 		if err := writeRAUCBundle(c, m, out, "rauc-"); err != nil {
 			return err
@@ -174,7 +171,8 @@ func runBuild(c *cli.Context) (err error) {
 // cache that cannot be used is a warning (through logf), never an error: the
 // build then compresses every block. The returned function closes the cache
 // (after the build: writes its new pack, merges and trims the packs) and
-// prints its use. Warnings show even with --quiet.
+// prints its use to w, the first time it is called; later calls do nothing.
+// Warnings show even with --quiet.
 func blockCacheFlags(c *cli.Context, opts *pipeline.Options) (func(io.Writer), error) {
 	dir := c.String("cache")
 	if dir == "" {
@@ -189,14 +187,17 @@ func blockCacheFlags(c *cli.Context, opts *pipeline.Options) (func(io.Writer), e
 	}
 	bc := blockcache.Open(dir, int64(limit), func(msg string) { logf("%s", msg) })
 	opts.BlockCache = bc
+	var closed sync.Once
 	return func(w io.Writer) {
-		kept, err := bc.Close()
-		if err != nil {
-			logf("%v", err)
-		}
-		st := bc.Stats()
-		fmt.Fprintf(w, "  block cache %s: %d reused, %d compressed (%d damaged, not used), %s kept\n",
-			bc.Dir(), st.Hits, st.Misses, st.Damaged, humanBytes(kept))
+		closed.Do(func() {
+			kept, err := bc.Close()
+			if err != nil {
+				logf("%v", err)
+			}
+			st := bc.Stats()
+			fmt.Fprintf(w, "  block cache %s: %d reused, %d compressed (%d damaged, not used), %s kept\n",
+				bc.Dir(), st.Hits, st.Misses, st.Damaged, humanBytes(kept))
+		})
 	}, nil
 }
 
