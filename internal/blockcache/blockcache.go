@@ -48,6 +48,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/imaforge/imaforge/internal/packfile"
 	"github.com/imaforge/imaforge/squashfs"
 )
 
@@ -115,7 +116,7 @@ func Open(dir string, max int64, warn func(string)) *Cache {
 	var names []string
 	for _, de := range des {
 		switch n := de.Name(); {
-		case strings.HasSuffix(n, PackExt) && !strings.HasPrefix(n, "."):
+		case packfile.IsName(n, PackExt):
 			names = append(names, filepath.Join(c.dir, n))
 		case de.IsDir() && len(n) == 2 && isHex(n):
 			c.legacy = append(c.legacy, filepath.Join(c.dir, n))

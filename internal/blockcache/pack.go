@@ -7,13 +7,10 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"sync/atomic"
-	"time"
 
 	"github.com/imaforge/imaforge/internal/packfile"
 	"github.com/imaforge/imaforge/squashfs"
@@ -258,7 +255,7 @@ func (w *packWriter) finish() (string, error) {
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
-	path := filepath.Join(w.dir, fmt.Sprintf("%016x-%08x%s", time.Now().UnixNano(), rand.Uint32(), PackExt))
+	path := packfile.NewName(w.dir, PackExt)
 	if err == nil {
 		err = os.Rename(w.f.Name(), path)
 	}

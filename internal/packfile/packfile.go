@@ -1,14 +1,32 @@
 // Package packfile holds what the caches' pack files share (the signature
 // packs of internal/sigpack and the block packs of internal/blockcache):
-// opening a pack as a regular file for its parser, and the CRC-32C that
-// covers a pack's header and index.
+// a pack's name, opening a pack as a regular file for its parser, and the
+// CRC-32C that covers a pack's header and index.
 package packfile
 
 import (
 	"fmt"
 	"hash/crc32"
+	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"strings"
+	"time"
 )
+
+// NewName returns the path in dir for a new pack with the file name ending
+// ext: the time in nanoseconds and a random number, in hex, so that names
+// sort in the order their packs were written and two writers at once do not
+// pick the same one.
+func NewName(dir, ext string) string {
+	return filepath.Join(dir, fmt.Sprintf("%016x-%08x%s", time.Now().UnixNano(), rand.Uint32(), ext))
+}
+
+// IsName reports whether the file name is a pack's with the ending ext; a
+// temporary file (a name beginning with a dot) is not.
+func IsName(name, ext string) bool {
+	return strings.HasSuffix(name, ext) && !strings.HasPrefix(name, ".")
+}
 
 // Castagnoli is the CRC-32C table (hash/crc32 uses the SSE4.2 or ARMv8 CRC
 // instructions for it where they exist).

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 var errBad = errors.New("bad pack")
@@ -37,5 +38,22 @@ func TestOpen(t *testing.T) {
 	}
 	if IndexCRC([]byte("a"), []byte("bc")) != IndexCRC([]byte("ab"), []byte("c")) {
 		t.Fatal("IndexCRC is not the CRC of the concatenation")
+	}
+}
+
+// TestNewName: a new pack's name is in dir, ends with ext, is a pack's
+// name by IsName, and sorts after one made before it; a temporary file's
+// name (a leading dot) or another ending is not a pack's.
+func TestNewName(t *testing.T) {
+	a := NewName("/c", ".bpk")
+	time.Sleep(time.Microsecond) // the names' times differ
+	b := NewName("/c", ".bpk")
+	if filepath.Dir(a) != "/c" || !IsName(filepath.Base(a), ".bpk") || a == b || filepath.Base(a) > filepath.Base(b) {
+		t.Fatalf("NewName: %q then %q", a, b)
+	}
+	for _, n := range []string{".tmp-1.bpk", filepath.Base(a) + ".x", "x.pack"} {
+		if IsName(n, ".bpk") {
+			t.Errorf("IsName(%q) = true", n)
+		}
 	}
 }

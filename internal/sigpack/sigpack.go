@@ -33,13 +33,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
-	"time"
 
 	"github.com/imaforge/imaforge/internal/atomicfile"
 	"github.com/imaforge/imaforge/internal/packfile"
@@ -269,7 +266,7 @@ func List(dir string) ([]string, error) {
 	}
 	var names []string
 	for _, de := range des {
-		if n := de.Name(); strings.HasSuffix(n, Ext) && !strings.HasPrefix(n, ".") {
+		if n := de.Name(); packfile.IsName(n, Ext) {
 			names = append(names, filepath.Join(dir, n))
 		}
 	}
@@ -289,7 +286,7 @@ func Write(dir string, d int, entries []Entry) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	path := filepath.Join(dir, fmt.Sprintf("%016x-%08x%s", time.Now().UnixNano(), rand.Uint32(), Ext))
+	path := packfile.NewName(dir, Ext)
 	if err := atomicfile.WriteFile(path, b, 0o644); err != nil {
 		return "", err
 	}
