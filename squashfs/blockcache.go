@@ -94,6 +94,7 @@ type blockCacheUse struct {
 
 	mu                       sync.Mutex
 	hits, misses, rejections int
+	xzCalls                  int // cDecodeXZMany calls (tests)
 }
 
 func newBlockCacheUse(cache BlockCache, c *codec) (*blockCacheUse, error) {
@@ -134,25 +135,123 @@ func (u *blockCacheUse) compress(c *codec, dst, raw []byte) ([]byte, bool, error
 	if u == nil || len(raw) == 0 {
 		return c.compress(dst, raw)
 	}
-	k := u.key(raw)
-	if stored, comp, ok := u.cache.Get(k, dst); ok {
-		if u.check(raw, stored, comp) {
-			u.count(&u.hits)
-			if !comp {
-				return raw, false, nil
-			}
-			return stored, true, nil
+	j := [1]blockJob{{dst: dst, raw: raw}}
+	u.compressAll(c, j[:])
+	return j[0].out, j[0].comp, j[0].err
+}
+
+// blockJob is one block for compressAll: raw compressed (or answered from
+// the cache) into dst's storage; out, comp and err are compress's results.
+type blockJob struct {
+	dst, raw []byte
+	out      []byte
+	comp     bool
+	err      error
+
+	key    BlockKey
+	stored []byte // the cache's entry (found), checked when hit
+	found  bool
+	hit    bool
+}
+
+// maxBatch is how many blocks a compressor takes from its queue at once
+// when batches says so (compressAll checks them in one call into liblzma).
+const maxBatch = 4
+
+// batches reports whether compressAll gains from several blocks at once:
+// the xz checks of their hits go into C together (cDecodeXZMany).
+func (u *blockCacheUse) batches() bool { return u != nil && u.dec.cxz }
+
+// compressAll is compress of every job; the xz hits among them are checked
+// in one call (cDecodeXZMany). Each job's results are those compress gives.
+func (u *blockCacheUse) compressAll(c *codec, jobs []blockJob) {
+	if u == nil {
+		for i := range jobs {
+			j := &jobs[i]
+			j.out, j.comp, j.err = c.compress(j.dst, j.raw)
 		}
-		u.cache.Reject(k)
-		u.count(&u.rejections)
+		return
 	}
-	u.count(&u.misses)
-	out, comp, err := c.compress(dst, raw)
-	if err != nil {
-		return nil, false, err
+	hits := 0
+	for i := range jobs {
+		j := &jobs[i]
+		if len(j.raw) == 0 {
+			continue
+		}
+		j.key = u.key(j.raw)
+		var comp bool
+		if j.stored, comp, j.found = u.cache.Get(j.key, j.dst); j.found {
+			j.comp, j.hit = comp, true
+			hits++
+		}
 	}
-	u.cache.Put(k, out, comp)
-	return out, comp, nil
+	if hits > 1 && u.dec.cxz {
+		u.checkXZ(jobs)
+	} else {
+		for i := range jobs {
+			if j := &jobs[i]; j.hit {
+				j.hit = u.check(j.raw, j.stored, j.comp)
+			}
+		}
+	}
+	for i := range jobs {
+		j := &jobs[i]
+		switch {
+		case len(j.raw) == 0:
+			j.out, j.comp, j.err = c.compress(j.dst, j.raw)
+			continue
+		case j.hit:
+			u.count(&u.hits)
+			j.out = j.stored
+			if !j.comp {
+				j.out = j.raw
+			}
+			continue
+		case j.found:
+			u.cache.Reject(j.key)
+			u.count(&u.rejections)
+		}
+		u.count(&u.misses)
+		j.out, j.comp, j.err = c.compress(j.dst, j.raw)
+		if j.err != nil {
+			j.out, j.comp = nil, false
+			continue
+		}
+		u.cache.Put(j.key, j.out, j.comp)
+	}
+}
+
+// checkXZ is check of the jobs' hits with liblzma, in one call: each hit
+// stays one only if its entry decompresses to its block.
+func (u *blockCacheUse) checkXZ(jobs []blockJob) {
+	xj := make([]xzJob, 0, len(jobs))
+	at := make([]int, 0, len(jobs))
+	for i := range jobs {
+		j := &jobs[i]
+		if !j.hit {
+			continue
+		}
+		if !j.comp || len(j.stored) >= len(j.raw) {
+			j.hit = u.check(j.raw, j.stored, j.comp)
+			continue
+		}
+		xj = append(xj, xzJob{dst: u.decBuf.Get().([]byte), src: j.stored, max: len(j.raw)})
+		at = append(at, i)
+	}
+	if len(xj) == 0 {
+		return
+	}
+	cDecodeXZMany(xj)
+	u.count(&u.xzCalls)
+	for k, i := range at {
+		j := &jobs[i]
+		j.hit = xj[k].err == nil && bytes.Equal(xj[k].out, j.raw)
+		buf := xj[k].dst
+		if xj[k].err == nil {
+			buf = xj[k].out
+		}
+		u.decBuf.Put(buf[:0])
+	}
 }
 
 // check reports whether a cached block decompresses to raw (and is smaller

@@ -389,3 +389,127 @@ func (c *collidingCache) Put(_ BlockKey, stored []byte, comp bool) {
 }
 
 func (c *collidingCache) Reject(BlockKey) {}
+
+// TestXZCheckStrictMany: cDecodeXZMany, the check of several xz hits in one
+// call into liblzma, refuses each stream TestXZCheckStrict's cDecodeXZ
+// refuses, whatever it is batched with, and decodes the good ones among
+// them.
+func TestXZCheckStrictMany(t *testing.T) {
+	if !cgoCompressors {
+		t.Skip("no xz encoder without cgo")
+	}
+	c, err := newCodec(XZ, 0, 128<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raws, goods [][]byte
+	for i := range 3 {
+		raw := bytes.Repeat(fmt.Appendf(nil, "block %d of the batch\n", i), 200+100*i)
+		good, comp, err := c.compress(nil, raw)
+		if err != nil || !comp {
+			t.Fatal(err, comp)
+		}
+		raws, goods = append(raws, raw), append(goods, good)
+	}
+	good := goods[0]
+	flipped := bytes.Clone(good)
+	flipped[len(flipped)/2] ^= 1
+	badCheck := bytes.Clone(good)
+	indexSize := (int(binary.LittleEndian.Uint32(good[len(good)-8:])) + 1) * 4
+	badCheck[len(good)-12-indexSize-1] ^= 0x80
+	for name, src := range map[string][]byte{
+		"trailing bytes": append(bytes.Clone(good), 0, 0, 0, 0),
+		"truncated":      good[:len(good)-1],
+		"flipped bit":    flipped,
+		"empty":          nil,
+		"block check":    badCheck,
+		"two blocks":     xzTwoBlocks(t, raws[0]),
+		"other block":    goods[1], // decodes, to another length than max allows
+	} {
+		jobs := []xzJob{
+			{src: goods[1], max: len(raws[1])},
+			{src: src, max: len(raws[0])},
+			{src: goods[2], max: len(raws[2])},
+			{src: goods[0], max: len(raws[0]) - 1}, // longer than max
+		}
+		cDecodeXZMany(jobs)
+		if jobs[1].err == nil {
+			t.Errorf("%s: accepted (%d bytes)", name, len(jobs[1].out))
+		}
+		if jobs[3].err == nil {
+			t.Errorf("%s: output longer than max accepted", name)
+		}
+		if jobs[0].err != nil || !bytes.Equal(jobs[0].out, raws[1]) || jobs[2].err != nil || !bytes.Equal(jobs[2].out, raws[2]) {
+			t.Errorf("%s: the good blocks batched with it: %v, %v", name, jobs[0].err, jobs[2].err)
+		}
+	}
+}
+
+// TestCompressAll: blocks given to compressAll together (a compressor's
+// batch: hits, wrong and damaged entries, uncompressed entries, misses and
+// an empty block) come out as compress gives each alone, wrong entries are
+// rejected and replaced, and the xz hits are checked in one call.
+func TestCompressAll(t *testing.T) {
+	for _, ci := range Compressors() {
+		if ci.Comp == CompNone || (!cgoCompressors && ci.Comp != CompNone) {
+			continue
+		}
+		t.Run(ci.Name, func(t *testing.T) {
+			c, err := newCodec(ci.Comp, 0, 4096)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var raws [][]byte
+			for i := range 9 {
+				raws = append(raws, bytes.Repeat(fmt.Appendf(nil, "line of block %d\n", i), 120)) // one length: a wrong entry decodes to as many bytes
+			}
+			raws = append(raws, bytes.Repeat([]byte{0x5a, 0xa5, 0x3c}, 5), nil) // stored uncompressed; empty
+			mc := &mapCache{}
+			u, err := newBlockCacheUse(mc, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := make([]blockJob, len(raws))
+			for i, raw := range raws {
+				want[i].out, want[i].comp, want[i].err = c.compress(nil, raw)
+				if i < 8 || i == 9 {
+					k := u.key(raw)
+					mc.Put(k, want[i].out, want[i].comp)
+				}
+			}
+			// raws[8] is a miss; entry 1 holds block 2's bytes, entry 3 is
+			// damaged, entry 9 (uncompressed) is another block's content.
+			k := func(i int) BlockKey { return u.key(raws[i]) }
+			mc.m[k(1)] = mc.m[k(2)]
+			e := mc.m[k(3)]
+			e.stored = bytes.Clone(e.stored)
+			e.stored[len(e.stored)-20] ^= 0xff
+			mc.m[k(3)] = e
+			mc.m[k(9)] = mapEntry{bytes.Repeat([]byte{1}, len(raws[9])), false}
+			jobs := make([]blockJob, len(raws))
+			for i, raw := range raws {
+				jobs[i] = blockJob{dst: make([]byte, 0, 8192), raw: raw}
+			}
+			u.compressAll(c, jobs)
+			for i := range jobs {
+				if jobs[i].err != nil || jobs[i].comp != want[i].comp || !bytes.Equal(jobs[i].out, want[i].out) {
+					t.Errorf("block %d: got %d bytes comp %v err %v, want %d bytes comp %v", i, len(jobs[i].out), jobs[i].comp, jobs[i].err, len(want[i].out), want[i].comp)
+				}
+			}
+			if u.hits != 6 || u.rejections != 3 || u.misses != 4 || mc.rejected != 3 {
+				t.Errorf("hits %d, rejections %d (cache told %d), misses %d; want 6, 3, 4", u.hits, u.rejections, mc.rejected, u.misses)
+			}
+			if wantCalls := map[bool]int{true: 1, false: 0}[ci.Comp == XZ]; u.xzCalls != wantCalls {
+				t.Errorf("%d calls of cDecodeXZMany, want %d", u.xzCalls, wantCalls)
+			}
+			// the rejected entries were replaced: a second batch only hits
+			for i := range jobs {
+				jobs[i] = blockJob{dst: make([]byte, 0, 8192), raw: raws[i]}
+			}
+			u.compressAll(c, jobs)
+			if u.hits != 6+10 || u.rejections != 3 {
+				t.Errorf("second batch: hits %d, rejections %d", u.hits, u.rejections)
+			}
+		})
+	}
+}

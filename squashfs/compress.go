@@ -241,6 +241,15 @@ func newDecompressor(comp Compression, opts []byte) (*decompressor, error) {
 // bytes of output, or a dictionary above the memory limit.
 var errXZDecode = errors.New("xz: not one CRC32 stream decoding to the block (liblzma)")
 
+// xzJob is one block for cDecodeXZMany: src decoded into dst's storage
+// (grown to max when smaller), at most max bytes; out or err is the result.
+type xzJob struct {
+	dst, src []byte
+	max      int
+	out      []byte
+	err      error
+}
+
 // xzSingleBlockCRC32 returns the CRC32 check field of the block of src, an
 // xz stream with a CRC32 check whose index lists exactly one block, and
 // whether src is laid out so (.xz file format 1.2.1: the stream footer's

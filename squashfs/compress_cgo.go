@@ -126,6 +126,20 @@ static long sq_unxz(uint64_t mem, uint32_t flags, const void *src, size_t n, voi
 	return (long)out;
 }
 
+// sq_unxz_job is one block for sq_unxz_many: out is sq_unxz's result.
+typedef struct {
+	const void *src;
+	size_t n;
+	void *dst;
+	size_t cap;
+	long out;
+} sq_unxz_job;
+
+// sq_unxz_many is sq_unxz of each of k jobs, in one call from Go.
+static void sq_unxz_many(uint64_t mem, uint32_t flags, sq_unxz_job *jobs, int k) {
+	for (int i = 0; i < k; i++) jobs[i].out = sq_unxz(mem, flags, jobs[i].src, jobs[i].n, jobs[i].dst, jobs[i].cap);
+}
+
 // sq_lz4 makes a raw LZ4 block as lz4_wrapper.c does: LZ4_compress_default,
 // or, when hc > 0, LZ4_compress_HC at level hc. Returns 0 when it does not
 // fit. For HC, hcState is the encoder's own LZ4_streamHC_t
@@ -343,6 +357,47 @@ func cDecodeXZ(dst, src []byte, max int) ([]byte, error) {
 		return nil, errXZDecode
 	}
 	return out, nil
+}
+
+// cDecodeXZMany is cDecodeXZ of every job, all in one call into C. A call
+// of cDecodeXZ for each xz hit of the block cache (2 ms for a 128 KiB block)
+// was long enough for the Go scheduler to hand its P to another thread
+// (sysmon's retake, after 20 us), and back when it returned: thousands of
+// hand-offs and thread wake-ups per rebuild, and sysmon polling every 20 us
+// all along. One call for several blocks makes as many fewer.
+func cDecodeXZMany(jobs []xzJob) {
+	cj := make([]C.sq_unxz_job, 0, len(jobs))
+	checks := make([]uint32, 0, len(jobs))
+	idx := make([]int, 0, len(jobs))
+	var pin runtime.Pinner // C reads src and writes dst through cj
+	defer pin.Unpin()
+	for i := range jobs {
+		j := &jobs[i]
+		j.out, j.err = nil, errXZDecode
+		check, ok := xzSingleBlockCRC32(j.src)
+		if !ok || j.max <= 0 {
+			continue
+		}
+		if cap(j.dst) < j.max {
+			j.dst = make([]byte, j.max)
+		}
+		j.dst = j.dst[:j.max]
+		pin.Pin(&j.src[0])
+		pin.Pin(&j.dst[0])
+		cj = append(cj, C.sq_unxz_job{src: unsafe.Pointer(&j.src[0]), n: C.size_t(len(j.src)), dst: unsafe.Pointer(&j.dst[0]), cap: C.size_t(j.max)})
+		checks = append(checks, check)
+		idx = append(idx, i)
+	}
+	if len(cj) == 0 {
+		return
+	}
+	C.sq_unxz_many(C.uint64_t(4*MaxBlockSize), C.LZMA_IGNORE_CHECK, &cj[0], C.int(len(cj)))
+	for k, i := range idx {
+		j := &jobs[i]
+		if n := int(cj[k].out); n >= 0 && n <= j.max && crc32.ChecksumIEEE(j.dst[:n]) == checks[k] {
+			j.out, j.err = j.dst[:n], nil
+		}
+	}
 }
 
 // cDecodeXZLiblzma is cDecodeXZ with liblzma checking the block's CRC32 as

@@ -320,7 +320,11 @@ type compressPool struct {
 }
 
 func startCompressors(ctx context.Context, c *codec, cache *blockCacheUse, bufs *blockBuffers, workers int) *compressPool {
-	p := &compressPool{ctx: ctx, codec: c, cache: cache, bufs: bufs, jobs: make(chan *item, workers)}
+	queue := workers
+	if cache.batches() {
+		queue = maxBatch * workers
+	}
+	p := &compressPool{ctx: ctx, codec: c, cache: cache, bufs: bufs, jobs: make(chan *item, queue)}
 	for range workers {
 		p.wg.Add(1)
 		go p.work()
@@ -330,10 +334,53 @@ func startCompressors(ctx context.Context, c *codec, cache *blockCacheUse, bufs 
 
 func (p *compressPool) work() {
 	defer p.wg.Done()
+	if p.cache.batches() {
+		p.workBatches()
+		return
+	}
 	for it := range p.jobs {
 		p.compress(it)
 		it.finish()
 	}
+}
+
+// workBatches is work taking up to maxBatch queued items at once, so that
+// their cache checks go into C together (blockCacheUse.compressAll). It
+// never waits for more: what the queue holds when the first is taken.
+func (p *compressPool) workBatches() {
+	var batch []*item
+	var jobs []blockJob
+	for it := range p.jobs {
+		batch = takeQueued(p.jobs, append(batch[:0], it), maxBatch)
+		jobs = jobs[:0]
+		for _, it := range batch {
+			jobs = append(jobs, blockJob{dst: p.bufs.out.get(), raw: it.raw})
+		}
+		p.cache.compressAll(p.codec, jobs)
+		for i, it := range batch {
+			it.out, it.comp, it.err = jobs[i].out, jobs[i].comp, jobs[i].err
+			it.finish()
+		}
+		clear(jobs)
+		clear(batch)
+	}
+}
+
+// takeQueued appends to batch what ch holds now, up to max in all, without
+// waiting.
+func takeQueued[T any](ch <-chan T, batch []T, max int) []T {
+	for len(batch) < max {
+		select {
+		case v, ok := <-ch:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, v)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // finish records that one of the item's users is done with it (its

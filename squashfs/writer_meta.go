@@ -55,14 +55,30 @@ func newParallelMdWriter(c *codec, cache *blockCacheUse, workers int, emit func(
 	if workers <= 1 || c.comp == CompNone {
 		return m
 	}
-	m.par = &mdParallel{jobs: make(chan *mdJob, 2*workers)}
+	queue, batch := 2*workers, 1
+	if cache.batches() {
+		queue, batch = maxBatch*workers, maxBatch // compressPool.workBatches
+	}
+	m.par = &mdParallel{jobs: make(chan *mdJob, queue)}
 	for range workers {
 		m.par.wg.Add(1)
 		go func() {
 			defer m.par.wg.Done()
+			var todo []*mdJob
+			var bj []blockJob
 			for j := range m.par.jobs {
-				j.out, j.comp, j.err = cache.compress(c, nil, j.raw)
-				close(j.done)
+				todo = takeQueued(m.par.jobs, append(todo[:0], j), batch)
+				bj = bj[:0]
+				for _, j := range todo {
+					bj = append(bj, blockJob{raw: j.raw})
+				}
+				cache.compressAll(c, bj)
+				for i, j := range todo {
+					j.out, j.comp, j.err = bj[i].out, bj[i].comp, bj[i].err
+					close(j.done)
+				}
+				clear(bj)
+				clear(todo)
 			}
 		}()
 	}
