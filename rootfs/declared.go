@@ -77,8 +77,8 @@ func (b *builder) overrides() error {
 		return nil
 	}
 	matched := make([]bool, len(ovs))
-	for i := range b.entries {
-		e := &b.entries[i]
+	for i := range b.entries.len() {
+		e := b.entries.at(int32(i))
 		modeBy, uidBy, gidBy := -1, -1, -1
 		xattrBy := map[string]int{}
 		for j := range ovs {

@@ -299,7 +299,7 @@ func (b *builder) walkTar(s *manifest.Source, o *Origin) error {
 		w.member[ip] = b.index[ip]
 	}
 	if s.Mode != nil {
-		b.entries[b.index[s.To]].Mode = uint32(*s.Mode)
+		b.entries.at(b.index[s.To]).Mode = uint32(*s.Mode)
 	}
 	return nil
 }
@@ -526,7 +526,7 @@ func (w *tarWalk) hardLink(h *tar.Header, ip string) error {
 	if !ok {
 		return bad("names no earlier member of the archive")
 	}
-	t := b.entries[i]
+	t := *b.entries.at(i)
 	if t.Type == TypeDir {
 		return bad("names a directory")
 	}

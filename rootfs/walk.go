@@ -70,11 +70,50 @@ func Walk(ctx context.Context, m *manifest.Manifest, opts Options) (*Tree, error
 
 type devIno struct{ dev, ino uint64 }
 
+// entryList holds the walk's entries in chunks of entryChunk, so that a
+// million entries are never copied to a larger slice as they grow (append
+// grows a large slice by a quarter: about four times the final entries
+// were copied, and allocated, before); all makes the one slice a Tree
+// keeps, of the exact length.
+type entryList struct {
+	chunks [][]Entry
+	n      int
+}
+
+// entryChunk is how many entries one chunk of an entryList holds (256 KiB).
+const entryChunk = 4096
+
+// add appends e and returns its index.
+func (l *entryList) add(e Entry) int32 {
+	if l.n%entryChunk == 0 {
+		l.chunks = append(l.chunks, make([]Entry, 0, entryChunk))
+	}
+	c := &l.chunks[len(l.chunks)-1]
+	*c = append(*c, e)
+	l.n++
+	return int32(l.n - 1)
+}
+
+// at returns entry i (0 <= i < len).
+func (l *entryList) at(i int32) *Entry { return &l.chunks[i/entryChunk][i%entryChunk] }
+
+// len is the number of entries.
+func (l *entryList) len() int { return l.n }
+
+// all returns the entries in one slice of their number.
+func (l *entryList) all() []Entry {
+	out := make([]Entry, 0, l.n)
+	for _, c := range l.chunks {
+		out = append(out, c...)
+	}
+	return out
+}
+
 type builder struct {
 	ctx     context.Context
 	m       *manifest.Manifest
 	opts    Options
-	entries []Entry
+	entries entryList
 	index   map[string]int32 // path → index in entries
 	implied []bool           // entries[i] is an implied directory (lazily grown)
 	links   map[int32]devIno // entries with nlink > 1
@@ -134,13 +173,11 @@ func (b *builder) build() (*Tree, error) {
 	}
 	linkByPath := make(map[string]devIno, len(b.links))
 	for i, k := range b.links {
-		linkByPath[b.entries[i].Path] = k
+		linkByPath[b.entries.at(i).Path] = k
 	}
 	b.index, b.links, b.implied, b.kids, b.dirent = nil, nil, nil, nil, nil
-	// The entries are kept to the end of a build: without the spare
-	// capacity append left (up to a quarter of a million files' entries).
-	b.entries = append(make([]Entry, 0, len(b.entries)), b.entries...)
-	t := &Tree{Entries: b.entries, Overlaps: b.overl, Warnings: b.warn, Spooled: b.spooled, Skipped: b.skipped}
+	t := &Tree{Entries: b.entries.all(), Overlaps: b.overl, Warnings: b.warn, Spooled: b.spooled, Skipped: b.skipped}
+	b.entries = entryList{}
 	sort.Slice(t.Entries, func(i, j int) bool { return ComparePaths(t.Entries[i].Path, t.Entries[j].Path) < 0 })
 	groupLinks(t, linkByPath)
 	sort.SliceStable(t.Overlaps, func(i, j int) bool { return ComparePaths(t.Overlaps[i].Path, t.Overlaps[j].Path) < 0 })
@@ -178,18 +215,18 @@ func (b *builder) implyDir(p string, o *Origin) error {
 		}
 	}
 	if i, ok := b.index[p]; ok {
-		e := &b.entries[i]
+		e := b.entries.at(i)
 		if e.Type != TypeDir {
 			return b.m.Errorf(o.Pos, ErrTypeConflict, "%s is a %s from %s, but %s needs a directory there", p, e.Type, e.Origin(), o)
 		}
 		return nil
 	}
 	uid, gid, _ := b.owner()
-	b.index[p] = int32(len(b.entries))
 	e := b.newEntry(p, TypeDir, o)
 	e.Mode, e.UID, e.GID = 0o755, uid, gid
-	b.entries = append(b.entries, e)
-	b.setImplied(len(b.entries)-1, true)
+	i := b.entries.add(e)
+	b.index[p] = i
+	b.setImplied(int(i), true)
 	return nil
 }
 
@@ -243,14 +280,14 @@ func (b *builder) put(e Entry, link *devIno) error {
 	}
 	i, ok := b.index[e.Path]
 	if !ok {
-		b.index[e.Path] = int32(len(b.entries))
-		b.entries = append(b.entries, e)
+		i = b.entries.add(e)
+		b.index[e.Path] = i
 		if link != nil {
-			b.links[int32(len(b.entries)-1)] = *link
+			b.links[i] = *link
 		}
 		return nil
 	}
-	old := &b.entries[i]
+	old := b.entries.at(i)
 	if old.Type != e.Type {
 		return b.m.Errorf(e.Origin().Pos, ErrTypeConflict, "%s: a %s from %s and a %s from %s", e.Path, old.Type, old.Origin(), e.Type, e.Origin())
 	}

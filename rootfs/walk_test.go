@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -725,5 +726,81 @@ func TestWalkLargeDirectory(t *testing.T) {
 				t.Errorf("%d children: %s: %v %o %d %q, want %+v", n, e.Path, e.Type, e.Mode, e.Size, e.Target(), w)
 			}
 		}
+	}
+}
+
+// TestEntryList: entries added across chunks are found by the index add
+// returned, changes through at stay, and all gives them in order in one
+// slice of their number.
+func TestEntryList(t *testing.T) {
+	var l entryList
+	const n = 2*entryChunk + 3
+	for i := range n {
+		if got := l.add(Entry{Path: fmt.Sprintf("/e%d", i)}); got != int32(i) {
+			t.Fatalf("add %d returned %d", i, got)
+		}
+	}
+	for _, i := range []int32{0, entryChunk - 1, entryChunk, 2 * entryChunk, n - 1} {
+		l.at(i).Size = int64(i) + 1
+	}
+	all := l.all()
+	if l.len() != n || len(all) != n || cap(all) != n || len(l.chunks) != 3 {
+		t.Fatalf("len %d, all %d (cap %d), %d chunks; want %d in 3", l.len(), len(all), cap(all), len(l.chunks), n)
+	}
+	for i, e := range all {
+		size := int64(0)
+		if i == 0 || i == entryChunk-1 || i == entryChunk || i == 2*entryChunk || i == n-1 {
+			size = int64(i) + 1
+		}
+		if e.Path != fmt.Sprintf("/e%d", i) || e.Size != size {
+			t.Fatalf("entry %d: %s size %d, want /e%d size %d", i, e.Path, e.Size, i, size)
+		}
+	}
+}
+
+// TestOverlapAcrossChunks: a later source replaces files and merges
+// directories whose entries are in any chunk of the walk's entry list
+// (more than entryChunk entries), and every entry is kept once, in order.
+func TestOverlapAcrossChunks(t *testing.T) {
+	p := newProject(t)
+	const n = entryChunk + 1200 // d5's entry is in the second chunk
+	for i := range n {
+		p.file(fmt.Sprintf("base/d%d/f%05d", i/1000, i), "base", 0o644)
+	}
+	replaced := []int{0, entryChunk - 2, entryChunk + 1, n - 1}
+	for _, i := range replaced {
+		p.file(fmt.Sprintf("extra/d%d/f%05d", i/1000, i), "extra", 0o600)
+	}
+	p.file("extra/d0/new", "new", 0o644)
+	os.Chmod(p.path("extra/d5"), 0o750)
+	tr, err := p.walk("image: {owner: {uid: 0, gid: 0}}\nsources:\n  - from: base\n  - from: extra\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs := (n + 999) / 1000
+	if want := 1 + dirs + n + 1; len(tr.Entries) != want {
+		t.Fatalf("%d entries, want %d", len(tr.Entries), want)
+	}
+	for i := 1; i < len(tr.Entries); i++ {
+		if ComparePaths(tr.Entries[i-1].Path, tr.Entries[i].Path) >= 0 {
+			t.Fatalf("%s after %s", tr.Entries[i].Path, tr.Entries[i-1].Path)
+		}
+	}
+	for i := range n {
+		e, ok := tr.Lookup(fmt.Sprintf("/d%d/f%05d", i/1000, i))
+		want, mode := "base", uint32(0o644)
+		if slices.Contains(replaced, i) {
+			want, mode = "extra", 0o600
+		}
+		if !ok || e.Mode != mode || (want == "extra" || i%997 == 0) && content(t, e) != want {
+			t.Fatalf("file %d: %v, want %s mode %o", i, e, want, mode)
+		}
+	}
+	if d, _ := tr.Lookup("/d5"); d.Mode != 0o750 {
+		t.Errorf("/d5 mode %o, want the later source's 750", d.Mode)
+	}
+	// the replaced files and /d5's metadata
+	if len(tr.Overlaps) != len(replaced)+1 {
+		t.Errorf("%d overlaps, want %d: %v", len(tr.Overlaps), len(replaced)+1, tr.Overlaps)
 	}
 }
