@@ -208,13 +208,18 @@ func (s *squashfsImage) Close() (ImageStats, error) {
 	// Seals wait for signatures and may sign (EVM): run them side by
 	// side, each handing its xattrs to the writer at once (not holding
 	// them all), then report the first failure in image order.
+	// Only the files sealEarly did not seal are handed out: most or all
+	// of them were (50,000 small files: 50,000 hand-offs between
+	// goroutines through ForEach's channel, 20-60 ms on one core at the
+	// build's end, to find nothing to do).
+	left := s.seals // s.seals is dropped below: compacted in place
+	if s.sealed != nil {
+		left = slices.DeleteFunc(s.seals, func(f int32) bool { return s.sealed[f/64]&(1<<(f%64)) != 0 })
+	}
 	var mu sync.Mutex
-	first, firstErr := len(s.seals), error(nil)
-	_ = parallel.ForEach(context.Background(), len(s.seals), s.workers, func(_ context.Context, i int) error {
-		f := int(s.seals[i])
-		if s.sealed != nil && s.sealed[f/64]&(1<<(f%64)) != 0 {
-			return nil
-		}
+	first, firstErr := len(left), error(nil)
+	_ = parallel.ForEach(context.Background(), len(left), s.workers, func(_ context.Context, i int) error {
+		f := int(left[i])
 		xs, err := s.sealer.Seal(f)
 		if err == nil {
 			err = s.w.SetXattrs(s.sealer.Path(f), squashfsXattrs(xs))

@@ -116,4 +116,20 @@ func TestSquashfsSealEarly(t *testing.T) {
 	if s.calls[5] != 2 {
 		t.Errorf("the failing file was sealed %d times, want 2 (early, then at Close)", s.calls[5])
 	}
+
+	// Close seals only what is left, and of two failures (an early one
+	// sealed again, a late one) reports the first in image order.
+	s = &fakeSealer{ready: make(chan int32, n), late: map[int]bool{9: true, 30: true}, calls: map[int]int{}, fail: map[int]bool{9: true, 21: true}}
+	if _, err := sealImage(t, s, n); err == nil || !strings.Contains(err.Error(), "/f9: refused") {
+		t.Errorf("failures at f9 (late) and f21 (early): Close %v, want f9's", err)
+	}
+	for i := range n {
+		want := 1
+		if i == 21 {
+			want = 2
+		}
+		if s.calls[i] != want {
+			t.Errorf("file %d sealed %d times, want %d", i, s.calls[i], want)
+		}
+	}
 }
