@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"math/rand"
@@ -185,4 +186,73 @@ func TestSHA256TakerReadError(t *testing.T) {
 	if !r.took || r.set {
 		t.Errorf("took %v, digest given %v: want taken, none given", r.took, r.set)
 	}
+}
+
+// doneProbe is hashBehind's hash in TestHashBehindGroups: at each Write it
+// records how many of the items (in queue order) are finished.
+type doneProbe struct {
+	hash.Hash
+	items    []*item
+	finished []int
+}
+
+func (p *doneProbe) Write(b []byte) (int, error) {
+	n := 0
+	for _, it := range p.items {
+		select {
+		case <-it.done:
+			n++
+		default:
+		}
+	}
+	p.finished = append(p.finished, n)
+	return p.Hash.Write(b)
+}
+
+// TestHashBehindGroups: hashBehind finishes the blocks it hashed in groups
+// of hashedBatch (the committer wakes once a group), the rest when the file
+// ends; a block added to an empty queue is finished without waiting for
+// more; the digest is still that of every byte, in order.
+func TestHashBehindGroups(t *testing.T) {
+	const n = hashedBatch + 4
+	r := &takerReader{}
+	probe := &doneProbe{Hash: sha256.New()}
+	hb := &hashBehind{ctx: context.Background(), t: r, h: probe, blocks: make(chan *item, n), done: make(chan struct{})}
+	all := sha256.New()
+	for i := range n {
+		it := &item{raw: bytes.Repeat([]byte{byte(i)}, 100+i), last: i == n-1, done: make(chan struct{})}
+		all.Write(it.raw)
+		probe.items = append(probe.items, it)
+		hb.blocks <- it
+	}
+	close(hb.blocks)
+	hb.run() // every block queued: groups of hashedBatch
+	for i, got := range probe.finished {
+		if want := i / hashedBatch * hashedBatch; got != want {
+			t.Errorf("hashing block %d: %d blocks finished, want %d (%v)", i, got, want, probe.finished)
+			break
+		}
+	}
+	for i, it := range probe.items {
+		select {
+		case <-it.done:
+		default:
+			t.Errorf("block %d not finished after the last", i)
+		}
+	}
+	if !r.set || r.n != int64(n*100+n*(n-1)/2) || r.sum != [sha256.Size]byte(all.Sum(nil)) {
+		t.Errorf("digest %x of %d bytes (given %v), want %x", r.sum, r.n, r.set, all.Sum(nil))
+	}
+
+	// one block at a time: each is finished before the next is added
+	// (a hang here is the failure)
+	hb = startHashBehind(context.Background(), &takerReader{}, 4)
+	for i := range 3 {
+		it := &item{raw: []byte{byte(i)}, last: i == 2, done: make(chan struct{})}
+		if err := hb.add(it); err != nil {
+			t.Fatal(err)
+		}
+		<-it.done
+	}
+	hb.stop()
 }
