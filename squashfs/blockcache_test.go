@@ -513,3 +513,39 @@ func TestCompressAll(t *testing.T) {
 		})
 	}
 }
+
+// TestTakeQueued: a compressor takes what is queued, up to the batch size,
+// never waiting, and leaves the other compressors their share.
+func TestTakeQueued(t *testing.T) {
+	for _, tc := range []struct{ queued, max, workers, want int }{
+		{0, 4, 2, 1},
+		{1, 4, 2, 1}, // the one left is the other worker's
+		{2, 4, 2, 2},
+		{5, 4, 2, 3},
+		{20, 4, 2, 4},
+		{3, 4, 1, 4},
+		{2, 4, 1, 3},
+		{20, 1, 2, 1},
+	} {
+		ch := make(chan int, 32)
+		for i := range tc.queued {
+			ch <- i + 1
+		}
+		got := takeQueued(ch, []int{0}, tc.max, tc.workers)
+		if len(got) != tc.want || len(ch) != tc.queued-(tc.want-1) {
+			t.Errorf("%d queued, max %d, %d workers: took %v, %d left; want %d in all", tc.queued, tc.max, tc.workers, got, len(ch), tc.want)
+		}
+		for i, v := range got {
+			if v != i {
+				t.Errorf("%d queued: took %v, not in queue order", tc.queued, got)
+				break
+			}
+		}
+	}
+	ch := make(chan int, 4)
+	ch <- 1
+	close(ch)
+	if got := takeQueued(ch, []int{0}, 4, 1); len(got) != 2 {
+		t.Errorf("closed queue: took %v", got)
+	}
+}

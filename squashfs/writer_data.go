@@ -152,9 +152,17 @@ func (w *Writer) runData(ctx context.Context) error {
 	workers, compressors := w.opts.Workers, w.opts.Compressors
 	g, ctx := errgroup.WithContext(ctx)
 	all := compressors + max(0, w.opts.FragmentCompressors)
-	win := newWindow(ctx, windowSize(bs, max(workers, all)))
+	inFlight := windowSize(bs, max(workers, all))
+	if w.cache.batches() {
+		// A compressor holds up to maxBatch items and its queue as many
+		// again: room for those beyond the window's own, or the readers
+		// wait on a full window for the oldest item of a batch while the
+		// other compressors have nothing queued.
+		inFlight += 2 * maxBatch * all
+	}
+	win := newWindow(ctx, inFlight)
 	defer win.stop()
-	bufs := newBlockBuffers(bs, windowSize(bs, max(workers, all))+2*all+4)
+	bufs := newBlockBuffers(bs, inFlight+2*all+4)
 	comp := startCompressors(ctx, w.codec, w.cache, bufs, compressors)
 	defer comp.close()
 	frags := comp
@@ -317,6 +325,8 @@ type compressPool struct {
 	bufs  *blockBuffers
 	jobs  chan *item
 	wg    sync.WaitGroup
+
+	workers int
 }
 
 func startCompressors(ctx context.Context, c *codec, cache *blockCacheUse, bufs *blockBuffers, workers int) *compressPool {
@@ -324,7 +334,7 @@ func startCompressors(ctx context.Context, c *codec, cache *blockCacheUse, bufs 
 	if cache.batches() {
 		queue = maxBatch * workers
 	}
-	p := &compressPool{ctx: ctx, codec: c, cache: cache, bufs: bufs, jobs: make(chan *item, queue)}
+	p := &compressPool{ctx: ctx, codec: c, cache: cache, bufs: bufs, jobs: make(chan *item, queue), workers: workers}
 	for range workers {
 		p.wg.Add(1)
 		go p.work()
@@ -351,7 +361,7 @@ func (p *compressPool) workBatches() {
 	var batch []*item
 	var jobs []blockJob
 	for it := range p.jobs {
-		batch = takeQueued(p.jobs, append(batch[:0], it), maxBatch)
+		batch = takeQueued(p.jobs, append(batch[:0], it), maxBatch, p.workers)
 		jobs = jobs[:0]
 		for _, it := range batch {
 			jobs = append(jobs, blockJob{dst: p.bufs.out.get(), raw: it.raw})
@@ -367,8 +377,9 @@ func (p *compressPool) workBatches() {
 }
 
 // takeQueued appends to batch what ch holds now, up to max in all, without
-// waiting.
-func takeQueued[T any](ch <-chan T, batch []T, max int) []T {
+// waiting, and leaving the other workers of ch their share.
+func takeQueued[T any](ch <-chan T, batch []T, max, workers int) []T {
+	max = min(max, len(batch)+len(ch)/workers)
 	for len(batch) < max {
 		select {
 		case v, ok := <-ch:

@@ -67,7 +67,7 @@ func newParallelMdWriter(c *codec, cache *blockCacheUse, workers int, emit func(
 			var todo []*mdJob
 			var bj []blockJob
 			for j := range m.par.jobs {
-				todo = takeQueued(m.par.jobs, append(todo[:0], j), batch)
+				todo = takeQueued(m.par.jobs, append(todo[:0], j), batch, workers)
 				bj = bj[:0]
 				for _, j := range todo {
 					bj = append(bj, blockJob{raw: j.raw})
