@@ -620,8 +620,10 @@ const hashBehindMin = 4 << 20
 // 64-256 MiB (scripts/bench-peer.sh, zstd-3), 40% fewer futex calls
 // (about 4,400 against 7,400) and a quarter fewer context switches, 4% less
 // CPU time (median 2.29 against 2.38 s, lower in 10 of 12 alternating
-// pairs at load 6-10), the same image and record. The window (32 MiB of
-// blocks) keeps the reads far ahead of a group's 1 MiB.
+// pairs at load 6-10), the same image and record. The window (at least 16
+// blocks, windowSize) lets the reads run that far ahead of the last block
+// committed: with at most hashedBatch of them held hashed, the hash still
+// has the rest queued when a group is handed on.
 type hashBehind struct {
 	ctx    context.Context
 	t      SHA256Taker
