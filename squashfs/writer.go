@@ -50,6 +50,20 @@ type Options struct {
 	// runs a deflator and a fragment deflator thread per CPU. 0: fragment
 	// blocks go to the Compressors. It never changes the image.
 	FragmentCompressors int
+	// Readahead, when above 0, is how many items (data blocks and small
+	// files' tails) the readers may hold ahead of the writing, instead of
+	// the default (windowSize: 16, or 8 per worker, within 32 MiB of
+	// blocks). Each holds a block-sized buffer. Small files are one item
+	// each: the default lets readers run 16 files ahead, fewer than fill
+	// one fragment block, so while the writing waits for a fragment block's
+	// compression the readers stop, and the next block is filled late.
+	// It never changes the image.
+	Readahead int
+	// FragmentsAhead, when above 0, is how many filled fragment blocks may
+	// wait for their compression and writing before filling the next one
+	// waits for the oldest (default: one more than all compressors). It
+	// never changes the image.
+	FragmentsAhead int
 	// NoFragments stores tails of small files in their own blocks instead of
 	// packing them into fragment blocks (mksquashfs -no-fragments).
 	NoFragments bool

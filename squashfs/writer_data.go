@@ -139,6 +139,22 @@ func windowSize(blockSize, workers int) int {
 	return window
 }
 
+// pipelineDepth returns how many items the readers may hold ahead of the
+// writing (the window) and how many filled fragment blocks may wait for
+// compression and writing: Options.Readahead and Options.FragmentsAhead,
+// or their defaults.
+func (w *Writer) pipelineDepth() (ahead, fragsAhead int) {
+	all := w.opts.Compressors + max(0, w.opts.FragmentCompressors)
+	ahead, fragsAhead = windowSize(w.opts.BlockSize, max(w.opts.Workers, all)), all+1
+	if w.opts.Readahead > 0 {
+		ahead = w.opts.Readahead
+	}
+	if w.opts.FragmentsAhead > 0 {
+		fragsAhead = w.opts.FragmentsAhead
+	}
+	return ahead, fragsAhead
+}
+
 func (w *Writer) runData(ctx context.Context) error {
 	defer func() { w.sources, w.opens = nil, nil }()
 	total, candidates, err := w.planData()
@@ -152,17 +168,17 @@ func (w *Writer) runData(ctx context.Context) error {
 	workers, compressors := w.opts.Workers, w.opts.Compressors
 	g, ctx := errgroup.WithContext(ctx)
 	all := compressors + max(0, w.opts.FragmentCompressors)
-	inFlight := windowSize(bs, max(workers, all))
+	ahead, fragsAhead := w.pipelineDepth()
 	if w.cache.batches() {
 		// A compressor holds up to maxBatch items and its queue as many
 		// again: room for those beyond the window's own, or the readers
 		// wait on a full window for the oldest item of a batch while the
 		// other compressors have nothing queued.
-		inFlight += 2 * maxBatch * all
+		ahead += 2 * maxBatch * all
 	}
-	win := newWindow(ctx, inFlight)
+	win := newWindow(ctx, ahead)
 	defer win.stop()
-	bufs := newBlockBuffers(bs, inFlight+2*all+4)
+	bufs := newBlockBuffers(bs, ahead+2*all+4+max(0, fragsAhead-all-1))
 	comp := startCompressors(ctx, w.codec, w.cache, bufs, compressors)
 	defer comp.close()
 	frags := comp
@@ -189,7 +205,7 @@ func (w *Writer) runData(ctx context.Context) error {
 	}
 	g.Go(func() error {
 		c := committer{w: w, ctx: ctx, comp: frags, bufs: bufs,
-			dedup: newDupTable(w.files, candidates), maxPending: all + 1}
+			dedup: newDupTable(w.files, candidates), maxPending: fragsAhead}
 		return c.run(win, total)
 	})
 	return g.Wait()

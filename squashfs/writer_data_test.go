@@ -10,8 +10,10 @@ import (
 	"io"
 	"io/fs"
 	"math/rand"
+	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 // TestFragmentCompressors: Options.FragmentCompressors gives fragment
@@ -255,4 +257,79 @@ func TestHashBehindGroups(t *testing.T) {
 		<-it.done
 	}
 	hb.stop()
+}
+
+// TestReadahead: with Options.Readahead R, while the writing waits for
+// one small file (its open blocks), the other reader reads the next R-1
+// files and no more (the default: 16); the image is the one the defaults
+// write, whatever Readahead and FragmentsAhead.
+func TestReadahead(t *testing.T) {
+	const files, stuck = 120, 5
+	data := make([][]byte, files)
+	rnd := rand.New(rand.NewSource(3))
+	for i := range data {
+		data[i] = make([]byte, 100+rnd.Intn(3000))
+		for j := range data[i] {
+			data[i][j] = "abcdefgh \n"[rnd.Intn(10)]
+		}
+	}
+	entries := func(open func(i int) func() (io.ReadCloser, error)) []Entry {
+		es := []Entry{{Path: "/d", Mode: fs.ModeDir | 0o755}}
+		for i := range files {
+			es = append(es, Entry{Path: fmt.Sprintf("/d/f%03d", i), Mode: 0o644, Size: int64(len(data[i])), Open: open(i)})
+		}
+		return es
+	}
+	plain := func(i int) func() (io.ReadCloser, error) { return opener(data[i]) }
+	base := Options{Compression: Zstd, Level: 3, BlockSize: 4096, Workers: 2, Compressors: 2}
+	want := sum(build(t, entries(plain), base))
+	for _, ra := range []struct{ readahead, fragsAhead, ahead int }{{0, 0, 16}, {40, 0, 40}, {3, 12, 3}, {1, 1, 1}, {100, 2, 100}, {200, 2, 200}} {
+		o := base
+		o.Readahead, o.FragmentsAhead = ra.readahead, ra.fragsAhead
+		if got := sum(build(t, entries(plain), o)); got != want {
+			t.Errorf("Readahead %d, FragmentsAhead %d: image %s, want %s (the defaults)", ra.readahead, ra.fragsAhead, got, want)
+		}
+		var mu sync.Mutex
+		beyond := 0 // files after the stuck one opened
+		release := make(chan struct{})
+		es := entries(func(i int) func() (io.ReadCloser, error) {
+			return func() (io.ReadCloser, error) {
+				if i == stuck {
+					<-release
+				} else if i > stuck {
+					mu.Lock()
+					beyond++
+					mu.Unlock()
+				}
+				return opener(data[i])()
+			}
+		})
+		var m memFile
+		w, err := NewWriter(&m, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			must(t, w.Add(e))
+		}
+		done := make(chan error, 1)
+		go func() { done <- w.WriteData(context.Background()) }()
+		count := func() int { mu.Lock(); defer mu.Unlock(); return beyond }
+		wantBeyond := min(ra.ahead-1, files-stuck-1)
+		for deadline := time.Now().Add(20 * time.Second); count() < wantBeyond && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond) // a reader past the window would open more
+		if n := count(); n != wantBeyond {
+			t.Errorf("Readahead %d: %d files read past a file the writing waits for, want %d", ra.readahead, n, wantBeyond)
+		}
+		close(release)
+		must(t, <-done)
+		if _, err := w.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		if got := sum(m.b); got != want {
+			t.Errorf("Readahead %d, one open held: image %s, want %s", ra.readahead, got, want)
+		}
+	}
 }
