@@ -261,7 +261,7 @@ func TestHashBehindGroups(t *testing.T) {
 
 // TestReadahead: with Options.Readahead R, while the writing waits for
 // one small file (its open blocks), the other reader reads the next R-1
-// files and no more (the default: 16); the image is the one the defaults
+// files and no more (the default, 16, when R is below it); the image is the one the defaults
 // write, whatever Readahead and FragmentsAhead.
 func TestReadahead(t *testing.T) {
 	const files, stuck = 120, 5
@@ -283,7 +283,7 @@ func TestReadahead(t *testing.T) {
 	plain := func(i int) func() (io.ReadCloser, error) { return opener(data[i]) }
 	base := Options{Compression: Zstd, Level: 3, BlockSize: 4096, Workers: 2, Compressors: 2}
 	want := sum(build(t, entries(plain), base))
-	for _, ra := range []struct{ readahead, fragsAhead, ahead int }{{0, 0, 16}, {40, 0, 40}, {3, 12, 3}, {1, 1, 1}, {100, 2, 100}, {200, 2, 200}} {
+	for _, ra := range []struct{ readahead, fragsAhead, ahead int }{{0, 0, 16}, {40, 0, 40}, {3, 12, 16}, {1, 1, 16}, {100, 2, 100}, {200, 2, 200}} {
 		o := base
 		o.Readahead, o.FragmentsAhead = ra.readahead, ra.fragsAhead
 		if got := sum(build(t, entries(plain), o)); got != want {
@@ -330,6 +330,55 @@ func TestReadahead(t *testing.T) {
 		}
 		if got := sum(m.b); got != want {
 			t.Errorf("Readahead %d, one open held: image %s, want %s", ra.readahead, got, want)
+		}
+	}
+}
+
+// TestReadaheadBlocks: Options.Readahead widens the window for small
+// files' tails only: files of three data blocks are read at most the
+// default 16 blocks ahead of a file the writing waits for (5 files), with
+// Readahead 40 as without it.
+func TestReadaheadBlocks(t *testing.T) {
+	const files, stuck, bs = 30, 3, 4096
+	data := make([]byte, 3*bs)
+	for i := range data {
+		data[i] = byte(i * 7 / 5)
+	}
+	for _, readahead := range []int{0, 40} {
+		var mu sync.Mutex
+		beyond := 0
+		release := make(chan struct{})
+		var m memFile
+		w, err := NewWriter(&m, Options{Compression: LZ4, BlockSize: bs, Workers: 2, Compressors: 2, Readahead: readahead})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range files {
+			must(t, w.Add(Entry{Path: fmt.Sprintf("/f%03d", i), Mode: 0o644, Size: int64(len(data)), Open: func() (io.ReadCloser, error) {
+				if i == stuck {
+					<-release
+				} else if i > stuck {
+					mu.Lock()
+					beyond++
+					mu.Unlock()
+				}
+				return opener(data)()
+			}}))
+		}
+		done := make(chan error, 1)
+		go func() { done <- w.WriteData(context.Background()) }()
+		count := func() int { mu.Lock(); defer mu.Unlock(); return beyond }
+		for deadline := time.Now().Add(20 * time.Second); count() < 5 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if n := count(); n != 5 {
+			t.Errorf("Readahead %d: %d files of 3 blocks opened past a file the writing waits for, want 5 (16 blocks)", readahead, n)
+		}
+		close(release)
+		must(t, <-done)
+		if _, err := w.Finish(); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
