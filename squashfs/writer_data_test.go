@@ -289,21 +289,8 @@ func TestReadahead(t *testing.T) {
 		if got := sum(build(t, entries(plain), o)); got != want {
 			t.Errorf("Readahead %d, FragmentsAhead %d: image %s, want %s (the defaults)", ra.readahead, ra.fragsAhead, got, want)
 		}
-		var mu sync.Mutex
-		beyond := 0 // files after the stuck one opened
-		release := make(chan struct{})
-		es := entries(func(i int) func() (io.ReadCloser, error) {
-			return func() (io.ReadCloser, error) {
-				if i == stuck {
-					<-release
-				} else if i > stuck {
-					mu.Lock()
-					beyond++
-					mu.Unlock()
-				}
-				return opener(data[i])()
-			}
-		})
+		so := newStuckOpens(stuck)
+		es := entries(func(i int) func() (io.ReadCloser, error) { return so.open(i, data[i]) })
 		var m memFile
 		w, err := NewWriter(&m, o)
 		if err != nil {
@@ -314,16 +301,11 @@ func TestReadahead(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() { done <- w.WriteData(context.Background()) }()
-		count := func() int { mu.Lock(); defer mu.Unlock(); return beyond }
 		wantBeyond := min(ra.ahead-1, files-stuck-1)
-		for deadline := time.Now().Add(20 * time.Second); count() < wantBeyond && time.Now().Before(deadline); {
-			time.Sleep(time.Millisecond)
-		}
-		time.Sleep(50 * time.Millisecond) // a reader past the window would open more
-		if n := count(); n != wantBeyond {
+		if n := so.settle(wantBeyond); n != wantBeyond {
 			t.Errorf("Readahead %d: %d files read past a file the writing waits for, want %d", ra.readahead, n, wantBeyond)
 		}
-		close(release)
+		close(so.release)
 		must(t, <-done)
 		if _, err := w.Finish(); err != nil {
 			t.Fatal(err)
@@ -345,40 +327,62 @@ func TestReadaheadBlocks(t *testing.T) {
 		data[i] = byte(i * 7 / 5)
 	}
 	for _, readahead := range []int{0, 40} {
-		var mu sync.Mutex
-		beyond := 0
-		release := make(chan struct{})
+		so := newStuckOpens(stuck)
 		var m memFile
 		w, err := NewWriter(&m, Options{Compression: LZ4, BlockSize: bs, Workers: 2, Compressors: 2, Readahead: readahead})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i := range files {
-			must(t, w.Add(Entry{Path: fmt.Sprintf("/f%03d", i), Mode: 0o644, Size: int64(len(data)), Open: func() (io.ReadCloser, error) {
-				if i == stuck {
-					<-release
-				} else if i > stuck {
-					mu.Lock()
-					beyond++
-					mu.Unlock()
-				}
-				return opener(data)()
-			}}))
+			must(t, w.Add(Entry{Path: fmt.Sprintf("/f%03d", i), Mode: 0o644, Size: int64(len(data)), Open: so.open(i, data)}))
 		}
 		done := make(chan error, 1)
 		go func() { done <- w.WriteData(context.Background()) }()
-		count := func() int { mu.Lock(); defer mu.Unlock(); return beyond }
-		for deadline := time.Now().Add(20 * time.Second); count() < 5 && time.Now().Before(deadline); {
-			time.Sleep(time.Millisecond)
-		}
-		time.Sleep(50 * time.Millisecond)
-		if n := count(); n != 5 {
+		if n := so.settle(5); n != 5 {
 			t.Errorf("Readahead %d: %d files of 3 blocks opened past a file the writing waits for, want 5 (16 blocks)", readahead, n)
 		}
-		close(release)
+		close(so.release)
 		must(t, <-done)
 		if _, err := w.Finish(); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// stuckOpens opens files for TestReadahead*: file stuck's open waits
+// for release, and the files after it that were opened are counted.
+type stuckOpens struct {
+	stuck   int
+	release chan struct{}
+	mu      sync.Mutex
+	beyond  int
+}
+
+func newStuckOpens(stuck int) *stuckOpens {
+	return &stuckOpens{stuck: stuck, release: make(chan struct{})}
+}
+
+func (so *stuckOpens) open(i int, data []byte) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) {
+		if i == so.stuck {
+			<-so.release
+		} else if i > so.stuck {
+			so.mu.Lock()
+			so.beyond++
+			so.mu.Unlock()
+		}
+		return opener(data)()
+	}
+}
+
+// settle waits (up to 20 s) until want files past the stuck one are open,
+// then 50 ms more, in which a reader past the window would open more, and
+// returns how many are open.
+func (so *stuckOpens) settle(want int) int {
+	count := func() int { so.mu.Lock(); defer so.mu.Unlock(); return so.beyond }
+	for deadline := time.Now().Add(20 * time.Second); count() < want && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	return count()
 }
