@@ -64,32 +64,23 @@ const packSyncEvery = 64 << 20
 // compressor took 1-3% more (three pairs, 3/3), so the other codecs keep
 // a pool of each.
 //
-// Pack also lets its readers run up to packReadahead bytes of small files'
-// tails ahead of the writing (at 128 KiB blocks 128 tails instead of 16,
-// each in a block-sized buffer; data blocks keep the default: read further
-// ahead, large lz4 files took 1.11 times the CPU, 3 of 4 pairs) and up to
-// four fragment blocks per worker wait for their compressors: with the writer's defaults, 50,000 files of 1-8 KiB at
-// zstd-15 (every file a fragment, about 28 to a fragment block) kept the
-// two compressors waiting for their next fragment block 2.5-5 s of a
-// 30-45 s run, as the writing waited for a block's compression, the 16
-// files read ahead ran out and the next block was filled only after it;
-// with both, 0.2 s (load 10-12). A build keeps the defaults (its memory
-// bound).
+// Pack also lets up to four filled fragment blocks per worker wait for
+// their compressors (FragmentsAhead): with the writer's default (one more
+// than the compressors), 50,000 files of 1-8 KiB at zstd-15 (every file a
+// fragment, about 28 to a fragment block) kept the two compressors waiting
+// for their next fragment block 2.5-5 s of a 30-45 s run (Go execution
+// trace, load 10-12), 1.7 s with six (pack: ten). It leaves the read-ahead
+// (Options.Readahead) at its default: 128 small files' tails ahead as well
+// cut the wait to 0.2 s there, but took 1.04-1.06 times the CPU on the Go
+// tree at zstd-15 (4 of 4 pairs, load 2.5). A build keeps the defaults.
 func packOptions(comp squashfs.Compression, level, blockSize, workers int) squashfs.Options {
 	o := squashfs.Options{Compression: comp, Level: level, BlockSize: blockSize, Workers: workers,
 		Compressors: workers, FragmentCompressors: workers, FragmentsAhead: 4*workers + 2}
 	if comp == squashfs.Zstd {
 		o.FragmentCompressors = 0 // fragment blocks go to the Compressors
 	}
-	if n := packReadahead / blockSize; n > 8*workers {
-		o.Readahead = n
-	}
 	return o
 }
-
-// packReadahead is how many bytes of blocks pack's readers may hold ahead
-// of the writing (squashfs.Options.Readahead, in blocks).
-const packReadahead = 16 << 20
 
 // parseSize reads 4096, 128K, 1M, 2G.
 func parseSize(s string) (int, error) {

@@ -13,12 +13,6 @@ import (
 // compresses more blocks at once than its compressors); the other codecs
 // keep a data and a fragment block compressor per worker.
 func TestPackOptions(t *testing.T) {
-	for _, bs := range []int{4 << 10, 128 << 10, 1 << 20} {
-		// never less than the writer's default (8 blocks a worker, at least 16)
-		if o := packOptions(squashfs.Zstd, 15, bs, 2); bs < 1<<20 && o.Readahead != (16<<20)/bs || bs == 1<<20 && o.Readahead != 0 {
-			t.Errorf("block size %d: readahead %d", bs, o.Readahead)
-		}
-	}
 	for _, comp := range []squashfs.Compression{squashfs.Zstd, squashfs.Gzip, squashfs.XZ, squashfs.LZ4} {
 		for _, workers := range []int{1, 2, 8} {
 			o := packOptions(comp, 9, 128<<10, workers)
@@ -33,12 +27,11 @@ func TestPackOptions(t *testing.T) {
 			if o.Compression != comp || o.Level != 9 || o.BlockSize != 128<<10 {
 				t.Errorf("%v, %d workers: options %+v lost the compressor, level or block size", comp, workers, o)
 			}
-			// readers run 16 MiB of blocks ahead (128 small files' tails,
-			// where the writer's default is 16), and four fragment blocks
-			// per worker may wait for compression
-			if want := (16 << 20) / (128 << 10); o.Readahead != want || o.FragmentsAhead != 4*workers+2 {
-				t.Errorf("%v, %d workers: readahead %d, fragments ahead %d; want %d and %d",
-					comp, workers, o.Readahead, o.FragmentsAhead, want, 4*workers+2)
+			// four fragment blocks per worker may wait for compression;
+			// the read-ahead is the writer's default
+			if o.Readahead != 0 || o.FragmentsAhead != 4*workers+2 {
+				t.Errorf("%v, %d workers: readahead %d, fragments ahead %d; want 0 and %d",
+					comp, workers, o.Readahead, o.FragmentsAhead, 4*workers+2)
 			}
 		}
 	}
