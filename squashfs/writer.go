@@ -50,16 +50,6 @@ type Options struct {
 	// runs a deflator and a fragment deflator thread per CPU. 0: fragment
 	// blocks go to the Compressors. It never changes the image.
 	FragmentCompressors int
-	// Readahead, when above the default (windowSize: 16, or 8 per worker,
-	// within 32 MiB of blocks), is how many items the readers may hold
-	// ahead of the writing when they are small files' tails; data blocks
-	// keep the default (a block read far ahead of its compression has
-	// left the CPU's cache by then). Each item holds a block-sized buffer.
-	// A small file is one item: with the default the readers run 16 files
-	// ahead, fewer than fill one fragment block, so while the writing
-	// waits for a fragment block's compression the readers stop, and the
-	// next block is filled late. It never changes the image.
-	Readahead int
 	// FragmentsAhead, when above 0, is how many filled fragment blocks may
 	// wait for their compression and writing before filling the next one
 	// waits for the oldest (default: one more than all compressors). It

@@ -140,18 +140,16 @@ func windowSize(blockSize, workers int) int {
 }
 
 // pipelineDepth returns how many items the readers may hold ahead of the
-// writing (the window: Options.Readahead, at least the default), how many
-// of those may be data blocks (the default, windowSize) and how many
-// filled fragment blocks may wait for compression and writing
-// (Options.FragmentsAhead, or its default).
-func (w *Writer) pipelineDepth() (ahead, blocksAhead, fragsAhead int) {
+// writing (the window, windowSize) and how many filled fragment blocks may
+// wait for compression and writing (Options.FragmentsAhead, or its
+// default).
+func (w *Writer) pipelineDepth() (ahead, fragsAhead int) {
 	all := w.opts.Compressors + max(0, w.opts.FragmentCompressors)
-	blocksAhead, fragsAhead = windowSize(w.opts.BlockSize, max(w.opts.Workers, all)), all+1
-	ahead = max(blocksAhead, w.opts.Readahead)
+	ahead, fragsAhead = windowSize(w.opts.BlockSize, max(w.opts.Workers, all)), all+1
 	if w.opts.FragmentsAhead > 0 {
 		fragsAhead = w.opts.FragmentsAhead
 	}
-	return ahead, blocksAhead, fragsAhead
+	return ahead, fragsAhead
 }
 
 func (w *Writer) runData(ctx context.Context) error {
@@ -167,16 +165,15 @@ func (w *Writer) runData(ctx context.Context) error {
 	workers, compressors := w.opts.Workers, w.opts.Compressors
 	g, ctx := errgroup.WithContext(ctx)
 	all := compressors + max(0, w.opts.FragmentCompressors)
-	ahead, blocksAhead, fragsAhead := w.pipelineDepth()
+	ahead, fragsAhead := w.pipelineDepth()
 	if w.cache.batches() {
 		// A compressor holds up to maxBatch items and its queue as many
 		// again: room for those beyond the window's own, or the readers
 		// wait on a full window for the oldest item of a batch while the
 		// other compressors have nothing queued.
 		ahead += 2 * maxBatch * all
-		blocksAhead += 2 * maxBatch * all
 	}
-	win := newWindow(ctx, ahead, blocksAhead)
+	win := newWindow(ctx, ahead)
 	defer win.stop()
 	bufs := newBlockBuffers(bs, ahead+2*all+4+max(0, fragsAhead-all-1))
 	comp := startCompressors(ctx, w.codec, w.cache, bufs, compressors)
@@ -221,16 +218,11 @@ type window struct {
 	mu        sync.Mutex
 	admit     *sync.Cond
 	committed int64 // items committed so far
-	// blocks is how far ahead of the writing a data block may be read
-	// (Options.Readahead widens the window for small files' tails only:
-	// a block read far ahead of its compression has left the CPU's
-	// cache by then)
-	blocks int64
-	stop   func() bool
+	stop      func() bool
 }
 
-func newWindow(ctx context.Context, size, blocks int) *window {
-	win := &window{ctx: ctx, ring: make([]chan *item, size), blocks: int64(min(blocks, size))}
+func newWindow(ctx context.Context, size int) *window {
+	win := &window{ctx: ctx, ring: make([]chan *item, size)}
 	for i := range win.ring {
 		win.ring[i] = make(chan *item, 1)
 	}
@@ -244,17 +236,11 @@ func newWindow(ctx context.Context, size, blocks int) *window {
 	return win
 }
 
-// wait blocks until item seq may be read: a small file's tail (or an
-// empty file) anywhere in the window, a data block within its first
-// blocks items.
-func (win *window) wait(seq int64, tail bool) error {
-	limit := win.blocks
-	if tail {
-		limit = int64(len(win.ring))
-	}
+// wait blocks until item seq may be read.
+func (win *window) wait(seq int64) error {
 	win.mu.Lock()
 	defer win.mu.Unlock()
-	for seq >= win.committed+limit {
+	for seq >= win.committed+int64(len(win.ring)) {
 		if err := win.ctx.Err(); err != nil {
 			return err
 		}
@@ -468,7 +454,7 @@ func (rd *blockReader) readFile(i int, f *node) (err error) {
 	name := func() string { return w.pathOf(f) }
 	n, tail := w.itemsOf(f.size)
 	first := int64(f.firstSeq)
-	if err := win.wait(first, f.size == 0 || n == 1 && tail); err != nil {
+	if err := win.wait(first); err != nil {
 		return err
 	}
 	var h hash.Hash = nopHash{}
@@ -505,7 +491,7 @@ func (rd *blockReader) readFile(i int, f *node) (err error) {
 	// (deferred above) only after the last block has been hashed.
 	var hb *hashBehind
 	if t, ok := r.(SHA256Taker); ok && f.size >= hashBehindMin && t.TakeSHA256() {
-		hb = startHashBehind(rd.ctx, t, int(win.blocks))
+		hb = startHashBehind(rd.ctx, t, len(win.ring))
 		defer hb.stop()
 		h = nopHash{}
 	}
@@ -521,7 +507,7 @@ func (rd *blockReader) readFile(i int, f *node) (err error) {
 	}
 	for b := int64(0); b < n; b++ {
 		seq := first + b
-		if err := win.wait(seq, tail && b == n-1); err != nil {
+		if err := win.wait(seq); err != nil {
 			return err
 		}
 		size := min(bs, f.size-b*bs)

@@ -259,11 +259,11 @@ func TestHashBehindGroups(t *testing.T) {
 	hb.stop()
 }
 
-// TestReadahead: with Options.Readahead R, while the writing waits for
-// one small file (its open blocks), the other reader reads the next R-1
-// files and no more (the default, 16, when R is below it); the image is the one the defaults
-// write, whatever Readahead and FragmentsAhead.
-func TestReadahead(t *testing.T) {
+// TestFragmentsAhead: the image is the one the defaults write, whatever
+// Options.FragmentsAhead; and while the writing waits for one small file
+// (its open blocks), the other reader reads the next 15 files (the
+// window's 16 items) and no more.
+func TestFragmentsAhead(t *testing.T) {
 	const files, stuck = 120, 5
 	data := make([][]byte, files)
 	rnd := rand.New(rand.NewSource(3))
@@ -283,11 +283,11 @@ func TestReadahead(t *testing.T) {
 	plain := func(i int) func() (io.ReadCloser, error) { return opener(data[i]) }
 	base := Options{Compression: Zstd, Level: 3, BlockSize: 4096, Workers: 2, Compressors: 2}
 	want := sum(build(t, entries(plain), base))
-	for _, ra := range []struct{ readahead, fragsAhead, ahead int }{{0, 0, 16}, {40, 0, 40}, {3, 12, 16}, {1, 1, 16}, {100, 2, 100}, {200, 2, 200}} {
+	for _, fragsAhead := range []int{0, 1, 2, 12, 40} {
 		o := base
-		o.Readahead, o.FragmentsAhead = ra.readahead, ra.fragsAhead
+		o.FragmentsAhead = fragsAhead
 		if got := sum(build(t, entries(plain), o)); got != want {
-			t.Errorf("Readahead %d, FragmentsAhead %d: image %s, want %s (the defaults)", ra.readahead, ra.fragsAhead, got, want)
+			t.Errorf("FragmentsAhead %d: image %s, want %s (the defaults)", fragsAhead, got, want)
 		}
 		so := newStuckOpens(stuck)
 		es := entries(func(i int) func() (io.ReadCloser, error) { return so.open(i, data[i]) })
@@ -301,9 +301,9 @@ func TestReadahead(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() { done <- w.WriteData(context.Background()) }()
-		wantBeyond := min(ra.ahead-1, files-stuck-1)
+		const wantBeyond = 15
 		if n := so.settle(wantBeyond); n != wantBeyond {
-			t.Errorf("Readahead %d: %d files read past a file the writing waits for, want %d", ra.readahead, n, wantBeyond)
+			t.Errorf("FragmentsAhead %d: %d files read past a file the writing waits for, want %d", fragsAhead, n, wantBeyond)
 		}
 		close(so.release)
 		must(t, <-done)
@@ -311,25 +311,23 @@ func TestReadahead(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got := sum(m.b); got != want {
-			t.Errorf("Readahead %d, one open held: image %s, want %s", ra.readahead, got, want)
+			t.Errorf("FragmentsAhead %d, one open held: image %s, want %s", fragsAhead, got, want)
 		}
 	}
 }
 
-// TestReadaheadBlocks: Options.Readahead widens the window for small
-// files' tails only: files of three data blocks are read at most the
-// default 16 blocks ahead of a file the writing waits for (5 files), with
-// Readahead 40 as without it.
-func TestReadaheadBlocks(t *testing.T) {
+// TestWindowBlocks: files of three data blocks are read at most the
+// window's 16 blocks ahead of a file the writing waits for (5 files).
+func TestWindowBlocks(t *testing.T) {
 	const files, stuck, bs = 30, 3, 4096
 	data := make([]byte, 3*bs)
 	for i := range data {
 		data[i] = byte(i * 7 / 5)
 	}
-	for _, readahead := range []int{0, 40} {
+	for _, fragsAhead := range []int{0, 40} {
 		so := newStuckOpens(stuck)
 		var m memFile
-		w, err := NewWriter(&m, Options{Compression: LZ4, BlockSize: bs, Workers: 2, Compressors: 2, Readahead: readahead})
+		w, err := NewWriter(&m, Options{Compression: LZ4, BlockSize: bs, Workers: 2, Compressors: 2, FragmentsAhead: fragsAhead})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -339,7 +337,7 @@ func TestReadaheadBlocks(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- w.WriteData(context.Background()) }()
 		if n := so.settle(5); n != 5 {
-			t.Errorf("Readahead %d: %d files of 3 blocks opened past a file the writing waits for, want 5 (16 blocks)", readahead, n)
+			t.Errorf("FragmentsAhead %d: %d files of 3 blocks opened past a file the writing waits for, want 5 (16 blocks)", fragsAhead, n)
 		}
 		close(so.release)
 		must(t, <-done)
@@ -349,7 +347,7 @@ func TestReadaheadBlocks(t *testing.T) {
 	}
 }
 
-// stuckOpens opens files for TestReadahead*: file stuck's open waits
+// stuckOpens opens files for TestFragmentsAhead and TestWindowBlocks: file stuck's open waits
 // for release, and the files after it that were opened are counted.
 type stuckOpens struct {
 	stuck   int

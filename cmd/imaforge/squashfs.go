@@ -69,8 +69,8 @@ const packSyncEvery = 64 << 20
 // than the compressors), 50,000 files of 1-8 KiB at zstd-15 (every file a
 // fragment, about 28 to a fragment block) kept the two compressors waiting
 // for their next fragment block 2.5-5 s of a 30-45 s run (Go execution
-// trace, load 10-12), 1.7 s with six (pack: ten). It leaves the read-ahead
-// (Options.Readahead) at its default: 128 small files' tails ahead as well
+// trace, load 10-12), 1.7 s with six (pack: ten). It leaves the readers'
+// window at the writer's 16 items: 128 small files' tails ahead as well
 // cut the wait to 0.2 s there, but took 1.04-1.06 times the CPU on the Go
 // tree at zstd-15 (4 of 4 pairs, load 2.5). A build keeps the defaults.
 func packOptions(comp squashfs.Compression, level, blockSize, workers int) squashfs.Options {

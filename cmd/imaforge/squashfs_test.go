@@ -27,11 +27,9 @@ func TestPackOptions(t *testing.T) {
 			if o.Compression != comp || o.Level != 9 || o.BlockSize != 128<<10 {
 				t.Errorf("%v, %d workers: options %+v lost the compressor, level or block size", comp, workers, o)
 			}
-			// four fragment blocks per worker may wait for compression;
-			// the read-ahead is the writer's default
-			if o.Readahead != 0 || o.FragmentsAhead != 4*workers+2 {
-				t.Errorf("%v, %d workers: readahead %d, fragments ahead %d; want 0 and %d",
-					comp, workers, o.Readahead, o.FragmentsAhead, 4*workers+2)
+			// four fragment blocks per worker may wait for compression
+			if o.FragmentsAhead != 4*workers+2 {
+				t.Errorf("%v, %d workers: fragments ahead %d, want %d", comp, workers, o.FragmentsAhead, 4*workers+2)
 			}
 		}
 	}
