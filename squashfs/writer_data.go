@@ -371,18 +371,31 @@ func (p *compressPool) work() {
 // their cache checks go into C together (blockCacheUse.compressAll). It
 // never waits for more: what the queue holds when the first is taken.
 func (p *compressPool) workBatches() {
-	var batch []*item
-	var jobs []blockJob
-	for it := range p.jobs {
-		batch = takeQueued(p.jobs, append(batch[:0], it), maxBatch, p.workers)
-		jobs = jobs[:0]
-		for _, it := range batch {
-			jobs = append(jobs, blockJob{dst: p.bufs.out.get(), raw: it.raw})
-		}
-		p.cache.compressAll(p.codec, jobs)
-		for i, it := range batch {
-			it.out, it.comp, it.err = jobs[i].out, jobs[i].comp, jobs[i].err
+	compressQueued(p.jobs, maxBatch, p.workers, p.cache, p.codec,
+		func(it *item) blockJob { return blockJob{dst: p.bufs.out.get(), raw: it.raw} },
+		func(it *item, j *blockJob) {
+			it.out, it.comp, it.err = j.out, j.comp, j.err
 			it.finish()
+		})
+}
+
+// compressQueued is a compressor's loop over ch (the data blocks'
+// compressPool, the metadata's mdParallel): each value taken, with what
+// ch holds then up to max (takeQueued), is compressed together through
+// cache (compressAll: the xz checks of their hits in one call). job makes
+// a value's blockJob; done hands the value its results.
+func compressQueued[T any](ch <-chan T, max, workers int, cache *blockCacheUse, c *codec, job func(T) blockJob, done func(T, *blockJob)) {
+	var batch []T
+	var jobs []blockJob
+	for v := range ch {
+		batch = takeQueued(ch, append(batch[:0], v), max, workers)
+		jobs = jobs[:0]
+		for _, v := range batch {
+			jobs = append(jobs, job(v))
+		}
+		cache.compressAll(c, jobs)
+		for i, v := range batch {
+			done(v, &jobs[i])
 		}
 		clear(jobs)
 		clear(batch)

@@ -64,22 +64,12 @@ func newParallelMdWriter(c *codec, cache *blockCacheUse, workers int, emit func(
 		m.par.wg.Add(1)
 		go func() {
 			defer m.par.wg.Done()
-			var todo []*mdJob
-			var bj []blockJob
-			for j := range m.par.jobs {
-				todo = takeQueued(m.par.jobs, append(todo[:0], j), batch, workers)
-				bj = bj[:0]
-				for _, j := range todo {
-					bj = append(bj, blockJob{raw: j.raw})
-				}
-				cache.compressAll(c, bj)
-				for i, j := range todo {
-					j.out, j.comp, j.err = bj[i].out, bj[i].comp, bj[i].err
+			compressQueued(m.par.jobs, batch, workers, cache, c,
+				func(j *mdJob) blockJob { return blockJob{raw: j.raw} },
+				func(j *mdJob, b *blockJob) {
+					j.out, j.comp, j.err = b.out, b.comp, b.err
 					close(j.done)
-				}
-				clear(bj)
-				clear(todo)
-			}
+				})
 		}()
 	}
 	return m
