@@ -15,6 +15,8 @@
 #        1.3x), and their CPU seconds against the CPU floor, FILES / the
 #        single-core `openssl speed rsa2048` rate (signatures per CPU
 #        second: it holds under load, where the wall floor flatters).
+#        BENCH_REPS (default 3): how many times the cheap figures are
+#        measured (see below and scripts/bench-lib.sh).
 # Needs root (evmctl writes security.ima xattrs) and the peers from `make deps`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -107,23 +109,53 @@ rsa_rate() { openssl speed "$@" -seconds 3 rsa2048 2>/dev/null | awk '/^rsa 2048
 higher() { printf '%s\n' "$@" | awk 'NF && $1 > m {m = $1} END {if (m != "") print m}'; }
 rsa='' rsa1=''
 
+# Repetitions (scripts/bench-lib.sh): the large tree, both sides, BENCH_REPS
+# times (the peer's copy, evmctl and mksquashfs each time), alternating with
+# ours; the small files at zstd-3, ours BENCH_REPS times (the peer's pipeline
+# of ~70 s once; the signing floor is measured before the first build and
+# after each, and the highest rate is the floor); the rest once. Each side's
+# figures are the medians of its samples (peak memory: the largest).
+reps_of() { # TREE LEVEL SIDE: how many times that side is measured
+  case $1/$3 in
+    large/*) echo "$BENCH_REPS" ;;
+    small/ours) if [ "$2" = 3 ]; then echo "$BENCH_REPS"; else echo 1; fi ;;
+    *) echo 1 ;;
+  esac
+}
+
 printf '%-6s %-5s %-9s %9s %9s %10s %12s\n' tree level tool wall_s cpu_s peak_mib image_bytes
 for tree in "${trees[@]}"; do
   src=$(tree_dir "$tree")
-  # the peer pipeline: copy, sign in place, pack; the copy and its
-  # signatures do not depend on the level: made once, packed at each level
-  rm -rf "$work/copy"
-  read -r w1 c1 m1 < <(measure "cp-$tree" cp -a "$src" "$work/copy")
-  read -r w2 c2 m2 < <(measure "evmctl-$tree" evmctl ima_sign -r -a sha256 --key "$key" "$work/copy")
+  declare -A pw=() pc=() pm=() pparts=() ow=() oc=() om=() ps=() os=()
+  most=1
   for level in $LEVELS; do
-    rm -f "$work/peer.sqsh"
-    read -r w3 c3 m3 < <(measure "mksquashfs-$tree" mksquashfs "$work/copy" "$work/peer.sqsh" -noappend -no-progress \
-      -xattrs -reproducible -mkfs-time 0 -all-time 0 -all-root -comp zstd -Xcompression-level "$level")
-    pw=$(printf %.2f "$(echo "$w1 + $w2 + $w3" | bc)"); pc=$(printf %.2f "$(echo "$c1 + $c2 + $c3" | bc)")
-    pm=$(( (m1 > m2 ? (m1 > m3 ? m1 : m3) : (m2 > m3 ? m2 : m3)) / 1024 ))
-    ps=$(stat -c %s "$work/peer.sqsh")
-    # imaforge
-    cat >"$work/m.yaml" <<YAML
+    for side in peer ours; do n=$(reps_of "$tree" "$level" "$side"); [ "$n" -le "$most" ] || most=$n; done
+  done
+  for rep in $(seq "$most"); do
+    # the peer pipeline: copy, sign in place, pack; the copy and its
+    # signatures do not depend on the level: made once a repetition, packed
+    # at each level
+    copied=
+    for level in $LEVELS; do
+      if [ "$rep" -le "$(reps_of "$tree" "$level" peer)" ]; then
+        if [ -z "$copied" ]; then
+          rm -rf "$work/copy"
+          read -r w1 c1 m1 < <(measure "cp-$tree" cp -a "$src" "$work/copy")
+          read -r w2 c2 m2 < <(measure "evmctl-$tree" evmctl ima_sign -r -a sha256 --key "$key" "$work/copy")
+          copied=1
+        fi
+        rm -f "$work/peer.sqsh"
+        read -r w3 c3 m3 < <(measure "mksquashfs-$tree" mksquashfs "$work/copy" "$work/peer.sqsh" -noappend -no-progress \
+          -xattrs -reproducible -mkfs-time 0 -all-time 0 -all-root -comp zstd -Xcompression-level "$level")
+        pw[$level]+=" $(printf %.2f "$(echo "$w1 + $w2 + $w3" | bc)")"
+        pc[$level]+=" $(printf %.2f "$(echo "$c1 + $c2 + $c3" | bc)")"
+        pm[$level]+=" $(( (m1 > m2 ? (m1 > m3 ? m1 : m3) : (m2 > m3 ? m2 : m3)) / 1024 ))"
+        pparts[$level]+="${pparts[$level]:+; }copy ${w1}s + evmctl ${w2}s + mksquashfs ${w3}s"
+        ps[$level]=$(stat -c %s "$work/peer.sqsh")
+      fi
+      [ "$rep" -le "$(reps_of "$tree" "$level" ours)" ] || continue
+      # imaforge
+      cat >"$work/m.yaml" <<YAML
 version: 1
 image: {output: $work/ours.sqsh, compression: zstd, level: $level, block_size: 128K, epoch: 0, owner: {uid: 0, gid: 0}}
 hash: sha256
@@ -131,20 +163,33 @@ keys: {k: {cert: $cert, key: $key}}
 sources: [{from: $src/, to: /}]
 rules: [{match: "/**", key: k}]
 YAML
-    # as for the peer, removing the previous image is not timed (replacing
-    # a 650 MB image took 0.3-2.8 s of page-cache invalidation here)
-    rm -f "$work/ours.sqsh" "$work/ours.sqsh.record.json"
-    floor_build=; [ "$tree/$level" = small/3 ] && floor_build=1
-    if [ -n "$floor_build" ]; then rsa=$(rsa_rate -multi "$(nproc)") rsa1=$(rsa_rate); fi
-    read -r ow oc om < <(measure "imaforge-$tree" "$IMAFORGE" build --quiet "$work/m.yaml")
-    if [ -n "$floor_build" ]; then
-      rsa=$(higher "$rsa" "$(rsa_rate -multi "$(nproc)")") rsa1=$(higher "$rsa1" "$(rsa_rate)")
-    fi
-    os=$(stat -c %s "$work/ours.sqsh")
-    printf '%-6s %-5s %-9s %9s %9s %10s %12s   (copy %ss + evmctl %ss + mksquashfs %ss)\n' "$tree" "$level" peer "$pw" "$pc" "$pm" "$ps" "$w1" "$w2" "$w3"
-    printf '%-6s %-5s %-9s %9s %9s %10s %12s\n' "$tree" "$level" imaforge "$ow" "$oc" "$((om / 1024))" "$os"
+      # as for the peer, removing the previous image is not timed (replacing
+      # a 650 MB image took 0.3-2.8 s of page-cache invalidation here)
+      rm -f "$work/ours.sqsh" "$work/ours.sqsh.record.json"
+      floor_build=; [ "$tree/$level" = small/3 ] && floor_build=1
+      if [ -n "$floor_build" ] && [ -z "$rsa" ]; then rsa=$(rsa_rate -multi "$(nproc)") rsa1=$(rsa_rate); fi
+      read -r w c m < <(measure "imaforge-$tree" "$IMAFORGE" build --quiet "$work/m.yaml")
+      ow[$level]+=" $w" oc[$level]+=" $c" om[$level]+=" $((m / 1024))"
+      if [ -n "$floor_build" ]; then
+        rsa=$(higher "$rsa" "$(rsa_rate -multi "$(nproc)")") rsa1=$(higher "$rsa1" "$(rsa_rate)")
+      fi
+      os[$level]=$(stat -c %s "$work/ours.sqsh")
+    done
+  done
+  for level in $LEVELS; do
+    # shellcheck disable=SC2086 # the samples are space-separated numbers
+    {
+      pwm=$(bench_median ${pw[$level]}) pcm=$(bench_median ${pc[$level]}) pmm=$(higher ${pm[$level]})
+      owm=$(bench_median ${ow[$level]}) ocm=$(bench_median ${oc[$level]}) omm=$(higher ${om[$level]})
+      set -- ${pw[$level]}; np=$#; set -- ${ow[$level]}; no=$#
+    }
+    samples() { if [ "$1" -gt 1 ]; then echo "   median of $1:$2"; fi; }
+    printf '%-6s %-5s %-9s %9s %9s %10s %12s   (%s)%s\n' "$tree" "$level" peer "$pwm" "$pcm" "$pmm" "${ps[$level]}" \
+      "${pparts[$level]}" "$(samples "$np" "${pw[$level]}")"
+    printf '%-6s %-5s %-9s %9s %9s %10s %12s%s\n' "$tree" "$level" imaforge "$owm" "$ocm" "$omm" "${os[$level]}" \
+      "$(samples "$no" "${ow[$level]}")"
     printf '%-6s %-5s %-9s speedup %.2fx  cpu %.2fx  memory %.2fx  size %.4fx\n' "$tree" "$level" ratio \
-      "$(echo "$pw / $ow" | bc -l)" "$(echo "$pc / $oc" | bc -l)" "$(echo "$om / ($pm * 1024)" | bc -l)" "$(echo "$os / $ps" | bc -l)"
+      "$(echo "$pwm / $owm" | bc -l)" "$(echo "$pcm / $ocm" | bc -l)" "$(echo "$omm / $pmm" | bc -l)" "$(echo "${os[$level]} / ${ps[$level]}" | bc -l)"
     case $tree in
       go) label="Go toolchain ($(find "$src" -type f | wc -l) files)" item=peer ;;
       small) label="${SMALL_FILES:-50000} files of 1-8 KiB" item=peer ;;
@@ -152,17 +197,21 @@ YAML
     esac
     goal=1
     [ "$tree/$level" = large/3 ] && item=large goal=0.5
-    bench_row "$item" "$label, zstd-$level, RSA-2048" "wall s" "$ow" "$pw" "peer: cp + evmctl + mksquashfs" "$goal" \
-      "CPU ${oc} s vs ${pc} s; peak $((om / 1024)) MiB vs ${pm} MiB"
+    reps_note=
+    if [ "$np" != 1 ] && [ "$no" = "$np" ]; then reps_note="; medians of $no alternating samples each"
+    elif [ "$no" != 1 ]; then reps_note="; ours the median of $no builds, the peer measured once"; fi
+    bench_row "$item" "$label, zstd-$level, RSA-2048" "wall s" "$owm" "$pwm" "peer: cp + evmctl + mksquashfs" "$goal" \
+      "CPU ${ocm} s vs ${pcm} s; peak ${omm} MiB vs ${pmm} MiB$reps_note"
+    reps_note=; [ "$no" = 1 ] || reps_note="; median of $no builds, the floor from the highest of $((no + 1)) rates"
     if [ "$tree/$level" = small/3 ] && [ -n "$rsa" ]; then
       floor=$(echo "${SMALL_FILES:-50000} / $rsa" | bc -l)
-      bench_row small "$label, zstd-$level, RSA-2048" "wall s" "$ow" "$floor" \
-        "signing floor: files / openssl speed -multi $(nproc) rsa2048" 1.3 "CPU ${oc} s; $rsa signatures/s"
+      bench_row small "$label, zstd-$level, RSA-2048" "wall s" "$owm" "$floor" \
+        "signing floor: files / openssl speed -multi $(nproc) rsa2048" 1.3 "CPU ${ocm} s; $rsa signatures/s$reps_note"
     fi
     if [ "$tree/$level" = small/3 ] && [ -n "$rsa1" ]; then
       floor=$(echo "${SMALL_FILES:-50000} / $rsa1" | bc -l)
-      bench_row small "$label, zstd-$level, RSA-2048" "CPU s" "$oc" "$floor" \
-        "CPU floor: files / single-core openssl speed rsa2048" 1.3 "$rsa1 signatures per CPU second"
+      bench_row small "$label, zstd-$level, RSA-2048" "CPU s" "$ocm" "$floor" \
+        "CPU floor: files / single-core openssl speed rsa2048" 1.3 "$rsa1 signatures per CPU second$reps_note"
     fi
   done
   rm -rf "$work/copy"

@@ -59,7 +59,7 @@ if [ $mode = quick ]; then
   export PEER_TREES=${PEER_TREES:-"small large"}
   export FILES=${FILES:-100000} RATIO_FILES=${RATIO_FILES:-5000}
   CACHE_TREE=${CACHE_TREE:-$(go env GOROOT)/src}; export CACHE_TREE CACHE_COMPS=${CACHE_COMPS:-zstd:15}
-  export SERVICE_FILES=${SERVICE_FILES:-5000}
+  export SERVICE_FILES=${SERVICE_FILES:-5000} BENCH_REPS=${BENCH_REPS:-1}
 fi
 out=${BENCH_OUT:-out/bench.json}
 mkdir -p "$(dirname "$out")"

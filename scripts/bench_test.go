@@ -231,6 +231,29 @@ BENCH_JSON= bench_row peer "not written" "wall s" 1 1 peer 1`
 	}
 }
 
+// TestBenchMedian: bench_median (scripts/bench-lib.sh), the figure a
+// repeated measurement reports: the middle sample, the mean of the middle two
+// for an even count, in numeric (not text) order; no samples is an error.
+func TestBenchMedian(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"1.43", "1.43"},
+		{"1.75 1.43 1.5", "1.5"},
+		{"9.4 10.1 8.5", "9.4"},
+		{"2 1", "1.5"},
+		{"12.5 9 3 100", "10.75"},
+	} {
+		out, _ := run(t, false, nil, "-c", ". ./bench-lib.sh; bench_median "+c.in)
+		if got := strings.TrimSpace(out); got != c.want {
+			t.Errorf("bench_median %s = %q, want %q", c.in, got, c.want)
+		}
+	}
+	run(t, true, nil, "-c", ". ./bench-lib.sh; bench_median")
+	_, stderr := run(t, true, []string{"BENCH_REPS=0"}, "-c", ". ./bench-lib.sh")
+	if !strings.Contains(stderr, "BENCH_REPS") {
+		t.Errorf("BENCH_REPS=0: %q, want a message naming BENCH_REPS", stderr)
+	}
+}
+
 // TestBenchUsage: scripts/bench.sh refuses a bad --runs or an unknown part
 // before it builds or measures anything.
 func TestBenchUsage(t *testing.T) {
