@@ -137,7 +137,9 @@ func squashfsPack(c *cli.Context) error {
 		topts.ClampTime, imageTime = &t, &t
 	}
 
-	f, err := atomicfile.Create(out, 0o644)
+	// the image's mode honours the umask, as mksquashfs's does (0644
+	// less what the umask clears)
+	f, err := atomicfile.Create(out, atomicfile.Umasked(0o644))
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,12 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/imaforge/imaforge/squashfs"
 )
@@ -31,6 +36,36 @@ func TestPackOptions(t *testing.T) {
 			if o.FragmentsAhead != 4*workers+2 {
 				t.Errorf("%v, %d workers: fragments ahead %d, want %d", comp, workers, o.FragmentsAhead, 4*workers+2)
 			}
+		}
+	}
+}
+
+// TestPackHonoursUmask: pack creates its image with mode 0644 less what the
+// umask clears, as mksquashfs does (under umask 077 the image is 0600, not
+// readable by others).
+func TestPackHonoursUmask(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "a"), []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, mask := range []int{0o077, 0o027, 0o022, 0o002} {
+		out := filepath.Join(dir, fmt.Sprintf("%03o.sqsh", mask))
+		old := unix.Umask(mask)
+		_, stderr, code := runCLI(t, "squashfs", "pack", "-q", "--comp", "gzip", src, out)
+		unix.Umask(old)
+		if code != 0 {
+			t.Fatalf("pack under umask %03o: exit %d: %s", mask, code, stderr)
+		}
+		st, err := os.Stat(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := os.FileMode(0o644 &^ mask); st.Mode().Perm() != want {
+			t.Errorf("pack under umask %03o: image mode %v, want %v", mask, st.Mode().Perm(), want)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -59,6 +60,34 @@ func Create(path string, perm fs.FileMode) (*File, error) {
 		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
 	return &File{File: f, path: path, perm: perm}, nil
+}
+
+// Umasked is perm without the bits the process's umask clears: the mode
+// open(2) with O_CREAT gives a new file, and so the mode of what tools such
+// as mksquashfs create (open(OUT, O_CREAT|O_TRUNC, 0644)). Create's Commit
+// sets perm exactly (fchmod ignores the umask), so a caller that wants the
+// umask honoured passes Umasked(perm).
+func Umasked(perm fs.FileMode) fs.FileMode {
+	return perm &^ umask("/proc/self/status")
+}
+
+// umask is the process's file mode creation mask, read from the Umask line
+// of status (/proc/self/status, Linux 4.7 on), which changes nothing. Where
+// that line is missing it sets the mask to 0o077 and back: a file another
+// thread creates in between gets the stricter mask, never a looser one.
+func umask(status string) fs.FileMode {
+	if b, err := os.ReadFile(status); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+				if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+					return fs.FileMode(m) & fs.ModePerm
+				}
+			}
+		}
+	}
+	old := unix.Umask(0o077)
+	unix.Umask(old)
+	return fs.FileMode(old) & fs.ModePerm
 }
 
 // Path is the final path the file is committed to.

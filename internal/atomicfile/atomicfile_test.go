@@ -1,9 +1,12 @@
 package atomicfile
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestCommitAndAbort(t *testing.T) {
@@ -80,5 +83,30 @@ func TestUnnamedUntilCommit(t *testing.T) {
 	f.Abort() // no effect after Commit
 	if _, err := os.Stat(p); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestUmasked: Umasked clears what the umask clears, read from
+// /proc/self/status or, without it, by setting the mask and back (which
+// leaves the mask as it was); a file committed with it has that mode.
+func TestUmasked(t *testing.T) {
+	for _, mask := range []int{0o022, 0o077, 0o002, 0o027, 0} {
+		old := unix.Umask(mask)
+		got, gotNoProc := Umasked(0o644), 0o644&^umask(filepath.Join(t.TempDir(), "no-status"))
+		after := unix.Umask(old)
+		want := fs.FileMode(0o644 &^ mask)
+		if got != want || gotNoProc != want || after != mask {
+			t.Errorf("umask %03o: Umasked(0644) = %03o, without /proc %03o, mask after %03o; want %03o, %03o, %03o",
+				mask, got, gotNoProc, after, want, want, mask)
+		}
+	}
+	old := unix.Umask(0o077)
+	defer unix.Umask(old)
+	p := filepath.Join(t.TempDir(), "out")
+	if err := WriteFile(p, []byte("x"), Umasked(0o644)); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(p); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("committed with Umasked(0644) under umask 077: %v, %v; want -rw-------", st.Mode(), err)
 	}
 }
