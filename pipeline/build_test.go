@@ -501,6 +501,29 @@ func TestBuildKeepsPreviousOutput(t *testing.T) {
 	}
 }
 
+// TestBuildHonoursUmask: the image and its record get 0644 less what the
+// umask clears, as files open(2) creates do (they were 0644 under any umask:
+// readable by others under umask 077).
+func TestBuildHonoursUmask(t *testing.T) {
+	p := newProject(t)
+	writeTree(t, filepath.Join(p.dir, "src"), sortedPaths(false), 0o644)
+	old := syscall.Umask(0o027)
+	res, err := build(t, p.manifest(t, "zstd", "src", ""), 0)
+	syscall.Umask(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{res.ImagePath, res.RecordPath} {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o640 {
+			t.Errorf("%s: mode %v under umask 027, want -rw-r-----", path, st.Mode().Perm())
+		}
+	}
+}
+
 var d2001 = mustTime("2001-02-03T04:05:06Z")
 
 // TestBuildHardLinkAcrossKeys: two names of one inode whose rules name

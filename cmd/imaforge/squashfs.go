@@ -137,9 +137,7 @@ func squashfsPack(c *cli.Context) error {
 		topts.ClampTime, imageTime = &t, &t
 	}
 
-	// the image's mode honours the umask, as mksquashfs's does (0644
-	// less what the umask clears)
-	f, err := atomicfile.Create(out, atomicfile.Umasked(0o644))
+	f, err := atomicfile.Create(out, 0o644) // less the umask, as mksquashfs's
 	if err != nil {
 		return err
 	}

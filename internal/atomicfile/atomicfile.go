@@ -41,8 +41,12 @@ func TempPattern(path string) string {
 }
 
 // Create opens a temporary file beside path. Call Commit to publish it or
-// Abort (always safe, also after Commit) to remove it.
+// Abort (always safe, also after Commit) to remove it. The file gets perm
+// less what the process's umask clears: the mode open(2) with O_CREAT would
+// give it, as the files of cp, tar or mksquashfs get (Commit sets the mode
+// with fchmod, which ignores the umask, so Create applies it).
 func Create(path string, perm fs.FileMode) (*File, error) {
+	perm &^= umask("/proc/self/status")
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -60,15 +64,6 @@ func Create(path string, perm fs.FileMode) (*File, error) {
 		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
 	return &File{File: f, path: path, perm: perm}, nil
-}
-
-// Umasked is perm without the bits the process's umask clears: the mode
-// open(2) with O_CREAT gives a new file, and so the mode of what tools such
-// as mksquashfs create (open(OUT, O_CREAT|O_TRUNC, 0644)). Create's Commit
-// sets perm exactly (fchmod ignores the umask), so a caller that wants the
-// umask honoured passes Umasked(perm).
-func Umasked(perm fs.FileMode) fs.FileMode {
-	return perm &^ umask("/proc/self/status")
 }
 
 // umask is the process's file mode creation mask, read from the Umask line
