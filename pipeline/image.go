@@ -150,6 +150,9 @@ func (s *squashfsImage) Add(e ImageEntry) error {
 		}
 		s.sealer = e.Seal
 		s.seals = append(s.seals, int32(e.File))
+		// Sealing sets its xattrs once: the writer builds the xattr
+		// table as files are sealed, not all of it at Close.
+		se.XattrsLater = true
 	}
 	return s.w.Add(se)
 }

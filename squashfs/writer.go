@@ -116,6 +116,16 @@ type Entry struct {
 	// Xattrs are stored with the inode (sorted by name; SetXattrs replaces
 	// them).
 	Xattrs []Xattr
+	// XattrsLater tells that SetXattrs will give this regular file its
+	// final xattrs, once, during or after WriteData (a signed file's
+	// security.ima). When entries have it, an entry's xattrs are final
+	// from WriteData on, or for one with XattrsLater once SetXattrs gave
+	// them, and SetXattrs on any other entry from then on fails; and the
+	// Writer builds the xattr table while the data is written (up to
+	// aheadMaxLater such entries), in inode order, each entry's set as
+	// soon as it and every set before it are final. The image is the
+	// same; Close is left only the sets not final before it.
+	XattrsLater bool
 }
 
 // FileOpener opens regular files' content by index (Entry.Opener).
@@ -214,6 +224,7 @@ type nodeFlags uint8
 const (
 	implicit     nodeFlags = 1 << iota // a directory implied by a descendant, not added
 	dupCandidate                       // another regular file has the same size
+	xattrsLater                        // Entry.XattrsLater, until SetXattrs
 )
 
 // is reports whether n has flag f.
@@ -305,7 +316,12 @@ type Writer struct {
 	// (node.xs): a regular file's are set only at the end, by SetXattrs,
 	// so a node keeps an index, not a slice header, while the data is
 	// written.
-	xattrs    xattrStore
+	xattrs xattrStore
+	// later counts the entries added with XattrsLater; with any (at most
+	// aheadMaxLater), ahead builds the xattr table from WriteData on (nil
+	// before, and otherwise).
+	later     int
+	ahead     *tableState
 	prepared  bool
 	wroteData bool
 	closed    bool
@@ -508,6 +524,12 @@ func (w *Writer) Add(e Entry) error {
 	if n.xattr, err = w.xattrs.keep(0, encodeXattrs(nil, e.Xattrs)); err != nil {
 		return &PathError{Path: p, Err: err}
 	}
+	if e.XattrsLater {
+		if e.LinkTo != "" || e.Mode.Type() != 0 {
+			return perr(p, "XattrsLater on an entry that is not a regular file")
+		}
+		n.set(xattrsLater, true)
+	}
 	switch t := e.Mode.Type(); {
 	case e.LinkTo != "":
 		if !strings.HasPrefix(e.LinkTo, "/") || path.Clean(e.LinkTo) != e.LinkTo || e.LinkTo == p {
@@ -603,6 +625,9 @@ func (w *Writer) Add(e Entry) error {
 	parent.addChild(nn)
 	if nn.kind == kindDir {
 		w.dirs[p] = nn
+	}
+	if nn.is(xattrsLater) {
+		w.later++
 	}
 	return nil
 }
@@ -703,9 +728,18 @@ func (w *Writer) SetXattrs(p string, xs []Xattr) error {
 		}
 		n = n.ext.link
 	}
+	if w.wroteData && w.later > 0 && !n.is(xattrsLater) {
+		return perr(p, "xattrs already final (the xattr table is built while the data is written: only an entry added with XattrsLater takes them, once)")
+	}
 	var err error
 	if n.xattr, err = w.xattrs.keep(n.xattr, enc); err != nil {
 		return &PathError{Path: p, Err: err}
+	}
+	if n.is(xattrsLater) {
+		n.set(xattrsLater, false)
+		if w.ahead != nil {
+			return w.ahead.advance(false)
+		}
 	}
 	return nil
 }
@@ -867,6 +901,7 @@ func (w *Writer) Finish() (Stats, error) {
 	defer w.mu.Unlock()
 	w.closed = true
 	defer w.xattrs.close()
+	defer w.ahead.stop()
 	if w.failed != nil {
 		return Stats{}, fmt.Errorf("squashfs: not finishing an image whose data failed: %w", w.failed)
 	}

@@ -74,16 +74,22 @@ func (w *Writer) WriteData(ctx context.Context) error {
 		return errors.New("squashfs: WriteData called twice")
 	}
 	w.wroteData = true
-	if err := w.prepare(); err != nil {
+	err := w.prepare()
+	if err == nil && w.later > 0 && w.later <= aheadMaxLater {
+		err = w.startAhead()
+	}
+	if err != nil {
 		w.failed = err
+		w.ahead.stop()
 		w.mu.Unlock()
 		return err
 	}
 	w.mu.Unlock()
-	err := w.runData(ctx)
+	err = w.runData(ctx)
 	if err != nil {
 		w.mu.Lock()
 		w.failed = err
+		w.ahead.stop()
 		w.mu.Unlock()
 	}
 	return err

@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -224,5 +228,181 @@ func TestValueRefsTable(t *testing.T) {
 	}
 	if j, _ := vr.lookup(1<<59 + 1); j >= 0 {
 		t.Errorf("a hash never added found entry %d", j)
+	}
+}
+
+// buildAhead builds spillEntries' image with the entries whose xattrs
+// SetXattrs replaces added with XattrsLater, their sets given after
+// WriteData from several goroutines in a shuffled order, and reports how
+// many nodes had their set in the table before Close.
+func buildAhead(t *testing.T, spillAt int, opts Options, seed uint64) ([]byte, int) {
+	t.Helper()
+	defer func(v int) { xattrSpillAt = v }(xattrSpillAt)
+	xattrSpillAt = spillAt
+	es, later := spillEntries()
+	var m memFile
+	w, err := NewWriter(&m, opts)
+	must(t, err)
+	var paths []string
+	for _, e := range es {
+		if _, ok := later[e.Path]; ok {
+			e.XattrsLater = true
+			paths = append(paths, e.Path)
+		}
+		must(t, w.Add(e))
+	}
+	must(t, w.WriteData(context.Background()))
+	if len(paths) > aheadMaxLater {
+		if w.ahead != nil {
+			t.Fatalf("%d entries with XattrsLater, more than %d, and the xattr table built ahead", len(paths), aheadMaxLater)
+		}
+		for _, p := range paths {
+			must(t, w.SetXattrs(p, later[p]))
+		}
+		must(t, w.Close())
+		return m.b, 0
+	}
+	if w.ahead == nil {
+		t.Fatal("entries with XattrsLater, and no xattr table built ahead")
+	}
+	if w.ahead.next == 0 {
+		t.Error("no node's set in the table before the first SetXattrs")
+	}
+	rand.New(rand.NewPCG(seed, 1)).Shuffle(len(paths), func(i, j int) { paths[i], paths[j] = paths[j], paths[i] })
+	var wg sync.WaitGroup
+	for g := range 3 {
+		wg.Go(func() {
+			for i := g; i < len(paths); i += 3 {
+				if err := w.SetXattrs(paths[i], later[paths[i]]); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	done := w.ahead.next
+	if done != len(w.ahead.order) {
+		t.Errorf("%d of %d nodes' sets in the table before Close, with every set final", done, len(w.ahead.order))
+	}
+	must(t, w.Close())
+	return m.b, done
+}
+
+// TestXattrTableAhead: the xattr table built while the data is written
+// (Entry.XattrsLater, sets given in any order from several goroutines)
+// makes the image Close makes with every set given before it: in memory
+// or spilled (the sets and the table's blocks), with one compressor or
+// several, with every hash colliding, with zstd and xz.
+func TestXattrTableAhead(t *testing.T) {
+	for _, comp := range []Compression{Zstd, XZ} {
+		opts := Options{Compression: comp, BlockSize: 4096, TempDir: t.TempDir(), Workers: 1, Compressors: 1}
+		want, _ := buildSpill(t, 1<<40, opts)
+		cases := []struct{ n, spillAt int }{{3, 0}}
+		if comp == Zstd {
+			cases = append(cases, struct{ n, spillAt int }{1, 1 << 40}, struct{ n, spillAt int }{3, 1 << 40})
+		}
+		for _, c := range cases {
+			opts.Workers, opts.Compressors = c.n, c.n
+			got, _ := buildAhead(t, c.spillAt, opts, uint64(c.n+c.spillAt))
+			if !bytes.Equal(got, want) {
+				t.Errorf("%v, %d compressors, spill at %d: image %s built ahead, %s at Close", comp, c.n, c.spillAt, sum(got), sum(want))
+			}
+		}
+		if comp == Zstd {
+			collideHashes = true
+			got, _ := buildAhead(t, 0, opts, 7)
+			collideHashes = false
+			if !bytes.Equal(got, want) {
+				t.Errorf("with colliding hashes: image %s built ahead, %s at Close", sum(got), sum(want))
+			}
+			defer func(v int) { aheadMaxLater = v }(aheadMaxLater)
+			aheadMaxLater = 10 // more entries: the table is built at Close
+			if got, _ := buildAhead(t, 0, opts, 8); !bytes.Equal(got, want) {
+				t.Errorf("more than aheadMaxLater: image %s, %s at Close", sum(got), sum(want))
+			}
+			aheadMaxLater = 1 << 18
+		}
+	}
+}
+
+// TestXattrsLaterRules: XattrsLater is for regular files; once the table
+// is built ahead, SetXattrs takes only an entry added with it, once; an
+// error in the table built ahead fails SetXattrs and Close; a failed
+// WriteData stops it (SetXattrs then fails instead of waiting).
+func TestXattrsLaterRules(t *testing.T) {
+	w, err := NewWriter(&memFile{}, Options{Compression: Zstd, TempDir: t.TempDir()})
+	must(t, err)
+	if err := w.Add(Entry{Path: "/d", Mode: fs.ModeDir | 0o755, XattrsLater: true}); err == nil || !strings.Contains(err.Error(), "/d") {
+		t.Errorf("XattrsLater on a directory: %v, want an error naming it", err)
+	}
+	defer func(v int) { aheadMaxLater = v }(aheadMaxLater)
+	for _, max := range []int{aheadMaxLater, 0} { // built ahead, or not: the same rules
+		aheadMaxLater = max
+		w, err := NewWriter(&memFile{}, Options{Compression: Zstd, TempDir: t.TempDir()})
+		must(t, err)
+		must(t, w.Add(Entry{Path: "/a", Mode: 0o644, XattrsLater: true}))
+		must(t, w.Add(Entry{Path: "/b", Mode: 0o644, Xattrs: []Xattr{{"user.b", []byte("b")}}}))
+		must(t, w.SetXattrs("/b", []Xattr{{"user.b", []byte("before WriteData")}}))
+		must(t, w.WriteData(context.Background()))
+		if err := w.SetXattrs("/b", []Xattr{{"user.b", []byte("c")}}); err == nil || !strings.Contains(err.Error(), "/b") {
+			t.Errorf("ahead up to %d: SetXattrs on an entry without XattrsLater after WriteData: %v, want an error naming it", max, err)
+		}
+		must(t, w.SetXattrs("/a", []Xattr{{"security.ima", []byte("sig")}}))
+		if err := w.SetXattrs("/a", []Xattr{{"security.ima", []byte("again")}}); err == nil || !strings.Contains(err.Error(), "/a") {
+			t.Errorf("ahead up to %d: SetXattrs twice on an entry with XattrsLater: %v, want an error naming it", max, err)
+		}
+		must(t, w.Close())
+	}
+	aheadMaxLater = 1 << 18
+	var m memFile
+	w, err = NewWriter(&m, Options{Compression: Zstd, TempDir: t.TempDir()})
+	must(t, err)
+	must(t, w.Add(Entry{Path: "/a", Mode: 0o644, XattrsLater: true}))
+	must(t, w.Close())
+	z, err := NewReader(bytes.NewReader(m.b), int64(len(m.b)))
+	must(t, err)
+	if xs, err := z.Xattrs("a"); err != nil || len(xs) != 0 {
+		t.Errorf("a file never given its xattrs: %q, %v; want none", xs, err)
+	}
+
+	// The table's blocks spill to a file that cannot be written.
+	defer func(v int) { xattrSpillAt = v }(xattrSpillAt)
+	xattrSpillAt = 0
+	w, err = NewWriter(&memFile{}, Options{Compression: CompNone, TempDir: t.TempDir()})
+	must(t, err)
+	for i := range 40 {
+		must(t, w.Add(Entry{Path: fmt.Sprintf("/f%02d", i), Mode: 0o644, XattrsLater: true}))
+	}
+	must(t, w.WriteData(context.Background()))
+	var failed error
+	for i := range 40 {
+		if i == 1 {
+			_, err := w.ahead.kvOut.add([]byte{1}) // the file exists
+			must(t, err)
+			must(t, w.ahead.kvOut.f.Close())
+		}
+		if err := w.SetXattrs(fmt.Sprintf("/f%02d", i), []Xattr{{"security.ima", bytes.Repeat([]byte{byte(i)}, 20000)}}); err != nil && failed == nil {
+			failed = err
+		}
+	}
+	if failed == nil || !strings.Contains(failed.Error(), "keeping xattrs") {
+		t.Errorf("the table's file closed: SetXattrs %v, want a write error", failed)
+	}
+	if err := w.Close(); err == nil {
+		t.Error("Close succeeded after the table built ahead failed")
+	}
+
+	w, err = NewWriter(&memFile{}, Options{Compression: Zstd, TempDir: t.TempDir(), Workers: 2})
+	must(t, err)
+	must(t, w.Add(Entry{Path: "/a", Mode: 0o644, XattrsLater: true}))
+	must(t, w.Add(Entry{Path: "/b", Mode: 0o644, Size: 1, Open: func() (io.ReadCloser, error) { return nil, fs.ErrPermission }}))
+	if err := w.WriteData(context.Background()); err == nil {
+		t.Fatal("WriteData with an unreadable file succeeded")
+	}
+	if err := w.SetXattrs("/a", []Xattr{{"security.ima", []byte("sig")}}); err == nil {
+		t.Error("SetXattrs after a failed WriteData succeeded")
+	}
+	if err := w.Close(); err == nil {
+		t.Error("Close after a failed WriteData succeeded")
 	}
 }
