@@ -51,19 +51,31 @@ func spillEntries() (es []Entry, later map[string][]Xattr) {
 	return es, later
 }
 
+// addSpillEntries adds spillEntries to a new Writer; with xattrsLater,
+// those whose sets SetXattrs gives later (paths) have XattrsLater.
+func addSpillEntries(t *testing.T, opts Options, xattrsLater bool) (w *Writer, m *memFile, paths []string, later map[string][]Xattr) {
+	t.Helper()
+	es, later := spillEntries()
+	m = &memFile{}
+	w, err := NewWriter(m, opts)
+	must(t, err)
+	for _, e := range es {
+		if _, ok := later[e.Path]; ok && xattrsLater {
+			e.XattrsLater = true
+			paths = append(paths, e.Path)
+		}
+		must(t, w.Add(e))
+	}
+	return w, m, paths, later
+}
+
 // buildSpill builds spillEntries' image with the xattr store spilling
 // after spillAt bytes, and reports whether it used its file.
 func buildSpill(t *testing.T, spillAt int, opts Options) ([]byte, bool) {
 	t.Helper()
 	defer func(v int) { xattrSpillAt = v }(xattrSpillAt)
 	xattrSpillAt = spillAt
-	es, later := spillEntries()
-	var m memFile
-	w, err := NewWriter(&m, opts)
-	must(t, err)
-	for _, e := range es {
-		must(t, w.Add(e))
-	}
+	w, m, _, later := addSpillEntries(t, opts, false)
 	must(t, w.WriteData(context.Background()))
 	for p, xs := range later {
 		must(t, w.SetXattrs(p, xs))
@@ -239,18 +251,7 @@ func buildAhead(t *testing.T, spillAt int, opts Options, seed uint64) ([]byte, i
 	t.Helper()
 	defer func(v int) { xattrSpillAt = v }(xattrSpillAt)
 	xattrSpillAt = spillAt
-	es, later := spillEntries()
-	var m memFile
-	w, err := NewWriter(&m, opts)
-	must(t, err)
-	var paths []string
-	for _, e := range es {
-		if _, ok := later[e.Path]; ok {
-			e.XattrsLater = true
-			paths = append(paths, e.Path)
-		}
-		must(t, w.Add(e))
-	}
+	w, m, paths, later := addSpillEntries(t, opts, true)
 	must(t, w.WriteData(context.Background()))
 	if len(paths) > aheadMaxLater {
 		if w.ahead != nil {
