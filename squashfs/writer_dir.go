@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -49,10 +51,25 @@ type TreeStats struct {
 // order) and the xattrs that can be read. Regular files are opened by
 // WriteData. It does not follow symlinks.
 func AddTree(w *Writer, dir string, opts TreeOptions) (TreeStats, error) {
-	var st TreeStats
-	st.NewestModTime = -1
-	type devino struct{ dev, ino uint64 }
+	st := TreeStats{NewestModTime: -1}
 	links := make(map[devino]string)
+	workers := max(1, w.opts.Workers)
+	var chunk []treeEntry
+	// add reads the walked entries of chunk (workers at once) and adds
+	// them in walk order; the first error in that order wins, as if each
+	// had been read as it was walked.
+	add := func() error {
+		es := chunk
+		chunk = chunk[:0]
+		readTreeEntries(es, workers, opts.NoXattrs)
+		for i := range es {
+			if err := addTreeEntry(w, &es[i], opts, links, &st); err != nil {
+				return err
+			}
+		}
+		clear(es)
+		return nil
+	}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -71,57 +88,122 @@ func AddTree(w *Writer, dir string, opts TreeOptions) (TreeStats, error) {
 				return nil
 			}
 		}
-		// one lstat gives the mode, size and owners (d.Info() would be a
-		// second one: two per entry cost as much as the open)
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
+		if chunk = append(chunk, treeEntry{p: p, ipath: ipath}); len(chunk) == treeChunk {
+			return add()
 		}
-		sys, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			return &fs.PathError{Op: "lstat", Path: p, Err: errors.New("no stat_t")}
-		}
-		e := Entry{Path: ipath, Mode: fi.Mode(), UID: sys.Uid, GID: sys.Gid, ModTime: sys.Mtim.Sec}
-		if opts.AllRoot {
-			e.UID, e.GID = 0, 0
-		}
-		if opts.ModTime != nil {
-			e.ModTime = *opts.ModTime
-		} else if opts.ClampTime != nil && e.ModTime > *opts.ClampTime {
-			e.ModTime = *opts.ClampTime
-		}
-		if !opts.NoXattrs {
-			if e.Xattrs, err = readXattrs(p, opts.Warn); err != nil {
-				return err
-			}
-		}
-		if !fi.IsDir() && sys.Nlink > 1 {
-			k := devino{uint64(sys.Dev), sys.Ino}
-			if first, ok := links[k]; ok {
-				st.Entries++
-				return w.Add(Entry{Path: ipath, LinkTo: first})
-			}
-			links[k] = ipath
-		}
-		switch fi.Mode().Type() {
-		case 0:
-			e.Size = fi.Size()
-			e.Open = func() (io.ReadCloser, error) { return rawfd.Open(p) }
-		case fs.ModeSymlink:
-			if e.Target, err = os.Readlink(p); err != nil {
-				return err
-			}
-		case fs.ModeDevice, fs.ModeDevice | fs.ModeCharDevice:
-			e.Rdev = uint64(sys.Rdev)
-		}
-		st.Entries++
-		st.NewestModTime = max(st.NewestModTime, e.ModTime)
-		return w.Add(e)
+		return nil
 	})
+	// what was walked before a failed walk is read and added first: one of
+	// its errors comes before the walk's
+	if aerr := add(); aerr != nil {
+		err = aerr
+	}
 	if err != nil {
 		return st, fmt.Errorf("squashfs: adding %s: %w", dir, err)
 	}
 	return st, nil
+}
+
+// treeChunk is how many walked entries AddTree reads at once (lstat, xattrs,
+// symlink target), spread over the writer's workers: the walk of 50,000
+// small files took 0.75-1.2 s on one core while the other had nothing to
+// do, since compression starts only after it (WriteData).
+const treeChunk = 256
+
+type devino struct{ dev, ino uint64 }
+
+// treeEntry is one path AddTree walked and what was read of it.
+type treeEntry struct {
+	p, ipath  string
+	fi        fs.FileInfo
+	xattrs    []Xattr
+	warns     []string // readXattrs's warnings, told in walk order
+	target    string   // a symlink's
+	targetErr error    // needed only if the symlink is not a hard link's second name
+	err       error
+}
+
+// read takes e's lstat, xattrs (unless noXattrs) and symlink target.
+func (e *treeEntry) read(noXattrs bool) {
+	// one lstat gives the mode, size and owners (d.Info() would be a
+	// second one: two per entry cost as much as the open)
+	if e.fi, e.err = os.Lstat(e.p); e.err != nil {
+		return
+	}
+	if !noXattrs {
+		if e.xattrs, e.err = readXattrs(e.p, func(m string) { e.warns = append(e.warns, m) }); e.err != nil {
+			return
+		}
+	}
+	if e.fi.Mode().Type() == fs.ModeSymlink {
+		e.target, e.targetErr = os.Readlink(e.p)
+	}
+}
+
+// readTreeEntries reads each of es (treeEntry.read), up to workers at once.
+func readTreeEntries(es []treeEntry, workers int, noXattrs bool) {
+	var next atomic.Int64
+	read := func() {
+		for i := int(next.Add(1) - 1); i < len(es); i = int(next.Add(1) - 1) {
+			es[i].read(noXattrs)
+		}
+	}
+	var wg sync.WaitGroup
+	for range min(workers, len(es)) - 1 {
+		wg.Go(read)
+	}
+	read()
+	wg.Wait()
+}
+
+// addTreeEntry adds the read entry e to w: owners, times, hard links,
+// file, symlink or device; st counts it.
+func addTreeEntry(w *Writer, e *treeEntry, opts TreeOptions, links map[devino]string, st *TreeStats) error {
+	if opts.Warn != nil {
+		for _, m := range e.warns {
+			opts.Warn(m)
+		}
+	}
+	if e.err != nil {
+		return e.err
+	}
+	fi, p := e.fi, e.p
+	sys, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return &fs.PathError{Op: "lstat", Path: p, Err: errors.New("no stat_t")}
+	}
+	en := Entry{Path: e.ipath, Mode: fi.Mode(), UID: sys.Uid, GID: sys.Gid, ModTime: sys.Mtim.Sec, Xattrs: e.xattrs}
+	if opts.AllRoot {
+		en.UID, en.GID = 0, 0
+	}
+	if opts.ModTime != nil {
+		en.ModTime = *opts.ModTime
+	} else if opts.ClampTime != nil && en.ModTime > *opts.ClampTime {
+		en.ModTime = *opts.ClampTime
+	}
+	if !fi.IsDir() && sys.Nlink > 1 {
+		k := devino{uint64(sys.Dev), sys.Ino}
+		if first, ok := links[k]; ok {
+			st.Entries++
+			return w.Add(Entry{Path: e.ipath, LinkTo: first})
+		}
+		links[k] = e.ipath
+	}
+	switch fi.Mode().Type() {
+	case 0:
+		en.Size = fi.Size()
+		en.Open = func() (io.ReadCloser, error) { return rawfd.Open(p) }
+	case fs.ModeSymlink:
+		if e.targetErr != nil {
+			return e.targetErr
+		}
+		en.Target = e.target
+	case fs.ModeDevice, fs.ModeDevice | fs.ModeCharDevice:
+		en.Rdev = uint64(sys.Rdev)
+	}
+	st.Entries++
+	st.NewestModTime = max(st.NewestModTime, en.ModTime)
+	return w.Add(en)
 }
 
 // readXattrs returns p's xattrs that SquashFS can store, sorted by name.

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata")
@@ -730,6 +732,58 @@ func TestOpener(t *testing.T) {
 		must(t, w.Add(byIndex[0]))
 		if err := w.Add(tc.e); err == nil || !strings.Contains(err.Error(), "/x") {
 			t.Errorf("%s: Add = %v, want an error naming /x", tc.name, err)
+		}
+	}
+}
+
+// TestAddTreeWorkers: AddTree reads entries (lstat, xattrs, symlink
+// targets) on the writer's workers, treeChunk at a time, and adds them in
+// walk order: the image and the stats do not depend on the number of
+// workers, with hard links whose first name is chunks earlier, symlinks,
+// xattrs and an excluded directory.
+func TestAddTreeWorkers(t *testing.T) {
+	src := t.TempDir()
+	first := filepath.Join(src, "a", "first")
+	must(t, os.MkdirAll(filepath.Dir(first), 0o755))
+	must(t, os.WriteFile(first, []byte("linked"), 0o644))
+	xattrs := unix.Lsetxattr(first, "user.k", []byte("v"), 0) == nil
+	n := 3*treeChunk + 17
+	for i := range n {
+		p := filepath.Join(src, fmt.Sprintf("d%d", i%7), fmt.Sprintf("e%d", i%3), fmt.Sprintf("f%04d", i))
+		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		switch i % 50 {
+		case 7:
+			must(t, os.Link(first, p))
+		case 9:
+			must(t, os.Symlink(fmt.Sprintf("../target-%d", i), p))
+		default:
+			must(t, os.WriteFile(p, []byte(strings.Repeat("x", i)), 0o644))
+			if xattrs && i%11 == 0 {
+				must(t, unix.Lsetxattr(p, "user.i", []byte(fmt.Sprint(i)), 0))
+			}
+		}
+	}
+	must(t, os.MkdirAll(filepath.Join(src, "skip", "deep"), 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "skip", "deep", "x"), nil, 0o644))
+	epoch := int64(7)
+	pack := func(workers int) (string, TreeStats) {
+		var m memFile
+		w, err := NewWriter(&m, Options{Compression: Gzip, Workers: workers, ModTime: epoch})
+		must(t, err)
+		st, err := AddTree(w, src, TreeOptions{AllRoot: true, ModTime: &epoch,
+			Exclude: func(p string) bool { return filepath.Base(p) == "skip" }})
+		must(t, err)
+		must(t, w.Close())
+		return sum(m.b), st
+	}
+	want, wantSt := pack(1)
+	// the root, a, a/first, 7 d*, 21 d*/e* and the n entries
+	if wantSt.Entries != 3+7+7*3+n {
+		t.Fatalf("one worker: %d entries, want %d", wantSt.Entries, 3+7+7*3+n)
+	}
+	for _, workers := range []int{2, 3, 8} {
+		if got, st := pack(workers); got != want || st != wantSt {
+			t.Errorf("%d workers: image %s, %+v; one worker: %s, %+v", workers, got, st, want, wantSt)
 		}
 	}
 }
