@@ -178,9 +178,14 @@ func (s *sealer) Seal(i int) (manifest.Xattrs, error) {
 	return xs, err
 }
 
-// readyQueue is how many files sealer.ready holds: a file that finds it
-// full is sealed when the image is closed.
-const readyQueue = 4096
+// readyQueue is the most files sealer.ready holds (4 bytes each): a file
+// that finds it full is sealed when the image is closed. Reading runs far
+// ahead of signing, so with 4,096 a build of 50,000 small files (RSA-2048)
+// left about 4,000 to Close, spread over the tree: the SquashFS writer,
+// which builds the xattr table in inode order as files are sealed, stopped
+// at the first and built most of it after the last signature. As many as
+// squashfs builds ahead (2^18) leave none below that.
+const readyQueue = 1 << 18
 
 // readyToSeal returns the channel sealEarly reads (nil: none).
 func (s *sealer) readyToSeal() <-chan int32 { return s.ready }
@@ -550,7 +555,7 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 		seal.readAhead = readAheadMin
 	}
 	if !b.m.Image.Format.IsTar() {
-		seal.ready = make(chan int32, readyQueue)
+		seal.ready = make(chan int32, min(len(b.lay.files), readyQueue))
 	}
 	res := &Result{ImagePath: b.out, Overlaps: b.tree.Overlaps, Warnings: b.tree.Warnings, Bytes: b.lay.total}
 	next := 0 // b.lay.files[next] is the next regular file's state
