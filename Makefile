@@ -43,9 +43,10 @@ unit:
 	IMAFORGE_TEST_HUGE=1 $(GO) test $(GOTESTFLAGS) -tags $(SERVE_TAGS) ./...
 
 # The race detector over the concurrent code, kept short: the worker pool,
-# the squashfs writer's parallel data path and concurrent xattrs, batch
-# signing, and whole builds (several workers, reproducible output).
-RACE_RUN ?= TestForEach|TestReproducible|TestTreeReproducible|TestSetXattrsConcurrent|TestDuplicatesStoredOnce|TestSignFilesParallel|TestBuildReproducible|TestPublishConcurrent
+# the squashfs writer's parallel data path, concurrent xattrs and the xattr
+# table built during the data, batch signing, and whole builds (several
+# workers, reproducible output).
+RACE_RUN ?= TestForEach|TestReproducible|TestTreeReproducible|TestSetXattrsConcurrent|TestXattrTableAhead|TestDuplicatesStoredOnce|TestSignFilesParallel|TestBuildReproducible|TestPublishConcurrent
 race:
 	$(GO) test -race -count=1 -run '$(RACE_RUN)' ./internal/parallel/ ./squashfs/ ./signer/ ./pipeline/
 

@@ -190,6 +190,10 @@ type node struct {
 
 	kind  kind
 	flags nodeFlags
+	// later is Entry.XattrsLater until SetXattrs gives the set. It is
+	// not a flag: SetXattrs changes it (w.mu held) while WriteData's
+	// goroutines read flags without the lock.
+	later bool
 }
 
 // owner is a node's permission bits and owner. A tree has few distinct
@@ -224,7 +228,6 @@ type nodeFlags uint8
 const (
 	implicit     nodeFlags = 1 << iota // a directory implied by a descendant, not added
 	dupCandidate                       // another regular file has the same size
-	xattrsLater                        // Entry.XattrsLater, until SetXattrs
 )
 
 // is reports whether n has flag f.
@@ -528,7 +531,7 @@ func (w *Writer) Add(e Entry) error {
 		if e.LinkTo != "" || e.Mode.Type() != 0 {
 			return perr(p, "XattrsLater on an entry that is not a regular file")
 		}
-		n.set(xattrsLater, true)
+		n.later = true
 	}
 	switch t := e.Mode.Type(); {
 	case e.LinkTo != "":
@@ -626,7 +629,7 @@ func (w *Writer) Add(e Entry) error {
 	if nn.kind == kindDir {
 		w.dirs[p] = nn
 	}
-	if nn.is(xattrsLater) {
+	if nn.later {
 		w.later++
 	}
 	return nil
@@ -728,15 +731,15 @@ func (w *Writer) SetXattrs(p string, xs []Xattr) error {
 		}
 		n = n.ext.link
 	}
-	if w.wroteData && w.later > 0 && !n.is(xattrsLater) {
+	if w.wroteData && w.later > 0 && !n.later {
 		return perr(p, "xattrs already final (the xattr table is built while the data is written: only an entry added with XattrsLater takes them, once)")
 	}
 	var err error
 	if n.xattr, err = w.xattrs.keep(n.xattr, enc); err != nil {
 		return &PathError{Path: p, Err: err}
 	}
-	if n.is(xattrsLater) {
-		n.set(xattrsLater, false)
+	if n.later {
+		n.later = false
 		if w.ahead != nil {
 			return w.ahead.advance(false)
 		}

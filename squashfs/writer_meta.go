@@ -334,7 +334,7 @@ func (t *tableState) advance(all bool) error {
 	}
 	for ; t.next < len(t.order); t.next++ {
 		n := t.order[t.next]
-		if !all && n.is(xattrsLater) {
+		if !all && n.later {
 			return nil
 		}
 		set, off, err := t.store.setOf(n.xattr)
@@ -527,7 +527,7 @@ func (t *tableState) walk(root *node) error {
 	// when signed: sized once, not grown (and rehashed) a dozen times.
 	sets := 0
 	for _, n := range t.order {
-		if n.xattr != 0 || n.is(xattrsLater) {
+		if n.xattr != 0 || n.later {
 			sets++
 		}
 	}
