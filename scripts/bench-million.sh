@@ -9,7 +9,9 @@
 #     build is measured BENCH_REPS times, default 3, and its median taken);
 #   - the garbage collector's share of CPU (runtime/metrics; goal <= 10%).
 # Peak RSS and bytes per file do not depend on the machine's load; CPU
-# seconds somewhat, wall seconds a lot: every row carries the load.
+# seconds somewhat, wall seconds a lot: every row carries the load. Each
+# tree is read once, untimed, before its build, so that both builds read
+# from the page cache (a cold tree's disk reads cost CPU too).
 #
 # usage: scripts/bench-million.sh
 # env:   FILES=1000000 RATIO_FILES=50000 LEVEL=3, BENCH_DIR (trees kept there
@@ -73,13 +75,21 @@ YAML
 if [ -n "${BENCH_TREES_ONLY:-}" ]; then # scripts/bench.sh: the trees only
   make_tree "$RATIO_FILES" >/dev/null; make_tree "$FILES" >/dev/null; exit 0
 fi
-# The reference build is cheap (~5 s): BENCH_REPS builds (scripts/bench-lib.sh),
+# Every build reads its tree from the page cache: the tree is read once,
+# untimed, just before (warm). Without it the first build of a tree paid its
+# disk reads: a cold 50,000-file build took 5.78 CPU-s and two warm ones
+# 3.37 and 3.44, and a cold million-file build 103 s against 73 s warm.
+warm() { find "$(make_tree "$1")" -type f -print0 | xargs -0 -P 2 cat >/dev/null; }
+# The reference build is cheap (~3 s): BENCH_REPS builds (scripts/bench-lib.sh),
 # one before the million-file build and the rest after it, and the medians of
 # their wall and CPU (its memory figures are the first's); the million once.
+warm "$RATIO_FILES"
 read -r sw sc srss slive sgc sfrac < <(build "$RATIO_FILES")
+warm "$FILES"
 read -r bw bc brss blive bgc bfrac < <(build "$FILES")
 sws=("$sw") scs=("$sc")
 for _ in $(seq 2 "$BENCH_REPS"); do
+  warm "$RATIO_FILES"
   read -r w c _ < <(build "$RATIO_FILES")
   sws+=("$w") scs+=("$c")
 done
