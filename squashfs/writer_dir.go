@@ -3,6 +3,7 @@
 package squashfs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,12 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/imaforge/imaforge/internal/parallel"
 	"github.com/imaforge/imaforge/internal/rawfd"
 )
 
@@ -142,18 +142,11 @@ func (e *treeEntry) read(noXattrs bool) {
 
 // readTreeEntries reads each of es (treeEntry.read), up to workers at once.
 func readTreeEntries(es []treeEntry, workers int, noXattrs bool) {
-	var next atomic.Int64
-	read := func() {
-		for i := int(next.Add(1) - 1); i < len(es); i = int(next.Add(1) - 1) {
-			es[i].read(noXattrs)
-		}
-	}
-	var wg sync.WaitGroup
-	for range min(workers, len(es)) - 1 {
-		wg.Go(read)
-	}
-	read()
-	wg.Wait()
+	// read keeps its errors in the entry: ForEach has none to stop at
+	_ = parallel.ForEach(context.Background(), len(es), workers, func(_ context.Context, i int) error {
+		es[i].read(noXattrs)
+		return nil
+	})
 }
 
 // addTreeEntry adds the read entry e to w: owners, times, hard links,
