@@ -62,3 +62,8 @@ bench_median() {
   printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
     if (NR % 2) print v[(NR + 1) / 2]; else printf "%.4g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+
+# bench_max X...: the largest of the numbers, empty ones left out (none:
+# nothing printed); for peak memory over repetitions and the highest of
+# several measured rates.
+bench_max() { printf '%s\n' "$@" | awk 'NF && (m == "" || $1 + 0 > m + 0) {m = $1} END {if (m != "") print m}'; }

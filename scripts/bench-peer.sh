@@ -106,7 +106,6 @@ fi
 # between two quiet runs (6,860 and 7,632 signatures/s) while the build's
 # own times did not.
 rsa_rate() { openssl speed "$@" -seconds 3 rsa2048 2>/dev/null | awk '/^rsa 2048/ {print $(NF-1)}'; }
-higher() { printf '%s\n' "$@" | awk 'NF && $1 > m {m = $1} END {if (m != "") print m}'; }
 rsa='' rsa1=''
 
 # Repetitions (scripts/bench-lib.sh): the large tree, both sides, BENCH_REPS
@@ -171,7 +170,7 @@ YAML
       read -r w c m < <(measure "imaforge-$tree" "$IMAFORGE" build --quiet "$work/m.yaml")
       ow[$level]+=" $w" oc[$level]+=" $c" om[$level]+=" $((m / 1024))"
       if [ -n "$floor_build" ]; then
-        rsa=$(higher "$rsa" "$(rsa_rate -multi "$(nproc)")") rsa1=$(higher "$rsa1" "$(rsa_rate)")
+        rsa=$(bench_max "$rsa" "$(rsa_rate -multi "$(nproc)")") rsa1=$(bench_max "$rsa1" "$(rsa_rate)")
       fi
       os[$level]=$(stat -c %s "$work/ours.sqsh")
     done
@@ -179,8 +178,8 @@ YAML
   for level in $LEVELS; do
     # shellcheck disable=SC2086 # the samples are space-separated numbers
     {
-      pwm=$(bench_median ${pw[$level]}) pcm=$(bench_median ${pc[$level]}) pmm=$(higher ${pm[$level]})
-      owm=$(bench_median ${ow[$level]}) ocm=$(bench_median ${oc[$level]}) omm=$(higher ${om[$level]})
+      pwm=$(bench_median ${pw[$level]}) pcm=$(bench_median ${pc[$level]}) pmm=$(bench_max ${pm[$level]})
+      owm=$(bench_median ${ow[$level]}) ocm=$(bench_median ${oc[$level]}) omm=$(bench_max ${om[$level]})
       set -- ${pw[$level]}; np=$#; set -- ${ow[$level]}; no=$#
     }
     samples() { if [ "$1" -gt 1 ]; then echo "   median of $1:$2"; fi; }

@@ -123,8 +123,8 @@ for tree in "${trees[@]}"; do
       if [ $rep = 0 ] && [ "$(echo "$mw + $ow < $REPEAT_UNDER" | bc)" = 1 ]; then n=$BENCH_REPS; fi
       rep=$((rep + 1))
     done
-    mw=$(bench_median "${mws[@]}") mc=$(bench_median "${mcs[@]}") mm=$(printf '%s\n' "${mms[@]}" | sort -n | tail -1)
-    ow=$(bench_median "${ows[@]}") oc=$(bench_median "${ocs[@]}") om=$(printf '%s\n' "${oms[@]}" | sort -n | tail -1)
+    mw=$(bench_median "${mws[@]}") mc=$(bench_median "${mcs[@]}") mm=$(bench_max "${mms[@]}")
+    ow=$(bench_median "${ows[@]}") oc=$(bench_median "${ocs[@]}") om=$(bench_max "${oms[@]}")
     ms=$(stat -c %s "$WORK/m.sqsh") os=$(stat -c %s "$WORK/o.sqsh")
     reps=; [ "$n" = 1 ] || reps="   medians of $n: mksquashfs ${mws[*]}; ours ${ows[*]}"
     printf "%-8s %-8s | %8s %8s %7d %11d | %8s %8s %7d %11d | %6.3f %6.3f %6.3f %6.4f%s\n" \

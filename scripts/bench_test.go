@@ -248,6 +248,10 @@ func TestBenchMedian(t *testing.T) {
 		}
 	}
 	run(t, true, nil, "-c", ". ./bench-lib.sh; bench_median")
+	// bench_max: the largest in numeric order, empty samples left out
+	if out, _ := run(t, false, nil, "-c", `. ./bench-lib.sh; bench_max 95 "" 111 9.5`); strings.TrimSpace(out) != "111" {
+		t.Errorf("bench_max 95 \"\" 111 9.5 = %q, want 111", out)
+	}
 	_, stderr := run(t, true, []string{"BENCH_REPS=0"}, "-c", ". ./bench-lib.sh")
 	if !strings.Contains(stderr, "BENCH_REPS") {
 		t.Errorf("BENCH_REPS=0: %q, want a message naming BENCH_REPS", stderr)
