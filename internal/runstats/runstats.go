@@ -31,6 +31,10 @@ type Stats struct {
 	// GCFraction its share of the runtime's non-idle CPU time.
 	GCCPUSeconds float64 `json:"gc_cpu_s"`
 	GCFraction   float64 `json:"gc_fraction"`
+	// HeapAllocated is the bytes allocated on the heap over the process's
+	// life (/gc/heap/allocs:bytes): with the live heap, what sets how
+	// often the collector runs under a limit that follows the live heap.
+	HeapAllocated uint64 `json:"heap_allocated_bytes"`
 }
 
 // Sampler samples the live heap until Stop.
@@ -85,13 +89,14 @@ func (s *Sampler) Stop() (Stats, error) {
 		"/cpu/classes/total:cpu-seconds",
 		"/cpu/classes/idle:cpu-seconds",
 		"/gc/heap/live:bytes",
+		"/gc/heap/allocs:bytes",
 	}
 	ms := make([]metrics.Sample, len(names))
 	for i, n := range names {
 		ms[i].Name = n
 	}
 	metrics.Read(ms)
-	st := Stats{LiveHeapPeak: max(s.peak, ms[5].Value.Uint64()), GCCycles: ms[0].Value.Uint64()}
+	st := Stats{LiveHeapPeak: max(s.peak, ms[5].Value.Uint64()), GCCycles: ms[0].Value.Uint64(), HeapAllocated: ms[6].Value.Uint64()}
 	st.GCCPUSeconds = ms[1].Value.Float64() - ms[2].Value.Float64()
 	if busy := ms[3].Value.Float64() - ms[4].Value.Float64() - ms[2].Value.Float64(); busy > 0 {
 		st.GCFraction = st.GCCPUSeconds / busy

@@ -37,6 +37,9 @@ func TestSampler(t *testing.T) {
 	if st.MaxRSS < 64<<20 || st.CPUSeconds <= 0 || st.GCCycles == 0 {
 		t.Errorf("MaxRSS %d, CPUSeconds %v, GCCycles %d: want >= 64 MiB, > 0, > 0", st.MaxRSS, st.CPUSeconds, st.GCCycles)
 	}
+	if st.HeapAllocated < 64<<20 {
+		t.Errorf("HeapAllocated = %d, want >= the 64 MiB allocated", st.HeapAllocated)
+	}
 	if st.GCFraction < 0 || st.GCFraction > 1 {
 		t.Errorf("GCFraction = %v, want 0..1", st.GCFraction)
 	}
