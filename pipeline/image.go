@@ -134,7 +134,7 @@ func (s *squashfsImage) Add(e ImageEntry) error {
 		File:    int32(e.File),
 		Target:  e.Target,
 		LinkTo:  e.LinkTo,
-		Xattrs:  squashfsXattrs(e.Xattrs),
+		Xattrs:  squashfsXattrs(nil, e.Xattrs),
 	}
 	if e.LinkTo != "" {
 		se = squashfs.Entry{Path: e.Path, LinkTo: e.LinkTo}
@@ -183,6 +183,7 @@ func (s *squashfsImage) WriteData(ctx context.Context) error {
 // failures in image order; an xattr the writer refuses fails WriteData.
 func (s *squashfsImage) sealEarly(ready <-chan int32, done <-chan struct{}) error {
 	var first error
+	var buf []squashfs.Xattr // one goroutine: reused, SetXattrs copies
 	for {
 		var f int32
 		select {
@@ -198,7 +199,8 @@ func (s *squashfsImage) sealEarly(ready <-chan int32, done <-chan struct{}) erro
 		if err != nil {
 			continue
 		}
-		if err := s.w.SetXattrs(s.sealer.Path(int(f)), squashfsXattrs(xs)); err != nil {
+		buf = squashfsXattrs(buf, xs)
+		if err := s.w.SetXattrs(s.sealer.Path(int(f)), buf); err != nil {
 			if first == nil {
 				first = err
 			}
@@ -225,7 +227,7 @@ func (s *squashfsImage) Close() (ImageStats, error) {
 		f := int(left[i])
 		xs, err := s.sealer.Seal(f)
 		if err == nil {
-			err = s.w.SetXattrs(s.sealer.Path(f), squashfsXattrs(xs))
+			err = s.w.SetXattrs(s.sealer.Path(f), squashfsXattrs(nil, xs))
 		}
 		if err != nil {
 			mu.Lock()
@@ -247,8 +249,18 @@ func (s *squashfsImage) Close() (ImageStats, error) {
 	return ImageStats{Squashfs: &st}, nil
 }
 
-func squashfsXattrs(xs manifest.Xattrs) []squashfs.Xattr {
-	out := make([]squashfs.Xattr, 0, len(xs)+1)
+// squashfsXattrs converts xs, appending to buf[:0] (nil: a new slice, or
+// none for no xattrs: most entries have none until sealed, and an empty
+// slice a file was 48 bytes of garbage). The writer copies what it is
+// given, so a caller may reuse buf.
+func squashfsXattrs(buf []squashfs.Xattr, xs manifest.Xattrs) []squashfs.Xattr {
+	if len(xs) == 0 {
+		return buf[:0]
+	}
+	out := buf[:0]
+	if cap(out) < len(xs) {
+		out = make([]squashfs.Xattr, 0, len(xs))
+	}
 	for _, x := range xs {
 		out = append(out, squashfs.Xattr{Name: x.Name, Value: x.Value})
 	}
