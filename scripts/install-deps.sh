@@ -16,7 +16,7 @@ PKGS=(
   attr:getfattr
   openssl:openssl
   libssl-dev:/usr/include/openssl/evp.h
-  zlib1g-dev:/usr/include/zlib.h
+  libdeflate-dev:/usr/include/libdeflate.h
   liblzma-dev:/usr/include/lzma.h
   liblz4-dev:/usr/include/lz4hc.h
   gcc:gcc
@@ -64,7 +64,7 @@ PKGS=(
   gcc-aarch64-linux-gnu:aarch64-linux-gnu-gcc
   libc6-dev-arm64-cross:/usr/aarch64-linux-gnu/lib/libc.so
   qemu-user-static:qemu-aarch64-static
-  zlib1g-dev:arm64:/usr/lib/aarch64-linux-gnu/libz.a
+  libdeflate-dev:arm64:/usr/lib/aarch64-linux-gnu/libdeflate.a
   liblzma-dev:arm64:/usr/lib/aarch64-linux-gnu/liblzma.a
   liblz4-dev:arm64:/usr/lib/aarch64-linux-gnu/liblz4.a
   libssl-dev:arm64:/usr/lib/aarch64-linux-gnu/libcrypto.a

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make release: the release artifacts of imaforge in dist/ (docs/release.md).
 #
-#   imaforge-VERSION-linux-ARCH          the binary: cgo, with zlib, liblzma,
+#   imaforge-VERSION-linux-ARCH          the binary: cgo, with libdeflate, liblzma,
 #                                        liblz4 and libcrypto linked in
 #                                        statically (libzstd is bundled by
 #                                        github.com/DataDog/zstd) and glibc
@@ -63,11 +63,11 @@ build() { # arch -> $OUT/imaforge-VERSION-linux-arch
   [ "$arch" = "$host" ] || cc=$tri-gcc
   command -v "$cc" >/dev/null || die "$cc not found (scripts/install-deps.sh installs the cross compiler)"
   # Only the static archives in a directory searched first: ld then takes
-  # libz.a for -lz instead of libz.so (glibc stays shared: a static glibc
+  # libdeflate.a for -ldeflate instead of libdeflate.so (glibc stays shared: a static glibc
   # cannot dlopen PKCS#11 modules).
   static=$work/static-$arch
   mkdir -p "$static"
-  for lib in z lzma lz4 crypto; do
+  for lib in deflate lzma lz4 crypto; do
     [ -e "/usr/lib/$tri/lib$lib.a" ] || die "/usr/lib/$tri/lib$lib.a missing (the $arch -dev package; scripts/install-deps.sh)"
     ln -s "/usr/lib/$tri/lib$lib.a" "$static/lib$lib.a"
   done
@@ -85,7 +85,7 @@ build() { # arch -> $OUT/imaforge-VERSION-linux-arch
     local fixed=$PWD/.cache/release/static-$arch
     mkdir -p "$fixed"
     rm -f "$fixed"/*.a
-    for lib in z lzma lz4 crypto; do ln -sfn "/usr/lib/$tri/lib$lib.a" "$fixed/lib$lib.a"; done
+    for lib in deflate lzma lz4 crypto; do ln -sfn "/usr/lib/$tri/lib$lib.a" "$fixed/lib$lib.a"; done
     benv+=(CC="$cc" CGO_LDFLAGS="-L$fixed" PKG_CONFIG_LIBDIR="/usr/lib/$tri/pkgconfig:/usr/share/pkgconfig"
       PKG_CONFIG_SYSTEM_LIBRARY_PATH="/usr/lib/$tri")
   fi
@@ -131,7 +131,7 @@ deb() { # arch
     echo
     echo "Files: *"
     echo "License: Apache-2.0"
-    echo " The binary links zlib (Zlib), liblzma (0BSD/public domain), liblz4 (BSD-2-Clause),"
+    echo " The binary links libdeflate (MIT), liblzma (0BSD/public domain), liblz4 (BSD-2-Clause),"
     echo " libzstd (BSD-3-Clause, via github.com/DataDog/zstd) and OpenSSL libcrypto (Apache-2.0)."
     echo
     sed 's/^$/./; s/^/ /' LICENSE

@@ -40,11 +40,13 @@ const (
 // in this build of imaforge. Equal bytes need an equal Encoder: the same
 // library at the same version (docs/reproducibility.md).
 type Encoder struct {
-	// Library is the C library: "zlib", "libzstd", "liblzma" or "liblz4".
+	// Library is the C library: "libdeflate", "libzstd", "liblzma" or "liblz4".
 	Library string `json:"library"`
-	// Version is the library's own version, asked at run time (zlibVersion,
-	// ZSTD_versionNumber, lzma_version_string, LZ4_versionString): with a
-	// shared library it is the one loaded, not the one compiled against.
+	// Version is the library's own version, asked at run time
+	// (ZSTD_versionNumber, lzma_version_string, LZ4_versionString): with a
+	// shared library it is the one loaded, not the one compiled against;
+	// libdeflate's is its header's (it has no such call), which is the
+	// library's in a release binary (linked statically).
 	Version string `json:"version"`
 	// Linkage says how the library is in the binary: "static" or "shared"
 	// (the system's), and for libzstd the Go module that bundles it.

@@ -3,38 +3,28 @@
 package squashfs
 
 /*
-#cgo LDFLAGS: -lz -llzma -llz4
+#cgo LDFLAGS: -ldeflate -llzma -llz4
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
+#include <libdeflate.h>
 #include <lzma.h>
 #include <lz4.h>
 #include <lz4hc.h>
 
-// sq_deflate_new makes a zlib stream as squashfs-tools' gzip_wrapper.c does
-// (deflateInit2: the level, a 2^15 window, memLevel 8, default strategy).
-static z_stream *sq_deflate_new(int level) {
-	z_stream *s = calloc(1, sizeof *s);
-	if (s == NULL) return NULL;
-	if (deflateInit2(s, level, Z_DEFLATED, 15, 8, Z_DEFAULT_STRATEGY) != Z_OK) { free(s); return NULL; }
-	return s;
+// sq_deflate compresses one block into a zlib stream (RFC 1950, what
+// squashfs-tools' gzip_wrapper.c writes and every squashfs reader inflates)
+// with libdeflate's compressor c (one whole buffer in one call, no stream
+// state to reset); returns the length, or 0 when it does not fit in cap
+// (incompressible).
+static long sq_deflate(struct libdeflate_compressor *c, const void *src, size_t n, void *dst, size_t cap) {
+	return (long)libdeflate_zlib_compress(c, src, n, dst, cap);
 }
 
-static void sq_deflate_free(z_stream *s) { deflateEnd(s); free(s); }
-
-// sq_deflate compresses one block; returns the length, or 0 when it does not
-// fit in cap (incompressible), or -1 on error.
-static long sq_deflate(z_stream *s, const void *src, size_t n, void *dst, size_t cap) {
-	if (deflateReset(s) != Z_OK) return -1;
-	s->next_in = (Bytef *)src; s->avail_in = n;
-	s->next_out = dst; s->avail_out = cap;
-	int r = deflate(s, Z_FINISH);
-	if (r == Z_STREAM_END) return (long)s->total_out;
-	if (r == Z_OK || r == Z_BUF_ERROR) return 0;
-	return -1;
-}
+// sq_deflate_version is libdeflate's version from its header: libdeflate
+// (1.14) has no call that reports the version of the library loaded.
+static const char *sq_deflate_version(void) { return LIBDEFLATE_VERSION_STRING; }
 
 // sq_xz_cache keeps the memory liblzma frees at the end of one block's
 // encoding for the next block of the same encoder (an lzma_allocator whose
@@ -171,7 +161,7 @@ static const char *sq_object(const void *fn) {
 static const char *sq_object_of(int lib) {
 	switch (lib) {
 	case 0: return sq_object((const void *)sq_object);
-	case 1: return sq_object((const void *)zlibVersion);
+	case 1: return sq_object((const void *)libdeflate_zlib_compress);
 	case 2: return sq_object((const void *)ZSTD_versionNumber);
 	case 3: return sq_object((const void *)lzma_version_string);
 	case 4: return sq_object((const void *)LZ4_versionString);
@@ -192,11 +182,13 @@ import (
 	datadog "github.com/DataDog/zstd"
 )
 
-// With cgo, blocks are compressed by the same C libraries mksquashfs uses
-// (zlib, liblzma, and libzstd bundled with github.com/DataDog/zstd, so no
-// system zstd package is needed; liblz4), with mksquashfs's settings: at the same
-// level the images are as small as mksquashfs's, which the pure-Go
-// compressors (klauspost/compress, ulikunitz/xz; used without cgo) are not.
+// With cgo, blocks are compressed by C libraries: the ones mksquashfs uses
+// (liblzma, and libzstd bundled with github.com/DataDog/zstd, so no system
+// zstd package is needed; liblz4), with mksquashfs's settings, so at the same
+// level the images are as small as mksquashfs's; and for gzip libdeflate,
+// whose zlib streams are smaller than zlib's (mksquashfs's) at each level
+// and take less than half the time. The pure-Go compressors
+// (klauspost/compress, ulikunitz/xz; used without cgo) make larger images.
 // Reading images is pure Go in both builds; only the block cache's check of
 // its own xz entries uses liblzma (cDecodeXZ).
 const cgoCompressors = true
@@ -212,7 +204,7 @@ func EncoderOf(comp Compression) (Encoder, error) {
 	case CompNone:
 		return Encoder{}, nil
 	case Gzip:
-		e, lib = Encoder{Library: "zlib", Version: C.GoString(C.zlibVersion())}, 1
+		e, lib = Encoder{Library: "libdeflate", Version: C.GoString(C.sq_deflate_version())}, 1
 	case Zstd:
 		v := uint(C.sq_zstd_version())
 		e, lib = Encoder{Library: "libzstd", Version: fmt.Sprintf("%d.%d.%d", v/10000, v/100%100, v%100)}, 2
@@ -243,29 +235,32 @@ func (e *cZstdEncoder) encode(dst, src []byte) ([]byte, error) {
 	return e.ctx.CompressLevel(dst, src, e.level)
 }
 
-type cZlibEncoder struct{ s *C.z_stream }
+// cDeflateEncoder writes zlib streams with libdeflate at its level: on the
+// Go tree, the 50,000 small files and the large files, at levels 1, 6 and 9,
+// 0.39-0.60 times the CPU of zlib's deflate (deflateInit2 as mksquashfs
+// calls it), and 0.16-5.1% fewer bytes (docs/build.md). Its compressor is freed when the encoder is collected.
+type cDeflateEncoder struct {
+	c *C.struct_libdeflate_compressor
+}
 
 func newGzipEncoder(level int) (blockEncoder, error) {
-	s := C.sq_deflate_new(C.int(level))
-	if s == nil {
-		return nil, errors.New("zlib: deflateInit2 failed")
+	c := C.libdeflate_alloc_compressor(C.int(level))
+	if c == nil {
+		return nil, errors.New("libdeflate: cannot allocate a compressor")
 	}
-	e := &cZlibEncoder{s: s}
-	runtime.AddCleanup(e, func(s *C.z_stream) { C.sq_deflate_free(s) }, s)
+	e := &cDeflateEncoder{c: c}
+	runtime.AddCleanup(e, func(c *C.struct_libdeflate_compressor) { C.libdeflate_free_compressor(c) }, c)
 	return e, nil
 }
 
-func (e *cZlibEncoder) encode(dst, src []byte) ([]byte, error) {
+func (e *cDeflateEncoder) encode(dst, src []byte) ([]byte, error) {
 	if cap(dst) < len(src) {
 		dst = make([]byte, len(src))
 	}
 	dst = dst[:len(src)]
-	n := C.sq_deflate(e.s, unsafe.Pointer(&src[0]), C.size_t(len(src)), unsafe.Pointer(&dst[0]), C.size_t(len(dst)))
+	n := C.sq_deflate(e.c, unsafe.Pointer(&src[0]), C.size_t(len(src)), unsafe.Pointer(&dst[0]), C.size_t(len(dst)))
 	runtime.KeepAlive(e)
-	switch {
-	case n < 0:
-		return nil, errors.New("zlib: deflate failed")
-	case n == 0:
+	if n <= 0 {
 		return src, nil // does not shrink: stored
 	}
 	return dst[:n], nil

@@ -90,7 +90,7 @@ type Info struct {
 // compressors is the table, in the order help and docs list them.
 var compressors = []Info{
 	{Gzip, "gzip", 1, 9, DefaultGzipLevel,
-		"zlib level (mksquashfs -Xcompression-level 1..9, default 9)"},
+		"deflate level, written by libdeflate (mksquashfs -Xcompression-level 1..9 with zlib, default 9)"},
 	{Zstd, "zstd", 1, 22, DefaultZstdLevel,
 		"zstd level (mksquashfs -Xcompression-level 1..22, default 15)"},
 	{XZ, "xz", 0, 0, 0,
