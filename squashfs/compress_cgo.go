@@ -103,33 +103,6 @@ static long sq_xz(sq_xz_cache *cache, uint32_t dict, const void *src, size_t n, 
 	return -1;
 }
 
-// sq_unxz decompresses one block's .xz stream (what sq_xz makes) into dst:
-// the stream must span all n bytes and decompress to at most cap bytes, with
-// liblzma's memory limited to mem; flags are lzma_stream_buffer_decode's
-// (LZMA_IGNORE_CHECK: the caller checks the block's CRC32). Returns the
-// length, or -1 when the stream is damaged, longer than n, larger than cap
-// or needs more memory.
-static long sq_unxz(uint64_t mem, uint32_t flags, const void *src, size_t n, void *dst, size_t cap) {
-	size_t in = 0, out = 0;
-	lzma_ret r = lzma_stream_buffer_decode(&mem, flags, NULL, src, &in, n, dst, &out, cap);
-	if (r != LZMA_OK || in != n) return -1;
-	return (long)out;
-}
-
-// sq_unxz_job is one block for sq_unxz_many: out is sq_unxz's result.
-typedef struct {
-	const void *src;
-	size_t n;
-	void *dst;
-	size_t cap;
-	long out;
-} sq_unxz_job;
-
-// sq_unxz_many is sq_unxz of each of k jobs, in one call from Go.
-static void sq_unxz_many(uint64_t mem, uint32_t flags, sq_unxz_job *jobs, int k) {
-	for (int i = 0; i < k; i++) jobs[i].out = sq_unxz(mem, flags, jobs[i].src, jobs[i].n, jobs[i].dst, jobs[i].cap);
-}
-
 // sq_lz4 makes a raw LZ4 block as lz4_wrapper.c does: LZ4_compress_default,
 // or, when hc > 0, LZ4_compress_HC at level hc. Returns 0 when it does not
 // fit. For HC, hcState is the encoder's own LZ4_streamHC_t
@@ -180,6 +153,8 @@ import (
 	"unsafe"
 
 	datadog "github.com/DataDog/zstd"
+
+	"github.com/imaforge/imaforge/internal/xzdec"
 )
 
 // With cgo, blocks are compressed by C libraries: the ones mksquashfs uses
@@ -190,7 +165,8 @@ import (
 // and take less than half the time. The pure-Go compressors
 // (klauspost/compress, ulikunitz/xz; used without cgo) make larger images.
 // Reading images is pure Go in both builds; only the block cache's check of
-// its own xz entries uses liblzma (cDecodeXZ).
+// its own xz entries uses liblzma: the decoder of liblzma 5.8.3 vendored in
+// internal/xzdec (cDecodeXZ), not the system's, which compresses.
 const cgoCompressors = true
 
 // EncoderOf names the C library that compresses comp's blocks, its version
@@ -331,20 +307,22 @@ func (e *cLZ4Encoder) encode(dst, src []byte) ([]byte, error) {
 	return dst[:n], nil
 }
 
-// cDecodeXZ decompresses one xz block with liblzma into dst[:0] (3-4 times
-// faster than ulikunitz/xz): the whole of src must be one stream of one
+// cDecodeXZ decompresses one xz block with internal/xzdec (liblzma 5.8.3's
+// decoder; 5.4.1's was 3-4 times faster than ulikunitz/xz, 5.8.3's 1.5
+// times faster than 5.4.1's) into dst[:0]: the whole of src must be one stream of one
 // block with a CRC32 check that gives at most max bytes. Used by the block
 // cache to check its hits. liblzma checks the stream's headers, its index
 // against the block and the index's own CRC32; the block's CRC32 is checked
 // here with hash/crc32 (carry-less multiplication on amd64 and arm64),
-// which takes a tenth of the time liblzma 5.4's table-driven lzma_crc32
-// takes (2% of the CPU of an xz rebuild from the cache).
+// which takes a tenth of the time liblzma's table-driven lzma_crc32 takes
+// (2% of the CPU of an xz rebuild from the cache; the vendored decoder is
+// built without its CLMUL CRC code).
 func cDecodeXZ(dst, src []byte, max int) ([]byte, error) {
 	check, ok := xzSingleBlockCRC32(src)
 	if !ok {
 		return nil, errXZDecode
 	}
-	out, err := unxz(dst, src, max, C.LZMA_IGNORE_CHECK)
+	out, err := unxz(dst, src, max, true)
 	if err != nil {
 		return nil, err
 	}
@@ -361,11 +339,9 @@ func cDecodeXZ(dst, src []byte, max int) ([]byte, error) {
 // hand-offs and thread wake-ups per rebuild, and sysmon polling every 20 us
 // all along. One call for several blocks makes as many fewer.
 func cDecodeXZMany(jobs []xzJob) {
-	cj := make([]C.sq_unxz_job, 0, len(jobs))
+	xj := make([]xzdec.Job, 0, len(jobs))
 	checks := make([]uint32, 0, len(jobs))
 	idx := make([]int, 0, len(jobs))
-	var pin runtime.Pinner // C reads src and writes dst through cj
-	defer pin.Unpin()
 	for i := range jobs {
 		j := &jobs[i]
 		j.out, j.err = nil, errXZDecode
@@ -377,45 +353,45 @@ func cDecodeXZMany(jobs []xzJob) {
 			j.dst = make([]byte, j.max)
 		}
 		j.dst = j.dst[:j.max]
-		pin.Pin(&j.src[0])
-		pin.Pin(&j.dst[0])
-		cj = append(cj, C.sq_unxz_job{src: unsafe.Pointer(&j.src[0]), n: C.size_t(len(j.src)), dst: unsafe.Pointer(&j.dst[0]), cap: C.size_t(j.max)})
+		xj = append(xj, xzdec.Job{Src: j.src, Dst: j.dst})
 		checks = append(checks, check)
 		idx = append(idx, i)
 	}
-	if len(cj) == 0 {
+	if len(xj) == 0 {
 		return
 	}
-	C.sq_unxz_many(C.uint64_t(4*MaxBlockSize), C.LZMA_IGNORE_CHECK, &cj[0], C.int(len(cj)))
+	xzdec.DecodeAll(xj, xzMemLimit, true)
 	for k, i := range idx {
 		j := &jobs[i]
-		if n := int(cj[k].out); n >= 0 && n <= j.max && crc32.ChecksumIEEE(j.dst[:n]) == checks[k] {
+		if n := xj[k].N; n >= 0 && crc32.ChecksumIEEE(j.dst[:n]) == checks[k] {
 			j.out, j.err = j.dst[:n], nil
 		}
 	}
 }
 
+// xzMemLimit bounds the decoder's memory: a block's dictionary is at most
+// MaxBlockSize, and the decoder needs about that plus its fixed state.
+const xzMemLimit = 4 * MaxBlockSize
+
 // cDecodeXZLiblzma is cDecodeXZ with liblzma checking the block's CRC32 as
 // well (the tests compare the two).
 func cDecodeXZLiblzma(dst, src []byte, max int) ([]byte, error) {
-	return unxz(dst, src, max, 0)
+	return unxz(dst, src, max, false)
 }
 
-func unxz(dst, src []byte, max int, flags C.uint32_t) ([]byte, error) {
+func unxz(dst, src []byte, max int, ignoreCheck bool) ([]byte, error) {
 	if len(src) == 0 || max <= 0 {
 		return nil, errXZDecode
 	}
 	if cap(dst) < max {
 		dst = make([]byte, max)
 	}
-	dst = dst[:max]
-	// A block's dictionary is at most MaxBlockSize; liblzma needs about
-	// that plus its fixed state.
-	n := C.sq_unxz(C.uint64_t(4*MaxBlockSize), flags, unsafe.Pointer(&src[0]), C.size_t(len(src)), unsafe.Pointer(&dst[0]), C.size_t(max))
-	if n < 0 {
+	j := [1]xzdec.Job{{Src: src, Dst: dst[:max]}}
+	xzdec.DecodeAll(j[:], xzMemLimit, ignoreCheck)
+	if j[0].N < 0 {
 		return nil, errXZDecode
 	}
-	return dst[:n], nil
+	return dst[:j[0].N], nil
 }
 
 // cachedBlocks is how many blocks of liblzma memory e keeps for its next
