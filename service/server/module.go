@@ -2,22 +2,21 @@ package server
 
 import (
 	"bufio"
+	"context"
 	"crypto"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"runtime"
-	"sync"
-	"sync/atomic"
 
 	"github.com/rs/zerolog/hlog"
 	"github.com/sassoftware/relic/v8/lib/audit"
 	"github.com/sassoftware/relic/v8/lib/certloader"
 	"github.com/sassoftware/relic/v8/signers"
 
+	"github.com/imaforge/imaforge/internal/parallel"
 	"github.com/imaforge/imaforge/pki"
 	"github.com/imaforge/imaforge/service"
 	"github.com/imaforge/imaforge/signer"
@@ -285,39 +284,49 @@ func (p *prepared) signAll() (service.Response, *Refusal) {
 }
 
 // signItems signs items on up to GOMAXPROCS goroutines, so that one
-// client's batch uses every core (and every session of a token worker). The
-// first failure stops it: the batch is answered whole or not at all.
+// client's batch uses every core (and every session of a token worker). It
+// signs runs of items with the same hash algorithm through
+// signer.SignDigests, up to signer.BatchSize at a time, as a build with a
+// local key does: an RSA key signed with libcrypto pays one hand-off to its
+// signing thread per run instead of one per signature. The first failure
+// stops it: the batch is answered whole or not at all.
 func signItems(s *signer.Signer, items []service.Item) ([][]byte, error) {
 	vals := make([][]byte, len(items))
-	workers := min(runtime.GOMAXPROCS(0), len(items))
-	var next atomic.Int64
-	var failed atomic.Bool
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !failed.Load() {
-				i := int(next.Add(1) - 1)
-				if i >= len(items) {
-					return
-				}
-				v, err := s.SignDigest(items[i].Hash, items[i].Digest)
-				if err != nil {
-					errs[w] = fmt.Errorf("entry %d: %w", i, err)
-					failed.Store(true)
-					return
-				}
-				vals[i] = v
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	workers := runtime.GOMAXPROCS(0)
+	runs := sameHashRuns(items, min(signer.BatchSize, (len(items)+workers-1)/workers))
+	err := parallel.ForEach(context.Background(), len(runs), workers, func(_ context.Context, r int) error {
+		start, end := runs[r][0], runs[r][1]
+		digests := make([][]byte, end-start)
+		for i := range digests {
+			digests[i] = items[start+i].Digest
+		}
+		vs, err := s.SignDigests(items[start].Hash, digests)
+		if err != nil {
+			return fmt.Errorf("entries %d-%d: %w", start, end-1, err)
+		}
+		copy(vals[start:end], vs)
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return vals, nil
+}
+
+// sameHashRuns splits items into runs [start, end) of at most size (at
+// least 1) items that share one hash algorithm, in order.
+func sameHashRuns(items []service.Item, size int) [][2]int {
+	size = max(size, 1)
+	var runs [][2]int
+	for start := 0; start < len(items); {
+		end := start + 1
+		for end < len(items) && end-start < size && items[end].Hash == items[start].Hash {
+			end++
+		}
+		runs = append(runs, [2]int{start, end})
+		start = end
+	}
+	return runs
 }
 
 // checkScope refuses the batch if a path is outside the scope of any
