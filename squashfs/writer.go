@@ -122,9 +122,9 @@ type Entry struct {
 	// from WriteData on, or for one with XattrsLater once SetXattrs gave
 	// them, and SetXattrs on any other entry from then on fails; and the
 	// Writer builds the xattr table while the data is written (up to
-	// aheadMaxLater such entries), in inode order, each entry's set as
-	// soon as it and every set before it are final. The image is the
-	// same; Close is left only the sets not final before it.
+	// 262,144 such entries; with more, at Close), in inode order, each
+	// entry's set as soon as it and every set before it are final. The
+	// image is the same; Close is left only the sets not final before it.
 	XattrsLater bool
 }
 
