@@ -214,7 +214,8 @@ func (e *cZstdEncoder) encode(dst, src []byte) ([]byte, error) {
 // cDeflateEncoder writes zlib streams with libdeflate at its level: on the
 // Go tree, the 50,000 small files and the large files, at levels 1, 6 and 9,
 // 0.39-0.60 times the CPU of zlib's deflate (deflateInit2 as mksquashfs
-// calls it), and 0.16-5.1% fewer bytes (docs/build.md). Its compressor is freed when the encoder is collected.
+// calls it), and 0.16-5.1% fewer bytes (docs/build.md). Its compressor is
+// freed when the encoder is collected.
 type cDeflateEncoder struct {
 	c *C.struct_libdeflate_compressor
 }
@@ -309,8 +310,8 @@ func (e *cLZ4Encoder) encode(dst, src []byte) ([]byte, error) {
 
 // cDecodeXZ decompresses one xz block with internal/xzdec (liblzma 5.8.3's
 // decoder; 5.4.1's was 3-4 times faster than ulikunitz/xz, 5.8.3's 1.5
-// times faster than 5.4.1's) into dst[:0]: the whole of src must be one stream of one
-// block with a CRC32 check that gives at most max bytes. Used by the block
+// times faster than 5.4.1's) into dst[:0]: the whole of src must be one
+// stream of one block with a CRC32 check that gives at most max bytes. Used by the block
 // cache to check its hits. liblzma checks the stream's headers, its index
 // against the block and the index's own CRC32; the block's CRC32 is checked
 // here with hash/crc32 (carry-less multiplication on amd64 and arm64),
