@@ -299,9 +299,11 @@ func (c *Client) post(ctx context.Context, srv, key, format string, body []byte,
 		}
 		return nil, err
 	}
-	var r Response
-	if err := json.Unmarshal(blob, &r); err != nil {
-		return nil, fmt.Errorf("bad response: %w", err)
+	r, ok := fastResponse(blob)
+	if !ok {
+		if err := json.Unmarshal(blob, &r); err != nil {
+			return nil, fmt.Errorf("bad response: %w", err)
+		}
 	}
 	if r.RequestDigest != want {
 		return nil, fmt.Errorf("response names request %s, sent %s", r.RequestDigest, want)

@@ -90,14 +90,18 @@ func ParseRequest(body []byte) ([]Item, error) {
 	if len(body) > MaxBody {
 		return nil, fmt.Errorf("%w: body of more than %d bytes", ErrBadRequest, MaxBody)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	var req Request
-	if err := dec.Decode(&req); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: data after the request object", ErrBadRequest)
+	if es, ok := fastRequest(body); ok {
+		req.Entries = es
+	} else {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+		}
+		if dec.More() {
+			return nil, fmt.Errorf("%w: data after the request object", ErrBadRequest)
+		}
 	}
 	if len(req.Entries) == 0 {
 		return nil, fmt.Errorf("%w: no entries", ErrBadRequest)
@@ -121,9 +125,12 @@ func (e Entry) Parse() (Item, error) {
 	if e.Path == "" || e.Path[0] != '/' || len(e.Path) > MaxPath || path.Clean(e.Path) != e.Path {
 		return Item{}, fmt.Errorf("path must be absolute and clean, at most %d bytes", MaxPath)
 	}
-	h, err := imasig.ParseHash(e.Hash)
-	if err != nil {
-		return Item{}, err
+	h, ok := signingHashes[e.Hash]
+	if !ok {
+		var err error
+		if h, err = imasig.ParseHash(e.Hash); err != nil {
+			return Item{}, err
+		}
 	}
 	if !h.SigningAllowed() || !h.Available() {
 		return Item{}, fmt.Errorf("%w: %s cannot be used to sign", imasig.ErrUnsupportedHash, h)
@@ -137,6 +144,18 @@ func (e Entry) Parse() (Item, error) {
 	}
 	return Item{Path: e.Path, Hash: h, Digest: d}, nil
 }
+
+// signingHashes maps the names NewEntry writes to their hash (what
+// imasig.ParseHash returns for them, without its case folding).
+var signingHashes = func() map[string]imasig.Hash {
+	m := map[string]imasig.Hash{}
+	for _, h := range []imasig.Hash{imasig.SHA256, imasig.SHA384, imasig.SHA512} {
+		if p, err := imasig.ParseHash(h.String()); err == nil && p == h {
+			m[h.String()] = h
+		}
+	}
+	return m
+}()
 
 // NewEntry returns the Entry of one file.
 func NewEntry(p string, h imasig.Hash, digest []byte) Entry {

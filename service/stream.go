@@ -84,14 +84,16 @@ func readStream(br *bufio.Reader, lr *io.LimitedReader) ([]Item, error) {
 		if len(items) == MaxStream {
 			return nil, fmt.Errorf("%w: more than %d entries in one stream", ErrBadRequest, MaxStream)
 		}
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		var e Entry
-		if err := dec.Decode(&e); err != nil {
-			return nil, fmt.Errorf("%w: line %d: %w", ErrBadRequest, line, err)
-		}
-		if dec.More() {
-			return nil, fmt.Errorf("%w: line %d: data after the entry", ErrBadRequest, line)
+		e, ok := fastEntry(b)
+		if !ok {
+			dec := json.NewDecoder(bytes.NewReader(b))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&e); err != nil {
+				return nil, fmt.Errorf("%w: line %d: %w", ErrBadRequest, line, err)
+			}
+			if dec.More() {
+				return nil, fmt.Errorf("%w: line %d: data after the entry", ErrBadRequest, line)
+			}
 		}
 		it, err := e.Parse()
 		if err != nil {
@@ -107,11 +109,15 @@ func readStream(br *bufio.Reader, lr *io.LimitedReader) ([]Item, error) {
 
 // readLine returns the next line of br without its "\n"; io.EOF at the
 // end. A last line without "\n", an empty line and a line longer than
-// MaxLine are errors.
+// MaxLine are errors. The line may be br's buffer, valid until br is read
+// again.
 func readLine(br *bufio.Reader) ([]byte, error) {
+	chunk, err := br.ReadSlice('\n')
+	if err == nil && len(chunk) > 1 && len(chunk) <= MaxLine+1 {
+		return chunk[:len(chunk)-1], nil // the whole line in br's buffer
+	}
 	var buf []byte
 	for {
-		chunk, err := br.ReadSlice('\n')
 		buf = append(buf, chunk...)
 		if len(buf) > MaxLine+1 {
 			return nil, fmt.Errorf("line longer than %d bytes", MaxLine)
@@ -123,7 +129,7 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 			}
 			return buf[:len(buf)-1], nil
 		case errors.Is(err, bufio.ErrBufferFull):
-			continue
+			chunk, err = br.ReadSlice('\n')
 		case errors.Is(err, io.EOF):
 			if len(buf) == 0 {
 				return nil, io.EOF
@@ -155,6 +161,7 @@ func EncodeStream(entries []Entry) ([]byte, error) {
 func ReadStreamResponse(r io.Reader, n int, want string) ([][]byte, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	vals := make([][]byte, 0, n)
+	var buf []byte // the values' bytes (fastValueLine)
 	for line := 1; ; line++ {
 		b, err := readLine(br)
 		if errors.Is(err, io.EOF) {
@@ -164,7 +171,9 @@ func ReadStreamResponse(r io.Reader, n int, want string) ([][]byte, error) {
 			return nil, fmt.Errorf("answer line %d: %w", line, err)
 		}
 		var l StreamLine
-		if err := json.Unmarshal(b, &l); err != nil {
+		if v, ok := fastValueLine(b, &buf); ok {
+			l.Value = v
+		} else if err := json.Unmarshal(b, &l); err != nil {
 			return nil, fmt.Errorf("answer line %d: %w", line, err)
 		}
 		if l.RequestDigest == "" {

@@ -188,6 +188,7 @@ func (a *streamAnswer) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 func writeStream(w io.Writer, flush func(), p *prepared, sign func([]service.Item) ([][]byte, error)) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	enc := json.NewEncoder(bw)
+	var line []byte
 	for start := 0; start < len(p.items); start += streamChunk {
 		end := min(start+streamChunk, len(p.items))
 		vals, err := sign(p.items[start:end])
@@ -195,7 +196,8 @@ func writeStream(w io.Writer, flush func(), p *prepared, sign func([]service.Ite
 			return fmt.Errorf("entries %d-%d: %w", start, end-1, err)
 		}
 		for _, v := range vals {
-			if err := enc.Encode(service.StreamLine{Value: v}); err != nil {
+			line = service.AppendValueLine(line[:0], v)
+			if _, err := bw.Write(line); err != nil {
 				return err
 			}
 		}
