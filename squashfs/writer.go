@@ -309,8 +309,11 @@ type Writer struct {
 	codec *codec
 	cache *blockCacheUse // nil: no Options.Cache
 
-	mu   sync.Mutex // guards nodes' xattrs and the fields below during WriteData
-	root *node
+	mu sync.Mutex // guards nodes' xattrs and the fields below during WriteData
+	// xattrEnc is SetXattrs's encoding buffer (under mu), reused: a
+	// build's signed files each took a new one.
+	xattrEnc []byte
+	root     *node
 	// dirs finds directories by path; other entries are found in their
 	// directory's children (lookup), so a million files need no map
 	// entry each.
@@ -524,8 +527,10 @@ func (w *Writer) Add(e Entry) error {
 		return err
 	}
 	var err error
-	if n.xattr, err = w.xattrs.keep(0, encodeXattrs(nil, e.Xattrs)); err != nil {
-		return &PathError{Path: p, Err: err}
+	if len(e.Xattrs) > 0 { // none: index 0, nothing to encode (xattrStore.keep)
+		if n.xattr, err = w.xattrs.keep(0, encodeXattrs(nil, e.Xattrs)); err != nil {
+			return &PathError{Path: p, Err: err}
+		}
 	}
 	if e.XattrsLater {
 		if e.LinkTo != "" || e.Mode.Type() != 0 {
@@ -715,12 +720,14 @@ func (w *Writer) SetXattrs(p string, xs []Xattr) error {
 	if err := w.checkXattrs(p, xs); err != nil {
 		return err
 	}
-	enc := encodeXattrs(nil, xs)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return ErrClosed
 	}
+	// encoded into one buffer, reused: the store copies it (keep)
+	w.xattrEnc = encodeXattrs(w.xattrEnc[:0], xs)
+	enc := w.xattrEnc
 	n := w.lookup(p)
 	if n == nil {
 		return perr(p, "no such entry")

@@ -477,27 +477,31 @@ func (rd *blockReader) readFile(i int, f *node) (err error) {
 		return err
 	}
 	var h hash.Hash = nopHash{}
-	src := w.sources[i]
-	var open func() (io.ReadCloser, error)
-	if src < 0 {
-		open = w.opens[-1-src]
+	// The file is opened here, not through a function value made for
+	// it: with an opener (a build) nothing is allocated for the open.
+	var r io.ReadCloser
+	if src := w.sources[i]; src < 0 {
+		open := w.opens[-1-src]
 		w.opens[-1-src] = nil // read once: what it holds is not kept until Close
+		if open == nil {
+			it := &item{file: i, kind: itemEmpty, last: true, done: rd.ready}
+			h.Sum(it.sum[:0])
+			return win.put(first, it)
+		}
+		r, err = open()
 	} else {
-		open = func() (io.ReadCloser, error) { return w.opener.OpenFile(src) }
+		r, err = w.opener.OpenFile(src)
 	}
-	if open == nil {
-		it := &item{file: i, kind: itemEmpty, last: true, done: rd.ready}
-		h.Sum(it.sum[:0])
-		return win.put(first, it)
-	}
-	r, err := open()
 	if err != nil {
 		return &PathError{Path: name(), Err: err}
 	}
 	if f.is(dupCandidate) {
-		h = sha256.New()
+		// A reader that hashes with SHA-256 gives its digest: no
+		// hash of the writer's (112 bytes a file) is made for it.
 		if cs, ok := r.(ContentSHA256); ok && cs.HashesSHA256() {
 			h = readerSHA256{cs}
+		} else {
+			h = sha256.New()
 		}
 	}
 	defer func() {
