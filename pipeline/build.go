@@ -157,6 +157,10 @@ type sealer struct {
 	// an EVM key once its digest is submitted (if there is room), so the
 	// SquashFS image seals it while later files are read (sealEarly).
 	ready chan int32
+	// hashes holds the hash.Hash values of files closed (hashingReader),
+	// reset, for the next files to open: a build of small files made one
+	// a file (112 bytes for SHA-256).
+	hashes sync.Pool
 }
 
 // evmPoolKey names a key's EVM signatures in the sign pool; manifest key
@@ -168,9 +172,13 @@ func evmPoolKey(name string) string { return "evm:" + name }
 // SquashFS image keeps the value in its xattr table until Close; the record
 // counts signatures from the pool, signPool.uniqueOf), except a policy
 // fragment's, whose value is also written beside the image.
-func (s *sealer) Seal(i int) (manifest.Xattrs, error) {
+func (s *sealer) Seal(i int) (manifest.Xattrs, error) { return s.sealAppend(nil, i) }
+
+// sealAppend is Seal appending to dst[:0]: sealEarly reuses one slice
+// instead of a new one a file.
+func (s *sealer) sealAppend(dst manifest.Xattrs, i int) (manifest.Xattrs, error) {
 	fs := &s.files[i]
-	xs, err := s.seal(fs)
+	xs, err := s.seal(dst[:0], fs)
 	if err == nil && !fs.fragment {
 		s.pool.release(fs.sig, int32(i))
 		fs.sig = nil
@@ -195,14 +203,14 @@ func (s *sealer) Path(i int) string { return s.files[i].entry.Path }
 
 // seal waits for the file's signatures and returns its complete xattrs,
 // sorted by name.
-func (s *sealer) seal(fs *fileState) (manifest.Xattrs, error) {
+func (s *sealer) seal(dst manifest.Xattrs, fs *fileState) (manifest.Xattrs, error) {
 	if fs.sig == nil {
 		return nil, fmt.Errorf("%s: internal: sealed before its content was read", fs.entry.Path)
 	}
 	if err := s.pool.wait(fs.sig); err != nil {
 		return nil, fmt.Errorf("sign %s with key %q: %w", fs.entry.Path, fs.key, err)
 	}
-	xs := slices.DeleteFunc(slices.Clone(fs.entry.Xattrs()), func(x manifest.Xattr) bool {
+	xs := slices.DeleteFunc(append(dst, fs.entry.Xattrs()...), func(x manifest.Xattr) bool {
 		return fs.evmKey != "" && x.Name == imasig.EVMXattrName
 	})
 	xs = append(xs, manifest.Xattr{Name: imasig.XattrName, Value: fs.sig.value})
@@ -710,12 +718,14 @@ func (s *sealer) OpenFile(fi int32) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	hh, err := s.h.New()
-	if err != nil {
-		rc.Close()
-		return nil, err
+	hh, _ := s.hashes.Get().(hash.Hash)
+	if hh == nil {
+		if hh, err = s.h.New(); err != nil {
+			rc.Close()
+			return nil, err
+		}
 	}
-	return &hashingReader{rc: rc, h: hh, sha256: s.h == imasig.SHA256, ahead: s.readAhead > 0 && fs.entry.Size >= s.readAhead,
+	return &hashingReader{rc: rc, h: hh, hashes: &s.hashes, sha256: s.h == imasig.SHA256, ahead: s.readAhead > 0 && fs.entry.Size >= s.readAhead,
 		fs: fs, fi: fi, pool: s.pool, ready: s.ready, progress: s.progress}, nil
 }
 
@@ -727,8 +737,11 @@ func (s *sealer) OpenFile(fi int32) (io.ReadCloser, error) {
 // hash a large file itself, beside its reads, from the blocks it reads
 // into (TakeSHA256), and give the digest back (SetSHA256) before Close.
 type hashingReader struct {
-	rc     io.ReadCloser
-	h      hash.Hash
+	rc io.ReadCloser
+	h  hash.Hash
+	// hashes, when not nil, takes h back, reset, once Close has the
+	// digest (sealer.hashes); h is nil from then on.
+	hashes *sync.Pool
 	sha256 bool   // h is SHA-256
 	sum    string // h.Sum after sumN bytes (SumSHA256, SetSHA256), for Close
 	sumN   int64
@@ -751,7 +764,7 @@ func (r *hashingReader) HashesSHA256() bool { return r.sha256 }
 
 // SumSHA256 is the SHA-256 of the bytes read so far (HashesSHA256 true).
 func (r *hashingReader) SumSHA256() (sum [sha256.Size]byte) {
-	if r.taken {
+	if r.taken || r.h == nil {
 		copy(sum[:], r.sum)
 		return sum
 	}
@@ -786,6 +799,9 @@ func (r *hashingReader) SetSHA256(sum [sha256.Size]byte, n int64) {
 }
 
 func (r *hashingReader) Read(p []byte) (int, error) {
+	if r.h == nil {
+		return 0, os.ErrClosed // h went back to the pool (Close)
+	}
 	if r.ahead {
 		r.ahead = false
 		if !r.taken {
@@ -819,6 +835,13 @@ func (r *hashingReader) Close() error {
 		r.fs.digest = r.sum
 	} else {
 		r.fs.digest = string(r.h.Sum(nil))
+		r.sum, r.sumN = r.fs.digest, r.n
+	}
+	if r.hashes != nil {
+		h := r.h
+		r.h = nil
+		h.Reset()
+		r.hashes.Put(h)
 	}
 	// Read exactly once: the content handle is not kept to the end of a
 	// large build.

@@ -3,7 +3,11 @@ package pipeline
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
+	"hash"
 	"io"
+	"os"
+	"sync"
 	"testing"
 	"unsafe"
 
@@ -118,5 +122,87 @@ func TestHashingReaderTakeSHA256(t *testing.T) {
 	}
 	if r, _ := open(imasig.SHA512); r.TakeSHA256() {
 		t.Error("a SHA-512 reader gave its hash away")
+	}
+}
+
+// TestHashingReaderPooled: readers that share a pool of hashes (a build's
+// sealer.hashes) give every file its own content's digest, whatever hash
+// they were given back reset, opened and closed interleaved and on several
+// goroutines; a reader whose hash went back is closed to Read, and its
+// SumSHA256 is still the file's digest.
+func TestHashingReaderPooled(t *testing.T) {
+	for _, h := range []imasig.Hash{imasig.SHA256, imasig.SHA512} {
+		var pool sync.Pool
+		open := func(data []byte) (*hashingReader, *fileState) {
+			fs := &fileState{fileRule: &fileRule{}, entry: &rootfs.Entry{Path: "/f", Size: int64(len(data))}}
+			hh, _ := pool.Get().(hash.Hash)
+			if hh == nil {
+				var err error
+				if hh, err = h.New(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return &hashingReader{rc: io.NopCloser(bytes.NewReader(data)), h: hh, hashes: &pool, sha256: h == imasig.SHA256, fs: fs}, fs
+		}
+		want := func(data []byte) string {
+			d := h.CryptoHash().New()
+			d.Write(data)
+			return string(d.Sum(nil))
+		}
+		content := func(i int) []byte { return bytes.Repeat([]byte{byte(i), byte(i >> 8)}, 100+i) }
+
+		// interleaved: b's hash goes back while a is half read, and c
+		// takes it
+		a, fa := open(content(1))
+		io.CopyN(io.Discard, a, 50)
+		b, fb := open(content(2))
+		io.ReadAll(b)
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := b.Read(make([]byte, 8)); n != 0 || !errors.Is(err, os.ErrClosed) {
+			t.Errorf("%v: Read after Close: %d, %v, want os.ErrClosed", h, n, err)
+		}
+		if h == imasig.SHA256 {
+			if s := b.SumSHA256(); string(s[:]) != want(content(2)) {
+				t.Errorf("SumSHA256 after Close %x, want the file's digest", s)
+			}
+		}
+		c, fc := open(content(3))
+		io.ReadAll(c)
+		io.ReadAll(a)
+		for _, r := range []*hashingReader{a, c} {
+			if err := r.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, fs := range []*fileState{fa, fb, fc} {
+			if fs.digest != want(content(i+1)) {
+				t.Errorf("%v: file %d digest %x, want %x", h, i+1, fs.digest, want(content(i+1)))
+			}
+		}
+
+		// several goroutines, one pool
+		var wg sync.WaitGroup
+		for g := range 4 {
+			wg.Go(func() {
+				for i := range 50 {
+					data := content(g*50 + i)
+					r, fs := open(data)
+					if _, err := io.ReadAll(r); err != nil {
+						t.Error(err)
+						return
+					}
+					if err := r.Close(); err != nil {
+						t.Error(err)
+						return
+					}
+					if fs.digest != want(data) {
+						t.Errorf("%v: goroutine %d file %d: wrong digest", h, g, i)
+					}
+				}
+			})
+		}
+		wg.Wait()
 	}
 }

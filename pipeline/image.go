@@ -113,6 +113,12 @@ type earlySealer interface {
 	readyToSeal() <-chan int32
 }
 
+// appendSealer is a Sealer whose sealAppend is Seal appending to dst[:0]
+// (dst reused: sealEarly seals a file at a time into one slice).
+type appendSealer interface {
+	sealAppend(dst manifest.Xattrs, file int) (manifest.Xattrs, error)
+}
+
 func newSquashfsImage(out io.WriteSeeker, opts squashfs.Options) (*squashfsImage, error) {
 	w, err := squashfs.NewWriter(out, opts)
 	if err != nil {
@@ -183,6 +189,8 @@ func (s *squashfsImage) WriteData(ctx context.Context) error {
 // failures in image order; an xattr the writer refuses fails WriteData.
 func (s *squashfsImage) sealEarly(ready <-chan int32, done <-chan struct{}) error {
 	var first error
+	as, _ := s.sealer.(appendSealer)
+	var xs manifest.Xattrs   // one goroutine: reused, squashfsXattrs copies
 	var buf []squashfs.Xattr // one goroutine: reused, SetXattrs copies
 	for {
 		var f int32
@@ -195,7 +203,12 @@ func (s *squashfsImage) sealEarly(ready <-chan int32, done <-chan struct{}) erro
 				return first
 			}
 		}
-		xs, err := s.sealer.Seal(int(f))
+		var err error
+		if as != nil {
+			xs, err = as.sealAppend(xs, int(f))
+		} else {
+			xs, err = s.sealer.Seal(int(f))
+		}
 		if err != nil {
 			continue
 		}
