@@ -135,18 +135,33 @@ func (h Hash) SigningAllowed() bool {
 // ("sha256", "sha3-256", "sm3", ...); it also accepts upper case, Go's
 // crypto.Hash names ("SHA-256", "SHA3-256") and "sm3-256".
 func ParseHash(name string) (Hash, error) {
-	n := strings.ToLower(strings.TrimSpace(name))
-	for h := Hash(0); h < hashLast; h++ {
-		info := hashInfo[h]
-		if n == info.name || (info.crypto != 0 && n == strings.ToLower(info.crypto.String())) {
-			return h, nil
-		}
-	}
-	if n == "sm3-256" {
-		return SM3, nil
+	if h, ok := hashNames[strings.ToLower(strings.TrimSpace(name))]; ok {
+		return h, nil
 	}
 	return 0, fmt.Errorf("%w: %q (want sha256, sha384 or sha512)", ErrUnsupportedHash, name)
 }
+
+// hashNames maps every name ParseHash accepts, in lower case, to its id:
+// the kernel's name and Go's crypto.Hash name of each id (the lowest id
+// wins where two share one), then "sm3-256". Made once: the signing
+// service parses a name per entry, and lowering Go's names on each call
+// allocated.
+var hashNames = func() map[string]Hash {
+	m := make(map[string]Hash, 2*hashLast+1)
+	add := func(n string, h Hash) {
+		if _, ok := m[n]; !ok {
+			m[n] = h
+		}
+	}
+	for h := Hash(0); h < hashLast; h++ {
+		add(hashInfo[h].name, h)
+		if c := hashInfo[h].crypto; c != 0 {
+			add(strings.ToLower(c.String()), h)
+		}
+	}
+	add("sm3-256", SM3)
+	return m
+}()
 
 // HashFromCrypto returns the kernel id for a crypto.Hash.
 func HashFromCrypto(ch crypto.Hash) (Hash, error) {

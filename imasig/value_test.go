@@ -65,6 +65,34 @@ func TestHashTable(t *testing.T) {
 	}
 }
 
+// ParseHash takes every id's kernel name and Go name (as "sm3-256", SM3's),
+// in any case, and allocates nothing for a name it knows: the signing
+// service parses one per entry.
+func TestParseHashNames(t *testing.T) {
+	for h := Hash(0); h < hashLast; h++ {
+		names := []string{h.String(), strings.ToUpper(h.String())}
+		if c := h.CryptoHash(); c != 0 {
+			names = append(names, c.String())
+		}
+		for _, n := range names {
+			if p, err := ParseHash(n); err != nil || p != h {
+				t.Errorf("ParseHash(%q) = %v, %v; want %v", n, p, err, h)
+			}
+		}
+	}
+	if p, err := ParseHash("SM3-256"); err != nil || p != SM3 {
+		t.Errorf("ParseHash(SM3-256) = %v, %v", p, err)
+	}
+	for _, n := range []string{"", "sha", "sha-2", "sha256x"} {
+		if _, err := ParseHash(n); !errors.Is(err, ErrUnsupportedHash) {
+			t.Errorf("ParseHash(%q): %v, want ErrUnsupportedHash", n, err)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = ParseHash("sha256") }); n != 0 {
+		t.Errorf("ParseHash(sha256): %v allocations, want 0", n)
+	}
+}
+
 func TestParse(t *testing.T) {
 	sig := "03 02 04 6ad9d99c 0003 aabbcc"
 	for _, tc := range []struct {

@@ -125,12 +125,9 @@ func (e Entry) Parse() (Item, error) {
 	if e.Path == "" || e.Path[0] != '/' || len(e.Path) > MaxPath || path.Clean(e.Path) != e.Path {
 		return Item{}, fmt.Errorf("path must be absolute and clean, at most %d bytes", MaxPath)
 	}
-	h, ok := signingHashes[e.Hash]
-	if !ok {
-		var err error
-		if h, err = imasig.ParseHash(e.Hash); err != nil {
-			return Item{}, err
-		}
+	h, err := imasig.ParseHash(e.Hash)
+	if err != nil {
+		return Item{}, err
 	}
 	if !h.SigningAllowed() || !h.Available() {
 		return Item{}, fmt.Errorf("%w: %s cannot be used to sign", imasig.ErrUnsupportedHash, h)
@@ -144,18 +141,6 @@ func (e Entry) Parse() (Item, error) {
 	}
 	return Item{Path: e.Path, Hash: h, Digest: d}, nil
 }
-
-// signingHashes maps the names NewEntry writes to their hash (what
-// imasig.ParseHash returns for them, without its case folding).
-var signingHashes = func() map[string]imasig.Hash {
-	m := map[string]imasig.Hash{}
-	for _, h := range []imasig.Hash{imasig.SHA256, imasig.SHA384, imasig.SHA512} {
-		if p, err := imasig.ParseHash(h.String()); err == nil && p == h {
-			m[h.String()] = h
-		}
-	}
-	return m
-}()
 
 // NewEntry returns the Entry of one file.
 func NewEntry(p string, h imasig.Hash, digest []byte) Entry {
