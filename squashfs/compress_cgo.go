@@ -311,13 +311,13 @@ func (e *cLZ4Encoder) encode(dst, src []byte) ([]byte, error) {
 // cDecodeXZ decompresses one xz block with internal/xzdec (liblzma 5.8.3's
 // decoder; 5.4.1's was 3-4 times faster than ulikunitz/xz, 5.8.3's 1.5
 // times faster than 5.4.1's) into dst[:0]: the whole of src must be one
-// stream of one block with a CRC32 check that gives at most max bytes. Used by the block
-// cache to check its hits. liblzma checks the stream's headers, its index
-// against the block and the index's own CRC32; the block's CRC32 is checked
-// here with hash/crc32 (carry-less multiplication on amd64 and arm64),
-// which takes a tenth of the time liblzma's table-driven lzma_crc32 takes
-// (2% of the CPU of an xz rebuild from the cache; the vendored decoder is
-// built without its CLMUL CRC code).
+// stream of one block with a CRC32 check that gives at most max bytes.
+// Used by the block cache to check its hits. liblzma checks the stream's
+// headers, its index against the block and the index's own CRC32; the
+// block's CRC32 is checked here with hash/crc32 (carry-less multiplication
+// on amd64 and arm64), which takes a tenth of the time liblzma's
+// table-driven lzma_crc32 takes (2% of the CPU of an xz rebuild from the
+// cache; the vendored decoder is built without its CLMUL CRC code).
 func cDecodeXZ(dst, src []byte, max int) ([]byte, error) {
 	check, ok := xzSingleBlockCRC32(src)
 	if !ok {
