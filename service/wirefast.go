@@ -79,7 +79,8 @@ func fastRequest(body []byte) ([]Entry, bool) {
 	if !w.lit(`{"entries":[`) {
 		return nil, false
 	}
-	// an entry with a 64-byte digest takes at least 150 bytes
+	// a valid entry takes more than 96 bytes (path "/", sha256's 64 hex
+	// digits: 104), so this is room enough for every valid request
 	entries := make([]Entry, 0, min(len(body)/96+1, MaxBatch+1))
 	for {
 		e, ok := w.entry()
