@@ -63,6 +63,7 @@ bytes=$(du -sb "$W/tree" | cut -f1)
 # run LABEL ARGS...: one build; prints "wall cpu" and checks nothing.
 run() {
   local label=$1; shift
+  bench_settle
   /usr/bin/time -f "%e %U %S" -o "$W/time" "$IMAFORGE" build --quiet "$@" "$W/m.yaml"
   read -r wall user sys <"$W/time"
   echo "$wall $(echo "$user + $sys" | bc)"

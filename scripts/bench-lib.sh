@@ -42,6 +42,16 @@ bench_row() {
 }
 
 # bench_num X: X as a JSON number (bc prints ".5" and "-.5").
+# bench_settle: run (untimed) before every timed command. It writes out
+# the dirty pages that earlier commands left (`sync`), so that no timed
+# command pays for another's writeback: the peer's `cp -a` and
+# `mksquashfs` leave up to 2 GB dirty and do not sync, and a build that
+# followed them at once competed with that writeback for the disk (this
+# VM writes ~570 MB/s): our large-file build (which syncs its own image
+# before the rename) took 1.69-1.81 s after a dirty `cp -a` of its tree,
+# 1.43-1.73 s after `sync`. Each side still pays for what it does itself.
+bench_settle() { sync; }
+
 bench_num() { printf '%.6g' "$1"; }
 
 # Repetitions. A figure that takes seconds on this 2-core VM moves by 10-20%

@@ -66,6 +66,7 @@ rules: [{match: "/**", key: k}]
 YAML
   local prof=()
   [ -n "${MEMPROFILE:-}" ] && prof=(--memprofile "$MEMPROFILE/heap-$n.pprof")
+  bench_settle
   /usr/bin/time -f "%e %U %S" -o "$work/time" "$IMAFORGE" build --quiet --runtime-stats "$work/st.json" "${prof[@]}" "$work/m.yaml" >&2
   rm -f "$work"/o.sqsh*
   read -r wall user sys <"$work/time"

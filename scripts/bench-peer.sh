@@ -86,8 +86,10 @@ tree_dir() {
 }
 
 # measure LABEL CMD...: prints "wall cpu maxrss_kib" and appends to the log
+# (after bench_settle: no timed command pays for another's writeback)
 measure() {
   local label=$1; shift
+  bench_settle
   /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$@" >"$work/$label.out" 2>&1 || {
     echo "bench-peer: $label failed:" >&2; tail -5 "$work/$label.out" >&2; exit 1; }
   awk '{ printf "%.2f %.2f %d\n", $1, $2 + $3, $4 }' "$work/time"

@@ -80,9 +80,11 @@ EOF
 fi
 [ -z "${BENCH_TREES_ONLY:-}" ] || exit 0 # scripts/bench.sh: the trees only
 
-# measure NAME CMD...: prints "wall cpu rss_kb" from /usr/bin/time -v
+# measure NAME CMD...: prints "wall cpu rss_kb" from /usr/bin/time -v (after
+# bench_settle: no timed command pays for another's writeback)
 measure() {
   local log=$WORK/time.log
+  bench_settle
   /usr/bin/time -v "$@" >/dev/null 2>"$log" || { cat "$log"; return 1; }
   awk -F': ' '
     /Elapsed \(wall clock\)/ { n=split($2,p,":"); w=0; for(i=1;i<=n;i++) w=w*60+p[i] }
