@@ -224,11 +224,17 @@ type window struct {
 	mu        sync.Mutex
 	admit     *sync.Cond
 	committed int64 // items committed so far
-	stop      func() bool
+	// next is the lowest item a reader waits to read (math.MaxInt64: none
+	// waits). advance wakes the readers only once it is admitted, not at
+	// every commit: the reader waiting for the next file's first item was
+	// woken by each commit of the file before it, to sleep again.
+	next  int64
+	wakes int // times advance woke the readers (a test's count)
+	stop  func() bool
 }
 
 func newWindow(ctx context.Context, size int) *window {
-	win := &window{ctx: ctx, ring: make([]chan *item, size)}
+	win := &window{ctx: ctx, ring: make([]chan *item, size), next: math.MaxInt64}
 	for i := range win.ring {
 		win.ring[i] = make(chan *item, 1)
 	}
@@ -250,6 +256,7 @@ func (win *window) wait(seq int64) error {
 		if err := win.ctx.Err(); err != nil {
 			return err
 		}
+		win.next = min(win.next, seq)
 		win.admit.Wait()
 	}
 	return win.ctx.Err()
@@ -285,7 +292,12 @@ func (win *window) take(seq int64) (*item, error) {
 func (win *window) advance() {
 	win.mu.Lock()
 	win.committed++
-	win.admit.Broadcast()
+	if win.next < win.committed+int64(len(win.ring)) {
+		// every waiter wakes; those still not admitted set next again
+		win.next = math.MaxInt64
+		win.wakes++
+		win.admit.Broadcast()
+	}
 	win.mu.Unlock()
 }
 

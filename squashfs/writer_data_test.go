@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"math/rand"
+	"runtime"
 	"sync"
 	"testing"
 	"testing/iotest"
@@ -383,4 +384,78 @@ func (so *stuckOpens) settle(want int) int {
 	}
 	time.Sleep(50 * time.Millisecond)
 	return count()
+}
+
+// TestWindowWakesAdmitted: a reader waiting for an item beyond the window
+// is woken once, by the commit that admits it, not by each commit before
+// (the reader of the next file slept through every commit of a large file);
+// one waiting for an item already admitted does not wait.
+func TestWindowWakesAdmitted(t *testing.T) {
+	for _, c := range []struct {
+		size, seq int64
+		commits   int // before seq is admitted
+	}{
+		{size: 4, seq: 10, commits: 7},
+		{size: 16, seq: 16, commits: 1},
+		{size: 16, seq: 200, commits: 185},
+	} {
+		win := newWindow(context.Background(), int(c.size))
+		done := make(chan error, 1)
+		go func() { done <- win.wait(c.seq) }()
+		untilWaiting(win, c.seq)
+		for range c.commits - 1 {
+			win.advance()
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("size %d: item %d admitted after %d commits (%v), want %d", c.size, c.seq, c.commits-1, err, c.commits)
+		default:
+		}
+		win.mu.Lock()
+		wakes := win.wakes
+		win.mu.Unlock()
+		if wakes != 0 {
+			t.Errorf("size %d, item %d: %d wake-ups in %d commits that do not admit it, want 0", c.size, c.seq, wakes, c.commits-1)
+		}
+		win.advance()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if win.wakes != 1 {
+			t.Errorf("size %d, item %d: %d wake-ups, want 1", c.size, c.seq, win.wakes)
+		}
+		if err := win.wait(c.seq); err != nil {
+			t.Fatal(err)
+		}
+		win.stop()
+	}
+}
+
+// TestWindowWaitCancelled: a reader waiting beyond the window returns the
+// context's error when the build is cancelled.
+func TestWindowWaitCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	win := newWindow(ctx, 4)
+	defer win.stop()
+	done := make(chan error, 1)
+	go func() { done <- win.wait(100) }()
+	untilWaiting(win, 100)
+	win.advance()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("wait: %v, want %v", err, context.Canceled)
+	}
+}
+
+// untilWaiting returns once a reader waits in win for item seq.
+func untilWaiting(win *window, seq int64) {
+	for {
+		win.mu.Lock()
+		next := win.next
+		win.mu.Unlock()
+		if next == seq {
+			return
+		}
+		runtime.Gosched()
+	}
 }
