@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math/rand"
 	"strings"
 	"sync"
@@ -349,7 +350,7 @@ func TestSignPoolRemove(t *testing.T) {
 		if k == 0 {
 			continue
 		}
-		if prev := order[k-1]; p.results[p.probe(uint16(prev%2), digest(prev))] != nil {
+		if prev := order[k-1]; p.results[p.probe(uint16(prev%2), p.hash(uint16(prev%2), digest(prev)), digest(prev))].r != nil {
 			t.Fatalf("released pair %d still in the table", prev)
 		}
 		if p.nres != len(live)+1 {
@@ -357,7 +358,7 @@ func TestSignPoolRemove(t *testing.T) {
 		}
 		for j, lr := range live {
 			ki := p.index[keys[j%2]]
-			if got := p.results[p.probe(ki, digest(j))]; got != lr {
+			if got := p.results[p.probe(ki, p.hash(ki, digest(j)), digest(j))].r; got != lr {
 				t.Fatalf("after releasing %d: pair %d not found", k+1, j)
 			}
 		}
@@ -401,6 +402,85 @@ func TestSignPoolKeyLimit(t *testing.T) {
 				t.Errorf("%d keys, %s: %v, value %q", n, k, err, r.value)
 			case n > 1<<16 && (err == nil || !strings.Contains(err.Error(), k)):
 				t.Errorf("%d keys, %s: %v, want an error naming the key", n, k, err)
+			}
+		}
+		p.close()
+	}
+}
+
+// TestFileSetProbes: a fileSet finds every digest added, across its
+// growth, and none other, also among digests whose first 8 bytes (the
+// start of the probe) are equal; and a probe for an absent digest reads
+// the digest of a file (digestOf) only where a slot's tag matches: at
+// most 3/4 of the slots used, a probe passes about 8 of them, and 8 bits of
+// tag leave about one read in 256 of those (before the tags: one each).
+func TestFileSetProbes(t *testing.T) {
+	digest := func(i int) string {
+		d := make([]byte, 32)
+		binary.LittleEndian.PutUint64(d, uint64(i/2)) // pairs share the first 8 bytes
+		copy(d[8:], fmt.Append(nil, i))
+		return string(d)
+	}
+	for _, n := range []int{1, 700, 768, 769, 20000} {
+		reads := 0
+		digestOf := func(i int32) string { reads++; return digest(int(i)) }
+		seed := maphash.MakeSeed()
+		var s fileSet
+		for i := 0; i < n; i += 2 { // even files, then odd ones
+			s.add(seed, digestOf, int32(i))
+		}
+		for i := 1; i < n; i += 2 {
+			s.add(seed, digestOf, int32(i))
+		}
+		s.add(seed, digestOf, 0) // again: no second entry
+		if s.n != n {
+			t.Fatalf("%d files: the set holds %d", n, s.n)
+		}
+		for i := range n {
+			if !s.has(seed, digestOf, digest(i)) {
+				t.Fatalf("%d files: file %d's digest not found", n, i)
+			}
+		}
+		reads = 0
+		const absent = 10000
+		for i := range absent {
+			d := []byte(digest(n + 2*i))
+			d[31] ^= 0xff // also differs from its pair's
+			if s.has(seed, digestOf, string(d)) {
+				t.Fatalf("%d files: an absent digest found", n)
+			}
+		}
+		if reads > absent/16 {
+			t.Errorf("%d files: %d probes for absent digests read %d files' digests, want at most %d", n, absent, reads, absent/16)
+		}
+	}
+}
+
+// BenchmarkSignPoolMillion: the sign pool's table work for a million
+// files of distinct digests, each submitted, signed (a trivial signer) and
+// released in order, as a SquashFS build does: results enter and leave the
+// table, released pairs enter the set of signed ones.
+func BenchmarkSignPoolMillion(b *testing.B) {
+	const n = 1 << 20
+	digests := make([]string, n)
+	for i := range digests {
+		d := sha256.Sum256(binary.LittleEndian.AppendUint64(nil, uint64(i)))
+		digests[i] = string(d[:])
+	}
+	for b.Loop() {
+		p := newSignPool(context.Background(), prefixSigners("a"), nil, 1, waitedBatch)
+		p.digestOf = func(i int32) string { return digests[i] }
+		rs := make([]*sigResult, 0, 4096)
+		for i := 0; i < n; i += cap(rs) {
+			rs = rs[:0]
+			for j := i; j < i+cap(rs); j++ {
+				rs = append(rs, p.submit("a", "/f", digests[j]))
+			}
+			for k, r := range rs {
+				if err := p.wait(r); err != nil {
+					b.Fatal(err)
+				}
+				p.release(r, int32(i+k))
 			}
 		}
 		p.close()
