@@ -411,9 +411,16 @@ func TestSignPoolKeyLimit(t *testing.T) {
 // TestFileSetProbes: a fileSet finds every digest added, across its
 // growth, and none other, also among digests whose first 8 bytes (the
 // start of the probe) are equal; and a probe for an absent digest reads
-// the digest of a file (digestOf) only where a slot's tag matches: at
-// most 3/4 of the slots used, a probe passes about 8 of them, and 8 bits of
-// tag leave about one read in 256 of those (before the tags: one each).
+// the digest of a file (digestOf) only where a slot's tag matches. Before
+// the tags a probe read the digest of every slot it passed: 10,000 absent
+// probes read 11,622-64,212 digests here. With them, about one slot passed
+// in 128 is read (the pairs share their tag), but how many slots a probe
+// passes depends on the clusters that the random seed makes. At 700 files
+// in 1,024 slots, 3,000 seeds gave a median of 283 reads and at most 1,376
+// (the earlier bound, absent/16, failed for 22 of them); a table 3/4 full
+// (768 files, without the second add of file 0, which grows it) gave a
+// median of 458 and at most 2,088. So the bound is absent/2: well below
+// the untagged table's cost, and far above what a seed's clusters give.
 func TestFileSetProbes(t *testing.T) {
 	digest := func(i int) string {
 		d := make([]byte, 32)
@@ -450,8 +457,8 @@ func TestFileSetProbes(t *testing.T) {
 				t.Fatalf("%d files: an absent digest found", n)
 			}
 		}
-		if reads > absent/16 {
-			t.Errorf("%d files: %d probes for absent digests read %d files' digests, want at most %d", n, absent, reads, absent/16)
+		if reads > absent/2 {
+			t.Errorf("%d files: %d probes for absent digests read %d files' digests, want at most %d", n, absent, reads, absent/2)
 		}
 	}
 }
