@@ -41,7 +41,6 @@ bench_row() {
      load: $load, note: $note, run: $run}' >>"$BENCH_JSON"
 }
 
-# bench_num X: X as a JSON number (bc prints ".5" and "-.5").
 # bench_settle: run (untimed) before every timed command. It writes out
 # the dirty pages that earlier commands left (`sync`), so that no timed
 # command pays for another's writeback: the peer's `cp -a` and
@@ -52,6 +51,7 @@ bench_row() {
 # 1.43-1.73 s after `sync`. Each side still pays for what it does itself.
 bench_settle() { sync; }
 
+# bench_num X: X as a JSON number (bc prints ".5" and "-.5").
 bench_num() { printf '%.6g' "$1"; }
 
 # Repetitions. A figure that takes seconds on this 2-core VM moves by 10-20%
