@@ -17,8 +17,10 @@
 // One-lane blocks (a lone Write, the blocks a digest has beyond the other's,
 // any CPU without SHA-NI, SSSE3 and SSE4.1, every other architecture) go to
 // crypto/sha256: the state moves in and out of a crypto/sha256 digest through
-// its BinaryAppender and BinaryUnmarshaler encoding, which costs about
-// 0.1 microseconds a call, so results are crypto/sha256's by construction.
+// its BinaryAppender and BinaryUnmarshaler encoding, so its results are
+// crypto/sha256's by construction. That costs about 30 ns a call: a 64-byte
+// Write takes 72 ns against crypto/sha256's 44 ns, and from 1 KiB up the two
+// are not separated (BenchmarkWrite).
 package sha256x2
 
 import (
