@@ -182,6 +182,9 @@ func (w *Writer) runData(ctx context.Context) error {
 	win := newWindow(ctx, ahead)
 	defer win.stop()
 	bufs := newBlockBuffers(bs, ahead+2*all+4+max(0, fragsAhead-all-1))
+	if testBlockBuffers != nil {
+		testBlockBuffers(bufs)
+	}
 	comp := startCompressors(ctx, w.codec, w.cache, bufs, compressors)
 	defer comp.close()
 	frags := comp
@@ -328,6 +331,7 @@ func (b *blockBuffers) putRaw(p []byte)     { b.raw.put(p[:cap(p)]) }
 type freeList struct {
 	list chan []byte
 	new  func() []byte
+	made atomic.Int64 // buffers new made (a test's count)
 }
 
 func (f *freeList) get() []byte {
@@ -335,9 +339,13 @@ func (f *freeList) get() []byte {
 	case b := <-f.list:
 		return b
 	default:
+		f.made.Add(1)
 		return f.new()
 	}
 }
+
+// testBlockBuffers, when set by a test, is given WriteData's buffers.
+var testBlockBuffers func(*blockBuffers)
 
 func (f *freeList) put(b []byte) {
 	select {
@@ -393,6 +401,7 @@ func (p *compressPool) workBatches() {
 		func(it *item) blockJob { return blockJob{dst: p.bufs.out.get(), raw: it.raw} },
 		func(it *item, j *blockJob) {
 			it.out, it.comp, it.err = j.out, j.comp, j.err
+			p.keepUnused(j.dst, j.comp)
 			it.finish()
 		})
 }
@@ -448,7 +457,22 @@ func (it *item) finish() {
 
 // compress sets it.out, it.comp and it.err.
 func (p *compressPool) compress(it *item) {
-	it.out, it.comp, it.err = p.cache.compress(p.codec, p.bufs.out.get(), it.raw)
+	dst := p.bufs.out.get()
+	it.out, it.comp, it.err = p.cache.compress(p.codec, dst, it.raw)
+	p.keepUnused(dst, it.comp)
+}
+
+// keepUnused returns dst, the output buffer a block was compressed into, to
+// the pool when the block is stored uncompressed (comp false: it did not
+// shrink, or failed, or was a cache hit stored raw). Its out is then the raw
+// block, never dst's storage, so dst is free; the committer gives back only
+// the buffers of compressed blocks. Without this every block that did not
+// shrink lost its buffer (147 KiB at a block size of 128 KiB) to the
+// collector, and the next block got a new one to fault in.
+func (p *compressPool) keepUnused(dst []byte, comp bool) {
+	if !comp {
+		p.bufs.out.put(dst[:0])
+	}
 }
 
 // submit queues it for compression.

@@ -459,3 +459,40 @@ func untilWaiting(win *window, seq int64) {
 		runtime.Gosched()
 	}
 }
+
+// TestOutBuffersReused: a block that does not shrink is stored raw, and the
+// output buffer it was compressed into goes back to the pool, as a
+// compressed block's does once written. Before, each such block lost its
+// buffer to the collector: 400 incompressible blocks made about 400 output
+// buffers (147 KiB each at 128 KiB blocks; a 256 MiB file of random bytes
+// took 47 collections instead of 3). Every compressor, with and without a
+// block cache (xz with a cache compresses in batches, workBatches).
+func TestOutBuffersReused(t *testing.T) {
+	const bs, blocks = 4096, 400
+	data := make([]byte, bs*blocks)
+	rand.New(rand.NewSource(7)).Read(data)
+	es := []Entry{{Path: "/random", Mode: 0o644, Size: int64(len(data)), Open: opener(data)}}
+	var bufs *blockBuffers
+	testBlockBuffers = func(b *blockBuffers) { bufs = b }
+	defer func() { testBlockBuffers = nil }()
+	for _, ci := range Compressors() {
+		if ci.Comp == CompNone {
+			continue
+		}
+		for _, cached := range []bool{false, true} {
+			opts := Options{Compression: ci.Comp, BlockSize: bs, Workers: 2}
+			if cached {
+				opts.Cache = &mapCache{}
+			}
+			bufs = nil
+			build(t, es, opts)
+			if bufs == nil {
+				t.Fatalf("%s: WriteData gave no buffers to the test hook", ci.Name)
+			}
+			keep := int64(cap(bufs.out.list))
+			if made := bufs.out.made.Load(); made > keep {
+				t.Errorf("%s, cache %v: %d output buffers made for %d incompressible blocks, want at most the %d the pool keeps", ci.Name, cached, made, blocks, keep)
+			}
+		}
+	}
+}
