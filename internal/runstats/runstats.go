@@ -31,6 +31,12 @@ type Stats struct {
 	// GCFraction its share of the runtime's non-idle CPU time.
 	GCCPUSeconds float64 `json:"gc_cpu_s"`
 	GCFraction   float64 `json:"gc_fraction"`
+	// GCIdleMarkCPUSeconds is the marking done on Ps that had nothing
+	// else to run (/cpu/classes/gc/mark/idle): left out of GCCPUSeconds
+	// and GCFraction, yet the process's CPU time (CPUSeconds) wherever
+	// a core was free for it. Like GCCPUSeconds, the runtime's estimate
+	// from the time its Ps spent so, which grows with the machine's load.
+	GCIdleMarkCPUSeconds float64 `json:"gc_idle_mark_cpu_s"`
 	// HeapAllocated is the bytes allocated on the heap over the process's
 	// life (/gc/heap/allocs:bytes): with the live heap, what sets how
 	// often the collector runs under a limit that follows the live heap.
@@ -97,7 +103,8 @@ func (s *Sampler) Stop() (Stats, error) {
 	}
 	metrics.Read(ms)
 	st := Stats{LiveHeapPeak: max(s.peak, ms[5].Value.Uint64()), GCCycles: ms[0].Value.Uint64(), HeapAllocated: ms[6].Value.Uint64()}
-	st.GCCPUSeconds = ms[1].Value.Float64() - ms[2].Value.Float64()
+	st.GCIdleMarkCPUSeconds = ms[2].Value.Float64()
+	st.GCCPUSeconds = ms[1].Value.Float64() - st.GCIdleMarkCPUSeconds
 	if busy := ms[3].Value.Float64() - ms[4].Value.Float64() - ms[2].Value.Float64(); busy > 0 {
 		st.GCFraction = st.GCCPUSeconds / busy
 	}

@@ -16,6 +16,7 @@ var sink [][]byte
 func TestSampler(t *testing.T) {
 	dir := t.TempDir()
 	prof := filepath.Join(dir, "heap.pprof")
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4)) // idle Ps to mark on, whatever the machine
 	s := Start(time.Millisecond, prof)
 	for range 64 {
 		b := make([]byte, 1<<20)
@@ -42,6 +43,11 @@ func TestSampler(t *testing.T) {
 	}
 	if st.GCFraction < 0 || st.GCFraction > 1 {
 		t.Errorf("GCFraction = %v, want 0..1", st.GCFraction)
+	}
+	// runtime.GC's caller waits while the collector marks 64 MiB: the
+	// other Ps are idle, so some of the marking is idle marking.
+	if st.GCIdleMarkCPUSeconds <= 0 || st.GCIdleMarkCPUSeconds > st.CPUSeconds {
+		t.Errorf("GCIdleMarkCPUSeconds = %v, want > 0 and <= CPUSeconds %v", st.GCIdleMarkCPUSeconds, st.CPUSeconds)
 	}
 	if fi, err := os.Stat(prof); err != nil || fi.Size() == 0 {
 		t.Errorf("heap profile: %v", err)
