@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"testing"
 	"time"
 )
@@ -27,6 +28,8 @@ func TestSampler(t *testing.T) {
 	}
 	runtime.GC()
 	time.Sleep(20 * time.Millisecond)
+	gcTotal := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(gcTotal)
 	st, err := s.Stop()
 	sink = nil
 	if err != nil {
@@ -48,6 +51,11 @@ func TestSampler(t *testing.T) {
 	// other Ps are idle, so some of the marking is idle marking.
 	if st.GCIdleMarkCPUSeconds <= 0 || st.GCIdleMarkCPUSeconds > st.CPUSeconds {
 		t.Errorf("GCIdleMarkCPUSeconds = %v, want > 0 and <= CPUSeconds %v", st.GCIdleMarkCPUSeconds, st.CPUSeconds)
+	}
+	// the collector's time is all of it, idle marking included: at
+	// least what the runtime counted before Stop
+	if before := gcTotal[0].Value.Float64(); st.GCCPUSeconds < before {
+		t.Errorf("GCCPUSeconds = %v, less than the runtime's GC total %v before Stop (idle marking %v left out?)", st.GCCPUSeconds, before, st.GCIdleMarkCPUSeconds)
 	}
 	if fi, err := os.Stat(prof); err != nil || fi.Size() == 0 {
 		t.Errorf("heap profile: %v", err)
