@@ -321,6 +321,9 @@ func newBlockBuffers(bs, keep int) *blockBuffers {
 	}
 }
 
+// testBlockBuffers, when set by a test, is given WriteData's buffers.
+var testBlockBuffers func(*blockBuffers)
+
 func (b *blockBuffers) getRaw(n int) []byte { return b.raw.get()[:n] }
 func (b *blockBuffers) putRaw(p []byte)     { b.raw.put(p[:cap(p)]) }
 
@@ -343,9 +346,6 @@ func (f *freeList) get() []byte {
 		return f.new()
 	}
 }
-
-// testBlockBuffers, when set by a test, is given WriteData's buffers.
-var testBlockBuffers func(*blockBuffers)
 
 func (f *freeList) put(b []byte) {
 	select {
