@@ -2,8 +2,10 @@
 // for the benchmarks (scripts/bench-million.sh): the peak live heap (sampled
 // from runtime/metrics' /gc/heap/live:bytes), the share of CPU the garbage
 // collector took (runtime/metrics /cpu/classes, idle marking included), and
-// the peak RSS and CPU time from getrusage(2). All but the CPU seconds are
-// independent of the machine's load.
+// the peak RSS and CPU time from getrusage(2). The memory figures are
+// independent of the machine's load; the CPU figures are not, and the GC's
+// (the runtime's estimates from the time its Ps spent) grow with it more
+// than getrusage's CPU seconds do.
 package runstats
 
 import (
