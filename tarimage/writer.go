@@ -80,7 +80,7 @@ type Options struct {
 	Workers int
 	// MemFile is the largest file held in memory while waiting for its
 	// signature (0: 1 MiB); Window bounds the bytes held in memory in all
-	// (0: 24 MiB: under the imaforge binary's 100 MiB soft heap limit).
+	// (0: 24 MiB: well under the imaforge binary's soft heap limit).
 	MemFile, Window int64
 	// SpoolDir holds larger signed files until their signature is known
 	// (empty: os.TempDir).

@@ -85,23 +85,36 @@ func newApp() *cli.App {
 
 // defaultMemoryLimit is the floor of the Go heap's soft limit unless
 // GOMEMLIMIT says otherwise; above it the limit follows the live heap,
-// memoryLimitFactor times it (internal/memlimit). A fixed 100 MiB kept small
-// builds near their live size (50,000 small files: 207 MiB peak RSS without
-// a limit, 143 MiB with it, same wall time) but made large ones collect
-// without pause once their live heap neared it (200,000 files: 50 of 74
-// CPU-seconds in the collector).
+// memoryLimitFactor times it (internal/memlimit). Below the floor the
+// runtime's own goal (GOGC=100: twice the live heap) decides, so a build
+// with less than half the floor live collects as any Go program does; the
+// floor only stops a build with more from collecting without pause.
+//
+// The floor is most of the 512 MiB a million small files may take (issue 22):
+// such a build holds its tree, nodes and file states (about 320 MiB) from the
+// end of the walk on, and a limit at 1.4 times that left it about 80 MiB to
+// allocate between collections, 93 of them, each marking the whole tree.
+// With this floor instead of 100 MiB (3 alternating pairs of the million
+// build, load 4-8, the same image): 77 collections instead of 90-92, the
+// collector 11.0-12.3% of the CPU profile's samples instead of 13.3-13.4%,
+// peak RSS 484-492 against 481-495 MiB (at the end the limit is still 1.4
+// times the live heap's peak). 448 MiB, 7/8 of 512, leaves a margin for what
+// is not Go heap (zstd's and libcrypto's memory, thread stacks: about 17 MiB
+// with a fixed 470 MiB limit, GOMEMLIMIT, which gave 70 collections). The
+// 100 MiB floor before kept builds between 50 and 224 MiB live lower, at
+// the cost of collecting each time they had allocated 0.4 times their live
+// heap; 50,000 small files (43 MiB live) peak at 117-124 MiB either way.
 //
 // The factor trades peak RSS (about the limit: factor times the live heap)
-// against collections (one per factor-1 times the live heap allocated). A
+// against collections (one per factor-1 times the live heap allocated) once
+// the live heap is above the floor's 1/factor. A
 // million small files (scripts/bench-million.sh's tree, zstd-3, ECDSA
 // P-256, about 355-380 B/file live; load 11-16, one run each, the hidden
-// IMAFORGE_MEMLIMIT_FACTOR): at 1.5 peak RSS 538 MiB, 83 collections, GC
-// share 0.077; at 1.4 465 MiB, 111, 0.090; at 1.3 444 MiB, 151, 0.107.
-// The binary before at 1.5 in the same minutes: 599-622 MiB, 77-79, 0.075-
-// 0.082 (0.040-0.045 on a quiet machine). 1.4 keeps a million files under
-// 512 MiB with the collector's share about 1.1-1.2 times 1.5's.
+// IMAFORGE_MEMLIMIT_FACTOR, floor 100 MiB): at 1.5 peak RSS 538 MiB, 83
+// collections, GC share 0.077; at 1.4 465 MiB, 111, 0.090; at 1.3 444 MiB,
+// 151, 0.107.
 const (
-	defaultMemoryLimit = 100 << 20
+	defaultMemoryLimit = 448 << 20
 	memoryLimitFactor  = 1.4
 )
 
