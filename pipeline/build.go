@@ -32,6 +32,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -121,31 +122,63 @@ type Key interface {
 }
 
 // fileState is what the build learns about one regular file while it is
-// read. A build holds one per file to its end (48 bytes, in one slice):
-// what only some files need is elsewhere (a hard link's primary in
-// layout.primary, the EVM signature in the xattrs it was made for), and
-// what a rule decides for all its files is one fileRule they share.
+// read. A build holds one per file to its end (12 bytes, in one slice, with
+// no pointer: the collector never scans the slice): what only some files
+// need is elsewhere (a hard link's primary in layout.primary, the EVM
+// signature in the xattrs it was made for), what a rule decides for all its
+// files is one fileRule they share, the digest is in the layout's
+// digestStore, and the file's signature is found in the sign pool by its
+// key and digest when the file is sealed (signPool.lookup).
 type fileState struct {
-	*fileRule
-	entry  *rootfs.Entry
-	digest string // the bytes, once read (a string: 8 bytes less than a slice)
-	sig    *sigResult
+	entry entryRef // layout.at
+	rule  uint32   // in layout.rules
+	read  bool     // the digest is in layout.digests (the content was read)
 }
 
 // fileRule is what a rule or policy fragment decides for its files: their
-// key and EVM key. Every file a rule decides points at the same fileRule.
+// key and EVM key. Every file a rule decides shares one fileRule.
 type fileRule struct {
 	pos      *manifest.Pos // the rule or policy fragment
 	key      string        // empty: unsigned
 	evmKey   string        // empty: no security.evm
-	fragment bool          // a policy fragment's (its signature stays: policyFiles)
+	fragment bool          // a policy fragment's (its result is not released: fragment.sig)
+}
+
+// digestStore holds every regular file's digest, by file index, in one
+// array of bytes: the digest size is the build's hash's, the same for every
+// file, so a file's digest is at a place its index gives, and the store
+// holds no pointer for the collector to follow (a string a file was 16
+// bytes of pointer and length to scan and a 32-byte object to mark).
+type digestStore struct {
+	size int
+	b    []byte
+}
+
+// newDigests makes room for the digests of every file of l, of hash h.
+func (l *layout) newDigests(h imasig.Hash) {
+	l.digests = digestStore{size: h.Size(), b: make([]byte, len(l.files)*h.Size())}
+}
+
+// slot is where file i's digest goes (written once, by the file's reader:
+// the strings get returns are not copies).
+func (d *digestStore) slot(i int32) []byte {
+	at := int(i) * d.size
+	return d.b[at : at+d.size : at+d.size]
+}
+
+// get returns file i's digest as a string that refers to the store's bytes
+// (the digest a file's reader gave the SquashFS writer's duplicate index,
+// squashfs.HeldSHA256, and the sign pool's results refer to it too). Only
+// for a slot already written: its bytes never change afterwards.
+func (d *digestStore) get(i int32) string {
+	return unsafe.String(&d.b[int(i)*d.size], d.size)
 }
 
 // sealer completes a regular file's xattrs once its content has been read:
 // its security.ima and, where a rule asks, its portable security.evm over
 // the declared owner, mode and protected xattrs (imasig.EVMDigest).
 type sealer struct {
-	files    fileStates // by the index ImageEntry.File gives
+	lay      *layout // files by the index ImageEntry.File gives
 	h        imasig.Hash
 	evm      imasig.EVMXattrs
 	pool     *signPool
@@ -167,23 +200,39 @@ type sealer struct {
 // names have no ':'.
 func evmPoolKey(name string) string { return "evm:" + name }
 
-// Seal waits for the signatures of s.files[i] and returns its complete
-// xattrs, sorted by name. The file's sign-pool result is dropped (a
-// SquashFS image keeps the value in its xattr table until Close; the record
-// counts signatures from the pool, signPool.uniqueOf), except a policy
-// fragment's, whose value is also written beside the image.
+// Seal waits for the signatures of file i (s.lay.files) and returns its
+// complete xattrs, sorted by name. The file's sign-pool result is released
+// (a SquashFS image keeps the value in its xattr table until Close; the
+// record counts signatures from the pool, signPool.uniqueOf), except a
+// policy fragment's, whose value is also written beside the image
+// (fragment.sig).
 func (s *sealer) Seal(i int) (manifest.Xattrs, error) { return s.sealAppend(nil, i) }
 
 // sealAppend is Seal appending to dst[:0]: sealEarly reuses one slice
 // instead of a new one a file.
 func (s *sealer) sealAppend(dst manifest.Xattrs, i int) (manifest.Xattrs, error) {
-	fs := &s.files[i]
-	xs, err := s.seal(dst[:0], fs)
-	if err == nil && !fs.fragment {
-		s.pool.release(fs.sig, int32(i))
-		fs.sig = nil
+	fs := &s.lay.files[i]
+	if !fs.read {
+		return nil, fmt.Errorf("%s: internal: sealed before its content was read", s.lay.entry(fs).Path)
 	}
-	return xs, err
+	fr := s.lay.rule(fs)
+	r, err := s.pool.lookup(fr.key, s.lay.digest(int32(i)))
+	if err == nil && r == nil {
+		err = errors.New("internal: no signature was asked for")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sign %s with key %q: %w", s.lay.entry(fs).Path, fr.key, err)
+	}
+	xs, err := s.seal(dst[:0], fs, r)
+	if err != nil {
+		return xs, err
+	}
+	if f := s.lay.fragment(fs); f != nil {
+		f.sig = r.value
+	} else {
+		s.pool.release(r, int32(i))
+	}
+	return xs, nil
 }
 
 // readyQueue is the most files sealer.ready holds (4 bytes each): a file
@@ -198,24 +247,21 @@ const readyQueue = 1 << 18
 // readyToSeal returns the channel sealEarly reads (nil: none).
 func (s *sealer) readyToSeal() <-chan int32 { return s.ready }
 
-// Path returns the image path of s.files[i].
-func (s *sealer) Path(i int) string { return s.files[i].entry.Path }
+// Path returns the image path of file i (s.lay.files).
+func (s *sealer) Path(i int) string { return s.lay.entry(&s.lay.files[i]).Path }
 
-// seal waits for the file's signatures and returns its complete xattrs,
-// sorted by name.
-func (s *sealer) seal(dst manifest.Xattrs, fs *fileState) (manifest.Xattrs, error) {
-	if fs.sig == nil {
-		return nil, fmt.Errorf("%s: internal: sealed before its content was read", fs.entry.Path)
+// seal waits for the file's signature, sig (signPool.lookup), and returns
+// its complete xattrs, sorted by name.
+func (s *sealer) seal(dst manifest.Xattrs, fs *fileState, sig *sigResult) (manifest.Xattrs, error) {
+	e, fr := s.lay.entry(fs), s.lay.rule(fs)
+	if err := s.pool.wait(sig); err != nil {
+		return nil, fmt.Errorf("sign %s with key %q: %w", e.Path, fr.key, err)
 	}
-	if err := s.pool.wait(fs.sig); err != nil {
-		return nil, fmt.Errorf("sign %s with key %q: %w", fs.entry.Path, fs.key, err)
-	}
-	xs := slices.DeleteFunc(append(dst, fs.entry.Xattrs()...), func(x manifest.Xattr) bool {
-		return fs.evmKey != "" && x.Name == imasig.EVMXattrName
+	xs := slices.DeleteFunc(append(dst, e.Xattrs()...), func(x manifest.Xattr) bool {
+		return fr.evmKey != "" && x.Name == imasig.EVMXattrName
 	})
-	xs = append(xs, manifest.Xattr{Name: imasig.XattrName, Value: fs.sig.value})
-	if fs.evmKey != "" {
-		e := fs.entry
+	xs = append(xs, manifest.Xattr{Name: imasig.XattrName, Value: sig.value})
+	if fr.evmKey != "" {
 		meta := imasig.EVMMeta{UID: e.UID, GID: e.GID, Mode: unixMode(e), Xattrs: make(map[string][]byte, len(xs))}
 		for _, x := range xs {
 			meta.Xattrs[x.Name] = x.Value
@@ -224,9 +270,9 @@ func (s *sealer) seal(dst manifest.Xattrs, fs *fileState) (manifest.Xattrs, erro
 		if err != nil {
 			return nil, fmt.Errorf("EVM signature of %s: %w", e.Path, err)
 		}
-		evm := s.pool.submit(evmPoolKey(fs.evmKey), e.Path, string(d))
+		evm := s.pool.submit(evmPoolKey(fr.evmKey), e.Path, string(d))
 		if err := s.pool.wait(evm); err != nil {
-			return nil, fmt.Errorf("EVM-sign %s with key %q: %w", e.Path, fs.evmKey, err)
+			return nil, fmt.Errorf("EVM-sign %s with key %q: %w", e.Path, fr.evmKey, err)
 		}
 		xs = append(xs, manifest.Xattr{Name: imasig.EVMXattrName, Value: evm.value})
 	}
@@ -307,7 +353,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	hashed := hashImage(img.File)
 	synced := make(chan error, 1)
 	go func() { synced <- img.File.Sync() }()
-	rec, err := opts.record(b.m, b.lay.entries, b.lay.frags, b.lay.files, b.signers, b.uniqueSigs, b.h, size, b.out)
+	rec, err := opts.record(b.m, b.lay, b.signers, b.uniqueSigs, b.h, size, b.out)
 	var sidecars []sidecar
 	var recFile *atomicfile.File
 	hashAt := int64(-1)
@@ -425,11 +471,11 @@ func (b *buildRun) openSigners() error {
 	if err != nil {
 		return err
 	}
-	if err := b.opts.checkKeys(b.m, signers, b.lay.files); err != nil {
+	if err := b.opts.checkKeys(b.m, signers, b.lay); err != nil {
 		return err
 	}
 	if b.m.Image.Format.IsTar() {
-		if err := checkTarEntries(b.m, b.lay.entries); err != nil {
+		if err := checkTarEntries(b.m, b.lay); err != nil {
 			return err
 		}
 	}
@@ -544,7 +590,8 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 	}
 	pool := newSignPool(ctx, signFuncs(b.h, b.signers), batchFuncs(b.h, b.signers), poolWorkers, maxBatch)
 	defer pool.close()
-	pool.digestOf = func(i int32) string { return b.lay.files[i].digest }
+	b.lay.newDigests(b.h)
+	pool.digestOf = b.lay.digest
 	if b.opts.Progress != nil {
 		b.opts.Progress.Start(b.lay.toRead, b.lay.total)
 	}
@@ -552,7 +599,7 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 	if len(evmList) == 0 {
 		evmList = imasig.EVMXattrsDebian61
 	}
-	seal := &sealer{files: b.lay.files, h: b.h, evm: evmList, pool: pool, progress: b.opts.Progress}
+	seal := &sealer{lay: b.lay, h: b.h, evm: evmList, pool: pool, progress: b.opts.Progress}
 	if !b.m.Image.Format.IsTar() && workers > 1 {
 		// SquashFS reads one file at a time in image order. A large
 		// file hashed with SHA-256 is hashed by the writer beside its
@@ -567,7 +614,8 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 	}
 	res := &Result{ImagePath: b.out, Overlaps: b.tree.Overlaps, Warnings: b.tree.Warnings, Bytes: b.lay.total}
 	next := 0 // b.lay.files[next] is the next regular file's state
-	for _, e := range b.lay.entries {
+	for _, ref := range b.lay.entries {
+		e := b.lay.at(ref)
 		fi := -1
 		if e.Type == rootfs.TypeReg {
 			fi = next
@@ -592,7 +640,7 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 	if b.opts.Progress != nil {
 		b.opts.Progress.Done()
 	}
-	shareLinkedState(b.lay.files, b.lay.primary)
+	b.lay.shareLinkedState()
 	res.Signatures = pool.unique
 	b.uniqueSigs = make(map[string]int)
 	for k := range b.lay.used {
@@ -624,18 +672,18 @@ func (b *buildRun) imageEntry(e *rootfs.Entry, fi int, seal *sealer, res *Result
 	case rootfs.TypeBlock, rootfs.TypeChar:
 		ie.Major, ie.Minor = e.Major(), e.Minor()
 	case rootfs.TypeReg:
-		fs := &b.lay.files[fi]
+		key := b.lay.rule(&b.lay.files[fi]).key
 		res.Files++
-		if fs.key != "" {
+		if key != "" {
 			res.Signed++
 		}
-		if p := b.lay.primary[e.Link()]; e.Link() != 0 && p != fs {
+		if p, ok := b.lay.primary[e.Link()]; e.Link() != 0 && ok && int(p) != fi {
 			// Hard links share their primary's inode, digest and
 			// signatures.
-			return ImageEntry{Path: e.Path, LinkTo: p.entry.Path, ModTime: b.m.Image.Epoch}
+			return ImageEntry{Path: e.Path, LinkTo: b.lay.entry(&b.lay.files[p]).Path, ModTime: b.m.Image.Epoch}
 		}
 		ie.Opener, ie.File = seal, fi
-		if fs.key != "" {
+		if key != "" {
 			ie.Seal = seal
 		}
 	}
@@ -643,12 +691,14 @@ func (b *buildRun) imageEntry(e *rootfs.Entry, fi int, seal *sealer, res *Result
 }
 
 // shareLinkedState gives every hard link, once the image is written, its
-// primary's digest and signatures (the record lists each path).
-func shareLinkedState(files fileStates, primary map[uint32]*fileState) {
-	for i := range files {
-		fs := &files[i]
-		if p := primary[fs.entry.Link()]; fs.entry.Link() != 0 && p != fs {
-			fs.digest, fs.sig = p.digest, p.sig
+// primary's digest (the record lists each path).
+func (l *layout) shareLinkedState() {
+	for i := range l.files {
+		fs := &l.files[i]
+		link := l.entry(fs).Link()
+		if p, ok := l.primary[link]; link != 0 && ok && int(p) != i && l.files[p].read {
+			copy(l.digests.slot(int32(i)), l.digests.slot(p))
+			fs.read = true
 		}
 	}
 }
@@ -673,7 +723,7 @@ func (b *buildRun) publishOutputs(ctx context.Context, pub *publish.Output, img 
 			return err
 		}
 	}
-	if pf := policyFiles(b.lay.frags, b.lay.files); pf != nil {
+	if pf := policyFiles(b.lay.frags); pf != nil {
 		if err := set.AddDir(SuffixPolicy, pf); err != nil {
 			return err
 		}
@@ -707,14 +757,14 @@ func OutputPath(m *manifest.Manifest) string {
 	return out
 }
 
-// OpenFile opens s.files[fi]'s content, wrapped so that the bytes the image
-// writer reads are hashed on the way, and the signature is requested as
-// soon as the last byte has been read (when the writer closes the reader).
-// The writer holds s and an index for every file until it is read
-// (ImageEntry.Opener), not a function each.
+// OpenFile opens the content of file fi (s.lay.files), wrapped so that the
+// bytes the image writer reads are hashed on the way, and the signature is
+// requested as soon as the last byte has been read (when the writer closes
+// the reader). The writer holds s and an index for every file until it is
+// read (ImageEntry.Opener), not a function each.
 func (s *sealer) OpenFile(fi int32) (io.ReadCloser, error) {
-	fs := &s.files[fi]
-	rc, err := fs.entry.Content.Open()
+	e := s.lay.entry(&s.lay.files[fi])
+	rc, err := e.Content.Open()
 	if err != nil {
 		return nil, err
 	}
@@ -725,61 +775,78 @@ func (s *sealer) OpenFile(fi int32) (io.ReadCloser, error) {
 			return nil, err
 		}
 	}
-	return &hashingReader{rc: rc, h: hh, hashes: &s.hashes, sha256: s.h == imasig.SHA256, ahead: s.readAhead > 0 && fs.entry.Size >= s.readAhead,
-		fs: fs, fi: fi, pool: s.pool, ready: s.ready, progress: s.progress}, nil
+	return &hashingReader{rc: rc, h: hh, hashes: &s.hashes, sha256: s.h == imasig.SHA256, ahead: s.readAhead > 0 && e.Size >= s.readAhead,
+		s: s, fi: fi}, nil
 }
 
 // hashingReader is a file's content as the image writer reads it: it hashes
-// every byte it returns, and at Close sets the file's digest and submits it
-// for signing. With SHA-256 it is a squashfs.ContentSHA256: the SquashFS
-// writer takes the digest (SumSHA256) to find duplicate files instead of
-// hashing the content again; and a squashfs.SHA256Taker: the writer may
-// hash a large file itself, beside its reads, from the blocks it reads
-// into (TakeSHA256), and give the digest back (SetSHA256) before Close.
+// every byte it returns, and at Close puts the file's digest in the
+// layout's digest store and submits it for signing. With SHA-256 it is a
+// squashfs.ContentSHA256: the SquashFS writer takes the digest (SumSHA256)
+// to find duplicate files instead of hashing the content again; and a
+// squashfs.SHA256Taker: the writer may hash a large file itself, beside its
+// reads, from the blocks it reads into (TakeSHA256), and give the digest
+// back (SetSHA256) before Close.
 type hashingReader struct {
 	rc io.ReadCloser
 	h  hash.Hash
 	// hashes, when not nil, takes h back, reset, once Close has the
 	// digest (sealer.hashes); h is nil from then on.
 	hashes *sync.Pool
-	sha256 bool   // h is SHA-256
-	sum    string // h.Sum after sumN bytes (SumSHA256, SetSHA256), for Close
+	sha256 bool // h is SHA-256
+	// sum is the SHA-256 of the first sumN bytes (summed: SumSHA256 made
+	// it or SetSHA256 gave it), for Close.
+	sum    [sha256.Size]byte
 	sumN   int64
-	n      int64
+	summed bool
+	// held is the file's digest in the layout's digest store, once there
+	// (keep, Close): HeldSHA256.
+	held string
+	n    int64
 	// ahead: the first Read wraps rc in a readAhead, unless the writer
 	// took the hash (its reads then go straight into its blocks).
-	ahead    bool
-	taken    bool // TakeSHA256 returned true: Read does not hash
-	given    bool // SetSHA256 was called
-	fs       *fileState
-	fi       int32 // fs's index
-	pool     *signPool
-	ready    chan int32 // sealer.ready
-	progress Progress
-	closed   atomic.Bool
+	ahead  bool
+	taken  bool // TakeSHA256 returned true: Read does not hash
+	given  bool // SetSHA256 was called
+	s      *sealer
+	fi     int32 // the file's index in s.lay.files
+	closed atomic.Bool
 }
+
+// entry is the walked entry of the file r reads.
+func (r *hashingReader) entry() *rootfs.Entry { return r.s.lay.entry(&r.s.lay.files[r.fi]) }
 
 // HashesSHA256 reports whether the file is hashed with SHA-256.
 func (r *hashingReader) HashesSHA256() bool { return r.sha256 }
 
 // SumSHA256 is the SHA-256 of the bytes read so far (HashesSHA256 true).
-func (r *hashingReader) SumSHA256() (sum [sha256.Size]byte) {
+func (r *hashingReader) SumSHA256() [sha256.Size]byte {
 	if r.taken || r.h == nil {
-		copy(sum[:], r.sum)
-		return sum
+		return r.sum
 	}
-	var a [64]byte
-	b := r.h.Sum(a[:0])
-	r.sum, r.sumN = string(b), r.n
-	copy(sum[:], b)
-	return sum
+	r.h.Sum(r.sum[:0])
+	r.sumN, r.summed = r.n, true
+	r.keep()
+	return r.sum
 }
 
-// HeldSHA256 is the digest SumSHA256 made or SetSHA256 gave, the string
-// Close keeps as the file's digest (fileState.digest) to the build's end:
-// the SquashFS writer's duplicate index refers to it instead of copying it
-// (squashfs.HeldSHA256).
-func (r *hashingReader) HeldSHA256() string { return r.sum }
+// HeldSHA256 is the digest SumSHA256 made or SetSHA256 gave once it is that
+// of the whole file (its walked size), as the layout's digest store holds
+// it to the build's end: the SquashFS writer's duplicate index refers to it
+// instead of copying it (squashfs.HeldSHA256). "" before.
+func (r *hashingReader) HeldSHA256() string { return r.held }
+
+// keep puts r.sum in the layout's digest store as the file's digest, once,
+// when it is the digest of as many bytes as the walk found: a file of
+// another size fails at Close, and no digest in the store ever changes.
+func (r *hashingReader) keep() {
+	if r.held != "" || !r.summed || r.sumN != r.entry().Size {
+		return
+	}
+	d := &r.s.lay.digests
+	copy(d.slot(r.fi), r.sum[:])
+	r.held = d.get(r.fi)
+}
 
 // TakeSHA256 hands the hashing to the image writer (squashfs.SHA256Taker):
 // with SHA-256, before the first Read.
@@ -795,7 +862,8 @@ func (r *hashingReader) TakeSHA256() bool {
 // writer after TakeSHA256. Close refuses a digest of fewer bytes than were
 // read, or none.
 func (r *hashingReader) SetSHA256(sum [sha256.Size]byte, n int64) {
-	r.sum, r.sumN, r.given = string(sum[:]), n, true
+	r.sum, r.sumN, r.summed, r.given = sum, n, true, true
+	r.keep()
 }
 
 func (r *hashingReader) Read(p []byte) (int, error) {
@@ -820,23 +888,31 @@ func (r *hashingReader) Close() error {
 	if r.closed.Swap(true) {
 		return nil
 	}
+	lay := r.s.lay
+	fs := &lay.files[r.fi]
+	e, fr := lay.entry(fs), lay.rule(fs)
 	if err := r.rc.Close(); err != nil {
-		return fmt.Errorf("%s: %w", r.fs.entry.Path, err)
+		return fmt.Errorf("%s: %w", e.Path, err)
 	}
-	if r.n != r.fs.entry.Size {
-		return fmt.Errorf("%s: read %d bytes, expected %d: %w", r.fs.entry.Path, r.n, r.fs.entry.Size, rootfs.ErrModified)
+	if r.n != e.Size {
+		return fmt.Errorf("%s: read %d bytes, expected %d: %w", e.Path, r.n, e.Size, rootfs.ErrModified)
 	}
 	if r.taken && (!r.given || r.sumN != r.n) {
 		// fail closed: the writer took the hash and gave none for
 		// every byte read
-		return fmt.Errorf("%s: internal: the image writer hashed %d of the %d bytes read", r.fs.entry.Path, r.sumN, r.n)
+		return fmt.Errorf("%s: internal: the image writer hashed %d of the %d bytes read", e.Path, r.sumN, r.n)
 	}
-	if r.sum != "" && r.sumN == r.n {
-		r.fs.digest = r.sum
-	} else {
-		r.fs.digest = string(r.h.Sum(nil))
-		r.sum, r.sumN = r.fs.digest, r.n
+	if r.held == "" {
+		// no SHA-256 of every byte yet (another hash, or SumSHA256 asked
+		// before the end)
+		r.h.Sum(lay.digests.slot(r.fi)[:0])
+		r.held = lay.digests.get(r.fi)
+		if r.sha256 {
+			copy(r.sum[:], r.held)
+			r.sumN, r.summed = r.n, true
+		}
 	}
+	fs.read = true
 	if r.hashes != nil {
 		h := r.h
 		r.h = nil
@@ -845,18 +921,18 @@ func (r *hashingReader) Close() error {
 	}
 	// Read exactly once: the content handle is not kept to the end of a
 	// large build.
-	r.fs.entry.Content = nil
-	if r.fs.key != "" {
-		r.fs.sig = r.pool.submit(r.fs.key, r.fs.entry.Path, r.fs.digest)
-		if r.ready != nil && r.fs.evmKey == "" {
+	e.Content = nil
+	if fr.key != "" {
+		r.s.pool.submit(fr.key, e.Path, r.held)
+		if r.s.ready != nil && fr.evmKey == "" {
 			select {
-			case r.ready <- r.fi:
+			case r.s.ready <- r.fi:
 			default: // sealed when the image is closed
 			}
 		}
 	}
-	if r.progress != nil {
-		r.progress.Add(1, r.n)
+	if p := r.s.progress; p != nil {
+		p.Add(1, r.n)
 	}
 	return nil
 }
@@ -982,7 +1058,7 @@ func level(m *manifest.Manifest) int { return m.Image.CompressionLevel() }
 // record assembles the build record once the image is complete.
 // Its image.sha256 is left empty: the image is hashed meanwhile (hashImage);
 // size is the image's.
-func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags []*fragment, files fileStates,
+func (opts *Options) record(m *manifest.Manifest, lay *layout,
 	signers map[string]Key, uniqueSigs map[string]int, h imasig.Hash, size int64, out string) (*Record, error) {
 	var err error
 	rec := &Record{
@@ -1034,40 +1110,43 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 			rec.Keys[len(rec.Keys)-1].Precomputed = p.Sources()
 		}
 	}
+	frags := lay.frags
 	isFrag := make(map[string]int)
 	for _, f := range frags {
 		isFrag[f.src.Path] = len(rec.Policy)
-		fs := files.lookup(f.src.Path)
+		fi := lay.find(f.src.Path)
+		key := lay.rule(&lay.files[fi]).key
 		rec.Policy = append(rec.Policy, RecordPolicy{
 			Name:   f.src.Name,
 			Path:   f.src.Path,
-			Digest: hex.EncodeToString([]byte(fs.digest)),
-			Key:    fs.key,
-			KeyID:  rec.Keys[keyIndex[fs.key]].KeyID,
+			Digest: hex.EncodeToString([]byte(lay.digest(fi))),
+			Key:    key,
+			KeyID:  rec.Keys[keyIndex[key]].KeyID,
 		})
 	}
 	// The first pass checks and counts; the files themselves are made
 	// again, one at a time, while the record is written (Record.files).
-	next := 0 // files[next] is the next regular file's state
-	for _, e := range entries {
-		var fs *fileState
+	next := int32(0) // lay.files[next] is the next regular file's state
+	for _, ref := range lay.entries {
+		e := lay.at(ref)
+		fi := int32(-1)
 		if e.Type == rootfs.TypeReg {
-			fs = &files[next]
+			fi = next
 			next++
 		}
 		if i, ok := isFrag[e.Path]; ok {
 			rec.Policy[i].RecordMeta = recordMeta(e)
 			continue
 		}
-		if fs == nil {
+		if fi < 0 {
 			rec.Entries = append(rec.Entries, RecordEntry{Path: e.Path, RecordMeta: recordMeta(e), Target: e.Target(), Major: e.Major(), Minor: e.Minor()})
 			continue
 		}
-		if fs.key != "" {
-			if fs.digest == "" {
+		if key := lay.rule(&lay.files[fi]).key; key != "" {
+			if !lay.files[fi].read {
 				return nil, fmt.Errorf("%s: internal: signed file without a digest", e.Path)
 			}
-			rec.Keys[keyIndex[fs.key]].Files++
+			rec.Keys[keyIndex[key]].Files++
 		}
 	}
 	// One signature per unique (key, digest): the pool's count, less the
@@ -1076,34 +1155,42 @@ func (opts *Options) record(m *manifest.Manifest, entries []*rootfs.Entry, frags
 		rec.Keys[i].Signatures = uniqueSigs[rec.Keys[i].Name]
 	}
 	for i, f := range frags {
-		fs := files.lookup(f.src.Path)
-		if fs.key == "" || slices.ContainsFunc(frags[:i], func(g *fragment) bool {
-			o := files.lookup(g.src.Path)
-			return o.key == fs.key && o.digest == fs.digest
+		fi := lay.find(f.src.Path)
+		key, digest := lay.rule(&lay.files[fi]).key, lay.digest(fi)
+		if key == "" || slices.ContainsFunc(frags[:i], func(g *fragment) bool {
+			o := lay.find(g.src.Path)
+			return lay.rule(&lay.files[o]).key == key && lay.digest(o) == digest
 		}) {
 			continue
 		}
-		if !slices.ContainsFunc(files, func(o fileState) bool {
-			return !o.fragment && o.key == fs.key && o.digest == fs.digest
-		}) {
-			rec.Keys[keyIndex[fs.key]].Signatures--
+		shared := false // a file that is not a fragment has the pair too
+		for o := range lay.files {
+			if r := lay.rule(&lay.files[o]); !r.fragment && r.key == key && lay.digest(int32(o)) == digest {
+				shared = true
+				break
+			}
+		}
+		if !shared {
+			rec.Keys[keyIndex[key]].Signatures--
 		}
 	}
 	keys := rec.Keys
 	rec.files = func(yield func(RecordFile) bool) {
-		next := 0
-		for _, e := range entries {
+		next := int32(0)
+		for _, ref := range lay.entries {
+			e := lay.at(ref)
 			if e.Type != rootfs.TypeReg {
 				continue
 			}
-			fs := &files[next]
+			fi := next
 			next++
 			if _, ok := isFrag[e.Path]; ok {
 				continue
 			}
-			rf := RecordFile{Path: e.Path, RecordMeta: recordMeta(e), Size: e.Size, Digest: hex.EncodeToString([]byte(fs.digest)), EVMKey: fs.evmKey}
-			if fs.key != "" {
-				rf.Key, rf.KeyID = fs.key, keys[keyIndex[fs.key]].KeyID
+			fr := lay.rule(&lay.files[fi])
+			rf := RecordFile{Path: e.Path, RecordMeta: recordMeta(e), Size: e.Size, Digest: hex.EncodeToString([]byte(lay.digest(fi))), EVMKey: fr.evmKey}
+			if fr.key != "" {
+				rf.Key, rf.KeyID = fr.key, keys[keyIndex[fr.key]].KeyID
 			}
 			if !yield(rf) {
 				return

@@ -91,7 +91,7 @@ func Check(ctx context.Context, m *manifest.Manifest, opts CheckOptions) error {
 	if k, ok := certs[m.Image.SignatureKey]; ok {
 		used[m.Image.SignatureKey] = k
 	}
-	if err := ko.checkKeys(m, used, lay.files); err != nil {
+	if err := ko.checkKeys(m, used, lay); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

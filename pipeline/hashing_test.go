@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"hash"
 	"io"
 	"os"
@@ -16,19 +17,32 @@ import (
 	"github.com/imaforge/imaforge/squashfs"
 )
 
+// oneFile is a sealer over a layout of one regular file, /f of size bytes,
+// whose digest goes to a store for h: what a hashingReader needs.
+func oneFile(h imasig.Hash, size int) *sealer {
+	lay := &layout{
+		tree:    []rootfs.Entry{{Path: "/f", Size: int64(size), Type: rootfs.TypeReg}},
+		entries: []entryRef{0},
+		rules:   []fileRule{{}},
+		files:   fileStates{{}},
+	}
+	lay.newDigests(h)
+	return &sealer{lay: lay, h: h}
+}
+
 // TestHashingReaderSHA256: with SHA-256 a file's reader gives the SquashFS
 // writer the digest it made (the same as hashing the content), and the file's
 // digest at Close is that one; bytes read after SumSHA256 are not left out;
 // with another hash the reader says it has no SHA-256.
 func TestHashingReaderSHA256(t *testing.T) {
 	data := bytes.Repeat([]byte("content "), 1000)
-	open := func(h imasig.Hash, n int) (*hashingReader, *fileState) {
-		fs := &fileState{fileRule: &fileRule{}, entry: &rootfs.Entry{Path: "/f", Size: int64(len(data))}}
+	open := func(h imasig.Hash, n int) (*hashingReader, *layout) {
+		s := oneFile(h, len(data))
 		hh, err := h.New()
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &hashingReader{rc: io.NopCloser(bytes.NewReader(data[:n])), h: hh, sha256: h == imasig.SHA256, fs: fs}, fs
+		return &hashingReader{rc: io.NopCloser(bytes.NewReader(data[:n])), h: hh, sha256: h == imasig.SHA256, s: s}, s.lay
 	}
 	want := sha256.Sum256(data)
 
@@ -41,13 +55,13 @@ func TestHashingReaderSHA256(t *testing.T) {
 		t.Fatalf("SumSHA256 %x, want %x", cs.SumSHA256(), want)
 	}
 	held := r.HeldSHA256()
-	if err := r.Close(); err != nil || fs.digest != string(want[:]) {
-		t.Fatalf("digest %x (%v), want %x", fs.digest, err, want)
+	if err := r.Close(); err != nil || fs.digest(0) != string(want[:]) {
+		t.Fatalf("digest %x (%v), want %x", fs.digest(0), err, want)
 	}
 	// the writer's duplicate index refers to the file's digest: the
 	// same bytes in memory, not a copy
-	if held != fs.digest || unsafe.StringData(held) != unsafe.StringData(fs.digest) {
-		t.Errorf("HeldSHA256 %x is not the file's digest %x as held", held, fs.digest)
+	if held != fs.digest(0) || unsafe.StringData(held) != unsafe.StringData(fs.digest(0)) {
+		t.Errorf("HeldSHA256 %x is not the file's digest %x as held", held, fs.digest(0))
 	}
 
 	// asked half way: Close still hashes every byte
@@ -57,8 +71,8 @@ func TestHashingReaderSHA256(t *testing.T) {
 	if _, err := io.ReadAll(r); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Close(); err != nil || fs.digest != string(want[:]) {
-		t.Fatalf("digest after an early SumSHA256 %x (%v), want %x", fs.digest, err, want)
+	if err := r.Close(); err != nil || fs.digest(0) != string(want[:]) {
+		t.Fatalf("digest after an early SumSHA256 %x (%v), want %x", fs.digest(0), err, want)
 	}
 
 	if r, _ := open(imasig.SHA512, len(data)); r.HashesSHA256() {
@@ -73,13 +87,13 @@ func TestHashingReaderSHA256(t *testing.T) {
 // SHA-512 reader keeps its hash.
 func TestHashingReaderTakeSHA256(t *testing.T) {
 	data := bytes.Repeat([]byte("content "), 1000)
-	open := func(h imasig.Hash) (*hashingReader, *fileState) {
-		fs := &fileState{fileRule: &fileRule{}, entry: &rootfs.Entry{Path: "/f", Size: int64(len(data))}}
+	open := func(h imasig.Hash) (*hashingReader, *layout) {
+		s := oneFile(h, len(data))
 		hh, err := h.New()
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &hashingReader{rc: io.NopCloser(bytes.NewReader(data)), h: hh, sha256: h == imasig.SHA256, fs: fs}, fs
+		return &hashingReader{rc: io.NopCloser(bytes.NewReader(data)), h: hh, sha256: h == imasig.SHA256, s: s}, s.lay
 	}
 	given := sha256.Sum256([]byte("what the writer says"))
 
@@ -95,8 +109,8 @@ func TestHashingReaderTakeSHA256(t *testing.T) {
 		t.Error("Read hashed the content after TakeSHA256")
 	}
 	taker.SetSHA256(given, int64(len(data)))
-	if err := r.Close(); err != nil || fs.digest != string(given[:]) {
-		t.Fatalf("digest %x (%v), want the writer's %x", fs.digest, err, given)
+	if err := r.Close(); err != nil || fs.digest(0) != string(given[:]) {
+		t.Fatalf("digest %x (%v), want the writer's %x", fs.digest(0), err, given)
 	}
 
 	for _, tc := range []struct {
@@ -110,8 +124,8 @@ func TestHashingReaderTakeSHA256(t *testing.T) {
 		r.TakeSHA256()
 		io.ReadAll(r)
 		tc.set(r)
-		if err := r.Close(); err == nil || fs.digest != "" {
-			t.Errorf("%s: Close %v, digest %x: want an error and no digest", tc.name, err, fs.digest)
+		if err := r.Close(); err == nil || fs.digest(0) != "" {
+			t.Errorf("%s: Close %v, digest %x: want an error and no digest", tc.name, err, fs.digest(0))
 		}
 	}
 
@@ -133,8 +147,8 @@ func TestHashingReaderTakeSHA256(t *testing.T) {
 func TestHashingReaderPooled(t *testing.T) {
 	for _, h := range []imasig.Hash{imasig.SHA256, imasig.SHA512} {
 		var pool sync.Pool
-		open := func(data []byte) (*hashingReader, *fileState) {
-			fs := &fileState{fileRule: &fileRule{}, entry: &rootfs.Entry{Path: "/f", Size: int64(len(data))}}
+		open := func(data []byte) (*hashingReader, *layout) {
+			s := oneFile(h, len(data))
 			hh, _ := pool.Get().(hash.Hash)
 			if hh == nil {
 				var err error
@@ -142,7 +156,7 @@ func TestHashingReaderPooled(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			return &hashingReader{rc: io.NopCloser(bytes.NewReader(data)), h: hh, hashes: &pool, sha256: h == imasig.SHA256, fs: fs}, fs
+			return &hashingReader{rc: io.NopCloser(bytes.NewReader(data)), h: hh, hashes: &pool, sha256: h == imasig.SHA256, s: s}, s.lay
 		}
 		want := func(data []byte) string {
 			d := h.CryptoHash().New()
@@ -176,33 +190,52 @@ func TestHashingReaderPooled(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		for i, fs := range []*fileState{fa, fb, fc} {
-			if fs.digest != want(content(i+1)) {
-				t.Errorf("%v: file %d digest %x, want %x", h, i+1, fs.digest, want(content(i+1)))
+		for i, fs := range []*layout{fa, fb, fc} {
+			if fs.digest(0) != want(content(i+1)) {
+				t.Errorf("%v: file %d digest %x, want %x", h, i+1, fs.digest(0), want(content(i+1)))
 			}
 		}
 
-		// several goroutines, one pool
+		// several goroutines, one pool, one layout: each file's digest
+		// goes into its own place of one digest store
+		const files = 200
+		s := oneFile(h, 0)
+		lay := s.lay
+		lay.tree = make([]rootfs.Entry, files)
+		lay.entries, lay.files = make([]entryRef, files), make(fileStates, files)
+		for i := range files {
+			lay.tree[i] = rootfs.Entry{Path: fmt.Sprintf("/f%03d", i), Size: int64(len(content(i))), Type: rootfs.TypeReg}
+			lay.entries[i], lay.files[i] = entryRef(i), fileState{entry: entryRef(i)}
+		}
+		lay.newDigests(h)
 		var wg sync.WaitGroup
 		for g := range 4 {
 			wg.Go(func() {
-				for i := range 50 {
-					data := content(g*50 + i)
-					r, fs := open(data)
+				for i := g; i < files; i += 4 {
+					hh, _ := pool.Get().(hash.Hash)
+					if hh == nil {
+						hh, _ = h.New()
+					}
+					r := &hashingReader{rc: io.NopCloser(bytes.NewReader(content(i))), h: hh, hashes: &pool, sha256: h == imasig.SHA256, s: s, fi: int32(i)}
 					if _, err := io.ReadAll(r); err != nil {
 						t.Error(err)
 						return
+					}
+					if h == imasig.SHA256 {
+						r.SumSHA256() // the SquashFS writer's ask, at the end
 					}
 					if err := r.Close(); err != nil {
 						t.Error(err)
 						return
 					}
-					if fs.digest != want(data) {
-						t.Errorf("%v: goroutine %d file %d: wrong digest", h, g, i)
-					}
 				}
 			})
 		}
 		wg.Wait()
+		for i := range files {
+			if lay.digest(int32(i)) != want(content(i)) {
+				t.Errorf("%v: file %d: digest %x, want %x", h, i, lay.digest(int32(i)), want(content(i)))
+			}
+		}
 	}
 }

@@ -403,9 +403,10 @@ func tarXattrs(xs manifest.Xattrs) []tarimage.Xattr {
 
 // checkTarEntries refuses, before anything is read or written, what a tar
 // archive cannot carry, at the manifest line that made the entry.
-func checkTarEntries(m *manifest.Manifest, entries []*rootfs.Entry) error {
+func checkTarEntries(m *manifest.Manifest, lay *layout) error {
 	var errs []error
-	for _, e := range entries {
+	for _, ref := range lay.entries {
+		e := lay.at(ref)
 		var err error
 		switch {
 		case e.Type == rootfs.TypeSocket:

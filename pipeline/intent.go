@@ -54,8 +54,8 @@ func intentWarnings(m *manifest.Manifest, lay *layout) []error {
 		// made first: with every rule hit (the usual case) that list was
 		// all a million-file build allocated here (16 MiB of pointers).
 		matched := ""
-		for _, e := range lay.entries {
-			if e.Type == rootfs.TypeReg && r.Match.Match(e.Path) {
+		for _, ref := range lay.entries {
+			if e := lay.at(ref); e.Type == rootfs.TypeReg && r.Match.Match(e.Path) {
 				matched = e.Path
 				break
 			}
@@ -118,9 +118,9 @@ func refusals(m *manifest.Manifest, lay *layout, report func(manifest.Pos, strin
 	var files []verify.PlannedFile
 	for i := range lay.files {
 		fs := &lay.files[i]
-		e := fs.entry
+		e := lay.entry(fs)
 		files = append(files, verify.PlannedFile{Path: e.Path, Mode: e.Mode, UID: e.UID, GID: e.GID,
-			Signed: fs.key != "", Hash: h, Policy: isFrag[e.Path]})
+			Signed: lay.rule(fs).key != "", Hash: h, Policy: isFrag[e.Path]})
 	}
 	type group struct {
 		r     verify.Refusal

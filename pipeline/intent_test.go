@@ -92,10 +92,10 @@ func TestIntentWarningsAllocs(t *testing.T) {
 	m := &manifest.Manifest{Rules: []manifest.Rule{{}}}
 	allocs := func(n int) float64 {
 		es := make([]rootfs.Entry, n)
-		lay := &layout{hits: map[*manifest.Rule]int{&m.Rules[0]: n}}
+		lay := &layout{hits: map[*manifest.Rule]int{&m.Rules[0]: n}, tree: es}
 		for i := range es {
 			es[i] = rootfs.Entry{Path: fmt.Sprintf("/f%d", i), Type: rootfs.TypeReg}
-			lay.entries = append(lay.entries, &es[i])
+			lay.entries = append(lay.entries, entryRef(i))
 		}
 		return testing.AllocsPerRun(5, func() {
 			if errs := intentWarnings(m, lay); len(errs) != 0 {

@@ -3,6 +3,8 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"slices"
 
 	"github.com/imaforge/imaforge/imasig"
@@ -37,17 +39,31 @@ func walkManifest(ctx context.Context, m *manifest.Manifest, strict bool, maxSpo
 // entry in image order and the key of every regular file. Build and
 // MakePlan both start from layOut, so a plan lists exactly the files, keys
 // and digests a build of the same manifest signs.
+//
+// What a build holds per file to its end is pointer-free (entryRef,
+// fileState, digestStore; TestPerFileStatePointerFree): the garbage
+// collector marks such an array once and never scans it, where it had to
+// follow every pointer of a million files' state in every cycle.
 type layout struct {
 	frags []*fragment
+	// tree is the walked tree's entries (rootfs.Tree.Entries, not
+	// copied); an entryRef past them is a policy fragment's.
+	tree []rootfs.Entry
 	// entries are the tree's and the policy fragments', sorted by
 	// rootfs.ComparePaths.
-	entries []*rootfs.Entry
+	entries []entryRef
+	// rules are what the rules and policy fragments decide, each once
+	// (fileState.rule).
+	rules []fileRule
 	// files holds every regular file with its key ("": unsigned) and the
 	// rule or policy fragment that set it, in the order of entries.
 	files fileStates
-	// primary maps a hard-link group to its first file, the one whose
-	// content is read.
-	primary map[uint32]*fileState
+	// digests holds the files' digests, by file index (Build's, once
+	// set by newDigests; MakePlan keeps its own).
+	digests digestStore
+	// primary maps a hard-link group to its first file (an index of
+	// files), the one whose content is read.
+	primary map[uint32]int32
 	// used names the keys that sign at least one file.
 	used map[string]bool
 	// hits counts the regular files each rule decided (first match).
@@ -56,6 +72,42 @@ type layout struct {
 	// group once) and total their bytes.
 	toRead int
 	total  int64
+}
+
+// entryRef is an entry of a layout: an index into its tree's entries or,
+// from len(tree) on, into its policy fragments (layout.at).
+type entryRef uint32
+
+// at returns the entry r refers to.
+func (l *layout) at(r entryRef) *rootfs.Entry {
+	if int(r) < len(l.tree) {
+		return &l.tree[r]
+	}
+	return &l.frags[int(r)-len(l.tree)].entry
+}
+
+// entry returns the walked entry (or policy fragment's) of a file.
+func (l *layout) entry(fs *fileState) *rootfs.Entry { return l.at(fs.entry) }
+
+// rule returns what the rule or policy fragment that decided a file
+// decides.
+func (l *layout) rule(fs *fileState) *fileRule { return &l.rules[fs.rule] }
+
+// fragment returns the policy fragment a file is, or nil.
+func (l *layout) fragment(fs *fileState) *fragment {
+	if int(fs.entry) < len(l.tree) {
+		return nil
+	}
+	return l.frags[int(fs.entry)-len(l.tree)]
+}
+
+// digest returns the digest of files[i], "" before its content was read.
+// The string is the digest store's bytes, not a copy (digestStore.get).
+func (l *layout) digest(i int32) string {
+	if !l.files[i].read {
+		return ""
+	}
+	return l.digests.get(i)
 }
 
 // layOut renders the manifest's policy fragments (logging through logf),
@@ -67,48 +119,48 @@ func layOut(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...any)) 
 	if err != nil {
 		return nil, err
 	}
-	entries := make([]*rootfs.Entry, 0, len(tree.Entries)+len(frags))
-	for i := range tree.Entries {
-		entries = append(entries, &tree.Entries[i])
-	}
-	for _, f := range frags {
-		entries = append(entries, &f.entry)
-	}
-	slices.SortFunc(entries, func(a, b *rootfs.Entry) int { return rootfs.ComparePaths(a.Path, b.Path) })
-
-	regular := 0
-	for _, e := range entries {
-		if e.Type == rootfs.TypeReg {
-			regular++
-		}
+	n := len(tree.Entries) + len(frags)
+	if n > math.MaxUint32 || n > math.MaxInt32 {
+		return nil, fmt.Errorf("%d entries: more than an image holds", n)
 	}
 	l := &layout{
 		frags:   frags,
-		entries: entries,
-		files:   make(fileStates, 0, regular), // never grown: pointers into it stay valid
-		primary: make(map[uint32]*fileState),
+		tree:    tree.Entries,
+		entries: make([]entryRef, n),
+		primary: make(map[uint32]int32),
 		used:    make(map[string]bool),
 		hits:    make(map[*manifest.Rule]int),
 	}
-	rules := make(map[fileRule]*fileRule)
-	intern := func(r fileRule) *fileRule {
-		if p, ok := rules[r]; ok {
-			return p
+	for i := range l.entries {
+		l.entries[i] = entryRef(i)
+	}
+	slices.SortFunc(l.entries, func(a, b entryRef) int { return rootfs.ComparePaths(l.at(a).Path, l.at(b).Path) })
+
+	regular := 0
+	for _, r := range l.entries {
+		if l.at(r).Type == rootfs.TypeReg {
+			regular++
 		}
-		p := &r
-		rules[r] = p
-		return p
 	}
-	fragOf := make(map[*rootfs.Entry]*fragment, len(frags))
-	for _, f := range frags {
-		fragOf[&f.entry] = f
+	l.files = make(fileStates, 0, regular)
+	rules := make(map[fileRule]uint32)
+	intern := func(r fileRule) uint32 {
+		if i, ok := rules[r]; ok {
+			return i
+		}
+		i := uint32(len(l.rules))
+		rules[r] = i
+		l.rules = append(l.rules, r)
+		return i
 	}
-	for _, e := range entries {
+	for _, ref := range l.entries {
+		e := l.at(ref)
 		if e.Type != rootfs.TypeReg {
 			continue
 		}
 		var fr fileRule
-		if f, ok := fragOf[e]; ok {
+		if int(ref) >= len(l.tree) {
+			f := l.frags[int(ref)-len(l.tree)]
 			fr.key, fr.pos, fr.fragment = f.src.Key, &f.src.Pos, true
 		} else {
 			r, err := m.RuleFor(e.Path)
@@ -122,28 +174,30 @@ func layOut(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...any)) 
 				fr.evmKey = r.EVMKeyName()
 			}
 		}
-		l.files = append(l.files, fileState{fileRule: intern(fr), entry: e})
-		fs := &l.files[len(l.files)-1]
-		if fs.key != "" {
-			l.used[fs.key] = true
+		fi := int32(len(l.files))
+		l.files = append(l.files, fileState{entry: ref, rule: intern(fr)})
+		rule := &l.rules[l.files[fi].rule]
+		if rule.key != "" {
+			l.used[rule.key] = true
 		}
-		if fs.evmKey != "" {
-			l.used[fs.evmKey] = true
+		if rule.evmKey != "" {
+			l.used[rule.evmKey] = true
 		}
 		if e.Link() != 0 {
 			if first, ok := l.primary[e.Link()]; ok {
 				// Hard links share one inode, so one security.ima.
-				if k := first.key; k != fs.key {
-					return nil, m.Errorf(*fs.pos, nil, "%s is a hard link to %s, which the rules sign with key %q, not %q",
-						e.Path, first.entry.Path, k, fs.key)
+				fr := l.rule(&l.files[first])
+				if k := fr.key; k != rule.key {
+					return nil, m.Errorf(*rule.pos, nil, "%s is a hard link to %s, which the rules sign with key %q, not %q",
+						e.Path, l.entry(&l.files[first]).Path, k, rule.key)
 				}
-				if k := first.evmKey; k != fs.evmKey {
-					return nil, m.Errorf(*fs.pos, nil, "%s is a hard link to %s, whose EVM key the rules make %q, not %q",
-						e.Path, first.entry.Path, k, fs.evmKey)
+				if k := fr.evmKey; k != rule.evmKey {
+					return nil, m.Errorf(*rule.pos, nil, "%s is a hard link to %s, whose EVM key the rules make %q, not %q",
+						e.Path, l.entry(&l.files[first]).Path, k, rule.evmKey)
 				}
 				continue
 			}
-			l.primary[e.Link()] = fs
+			l.primary[e.Link()] = fi
 		}
 		l.toRead++
 		l.total += e.Size
@@ -153,14 +207,16 @@ func layOut(m *manifest.Manifest, tree *rootfs.Tree, logf func(string, ...any)) 
 
 // fileStates is the layout's regular files in image order
 // (rootfs.ComparePaths), held by value: a build of a million files keeps
-// one small struct per file, not a pointer, an allocation and a map entry.
+// one small pointer-free struct per file, not a pointer, an allocation and
+// a map entry.
 type fileStates []fileState
 
-// lookup returns the state of the regular file at image path p, or nil.
-func (fs fileStates) lookup(p string) *fileState {
-	i, ok := slices.BinarySearchFunc(fs, p, func(f fileState, p string) int { return rootfs.ComparePaths(f.entry.Path, p) })
+// find returns the index in l.files of the regular file at image path p,
+// or -1.
+func (l *layout) find(p string) int32 {
+	i, ok := slices.BinarySearchFunc(l.files, p, func(f fileState, p string) int { return rootfs.ComparePaths(l.entry(&f).Path, p) })
 	if !ok {
-		return nil
+		return -1
 	}
-	return &fs[i]
+	return int32(i)
 }

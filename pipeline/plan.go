@@ -91,9 +91,9 @@ func MakePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 	var total int64
 	files := 0
 	for i := range lay.files {
-		e := lay.files[i].entry
+		e := lay.entry(&lay.files[i])
 		files++
-		it := &item{e: e, key: lay.files[i].key}
+		it := &item{e: e, key: lay.rule(&lay.files[i]).key}
 		items = append(items, it)
 		if e.Link() != 0 {
 			if p, ok := primary[e.Link()]; ok {
@@ -140,7 +140,7 @@ func MakePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 	}
 	// Refuse now what Build would refuse (trust store, dates, scopes),
 	// before a ceremony is spent on it.
-	if err := (&Options{Now: opts.Now}).checkKeys(m, certs, lay.files); err != nil {
+	if err := (&Options{Now: opts.Now}).checkKeys(m, certs, lay); err != nil {
 		return nil, err
 	}
 

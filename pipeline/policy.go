@@ -23,6 +23,7 @@ type fragment struct {
 	src   *manifest.PolicyFragment
 	data  []byte
 	entry rootfs.Entry
+	sig   []byte // its security.ima value, once sealed (sealer.sealAppend)
 }
 
 // renderPolicy renders every policy fragment of the manifest and lints it
@@ -138,7 +139,7 @@ func (b bytesContent) Open() (io.ReadCloser, error) {
 // security.ima value, evmctl's --sigfile convention) by file name, for
 // IMAGE.policy/ (installation on a read-write filesystem); nil without
 // fragments.
-func policyFiles(frags []*fragment, files fileStates) map[string][]byte {
+func policyFiles(frags []*fragment) map[string][]byte {
 	if len(frags) == 0 {
 		return nil
 	}
@@ -146,7 +147,7 @@ func policyFiles(frags []*fragment, files fileStates) map[string][]byte {
 	for _, fr := range frags {
 		name := path.Base(fr.src.Path)
 		out[name] = fr.data
-		out[name+".sig"] = files.lookup(fr.src.Path).sig.value
+		out[name+".sig"] = fr.sig
 	}
 	return out
 }

@@ -48,9 +48,14 @@ type signPool struct {
 	// removal moves them, without reading them (at a million files, when
 	// each slot passed read its result and digest, probes and removals
 	// took 2.3 CPU-s of 97).
-	// A result leaves it once released (remove).
+	// A result leaves it once released (remove); one that a file was
+	// given and has not released stays, also after forget: the file's
+	// Seal finds it there (lookup).
 	results []resultSlot
 	nres    int
+	// forgotten: forget was called; a result released from then on
+	// leaves results at once.
+	forgotten bool
 	// signed holds, by key index, the digests of the released results,
 	// each as the index of a file that has it (digestOf): a later submit
 	// of one signs it again without counting another unique pair. 4
@@ -86,9 +91,11 @@ func fingerprint(digest string) uint64 {
 
 // sigResult is a signature that is, or will be, computed: its value is
 // valid once signPool.wait returns. digest is what was signed (the file's
-// digest, shared, not copied). A build holds one per unique digest to its
-// end: 48 bytes (TestPerFileStateSize), the digest a string and the key
-// 16 bits for that.
+// digest in the layout's digest store, not copied). The pool holds one per
+// unique digest until the files given it are sealed (and a few after,
+// release): 48 bytes (TestPerFileStateSize), the digest a string and the
+// key 16 bits for that. A file finds its result by key and digest
+// (lookup), so that its state holds no pointer to it.
 type sigResult struct {
 	digest string
 	value  []byte
@@ -251,8 +258,8 @@ func (p *signPool) signBatch(js []sigJob, at []int, digests, values [][]byte, er
 }
 
 // submit asks for the signature of digest, of the file at image path, with
-// the named key and returns its (possibly shared) result. digest must not
-// change afterwards.
+// the named key and returns its (possibly shared) result, which lookup
+// finds until the file releases it. digest must not change afterwards.
 func (p *signPool) submit(key, path, digest string) *sigResult {
 	ki, ok := p.index[key]
 	if !ok {
@@ -285,6 +292,21 @@ func (p *signPool) submit(key, path, digest string) *sigResult {
 	return r
 }
 
+// lookup returns the result submit gave for (key, digest) and that was not
+// released since, or nil; an error for a key the pool has no signer for.
+func (p *signPool) lookup(key, digest string) (*sigResult, error) {
+	ki, ok := p.index[key]
+	if !ok {
+		return nil, fmt.Errorf("internal: no signer for key %q (%d keys given, at most %d)", key, p.given, math.MaxUint16+1)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.results) == 0 {
+		return nil, nil
+	}
+	return p.results[p.probe(ki, p.hash(ki, digest), digest)].r, nil
+}
+
 // keptResult is a result in signPool.kept and a file that has its digest.
 type keptResult struct {
 	r    *sigResult
@@ -308,8 +330,9 @@ func (p *signPool) release(r *sigResult, file int32) {
 	if r.refs != 0 || !r.done || p.errs[r] != nil {
 		return
 	}
-	if p.results == nil { // forgotten: no file can find r again
+	if p.forgotten { // no file submits r's pair again
 		r.value, r.released = nil, true
+		p.unlist(r)
 		return
 	}
 	if len(p.kept) < p.keep {
@@ -328,17 +351,25 @@ func (p *signPool) release(r *sigResult, file int32) {
 // (p.mu held).
 func (p *signPool) drop(r *sigResult, file int32) {
 	r.value, r.released = nil, true
-	if p.results == nil {
+	if p.forgotten {
 		return
 	}
-	if slot := p.probe(r.key, p.hash(r.key, r.digest), r.digest); p.results[slot].r == r {
-		p.remove(slot)
-	}
+	p.unlist(r)
 	if len(p.signed) == 0 {
 		p.signed = make([]fileSet, len(p.names))
 	}
 	if p.digestOf(file) == r.digest {
 		p.signed[r.key].add(p.seed, p.digestOf, file)
+	}
+}
+
+// unlist takes r out of p.results (p.mu held).
+func (p *signPool) unlist(r *sigResult) {
+	if len(p.results) == 0 {
+		return
+	}
+	if slot := p.probe(r.key, p.hash(r.key, r.digest), r.digest); p.results[slot].r == r {
+		p.remove(slot)
 	}
 }
 
@@ -502,20 +533,28 @@ func (p *signPool) uniqueOf(key string) int {
 	return p.perKey[ki]
 }
 
-// forget stops finding the results submitted so far: a later submit of the
-// same pair signs it again. The build calls it once every file digest has
-// been submitted, so that the lookup does not stay in memory while the
-// image's tables are written.
+// forget stops finding the results whose files were all sealed: a later
+// submit of the same pair signs it again. The build calls it once every
+// file digest has been submitted, so that the lookup does not stay in
+// memory while the image's tables are written. The results of files not
+// sealed yet stay, for their Seals (lookup), until they are released.
 func (p *signPool) forget() {
 	p.mu.Lock()
-	p.results, p.nres, p.signed = nil, 0, nil
+	defer p.mu.Unlock()
 	for _, k := range p.kept {
 		if k.r.refs == 0 {
 			k.r.value, k.r.released = nil, true
 		}
 	}
-	p.kept, p.keptAt = nil, 0
-	p.mu.Unlock()
+	p.kept, p.keptAt, p.signed = nil, 0, nil
+	old := p.results
+	p.results, p.nres, p.forgotten = nil, 0, true
+	for _, s := range old {
+		if s.r != nil && s.r.refs > 0 {
+			p.results[p.find(s.r.key, s.h, s.r.digest)] = s
+			p.nres++
+		}
+	}
 }
 
 // close stops accepting work and waits for every signature. Calls after

@@ -205,7 +205,8 @@ func prefixSigners(keys ...string) map[string]signFunc {
 // TestSignPoolLookup: the pool's table finds a pair again across its
 // growth (5,000 pairs: the table doubles three times), tells apart digests
 // that share their first 8 bytes and the same digest under another key,
-// and after forget signs a pair again.
+// and after forget signs a pair again whose files were all sealed, and
+// still finds one whose files were not.
 func TestSignPoolLookup(t *testing.T) {
 	p := newSignPool(context.Background(), prefixSigners("a", "b"), nil, 2, waitedBatch)
 	defer p.close()
@@ -237,9 +238,23 @@ func TestSignPoolLookup(t *testing.T) {
 			t.Fatalf("pair %d: %v, %q", i, err, r.value)
 		}
 	}
+	// every file of each pair sealed (two each), but those of pair 8
+	for i, r := range first {
+		if i != 8 {
+			p.release(r, int32(i))
+			p.release(r, int32(i))
+		}
+	}
 	p.forget()
 	if r := p.submit("a", "/f", digest(7)); r == first[7] {
 		t.Error("a forgotten pair was found")
+	}
+	// a pair whose files are not all sealed stays, for their Seals
+	if r, err := p.lookup("a", digest(8)); err != nil || r != first[8] {
+		t.Errorf("lookup of a pair not released after forget: %p, %v; want %p", r, err, first[8])
+	}
+	if r := p.submit("a", "/h", digest(8)); r != first[8] {
+		t.Error("a pair not released was signed again after forget")
 	}
 }
 

@@ -25,7 +25,9 @@ import (
 //   - every file must lie inside the scope of its key's certificate and of
 //     the CAs above it (pki's scope extension), so a tenant key cannot sign
 //     the base system even with a hand-edited manifest.
-func (opts *Options) checkKeys(m *manifest.Manifest, keys map[string]Key, files fileStates) error {
+//
+// lay may be nil (no tree): then only the keys are checked.
+func (opts *Options) checkKeys(m *manifest.Manifest, keys map[string]Key, lay *layout) error {
 	now := time.Now()
 	if opts.Now != nil {
 		now = opts.Now()
@@ -91,18 +93,21 @@ func (opts *Options) checkKeys(m *manifest.Manifest, keys map[string]Key, files 
 	if err := checkTenantSigners(m, keys); err != nil {
 		return err
 	}
-	signed := make([]*fileState, 0, len(files))
-	for i := range files {
-		if files[i].key != "" {
-			signed = append(signed, &files[i])
+	if lay == nil {
+		return nil
+	}
+	var signed []*fileState
+	for i := range lay.files {
+		if lay.rule(&lay.files[i]).key != "" {
+			signed = append(signed, &lay.files[i])
 		}
 	}
 	// errors in byte order of the paths
-	slices.SortFunc(signed, func(a, b *fileState) int { return strings.Compare(a.entry.Path, b.entry.Path) })
+	slices.SortFunc(signed, func(a, b *fileState) int { return strings.Compare(lay.entry(a).Path, lay.entry(b).Path) })
 	evmChecked := map[string]bool{}
 	var errs []error // every refused path, not the first one only
-	for _, f := range signed {
-		p := f.entry.Path
+	for _, fs := range signed {
+		p, f := lay.entry(fs).Path, lay.rule(fs)
 		if err := allows[f.key](p); err != nil {
 			errs = append(errs, m.Errorf(*f.pos, err, "key %q may not sign %s", f.key, p))
 		}
