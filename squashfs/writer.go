@@ -158,17 +158,23 @@ const (
 )
 
 // node is one directory entry of the tree; hard links share the inode fields
-// of their target (ext.link). It is kept small (80 bytes on 64-bit,
+// of their target (ext.link). It is kept small (64 bytes on 64-bit,
 // TestNodeSize; allocated in slabs), since a Writer holds one per entry
 // until Close: what only directories, symlinks, devices and hard links need
 // is in ext, a regular file's block list is a range of Writer.blockWords,
 // and its sparse byte count follows from that list. A node has no parent
 // pointer: only error messages need a node's path, and Writer.pathOf
-// searches the tree for it; nor a regular file's content (Writer.sources). Fields used in one phase only share their
-// space with another phase's (at, xattr).
+// searches the tree for it; nor a regular file's content (Writer.sources).
+// Fields used in one phase only share their space with another phase's
+// (at, xattr).
+//
+// A node holds no pointer (TestNodeNoPointers): its name is an offset into
+// Writer.names, its extension an index into Writer.exts, and nodes refer to
+// each other by id (Writer.node). A slab of nodes is then marked by the
+// garbage collector but never scanned: with a string and a *nodeExt per
+// node, every cycle followed two pointers per file (at a million files,
+// about 90 cycles of a build).
 type node struct {
-	name string
-	ext  *nodeExt // directories, symlinks, devices and hard links
 	size int64
 
 	// at is a regular file's data start (set by WriteData) until Close
@@ -187,9 +193,12 @@ type node struct {
 	// the node's xattrs in the store: Writer.xattrs.at[xattr-1] (0: none);
 	// from then on its xattr id (InvalidXattr: none).
 	xattr uint32
+	name  uint32 // the name's offset in Writer.names (the root has none)
+	ext   uint32 // directories, symlinks, devices, hard links: Writer.exts[ext] (0: none)
 
-	kind  kind
-	flags nodeFlags
+	nameLen uint8 // the name's length less one (names are 1..256 bytes)
+	kind    kind
+	flags   nodeFlags
 	// later is Entry.XattrsLater until SetXattrs gives the set. It is
 	// not a flag: SetXattrs changes it (w.mu held) while WriteData's
 	// goroutines read flags without the lock.
@@ -244,38 +253,144 @@ func (n *node) set(f nodeFlags, on bool) {
 
 // nodeExt holds the fields of a node that regular files do not need.
 type nodeExt struct {
-	children []*node // directories, sorted by name bytes before writing
-	target   string  // symlink target or LinkTo path
+	children []uint32 // directories: node ids, sorted by name bytes before writing
+	target   string   // symlink target or LinkTo path
 	rdev     uint32
-	link     *node // kindLink: the resolved inode holder
+	link     uint32 // kindLink: the resolved inode holder's id (0, the root's: not resolved)
 }
 
-// nodeSlab is how many nodes are allocated at once.
-const nodeSlab = 1024
+// nodeSlabBits: nodes are allocated 1<<nodeSlabBits at once, in slabs
+// that never move, so a node id is a slab and an index in it.
+const (
+	nodeSlabBits = 10
+	nodeSlab     = 1 << nodeSlabBits
+	// maxNodes is how many nodes ids can number.
+	maxNodes = 1 << 32
+)
 
-// newNode returns a zero node from the current slab (w.mu held).
-func (w *Writer) newNode() *node {
-	if len(w.slab) == cap(w.slab) {
-		w.slab = make([]node, 0, nodeSlab)
+// newNode returns a zero node and its id (w.mu held).
+func (w *Writer) newNode() (uint32, *node, error) {
+	k := len(w.slabs)
+	if k == 0 || len(w.slabs[k-1]) == nodeSlab {
+		if uint64(k)*nodeSlab >= maxNodes {
+			return 0, nil, fmt.Errorf("squashfs: more than 2^32 entries")
+		}
+		w.slabs = append(w.slabs, make([]node, 0, nodeSlab))
+		k++
 	}
-	w.slab = append(w.slab, node{})
-	return &w.slab[len(w.slab)-1]
+	s := &w.slabs[k-1]
+	*s = append(*s, node{})
+	return uint32((k-1)<<nodeSlabBits | (len(*s) - 1)), &(*s)[len(*s)-1], nil
 }
 
-// children returns a directory's entries.
-func (n *node) children() []*node {
-	if n.ext == nil {
+// rootID is the root's node id (NewWriter's first node).
+const rootID = 0
+
+// node returns the node with id.
+func (w *Writer) node(id uint32) *node {
+	return &w.slabs[id>>nodeSlabBits][id&(nodeSlab-1)]
+}
+
+// ext returns n's extension, or nil. The pointer is valid until the next
+// newExt.
+func (w *Writer) ext(n *node) *nodeExt {
+	if n.ext == 0 {
 		return nil
 	}
-	return n.ext.children
+	return &w.exts[n.ext]
 }
 
-// addChild appends c to directory d's entries.
-func (d *node) addChild(c *node) {
-	if d.ext == nil {
-		d.ext = &nodeExt{}
+// newExt gives n an extension (w.mu held) and returns it.
+func (w *Writer) newExt(n *node, e nodeExt) (*nodeExt, error) {
+	if len(w.exts) == 0 {
+		w.exts = append(w.exts, nodeExt{}) // index 0: none
 	}
-	d.ext.children = append(d.ext.children, c)
+	if len(w.exts) >= math.MaxUint32 {
+		return nil, fmt.Errorf("squashfs: more than 2^32 directories, symlinks, devices and hard links")
+	}
+	n.ext = uint32(len(w.exts))
+	w.exts = append(w.exts, e)
+	return &w.exts[n.ext], nil
+}
+
+// children returns a directory's entries (node ids).
+func (w *Writer) children(n *node) []uint32 {
+	if e := w.ext(n); e != nil {
+		return e.children
+	}
+	return nil
+}
+
+// addChild appends c (id) to directory d's entries.
+func (w *Writer) addChild(d *node, c uint32) error {
+	e := w.ext(d)
+	if e == nil {
+		var err error
+		if e, err = w.newExt(d, nodeExt{}); err != nil {
+			return err
+		}
+	}
+	e.children = append(e.children, c)
+	return nil
+}
+
+// name returns n's name, from the name store; the root has none.
+func (w *Writer) name(n *node) []byte {
+	return w.names.get(n.name, int(n.nameLen)+1)
+}
+
+// setName stores name (1..MaxNameLen bytes) as n's.
+func (w *Writer) setName(n *node, name string) error {
+	off, err := w.names.add(name)
+	if err != nil {
+		return err
+	}
+	n.name, n.nameLen = off, uint8(len(name)-1)
+	return nil
+}
+
+// nameChunk is the size of a nameStore chunk: a name (at most MaxNameLen
+// bytes) never crosses one.
+const nameChunk = 64 << 10
+
+// nameStore keeps the entries' names, without pointers per name: a name
+// is an offset (chunk index<<16 | offset in it), and chunks, once filled,
+// never change or move, so the bytes get returns stay valid.
+type nameStore struct {
+	chunks [][]byte
+}
+
+// add stores name and returns its offset.
+func (s *nameStore) add(name string) (uint32, error) {
+	k := len(s.chunks)
+	if k == 0 || len(s.chunks[k-1])+len(name) > nameChunk {
+		if k == 1<<16 {
+			return 0, fmt.Errorf("squashfs: more than 4 GiB of names")
+		}
+		s.chunks = append(s.chunks, make([]byte, 0, nameChunk))
+		k++
+	}
+	c := &s.chunks[k-1]
+	off := uint32((k-1)<<16 | len(*c))
+	*c = append(*c, name...)
+	return off, nil
+}
+
+// get returns the n bytes stored at off.
+func (s *nameStore) get(off uint32, n int) []byte {
+	c, i := s.chunks[off>>16], int(off&0xffff)
+	return c[i : i+n : i+n]
+}
+
+// compareName orders a stored name b against name, as bytes.
+func compareName(b []byte, name string) int {
+	switch {
+	case string(b) < name:
+		return -1
+	case string(b) > name:
+		return 1
+	}
+	return 0
 }
 
 // Writer writes a SquashFS image. Add every entry (any order), call WriteData
@@ -299,8 +414,9 @@ func (d *node) addChild(c *node) {
 //
 // Memory: data is streamed through a fixed window of blocks (at most 32 MiB
 // of block buffers, and at least 2 per worker); per entry the Writer keeps
-// its metadata (an 80-byte node, a directory also its path in a map, and 4
-// bytes per data block) until Close, and its xattrs encoded in a store that
+// its metadata (a 64-byte node without pointers, its name's bytes, a
+// directory also its path in a map, and 4 bytes per data block) until
+// Close, and its xattrs encoded in a store that
 // goes to a temporary file beyond 4 MiB (xattrStore, Options.TempDir);
 // Close keeps, per distinct xattr set, its offset and a small hash entry.
 type Writer struct {
@@ -317,7 +433,7 @@ type Writer struct {
 	// dirs finds directories by path; other entries are found in their
 	// directory's children (lookup), so a million files need no map
 	// entry each.
-	dirs map[string]*node
+	dirs map[string]uint32
 	// xattrs holds the xattrs of nodes until Close numbers them
 	// (node.xs): a regular file's are set only at the end, by SetXattrs,
 	// so a node keeps an index, not a slice header, while the data is
@@ -331,8 +447,8 @@ type Writer struct {
 	prepared  bool
 	wroteData bool
 	closed    bool
-	failed    error   // WriteData's error: the image cannot be finished
-	files     []*node // regular files with content, in tree order
+	failed    error    // WriteData's error: the image cannot be finished
+	files     []uint32 // regular files with content (node ids), in tree order
 	// sources are the regular files' contents: in the order they were
 	// added (node.firstSeq) until prepare, then by index in files; all
 	// dropped once the data is written (a node has no field for what is
@@ -342,7 +458,11 @@ type Writer struct {
 	sources []int32
 	opener  FileOpener
 	opens   []func() (io.ReadCloser, error)
-	slab    []node // nodes are allocated from it (newNode)
+	// slabs hold the nodes (newNode; Writer.node finds one by id), exts
+	// their extensions (node.ext), names their names (node.name).
+	slabs [][]node
+	exts  []nodeExt
+	names nameStore
 	// owners are the distinct permission bits and owners of the nodes
 	// (node.own), dirOwner first; ownerIx finds one.
 	owners  []owner
@@ -390,11 +510,18 @@ func NewWriter(w io.WriteSeeker, opts Options) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	wr := &Writer{out: w, opts: opts, codec: c, cache: cache, dirs: make(map[string]*node),
+	wr := &Writer{out: w, opts: opts, codec: c, cache: cache, dirs: make(map[string]uint32),
 		owners: []owner{dirOwner}, ownerIx: map[owner]uint32{dirOwner: 0}}
 	wr.xattrs.dir, wr.xattrs.fallback = opts.TempDir, outputDir(w)
-	wr.root = &node{kind: kindDir, flags: implicit, mtime: uint32(opts.ModTime), ext: &nodeExt{}}
-	wr.dirs["/"] = wr.root
+	_, root, err := wr.newNode() // rootID
+	if err != nil {
+		return nil, err
+	}
+	*root = node{kind: kindDir, flags: implicit, mtime: uint32(opts.ModTime)}
+	if _, err := wr.newExt(root, nodeExt{}); err != nil {
+		return nil, err
+	}
+	wr.root, wr.dirs["/"] = root, rootID
 	// Reserve the superblock and the compressor options block.
 	head := make([]byte, SuperblockSize)
 	if o := c.options(); o != nil {
@@ -518,7 +645,7 @@ func (w *Writer) Add(e Entry) error {
 		return perr(p, "not an absolute clean path")
 	}
 	n := &node{own: w.ownerIndex(owner{uid: e.UID, gid: e.GID, mode: uint16(fsmode.Perm(e.Mode))})}
-	var ext *nodeExt
+	var ext *nodeExt // n's, if it has one
 	if e.ModTime < 0 || e.ModTime > math.MaxUint32 {
 		return perr(p, "modification time %d outside 0..2^32-1", e.ModTime)
 	}
@@ -611,7 +738,8 @@ func (w *Writer) Add(e Entry) error {
 	if err != nil {
 		return err
 	}
-	if old, ok := w.dirs[p]; ok {
+	if id, ok := w.dirs[p]; ok {
+		old := w.node(id)
 		if !old.is(implicit) || n.kind != kindDir {
 			if old.is(implicit) {
 				return perr(p, "is a directory (a parent of another entry)")
@@ -622,17 +750,29 @@ func (w *Writer) Add(e Entry) error {
 		old.own, old.mtime, old.xattr = n.own, n.mtime, n.xattr
 		return nil
 	}
-	if parent.lastChildIs(name) {
+	if w.lastChildIs(parent, name) {
 		// In path order a repeated path follows itself; prepare finds
 		// the others.
 		return perr(p, "added twice")
 	}
-	nn := w.newNode()
+	id, nn, err := w.newNode()
+	if err != nil {
+		return &PathError{Path: p, Err: err}
+	}
 	*nn = *n
-	nn.name, nn.ext = name, ext
-	parent.addChild(nn)
+	if err := w.setName(nn, name); err != nil {
+		return &PathError{Path: p, Err: err}
+	}
+	if ext != nil {
+		if _, err := w.newExt(nn, *ext); err != nil {
+			return &PathError{Path: p, Err: err}
+		}
+	}
+	if err := w.addChild(parent, id); err != nil {
+		return &PathError{Path: p, Err: err}
+	}
 	if nn.kind == kindDir {
-		w.dirs[p] = nn
+		w.dirs[p] = id
 	}
 	if nn.later {
 		w.later++
@@ -641,56 +781,72 @@ func (w *Writer) Add(e Entry) error {
 }
 
 // lastChildIs reports whether directory d's last added entry is name.
-func (d *node) lastChildIs(name string) bool {
-	cs := d.children()
-	return len(cs) > 0 && cs[len(cs)-1].name == name
+func (w *Writer) lastChildIs(d *node, name string) bool {
+	cs := w.children(d)
+	return len(cs) > 0 && string(w.name(w.node(cs[len(cs)-1]))) == name
 }
 
 // lookup returns the entry at the clean absolute path p, or nil: a
 // directory from w.dirs, anything else by name in its directory's entries
 // (binary search once prepare has sorted them, else a linear search).
 func (w *Writer) lookup(p string) *node {
-	if d, ok := w.dirs[p]; ok {
-		return d
-	}
-	dir, name := path.Split(p)
-	parent, ok := w.dirs[path.Clean(dir)]
-	if !ok || name == "" {
-		return nil
-	}
-	cs := parent.children()
-	if w.prepared {
-		if i, ok := slices.BinarySearchFunc(cs, name, func(c *node, name string) int { return strings.Compare(c.name, name) }); ok {
-			return cs[i]
-		}
-		return nil
-	}
-	for i := len(cs) - 1; i >= 0; i-- {
-		if cs[i].name == name {
-			return cs[i]
-		}
+	if id, ok := w.lookupID(p); ok {
+		return w.node(id)
 	}
 	return nil
 }
 
+// lookupID is lookup returning the node's id.
+func (w *Writer) lookupID(p string) (uint32, bool) {
+	if d, ok := w.dirs[p]; ok {
+		return d, true
+	}
+	dir, name := path.Split(p)
+	parent, ok := w.dirs[path.Clean(dir)]
+	if !ok || name == "" {
+		return 0, false
+	}
+	cs := w.children(w.node(parent))
+	if w.prepared {
+		if i, ok := slices.BinarySearchFunc(cs, name, func(c uint32, name string) int { return compareName(w.name(w.node(c)), name) }); ok {
+			return cs[i], true
+		}
+		return 0, false
+	}
+	for i := len(cs) - 1; i >= 0; i-- {
+		if string(w.name(w.node(cs[i]))) == name {
+			return cs[i], true
+		}
+	}
+	return 0, false
+}
+
 // dirFor returns the directory node at p, implying missing ones.
 func (w *Writer) dirFor(p string) (*node, error) {
-	if n, ok := w.dirs[p]; ok {
-		return n, nil
+	if id, ok := w.dirs[p]; ok {
+		return w.node(id), nil
 	}
 	dir, name := path.Split(p)
 	parent, err := w.dirFor(path.Clean(dir))
 	if err != nil {
 		return nil, err
 	}
-	if parent.lastChildIs(name) {
+	if w.lastChildIs(parent, name) {
 		// (a non-directory; prepare finds one added earlier)
 		return nil, perr(p, "is not a directory but has entries below it")
 	}
-	n := w.newNode()
-	*n = node{name: name, kind: kindDir, flags: implicit, mtime: uint32(w.opts.ModTime)}
-	parent.addChild(n)
-	w.dirs[p] = n
+	id, n, err := w.newNode()
+	if err != nil {
+		return nil, &PathError{Path: p, Err: err}
+	}
+	*n = node{kind: kindDir, flags: implicit, mtime: uint32(w.opts.ModTime)}
+	if err := w.setName(n, name); err != nil {
+		return nil, &PathError{Path: p, Err: err}
+	}
+	if err := w.addChild(parent, id); err != nil {
+		return nil, &PathError{Path: p, Err: err}
+	}
+	w.dirs[p] = id
 	return n, nil
 }
 
@@ -733,10 +889,11 @@ func (w *Writer) SetXattrs(p string, xs []Xattr) error {
 		return perr(p, "no such entry")
 	}
 	if n.kind == kindLink {
-		if n.ext.link == nil {
-			return perr(p, "hard link not resolved yet (call SetXattrs on %s, or after WriteData)", n.ext.target)
+		e := w.ext(n)
+		if e.link == 0 {
+			return perr(p, "hard link not resolved yet (call SetXattrs on %s, or after WriteData)", e.target)
 		}
-		n = n.ext.link
+		n = w.node(e.link)
 	}
 	if w.wroteData && w.later > 0 && !n.later {
 		return perr(p, "xattrs already final (the xattr table is built while the data is written: only an entry added with XattrsLater takes them, once)")
@@ -769,22 +926,23 @@ func (w *Writer) prepare() error {
 	}
 	w.prepared = true
 	var walk func(d *node)
-	var links []*node
+	var links []uint32
 	var dup *node
 	walk = func(d *node) {
-		cs := d.children()
-		slices.SortFunc(cs, func(a, b *node) int { return strings.Compare(a.name, b.name) })
-		for i, c := range cs {
-			if i > 0 && c.name == cs[i-1].name && dup == nil {
+		cs := w.children(d)
+		slices.SortFunc(cs, func(a, b uint32) int { return bytes.Compare(w.name(w.node(a)), w.name(w.node(b))) })
+		for i, id := range cs {
+			c := w.node(id)
+			if i > 0 && dup == nil && bytes.Equal(w.name(c), w.name(w.node(cs[i-1]))) {
 				dup = c
 			}
 			switch c.kind {
 			case kindDir:
 				walk(c)
 			case kindReg:
-				w.files = append(w.files, c)
+				w.files = append(w.files, id)
 			case kindLink:
-				links = append(links, c)
+				links = append(links, id)
 			}
 		}
 	}
@@ -794,23 +952,25 @@ func (w *Writer) prepare() error {
 	}
 	sources := make([]int32, len(w.files))
 	for i, f := range w.files {
-		sources[i] = w.sources[f.firstSeq]
+		sources[i] = w.sources[w.node(f).firstSeq]
 	}
 	w.sources = sources
-	for _, l := range links {
-		t := l
+	for _, lid := range links {
+		l := w.node(lid)
+		t, tid := l, lid
 		for i := 0; t.kind == kindLink; i++ {
-			next := w.lookup(t.ext.target)
-			if next == nil {
-				return perr(w.pathOf(l), "hard link to %s, which was not added", t.ext.target)
+			target := w.ext(t).target
+			next, ok := w.lookupID(target)
+			if !ok {
+				return perr(w.pathOf(l), "hard link to %s, which was not added", target)
 			}
 			if i > len(links) {
 				return perr(w.pathOf(l), "hard link loop")
 			}
-			t = next
+			t, tid = w.node(next), next
 		}
 		if t.kind == kindDir {
-			return perr(w.pathOf(l), "hard link to directory %s", l.ext.target)
+			return perr(w.pathOf(l), "hard link to directory %s", w.ext(l).target)
 		}
 		lx, err := w.hasXattrs(l)
 		if err != nil {
@@ -826,7 +986,7 @@ func (w *Writer) prepare() error {
 			}
 			t.xattr, l.xattr = l.xattr, 0
 		}
-		l.ext.link = t
+		w.ext(l).link = tid
 	}
 	return nil
 }
@@ -840,9 +1000,9 @@ func (w *Writer) pathOf(n *node) string {
 		if d == n {
 			return true
 		}
-		for _, c := range d.children() {
-			if find(c) {
-				parts = append(parts, c.name)
+		for _, id := range w.children(d) {
+			if c := w.node(id); find(c) {
+				parts = append(parts, string(w.name(c)))
 				return true
 			}
 		}

@@ -117,10 +117,11 @@ func (w *Writer) itemsOf(n int64) (count int64, tail bool) {
 // below 2^32 (node.firstSeq): 16 TiB of data at the smallest block size.
 func (w *Writer) planData() (total int64, candidates int, err error) {
 	sizes := make(map[int64]int32, len(w.files))
-	for _, f := range w.files {
-		sizes[f.size]++
+	for _, id := range w.files {
+		sizes[w.node(id).size]++
 	}
-	for _, f := range w.files {
+	for _, id := range w.files {
+		f := w.node(id)
 		f.set(dupCandidate, sizes[f.size] > 1 && f.size > 0)
 		if f.is(dupCandidate) {
 			candidates++
@@ -203,7 +204,7 @@ func (w *Writer) runData(ctx context.Context) error {
 				if i >= len(w.files) {
 					return nil
 				}
-				if err := rd.readFile(i, w.files[i]); err != nil {
+				if err := rd.readFile(i, w.node(w.files[i])); err != nil {
 					return err
 				}
 			}
@@ -211,7 +212,7 @@ func (w *Writer) runData(ctx context.Context) error {
 	}
 	g.Go(func() error {
 		c := committer{w: w, ctx: ctx, comp: frags, bufs: bufs,
-			dedup: newDupTable(w.files, candidates), maxPending: fragsAhead}
+			dedup: newDupTable(w, candidates), maxPending: fragsAhead}
 		return c.run(win, total)
 	})
 	return g.Wait()
@@ -788,14 +789,14 @@ func (nopHash) BlockSize() int              { return 64 }
 // open-addressing table of file indexes (+1; 0: empty) at most half full,
 // probed from the digest's first 8 bytes.
 type dupTable struct {
-	files []*node
+	w     *Writer             // its files (node ids): Writer.files
 	held  []string            // by file index; made at the first held digest
 	sums  [][sha256.Size]byte // by file index; made at the first other digest
 	slots []uint32
 }
 
-func newDupTable(files []*node, candidates int) *dupTable {
-	t := &dupTable{files: files}
+func newDupTable(w *Writer, candidates int) *dupTable {
+	t := &dupTable{w: w}
 	if candidates > 0 {
 		t.slots = make([]uint32, 1<<bits.Len(uint(2*candidates)))
 	}
@@ -812,7 +813,7 @@ func (t *dupTable) find(sum *[sha256.Size]byte, size int64) (file, slot int) {
 		if j < 0 {
 			return -1, i
 		}
-		if t.files[j].size == size && t.sumIs(j, sum) {
+		if t.w.node(t.w.files[j]).size == size && t.sumIs(j, sum) {
 			return j, i
 		}
 	}
@@ -831,12 +832,12 @@ func (t *dupTable) sumIs(j int, sum *[sha256.Size]byte) bool {
 func (t *dupTable) add(i int, sum *[sha256.Size]byte, held string, slot int) {
 	if held != "" && held == string(sum[:]) {
 		if t.held == nil {
-			t.held = make([]string, len(t.files))
+			t.held = make([]string, len(t.w.files))
 		}
 		t.held[i] = held
 	} else {
 		if t.sums == nil {
-			t.sums = make([][sha256.Size]byte, len(t.files))
+			t.sums = make([][sha256.Size]byte, len(t.w.files))
 		}
 		t.sums[i] = *sum
 	}
@@ -888,9 +889,9 @@ func (c *committer) run(win *window, total int64) error {
 func (c *committer) commit(it *item) error {
 	w := c.w
 	if it.err != nil {
-		return &PathError{Path: w.pathOf(w.files[it.file]), Err: it.err}
+		return &PathError{Path: w.pathOf(w.node(w.files[it.file])), Err: it.err}
 	}
-	f := w.files[it.file]
+	f := w.node(w.files[it.file])
 	if c.cur != f {
 		c.cur, c.wrote, c.tail = f, false, nil
 		f.frag = InvalidFragment
@@ -925,7 +926,7 @@ func (c *committer) commit(it *item) error {
 			gi, slot = c.dedup.find(&it.sum, f.size)
 		}
 		if gi >= 0 {
-			g := w.files[gi]
+			g := w.node(w.files[gi])
 			if c.wrote {
 				if err := w.seekTo(f.at); err != nil {
 					return err

@@ -227,11 +227,19 @@ func (m *mdWriter) emitBlock(out []byte, comp bool) error {
 }
 
 // holder returns the node carrying the inode of directory entry n.
-func holder(n *node) *node {
+func (w *Writer) holder(n *node) *node {
 	if n.kind == kindLink {
-		return n.ext.link
+		return w.node(w.ext(n).link)
 	}
 	return n
+}
+
+// holderID is holder by node id.
+func (w *Writer) holderID(id uint32) uint32 {
+	if n := w.node(id); n.kind == kindLink {
+		return w.ext(n).link
+	}
+	return id
 }
 
 func (n *node) basicType() InodeType {
@@ -254,7 +262,8 @@ func (n *node) basicType() InodeType {
 
 // tableState holds what Close computes before writing the tables.
 type tableState struct {
-	order   []*node // inode holders by inode number
+	w       *Writer
+	order   []uint32 // inode holders (node ids) by inode number
 	ids     []uint32
 	idIndex map[uint32]uint16
 	// store holds the xattr sets; xsetAt are the distinct ones' offsets
@@ -288,7 +297,7 @@ type tableState struct {
 }
 
 func newTableState(w *Writer) *tableState {
-	return &tableState{idIndex: make(map[uint32]uint16), store: &w.xattrs,
+	return &tableState{w: w, idIndex: make(map[uint32]uint16), store: &w.xattrs,
 		shared: make(map[uint32][]byte), seed: maphash.MakeSeed()}
 }
 
@@ -311,7 +320,7 @@ var aheadMaxLater = 1 << 18
 func (w *Writer) startAhead() error {
 	t := newTableState(w)
 	t.kvOut = &xattrStore{dir: w.xattrs.dir, fallback: w.xattrs.fallback}
-	if err := t.walk(w.root); err != nil {
+	if err := t.walk(rootID); err != nil {
 		return err
 	}
 	t.startKV(w, func(b []byte) error { _, err := t.kvOut.add(b); return err })
@@ -333,7 +342,7 @@ func (t *tableState) advance(all bool) error {
 		return t.err
 	}
 	for ; t.next < len(t.order); t.next++ {
-		n := t.order[t.next]
+		n := t.w.node(t.order[t.next])
 		if !all && n.later {
 			return nil
 		}
@@ -436,7 +445,7 @@ func (w *Writer) writeTables() (Stats, error) {
 	if t == nil {
 		t = newTableState(w)
 	}
-	if err := t.number(w.root, w.owners); err != nil {
+	if err := t.number(w.owners); err != nil {
 		return Stats{}, err
 	}
 	w.xattrs.at = nil // the sets are numbered
@@ -480,13 +489,14 @@ func (w *Writer) writeTables() (Stats, error) {
 // place), each directory after its entries, so the root is last. It counts
 // links and subdirectories, and indexes the ids (of owners, by node.own)
 // and xattr sets (those advance did not reach while the data was written).
-func (t *tableState) number(root *node, owners []owner) error {
+func (t *tableState) number(owners []owner) error {
 	if t.order == nil {
-		if err := t.walk(root); err != nil {
+		if err := t.walk(rootID); err != nil {
 			return err
 		}
 	}
-	for _, n := range t.order {
+	for _, id := range t.order {
+		n := t.w.node(id)
 		if _, err := t.id(owners[n.own].uid); err != nil {
 			return err
 		}
@@ -498,24 +508,27 @@ func (t *tableState) number(root *node, owners []owner) error {
 }
 
 // walk numbers the inodes (number) and sizes the xattr sets' lookups.
-func (t *tableState) walk(root *node) error {
-	var walk func(d *node)
-	walk = func(d *node) {
+func (t *tableState) walk(root uint32) error {
+	w := t.w
+	var walk func(id uint32)
+	walk = func(id uint32) {
+		d := w.node(id)
 		subdir := uint32(0)
-		for _, c := range d.children() {
-			if c.kind == kindDir {
+		for _, c := range w.children(d) {
+			if w.node(c).kind == kindDir {
 				walk(c)
 				subdir++
 				continue
 			}
-			h := holder(c)
+			hid := w.holderID(c)
+			h := w.node(hid)
 			if h.ino == 0 {
-				t.order = append(t.order, h)
+				t.order = append(t.order, hid)
 				h.ino = uint32(len(t.order))
 			}
 			h.nlink++
 		}
-		t.order = append(t.order, d)
+		t.order = append(t.order, id)
 		d.ino = uint32(len(t.order))
 		d.nlink = 2 + subdir
 	}
@@ -526,8 +539,8 @@ func (t *tableState) walk(root *node) error {
 	// As many sets as inodes with xattrs at most, each file's its own
 	// when signed: sized once, not grown (and rehashed) a dozen times.
 	sets := 0
-	for _, n := range t.order {
-		if n.xattr != 0 || n.later {
+	for _, id := range t.order {
+		if n := w.node(id); n.xattr != 0 || n.later {
 			sets++
 		}
 	}
@@ -585,14 +598,16 @@ func (iw *inodeWriter) inode(n *node, dirInode []byte) error {
 
 // dir writes the inodes of d's subtree, d's listing, then d's inode.
 func (iw *inodeWriter) dir(d *node, parentIno uint32) error {
-	for _, c := range d.children() {
+	w := iw.w
+	for _, id := range w.children(d) {
+		c := w.node(id)
 		if c.kind == kindDir {
 			if err := iw.dir(c, d.ino); err != nil {
 				return err
 			}
 			continue
 		}
-		if h := holder(c); !iw.written[h.ino] {
+		if h := w.holder(c); !iw.written[h.ino] {
 			if err := iw.inode(h, nil); err != nil {
 				return err
 			}
@@ -655,8 +670,8 @@ func (w *Writer) writeFragmentTable() (uint64, error) {
 // writeExportTable writes every inode's reference, by inode number.
 func (w *Writer) writeExportTable(t *tableState) (uint64, error) {
 	recs := make([]byte, 0, 8*len(t.order))
-	for _, n := range t.order {
-		recs = le.AppendUint64(recs, n.at)
+	for _, id := range t.order {
+		recs = le.AppendUint64(recs, w.node(id).at)
 	}
 	return w.writeLookupTable(recs, nil)
 }
@@ -753,10 +768,10 @@ func (w *Writer) inodeRecord(b []byte, n *node, t *tableState) ([]byte, error) {
 			FileSize: uint32(n.size), Blocks: blocks}
 		return in.appendTo(b), nil
 	case kindSymlink:
-		in := SymlinkInode{InodeHeader: hdr, Nlink: n.nlink, Target: []byte(n.ext.target), Xattr: n.xattr}
+		in := SymlinkInode{InodeHeader: hdr, Nlink: n.nlink, Target: []byte(w.ext(n).target), Xattr: n.xattr}
 		return in.appendTo(b), nil
 	case kindBlock, kindChar:
-		in := DevInode{InodeHeader: hdr, Nlink: n.nlink, Rdev: n.ext.rdev, Xattr: n.xattr}
+		in := DevInode{InodeHeader: hdr, Nlink: n.nlink, Rdev: w.ext(n).rdev, Xattr: n.xattr}
 		return in.appendTo(b), nil
 	case kindFifo, kindSocket:
 		in := IPCInode{InodeHeader: hdr, Nlink: n.nlink, Xattr: n.xattr}
@@ -819,17 +834,19 @@ func (w *Writer) listing(d *node) ([]byte, []DirIndex, error) {
 		hdrIno   uint32
 		base     int
 	)
-	for _, c := range d.children() {
-		h := holder(c)
+	for _, id := range w.children(d) {
+		c := w.node(id)
+		name := w.name(c)
+		h := w.holder(c)
 		blk, off := SplitRef(h.at)
-		esize := DirEntrySize + len(c.name)
+		esize := DirEntrySize + len(name)
 		delta := int64(h.ino) - int64(hdrIno)
 		if hdrAt < 0 || count == DirHeaderMaxCount || blk != hdrBlock || delta > math.MaxInt16 || delta < math.MinInt16 ||
 			len(b)+esize >= base+MetadataSize {
 			if hdrAt >= 0 {
 				le.PutUint32(b[hdrAt:], count-1)
 				if len(b)+DirHeaderSize+esize >= base+MetadataSize {
-					index = append(index, DirIndex{Index: uint32(len(b)), Name: []byte(c.name)})
+					index = append(index, DirIndex{Index: uint32(len(b)), Name: name})
 					base = len(b)
 				}
 			}
@@ -841,7 +858,7 @@ func (w *Writer) listing(d *node) ([]byte, []DirIndex, error) {
 			b = hh.appendTo(b)
 			delta = 0
 		}
-		e := DirEntry{Offset: off, InodeDelta: int16(delta), Type: h.basicType(), Name: []byte(c.name)}
+		e := DirEntry{Offset: off, InodeDelta: int16(delta), Type: h.basicType(), Name: name}
 		b = e.appendTo(b)
 		count++
 	}
