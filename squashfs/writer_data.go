@@ -51,7 +51,6 @@ type item struct {
 	out   []byte // what to store (compressed, or raw when not smaller)
 	comp  bool
 	sum   [sha256.Size]byte // content digest, on the last item
-	held  string            // sum as the reader holds it (heldSum), or ""
 	err   error
 	done  chan struct{} // closed when out is ready (and raw hashed: finish)
 	frag  int           // fragment blocks: their index
@@ -593,9 +592,6 @@ func (rd *blockReader) readFile(i int, f *node) (err error) {
 				return &PathError{Path: name(), Err: err}
 			}
 			h.Sum(it.sum[:0])
-			if f.is(dupCandidate) && hb == nil {
-				it.held = heldSum(r, &it.sum)
-			}
 		}
 		switch {
 		case it.last && tail:
@@ -653,28 +649,6 @@ type SHA256Taker interface {
 	SetSHA256(sum [sha256.Size]byte, n int64)
 }
 
-// HeldSHA256 is a file's reader (Entry.Open) whose owner keeps the digest
-// it made (ContentSHA256.SumSHA256) or was given (SHA256Taker.SetSHA256) in
-// memory, unchanged, until the Writer is closed, as a build keeps each
-// file's digest for its record: HeldSHA256 returns those sha256.Size bytes
-// as a string, and the duplicate index refers to it instead of holding a
-// copy (16 bytes a file instead of 32). A string that is not the digest
-// is not used.
-type HeldSHA256 interface {
-	HeldSHA256() string
-}
-
-// heldSum is the digest sum as r holds it (HeldSHA256), or "" when r does
-// not hold it or holds other bytes.
-func heldSum(r any, sum *[sha256.Size]byte) string {
-	if hr, ok := r.(HeldSHA256); ok {
-		if s := hr.HeldSHA256(); s == string(sum[:]) {
-			return s
-		}
-	}
-	return ""
-}
-
 // hashBehindMin is the size from which a file is hashed beside its reads
 // (SHA256Taker): a goroutine and a hand-off per block pay off only for large
 // files (a tree of small files keeps its path).
@@ -728,7 +702,6 @@ func (hb *hashBehind) run() {
 		if it.last {
 			h.Sum(it.sum[:0])
 			hb.t.SetSHA256(it.sum, n)
-			it.held = heldSum(hb.t, &it.sum)
 		}
 		hashed = append(hashed, it)
 		// the next receive must not wait while hashed blocks are held
@@ -782,16 +755,17 @@ func (nopHash) Size() int                   { return sha256.Size }
 func (nopHash) BlockSize() int              { return 64 }
 
 // dupTable finds an earlier file with the same content (SHA-256 and size),
-// as a map from (digest, size) to the file would, in 24 bytes per file
+// as a map from (digest, size) to the file would, in 40 bytes per file
 // rather than about 110 (a million small files of few sizes are all
-// candidates): the digests by file index (w.files), each a reference to the
-// reader's own (HeldSHA256, 16 bytes) or else a copy (32), and an
-// open-addressing table of file indexes (+1; 0: empty) at most half full,
-// probed from the digest's first 8 bytes.
+// candidates): the digests by file index (w.files), and an open-addressing
+// table of file indexes (+1; 0: empty) at most half full, probed from the
+// digest's first 8 bytes. Neither holds a pointer, so the garbage
+// collector does not scan them: a reference per file to the digest the
+// reader's owner kept (a string, 16 bytes instead of 32) was a pointer
+// followed per file in every cycle.
 type dupTable struct {
 	w     *Writer             // its files (node ids): Writer.files
-	held  []string            // by file index; made at the first held digest
-	sums  [][sha256.Size]byte // by file index; made at the first other digest
+	sums  [][sha256.Size]byte // by file index; made at the first digest
 	slots []uint32
 }
 
@@ -813,34 +787,18 @@ func (t *dupTable) find(sum *[sha256.Size]byte, size int64) (file, slot int) {
 		if j < 0 {
 			return -1, i
 		}
-		if t.w.node(t.w.files[j]).size == size && t.sumIs(j, sum) {
+		if t.w.node(t.w.files[j]).size == size && t.sums[j] == *sum {
 			return j, i
 		}
 	}
 }
 
-// sumIs reports whether file j (recorded) has digest sum.
-func (t *dupTable) sumIs(j int, sum *[sha256.Size]byte) bool {
-	if t.held != nil && t.held[j] != "" {
-		return t.held[j] == string(sum[:])
+// add records file i, whose content has sum, at slot (from find).
+func (t *dupTable) add(i int, sum *[sha256.Size]byte, slot int) {
+	if t.sums == nil {
+		t.sums = make([][sha256.Size]byte, len(t.w.files))
 	}
-	return t.sums[j] == *sum
-}
-
-// add records file i, whose content has sum, at slot (from find); held is
-// sum as the file's reader holds it (heldSum), or "".
-func (t *dupTable) add(i int, sum *[sha256.Size]byte, held string, slot int) {
-	if held != "" && held == string(sum[:]) {
-		if t.held == nil {
-			t.held = make([]string, len(t.w.files))
-		}
-		t.held[i] = held
-	} else {
-		if t.sums == nil {
-			t.sums = make([][sha256.Size]byte, len(t.w.files))
-		}
-		t.sums[i] = *sum
-	}
+	t.sums[i] = *sum
 	t.slots[slot] = uint32(i + 1)
 }
 
@@ -938,7 +896,7 @@ func (c *committer) commit(it *item) error {
 			c.dups++
 		} else {
 			if f.is(dupCandidate) {
-				c.dedup.add(it.file, &it.sum, it.held, slot)
+				c.dedup.add(it.file, &it.sum, slot)
 			}
 			if c.tail != nil {
 				if err := c.pack(f, c.tail); err != nil {

@@ -242,65 +242,6 @@ func TestContentSHA256(t *testing.T) {
 	}
 }
 
-// heldReader is a shaReader that holds its digest (HeldSHA256) as held.
-type heldReader struct {
-	shaReader
-	held string
-}
-
-func (r *heldReader) HeldSHA256() string { return r.held }
-
-// TestHeldSHA256: readers that hold their digests give the image plain
-// readers give, duplicates found; a held string that is not the reader's
-// digest is not taken (heldSum).
-func TestHeldSHA256(t *testing.T) {
-	a, b := bytes.Repeat([]byte("a"), 5000), bytes.Repeat([]byte("b"), 5000)
-	files := []struct {
-		path string
-		data []byte
-	}{{"/a", a}, {"/b", b}, {"/c", a}}
-	plain := make([]Entry, len(files))
-	held := make([]Entry, len(files))
-	for i, f := range files {
-		plain[i] = Entry{Path: f.path, Mode: 0o644, Size: int64(len(f.data)), Open: opener(f.data)}
-		held[i] = plain[i]
-		held[i].Open = func() (io.ReadCloser, error) {
-			s := sha256.Sum256(f.data)
-			return &heldReader{shaReader{Reader: bytes.NewReader(f.data), uses: true, sum: s}, string(s[:])}, nil
-		}
-	}
-	for _, workers := range []int{1, 2} {
-		opts := Options{Compression: Zstd, Workers: workers}
-		if want, got := sum(build(t, plain, opts)), sum(build(t, held, opts)); got != want {
-			t.Errorf("%d workers: image from held digests %x, from plain readers %x", workers, got, want)
-		}
-	}
-	var m memFile
-	w, err := NewWriter(&m, Options{Compression: Zstd})
-	must(t, err)
-	for _, e := range held {
-		must(t, w.Add(e))
-	}
-	st, err := w.Finish()
-	must(t, err)
-	if st.Duplicates != 1 {
-		t.Errorf("Duplicates = %d, want 1", st.Duplicates)
-	}
-
-	s := sha256.Sum256(a)
-	r := &heldReader{shaReader{uses: true, sum: s}, string(s[:])}
-	if got := heldSum(r, &s); got != string(s[:]) {
-		t.Errorf("heldSum of the reader's digest = %x", got)
-	}
-	r.held = strings.Repeat("x", sha256.Size)
-	if got := heldSum(r, &s); got != "" {
-		t.Errorf("heldSum took a held string that is not the digest: %q", got)
-	}
-	if got := heldSum(&r.shaReader, &s); got != "" {
-		t.Errorf("heldSum of a reader without HeldSHA256 = %q", got)
-	}
-}
-
 type countingReader struct {
 	r      io.Reader
 	closed *bool
@@ -593,13 +534,24 @@ func TestNodeNoPointers(t *testing.T) {
 		{"Writer.files' element", reflect.TypeOf(w.files).Elem()},
 		{"a directory's entry (nodeExt.children)", reflect.TypeOf(nodeExt{}.children).Elem()},
 		{"tableState.order's element", reflect.TypeOf(ts.order).Elem()},
-		{"dupTable.sums' element", reflect.TypeOf(dt.sums).Elem()},
-		{"dupTable.slots' element", reflect.TypeOf(dt.slots).Elem()},
 		{"Writer.blockWords' element", reflect.TypeOf(w.blockWords).Elem()},
 		{"Writer.sources' element", reflect.TypeOf(w.sources).Elem()},
 	} {
 		if p := pointerIn(tc.typ); p != "" {
 			t.Errorf("%s (%v) holds a pointer: %s", tc.what, tc.typ, p)
+		}
+	}
+	// The duplicate index's per-file slices (every field but the Writer).
+	dtt := reflect.TypeOf(dt)
+	for i := range dtt.NumField() {
+		f := dtt.Field(i)
+		if f.Name == "w" {
+			continue
+		}
+		if f.Type.Kind() != reflect.Slice {
+			t.Errorf("dupTable.%s is a %v, not a slice by file or slot", f.Name, f.Type)
+		} else if p := pointerIn(f.Type.Elem()); p != "" {
+			t.Errorf("dupTable.%s's element (%v) holds a pointer: %s", f.Name, f.Type.Elem(), p)
 		}
 	}
 }
@@ -652,9 +604,7 @@ func TestPlanDataItemLimit(t *testing.T) {
 }
 
 // TestDupTable: the duplicate index matches a file only on its whole
-// digest and its size, whatever the probe start shares, whether it holds
-// a digest by reference (held) or a copy; a held string that is not the
-// digest is not taken.
+// digest and its size, whatever the probe start shares.
 func TestDupTable(t *testing.T) {
 	var m memFile
 	w, err := NewWriter(&m, Options{Compression: Zstd})
@@ -671,23 +621,17 @@ func TestDupTable(t *testing.T) {
 	if j, slot := dt.find(&a, 10); j != -1 {
 		t.Fatalf("empty table found %d", j)
 	} else {
-		dt.add(0, &a, "", slot)
+		dt.add(0, &a, slot)
 	}
 	if j, slot := dt.find(&b, 10); j != -1 {
 		t.Errorf("another digest with the same prefix found file %d", j)
 	} else {
-		dt.add(1, &b, string(b[:]), slot)
-	}
-	if dt.held == nil || dt.held[1] == "" || dt.held[0] != "" {
-		t.Errorf("held digests %q: want file 1's only", dt.held)
+		dt.add(1, &b, slot)
 	}
 	if j, slot := dt.find(&c, 10); j != -1 {
 		t.Errorf("a third digest found file %d", j)
 	} else {
-		dt.add(3, &c, string(a[:]), slot) // a held string that is not c
-	}
-	if dt.held[3] != "" || dt.sums[3] != c {
-		t.Errorf("file 3 recorded held %q, sum %x: want the copy of its digest", dt.held[3], dt.sums[3])
+		dt.add(3, &c, slot)
 	}
 	if j, _ := dt.find(&a, 11); j != -1 {
 		t.Errorf("the same digest with another size found file %d", j)
