@@ -167,9 +167,8 @@ func (d *digestStore) slot(i int32) []byte {
 }
 
 // get returns file i's digest as a string that refers to the store's bytes
-// (the digest a file's reader gave the SquashFS writer's duplicate index,
-// squashfs.HeldSHA256, and the sign pool's results refer to it too). Only
-// for a slot already written: its bytes never change afterwards.
+// (the sign pool's results refer to it, not to a copy). Only for a slot
+// already written: its bytes never change afterwards.
 func (d *digestStore) get(i int32) string {
 	return unsafe.String(&d.b[int(i)*d.size], d.size)
 }
@@ -799,10 +798,7 @@ type hashingReader struct {
 	sum    [sha256.Size]byte
 	sumN   int64
 	summed bool
-	// held is the file's digest in the layout's digest store, once there
-	// (keep, Close): HeldSHA256.
-	held string
-	n    int64
+	n      int64
 	// ahead: the first Read wraps rc in a readAhead, unless the writer
 	// took the hash (its reads then go straight into its blocks).
 	ahead  bool
@@ -812,9 +808,6 @@ type hashingReader struct {
 	fi     int32 // the file's index in s.lay.files
 	closed atomic.Bool
 }
-
-// entry is the walked entry of the file r reads.
-func (r *hashingReader) entry() *rootfs.Entry { return r.s.lay.entry(&r.s.lay.files[r.fi]) }
 
 // HashesSHA256 reports whether the file is hashed with SHA-256.
 func (r *hashingReader) HashesSHA256() bool { return r.sha256 }
@@ -826,26 +819,7 @@ func (r *hashingReader) SumSHA256() [sha256.Size]byte {
 	}
 	r.h.Sum(r.sum[:0])
 	r.sumN, r.summed = r.n, true
-	r.keep()
 	return r.sum
-}
-
-// HeldSHA256 is the digest SumSHA256 made or SetSHA256 gave once it is that
-// of the whole file (its walked size), as the layout's digest store holds
-// it to the build's end: the SquashFS writer's duplicate index refers to it
-// instead of copying it (squashfs.HeldSHA256). "" before.
-func (r *hashingReader) HeldSHA256() string { return r.held }
-
-// keep puts r.sum in the layout's digest store as the file's digest, once,
-// when it is the digest of as many bytes as the walk found: a file of
-// another size fails at Close, and no digest in the store ever changes.
-func (r *hashingReader) keep() {
-	if r.held != "" || !r.summed || r.sumN != r.entry().Size {
-		return
-	}
-	d := &r.s.lay.digests
-	copy(d.slot(r.fi), r.sum[:])
-	r.held = d.get(r.fi)
 }
 
 // TakeSHA256 hands the hashing to the image writer (squashfs.SHA256Taker):
@@ -863,7 +837,6 @@ func (r *hashingReader) TakeSHA256() bool {
 // read, or none.
 func (r *hashingReader) SetSHA256(sum [sha256.Size]byte, n int64) {
 	r.sum, r.sumN, r.summed, r.given = sum, n, true, true
-	r.keep()
 }
 
 func (r *hashingReader) Read(p []byte) (int, error) {
@@ -902,13 +875,15 @@ func (r *hashingReader) Close() error {
 		// every byte read
 		return fmt.Errorf("%s: internal: the image writer hashed %d of the %d bytes read", e.Path, r.sumN, r.n)
 	}
-	if r.held == "" {
-		// no SHA-256 of every byte yet (another hash, or SumSHA256 asked
-		// before the end)
-		r.h.Sum(lay.digests.slot(r.fi)[:0])
-		r.held = lay.digests.get(r.fi)
+	// The digest goes into its place in the store, written once: the
+	// strings the store gives refer to it.
+	slot := lay.digests.slot(r.fi)
+	if r.summed && r.sumN == r.n {
+		copy(slot, r.sum[:]) // SumSHA256 made it, or the writer gave it
+	} else {
+		r.h.Sum(slot[:0])
 		if r.sha256 {
-			copy(r.sum[:], r.held)
+			copy(r.sum[:], slot)
 			r.sumN, r.summed = r.n, true
 		}
 	}
@@ -923,7 +898,7 @@ func (r *hashingReader) Close() error {
 	// large build.
 	e.Content = nil
 	if fr.key != "" {
-		r.s.pool.submit(fr.key, e.Path, r.held)
+		r.s.pool.submit(fr.key, e.Path, lay.digest(r.fi))
 		if r.s.ready != nil && fr.evmKey == "" {
 			select {
 			case r.s.ready <- r.fi:
