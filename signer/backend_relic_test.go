@@ -18,15 +18,21 @@ import (
 
 func relicPIN(pin string) Passphrase { return func() ([]byte, error) { return []byte(pin), nil } }
 
+// fwPIN is the "fw" token's PIN. It is not made of digits, so that the check
+// that no error repeats it cannot match a temporary directory's random
+// digits ("/tmp/TestRelicPKCS112347234918/" holds "1234") or a token's hex
+// serial number.
+const fwPIN = "fw-PIN-qx"
+
 // TestRelicPKCS11 opens keys held by a SoftHSM2 token through relic's
 // PKCS#11 backend. It is one test with subtests because a process
 // initializes the PKCS#11 module (and reads SOFTHSM2_CONF) once.
 func TestRelicPKCS11(t *testing.T) {
 	hsm := ceremonytest.New(t)
-	hsm.InitToken(t, "fw", "1234")
-	hsm.ImportKey(t, "fw", "1234", keyPath("rsa2048.key"), "ima", "01")
-	hsm.ImportKey(t, "fw", "1234", keyPath("rsa3072.key"), "other", "02")
-	hsm.ImportKey(t, "fw", "1234", keyPath("p256.key"), "ec", "03")
+	hsm.InitToken(t, "fw", fwPIN)
+	hsm.ImportKey(t, "fw", fwPIN, keyPath("rsa2048.key"), "ima", "01")
+	hsm.ImportKey(t, "fw", fwPIN, keyPath("rsa3072.key"), "other", "02")
+	hsm.ImportKey(t, "fw", fwPIN, keyPath("p256.key"), "ec", "03")
 	hsm.InitToken(t, "fresh", "4321")
 	hsm.ImportKey(t, "fresh", "4321", keyPath("rsa2048.key"), "ima", "01")
 	dir := t.TempDir()
@@ -43,7 +49,7 @@ func TestRelicPKCS11(t *testing.T) {
 		// Without cgo no PKCS#11 module can be loaded: every token key fails
 		// to open, naming the key, the module and the cause.
 		for _, ref := range []string{"relic:ima", "pkcs11:token=fw;object=ima?module-path=" + hsm.Module} {
-			_, _, err := OpenKey(ref, cfg, &OpenOptions{PIN: relicPIN("1234")})
+			_, _, err := OpenKey(ref, cfg, &OpenOptions{PIN: relicPIN(fwPIN)})
 			if err == nil || !strings.Contains(err.Error(), "without cgo") || !strings.Contains(err.Error(), hsm.Module) {
 				t.Errorf("%s without cgo: %v", ref, err)
 			}
@@ -77,7 +83,7 @@ func TestRelicPKCS11(t *testing.T) {
 	})
 
 	t.Run("sessions", func(t *testing.T) {
-		key, c, err := OpenKey("relic:ima", cfg, &OpenOptions{PIN: relicPIN("1234"), Sessions: 3})
+		key, c, err := OpenKey("relic:ima", cfg, &OpenOptions{PIN: relicPIN(fwPIN), Sessions: 3})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +140,7 @@ func TestRelicPKCS11(t *testing.T) {
 	// An ECDSA key in the token signs in DER, verifiably, with random
 	// nonces: Deterministic says so, and so the build record will.
 	t.Run("ECDSA", func(t *testing.T) {
-		key, _, err := OpenKey("relic:ec", cfg, &OpenOptions{PIN: relicPIN("1234")})
+		key, _, err := OpenKey("relic:ec", cfg, &OpenOptions{PIN: relicPIN(fwPIN)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,7 +163,7 @@ func TestRelicPKCS11(t *testing.T) {
 	})
 
 	t.Run("pkcs11 URI", func(t *testing.T) {
-		key, c, err := OpenKey("pkcs11:token=fw;object=ima?module-path="+hsm.Module, "", &OpenOptions{PIN: relicPIN("1234")})
+		key, c, err := OpenKey("pkcs11:token=fw;object=ima?module-path="+hsm.Module, "", &OpenOptions{PIN: relicPIN(fwPIN)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,7 +182,7 @@ func TestRelicPKCS11(t *testing.T) {
 	})
 
 	t.Run("wrong key for the certificate", func(t *testing.T) {
-		key, _, err := OpenKey("relic:other", cfg, &OpenOptions{PIN: relicPIN("1234")})
+		key, _, err := OpenKey("relic:other", cfg, &OpenOptions{PIN: relicPIN(fwPIN)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,17 +202,17 @@ func TestRelicPKCS11(t *testing.T) {
 		{"key not in config", "relic:unknown", cfg, ErrToken, `Key "unknown" not found`},
 		{"no config", "relic:ima", "", ErrToken, "needs a relic configuration file"},
 		{"config missing", "relic:ima", filepath.Join(dir, "absent.yaml"), ErrToken, "absent.yaml"},
-		{"URI with pin-value", "pkcs11:token=fw;object=ima?pin-value=1234&module-path=" + hsm.Module, "", ErrToken, "pin-value is not accepted"},
+		{"URI with pin-value", "pkcs11:token=fw;object=ima?pin-value=" + fwPIN + "&module-path=" + hsm.Module, "", ErrToken, "pin-value is not accepted"},
 		{"URI without object", "pkcs11:token=fw?module-path=" + hsm.Module, "", ErrToken, "need an object"},
 	}
 	for _, c := range bad {
 		t.Run(c.name, func(t *testing.T) {
-			_, _, err := OpenKey(c.ref, c.cfg, &OpenOptions{PIN: relicPIN("1234")})
+			_, _, err := OpenKey(c.ref, c.cfg, &OpenOptions{PIN: relicPIN(fwPIN)})
 			if !errors.Is(err, c.is) || !strings.Contains(err.Error(), c.msg) {
 				t.Fatalf("got %v, want %v containing %q", err, c.is, c.msg)
 			}
 			// A PIN written into a reference never reaches a message.
-			if strings.Contains(err.Error(), "1234") {
+			if strings.Contains(err.Error(), fwPIN) {
 				t.Errorf("the error repeats the PIN: %v", err)
 			}
 		})
