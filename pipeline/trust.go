@@ -96,7 +96,7 @@ func (opts *Options) checkKeys(m *manifest.Manifest, keys map[string]Key, lay *l
 	if lay == nil {
 		return nil
 	}
-	var signed []*fileState
+	signed := make([]*fileState, 0, len(lay.files))
 	for i := range lay.files {
 		if lay.rule(&lay.files[i]).key != "" {
 			signed = append(signed, &lay.files[i])
