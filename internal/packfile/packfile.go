@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -39,12 +40,15 @@ func IndexCRC(head, index []byte) uint32 {
 }
 
 // Open opens the pack at path and hands the file and its size to parse. A
-// path that is not a regular file is an error wrapping bad. The file is
-// closed when parse (or anything before it) fails; else what parse returns
-// owns it.
+// path that is not a regular file is an error wrapping bad; the open does
+// not block on a FIFO (O_NONBLOCK, as internal/boundedfile: a FIFO under a
+// pack's name hung the build, deaf to SIGTERM, in open(2)) nor make a
+// terminal the controlling one (O_NOCTTY). The file is closed when parse
+// (or anything before it) fails; else what parse returns owns it.
 func Open[T any](path string, bad error, parse func(path string, f *os.File, size int64) (T, error)) (T, error) {
 	var zero T
-	f, err := os.Open(path)
+	// O_NONBLOCK changes nothing for a regular file's reads.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return zero, err
 	}

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -12,7 +13,7 @@ import (
 var errBad = errors.New("bad pack")
 
 // TestOpen: a regular file reaches the parser with its size; a directory
-// is refused as bad, a missing file is fs.ErrNotExist, and a parser's error
+// or a FIFO is refused as bad, a missing file is fs.ErrNotExist, and a parser's error
 // comes back.
 func TestOpen(t *testing.T) {
 	dir := t.TempDir()
@@ -24,6 +25,15 @@ func TestOpen(t *testing.T) {
 	}
 	if _, err := Open(dir, errBad, size); !errors.Is(err, errBad) {
 		t.Fatalf("a directory: %v", err)
+	}
+	// A FIFO: refused at once, not waited on for a writer that never
+	// comes (before O_NONBLOCK the open hung: the test ran into -timeout).
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(fifo, errBad, size); !errors.Is(err, errBad) {
+		t.Fatalf("a FIFO: %v", err)
 	}
 	if _, err := Open(filepath.Join(dir, "none"), errBad, size); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("a missing file: %v", err)
