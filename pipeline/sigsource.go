@@ -377,7 +377,12 @@ func (s *sigStore) load() {
 			}
 			if err != nil {
 				s.c.warnf("damaged", "signature cache: %v; signing its signatures again", err)
-				s.damaged = append(s.damaged, n)
+				// Only a pack that does not parse is merged away; one
+				// that cannot be opened (another user's, mode 0600) is
+				// left to those who can read it, as the block cache does.
+				if errors.Is(err, sigpack.ErrBadPack) {
+					s.damaged = append(s.damaged, n)
+				}
 				continue
 			}
 			s.packs = append(s.packs, p)

@@ -227,6 +227,7 @@ func (c *Cache) Put(k squashfs.BlockKey, stored []byte, compressed bool) {
 		c.w = w
 	}
 	if err := c.w.add(k, stored, compressed); err != nil {
+		c.stored.Add(-int64(len(c.w.recs))) // the pack is not kept
 		c.w.abort()
 		c.w = nil
 		c.disable(err)
@@ -239,7 +240,7 @@ func (c *Cache) Put(k squashfs.BlockKey, stored []byte, compressed bool) {
 type Stats struct {
 	Hits, Misses int64 // Misses include Damaged
 	Damaged      int64 // entries (and packs) that failed a check, not used
-	Stored       int64 // entries written
+	Stored       int64 // entries in the pack this build kept
 }
 
 // Stats returns the counts so far.
@@ -269,9 +270,11 @@ func (c *Cache) Close() (int64, error) {
 	}
 	var fresh *pack
 	if c.w != nil {
+		n := int64(len(c.w.recs))
 		path, err := c.w.finish()
 		c.w = nil
 		if err != nil {
+			c.stored.Add(-n) // the pack is not kept
 			c.disable(err)
 		} else if fresh, err = openPack(path); err != nil {
 			return 0, fmt.Errorf("block cache: the pack just written: %w", err)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaforge/imaforge/internal/testenv"
 	"github.com/imaforge/imaforge/squashfs"
 )
 
@@ -325,7 +326,10 @@ func TestConcurrentBuilds(t *testing.T) {
 }
 
 // TestUnwritable: a cache that cannot be created, or whose writes fail
-// (ENOTDIR here, as ENOSPC would), gives one warning and the cold image.
+// (ENOTDIR, and a real ENOSPC: a tmpfs of 8 KiB filled part way through
+// the pack), gives one warning naming the directory and the cause, and the
+// cold image; a pack cut short by ENOSPC is removed and not counted as
+// stored.
 func TestUnwritable(t *testing.T) {
 	cold, _ := mkImage(t, tree(0), squashfs.Zstd, nil)
 	t.Run("not a directory", func(t *testing.T) {
@@ -352,6 +356,22 @@ func TestUnwritable(t *testing.T) {
 		}
 		if c.Stats().Stored != 0 {
 			t.Fatalf("stored %d", c.Stats().Stored)
+		}
+	})
+	t.Run("full", func(t *testing.T) {
+		dir := testenv.Tmpfs(t, 8<<10)
+		var warn warnings
+		got, _, cs := build(t, dir, distinct(3), 0, warn.add)
+		want, _ := mkImage(t, distinct(3), squashfs.Zstd, nil)
+		if !bytes.Equal(got, want) || len(warn.msgs) != 1 ||
+			!strings.HasPrefix(warn.msgs[0], "block cache "+filepath.Join(dir, "blocks")+": ") || !strings.Contains(warn.msgs[0], "no space left on device") {
+			t.Fatalf("equal %v, warnings %q", bytes.Equal(got, want), warn.msgs)
+		}
+		if cs.Stored != 0 {
+			t.Fatalf("stored %d entries of a pack that was not kept", cs.Stored)
+		}
+		if left, _ := os.ReadDir(filepath.Join(dir, "blocks")); len(left) != 0 {
+			t.Fatalf("left %v", left)
 		}
 	})
 }
