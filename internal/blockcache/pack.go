@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
+	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"sync/atomic"
@@ -205,7 +208,7 @@ type packWriter struct {
 }
 
 func createPack(dir string) (*packWriter, error) {
-	f, err := os.CreateTemp(dir, tmpPrefix+"*"+PackExt)
+	f, err := createTemp(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -215,6 +218,20 @@ func createPack(dir string) (*packWriter, error) {
 		return nil, err
 	}
 	return w, nil
+}
+
+// createTemp creates a new temporary pack file in dir with mode 0644 less
+// the umask, the mode of the signature packs beside it: os.CreateTemp's
+// 0600 made a cache shared by several users unreadable to all but the
+// pack's writer (a warning and every block compressed again).
+func createTemp(dir string) (*os.File, error) {
+	for {
+		name := filepath.Join(dir, fmt.Sprintf("%s%08x%s", tmpPrefix, rand.Uint32(), PackExt))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
 }
 
 // add appends an entry; a key already added is skipped.
