@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -277,6 +278,35 @@ func TestDamagedPack(t *testing.T) {
 			got, st, _ = build(t, dir, tree(0), 0, again.add)
 			if !bytes.Equal(got, cold) || st.CacheMisses != 0 || again.String() != "" {
 				t.Fatalf("the next build: %+v, %s", st, again.String())
+			}
+		})
+	}
+}
+
+// TestNotAFile: a FIFO or a directory under a pack's name is reported as
+// not a regular file (the FIFO not waited on: before O_NONBLOCK the build
+// hung in open), not used, and removed; the cold image.
+func TestNotAFile(t *testing.T) {
+	cold, _ := mkImage(t, tree(0), squashfs.Zstd, nil)
+	for name, mk := range map[string]func(string) error{
+		"fifo":      func(p string) error { return syscall.Mkfifo(p, 0o644) },
+		"directory": func(p string) error { return os.Mkdir(p, 0o755) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.MkdirAll(filepath.Join(dir, "blocks"), 0o755)
+			path := filepath.Join(dir, "blocks", "0000000000000000-00000000"+PackExt)
+			if err := mk(path); err != nil {
+				t.Fatal(err)
+			}
+			var warn warnings
+			got, _, cs := build(t, dir, tree(0), 0, warn.add)
+			if !bytes.Equal(got, cold) || cs.Damaged != 1 || len(warn.msgs) != 1 ||
+				!strings.Contains(warn.msgs[0], path+": not a valid block cache pack: not a regular file") {
+				t.Fatalf("equal %v, %+v, warnings %q", bytes.Equal(got, cold), cs, warn.msgs)
+			}
+			if _, err := os.Lstat(path); err == nil {
+				t.Fatal("kept")
 			}
 		})
 	}
