@@ -193,6 +193,29 @@ type sealer struct {
 	// reset, for the next files to open: a build of small files made one
 	// a file (112 bytes for SHA-256).
 	hashes sync.Pool
+	// evmDigests holds the EVM digest of each file sealed with an EVM
+	// key, by file index (empty when no rule asks for EVM): the sign
+	// pool's results refer to it, and its count of unique pairs reads
+	// it for the EVM results it released (signPool.lateKey).
+	evmDigests digestStore
+}
+
+// newSealer returns the sealer of lay's files, whose IMA digests pool
+// signs; with an EVM key, a file's security.evm over the xattrs in evm.
+// Each EVM key is a late key of pool (signPool.lateKey): its results are
+// released once sealed, like the files' IMA results.
+func newSealer(lay *layout, h imasig.Hash, evm imasig.EVMXattrs, pool *signPool) *sealer {
+	s := &sealer{lay: lay, h: h, evm: evm, pool: pool}
+	for _, r := range lay.rules {
+		if r.evmKey == "" {
+			continue
+		}
+		if s.evmDigests.size == 0 {
+			s.evmDigests = digestStore{size: h.Size(), b: make([]byte, len(lay.files)*h.Size())}
+		}
+		pool.lateKey(evmPoolKey(r.evmKey), s.evmDigests.get)
+	}
+	return s
 }
 
 // evmPoolKey names a key's EVM signatures in the sign pool; manifest key
@@ -222,7 +245,7 @@ func (s *sealer) sealAppend(dst manifest.Xattrs, i int) (manifest.Xattrs, error)
 	if err != nil {
 		return nil, fmt.Errorf("sign %s with key %q: %w", s.lay.entry(fs).Path, fr.key, err)
 	}
-	xs, err := s.seal(dst[:0], fs, r)
+	xs, err := s.seal(dst[:0], int32(i), r)
 	if err != nil {
 		return xs, err
 	}
@@ -249,9 +272,12 @@ func (s *sealer) readyToSeal() <-chan int32 { return s.ready }
 // Path returns the image path of file i (s.lay.files).
 func (s *sealer) Path(i int) string { return s.lay.entry(&s.lay.files[i]).Path }
 
-// seal waits for the file's signature, sig (signPool.lookup), and returns
-// its complete xattrs, sorted by name.
-func (s *sealer) seal(dst manifest.Xattrs, fs *fileState, sig *sigResult) (manifest.Xattrs, error) {
+// seal waits for the signature of file i, sig (signPool.lookup), and
+// returns its complete xattrs, sorted by name. Its EVM signature's result
+// is released once its value is in them (the image copies it: SquashFS
+// into its xattr store, tar into the member's PAX records).
+func (s *sealer) seal(dst manifest.Xattrs, i int32, sig *sigResult) (manifest.Xattrs, error) {
+	fs := &s.lay.files[i]
 	e, fr := s.lay.entry(fs), s.lay.rule(fs)
 	if err := s.pool.wait(sig); err != nil {
 		return nil, fmt.Errorf("sign %s with key %q: %w", e.Path, fr.key, err)
@@ -269,11 +295,19 @@ func (s *sealer) seal(dst manifest.Xattrs, fs *fileState, sig *sigResult) (manif
 		if err != nil {
 			return nil, fmt.Errorf("EVM signature of %s: %w", e.Path, err)
 		}
-		evm := s.pool.submit(evmPoolKey(fr.evmKey), e.Path, string(d))
+		// the store's slot, not a copy a file: the pool's result and its
+		// count of unique pairs refer to it (newSealer)
+		slot := s.evmDigests.slot(i)
+		if len(d) != len(slot) {
+			return nil, fmt.Errorf("EVM signature of %s: internal: a %d-byte digest, want %d", e.Path, len(d), len(slot))
+		}
+		copy(slot, d)
+		evm := s.pool.submit(evmPoolKey(fr.evmKey), e.Path, s.evmDigests.get(i))
 		if err := s.pool.wait(evm); err != nil {
 			return nil, fmt.Errorf("EVM-sign %s with key %q: %w", e.Path, fr.evmKey, err)
 		}
 		xs = append(xs, manifest.Xattr{Name: imasig.EVMXattrName, Value: evm.value})
+		s.pool.release(evm, i)
 	}
 	slices.SortFunc(xs, func(a, b manifest.Xattr) int { return strings.Compare(a.Name, b.Name) })
 	return xs, nil
@@ -598,7 +632,8 @@ func (b *buildRun) writeImage(ctx context.Context, out io.WriteSeeker) (*Result,
 	if len(evmList) == 0 {
 		evmList = imasig.EVMXattrsDebian61
 	}
-	seal := &sealer{lay: b.lay, h: b.h, evm: evmList, pool: pool, progress: b.opts.Progress}
+	seal := newSealer(b.lay, b.h, evmList, pool)
+	seal.progress = b.opts.Progress
 	if !b.m.Image.Format.IsTar() && workers > 1 {
 		// SquashFS reads one file at a time in image order. A large
 		// file hashed with SHA-256 is hashed by the writer beside its

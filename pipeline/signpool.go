@@ -54,8 +54,11 @@ type signPool struct {
 	results []resultSlot
 	nres    int
 	// forgotten: forget was called; a result released from then on
-	// leaves results at once.
+	// leaves results at once, but a late key's (lateKey).
 	forgotten bool
+	// late holds, by key index, the digestOf of a late key (lateKey);
+	// nil for the others.
+	late []func(file int32) string
 	// signed holds, by key index, the digests of the released results,
 	// each as the index of a file that has it (digestOf): a later submit
 	// of one signs it again without counting another unique pair. 4
@@ -283,7 +286,7 @@ func (p *signPool) submit(key, path, digest string) *sigResult {
 	// A pair whose result was released (every file given it sealed, its
 	// value dropped) is signed again (the same value: signatures depend
 	// only on key and digest), counted once.
-	if int(ki) >= len(p.signed) || !p.signed[ki].has(p.seed, p.digestOf, digest) {
+	if int(ki) >= len(p.signed) || !p.signed[ki].has(p.seed, p.digestsOf(ki), digest) {
 		p.unique++
 		p.perKey[ki]++
 	}
@@ -330,7 +333,7 @@ func (p *signPool) release(r *sigResult, file int32) {
 	if r.refs != 0 || !r.done || p.errs[r] != nil {
 		return
 	}
-	if p.forgotten { // no file submits r's pair again
+	if p.forgotten && !p.isLate(r.key) { // no file submits r's pair again
 		r.value, r.released = nil, true
 		p.unlist(r)
 		return
@@ -351,16 +354,47 @@ func (p *signPool) release(r *sigResult, file int32) {
 // (p.mu held).
 func (p *signPool) drop(r *sigResult, file int32) {
 	r.value, r.released = nil, true
-	if p.forgotten {
+	if p.forgotten && !p.isLate(r.key) {
 		return
 	}
 	p.unlist(r)
 	if len(p.signed) == 0 {
 		p.signed = make([]fileSet, len(p.names))
 	}
-	if p.digestOf(file) == r.digest {
-		p.signed[r.key].add(p.seed, p.digestOf, file)
+	if digestOf := p.digestsOf(r.key); digestOf(file) == r.digest {
+		p.signed[r.key].add(p.seed, digestOf, file)
 	}
+}
+
+// lateKey makes key a late key: its digests are submitted as files are
+// sealed (EVM: the digest covers the file's security.ima), also after
+// forget, each the digest digestOf gives for the file that release is
+// given with it. forget leaves a late key's results, kept ring and signed
+// digests as they are, so that its results are released like the others
+// (their values dropped once the ring passes them) and a pair submitted
+// again after its result was dropped is not counted twice. Call before
+// the first submit.
+func (p *signPool) lateKey(key string, digestOf func(file int32) string) {
+	ki, ok := p.index[key]
+	if !ok {
+		return // submit fails every file of it
+	}
+	if p.late == nil {
+		p.late = make([]func(int32) string, len(p.names))
+	}
+	p.late[ki] = digestOf
+}
+
+// isLate reports whether key index ki is a late key's (lateKey).
+func (p *signPool) isLate(ki uint16) bool { return int(ki) < len(p.late) && p.late[ki] != nil }
+
+// digestsOf returns the function that gives a file's digest for key
+// index ki: a late key's own, else p.digestOf.
+func (p *signPool) digestsOf(ki uint16) func(int32) string {
+	if p.isLate(ki) {
+		return p.late[ki]
+	}
+	return p.digestOf
 }
 
 // unlist takes r out of p.results (p.mu held).
@@ -537,20 +571,30 @@ func (p *signPool) uniqueOf(key string) int {
 // submit of the same pair signs it again. The build calls it once every
 // file digest has been submitted, so that the lookup does not stay in
 // memory while the image's tables are written. The results of files not
-// sealed yet stay, for their Seals (lookup), until they are released.
+// sealed yet stay, for their Seals (lookup), until they are released; a
+// late key's (lateKey) are not forgotten.
 func (p *signPool) forget() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, k := range p.kept {
-		if k.r.refs == 0 {
+	var kept []keptResult // the late keys', oldest first
+	for i := range p.kept {
+		k := p.kept[(p.keptAt+i)%len(p.kept)]
+		if p.isLate(k.r.key) {
+			kept = append(kept, k)
+		} else if k.r.refs == 0 {
 			k.r.value, k.r.released = nil, true
 		}
 	}
-	p.kept, p.keptAt, p.signed = nil, 0, nil
+	p.kept, p.keptAt = kept, 0
+	for ki := range p.signed {
+		if !p.isLate(uint16(ki)) {
+			p.signed[ki] = fileSet{}
+		}
+	}
 	old := p.results
 	p.results, p.nres, p.forgotten = nil, 0, true
 	for _, s := range old {
-		if s.r != nil && s.r.refs > 0 {
+		if s.r != nil && (s.r.refs > 0 || p.isLate(s.r.key)) {
 			p.results[p.find(s.r.key, s.h, s.r.digest)] = s
 			p.nres++
 		}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -13,6 +14,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/imaforge/imaforge/imasig"
+	"github.com/imaforge/imaforge/manifest"
+	"github.com/imaforge/imaforge/rootfs"
 )
 
 // TestSignPoolBatches: a key with a batchFunc gets the queued digests in
@@ -506,5 +511,122 @@ func BenchmarkSignPoolMillion(b *testing.B) {
 			}
 		}
 		p.close()
+	}
+}
+
+// evmLayout is a layout of n regular files /f<i>, all read and signed by
+// key "k", with the digest of content id (i/2)%ids; files from modeAt on
+// have mode 0600 (the others 0644), so their EVM digests differ from the
+// files' of the same content before; every fifth file has no EVM key.
+func evmLayout(h imasig.Hash, n, ids, modeAt int) *layout {
+	lay := &layout{rules: []fileRule{{key: "k", evmKey: "k"}, {key: "k"}}}
+	for i := range n {
+		mode := uint32(0o644)
+		if i >= modeAt {
+			mode = 0o600
+		}
+		lay.tree = append(lay.tree, rootfs.Entry{Path: fmt.Sprintf("/f%05d", i), Size: 1, Mode: mode, UID: 7, GID: 8, Type: rootfs.TypeReg})
+		lay.entries = append(lay.entries, entryRef(i))
+		lay.files = append(lay.files, fileState{entry: entryRef(i), rule: uint32(min(1, i%5/4)), read: true})
+	}
+	lay.newDigests(h)
+	for i := range n {
+		d := sha256.Sum256(fmt.Append(nil, (i/2)%ids))
+		copy(lay.digests.slot(int32(i)), d[:])
+	}
+	return lay
+}
+
+// TestSealReleasesEVM: a file's EVM result is released once its value is
+// in the xattrs Seal returns, like its IMA result, whether the files are
+// sealed before forget (tar) or after (SquashFS), so that the pool keeps
+// no more results than its ring once every file was sealed; each file
+// still gets the EVM signature of its own digest (files 2j and 2j+1 share
+// one, sealed side by side; files of the same content and another mode do
+// not), and a pair signed again after its result was dropped is counted
+// once. Before, every EVM result stayed in the pool, with its value, to
+// the build's end.
+func TestSealReleasesEVM(t *testing.T) {
+	const n, ids, modeAt, keep = 3000, 700, 2100, 16
+	for _, tc := range []struct {
+		name         string
+		forgetBefore bool // SquashFS: forget, then Close seals
+	}{
+		{"tar", false},
+		{"squashfs", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := imasig.SHA256
+			lay := evmLayout(h, n, ids, modeAt)
+			p := newSignPool(context.Background(), prefixSigners("k", evmPoolKey("k")), nil, 2, waitedBatch)
+			defer p.close()
+			p.keep = keep
+			p.digestOf = lay.digest
+			s := newSealer(lay, h, imasig.EVMXattrsDebian61, p)
+			for i := range n {
+				p.submit("k", lay.tree[i].Path, lay.digest(int32(i)))
+			}
+			if tc.forgetBefore {
+				p.forget()
+			}
+			got := make([]manifest.Xattrs, n)
+			errs := make([]error, n)
+			var next atomic.Int32
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Go(func() {
+					for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+						got[i], errs[i] = s.Seal(i)
+					}
+				})
+			}
+			wg.Wait()
+			if !tc.forgetBefore {
+				p.forget()
+			}
+			evmDigests := map[string]bool{}
+			for i := range n {
+				if errs[i] != nil {
+					t.Fatalf("file %d: %v", i, errs[i])
+				}
+				ima := []byte("k:" + lay.digest(int32(i)))
+				want := manifest.Xattrs{{Name: imasig.XattrName, Value: ima}}
+				if lay.files[i].rule == 0 {
+					e := &lay.tree[i]
+					d, err := imasig.EVMDigest(h, imasig.EVMXattrsDebian61, imasig.EVMMeta{UID: e.UID, GID: e.GID, Mode: 0o100000 | e.Mode, Xattrs: map[string][]byte{imasig.XattrName: ima}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					evmDigests[string(d)] = true
+					// sorted by name: security.evm first
+					want = append(manifest.Xattrs{{Name: imasig.EVMXattrName, Value: []byte(evmPoolKey("k") + ":" + string(d))}}, want...)
+				}
+				if len(got[i]) != len(want) {
+					t.Fatalf("file %d: %d xattrs, want %d", i, len(got[i]), len(want))
+				}
+				for j := range want {
+					if got[i][j].Name != want[j].Name || !bytes.Equal(got[i][j].Value, want[j].Value) {
+						t.Fatalf("file %d: xattr %s = %q, want %s = %q", i, got[i][j].Name, got[i][j].Value, want[j].Name, want[j].Value)
+					}
+				}
+			}
+			p.mu.Lock()
+			held, valued := p.nres, 0
+			for _, sl := range p.results {
+				if sl.r != nil && sl.r.value != nil {
+					valued++
+				}
+			}
+			p.mu.Unlock()
+			if held > keep || valued > keep {
+				t.Errorf("%d results in the pool, %d with a value, after every file was sealed; want at most the ring's %d", held, valued, keep)
+			}
+			if u := p.uniqueOf(evmPoolKey("k")); u != len(evmDigests) {
+				t.Errorf("%d unique EVM pairs counted, want %d", u, len(evmDigests))
+			}
+			if u := p.uniqueOf("k"); u != ids {
+				t.Errorf("%d unique IMA pairs counted, want %d", u, ids)
+			}
+		})
 	}
 }
