@@ -119,6 +119,22 @@ type appendSealer interface {
 	sealAppend(dst manifest.Xattrs, file int) (manifest.Xattrs, error)
 }
 
+// beginSealer is an appendSealer whose files may need a signature made
+// after their first (EVM, over security.ima): begin asks for it without
+// waiting (nil: none; buf is scratch space, returned for reuse), and
+// sealBegun is sealAppend with what begin gave.
+type beginSealer interface {
+	appendSealer
+	begin(buf manifest.Xattrs, file int) (*sigResult, manifest.Xattrs, error)
+	sealBegun(dst manifest.Xattrs, file int, evm *sigResult) (manifest.Xattrs, error)
+}
+
+// begunWindow is the most files sealEarly has begun (beginSealer) and not
+// sealed: a second signature asked for goes behind the queue of the
+// later files' first ones (up to 4,096 jobs), so a window of that size
+// rarely waits, and it bounds the signatures held for them.
+const begunWindow = 4096
+
 func newSquashfsImage(out io.WriteSeeker, opts squashfs.Options) (*squashfsImage, error) {
 	w, err := squashfs.NewWriter(out, opts)
 	if err != nil {
@@ -187,11 +203,43 @@ func (s *squashfsImage) WriteData(ctx context.Context) error {
 // sealEarly seals the files ready names until done is closed and ready is
 // empty. A file whose Seal fails is left to Close, which reports the
 // failures in image order; an xattr the writer refuses fails WriteData.
+// With a beginSealer, a file that needs a second signature is begun and
+// sealed once the files begun before it are, up to begunWindow of them
+// at a time.
 func (s *squashfsImage) sealEarly(ready <-chan int32, done <-chan struct{}) error {
 	var first error
 	as, _ := s.sealer.(appendSealer)
+	bs, _ := s.sealer.(beginSealer)
 	var xs manifest.Xattrs   // one goroutine: reused, squashfsXattrs copies
 	var buf []squashfs.Xattr // one goroutine: reused, SetXattrs copies
+	type begun struct {
+		f   int32
+		evm *sigResult
+	}
+	var window []begun // a FIFO: the first not sealed is window[at]
+	at := 0
+	seal := func(f int32, evm *sigResult) {
+		var err error
+		switch {
+		case evm != nil:
+			xs, err = bs.sealBegun(xs, int(f), evm)
+		case as != nil:
+			xs, err = as.sealAppend(xs, int(f))
+		default:
+			xs, err = s.sealer.Seal(int(f))
+		}
+		if err != nil {
+			return
+		}
+		buf = squashfsXattrs(buf, xs)
+		if err := s.w.SetXattrs(s.sealer.Path(int(f)), buf); err != nil {
+			if first == nil {
+				first = err
+			}
+			return
+		}
+		s.sealed[f/64] |= 1 << (f % 64)
+	}
 	for {
 		var f int32
 		select {
@@ -200,26 +248,34 @@ func (s *squashfsImage) sealEarly(ready <-chan int32, done <-chan struct{}) erro
 			select {
 			case f = <-ready:
 			default:
+				for _, b := range window[at:] {
+					seal(b.f, b.evm)
+				}
 				return first
 			}
 		}
-		var err error
-		if as != nil {
-			xs, err = as.sealAppend(xs, int(f))
-		} else {
-			xs, err = s.sealer.Seal(int(f))
+		if bs == nil {
+			seal(f, nil)
+			continue
 		}
+		evm, b, err := bs.begin(xs, int(f))
+		xs = b
 		if err != nil {
+			continue // left to Close
+		}
+		if evm == nil {
+			seal(f, nil)
 			continue
 		}
-		buf = squashfsXattrs(buf, xs)
-		if err := s.w.SetXattrs(s.sealer.Path(int(f)), buf); err != nil {
-			if first == nil {
-				first = err
-			}
-			continue
+		if len(window)-at == begunWindow {
+			seal(window[at].f, window[at].evm)
+			window[at] = begun{}
+			at++
 		}
-		s.sealed[f/64] |= 1 << (f % 64)
+		if at == len(window) || at >= begunWindow {
+			window, at = append(window[:0], window[at:]...), 0
+		}
+		window = append(window, begun{f, evm})
 	}
 }
 func (s *squashfsImage) Close() (ImageStats, error) {

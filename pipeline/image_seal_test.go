@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/imaforge/imaforge/imasig"
 	"github.com/imaforge/imaforge/manifest"
 	"github.com/imaforge/imaforge/squashfs"
 )
@@ -162,5 +163,73 @@ func TestSquashfsXattrs(t *testing.T) {
 				t.Errorf("%s: xattr %d = %q=%q, want %q=%q", tc.name, i, got[i].Name, got[i].Value, x.Name, x.Value)
 			}
 		}
+	}
+}
+
+// TestSquashfsSealEarlyEVM: with a beginSealer, files with an EVM key are
+// sealed while the data is written (begun, then sealed a window at a
+// time; more files than the window), none left to Close, each with its own
+// signatures, and the sign pool keeps no more results than its ring
+// afterwards.
+func TestSquashfsSealEarlyEVM(t *testing.T) {
+	const n, keep = 2 * begunWindow, 16 // 4 in 5 with EVM: more than the window
+	h := imasig.SHA256
+	lay := evmLayout(h, n, 700, n/2)
+	p := newSignPool(context.Background(), prefixSigners("k", evmPoolKey("k")), nil, 2, queuedBatch)
+	defer p.close()
+	p.keep = keep
+	p.digestOf = lay.digest
+	s := newSealer(lay, h, imasig.EVMXattrsDebian61, p)
+	s.ready = make(chan int32, n)
+	out := filepath.Join(t.TempDir(), "img.sqsh")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := newSquashfsImage(f, squashfs.Options{Compression: squashfs.CompNone, BlockSize: 4096, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		e := ImageEntry{Path: s.Path(i), Mode: 0o644, Size: 1, Seal: s, File: i, Open: func() (io.ReadCloser, error) {
+			return closeHook{strings.NewReader("x"), func() {
+				p.submit("k", s.Path(i), lay.digest(int32(i)))
+				s.ready <- int32(i)
+			}}, nil
+		}}
+		if err := img.Add(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := img.WriteData(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if img.sealed[i/64]&(1<<(i%64)) == 0 {
+			t.Fatalf("file %d not sealed while the data was written", i)
+		}
+	}
+	p.forget()
+	if _, err := img.Close(); err != nil {
+		t.Fatal(err)
+	}
+	z := openImage(t, out)
+	for i := range n {
+		want, _ := evmWant(t, lay, h, i)
+		xs, err := z.Xattrs(s.Path(i)[1:])
+		if err != nil || len(xs) != len(want) {
+			t.Fatalf("%s: xattrs %q, %v; want %q", s.Path(i), xs, err, want)
+		}
+		for j := range want {
+			if xs[j].Name != want[j].Name || !bytes.Equal(xs[j].Value, want[j].Value) {
+				t.Fatalf("%s: xattr %s = %q, want %s = %q", s.Path(i), xs[j].Name, xs[j].Value, want[j].Name, want[j].Value)
+			}
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.nres > keep {
+		t.Errorf("%d results in the pool after every file was sealed; want at most the ring's %d", p.nres, keep)
 	}
 }

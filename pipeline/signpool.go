@@ -78,6 +78,11 @@ type signPool struct {
 	keep   int // the ring's size: keptReleased
 
 	jobs chan sigJob
+	// lateJobs are the late keys' jobs (lateKey), which the workers take
+	// first: a file that waits for one (EVM) holds its first signature
+	// meanwhile, and behind the queue of the files read after it, the
+	// files read ahead piled up with theirs.
+	lateJobs chan sigJob
 	// maxBatch bounds the digests a worker takes at once for a key with
 	// a batchFunc (newSignPool).
 	maxBatch  int
@@ -139,6 +144,7 @@ func newSignPool(ctx context.Context, keys map[string]signFunc, batch map[string
 		index:    make(map[string]uint16, len(keys)),
 		errs:     make(map[*sigResult]error),
 		jobs:     make(chan sigJob, 4096),
+		lateJobs: make(chan sigJob, 4096),
 		seed:     maphash.MakeSeed(),
 		keep:     keptReleased,
 		maxBatch: max(1, maxBatch),
@@ -160,10 +166,31 @@ func newSignPool(ctx context.Context, keys map[string]signFunc, batch map[string
 		go func() {
 			defer p.wg.Done()
 			js := make([]sigJob, 0, p.maxBatch)
-			for j := range p.jobs {
+			jobs, late := p.jobs, p.lateJobs
+			for jobs != nil || late != nil {
+				var j sigJob
+				var ok bool
+				from := late
+				select {
+				case j, ok = <-late:
+				default:
+					select {
+					case j, ok = <-late:
+					case j, ok = <-jobs:
+						from = jobs
+					}
+				}
+				if !ok {
+					if from == late {
+						late = nil
+					} else {
+						jobs = nil
+					}
+					continue
+				}
 				js = append(js[:0], j)
 				if p.batch[j.r.key] != nil {
-					js = p.more(js, workers)
+					js = p.more(js, workers, from)
 				}
 				p.sign(ctx, js)
 			}
@@ -187,14 +214,14 @@ const (
 	queuedBatch = signer.BatchSize
 )
 
-// more adds to js the jobs already queued, up to a batch, and no more than
-// the worker's share of the queue (so that the last jobs are not all taken
-// by one worker while the others wait).
-func (p *signPool) more(js []sigJob, workers int) []sigJob {
-	n := min(p.maxBatch, 1+len(p.jobs)/workers)
+// more adds to js the jobs already queued in from, up to a batch, and no
+// more than the worker's share of the queue (so that the last jobs are not
+// all taken by one worker while the others wait).
+func (p *signPool) more(js []sigJob, workers int, from chan sigJob) []sigJob {
+	n := min(p.maxBatch, 1+len(from)/workers)
 	for len(js) < n {
 		select {
-		case j, ok := <-p.jobs:
+		case j, ok := <-from:
 			if !ok {
 				return js
 			}
@@ -290,8 +317,13 @@ func (p *signPool) submit(key, path, digest string) *sigResult {
 		p.unique++
 		p.perKey[ki]++
 	}
+	late := p.isLate(ki)
 	p.mu.Unlock()
-	p.jobs <- sigJob{r, path}
+	if late {
+		p.lateJobs <- sigJob{r, path}
+	} else {
+		p.jobs <- sigJob{r, path}
+	}
 	return r
 }
 
@@ -606,6 +638,7 @@ func (p *signPool) forget() {
 func (p *signPool) close() {
 	p.closeOnce.Do(func() {
 		close(p.jobs)
+		close(p.lateJobs)
 		p.wg.Wait()
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math/rand"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -537,6 +538,24 @@ func evmLayout(h imasig.Hash, n, ids, modeAt int) *layout {
 	return lay
 }
 
+// evmWant returns the xattrs file i of an evmLayout is sealed with by
+// prefixSigners("k", evmPoolKey("k")), and its EVM digest ("": none).
+func evmWant(t *testing.T, lay *layout, h imasig.Hash, i int) (manifest.Xattrs, string) {
+	t.Helper()
+	ima := []byte("k:" + lay.digest(int32(i)))
+	want := manifest.Xattrs{{Name: imasig.XattrName, Value: ima}}
+	if lay.files[i].rule != 0 {
+		return want, ""
+	}
+	e := &lay.tree[i]
+	d, err := imasig.EVMDigest(h, imasig.EVMXattrsDebian61, imasig.EVMMeta{UID: e.UID, GID: e.GID, Mode: 0o100000 | e.Mode, Xattrs: map[string][]byte{imasig.XattrName: ima}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// sorted by name: security.evm first
+	return append(manifest.Xattrs{{Name: imasig.EVMXattrName, Value: []byte(evmPoolKey("k") + ":" + string(d))}}, want...), string(d)
+}
+
 // TestSealReleasesEVM: a file's EVM result is released once its value is
 // in the xattrs Seal returns, like its IMA result, whether the files are
 // sealed before forget (tar) or after (SquashFS), so that the pool keeps
@@ -589,17 +608,9 @@ func TestSealReleasesEVM(t *testing.T) {
 				if errs[i] != nil {
 					t.Fatalf("file %d: %v", i, errs[i])
 				}
-				ima := []byte("k:" + lay.digest(int32(i)))
-				want := manifest.Xattrs{{Name: imasig.XattrName, Value: ima}}
-				if lay.files[i].rule == 0 {
-					e := &lay.tree[i]
-					d, err := imasig.EVMDigest(h, imasig.EVMXattrsDebian61, imasig.EVMMeta{UID: e.UID, GID: e.GID, Mode: 0o100000 | e.Mode, Xattrs: map[string][]byte{imasig.XattrName: ima}})
-					if err != nil {
-						t.Fatal(err)
-					}
-					evmDigests[string(d)] = true
-					// sorted by name: security.evm first
-					want = append(manifest.Xattrs{{Name: imasig.EVMXattrName, Value: []byte(evmPoolKey("k") + ":" + string(d))}}, want...)
+				want, d := evmWant(t, lay, h, i)
+				if d != "" {
+					evmDigests[d] = true
 				}
 				if len(got[i]) != len(want) {
 					t.Fatalf("file %d: %d xattrs, want %d", i, len(got[i]), len(want))
@@ -628,5 +639,41 @@ func TestSealReleasesEVM(t *testing.T) {
 				t.Errorf("%d unique IMA pairs counted, want %d", u, ids)
 			}
 		})
+	}
+}
+
+// TestSignPoolLateFirst: a late key's job (an EVM signature, which a file
+// waits for holding its first) is signed before the other keys' jobs
+// queued ahead of it.
+func TestSignPoolLateFirst(t *testing.T) {
+	gate := make(chan struct{})
+	var mu sync.Mutex
+	var order []string
+	fn := func(name string) signFunc {
+		return func(_ string, d []byte) ([]byte, error) {
+			<-gate
+			mu.Lock()
+			order = append(order, name)
+			mu.Unlock()
+			return d, nil
+		}
+	}
+	p := newSignPool(context.Background(), map[string]signFunc{"a": fn("a"), "evm:a": fn("late")}, nil, 1, waitedBatch)
+	defer p.close()
+	p.lateKey("evm:a", func(int32) string { return "" })
+	var rs []*sigResult
+	for i := range 20 {
+		rs = append(rs, p.submit("a", "/f", fmt.Sprint(i)))
+	}
+	late := p.submit("evm:a", "/f", "late")
+	close(gate)
+	for _, r := range append(rs, late) {
+		if err := p.wait(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// the worker may have taken the first "a" job before the late one came
+	if i := slices.Index(order, "late"); i > 1 {
+		t.Errorf("the late key's job signed after %d jobs queued before it: %v", i, order)
 	}
 }
