@@ -46,7 +46,7 @@ unit:
 # the squashfs writer's parallel data path, concurrent xattrs and the xattr
 # table built during the data, batch signing, and whole builds (several
 # workers, reproducible output).
-RACE_RUN ?= TestForEach|TestReproducible|TestTreeReproducible|TestSetXattrsConcurrent|TestXattrTableAhead|TestDuplicatesStoredOnce|TestSignFilesParallel|TestBuildReproducible|TestPublishConcurrent|TestHashingReaderPooled|TestWindowWakesAdmitted|TestWindowWaitCancelled|TestSignPoolRemove|TestOutBuffersReused|TestCacheFull
+RACE_RUN ?= TestForEach|TestReproducible|TestTreeReproducible|TestSetXattrsConcurrent|TestXattrTableAhead|TestDuplicatesStoredOnce|TestSignFilesParallel|TestBuildReproducible|TestPublishConcurrent|TestHashingReaderPooled|TestWindowWakesAdmitted|TestWindowWaitCancelled|TestSignPoolRemove|TestOutBuffersReused|TestCacheFull|TestSealReleasesEVM|TestSquashfsSealEarlyEVM|TestSignPoolLateFirst
 race:
 	$(GO) test -race -count=1 -run '$(RACE_RUN)' ./internal/parallel/ ./squashfs/ ./signer/ ./pipeline/
 
