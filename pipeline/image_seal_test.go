@@ -47,26 +47,23 @@ type closeHook struct {
 
 func (c closeHook) Close() error { c.close(); return nil }
 
-// sealImage writes n files sealed by s and returns the image's path and
-// Close's error.
-func sealImage(t *testing.T, s *fakeSealer, n int) (string, error) {
+// addFiles returns a SquashFS image (in a file closed at the test's end)
+// and its path, with n one-byte files sealed by s, each calling closed
+// with its index when its reader is closed; WriteData is called.
+func addFiles(t *testing.T, s Sealer, n int, closed func(i int)) (*squashfsImage, string) {
 	out := filepath.Join(t.TempDir(), "img.sqsh")
 	f, err := os.Create(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
 	img, err := newSquashfsImage(f, squashfs.Options{Compression: squashfs.CompNone, BlockSize: 4096, Workers: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range n {
 		e := ImageEntry{Path: s.Path(i), Mode: 0o644, Size: 1, Seal: s, File: i, Open: func() (io.ReadCloser, error) {
-			return closeHook{strings.NewReader("x"), func() {
-				if !s.late[i] {
-					s.ready <- int32(i)
-				}
-			}}, nil
+			return closeHook{strings.NewReader("x"), func() { closed(i) }}, nil
 		}}
 		if err := img.Add(e); err != nil {
 			t.Fatal(err)
@@ -75,6 +72,17 @@ func sealImage(t *testing.T, s *fakeSealer, n int) (string, error) {
 	if err := img.WriteData(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return img, out
+}
+
+// sealImage writes n files sealed by s and returns the image's path and
+// Close's error.
+func sealImage(t *testing.T, s *fakeSealer, n int) (string, error) {
+	img, out := addFiles(t, s, n, func(i int) {
+		if !s.late[i] {
+			s.ready <- int32(i)
+		}
+	})
 	s.mu.Lock()
 	for i := range n {
 		if want := map[bool]int{false: 1, true: 0}[s.late[i]]; s.calls[i] != want && !s.fail[i] {
@@ -82,7 +90,7 @@ func sealImage(t *testing.T, s *fakeSealer, n int) (string, error) {
 		}
 	}
 	s.mu.Unlock()
-	_, err = img.Close()
+	_, err := img.Close()
 	return out, err
 }
 
@@ -181,30 +189,10 @@ func TestSquashfsSealEarlyEVM(t *testing.T) {
 	p.digestOf = lay.digest
 	s := newSealer(lay, h, imasig.EVMXattrsDebian61, p)
 	s.ready = make(chan int32, n)
-	out := filepath.Join(t.TempDir(), "img.sqsh")
-	f, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := newSquashfsImage(f, squashfs.Options{Compression: squashfs.CompNone, BlockSize: 4096, Workers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		e := ImageEntry{Path: s.Path(i), Mode: 0o644, Size: 1, Seal: s, File: i, Open: func() (io.ReadCloser, error) {
-			return closeHook{strings.NewReader("x"), func() {
-				p.submit("k", s.Path(i), lay.digest(int32(i)))
-				s.ready <- int32(i)
-			}}, nil
-		}}
-		if err := img.Add(e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := img.WriteData(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	img, out := addFiles(t, s, n, func(i int) {
+		p.submit("k", s.Path(i), lay.digest(int32(i)))
+		s.ready <- int32(i)
+	})
 	for i := range n {
 		if img.sealed[i/64]&(1<<(i%64)) == 0 {
 			t.Fatalf("file %d not sealed while the data was written", i)
