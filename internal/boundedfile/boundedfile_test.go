@@ -2,6 +2,9 @@ package boundedfile
 
 import (
 	"errors"
+	"io"
+	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,5 +76,49 @@ func TestReadFile(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("%s: ReadFile hangs", tt.path)
 		}
+	}
+}
+
+// TestRefusedBeforeOpen: a path that stat shows is not a regular file is
+// refused without being opened. A socket tells the two apart: open(2) on
+// one fails with ENXIO, so a check made only after the open would report
+// "no such device or address" instead of what the path is; a device's open
+// can act (a watchdog's starts its timer).
+func TestRefusedBeforeOpen(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := ReadFile(sock, KeyLimit); !errors.Is(err, ErrNotRegular) || !strings.Contains(err.Error(), "a socket") {
+		t.Fatalf("ReadFile of a socket: %v", err)
+	}
+	if f, _, err := Open(sock); !errors.Is(err, ErrNotRegular) {
+		if f != nil {
+			f.Close()
+		}
+		t.Fatalf("Open of a socket: %v", err)
+	}
+}
+
+// TestOpen: Open gives the regular file with its size, readable from its
+// start; a missing file is fs.ErrNotExist.
+func TestOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pack")
+	if err := os.WriteFile(path, []byte("twelve bytes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, size, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil || size != 12 || string(b) != "twelve bytes" {
+		t.Fatalf("size %d, read %q, %v", size, b, err)
+	}
+	if _, _, err := Open(path + ".none"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a missing file: %v", err)
 	}
 }

@@ -5,14 +5,16 @@
 package packfile
 
 import (
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/imaforge/imaforge/internal/boundedfile"
 )
 
 // NewName returns the path in dir for a new pack with the file name ending
@@ -40,26 +42,20 @@ func IndexCRC(head, index []byte) uint32 {
 }
 
 // Open opens the pack at path and hands the file and its size to parse. A
-// path that is not a regular file is an error wrapping bad; the open does
-// not block on a FIFO (O_NONBLOCK, as internal/boundedfile: a FIFO under a
-// pack's name hung the build, deaf to SIGTERM, in open(2)) nor make a
-// terminal the controlling one (O_NOCTTY). The file is closed when parse
-// (or anything before it) fails; else what parse returns owns it.
+// path that is not a regular file is an error wrapping bad, refused without
+// being opened where possible (boundedfile.Open: a FIFO under a pack's name
+// hung the build, deaf to SIGTERM, in open(2)). The file is closed when
+// parse (or anything before it) fails; else what parse returns owns it.
 func Open[T any](path string, bad error, parse func(path string, f *os.File, size int64) (T, error)) (T, error) {
 	var zero T
-	// O_NONBLOCK changes nothing for a regular file's reads.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	f, size, err := boundedfile.Open(path)
+	if errors.Is(err, boundedfile.ErrNotRegular) {
+		return zero, fmt.Errorf("%s: %w: %w", path, bad, errors.Unwrap(err))
+	}
 	if err != nil {
 		return zero, err
 	}
-	fi, err := f.Stat()
-	if err == nil && !fi.Mode().IsRegular() {
-		err = fmt.Errorf("%s: %w: not a regular file", path, bad)
-	}
-	var p T
-	if err == nil {
-		p, err = parse(path, f, fi.Size())
-	}
+	p, err := parse(path, f, size)
 	if err != nil {
 		f.Close()
 		return zero, err
