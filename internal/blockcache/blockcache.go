@@ -226,14 +226,17 @@ func (c *Cache) Put(k squashfs.BlockKey, stored []byte, compressed bool) {
 		}
 		c.w = w
 	}
-	if err := c.w.add(k, stored, compressed); err != nil {
+	added, err := c.w.add(k, stored, compressed)
+	if err != nil {
 		c.stored.Add(-int64(len(c.w.recs))) // the pack is not kept
 		c.w.abort()
 		c.w = nil
 		c.disable(err)
 		return
 	}
-	c.stored.Add(1)
+	if added {
+		c.stored.Add(1)
+	}
 }
 
 // Stats counts this process's use of the cache.
@@ -356,7 +359,7 @@ func (c *Cache) merge(total int64) (int64, error) {
 				if budget >= 0 && w.size()+int64(len(stored))+recordSize > budget {
 					continue
 				}
-				if err := w.add(rec.Key, stored, rec.Compressed); err != nil {
+				if _, err := w.add(rec.Key, stored, rec.Compressed); err != nil {
 					return err
 				}
 			}

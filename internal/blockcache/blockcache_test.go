@@ -533,3 +533,30 @@ func FuzzParsePack(f *testing.F) {
 		}
 	})
 }
+
+// TestStoredCountsEntries: Stored counts the entries the kept pack holds,
+// not the Puts (a key put twice, as two workers compressing one block of
+// two identical files may, is one entry), and after a pack a write failure
+// dropped, none of its entries.
+func TestStoredCountsEntries(t *testing.T) {
+	dir := t.TempDir()
+	c := Open(dir, 0, nil)
+	var a, b squashfs.BlockKey
+	a[0], b[0] = 1, 2
+	c.Put(a, []byte("block a"), false)
+	c.Put(a, []byte("block a"), false)
+	c.Put(b, []byte("block b"), true)
+	if got := c.Stats().Stored; got != 2 {
+		t.Fatalf("3 Puts of 2 keys: Stored %d, want 2", got)
+	}
+	if _, err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c = Open(dir, 0, nil)
+	defer c.Close()
+	for _, k := range []squashfs.BlockKey{a, b} {
+		if _, _, ok := c.Get(k, nil); !ok {
+			t.Fatalf("key %x not in the pack", k[0])
+		}
+	}
+}

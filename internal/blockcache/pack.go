@@ -223,29 +223,32 @@ func createPack(dir string) (*packWriter, error) {
 // createTemp creates a new temporary pack file in dir with mode 0644 less
 // the umask, the mode of the signature packs beside it: os.CreateTemp's
 // 0600 made a cache shared by several users unreadable to all but the
-// pack's writer (a warning and every block compressed again).
+// pack's writer (a warning and every block compressed again). Like
+// os.CreateTemp it gives up after 10,000 names that exist.
 func createTemp(dir string) (*os.File, error) {
-	for {
+	for range 10000 {
 		name := filepath.Join(dir, fmt.Sprintf("%s%08x%s", tmpPrefix, rand.Uint32(), PackExt))
 		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 		if !errors.Is(err, fs.ErrExist) {
 			return f, err
 		}
 	}
+	return nil, &fs.PathError{Op: "createtemp", Path: filepath.Join(dir, tmpPrefix+"*"+PackExt), Err: fs.ErrExist}
 }
 
-// add appends an entry; a key already added is skipped.
-func (w *packWriter) add(k squashfs.BlockKey, stored []byte, compressed bool) error {
+// add appends an entry and says whether it did; a key already added is
+// skipped.
+func (w *packWriter) add(k squashfs.BlockKey, stored []byte, compressed bool) (added bool, err error) {
 	if w.has[k] {
-		return nil
+		return false, nil
 	}
 	if _, err := w.f.Write(stored); err != nil {
-		return err
+		return false, err
 	}
 	w.recs = append(w.recs, record{Key: k, Off: w.off, Len: uint32(len(stored)), CRC: crc32.Checksum(stored, castagnoli), Compressed: compressed})
 	w.has[k] = true
 	w.off += uint64(len(stored))
-	return nil
+	return true, nil
 }
 
 // size is the size the pack will have.
