@@ -7,6 +7,7 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -48,7 +49,8 @@ func missing(t testing.TB, format string, args ...any) {
 
 // Tmpfs mounts a tmpfs of size bytes on a new directory and returns it, for
 // tests of a real full or read-only file system; the test unmounts it. It
-// needs root (NeedRoot); a root that cannot mount fails the test.
+// needs root (NeedRoot) and CAP_SYS_ADMIN (missing: a skip, a failure
+// under CI=true); any other failure to mount fails the test.
 func Tmpfs(t testing.TB, size int64) string {
 	t.Helper()
 	NeedRoot(t)
@@ -57,6 +59,10 @@ func Tmpfs(t testing.TB, size int64) string {
 		t.Fatal(err)
 	}
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0755", size)); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			// root without CAP_SYS_ADMIN (an unprivileged container)
+			missing(t, "mount a tmpfs on %s: %v (needs CAP_SYS_ADMIN)", dir, err)
+		}
 		t.Fatalf("mount a tmpfs on %s: %v", dir, err)
 	}
 	t.Cleanup(func() {
