@@ -16,6 +16,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -279,8 +280,8 @@ func (s *sealer) imaResult(i int) (*sigResult, error) {
 // signed, without waiting for it, and returns its result (nil: the file
 // has no EVM key) for sealBegun; buf is scratch space, returned for
 // reuse. So sealEarly seals files with EVM a window at a time, instead of
-// waiting for each EVM signature behind the queue, or leaving them all to
-// Close with their IMA results held (200,000 files, RSA-2048: 150 MiB of
+// waiting for each EVM signature in turn, or leaving them all to Close with
+// their IMA results held (200,000 files, RSA-2048: 150 MiB of
 // live heap at the start of Close).
 func (s *sealer) begin(buf manifest.Xattrs, i int) (*sigResult, manifest.Xattrs, error) {
 	if s.lay.rule(&s.lay.files[i]).evmKey == "" {
@@ -369,12 +370,16 @@ func (s *sealer) submitEVM(i int32, xs manifest.Xattrs) (*sigResult, error) {
 		return nil, fmt.Errorf("EVM signature of %s: %w", e.Path, err)
 	}
 	// the store's slot, not a copy a file: the pool's result and its
-	// count of unique pairs refer to it (newSealer)
+	// count of unique pairs refer to it (newSealer). Written once: a file
+	// sealed again by Close after its early EVM signature failed has the
+	// same digest, which the pool may still be reading.
 	slot := s.evmDigests.slot(i)
 	if len(d) != len(slot) {
 		return nil, fmt.Errorf("EVM signature of %s: internal: a %d-byte digest, want %d", e.Path, len(d), len(slot))
 	}
-	copy(slot, d)
+	if !bytes.Equal(slot, d) {
+		copy(slot, d)
+	}
 	return s.pool.submit(evmPoolKey(fr.evmKey), e.Path, s.evmDigests.get(i)), nil
 }
 

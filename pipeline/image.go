@@ -130,9 +130,10 @@ type beginSealer interface {
 }
 
 // begunWindow is the most files sealEarly has begun (beginSealer) and not
-// sealed: a second signature asked for goes behind the queue of the
-// later files' first ones (up to 4,096 jobs), so a window of that size
-// rarely waits, and it bounds the signatures held for them.
+// sealed; it bounds the signatures held for them. The pool's workers take
+// a second signature (EVM) before the queue of later files' first ones
+// (signPool.lateJobs), so the oldest begun file's is usually made by the
+// time the window is full.
 const begunWindow = 4096
 
 func newSquashfsImage(out io.WriteSeeker, opts squashfs.Options) (*squashfsImage, error) {

@@ -22,8 +22,10 @@ type signFunc func(path string, digest []byte) ([]byte, error)
 // on (key, digest) (RSA PKCS#1 v1.5 and RFC 6979 ECDSA are deterministic), so
 // completion order never reaches the image.
 //
-// A build keeps one result per unique pair until the image is written, so
-// the pool's state is kept small: results are found by (key index, the
+// A result stays from its submit until every file given it is sealed (the
+// last 65,536 released ones are kept for identical files that follow; a
+// late key's, EVM's, also stay after forget: lateKey), and a build holds
+// many at once, so the pool's state is kept small: results are found by (key index, the
 // digest's first 8 bytes), with the whole digest compared; a finished
 // result is told apart by a flag under the pool's lock, not by a channel or
 // WaitGroup of its own; errors (rare) are kept aside, and so are the

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -261,5 +262,60 @@ func TestBuildEVMXattrList(t *testing.T) {
 	}
 	if other := image("[security.ima, security.capability]"); bytes.Equal(named, other) {
 		t.Error("a list without security.selinux gives the same EVM signatures for a file that has it")
+	}
+}
+
+// TestBuildReproducibleEVM: a SquashFS build with EVM on more files than
+// sealEarly's window (begunWindow), identical contents under two modes
+// (shared IMA signatures, distinct EVM ones), gives the same image and
+// record with 1 or 8 workers and with GOMAXPROCS=1: the order in which
+// EVM signatures are made and released does not reach the bytes.
+func TestBuildReproducibleEVM(t *testing.T) {
+	p := tarProject(t)
+	const files, contents = begunWindow + 404, 900
+	for i := range files {
+		d := filepath.Join(p.dir, "src", "opt", "tenant", fmt.Sprintf("d%02d", i%50))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mode := os.FileMode(0o644)
+		if i/contents%2 == 1 { // the copies of one content alternate
+			mode = 0o600
+		}
+		f := filepath.Join(d, fmt.Sprintf("f%04d", i))
+		if err := os.WriteFile(f, []byte(fmt.Sprint(i%contents)), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(f, mode); err != nil { // past the umask
+			t.Fatal(err)
+		}
+	}
+	body := strings.Replace(fmt.Sprintf(tarManifest, "tar", "src", "sha256"),
+		"output: out/pkg.tar\n  format: tar\n", "output: out/img.sqsh\n  compression: zstd\n  block_size: 4K\n", 1)
+	m := p.manifest(t, "", "", body)
+	var ref, refRec []byte
+	for _, tc := range []struct{ workers, procs int }{{1, 0}, {8, 0}, {2, 1}} {
+		if tc.procs != 0 {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(tc.procs))
+		}
+		res, err := build(t, m, tc.workers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// the tenant key's IMA pairs, one per content, and its EVM pairs,
+		// two per content (two modes)
+		if res.Signatures < 3*contents {
+			t.Fatalf("workers %d: %d unique signatures: EVM not in play", tc.workers, res.Signatures)
+		}
+		run := readRun(t, res) // sigsource_disk_test.go
+		img, rec := run.img, run.rec
+		if ref == nil {
+			ref, refRec = img, rec
+			continue
+		}
+		if !bytes.Equal(img, ref) || !bytes.Equal(rec, refRec) {
+			t.Fatalf("workers %d, GOMAXPROCS %d: image equal %v, record equal %v",
+				tc.workers, tc.procs, bytes.Equal(img, ref), bytes.Equal(rec, refRec))
+		}
 	}
 }
