@@ -80,8 +80,9 @@ type Cache struct {
 	mu     sync.Mutex
 	w      *packWriter // this build's new pack, nil until the first Put
 	closed bool
+	kept   int // the entries of the pack Close kept
 
-	hits, misses, damagedN, stored atomic.Int64
+	hits, misses, damagedN atomic.Int64
 }
 
 // Open uses dir/blocks as the block store (creating it), trimmed to max
@@ -226,16 +227,10 @@ func (c *Cache) Put(k squashfs.BlockKey, stored []byte, compressed bool) {
 		}
 		c.w = w
 	}
-	added, err := c.w.add(k, stored, compressed)
-	if err != nil {
-		c.stored.Add(-int64(len(c.w.recs))) // the pack is not kept
-		c.w.abort()
+	if err := c.w.add(k, stored, compressed); err != nil {
+		c.w.abort() // the pack is not kept
 		c.w = nil
 		c.disable(err)
-		return
-	}
-	if added {
-		c.stored.Add(1)
 	}
 }
 
@@ -246,9 +241,17 @@ type Stats struct {
 	Stored       int64 // entries in the pack this build kept
 }
 
-// Stats returns the counts so far.
+// Stats returns the counts so far. Stored is derived from the pack: the
+// entries of the one being written (a key put twice is one entry), then of
+// the one Close kept; none of a pack a write failure dropped.
 func (c *Cache) Stats() Stats {
-	return Stats{Hits: c.hits.Load(), Misses: c.misses.Load(), Damaged: c.damagedN.Load(), Stored: c.stored.Load()}
+	c.mu.Lock()
+	stored := c.kept
+	if c.w != nil {
+		stored = len(c.w.recs)
+	}
+	c.mu.Unlock()
+	return Stats{Hits: c.hits.Load(), Misses: c.misses.Load(), Damaged: c.damagedN.Load(), Stored: int64(stored)}
 }
 
 // Close writes the new pack of the blocks this build stored, removes
@@ -273,16 +276,15 @@ func (c *Cache) Close() (int64, error) {
 	}
 	var fresh *pack
 	if c.w != nil {
-		n := int64(len(c.w.recs))
 		path, err := c.w.finish()
 		c.w = nil
 		if err != nil {
-			c.stored.Add(-n) // the pack is not kept
-			c.disable(err)
+			c.disable(err) // the pack is not kept
 		} else if fresh, err = openPack(path); err != nil {
 			return 0, fmt.Errorf("block cache: the pack just written: %w", err)
 		} else {
 			c.packs = append([]*pack{fresh}, c.packs...)
+			c.kept = fresh.n
 			for i := range fresh.used {
 				fresh.used[i].Store(true)
 			}
@@ -359,7 +361,7 @@ func (c *Cache) merge(total int64) (int64, error) {
 				if budget >= 0 && w.size()+int64(len(stored))+recordSize > budget {
 					continue
 				}
-				if _, err := w.add(rec.Key, stored, rec.Compressed); err != nil {
+				if err := w.add(rec.Key, stored, rec.Compressed); err != nil {
 					return err
 				}
 			}

@@ -236,19 +236,18 @@ func createTemp(dir string) (*os.File, error) {
 	return nil, &fs.PathError{Op: "createtemp", Path: filepath.Join(dir, tmpPrefix+"*"+PackExt), Err: fs.ErrExist}
 }
 
-// add appends an entry and says whether it did; a key already added is
-// skipped.
-func (w *packWriter) add(k squashfs.BlockKey, stored []byte, compressed bool) (added bool, err error) {
+// add appends an entry; a key already added is skipped.
+func (w *packWriter) add(k squashfs.BlockKey, stored []byte, compressed bool) error {
 	if w.has[k] {
-		return false, nil
+		return nil
 	}
 	if _, err := w.f.Write(stored); err != nil {
-		return false, err
+		return err
 	}
 	w.recs = append(w.recs, record{Key: k, Off: w.off, Len: uint32(len(stored)), CRC: crc32.Checksum(stored, castagnoli), Compressed: compressed})
 	w.has[k] = true
 	w.off += uint64(len(stored))
-	return true, nil
+	return nil
 }
 
 // size is the size the pack will have.
