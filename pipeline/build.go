@@ -156,8 +156,11 @@ type digestStore struct {
 }
 
 // newDigests makes room for the digests of every file of l, of hash h.
-func (l *layout) newDigests(h imasig.Hash) {
-	l.digests = digestStore{size: h.Size(), b: make([]byte, len(l.files)*h.Size())}
+func (l *layout) newDigests(h imasig.Hash) { l.digests = newDigestStore(len(l.files), h) }
+
+// newDigestStore makes room for n digests of hash h.
+func newDigestStore(n int, h imasig.Hash) digestStore {
+	return digestStore{size: h.Size(), b: make([]byte, n*h.Size())}
 }
 
 // slot is where file i's digest goes (written once, by the file's reader:
@@ -213,7 +216,7 @@ func newSealer(lay *layout, h imasig.Hash, evm imasig.EVMXattrs, pool *signPool)
 			continue
 		}
 		if s.evmDigests.size == 0 {
-			s.evmDigests = digestStore{size: h.Size(), b: make([]byte, len(lay.files)*h.Size())}
+			s.evmDigests = newDigestStore(len(lay.files), h)
 		}
 		pool.lateKey(evmPoolKey(r.evmKey), s.evmDigests.get)
 	}

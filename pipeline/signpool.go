@@ -25,14 +25,14 @@ type signFunc func(path string, digest []byte) ([]byte, error)
 // A result stays from its submit until every file given it is sealed (the
 // last 65,536 released ones are kept for identical files that follow; a
 // late key's, EVM's, also stay after forget: lateKey), and a build holds
-// many at once, so the pool's state is kept small: results are found by (key index, the
-// digest's first 8 bytes), with the whole digest compared; a finished
-// result is told apart by a flag under the pool's lock, not by a channel or
-// WaitGroup of its own; errors (rare) are kept aside, and so are the
-// channels of results someone waits for before they are done (a tar
-// build's Seals wait for each file's signature as soon as it is read: one
-// Cond broadcast per signature woke every waiting Seal, thousands, each
-// time).
+// many at once, so the pool's state is kept small: results are found by
+// (key index, the digest's first 8 bytes), with the whole digest compared;
+// a finished result is told apart by a flag under the pool's lock, not by
+// a channel or WaitGroup of its own; errors (rare) are kept aside, and so
+// are the channels of results someone waits for before they are done (a
+// tar build's Seals wait for each file's signature as soon as it is read:
+// one Cond broadcast per signature woke every waiting Seal, thousands,
+// each time).
 type signPool struct {
 	names []string    // key names, by index
 	fns   []signFunc  // by key index
