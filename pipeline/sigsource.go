@@ -361,6 +361,11 @@ type sigStore struct {
 	written []string        // packs this build wrote (spilled)
 	damaged []string        // packs that did not parse: merged away
 	stale   bool            // a pack held a value that did not verify
+	// failed is why a pack could not be written: nothing more is kept
+	// or written for this store (a full disk stays full for the rest of
+	// a build: a retry at every spill encoded and wrote 65,536 values to
+	// fail again).
+	failed error
 }
 
 func (s *sigStore) load() {
@@ -423,15 +428,26 @@ func (s *sigStore) markStale() {
 func (s *sigStore) add(digest, val []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failed != nil {
+		return
+	}
 	s.fresh = append(s.fresh, sigpack.Entry{Digest: slices.Clone(digest), Value: val})
 	if len(s.fresh) >= spillAt {
-		if path, err := sigpack.Write(s.dir, s.size, s.fresh); err == nil {
-			s.written = append(s.written, path)
-		} else {
-			s.c.warnf("store", "signature cache %s: %v; not storing signatures", s.dir, err)
-		}
-		s.fresh = nil
+		s.spill()
 	}
+}
+
+// spill writes the fresh values as a pack (s.mu held); after a failure,
+// warned once, the store keeps and writes nothing more.
+func (s *sigStore) spill() {
+	path, err := sigpack.Write(s.dir, s.size, s.fresh)
+	s.fresh = nil
+	if err != nil {
+		s.failed = err
+		s.c.warnf("store", "signature cache %s: %v; not storing signatures", s.dir, err)
+		return
+	}
+	s.written = append(s.written, path)
 }
 
 // flush writes the fresh values as a pack and merges the packs when there
@@ -439,13 +455,11 @@ func (s *sigStore) add(digest, val []byte) {
 func (s *sigStore) flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.fresh) > 0 {
-		path, err := sigpack.Write(s.dir, s.size, s.fresh)
-		if err != nil {
-			return err
-		}
-		s.written = append(s.written, path)
-		s.fresh = nil
+	if len(s.fresh) > 0 && s.failed == nil {
+		s.spill()
+	}
+	if s.failed != nil {
+		return s.failed
 	}
 	if len(s.packs)+len(s.written) <= maxPacks && len(s.damaged) == 0 && !s.stale {
 		return nil

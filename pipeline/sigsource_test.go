@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/imaforge/imaforge/ceremony"
@@ -496,5 +497,37 @@ func TestSignatureCachePacks(t *testing.T) {
 	}
 	if _, _, _, err := cacheBuild(t, m, sub, nil); err == nil {
 		t.Fatal("cache directory not writable, no Warn: no error from Close")
+	}
+}
+
+// TestSignatureStoreStopsAfterFailure: once a pack cannot be written (here
+// the store's directory would be under a regular file: ENOTDIR), the store
+// warns once, keeps no more values and writes no more packs for the rest of
+// the build (a full disk retried every spillAt values, encoding each time),
+// and Close's flush reports the failure.
+func TestSignatureStoreStopsAfterFailure(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var warnings []string
+	c := &SignatureCache{dir: dir, Warn: func(m string) { warnings = append(warnings, m) }}
+	s := &sigStore{c: c, dir: filepath.Join(file, "sha256"), size: sha256.Size}
+	for i := range 2*spillAt + 10 {
+		digest := sha256.Sum256(fmt.Append(nil, i))
+		s.add(digest[:], []byte{1, 2, 3})
+		if i == spillAt-1 && s.failed == nil {
+			t.Fatal("the first pack, under a regular file, was written")
+		}
+	}
+	if len(s.fresh) != 0 || len(s.written) != 0 {
+		t.Errorf("after the failure: %d values kept, %d packs written; want none", len(s.fresh), len(s.written))
+	}
+	if err := s.flush(); !errors.Is(err, syscall.ENOTDIR) {
+		t.Errorf("flush: %v, want ENOTDIR", err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], s.dir) {
+		t.Errorf("warnings %q, want one naming %s", warnings, s.dir)
 	}
 }
