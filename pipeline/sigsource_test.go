@@ -530,4 +530,21 @@ func TestSignatureStoreStopsAfterFailure(t *testing.T) {
 	if len(warnings) != 1 || !strings.Contains(warnings[0], s.dir) {
 		t.Errorf("warnings %q, want one naming %s", warnings, s.dir)
 	}
+
+	// --signature-cache (no Warn: a failure to store is an error): a pack
+	// that failed mid-build is Close's error, even when the last values
+	// would have found room (before, they were dropped without a word)
+	c = &SignatureCache{dir: dir}
+	s = &sigStore{c: c, dir: filepath.Join(file, "sha256"), size: sha256.Size}
+	c.stores = []*sigStore{s}
+	for i := range spillAt {
+		digest := sha256.Sum256(fmt.Append(nil, i))
+		s.add(digest[:], []byte{1, 2, 3})
+	}
+	s.dir = filepath.Join(dir, "room", "sha256") // room for the rest
+	digest := sha256.Sum256([]byte("last"))
+	s.add(digest[:], []byte{1, 2, 3})
+	if err := c.Close(); !errors.Is(err, syscall.ENOTDIR) || !strings.Contains(err.Error(), "signature cache") {
+		t.Errorf("Close without Warn after a failed pack: %v, want the ENOTDIR naming the cache", err)
+	}
 }
