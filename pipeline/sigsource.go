@@ -455,7 +455,7 @@ func (s *sigStore) spill() {
 func (s *sigStore) flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.fresh) > 0 && s.failed == nil {
+	if len(s.fresh) > 0 { // none once a pack failed (add)
 		s.spill()
 	}
 	if s.failed != nil {

@@ -513,7 +513,7 @@ func TestSignatureStoreStopsAfterFailure(t *testing.T) {
 	}
 	var warnings []string
 	c := &SignatureCache{dir: dir, Warn: func(m string) { warnings = append(warnings, m) }}
-	s := &sigStore{c: c, dir: filepath.Join(file, "sha256"), size: sha256.Size}
+	s := c.store(file, imasig.SHA256) // its directory: under the regular file
 	for i := range 2*spillAt + 10 {
 		digest := sha256.Sum256(fmt.Append(nil, i))
 		s.add(digest[:], []byte{1, 2, 3})
@@ -535,8 +535,7 @@ func TestSignatureStoreStopsAfterFailure(t *testing.T) {
 	// that failed mid-build is Close's error, even when the last values
 	// would have found room (before, they were dropped without a word)
 	c = &SignatureCache{dir: dir}
-	s = &sigStore{c: c, dir: filepath.Join(file, "sha256"), size: sha256.Size}
-	c.stores = []*sigStore{s}
+	s = c.store(file, imasig.SHA256)
 	for i := range spillAt {
 		digest := sha256.Sum256(fmt.Append(nil, i))
 		s.add(digest[:], []byte{1, 2, 3})
